@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# multiaddr depends on trio-typing, whose old trio-stubs shadow trio's own
+	# inline types for mypy; multiaddr never imports it, so the dev env drops it.
+	$(BIN)/pip uninstall --quiet --yes trio-typing
 	touch $(STAMP)
 
 demo: $(STAMP)

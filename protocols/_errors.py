@@ -72,3 +72,16 @@ class StreamError(ProtocolError):
 
 class StatusDocumentError(ProtocolError):
     """A ``/status`` document is unusable as a whole (not JSON, not an object, too big)."""
+
+
+class PeerStoreError(ProtocolError):
+    """The persisted peer store is unusable as a whole (not JSON, wrong version, too big)."""
+
+
+class StreamLimitReached(Exception):
+    """This side cannot open another stream: its concurrent-stream limit is reached
+    (or the connection ran out of stream ids).
+
+    Not a :class:`ProtocolError`: nothing the peer sent is wrong. Wait for a
+    stream to finish, or use another connection.
+    """

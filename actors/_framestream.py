@@ -1,0 +1,107 @@
+"""The narrow transport seam: a connection is a bidirectional stream of frames.
+
+Theory of operation
+-------------------
+Everything above the transport (handshake, stream multiplexing, Identify,
+AutoNAT) needs only four things from a connection: send one frame, receive
+one frame, close it, and know the real local and remote addresses. That is
+:class:`FrameStream`. A :class:`Transport` produces them by dialing and by
+listening. The WebSocket transport implements it over TCP/TLS; the memory
+transport (:mod:`actors._memory_transport`) implements it with Trio memory
+channels so that tests and the simulator run thousands of nodes in one
+process with no sockets.
+
+Errors follow trio's split between "you closed it" and "it broke":
+:class:`TransportClosed` means this side closed the stream, while
+:class:`TransportBroken` means the peer went away or the connection failed
+(the reason says how). ``receive`` on a stream the peer closed cleanly raises
+:class:`TransportBroken` as well, with the peer's close reason, because for
+our protocols an unexpected end of the connection is always a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+import trio
+
+from protocols import WsAddress
+
+
+class TransportError(Exception):
+    """Base class for transport failures."""
+
+
+class TransportClosed(TransportError):
+    """This side already closed the stream (a usage error, like trio.ClosedResourceError)."""
+
+
+class TransportBroken(TransportError):
+    """The peer closed the connection or it failed (like trio.BrokenResourceError)."""
+
+
+class DialError(TransportError):
+    """A dial did not produce a connection (refused, unreachable, timed out, bad URL)."""
+
+
+class FrameStream(Protocol):
+    """One connection: whole frames in, whole frames out."""
+
+    @property
+    def local_addr(self) -> WsAddress:
+        """Our end of the connection as a multiaddr (no peer id)."""
+        ...
+
+    @property
+    def remote_addr(self) -> WsAddress:
+        """The peer's end as we see it - the address Identify reports as observed."""
+        ...
+
+    async def send(self, frame: bytes) -> None:
+        """Send one frame. Raises TransportClosed or TransportBroken."""
+        ...
+
+    async def receive(self) -> bytes:
+        """Receive one frame. Raises TransportClosed or TransportBroken."""
+        ...
+
+    async def aclose(self, reason: str = "") -> None:
+        """Close with a human-readable reason; idempotent, never raises."""
+        ...
+
+
+StreamHandler = Callable[[FrameStream], Awaitable[None]]
+
+
+class Transport(Protocol):
+    """Dials and listens; the only component that knows about sockets."""
+
+    async def listen(
+        self,
+        addr: WsAddress,
+        handler: StreamHandler,
+        *,
+        task_status: trio.TaskStatus[list[WsAddress]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve ``addr`` until cancelled, running ``handler`` per inbound connection.
+
+        Reports the bound addresses (real ports when ``addr`` asked for port 0)
+        through ``task_status.started``. The handler's stream is closed when the
+        handler returns.
+        """
+        ...
+
+    def dial(
+        self, addr: WsAddress, *, reuse_listen_port: bool = True
+    ) -> AbstractAsyncContextManager[FrameStream]:
+        """``async with transport.dial(addr) as stream:`` - raises DialError on entry.
+
+        The context manager owns the connection: leaving it closes the stream
+        (and any task the implementation needs to run it). With
+        ``reuse_listen_port`` the outbound connection binds our listen port where
+        the OS allows (so NATs map it like the listener); AutoNAT dial-backs pass
+        False to always use a fresh ephemeral port.
+        """
+        ...

@@ -1,0 +1,189 @@
+"""In-memory transport: many nodes in one process, no sockets.
+
+Theory of operation
+-------------------
+A :class:`MemoryNetwork` is a switchboard keyed by ``(host, port)``. A
+:class:`MemoryTransport` is one host's view of it: ``listen`` registers a
+handler under the host's address, ``dial`` looks the target up and, when a
+listener is there, creates a connected pair of :class:`MemoryFrameStream`
+(two bounded memory channels) and starts the listener's handler in the
+listener's own nursery. Outbound connections get an ephemeral port from the
+network, or the dialer's listen port when ``reuse_listen_port`` is set, so
+observed addresses behave like real TCP.
+
+``MemoryNetwork.dial_filter`` lets tests and the simulator model firewalls
+and NATs: it is called with ``(source, destination)`` and returns a reason
+string to refuse the dial, or ``None`` to allow it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import trio
+
+from protocols import WsAddress
+
+from ._framestream import DialError, StreamHandler, TransportBroken, TransportClosed
+
+FRAME_BUFFER = 64
+
+DialFilter = Callable[[WsAddress, WsAddress], str | None]
+
+
+def _tcp_addr(host: str, port: int) -> WsAddress:
+    kind = "ip6" if ":" in host else "ip4"
+    return WsAddress(host=host, kind=kind, port=port, secure=False, peer_id=None)
+
+
+class MemoryFrameStream:
+    """One end of an in-memory connection."""
+
+    def __init__(
+        self,
+        local: WsAddress,
+        remote: WsAddress,
+        send_channel: trio.MemorySendChannel[bytes],
+        receive_channel: trio.MemoryReceiveChannel[bytes],
+    ) -> None:
+        self._local, self._remote = local, remote
+        self._send, self._receive = send_channel, receive_channel
+        self._closed = False
+        self.close_reason = ""
+
+    @property
+    def local_addr(self) -> WsAddress:
+        return self._local
+
+    @property
+    def remote_addr(self) -> WsAddress:
+        return self._remote
+
+    async def send(self, frame: bytes) -> None:
+        if self._closed:
+            raise TransportClosed("stream already closed by this side")
+        try:
+            await self._send.send(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise TransportBroken("peer closed the connection") from exc
+
+    async def receive(self) -> bytes:
+        if self._closed:
+            raise TransportClosed("stream already closed by this side")
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel as exc:
+            raise TransportBroken("peer closed the connection") from exc
+        except trio.ClosedResourceError as exc:
+            raise TransportClosed("stream closed by this side") from exc
+
+    async def aclose(self, reason: str = "") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.close_reason = reason
+        await self._send.aclose()
+        await self._receive.aclose()
+
+
+def memory_stream_pair(
+    a: WsAddress, b: WsAddress, buffer: int = FRAME_BUFFER
+) -> tuple[MemoryFrameStream, MemoryFrameStream]:
+    """A connected pair: ``a`` sees ``b`` as remote and vice versa."""
+    a_to_b_send, a_to_b_recv = trio.open_memory_channel[bytes](buffer)
+    b_to_a_send, b_to_a_recv = trio.open_memory_channel[bytes](buffer)
+    return (
+        MemoryFrameStream(a, b, a_to_b_send, b_to_a_recv),
+        MemoryFrameStream(b, a, b_to_a_send, a_to_b_recv),
+    )
+
+
+@dataclass
+class _Listener:
+    handler: StreamHandler
+    nursery: trio.Nursery
+
+
+@dataclass
+class MemoryNetwork:
+    """The switchboard shared by every :class:`MemoryTransport` of one test or simulation."""
+
+    dial_filter: DialFilter | None = None
+    _listeners: dict[tuple[str, int], _Listener] = field(default_factory=dict)
+    _ports: itertools.count[int] = field(default_factory=lambda: itertools.count(40000))
+    dials: list[tuple[WsAddress, WsAddress]] = field(default_factory=list)
+
+    def transport(self, host: str) -> MemoryTransport:
+        return MemoryTransport(self, host)
+
+    def next_port(self) -> int:
+        return next(self._ports)
+
+
+class MemoryTransport:
+    """One host on a :class:`MemoryNetwork`."""
+
+    def __init__(self, network: MemoryNetwork, host: str) -> None:
+        self._network = network
+        self.host = host
+        self._listen_port: int | None = None
+
+    async def listen(
+        self,
+        addr: WsAddress,
+        handler: StreamHandler,
+        *,
+        task_status: trio.TaskStatus[list[WsAddress]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        port = addr.port or self._network.next_port()
+        key = (self.host, port)
+        if key in self._network._listeners:
+            raise OSError(f"address {self.host}:{port} already in use")
+        async with trio.open_nursery() as nursery:
+            self._network._listeners[key] = _Listener(handler, nursery)
+            self._listen_port = port
+            try:
+                task_status.started([_tcp_addr(self.host, port)])
+                await trio.sleep_forever()
+            finally:
+                del self._network._listeners[key]
+                self._listen_port = None
+
+    @asynccontextmanager
+    async def dial(
+        self, addr: WsAddress, *, reuse_listen_port: bool = True
+    ) -> AsyncIterator[MemoryFrameStream]:
+        stream = await self._connect(addr, reuse_listen_port)
+        try:
+            yield stream
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose("dialer closed the connection")
+
+    async def _connect(self, addr: WsAddress, reuse_listen_port: bool) -> MemoryFrameStream:
+        await trio.lowlevel.checkpoint()
+        port = self._listen_port if (reuse_listen_port and self._listen_port) else None
+        local = _tcp_addr(self.host, port or self._network.next_port())
+        remote = _tcp_addr(addr.host, addr.port)
+        self._network.dials.append((local, remote))
+        if self._network.dial_filter is not None:
+            refused = self._network.dial_filter(local, remote)
+            if refused is not None:
+                raise DialError(f"dial to {remote} refused: {refused}")
+        listener = self._network._listeners.get((addr.host, addr.port))
+        if listener is None:
+            raise DialError(f"connection refused: nothing listens on {remote}")
+        ours, theirs = memory_stream_pair(local, remote)
+        listener.nursery.start_soon(_serve, listener.handler, theirs)
+        return ours
+
+
+async def _serve(handler: StreamHandler, stream: MemoryFrameStream) -> None:
+    try:
+        await handler(stream)
+    finally:
+        with trio.CancelScope(shield=True):
+            await stream.aclose("handler finished")

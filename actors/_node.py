@@ -1,0 +1,197 @@
+"""A whole node: actors, mailboxes and supervisor, and the embedding API.
+
+Theory of operation
+-------------------
+``async with open_node(config) as node:`` builds everything that must
+outlive an actor incarnation - the mailboxes, the node model, the dial
+planner, the snapshot :class:`Watch` - then starts the actors under one
+one_for_one :class:`Supervisor` in a nursery of its own, in dependency
+order: StatusTracker (everyone reports to it), IdentifyActor, Dialer (which
+starts listening and dialing). The body of the ``async with`` runs once all
+of them signalled readiness; leaving it cancels the supervisor, which stops
+the actors in reverse order (the tracker last, so it saves the peer store
+after the final ``ConnectionDown`` events).
+
+The :class:`Node` handle only reads immutable snapshots and sends messages:
+``snapshot()``, ``subscribe()``, ``wait_for(predicate)``, ``connect(addr)``,
+``statistics()``. Several nodes run side by side in one process (tests, the
+simulator): nothing here is global.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+
+from protocols import (
+    IDENTIFY_PROTOCOL_ID,
+    IDENTIFY_PUSH_PROTOCOL_ID,
+    Backoff,
+    ConnectionInfo,
+    DialPlanner,
+    Keypair,
+    NodeConfig,
+    NodeModel,
+    NodeSnapshot,
+    PeerId,
+    WsAddress,
+    load_or_create_keypair,
+)
+
+from ._childspec import ChildSpec
+from ._dialer import Dialer, DialerState, DialerStatistics
+from ._framestream import Transport
+from ._identify import IdentifyActor, IdentifyResponder, IdentifyState
+from ._mailbox import Mailbox, call
+from ._messages import Connect, DialerCommand, DialFailed, IdentifyInput, TrackerEvent
+from ._status_tracker import StatusTracker, StatusTrackerStatistics
+from ._supervisor import Supervisor, SupervisorStatistics
+from ._watch import Watch, WatchSubscription
+from ._ws_transport import WebSocketTransport
+
+CONNECT_TIMEOUT_SLACK = 5.0
+
+
+class ConnectError(Exception):
+    """``node.connect`` did not produce a connection; the message says why."""
+
+
+@dataclass(frozen=True)
+class NodeStatistics:
+    supervisor: SupervisorStatistics
+    dialer: DialerStatistics
+    tracker: StatusTrackerStatistics
+    identified: int
+    identify_failures: int
+
+
+class Node:
+    """Handle of a running node; see :func:`open_node`."""
+
+    def __init__(self, *, keypair: Keypair, config: NodeConfig, watch: Watch[NodeSnapshot],
+                 dialer_box: Mailbox[DialerCommand], supervisor: Supervisor, dialer: Dialer,
+                 tracker: StatusTracker, identify: IdentifyActor) -> None:
+        self.keypair = keypair
+        self.config = config
+        self._watch = watch
+        self._dialer_box = dialer_box
+        self.supervisor = supervisor
+        self._dialer = dialer
+        self._tracker = tracker
+        self._identify = identify
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self.keypair.peer_id
+
+    @property
+    def listen_addrs(self) -> tuple[WsAddress, ...]:
+        """Bound listen addresses, each with our ``/p2p/`` id."""
+        return tuple(a.with_peer_id(self.peer_id) for a in self._watch.get().listen_addrs)
+
+    def snapshot(self) -> NodeSnapshot:
+        """The latest immutable view of the node."""
+        return self._watch.get()
+
+    def subscribe(self) -> WatchSubscription[NodeSnapshot]:
+        """``async for snap in node.subscribe():`` - current snapshot, then each change."""
+        return self._watch.subscribe()
+
+    async def wait_for(self, predicate: Callable[[NodeSnapshot], bool]) -> NodeSnapshot:
+        """Wait until a snapshot satisfies ``predicate`` (wrap in ``trio.fail_after``)."""
+        return await self._watch.wait_for(predicate)
+
+    async def connect(self, addr: WsAddress | str, *,
+                      timeout: float | None = None) -> ConnectionInfo:
+        """Connect to ``addr`` (``.../p2p/<id>``) or return the existing connection."""
+        target = addr if isinstance(addr, WsAddress) else WsAddress.parse(addr)
+        limit = timeout if timeout is not None else (
+            self.config.dial_timeout + self.config.handshake_timeout + CONNECT_TIMEOUT_SLACK)
+        try:
+            outcome: ConnectionInfo | DialFailed = await call(
+                self._dialer_box.sender(), partial(Connect, target), limit)
+        except trio.TooSlowError as exc:
+            raise ConnectError(f"connecting to {target} timed out after {limit:g} s") from exc
+        if isinstance(outcome, DialFailed):
+            raise ConnectError(f"could not connect to {target}: {outcome.reason}")
+        return outcome
+
+    def statistics(self) -> NodeStatistics:
+        return NodeStatistics(
+            supervisor=self.supervisor.statistics(), dialer=self._dialer.statistics(),
+            tracker=self._tracker.statistics(), identified=self._identify.identified,
+            identify_failures=self._identify.failures)
+
+
+def _keypair(config: NodeConfig, keypair: Keypair | None) -> Keypair:
+    if keypair is not None:
+        return keypair
+    if config.key_file is None:
+        return Keypair.generate()
+    return load_or_create_keypair(config.key_file)[0]
+
+
+@asynccontextmanager
+async def open_node(
+    config: NodeConfig,
+    *,
+    transport: Transport | None = None,
+    keypair: Keypair | None = None,
+    rng: random.Random | None = None,
+) -> AsyncIterator[Node]:
+    """Run a node for the duration of the ``async with`` block.
+
+    ``transport`` defaults to WebSockets; tests and the simulator pass a
+    :class:`~actors.MemoryTransport`. ``keypair`` overrides ``config.key_file``.
+    Raises :class:`~protocols.KeyFileError` for an unusable key file.
+    """
+    keys = _keypair(config, keypair)
+    rng = rng if rng is not None else random.Random()
+    now = trio.current_time()
+    watch: Watch[NodeSnapshot] = Watch()
+    tracker_box: Mailbox[TrackerEvent] = Mailbox(config.mailbox_size, name="status-tracker")
+    dialer_box: Mailbox[DialerCommand] = Mailbox(config.mailbox_size, name="dialer")
+    identify_box: Mailbox[IdentifyInput] = Mailbox(config.mailbox_size, name="identify")
+
+    model = NodeModel(keys.peer_id, max_peers=config.max_peers, started_at=now)
+    tracker = StatusTracker(model, tracker_box.receiver(), watch, data_dir=config.data_dir,
+                            save_interval=config.save_interval)
+    responder = IdentifyResponder(
+        keypair=keys, config=config, watch=watch, actor=identify_box.sender(),
+        protocols=(IDENTIFY_PROTOCOL_ID, IDENTIFY_PUSH_PROTOCOL_ID))
+    identify = IdentifyActor(responder=responder, config=config, state=IdentifyState(),
+                             inbox=identify_box.receiver(), tracker=tracker_box.sender(),
+                             watch=watch)
+    planner = DialPlanner(
+        keys.peer_id, target=config.target_peers, concurrency=config.dial_concurrency,
+        backoff=Backoff(initial=config.reconnect_initial, maximum=config.reconnect_max,
+                        jitter=0.2),
+        rng=rng, max_peers=config.max_peers)
+    dialer = Dialer(
+        config=config, keypair=keys,
+        transport=transport if transport is not None else WebSocketTransport(
+            max_frame_bytes=config.max_frame_bytes, connect_timeout=config.dial_timeout,
+            handshake_timeout=config.handshake_timeout),
+        state=DialerState(planner), inbox=dialer_box.receiver(),
+        tracker=tracker_box.sender(), identify=identify_box.sender(),
+        handlers={IDENTIFY_PROTOCOL_ID: responder.serve_request,
+                  IDENTIFY_PUSH_PROTOCOL_ID: responder.serve_push})
+    supervisor = Supervisor(
+        [ChildSpec("status-tracker", tracker.run, mailbox=tracker_box),
+         ChildSpec("identify", identify.run, mailbox=identify_box),
+         ChildSpec("dialer", dialer.run, mailbox=dialer_box)],
+        name=f"node-{str(keys.peer_id)[-6:]}", rng=rng)
+    node = Node(keypair=keys, config=config, watch=watch, dialer_box=dialer_box,
+                supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        try:
+            yield node
+        finally:
+            nursery.cancel_scope.cancel()
+    watch.close()

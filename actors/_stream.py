@@ -1,0 +1,198 @@
+"""One protocol stream of a :class:`~actors.Connection`, as its two ends use it.
+
+Theory of operation
+-------------------
+A :class:`Stream` is a thin handle: the connection's reader task puts the
+peer's messages into the stream's bounded inbox (a Trio memory channel; a
+full inbox pauses the reader, which is the only backpressure towards the
+peer), and :meth:`Stream.send` asks the connection to encode a frame and
+queue it for the connection's single writer task. The stream state itself
+lives in the connection's :class:`~protocols.StreamMux`.
+
+Errors follow trio's split between "you closed it" and "it broke":
+
+* :class:`StreamEnded` - :meth:`~Stream.receive` after the peer finished its
+  side (sent fin) and every message was received. Not a failure.
+* :class:`StreamReset` - the stream broke: the peer sent an error frame, the
+  stream outlived its timeout, or the connection ended
+  (code :data:`CONNECTION_CLOSED`). ``code`` is the wire error code.
+* ``trio.ClosedResourceError`` - this side already reset or closed the
+  stream (or, for :meth:`~Stream.send`, already sent fin): a usage error.
+
+A stream the peer resets (or that times out) also cancels the handler task
+serving it, because nothing useful can follow. A reset *we* send does not.
+
+:meth:`Stream.request` is the one-shot exchange most protocols here use:
+send one message as our whole side (``fin``), read one reply, close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from types import TracebackType
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from protocols import ErrorCode, WireMap
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+
+CONNECTION_CLOSED: Final = "connection-closed"
+"""The :attr:`StreamReset.code` of streams that were open when their connection ended."""
+
+
+class StreamEnded(Exception):
+    """The peer finished its side of the stream: no more messages will come."""
+
+
+class StreamReset(Exception):
+    """The stream broke: reset by the peer, timed out, or its connection ended."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"stream reset ({code})" + (f": {detail}" if detail else ""))
+        self.code = code
+        self.detail = detail
+
+
+class Stream:
+    """One stream: ``send`` / ``receive`` whole messages (maps), ``aclose`` or ``reset``."""
+
+    def __init__(self, connection: Connection, stream_id: int, protocol: str, *,
+                 inbound: bool, buffer: int) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+        self.protocol = protocol
+        self.inbound = inbound
+        self._inbox_send, self._inbox = trio.open_memory_channel[WireMap](buffer)
+        self._broken: tuple[str, str] | None = None
+        self._reset_by_us = False
+        self._closed_by_us = False
+        self.sent_fin = False
+        self.handler_scope: trio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        way = "inbound" if self.inbound else "outbound"
+        return f"<Stream {self.stream_id} {self.protocol} {way} peer={self.connection.peer_id}>"
+
+    # --- public API ---------------------------------------------------------
+
+    async def send(self, message: WireMap, *, fin: bool = False) -> None:
+        """Send one message; ``fin`` makes it our last. Waits while the send queue is full.
+
+        Raises :class:`StreamReset` if the stream broke, ``trio.ClosedResourceError``
+        after our fin or reset, and a :class:`~protocols.ProtocolError` subclass if
+        the message cannot be encoded (too large, bad value types).
+        """
+        await self.connection._send_on(self, message, fin)
+
+    async def receive(self) -> WireMap:
+        """The peer's next message; :class:`StreamEnded` after its fin."""
+        self.check_receivable()
+        try:
+            return await self._inbox.receive()
+        except trio.EndOfChannel:
+            if self._broken is not None:
+                raise StreamReset(*self._broken) from None
+            raise StreamEnded(f"the peer finished stream {self.stream_id} "
+                              f"({self.protocol})") from None
+        except trio.ClosedResourceError:
+            raise trio.ClosedResourceError("this side closed the stream") from None
+
+    async def reset(self, code: str = ErrorCode.INTERNAL_ERROR) -> None:
+        """Abort the stream with an error frame carrying ``code``; no-op once it ended."""
+        self.connection._reset(self, code)
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        """Finish our side (a bare fin unless we already sent fin) and drop further input.
+
+        Never raises for a stream that already broke; the peer may keep sending
+        until its own fin (those messages are discarded) or the stream timeout.
+        """
+        self._inbox.close()
+        try:
+            if self.done_locally or self._closed_by_us:
+                await trio.lowlevel.checkpoint()
+            else:
+                await self.connection._send_on(self, None, True)
+        except StreamReset:
+            pass
+        finally:
+            self._closed_by_us = True
+
+    async def request(self, message: WireMap, *, timeout: float | None = None) -> WireMap:
+        """Send ``message`` as our whole side, return the peer's first reply, close.
+
+        On ``timeout`` the stream is reset with ``stream-timeout`` and
+        ``trio.TooSlowError`` is raised. :class:`StreamEnded` means the peer
+        finished without replying.
+        """
+        try:
+            with trio.fail_after(math.inf if timeout is None else timeout):
+                await self.send(message, fin=True)
+                reply = await self.receive()
+        except trio.TooSlowError:
+            await self.reset(ErrorCode.STREAM_TIMEOUT)
+            raise
+        await self.aclose()
+        return reply
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc is None:
+            await self.aclose()
+        else:
+            await self.reset(ErrorCode.INTERNAL_ERROR)
+
+    # --- used by the connection ---------------------------------------------
+
+    @property
+    def reset_or_broken(self) -> bool:
+        return self._reset_by_us or self._broken is not None
+
+    @property
+    def done_locally(self) -> bool:
+        """We can send nothing more: fin sent, reset (either way) or closed."""
+        return self.sent_fin or self._reset_by_us or self._broken is not None
+
+    def check_sendable(self) -> None:
+        if self._reset_by_us:
+            raise trio.ClosedResourceError(f"stream {self.stream_id} was reset by this side")
+        if self._broken is not None:
+            raise StreamReset(*self._broken)
+        if self.sent_fin or self._closed_by_us:
+            raise trio.ClosedResourceError(f"already sent fin on stream {self.stream_id}")
+
+    def check_receivable(self) -> None:
+        if self._reset_by_us or self._closed_by_us:
+            raise trio.ClosedResourceError(f"stream {self.stream_id} was closed by this side")
+        if self._broken is not None:
+            raise StreamReset(*self._broken)
+
+    async def deliver(self, message: WireMap) -> None:
+        """Hand one of the peer's messages to the reader of this stream (or drop it)."""
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._inbox_send.send(message)  # raises when this side stopped reading
+
+    def end_of_input(self) -> None:
+        self._inbox_send.close()
+
+    def mark_reset_by_us(self) -> None:
+        self._reset_by_us = True
+        self._inbox_send.close()
+        self._inbox.close()
+
+    def mark_broken(self, code: str, detail: str) -> None:
+        """The peer reset it, it timed out, or the connection ended: wake and cancel users."""
+        if self._broken is not None or self._reset_by_us:
+            return
+        self._broken = (code, detail)
+        self._inbox_send.close()
+        if self.handler_scope is not None:
+            self.handler_scope.cancel()

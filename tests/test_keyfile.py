@@ -1,0 +1,228 @@
+"""Key file handling: Pyrsia's 64-byte format, mode 0600, atomic creation."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from protocols import (
+    KeyFileError,
+    Keypair,
+    load_keypair,
+    load_or_create_keypair,
+    save_keypair,
+)
+
+# libp2p/specs peer-ids/peer-ids.md test vector (Ed25519 private key protobuf,
+# whose Data is the 64-byte seed+public layout of Pyrsia's p2p_keypair.ser);
+# peer id as asserted by go-libp2p p2p/http/auth/auth_test.go.
+SPEC_KEYPAIR_BYTES = bytes.fromhex(
+    "7e0830617c4a7de83925dfb2694556b12936c477a0e1feb2e148ec9da60fee7d"
+    "1ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e"
+)
+SPEC_PEER_ID = "12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq"
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+
+
+def _write(path: Path, data: bytes, mode: int = 0o600) -> Path:
+    path.write_bytes(data)
+    path.chmod(mode)
+    return path
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_loads_pyrsia_format_with_same_peer_id(tmp_path: Path) -> None:
+    path = _write(tmp_path / "p2p_keypair.ser", SPEC_KEYPAIR_BYTES)
+    keypair = load_keypair(path)
+    assert str(keypair.peer_id) == SPEC_PEER_ID
+    assert keypair.to_bytes() == SPEC_KEYPAIR_BYTES
+
+
+@posix_only
+def test_create_then_load_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "p2p_keypair.ser"
+    created, was_created = load_or_create_keypair(path)
+    assert was_created
+    assert _mode(path) == 0o600
+    assert path.read_bytes() == created.to_bytes()
+    loaded, was_created_again = load_or_create_keypair(path)
+    assert not was_created_again
+    assert loaded == created
+    assert load_keypair(str(path)) == created
+
+
+@posix_only
+def test_create_makes_private_parent_directory(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "node" / "key"
+    _, created = load_or_create_keypair(path)
+    assert created
+    assert _mode(path.parent) == 0o700
+    assert _mode(path) == 0o600
+
+
+def test_atomic_creation_leaves_no_temp_files(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    load_or_create_keypair(path)
+    save_keypair(path, Keypair.generate())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key"]
+
+
+@posix_only
+def test_save_replaces_and_stays_private(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    first, second = Keypair.generate(), Keypair.generate()
+    save_keypair(path, first)
+    save_keypair(path, second)
+    assert load_keypair(path) == second
+    assert _mode(path) == 0o600
+
+
+def test_concurrent_creators_agree_on_one_key(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    results: list[tuple[Keypair, bool]] = []
+    lock = threading.Lock()
+
+    def create() -> None:
+        result = load_or_create_keypair(path)
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert len(results) == 8
+    assert len({keypair.to_bytes() for keypair, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert path.read_bytes() == results[0][0].to_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key"]
+
+
+def test_existing_file_is_never_overwritten(tmp_path: Path) -> None:
+    path = _write(tmp_path / "key", SPEC_KEYPAIR_BYTES)
+    keypair, created = load_or_create_keypair(path)
+    assert not created
+    assert str(keypair.peer_id) == SPEC_PEER_ID
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.ser"
+    with pytest.raises(KeyFileError, match=f"{path}.*does not exist"):
+        load_keypair(path)
+
+
+@pytest.mark.parametrize("size", [0, 32, 63, 65, 96])
+def test_wrong_size(tmp_path: Path, size: int) -> None:
+    path = _write(tmp_path / "key", (SPEC_KEYPAIR_BYTES * 2)[:size])
+    with pytest.raises(KeyFileError, match=rf"{path} is {size} bytes, expected 64"):
+        load_keypair(path)
+    # A corrupt existing file is reported, not silently replaced.
+    with pytest.raises(KeyFileError):
+        load_or_create_keypair(path)
+    assert path.stat().st_size == size
+
+
+def test_mismatched_public_half(tmp_path: Path) -> None:
+    data = SPEC_KEYPAIR_BYTES[:32] + Keypair.generate().public_key.raw
+    path = _write(tmp_path / "key", data)
+    with pytest.raises(KeyFileError, match=rf"{path} is corrupt: .*does not match"):
+        load_keypair(path)
+
+
+@posix_only
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620, 0o660, 0o666])
+def test_unsafe_permissions(tmp_path: Path, mode: int) -> None:
+    path = _write(tmp_path / "key", SPEC_KEYPAIR_BYTES, mode)
+    with pytest.raises(KeyFileError, match=rf"{path} has unsafe permissions.*chmod 600 {path}"):
+        load_keypair(path)
+
+
+@posix_only
+def test_read_only_owner_mode_is_fine(tmp_path: Path) -> None:
+    path = _write(tmp_path / "key", SPEC_KEYPAIR_BYTES, 0o400)
+    assert str(load_keypair(path).peer_id) == SPEC_PEER_ID
+
+
+@posix_only
+@pytest.mark.skipif(os.name == "posix" and os.geteuid() == 0, reason="root reads any file")
+def test_unreadable(tmp_path: Path) -> None:
+    path = _write(tmp_path / "key", SPEC_KEYPAIR_BYTES, 0o000)
+    with pytest.raises(KeyFileError, match=rf"{path}.*[Pp]ermission denied"):
+        load_keypair(path)
+
+
+def test_directory_is_not_a_key_file(tmp_path: Path) -> None:
+    path = tmp_path / "dir"
+    path.mkdir(mode=0o700)
+    with pytest.raises(KeyFileError, match=f"{path} is not a regular file"):
+        load_keypair(path)
+
+
+@posix_only
+def test_symlink_to_private_file_is_followed(tmp_path: Path) -> None:
+    target = _write(tmp_path / "real", SPEC_KEYPAIR_BYTES)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    assert str(load_keypair(link).peer_id) == SPEC_PEER_ID
+
+
+def test_unwritable_directory_names_the_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    path = blocker / "key"  # parent is a regular file
+    with pytest.raises(KeyFileError, match=f"cannot .*{path}"):
+        load_or_create_keypair(path)
+
+
+@posix_only
+def test_fifo_does_not_hang(tmp_path: Path) -> None:
+    path = tmp_path / "fifo"
+    os.mkfifo(path, 0o600)
+    with pytest.raises(KeyFileError, match="not a regular file"):
+        load_keypair(path)
+
+
+def test_permission_error_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # test_unreadable needs a non-root user; this covers the same path everywhere.
+    path = _write(tmp_path / "key", SPEC_KEYPAIR_BYTES)
+    real_open = os.open
+
+    def deny(target: object, flags: int, *args: int) -> int:
+        if Path(str(target)) == path:
+            raise PermissionError(13, "Permission denied", str(target))
+        return real_open(target, flags, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", deny)
+    with pytest.raises(KeyFileError, match=rf"cannot open key file {path}: Permission denied"):
+        load_keypair(path)
+
+
+@posix_only
+def test_key_bytes_are_never_in_a_readable_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created: list[tuple[int, int]] = []
+    real_open = os.open
+
+    def spy(target: object, flags: int, mode: int = 0o777, *args: int) -> int:
+        if flags & os.O_CREAT:
+            created.append((flags, mode))
+        return real_open(target, flags, mode, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", spy)
+    load_or_create_keypair(tmp_path / "key")
+    assert created, "the key file must be created through os.open"
+    for flags, mode in created:
+        assert flags & os.O_EXCL
+        assert mode == 0o600

@@ -1,0 +1,496 @@
+"""Sans-io stream multiplexer: ids, half-close, limits, timeouts and every violation."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from protocols import (
+    DecodeError,
+    ErrorFrame,
+    FrameTooLarge,
+    HandshakeOrderError,
+    ProtocolError,
+    StreamError,
+    StreamLimitReached,
+    WireMap,
+    decode_stream_frame,
+)
+from protocols._frames import StreamFrame
+from protocols._mux import (
+    InboundStreamOpened,
+    InboundStreamRejected,
+    MuxEvent,
+    MuxLimits,
+    MuxOutput,
+    StreamErrored,
+    StreamMessage,
+    StreamMux,
+    StreamState,
+)
+
+
+def frame(sid: int, message: WireMap | None = None, *, p: str | None = None,
+          fin: bool = False) -> bytes:
+    return StreamFrame(sid, p, {"x": 1} if message is None else message, fin).encode()
+
+
+def err(sid: int, code: str = "bad-message") -> bytes:
+    return ErrorFrame(sid, code).encode()
+
+
+def pair(**limits: int | float) -> tuple[StreamMux, StreamMux]:
+    mux_limits = MuxLimits(**limits)  # type: ignore[arg-type]
+    return (StreamMux(initiator=True, limits=mux_limits),
+            StreamMux(initiator=False, limits=mux_limits))
+
+
+# --- ids and the happy path ----------------------------------------------------
+
+
+def test_dialer_opens_odd_ids_and_listener_even_ids() -> None:
+    dialer, listener = pair()
+    assert [dialer.open_stream("/a", 0.0) for _ in range(3)] == [1, 3, 5]
+    assert [listener.open_stream("/a", 0.0) for _ in range(2)] == [2, 4]
+
+
+def test_only_the_first_frame_carries_the_protocol_id() -> None:
+    dialer, _ = pair()
+    sid = dialer.open_stream("/ipfs/id/1.0.0", 0.0)
+    first = decode_stream_frame(dialer.encode_message(sid, {"a": 1}))
+    second = decode_stream_frame(dialer.encode_message(sid, {"a": 2}, fin=True))
+    assert isinstance(first, StreamFrame) and isinstance(second, StreamFrame)
+    assert first.protocol == "/ipfs/id/1.0.0" and second.protocol is None
+    assert (first.stream_id, first.message, first.fin) == (1, {"a": 1}, False)
+    assert second.fin is True
+
+
+def test_request_response_closes_the_stream_on_both_sides() -> None:
+    dialer, listener = pair()
+    sid = dialer.open_stream("/echo", 0.0)
+    out = listener.receive(dialer.encode_message(sid, {"q": 1}, fin=True), 0.1)
+    assert out.events == (InboundStreamOpened(sid, "/echo"), StreamMessage(sid, {"q": 1}, True))
+    assert out.replies == ()
+    assert dialer.stream_state(sid) is StreamState.LOCAL_CLOSED
+    assert listener.stream_state(sid) is StreamState.REMOTE_CLOSED
+    back = dialer.receive(listener.encode_message(sid, {"r": 2}, fin=True), 0.2)
+    assert back.events == (StreamMessage(sid, {"r": 2}, True),)
+    assert dialer.stream_state(sid) is StreamState.CLOSED
+    assert listener.stream_state(sid) is StreamState.CLOSED
+    assert dialer.next_deadline() is None and listener.next_deadline() is None
+
+
+def test_half_close_lets_the_other_side_keep_sending() -> None:
+    dialer, listener = pair()
+    sid = dialer.open_stream("/data", 0.0)
+    listener.receive(dialer.encode_fin(sid), 0.0)  # opens and half-closes at once
+    for n in range(3):
+        out = dialer.receive(listener.encode_message(sid, {"n": n}), 0.0)
+        assert out.events == (StreamMessage(sid, {"n": n}, False),)
+    with pytest.raises(ValueError, match="already sent fin"):
+        dialer.encode_message(sid, {"late": True})
+    assert dialer.receive(listener.encode_fin(sid), 0.0).events == (StreamMessage(sid, None, True),)
+    assert dialer.stream_state(sid) is StreamState.CLOSED
+
+
+def test_bare_fin_is_reported_without_a_message_and_empty_final_message_is_refused() -> None:
+    dialer, listener = pair()
+    sid = dialer.open_stream("/a", 0.0)
+    with pytest.raises(ValueError, match="bare fin"):
+        dialer.encode_message(sid, {}, fin=True)
+    out = listener.receive(dialer.encode_message(sid, {}), 0.0)
+    assert out.events[1] == StreamMessage(sid, {}, False)  # an empty message is still a message
+    assert listener.receive(dialer.encode_fin(sid), 0.0).events == (StreamMessage(sid, None, True),)
+
+
+def test_unannounced_local_stream_costs_nothing_until_its_first_frame() -> None:
+    dialer, listener = pair()
+    first = dialer.open_stream("/a", 0.0)
+    second = dialer.open_stream("/b", 0.0)
+    out = listener.receive(dialer.encode_message(second, {}), 0.0)
+    assert out.events[0] == InboundStreamOpened(second, "/b")
+    assert listener.stream_state(first) is None
+    out = listener.receive(dialer.encode_message(first, {}), 0.0)  # announced out of order
+    assert out.events[0] == InboundStreamOpened(first, "/a")
+
+
+# --- connection-level violations -------------------------------------------------
+
+
+VIOLATIONS: list[tuple[str, list[bytes], type[ProtocolError], str]] = [
+    ("undecodable", [b"\xc1garbage"], DecodeError, "msgpack"),
+    ("empty", [b""], DecodeError, "empty frame"),
+    ("oversized", [frame(1, {"b": b"x" * 2000}, p="/a")], FrameTooLarge, "exceeds the limit"),
+    ("handshake frame", [b"\x81\xa1t\xa5hello"], HandshakeOrderError, "after the handshake"),
+    ("wrong parity", [frame(2, p="/a")], StreamError, "must use odd ids"),
+    ("missing protocol id", [frame(1)], StreamError, "no protocol id"),
+    ("protocol id twice", [frame(1, p="/a"), frame(1, p="/a")], StreamError, "already open"),
+    ("frame after fin", [frame(1, p="/a", fin=True), frame(1)], StreamError,
+     "after the peer's fin"),
+    ("frame after reset", [frame(1, p="/a"), err(1), frame(1)], StreamError, "reset by the peer"),
+    ("reserved id", [frame(0, p="/a")], StreamError, "reserved"),
+    ("reused id", [frame(1, p="/a"), err(1), frame(1, p="/a")], StreamError, "reused"),
+]
+
+
+@pytest.mark.parametrize(("frames", "error", "text"),
+                         [v[1:] for v in VIOLATIONS], ids=[v[0] for v in VIOLATIONS])
+def test_violations_raise_and_fail_the_mux(frames: list[bytes], error: type[ProtocolError],
+                                           text: str) -> None:
+    listener = StreamMux(initiator=False, limits=MuxLimits(max_frame_bytes=1024))
+    *legal, bad = frames
+    for data in legal:
+        listener.receive(data, 0.0)
+    with pytest.raises(error, match=text):
+        listener.receive(bad, 0.0)
+    assert listener.failure is not None and text.split()[0] in listener.failure
+    with pytest.raises(StreamError, match="already failed"):
+        listener.receive(frame(101, p="/a"), 0.0)
+    with pytest.raises(ValueError, match="failed"):
+        listener.open_stream("/a", 0.0)
+
+
+def test_frame_after_both_fins_is_a_violation() -> None:
+    dialer, listener = pair()
+    sid = dialer.open_stream("/a", 0.0)
+    listener.receive(dialer.encode_fin(sid), 0.0)
+    dialer.receive(listener.encode_fin(sid), 0.0)
+    with pytest.raises(StreamError, match="closed by both sides"):
+        listener.receive(frame(sid), 0.0)
+
+
+def test_peer_sending_on_our_stream_before_we_announced_it_is_a_violation() -> None:
+    dialer, _ = pair()
+    sid = dialer.open_stream("/a", 0.0)
+    with pytest.raises(StreamError, match="only we may open"):
+        dialer.receive(frame(sid), 0.0)
+
+
+def test_peer_using_an_id_of_our_parity_that_we_never_opened() -> None:
+    dialer, _ = pair()
+    with pytest.raises(StreamError, match="must use even ids"):
+        dialer.receive(frame(7, p="/a"), 0.0)
+
+
+# --- stream-level trouble: answered, connection survives ---------------------------
+
+
+def _open_inbound(listener: StreamMux, sid: int, protocol: str = "/a") -> MuxOutput:
+    return listener.receive(frame(sid, p=protocol), 0.0)
+
+
+def test_too_many_streams_is_answered_with_an_error_frame() -> None:
+    listener = StreamMux(initiator=False, limits=MuxLimits(max_streams=2))
+    _open_inbound(listener, 1)
+    _open_inbound(listener, 3)
+    out = _open_inbound(listener, 5)
+    assert out.events == (InboundStreamRejected(5, "/a", "too-many-streams"),)
+    assert [decode_stream_frame(r) for r in out.replies] == [ErrorFrame(5, "too-many-streams")]
+    assert listener.receive(frame(5, fin=True), 0.0) == MuxOutput()  # in flight: dropped
+    listener.receive(err(1), 0.0)  # one finishes: room again
+    assert _open_inbound(listener, 7).events[0] == InboundStreamOpened(7, "/a")
+    stats = listener.statistics()
+    assert (stats.rejected_too_many, stats.open_inbound, stats.frames_dropped) == (1, 2, 1)
+
+
+def test_reopening_a_rejected_id_is_a_violation() -> None:
+    listener = StreamMux(initiator=False, limits=MuxLimits(max_streams=1))
+    _open_inbound(listener, 1)
+    assert _open_inbound(listener, 3).replies
+    with pytest.raises(StreamError, match="reused"):
+        _open_inbound(listener, 3)
+
+
+def test_unsupported_protocol_is_answered_with_an_error_frame() -> None:
+    listener = StreamMux(initiator=False, protocols={"/a"})
+    out = _open_inbound(listener, 1, "/nope")
+    assert out.events == (InboundStreamRejected(1, "/nope", "unsupported-protocol"),)
+    assert decode_stream_frame(out.replies[0]) == ErrorFrame(1, "unsupported-protocol")
+    assert _open_inbound(listener, 3, "/a").events[0] == InboundStreamOpened(3, "/a")
+    assert listener.statistics().rejected_unsupported == 1
+
+
+def test_open_stream_at_the_limit_raises_locally() -> None:
+    dialer = StreamMux(initiator=True, limits=MuxLimits(max_streams=2))
+    first = dialer.open_stream("/a", 0.0)
+    dialer.open_stream("/a", 0.0)
+    with pytest.raises(StreamLimitReached, match="limit 2"):
+        dialer.open_stream("/a", 0.0)
+    dialer.encode_error(first, "internal-error")
+    assert dialer.open_stream("/a", 0.0) == 5
+
+
+def test_inbound_and_outbound_limits_are_separate() -> None:
+    listener = StreamMux(initiator=False, limits=MuxLimits(max_streams=1))
+    listener.open_stream("/a", 0.0)
+    assert _open_inbound(listener, 1).events[0] == InboundStreamOpened(1, "/a")
+
+
+def test_invalid_local_arguments_are_value_errors() -> None:
+    dialer, _ = pair()
+    for bad in ("", "a\nb", "x" * 300):
+        with pytest.raises(ValueError, match="protocol id"):
+            dialer.open_stream(bad, 0.0)
+    sid = dialer.open_stream("/a", 0.0)
+    with pytest.raises(ValueError, match="error code"):
+        dialer.encode_error(sid, "")
+    with pytest.raises(ValueError, match="not live"):
+        dialer.encode_message(99, {})
+
+
+def test_too_large_message_leaves_the_stream_unchanged() -> None:
+    dialer = StreamMux(initiator=True, limits=MuxLimits(max_frame_bytes=512))
+    sid = dialer.open_stream("/a", 0.0)
+    with pytest.raises(FrameTooLarge):
+        dialer.encode_message(sid, {"b": b"x" * 600}, fin=True)
+    decoded = decode_stream_frame(dialer.encode_message(sid, {"b": b"ok"}))
+    assert isinstance(decoded, StreamFrame) and decoded.protocol == "/a"
+    assert dialer.stream_state(sid) is StreamState.OPEN
+
+
+# --- resets, races, timeouts ----------------------------------------------------------
+
+
+def test_reset_in_either_direction() -> None:
+    dialer, listener = pair()
+    sid = dialer.open_stream("/a", 0.0)
+    listener.receive(dialer.encode_message(sid, {}), 0.0)
+    out = dialer.receive(listener.encode_error(sid, "bad-message"), 0.0)
+    assert out.events == (StreamErrored(sid, "bad-message", by_peer=True),)
+    assert dialer.stream_state(sid) is StreamState.RESET
+    assert listener.stream_state(sid) is StreamState.RESET
+    with pytest.raises(ValueError, match="not live"):
+        dialer.encode_message(sid, {})
+
+
+def test_frames_in_flight_after_our_reset_are_dropped() -> None:
+    dialer, listener = pair()
+    sid = dialer.open_stream("/a", 0.0)
+    listener.receive(dialer.encode_message(sid, {}), 0.0)
+    in_flight = [listener.encode_message(sid, {"n": 1}), listener.encode_fin(sid)]
+    reset = dialer.encode_error(sid, "internal-error")
+    for data in in_flight:
+        assert dialer.receive(data, 0.0) == MuxOutput()
+    crossing = listener.encode_error(sid, "bad-message")  # it resets too before seeing ours
+    assert listener.receive(reset, 0.0) == MuxOutput()
+    assert dialer.receive(crossing, 0.0) == MuxOutput()
+    assert dialer.statistics().frames_dropped == 3
+
+
+def test_error_frame_for_an_unknown_stream_is_ignored() -> None:
+    listener = StreamMux(initiator=False)
+    assert listener.receive(err(41), 0.0) == MuxOutput()
+    assert listener.failure is None
+
+
+def test_streams_time_out_and_both_sides_see_the_reset() -> None:
+    dialer, listener = pair(stream_timeout=5.0)
+    sid = dialer.open_stream("/a", 1.0)
+    listener.receive(dialer.encode_message(sid, {}), 2.0)
+    assert dialer.next_deadline() == 6.0 and listener.next_deadline() == 7.0
+    assert dialer.expire(5.9) == MuxOutput()
+    out = dialer.expire(6.0)
+    assert out.events == (StreamErrored(sid, "stream-timeout", by_peer=False),)
+    assert listener.receive(out.replies[0], 6.1).events == (
+        StreamErrored(sid, "stream-timeout", by_peer=True),)
+    assert listener.expire(100.0) == MuxOutput()
+    assert dialer.statistics().timed_out == 1 and listener.statistics().reset_by_peer == 1
+
+
+def test_forgotten_streams_are_dropped_not_violations() -> None:
+    listener = StreamMux(initiator=False, limits=MuxLimits(remembered_streams=1))
+    _open_inbound(listener, 1)
+    listener.encode_error(1, "bad-message")
+    _open_inbound(listener, 3)
+    listener.encode_error(3, "bad-message")  # evicts stream 1 from memory
+    assert listener.stream_state(1) is None
+    assert listener.receive(frame(1), 0.0) == MuxOutput()
+    listener.open_stream("/a", 0.0)
+    sid = listener.open_stream("/a", 0.0)
+    listener.encode_error(sid - 2, "bad-message")
+    listener.encode_error(sid, "bad-message")
+    assert listener.receive(frame(sid - 2), 0.0) == MuxOutput()
+
+
+def test_statistics_count_traffic() -> None:
+    dialer, listener = pair()
+    sid = dialer.open_stream("/a", 0.0)
+    listener.receive(dialer.encode_message(sid, {}, fin=False), 0.0)
+    stats = dialer.statistics()
+    assert (stats.open_outbound, stats.opened_outbound, stats.frames_sent) == (1, 1, 1)
+    stats = listener.statistics()
+    assert (stats.open_inbound, stats.opened_inbound, stats.frames_received) == (1, 1, 1)
+
+
+def test_limits_are_validated() -> None:
+    for bad in ({"max_streams": 0}, {"stream_timeout": 0}, {"max_frame_bytes": 2**30},
+                {"remembered_streams": True}, {"stream_timeout": "1"}):
+        with pytest.raises(ValueError):
+            MuxLimits(**bad)
+
+
+# --- hypothesis: hostile input only ever raises ProtocolError ---------------------------
+
+
+@given(st.lists(st.binary(max_size=64), max_size=8), st.booleans())
+def test_arbitrary_bytes_raise_only_protocol_errors(blobs: list[bytes], initiator: bool) -> None:
+    mux = StreamMux(initiator=initiator)
+    for blob in blobs:
+        with contextlib.suppress(ProtocolError):
+            mux.receive(blob, 0.0)
+
+
+_messages = st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 3) | st.binary(max_size=4),
+                            max_size=2)
+_stream_frames = st.builds(
+    lambda sid, p, m, fin: StreamFrame(sid, p, m, fin).encode(),
+    st.integers(0, 12), st.none() | st.sampled_from(["/a", "/b"]), _messages, st.booleans())
+_error_frames = st.builds(lambda sid: err(sid, "bad-message"), st.integers(0, 12))
+_local_ops = st.tuples(st.sampled_from(["open", "send", "fin", "reset", "expire"]),
+                       st.integers(0, 5), st.floats(0, 3))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_stream_frames | _error_frames | _local_ops, max_size=30), st.booleans())
+def test_random_frames_and_local_operations(steps: list[bytes | tuple[str, int, float]],
+                                            initiator: bool) -> None:
+    mux = StreamMux(initiator=initiator, limits=MuxLimits(max_streams=2, stream_timeout=2.0),
+                    protocols={"/a"})
+    now = 0.0
+    for step in steps:
+        if isinstance(step, bytes):
+            try:
+                _check_output(mux, mux.receive(step, now))
+            except ProtocolError:
+                assert mux.failure is not None
+                return
+        else:
+            now += step[2]
+            _local_op(mux, step[0], step[1], now)
+        stats = mux.statistics()
+        assert stats.open_inbound <= 2 and stats.open_outbound <= 2
+
+
+def _check_output(mux: StreamMux, out: MuxOutput) -> None:
+    for reply in out.replies:
+        assert isinstance(decode_stream_frame(reply), ErrorFrame)
+    for event in out.events:
+        if isinstance(event, InboundStreamOpened):
+            assert event.stream_id % 2 == (0 if mux.initiator else 1)
+
+
+def _local_op(mux: StreamMux, op: str, pick: int, now: float) -> None:
+    live = [sid for sid in range(1, 40) if mux.stream_state(sid) in
+            (StreamState.OPEN, StreamState.LOCAL_CLOSED, StreamState.REMOTE_CLOSED)]
+    sendable = [sid for sid in live if mux.stream_state(sid) in
+                (StreamState.OPEN, StreamState.REMOTE_CLOSED)]
+    if op == "open":
+        try:
+            mux.open_stream("/a", now)
+        except StreamLimitReached:
+            assert mux.statistics().open_outbound == 2
+    elif op in ("send", "fin") and sendable:
+        sid = sendable[pick % len(sendable)]
+        data = mux.encode_message(sid, {"n": pick}) if op == "send" else mux.encode_fin(sid)
+        assert decode_stream_frame(data).stream_id == sid
+    elif op == "reset" and live:
+        mux.encode_error(live[pick % len(live)], "internal-error")
+    elif op == "expire":
+        deadline = mux.next_deadline()
+        out = mux.expire(now)
+        assert (deadline is not None and deadline <= now) == bool(out.events)
+
+
+# --- hypothesis: two honest peers never see a violation ------------------------------------
+
+
+class TwoPeers(RuleBasedStateMachine):
+    """A dialer and a listener exchange frames over two FIFO links with random timing.
+
+    Legal traffic - including crossing resets, timeouts and refused streams -
+    must never raise, and each side receives a prefix of what the other sent,
+    in order.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        limits = MuxLimits(max_streams=2, stream_timeout=3.0, remembered_streams=4)
+        self.muxes = {side: StreamMux(initiator=(side == "d"), limits=limits,
+                                      protocols={"/a", "/b"}) for side in "dl"}
+        self.links: dict[str, list[bytes]] = {"d": [], "l": []}  # frames in flight *to* side
+        self.sent: dict[tuple[str, int], list[WireMap]] = defaultdict(list)
+        self.got: dict[tuple[str, int], list[WireMap]] = defaultdict(list)
+        self.now = 0.0
+        self.counter = 0
+
+    @staticmethod
+    def other(side: str) -> str:
+        return "l" if side == "d" else "d"
+
+    def _sendable(self, side: str) -> list[int]:
+        mux = self.muxes[side]
+        return [sid for sid in range(1, 200)
+                if mux.stream_state(sid) in (StreamState.OPEN, StreamState.REMOTE_CLOSED)]
+
+    @rule(side=st.sampled_from("dl"), protocol=st.sampled_from(["/a", "/b", "/unknown"]))
+    def open(self, side: str, protocol: str) -> None:
+        with contextlib.suppress(StreamLimitReached):
+            self.muxes[side].open_stream(protocol, self.now)
+
+    @rule(side=st.sampled_from("dl"), pick=st.integers(0, 10), fin=st.booleans())
+    def send(self, side: str, pick: int, fin: bool) -> None:
+        sendable = self._sendable(side)
+        if not sendable:
+            return
+        sid = sendable[pick % len(sendable)]
+        self.counter += 1
+        message: WireMap = {"n": self.counter}
+        self.sent[(side, sid)].append(message)
+        self.links[self.other(side)].append(self.muxes[side].encode_message(sid, message, fin=fin))
+
+    @rule(side=st.sampled_from("dl"), pick=st.integers(0, 10))
+    def reset(self, side: str, pick: int) -> None:
+        live = [sid for sid in range(1, 200) if self.muxes[side].stream_state(sid) in
+                (StreamState.OPEN, StreamState.LOCAL_CLOSED, StreamState.REMOTE_CLOSED)]
+        if live:
+            data = self.muxes[side].encode_error(live[pick % len(live)], "internal-error")
+            self.links[self.other(side)].append(data)
+
+    @precondition(lambda self: self.links["d"] or self.links["l"])
+    @rule(side=st.sampled_from("dl"))
+    def deliver(self, side: str) -> None:
+        if not self.links[side]:
+            return
+        out = self.muxes[side].receive(self.links[side].pop(0), self.now)
+        self.links[self.other(side)].extend(out.replies)
+        self._record(side, out.events)
+
+    @rule(dt=st.floats(0.1, 2.0))
+    def tick(self, dt: float) -> None:
+        self.now += dt
+        for side, mux in self.muxes.items():
+            out = mux.expire(self.now)
+            self.links[self.other(side)].extend(out.replies)
+
+    def _record(self, side: str, events: tuple[MuxEvent, ...]) -> None:
+        for event in events:
+            if isinstance(event, StreamMessage) and event.message is not None:
+                self.got[(self.other(side), event.stream_id)].append(event.message)
+
+    @invariant()
+    def received_is_a_prefix_of_sent(self) -> None:
+        for key, got in self.got.items():
+            assert got == self.sent[key][:len(got)]
+
+    @invariant()
+    def never_failed(self) -> None:
+        assert all(mux.failure is None for mux in self.muxes.values())
+
+
+TwoPeers.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+test_two_honest_peers = TwoPeers.TestCase
