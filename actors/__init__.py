@@ -36,7 +36,8 @@ from ._watch import Watch, WatchClosed, WatchStatistics, WatchSubscription
 # isort: split
 
 # --- WebSocket transport (issue 4, point 1: sockets) ---
-from ._ws_transport import WebSocketBroken, WebSocketFrameStream, WebSocketTransport
+from ._ws_stream import WebSocketBroken, WebSocketFrameStream
+from ._ws_transport import WebSocketTransport
 
 # isort: split
 
@@ -65,6 +66,7 @@ from ._framestream import (
     TransportError,
 )
 from ._identify import IdentifyActor, IdentifyResponder, IdentifyState
+from ._logsetup import configure_logging
 from ._memory_transport import MemoryFrameStream, MemoryNetwork, MemoryTransport, memory_stream_pair
 from ._messages import Connect, ConnectionOpened, DialFailed, IdentifyPushed
 from ._node import ConnectError, Node, NodeStatistics, open_node
@@ -131,6 +133,7 @@ __all__ = [
     "WebSocketTransport",
     "atomic_write_bytes",
     "call",
+    "configure_logging",
     "memory_stream_pair",
     "open_connection",
     "open_node",

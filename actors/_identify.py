@@ -49,7 +49,10 @@ from ._messages import ConnectionOpened, IdentifyInput, IdentifyPushed, TrackerE
 from ._stream import Stream, StreamEnded, StreamReset
 from ._watch import Watch
 
-_log = structlog.get_logger("actors.identify").bind(actor="identify")
+
+def _logger() -> structlog.typing.FilteringBoundLogger:
+    """Resolved on use, so a later ``configure_logging`` applies (no import-time binding)."""
+    return structlog.get_logger("actors.identify").bind(actor="identify")  # type: ignore[no-any-return]
 
 
 def advertised_addrs(snapshot: NodeSnapshot) -> tuple[WsAddress, ...]:
@@ -139,7 +142,7 @@ class IdentifyActor:
             nursery.cancel_scope.cancel()
 
     async def _identify(self, connection: Connection, info: ConnectionInfo) -> None:
-        log = _log.bind(peer=str(info.peer_id), id=info.connection_id)
+        log = _logger().bind(peer=str(info.peer_id), id=info.connection_id)
         try:
             stream = await connection.open_stream(IDENTIFY_PROTOCOL_ID)
             reply = await stream.request({}, timeout=self._config.identify_timeout)
@@ -160,10 +163,10 @@ class IdentifyActor:
             local_addr=info.local_addr, remote_addr=info.remote_addr,
             policy=self._config.policy)
         for entry, reason in outcome.skipped:
-            _log.debug("identify entry skipped", peer=str(info.peer_id), entry=entry,
+            _logger().debug("identify entry skipped", peer=str(info.peer_id), entry=entry,
                        reason=reason)
         self.identified += 1
-        _log.info("peer identified", peer=str(info.peer_id), agent=message.agent_version,
+        _logger().info("peer identified", peer=str(info.peer_id), agent=message.agent_version,
                   listen=[str(a) for a in outcome.event.listen_addrs],
                   observed=str(outcome.event.observed_addr))
         await self._tracker.send(outcome.event)
@@ -175,7 +178,7 @@ class IdentifyActor:
         try:
             await self._accept(push.message, info)
         except ProtocolError as exc:
-            _log.info("identify push rejected", peer=str(info.peer_id), error=str(exc))
+            _logger().info("identify push rejected", peer=str(info.peer_id), error=str(exc))
 
     async def _push_on_change(self, nursery: trio.Nursery) -> None:
         async for snapshot in self._watch.subscribe():
@@ -194,4 +197,4 @@ class IdentifyActor:
                 await stream.aclose()
         except (StreamReset, ConnectionClosed, ProtocolError, trio.TooSlowError,
                 trio.ClosedResourceError) as exc:
-            _log.debug("identify push failed", peer=str(connection.peer_id), error=str(exc))
+            _logger().debug("identify push failed", peer=str(connection.peer_id), error=str(exc))

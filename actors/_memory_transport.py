@@ -34,6 +34,15 @@ FRAME_BUFFER = 64
 DialFilter = Callable[[WsAddress, WsAddress], str | None]
 
 
+@dataclass(frozen=True)
+class DialRecord:
+    """One dial attempt seen by the network (virtual time, both ends)."""
+
+    at: float
+    local: WsAddress
+    remote: WsAddress
+
+
 def _tcp_addr(host: str, port: int) -> WsAddress:
     kind = "ip6" if ":" in host else "ip4"
     return WsAddress(host=host, kind=kind, port=port, secure=False, peer_id=None)
@@ -114,7 +123,7 @@ class MemoryNetwork:
     dial_filter: DialFilter | None = None
     _listeners: dict[tuple[str, int], _Listener] = field(default_factory=dict)
     _ports: itertools.count[int] = field(default_factory=lambda: itertools.count(40000))
-    dials: list[tuple[WsAddress, WsAddress]] = field(default_factory=list)
+    dials: list[DialRecord] = field(default_factory=list)
 
     def transport(self, host: str) -> MemoryTransport:
         return MemoryTransport(self, host)
@@ -168,7 +177,7 @@ class MemoryTransport:
         port = self._listen_port if (reuse_listen_port and self._listen_port) else None
         local = _tcp_addr(self.host, port or self._network.next_port())
         remote = _tcp_addr(addr.host, addr.port)
-        self._network.dials.append((local, remote))
+        self._network.dials.append(DialRecord(trio.current_time(), local, remote))
         if self._network.dial_filter is not None:
             refused = self._network.dial_filter(local, remote)
             if refused is not None:

@@ -152,13 +152,12 @@ async def open_node(
     """
     keys = _keypair(config, keypair)
     rng = rng if rng is not None else random.Random()
-    now = trio.current_time()
     watch: Watch[NodeSnapshot] = Watch()
     tracker_box: Mailbox[TrackerEvent] = Mailbox(config.mailbox_size, name="status-tracker")
     dialer_box: Mailbox[DialerCommand] = Mailbox(config.mailbox_size, name="dialer")
     identify_box: Mailbox[IdentifyInput] = Mailbox(config.mailbox_size, name="identify")
 
-    model = NodeModel(keys.peer_id, max_peers=config.max_peers, started_at=now)
+    model = NodeModel(keys.peer_id, max_peers=config.max_peers)
     tracker = StatusTracker(model, tracker_box.receiver(), watch, data_dir=config.data_dir,
                             save_interval=config.save_interval)
     responder = IdentifyResponder(

@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar, overload
 
 import trio
 
@@ -59,6 +59,10 @@ class WatchStatistics:
 class Watch(Generic[T]):
     """A latest-value cell; see the module docstring."""
 
+    @overload
+    def __init__(self) -> None: ...
+    @overload
+    def __init__(self, initial: T) -> None: ...
     def __init__(self, initial: T | Literal[_Unset.UNSET] = UNSET) -> None:
         self._value: T | Literal[_Unset.UNSET] = initial
         self._version = 0 if initial is UNSET else 1

@@ -414,10 +414,11 @@ class NodeModel:
         return True
 
     def _on_connection_down(self, event: ConnectionDown, now: float) -> bool:
-        if self._connections.pop(event.connection_id, None) is None:
+        info = self._connections.pop(event.connection_id, None)
+        if info is None:
             return False
-        if event.peer_id in self._peers:
-            self._update_peer(event.peer_id, now)
+        if info.peer_id in self._peers:
+            self._update_peer(info.peer_id, now)
             self._finish_peer_updates(True)
         if not self._connections:
             self._trigger(LifecycleTrigger.ALL_CONNECTIONS_LOST, now)

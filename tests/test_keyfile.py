@@ -152,14 +152,6 @@ def test_read_only_owner_mode_is_fine(tmp_path: Path) -> None:
     assert str(load_keypair(path).peer_id) == SPEC_PEER_ID
 
 
-@posix_only
-@pytest.mark.skipif(os.name == "posix" and os.geteuid() == 0, reason="root reads any file")
-def test_unreadable(tmp_path: Path) -> None:
-    path = _write(tmp_path / "key", SPEC_KEYPAIR_BYTES, 0o000)
-    with pytest.raises(KeyFileError, match=rf"{path}.*[Pp]ermission denied"):
-        load_keypair(path)
-
-
 def test_directory_is_not_a_key_file(tmp_path: Path) -> None:
     path = tmp_path / "dir"
     path.mkdir(mode=0o700)

@@ -134,8 +134,8 @@ def test_full_lifecycle_through_events() -> None:
         assert model.apply(event, float(now)) is changed  # type: ignore[arg-type]
         assert model.lifecycle is state
     assert model.mark_fully_connected(boot, 10.0)
-    assert model.lifecycle is S.FULLY_CONNECTED
-    assert model.snapshot(10.0).lifecycle_since == 10.0
+    snap = model.snapshot(10.0)
+    assert (snap.lifecycle, snap.lifecycle_since) == (S.FULLY_CONNECTED, 10.0)
     assert not model.mark_fully_connected(boot, 11.0)  # already there
     assert model.apply(down(1, boot), 12.0)
     assert model.lifecycle is S.BOOTSTRAPPING

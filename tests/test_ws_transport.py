@@ -1,6 +1,6 @@
 """The WebSocket transport on real loopback sockets: frames, addresses, port reuse, limits, TLS.
 
-Every test runs under ``trio.fail_after``; tests that wait for a timeout run on
+Every async test runs under ``trio.fail_after``; tests that wait for a timeout run on
 a mock clock that jumps only after every task has been idle for a moment of
 real time, so loopback I/O completes before virtual time moves.
 """
@@ -27,7 +27,8 @@ from cryptography.x509.oid import NameOID
 
 from actors import WebSocketBroken, WebSocketTransport
 from actors._framestream import DialError, FrameStream, TransportBroken, TransportClosed
-from actors._ws_transport import _clip_reason
+from actors._sockets import socket_address
+from actors._ws_stream import clip_reason
 from protocols import WsAddress
 
 TEST_TIMEOUT = 10
@@ -290,6 +291,42 @@ async def test_plain_http_on_the_websocket_port_does_not_hurt_the_listener() -> 
         inbox.done.set()
 
 
+async def test_a_peer_that_stops_reading_makes_send_time_out(
+    lazy_autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, client, inbox = WebSocketTransport(), WebSocketTransport(send_timeout=5.0), Inbox()
+    async with running() as nursery:
+        bound = await listen(nursery, server, ws_addr(), inbox)
+        async with client.dial(bound) as out:
+            inbound = await inbox.next()  # ...which never reads
+            with pytest.raises(WebSocketBroken, match="timed out after 5 s"):
+                for _ in range(10_000):  # until the socket buffers are full
+                    await out.send(b"x" * 65536)
+            with pytest.raises(WebSocketBroken, match="timed out"):
+                await out.receive()  # the connection is gone for good
+            with pytest.raises(TransportBroken):
+                while True:  # the reader drains what arrived, then the connection ends
+                    await inbound.receive()
+        inbox.done.set()
+
+
+async def test_a_cancelled_send_aborts_the_connection(
+    lazy_autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, client, inbox = WebSocketTransport(), WebSocketTransport(send_timeout=60.0), Inbox()
+    async with running() as nursery:
+        bound = await listen(nursery, server, ws_addr(), inbox)
+        async with client.dial(bound) as out:
+            await inbox.next()
+            with trio.move_on_after(5) as scope:
+                for _ in range(10_000):
+                    await out.send(b"x" * 65536)
+            assert scope.cancelled_caught
+            with pytest.raises(WebSocketBroken, match="cancelled mid-frame"):
+                await out.send(b"a torn frame must not be followed by more")
+        inbox.done.set()
+
+
 # --- closing -------------------------------------------------------------------------
 
 
@@ -372,11 +409,18 @@ async def test_a_long_close_reason_is_cut_to_fit_the_close_frame() -> None:
         inbox.done.set()
 
 
+def test_socket_addresses_become_multiaddrs_with_ipv4_mapped_normalised() -> None:
+    mapped = socket_address(("::ffff:127.0.0.2", 4001, 0, 0), secure=True)
+    assert str(mapped) == "/ip4/127.0.0.2/tcp/4001/wss"
+    plain = socket_address(("0:0::1", 4002, 0, 0), secure=False)
+    assert str(plain) == "/ip6/::1/tcp/4002/ws"
+
+
 def test_clip_reason_keeps_short_reasons_and_cuts_on_character_edges() -> None:
-    assert _clip_reason("short") == "short"
-    assert _clip_reason("a" * 123) == "a" * 123
-    assert _clip_reason("a" * 200) == "a" * 123
-    assert _clip_reason("a" + "€" * 60).encode() == ("a" + "€" * 40).encode()
+    assert clip_reason("short") == "short"
+    assert clip_reason("a" * 123) == "a" * 123
+    assert clip_reason("a" * 200) == "a" * 123
+    assert clip_reason("a" + "€" * 60).encode() == ("a" + "€" * 40).encode()
 
 
 async def test_an_exception_in_the_dial_body_comes_out_unwrapped() -> None:
@@ -389,6 +433,52 @@ async def test_an_exception_in_the_dial_body_comes_out_unwrapped() -> None:
         with pytest.raises(WebSocketBroken, match="dialer closed the connection"):
             await (await inbox.next()).receive()
         inbox.done.set()
+
+
+async def test_cancelling_a_dial_body_closes_the_connection_cleanly() -> None:
+    server, client, inbox = WebSocketTransport(), WebSocketTransport(), Inbox()
+    async with running() as nursery:
+        bound = await listen(nursery, server, ws_addr(), inbox)
+        with trio.CancelScope() as scope:
+            async with client.dial(bound):
+                scope.cancel()
+                await trio.sleep_forever()
+        assert scope.cancelled_caught
+        with pytest.raises(WebSocketBroken, match="lost"):  # no time for a close handshake
+            await (await inbox.next()).receive()
+        inbox.done.set()
+
+
+async def test_a_shielded_close_while_shutting_down_still_says_goodbye() -> None:
+    # A node shutting down closes its connections in a shielded scope: the close
+    # frame must reach the peer and the close handshake must complete (our reader
+    # stays alive for it) instead of running into close_timeout.
+    server, inbox = WebSocketTransport(), Inbox()
+    client = WebSocketTransport(close_timeout=60.0)
+    async with running() as nursery:
+        bound = await listen(nursery, server, ws_addr(), inbox)
+        with trio.CancelScope() as scope:
+            async with client.dial(bound) as out:
+                inbound = await inbox.next()
+                scope.cancel()
+                with trio.CancelScope(shield=True), trio.fail_after(10):
+                    await trio.testing.wait_all_tasks_blocked()  # the reader saw the cancel
+                    await out.aclose("node shutting down")
+        with pytest.raises(WebSocketBroken, match="node shutting down") as caught:
+            await inbound.receive()
+        assert caught.value.code == 1000
+        inbox.done.set()
+
+
+async def test_a_second_listener_on_a_taken_port_fails_instead_of_sharing_it() -> None:
+    first, second, inbox = WebSocketTransport(), WebSocketTransport(), Inbox()
+    async with running() as nursery:
+        bound = await listen(nursery, first, ws_addr("127.0.0.2"), inbox)
+        with pytest.raises(OSError, match="in use"):
+            await second.listen(bound, inbox.handler)
+        by_name = WsAddress(host="localhost", kind="dns4", port=0, secure=False)
+        named = await listen(nursery, second, by_name, inbox)
+        assert named.kind == "ip4" and named.host == "127.0.0.1" and named.port != 0
 
 
 # --- dial failures ---------------------------------------------------------------------
@@ -430,6 +520,28 @@ async def test_a_server_that_never_answers_the_upgrade_times_out(
         assert trio.current_time() - started == pytest.approx(3.0, abs=0.5)
 
 
+@pytest.mark.filterwarnings("error::ResourceWarning")  # a leaked socket fails the test
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+async def test_cancelling_a_dial_mid_handshake_closes_its_socket(
+    lazy_autojump_clock: trio.testing.MockClock,
+) -> None:
+    hung_up = trio.Event()
+
+    async def read_until_eof(stream: trio.SocketStream) -> None:
+        while await stream.receive_some(1000):  # the upgrade request, then nothing
+            pass
+        hung_up.set()
+
+    async with running() as nursery:
+        [mute] = await nursery.start(partial(trio.serve_tcp, read_until_eof, 0, host="127.0.0.1"))
+        addr = ws_addr(port=mute.socket.getsockname()[1])
+        with trio.move_on_after(1) as scope:
+            async with WebSocketTransport(handshake_timeout=30.0).dial(addr):
+                pytest.fail("dial should not succeed")
+        assert scope.cancelled_caught
+        await hung_up.wait()
+
+
 # --- TLS -----------------------------------------------------------------------------
 
 
@@ -450,9 +562,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
