@@ -71,15 +71,37 @@ from ._memory_transport import MemoryFrameStream, MemoryNetwork, MemoryTransport
 from ._messages import Connect, ConnectionOpened, DialFailed, IdentifyPushed
 from ._node import ConnectError, Node, NodeStatistics, open_node
 
+# isort: split
+
+# --- HTTP API and metrics (issue 6, point 2) ---
+from ._http_api import HttpApi, HttpApiStatistics, HttpResponse, package_version, serve_http
+from ._metrics import (
+    METRIC_NAMES,
+    NodeCollector,
+    StatisticsProvider,
+    StatisticsProviders,
+    StatusSource,
+    node_registry,
+    render_metrics,
+)
+
+# isort: split
+
+# --- bootstrap and config (section H) ---
+from ._bootstrap import BootstrapFetcher, ClientFactory
+
 __all__ = [
     "CONNECTION_CLOSED",
+    "METRIC_NAMES",
     "PEER_STORE_FILE",
     "ActorGone",
+    "BootstrapFetcher",
     "ChildRun",
     "ChildSpec",
     "ChildStartError",
     "ChildState",
     "ChildStatistics",
+    "ClientFactory",
     "Connect",
     "ConnectError",
     "Connection",
@@ -94,6 +116,9 @@ __all__ = [
     "DialerState",
     "DialerStatistics",
     "FrameStream",
+    "HttpApi",
+    "HttpApiStatistics",
+    "HttpResponse",
     "IdentifyActor",
     "IdentifyPushed",
     "IdentifyResponder",
@@ -108,10 +133,14 @@ __all__ = [
     "MemoryNetwork",
     "MemoryTransport",
     "Node",
+    "NodeCollector",
     "NodeStatistics",
     "ProtocolHandler",
     "ReplySender",
     "Restart",
+    "StatisticsProvider",
+    "StatisticsProviders",
+    "StatusSource",
     "StatusTracker",
     "StatusTrackerStatistics",
     "Stream",
@@ -135,6 +164,10 @@ __all__ = [
     "call",
     "configure_logging",
     "memory_stream_pair",
+    "node_registry",
     "open_connection",
     "open_node",
+    "package_version",
+    "render_metrics",
+    "serve_http",
 ]

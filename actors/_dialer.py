@@ -23,10 +23,15 @@ planner. A registered connection is announced as ``ConnectionUp`` to the
 StatusTracker and ``ConnectionOpened`` (with the live handle) to the
 IdentifyActor; its end as ``ConnectionDown``.
 
-**One connection per peer.** When two connections to one peer exist (both
-sides dialed at once), both ends keep the one *dialed by the peer with the
-smaller peer id* and close the other: the rule is symmetric, so both ends
-converge on the same connection without talking about it.
+**One registered connection per peer.** A second connection from or to a
+peer we are already connected to is *secondary*: it is served (its streams
+work - this is how AutoNAT dial-backs arrive, on a fresh connection from a
+server we already know) but not announced. Once it has been idle for
+``SECONDARY_GRACE`` seconds (no open stream) it is resolved with a symmetric
+rule: both ends keep the connection *dialed by the peer with the smaller peer
+id* and close the other, so after simultaneous dials both ends converge on
+the same connection without talking about it. A dial-back connection is
+normally closed by its server long before that.
 
 Inbound protocol streams are dispatched by protocol id through the
 ``handlers`` map the node passes in (Identify's responder, later AutoNAT's);
@@ -37,7 +42,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -59,16 +64,17 @@ from protocols import (
 from ._connection import Connection, ConnectionConfig, ConnectionFailed, ProtocolHandler
 from ._connection import open_connection as _open_connection
 from ._framestream import FrameStream, Transport, TransportError
-from ._mailbox import MailboxReceiver, MailboxSender
+from ._mailbox import MailboxReceiver, MailboxSender, MessageSink
 from ._messages import (
     Connect,
     ConnectionOpened,
     DialerCommand,
     DialFailed,
-    IdentifyInput,
     TrackerEvent,
 )
 
+SECONDARY_GRACE = 2.0
+"""Idle seconds before a second connection to a connected peer is resolved."""
 DOWN_NOTICE_TIMEOUT = 1.0
 """How long a closing connection may wait to report ``ConnectionDown`` during shutdown."""
 
@@ -90,6 +96,7 @@ class DialerStatistics:
     dials_failed: int
     inbound_refused: int
     duplicates_closed: int
+    secondary: int
 
 
 @dataclass
@@ -122,7 +129,7 @@ class Dialer:
         state: DialerState,
         inbox: MailboxReceiver[DialerCommand],
         tracker: MailboxSender[TrackerEvent],
-        identify: MailboxSender[IdentifyInput],
+        listeners: Sequence[MessageSink[ConnectionOpened]],
         handlers: Mapping[str, ProtocolHandler],
     ) -> None:
         self._config = config
@@ -131,11 +138,11 @@ class Dialer:
         self._state = state
         self._inbox = inbox
         self._tracker = tracker
-        self._identify = identify
+        self._listeners = tuple(listeners)
         self._handlers = dict(handlers)
         self._conn_config = connection_config(config)
         self._live: dict[PeerId, _Live] = {}
-        self._pending_inbound = 0
+        self._pending_inbound = self._secondary = 0
         self._wake = trio.Event()
         self._counts = dict.fromkeys(
             ("dials_started", "dials_failed", "inbound_refused", "duplicates_closed"), 0)
@@ -144,14 +151,16 @@ class Dialer:
 
     def statistics(self) -> DialerStatistics:
         return DialerStatistics(connections=len(self._live),
-                                inbound_pending=self._pending_inbound, **self._counts)
+                                inbound_pending=self._pending_inbound,
+                                secondary=self._secondary, **self._counts)
 
     def connection(self, peer: PeerId) -> Connection | None:
         live = self._live.get(peer)
         return live.connection if live else None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self._live, self._pending_inbound, self._wake = {}, 0, trio.Event()
+        self._live, self._pending_inbound, self._secondary = {}, 0, 0
+        self._wake = trio.Event()
         async with trio.open_nursery() as nursery:
             bound = await self._listen(nursery)
             await self._tracker.send(ListenAddrsChanged(tuple(bound)))
@@ -244,7 +253,8 @@ class Dialer:
     # --- inbound ------------------------------------------------------------
 
     async def _on_inbound(self, stream: FrameStream) -> None:
-        if len(self._live) + self._pending_inbound >= self._config.max_connections:
+        in_use = len(self._live) + self._pending_inbound + self._secondary
+        if in_use >= self._config.max_connections:
             self._counts["inbound_refused"] += 1
             self._log.info("inbound connection refused: connection limit reached",
                            remote=str(stream.remote_addr))
@@ -269,11 +279,47 @@ class Dialer:
     # --- a registered connection ---------------------------------------------
 
     async def _serve(self, connection: Connection, command: Connect | None) -> None:
-        if not await self._admit(connection):
-            if command is not None:
-                kept = self._live[connection.peer_id].info
-                command.reply.reply(kept)
+        existing = self._live.get(connection.peer_id)
+        if existing is None:
+            await self._serve_registered(connection, command)
             return
+        if command is not None:
+            command.reply.reply(existing.info)
+        self._secondary += 1
+        try:
+            promote = await self._resolve_secondary(connection)
+        finally:
+            self._secondary -= 1
+        if promote:
+            await self._serve_registered(connection, None)
+
+    async def _resolve_secondary(self, connection: Connection) -> bool:
+        """Serve a second connection to a connected peer until it closes or is resolved.
+
+        Returns True when it must be promoted to the peer's registered connection.
+        """
+        local = self._keypair.peer_id
+        while True:
+            with trio.move_on_after(SECONDARY_GRACE):
+                await connection.closed.wait()
+            if connection.closed.is_set():
+                return False
+            if connection.statistics().open_streams:
+                continue
+            current = self._live.get(connection.peer_id)
+            if current is None:
+                return True
+            self._counts["duplicates_closed"] += 1
+            if _dialed_by(connection, local) < _dialed_by(current.connection, local):
+                self._log.info("duplicate connection: keeping the newer one",
+                               peer=str(connection.peer_id))
+                del self._live[connection.peer_id]
+                await current.connection.aclose("duplicate connection (simultaneous dial)")
+                return True
+            await connection.aclose("duplicate connection (simultaneous dial)")
+            return False
+
+    async def _serve_registered(self, connection: Connection, command: Connect | None) -> None:
         info = ConnectionInfo(
             connection_id=next(self._state.connection_ids), peer_id=connection.peer_id,
             direction=connection.direction, local_addr=connection.local_addr,
@@ -285,29 +331,13 @@ class Dialer:
                        local=str(info.local_addr))
         try:
             await self._tracker.send(ConnectionUp(info))
-            await self._identify.send(ConnectionOpened(info, connection))
+            for listener in self._listeners:
+                await listener.send(ConnectionOpened(info, connection))
             if command is not None:
                 command.reply.reply(info)
             await connection.closed.wait()
         finally:
             await self._unregister(info, connection.close_reason or "connection ended")
-
-    async def _admit(self, connection: Connection) -> bool:
-        """Deduplicate by peer id with the symmetric 'smaller dialer wins' rule."""
-        existing = self._live.get(connection.peer_id)
-        if existing is None:
-            return True
-        local = self._keypair.peer_id
-        new_key = _dialed_by(connection, local)
-        old_key = _dialed_by(existing.connection, local)
-        self._counts["duplicates_closed"] += 1
-        if new_key < old_key:
-            self._log.info("duplicate connection: replacing", peer=str(connection.peer_id))
-            del self._live[connection.peer_id]
-            await existing.connection.aclose("duplicate connection (simultaneous dial)")
-            return True
-        await connection.aclose("duplicate connection (simultaneous dial)")
-        return False
 
     async def _unregister(self, info: ConnectionInfo, reason: str) -> None:
         live = self._live.get(info.peer_id)

@@ -94,7 +94,7 @@ class Transport(Protocol):
         ...
 
     def dial(
-        self, addr: WsAddress, *, reuse_listen_port: bool = True
+        self, addr: WsAddress, *, reuse_listen_port: bool = True, source_ip: str | None = None
     ) -> AbstractAsyncContextManager[FrameStream]:
         """``async with transport.dial(addr) as stream:`` - raises DialError on entry.
 
@@ -102,6 +102,7 @@ class Transport(Protocol):
         (and any task the implementation needs to run it). With
         ``reuse_listen_port`` the outbound connection binds our listen port where
         the OS allows (so NATs map it like the listener); AutoNAT dial-backs pass
-        False to always use a fresh ephemeral port.
+        False to always use a fresh ephemeral port, and may pass ``source_ip`` to
+        dial from that local IP (an error, not a fallback, when it cannot).
         """
         ...

@@ -163,19 +163,20 @@ class MemoryTransport:
 
     @asynccontextmanager
     async def dial(
-        self, addr: WsAddress, *, reuse_listen_port: bool = True
+        self, addr: WsAddress, *, reuse_listen_port: bool = True, source_ip: str | None = None
     ) -> AsyncIterator[MemoryFrameStream]:
-        stream = await self._connect(addr, reuse_listen_port)
+        stream = await self._connect(addr, reuse_listen_port, source_ip)
         try:
             yield stream
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose("dialer closed the connection")
 
-    async def _connect(self, addr: WsAddress, reuse_listen_port: bool) -> MemoryFrameStream:
+    async def _connect(self, addr: WsAddress, reuse_listen_port: bool,
+                       source_ip: str | None) -> MemoryFrameStream:
         await trio.lowlevel.checkpoint()
         port = self._listen_port if (reuse_listen_port and self._listen_port) else None
-        local = _tcp_addr(self.host, port or self._network.next_port())
+        local = _tcp_addr(source_ip or self.host, port or self._network.next_port())
         remote = _tcp_addr(addr.host, addr.port)
         self._network.dials.append(DialRecord(trio.current_time(), local, remote))
         if self._network.dial_filter is not None:

@@ -10,16 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocols import (
-    ConnectionDown,
-    ConnectionInfo,
-    ConnectionUp,
-    Identify,
-    ListenAddrsChanged,
-    PeerIdentified,
-    PeersFound,
-    WsAddress,
-)
+from protocols import ConnectionInfo, Identify, NodeEvent, PeersFound, WsAddress
 
 from ._connection import Connection
 from ._mailbox import ReplySender
@@ -63,4 +54,5 @@ class IdentifyPushed:
 
 DialerCommand = PeersFound | Connect
 IdentifyInput = ConnectionOpened | IdentifyPushed
-TrackerEvent = PeersFound | ConnectionUp | ConnectionDown | PeerIdentified | ListenAddrsChanged
+TrackerEvent = NodeEvent
+"""Everything the StatusTracker folds into the node model."""

@@ -29,6 +29,8 @@ from functools import partial
 import trio
 
 from protocols import (
+    DIAL_BACK_PROTOCOL_ID,
+    DIAL_REQUEST_PROTOCOL_ID,
     IDENTIFY_PROTOCOL_ID,
     IDENTIFY_PUSH_PROTOCOL_ID,
     Backoff,
@@ -39,16 +41,30 @@ from protocols import (
     NodeModel,
     NodeSnapshot,
     PeerId,
+    PeersFound,
+    Reachability,
+    ReachabilityConfig,
     WsAddress,
     load_or_create_keypair,
 )
 
+from ._autonat_probe import AutonatProbe, AutonatState
+from ._autonat_server import AutonatServer
 from ._childspec import ChildSpec
-from ._dialer import Dialer, DialerState, DialerStatistics
+from ._connection import ProtocolHandler
+from ._dialback import DialBackReceiver
+from ._dialer import Dialer, DialerState, DialerStatistics, connection_config
 from ._framestream import Transport
 from ._identify import IdentifyActor, IdentifyResponder, IdentifyState
 from ._mailbox import Mailbox, call
-from ._messages import Connect, DialerCommand, DialFailed, IdentifyInput, TrackerEvent
+from ._messages import (
+    Connect,
+    ConnectionOpened,
+    DialerCommand,
+    DialFailed,
+    IdentifyInput,
+    TrackerEvent,
+)
 from ._status_tracker import StatusTracker, StatusTrackerStatistics
 from ._supervisor import Supervisor, SupervisorStatistics
 from ._watch import Watch, WatchSubscription
@@ -68,6 +84,12 @@ class NodeStatistics:
     tracker: StatusTrackerStatistics
     identified: int
     identify_failures: int
+    probes: dict[str, int]
+    """Our probes by outcome (reachable, unreachable, refused, timeout, error, lied)."""
+    probes_answered: dict[str, int]
+    """Dial requests we served, by ``status/dial_status``."""
+    dial_backs_verified: int
+    dial_backs_unexpected: int
 
 
 class Node:
@@ -75,7 +97,8 @@ class Node:
 
     def __init__(self, *, keypair: Keypair, config: NodeConfig, watch: Watch[NodeSnapshot],
                  dialer_box: Mailbox[DialerCommand], supervisor: Supervisor, dialer: Dialer,
-                 tracker: StatusTracker, identify: IdentifyActor) -> None:
+                 tracker: StatusTracker, identify: IdentifyActor, autonat: AutonatProbe,
+                 server: AutonatServer, receiver: DialBackReceiver) -> None:
         self.keypair = keypair
         self.config = config
         self._watch = watch
@@ -84,6 +107,9 @@ class Node:
         self._dialer = dialer
         self._tracker = tracker
         self._identify = identify
+        self._autonat = autonat
+        self._server = server
+        self._receiver = receiver
 
     @property
     def peer_id(self) -> PeerId:
@@ -125,7 +151,15 @@ class Node:
         return NodeStatistics(
             supervisor=self.supervisor.statistics(), dialer=self._dialer.statistics(),
             tracker=self._tracker.statistics(), identified=self._identify.identified,
-            identify_failures=self._identify.failures)
+            identify_failures=self._identify.failures, probes=self._autonat.statistics(),
+            probes_answered=dict(self._server.answered),
+            dial_backs_verified=self._receiver.verified,
+            dial_backs_unexpected=self._receiver.unexpected)
+
+    async def add_peers(self, addrs: list[WsAddress] | tuple[WsAddress, ...], *,
+                        source: str = "api", from_bootstrap: bool = False) -> None:
+        """Hand candidate peers (``.../p2p/<id>``) to the Dialer, as a bootstrap fetch would."""
+        await self._dialer_box.send(PeersFound(tuple(addrs), source, from_bootstrap))
 
 
 def _keypair(config: NodeConfig, keypair: Keypair | None) -> Keypair:
@@ -160,9 +194,26 @@ async def open_node(
     model = NodeModel(keys.peer_id, max_peers=config.max_peers)
     tracker = StatusTracker(model, tracker_box.receiver(), watch, data_dir=config.data_dir,
                             save_interval=config.save_interval)
+    autonat_box: Mailbox[ConnectionOpened] = Mailbox(config.mailbox_size, name="autonat")
+    chosen_transport = transport if transport is not None else WebSocketTransport(
+        max_frame_bytes=config.max_frame_bytes, connect_timeout=config.dial_timeout,
+        handshake_timeout=config.handshake_timeout)
+    receiver = DialBackReceiver()
+    server = AutonatServer(config=config, keypair=keys, transport=chosen_transport,
+                           connection_config=connection_config(config),
+                           tracker=tracker_box.sender(), rng=rng)
+    handlers: dict[str, ProtocolHandler] = {DIAL_BACK_PROTOCOL_ID: receiver.serve}
+    if config.autonat_server:
+        handlers[DIAL_REQUEST_PROTOCOL_ID] = server.serve
     responder = IdentifyResponder(
         keypair=keys, config=config, watch=watch, actor=identify_box.sender(),
-        protocols=(IDENTIFY_PROTOCOL_ID, IDENTIFY_PUSH_PROTOCOL_ID))
+        protocols=(IDENTIFY_PROTOCOL_ID, IDENTIFY_PUSH_PROTOCOL_ID, *handlers))
+    handlers[IDENTIFY_PROTOCOL_ID] = responder.serve_request
+    handlers[IDENTIFY_PUSH_PROTOCOL_ID] = responder.serve_push
+    autonat = AutonatProbe(
+        config=config, receiver=receiver,
+        state=AutonatState(Reachability(ReachabilityConfig(threshold=config.confidence))),
+        inbox=autonat_box.receiver(), tracker=tracker_box.sender(), watch=watch, rng=rng)
     identify = IdentifyActor(responder=responder, config=config, state=IdentifyState(),
                              inbox=identify_box.receiver(), tracker=tracker_box.sender(),
                              watch=watch)
@@ -172,21 +223,19 @@ async def open_node(
                         jitter=0.2),
         rng=rng, max_peers=config.max_peers)
     dialer = Dialer(
-        config=config, keypair=keys,
-        transport=transport if transport is not None else WebSocketTransport(
-            max_frame_bytes=config.max_frame_bytes, connect_timeout=config.dial_timeout,
-            handshake_timeout=config.handshake_timeout),
+        config=config, keypair=keys, transport=chosen_transport,
         state=DialerState(planner), inbox=dialer_box.receiver(),
-        tracker=tracker_box.sender(), identify=identify_box.sender(),
-        handlers={IDENTIFY_PROTOCOL_ID: responder.serve_request,
-                  IDENTIFY_PUSH_PROTOCOL_ID: responder.serve_push})
+        tracker=tracker_box.sender(),
+        listeners=[identify_box.sender(), autonat_box.sender()], handlers=handlers)
     supervisor = Supervisor(
         [ChildSpec("status-tracker", tracker.run, mailbox=tracker_box),
          ChildSpec("identify", identify.run, mailbox=identify_box),
+         ChildSpec("autonat", autonat.run, mailbox=autonat_box),
          ChildSpec("dialer", dialer.run, mailbox=dialer_box)],
         name=f"node-{str(keys.peer_id)[-6:]}", rng=rng)
     node = Node(keypair=keys, config=config, watch=watch, dialer_box=dialer_box,
-                supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify)
+                supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify,
+                autonat=autonat, server=server, receiver=receiver)
     async with trio.open_nursery() as nursery:
         await nursery.start(supervisor.run)
         try:

@@ -134,13 +134,18 @@ def _share_port(sock: trio.socket.SocketType) -> None:
 
 
 async def connect_tcp(
-    ip: str, port: int, *, bind_to: tuple[str, int] | None = None
+    ip: str, port: int, *, bind_to: tuple[str, int] | None = None, source_ip: str | None = None
 ) -> trio.SocketStream:
     """Connect to ``(ip, port)``, from ``bind_to`` when possible, else from an ephemeral port.
 
-    Raises OSError for failures that concern the peer (refused, unreachable).
-    Bounded only by the caller's cancel scope.
+    ``source_ip`` binds the socket to that local IP (any port) with no fallback:
+    AutoNAT servers use it to dial back from a separate address, and silently
+    dialing from another one would defeat the point. Raises OSError for
+    failures that concern the peer (refused, unreachable). Bounded only by the
+    caller's cancel scope.
     """
+    if source_ip is not None:
+        return await _connect(ip, port, None, source_ip=source_ip)
     if bind_to is not None:
         try:
             return await _connect(ip, port, bind_to)
@@ -156,11 +161,14 @@ async def connect_tcp(
     return await _connect(ip, port, None)
 
 
-async def _connect(ip: str, port: int, bind_to: tuple[str, int] | None) -> trio.SocketStream:
+async def _connect(ip: str, port: int, bind_to: tuple[str, int] | None, *,
+                   source_ip: str | None = None) -> trio.SocketStream:
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     sock = trio.socket.socket(family, socket.SOCK_STREAM)
     try:
-        if bind_to is not None:
+        if source_ip is not None:
+            await sock.bind((source_ip, 0))
+        elif bind_to is not None:
             reuse_port = getattr(socket, "SO_REUSEPORT", None)
             if reuse_port is None:
                 raise OSError(errno.ENOPROTOOPT, "SO_REUSEPORT is not available")

@@ -119,10 +119,10 @@ class WebSocketTransport:
 
     @asynccontextmanager
     async def dial(
-        self, addr: WsAddress, *, reuse_listen_port: bool = True
+        self, addr: WsAddress, *, reuse_listen_port: bool = True, source_ip: str | None = None
     ) -> AsyncIterator[WebSocketFrameStream]:
         """``async with transport.dial(addr) as stream:``; DialError when no connection results."""
-        socket_stream = await self._connect(addr, reuse_listen_port)
+        socket_stream = await self._connect(addr, reuse_listen_port, source_ip)
         try:
             async with reader_scope() as host:
                 stream = await self._client_handshake(host, socket_stream, addr)
@@ -190,7 +190,8 @@ class WebSocketTransport:
 
     # --- dialing ------------------------------------------------------------
 
-    async def _connect(self, addr: WsAddress, reuse_listen_port: bool) -> trio.SocketStream:
+    async def _connect(self, addr: WsAddress, reuse_listen_port: bool,
+                       source_ip: str | None = None) -> trio.SocketStream:
         timeout = self._settings.connect_timeout
         try:
             with trio.fail_after(timeout):
@@ -199,7 +200,8 @@ class WebSocketTransport:
                 for ip in ips[:MAX_DIAL_IPS]:
                     source = reuse_source(self._listening, ip) if reuse_listen_port else None
                     try:
-                        return await connect_tcp(ip, addr.port, bind_to=source)
+                        return await connect_tcp(ip, addr.port, bind_to=source,
+                                                 source_ip=source_ip)
                     except OSError as exc:
                         errors.append(f"{ip}: {_error_text(exc)}")
         except trio.TooSlowError:

@@ -85,3 +85,12 @@ class StreamLimitReached(Exception):
     Not a :class:`ProtocolError`: nothing the peer sent is wrong. Wait for a
     stream to finish, or use another connection.
     """
+
+
+class ConfigError(ProtocolError):
+    """A setting from a config file, the environment or a flag is unusable.
+
+    The message names the source (file or variable) where known and the key,
+    e.g. ``node.toml: unknown key 'target_peer' in [dialer] (did you mean
+    'target_peers'?)``.
+    """

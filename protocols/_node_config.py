@@ -18,13 +18,22 @@ as a strange runtime error.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ._addresses import WsAddress
 from ._policy import AddressPolicy
 
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/44000/ws"
+
+
+def _check_ip(name: str, value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an IP address, got {value!r}") from exc
 
 
 def _positive(name: str, value: float) -> None:
@@ -75,6 +84,49 @@ class NodeConfig:
     """Peer store is written at most this often (and at shutdown)."""
     max_peers: int = 1000
     """Peer store bound; least recently seen unconnected peers are evicted."""
+    # --- autonat (issue 5) ---
+    probe_servers: int = 3
+    """Servers asked in parallel about one candidate address."""
+    probe_timeout: float = 15.0
+    """One probe: request, dial data, the server's dial-back and its response."""
+    confidence: int = 2
+    """Agreeing servers needed for a verdict (and contrary ones to flip it)."""
+    autonat_server: bool = True
+    """Serve ``/libp2p/autonat/2/dial-request`` for other nodes."""
+    dialback_source: str | None = None
+    """Local IP the server dials back from (a second address lets clients behind
+    address-restricted NATs learn they are not reachable); ``None`` = any."""
+    allow_other_ip: bool = True
+    """Dial back an IP other than the requester's observed one (after 30-100 KB of
+    dial data); False refuses such addresses."""
+    rate_global_per_minute: int = 60
+    rate_per_peer_per_minute: int = 12
+    rate_concurrent_per_peer: int = 2
+    server_timeout: float = 30.0
+    """Whole dial request on the server side, dial data and dial-back included."""
+    welcome_probes: bool = False
+    """Send one dial request to every newly connected AutoNAT peer (boot nodes)."""
+    # --- bootstrap and surfaces (issue 6) ---
+    fetch_timeout: float = 10.0
+    """Total deadline of one bootstrap fetch (connect, redirects, headers, body); each
+    network step (connect, read, write, pool wait) gets at most half of it."""
+    fetch_retry_initial: float = 2.0
+    """First retry delay of a failed bootstrap URL; doubles (jittered) per failure."""
+    fetch_retry_max: float = 300.0
+    """Cap of the per-URL retry delay."""
+    max_status_bytes: int = 256 * 1024
+    """A ``/status`` body larger than this is abandoned while streaming (``too_large``)."""
+    max_status_addrs: int = 256
+    """Entries of ``peer_addrs`` looked at per document (and fallback addresses sent)."""
+    refetch_interval: float = 30.0
+    """Minimum time between bootstrap rounds while connected peers < ``target_peers``;
+    grows (doubling, up to 16x) while the target stays out of reach."""
+    http_listen: str = "127.0.0.1:7888"
+    """``HOST:PORT`` of the HTTP API (``/status``, ``/metrics``, ``/healthz``); "" = off."""
+    log_format: str = "auto"
+    """``auto`` (console on a TTY, JSON lines otherwise), ``json`` or ``console``."""
+    log_level: str = "info"
+    """``debug``, ``info``, ``warning`` or ``error``."""
 
     def __post_init__(self) -> None:
         if not self.listen:
@@ -92,12 +144,20 @@ class NodeConfig:
         for name in ("dial_timeout", "reconnect_initial", "reconnect_max", "handshake_timeout",
                      "stream_timeout", "identify_timeout", "save_interval"):
             _positive(name, getattr(self, name))
+        for name in ("probe_servers", "confidence", "rate_global_per_minute",
+                     "rate_per_peer_per_minute", "rate_concurrent_per_peer"):
+            _positive(name, getattr(self, name))
+        for name in ("probe_timeout", "server_timeout"):
+            _positive(name, getattr(self, name))
+        if self.dialback_source is not None:
+            _check_ip("dialback_source", self.dialback_source)
         if self.idle_timeout is not None:
             _positive("idle_timeout", self.idle_timeout)
         if self.reconnect_max < self.reconnect_initial:
             raise ValueError("reconnect_max must be >= reconnect_initial")
         if self.target_peers > self.max_connections:
             raise ValueError("target_peers must be <= max_connections")
+        _check_surface_fields(self)
 
     @property
     def listen_addrs(self) -> tuple[WsAddress, ...]:
@@ -106,3 +166,59 @@ class NodeConfig:
     @property
     def peer_addrs(self) -> tuple[WsAddress, ...]:
         return tuple(WsAddress.parse(text) for text in self.peers)
+
+
+# --- bootstrap and surfaces (issue 6) ---
+
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_URL_LENGTH = 2048
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6); ``ValueError`` says what is wrong."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:7888, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        _check_ip("IPv6 host", host)
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 host in brackets, e.g. [::1]:7888, got {text!r}")
+    port = int(port_text)
+    if not 0 <= port <= 0xFFFF:
+        raise ValueError(f"port must be 0..65535, got {port}")
+    return host, port
+
+
+def _check_http_url(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    if (parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_LENGTH
+            or any(ch.isspace() for ch in url)):
+        raise ValueError(f"{name} entries must be http(s) URLs such as "
+                         f"http://boot.example:7888/status, got {url!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ValueError(f"{name} entry {url!r} has a bad port: {exc}") from None
+
+
+def _check_surface_fields(config: NodeConfig) -> None:
+    for url in config.boot_urls:
+        _check_http_url("boot_urls", url)
+    for name in ("fetch_timeout", "fetch_retry_initial", "fetch_retry_max", "refetch_interval",
+                 "max_status_bytes", "max_status_addrs"):
+        _positive(name, getattr(config, name))
+    if config.fetch_retry_max < config.fetch_retry_initial:
+        raise ValueError("fetch_retry_max must be >= fetch_retry_initial")
+    if config.http_listen:
+        try:
+            parse_host_port(config.http_listen)
+        except ValueError as exc:
+            raise ValueError(f"http_listen: {exc}") from None
+    if config.log_format not in LOG_FORMATS:
+        raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, "
+                         f"got {config.log_format!r}")
+    if config.log_level not in LOG_LEVELS:
+        raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, "
+                         f"got {config.log_level!r}")

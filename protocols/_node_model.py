@@ -52,7 +52,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Final, Literal, TypeGuard, get_args
+from typing import Final, TypeGuard, get_args
 
 from ._addresses import WsAddress
 from ._errors import ValidationError
@@ -61,9 +61,13 @@ from ._events import (
     ConnectionInfo,
     ConnectionUp,
     Direction,
+    InboundProbe,
     ListenAddrsChanged,
+    NatMapping,
+    NatStatus,
     PeerIdentified,
     PeersFound,
+    ReachabilityUpdate,
 )
 from ._identity import PeerId
 
@@ -89,9 +93,8 @@ MAX_SOURCES_PER_PEER: Final = 4
 MAX_SOURCE_LENGTH: Final = 512
 MAX_LISTEN_ADDRS: Final = 64
 
-NatStatus = Literal["public", "private", "unknown"]
-NatMapping = Literal["none", "endpoint-independent", "endpoint-dependent", "unknown"]
-NodeEvent = PeersFound | ConnectionUp | ConnectionDown | PeerIdentified | ListenAddrsChanged
+NodeEvent = (PeersFound | ConnectionUp | ConnectionDown | PeerIdentified | ListenAddrsChanged
+             | ReachabilityUpdate | InboundProbe)
 
 
 class Lifecycle(enum.Enum):
@@ -214,6 +217,8 @@ class NodeSnapshot:
     nat_mapping: NatMapping = "unknown"
     reachable_addrs: tuple[WsAddress, ...] = ()
     unreachable_addrs: tuple[WsAddress, ...] = ()
+    probes_served: int = 0
+    """Dial requests this node answered as an AutoNAT server."""
 
     def __post_init__(self) -> None:
         if self.nat_status not in get_args(NatStatus):
@@ -279,6 +284,8 @@ class NodeModel:
         self._revision = 0
         self._peers_revision = 0
         self._peers_cache: tuple[PeerRecord, ...] | None = None
+        self._reach: ReachabilityUpdate | None = None
+        self._probes_served = 0
         self.dropped_connections = 0
 
     # --- reading -------------------------------------------------------------
@@ -319,6 +326,7 @@ class NodeModel:
 
     def snapshot(self, now: float) -> NodeSnapshot:
         started = self._start_clock(now)
+        reach = self._reach
         if self._peers_cache is None:
             self._peers_cache = tuple(sorted(self._peers.values(), key=lambda r: r.peer_id))
         return NodeSnapshot(
@@ -332,6 +340,11 @@ class NodeModel:
             started_at=started,
             updated_at=self._updated_at if self._updated_at is not None else started,
             revision=self._revision,
+            nat_status=reach.nat_status if reach else "unknown",
+            nat_mapping=reach.nat_mapping if reach else "unknown",
+            reachable_addrs=reach.reachable_addrs if reach else (),
+            unreachable_addrs=reach.unreachable_addrs if reach else (),
+            probes_served=self._probes_served,
         )
 
     # --- changing ------------------------------------------------------------
@@ -354,11 +367,24 @@ class NodeModel:
             changed = self._on_identified(event, now)
         elif isinstance(event, ListenAddrsChanged):
             changed = self._on_listen_addrs(event, now)
+        elif isinstance(event, ReachabilityUpdate):
+            changed = self._on_reachability(event)
+        elif isinstance(event, InboundProbe):
+            self._probes_served += 1
+            self.mark_fully_connected(event.peer, now)
+            changed = True
         else:
             raise TypeError(f"NodeModel cannot apply {type(event).__name__}")
         if changed:
             self._touch(now)
         return changed
+
+    def _on_reachability(self, event: ReachabilityUpdate) -> bool:
+        old = self._reach
+        self._reach = event
+        return old is None or (old.nat_status, old.nat_mapping, old.reachable_addrs,
+                               old.unreachable_addrs) != (
+            event.nat_status, event.nat_mapping, event.reachable_addrs, event.unreachable_addrs)
 
     def mark_fully_connected(self, peer_id: PeerId, now: float) -> bool:
         """An inbound probe from ``peer_id``: fully connected if it came from a bootstrap source."""

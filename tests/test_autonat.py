@@ -1,0 +1,206 @@
+"""AutoNAT end to end over the in-memory network, in virtual time.
+
+The memory network's ``dial_filter`` plays the firewall: it refuses dials
+to a host, exactly like a NAT or a host firewall drops unsolicited inbound
+connections. Raw dial requests go over bare authenticated connections so the
+server's behaviour can be checked message by message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from actors import MemoryNetwork, Node, open_connection, open_node
+from actors._connection import Connection
+from protocols import (
+    DIAL_REQUEST_PROTOCOL_ID,
+    AddressPolicy,
+    DialDataRequest,
+    DialRequest,
+    DialResponse,
+    DialStatus,
+    Keypair,
+    Lifecycle,
+    NodeConfig,
+    ResponseStatus,
+    WsAddress,
+    decode_autonat_message,
+)
+
+LOOPBACK = AddressPolicy(allow_loopback=True)
+
+
+def _config(host: str, **overrides: Any) -> NodeConfig:
+    return NodeConfig(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK, **overrides)
+
+
+@asynccontextmanager
+async def _cluster(net: MemoryNetwork, servers: int,
+                   **server_overrides: Any) -> AsyncIterator[list[Node]]:
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(
+            open_node(_config(f"127.0.1.{i}", **server_overrides),
+                      transport=net.transport(f"127.0.1.{i}")))
+            for i in range(1, servers + 1)]
+
+
+async def _connect_all(client: Node, servers: list[Node]) -> None:
+    for server in servers:
+        await client.connect(server.listen_addrs[0])
+
+
+def _firewall(*blocked_hosts: str) -> Any:
+    def refuse(source: WsAddress, destination: WsAddress) -> str | None:
+        return "dropped by firewall" if destination.host in blocked_hosts else None
+    return refuse
+
+
+async def test_reachable_node_becomes_public_from_real_dial_backs(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with _cluster(net, 3) as servers, open_node(
+                _config("127.0.0.9"), transport=net.transport("127.0.0.9")) as client:
+            await _connect_all(client, servers)
+            snap = await client.wait_for(lambda s: s.nat_status != "unknown")
+            assert snap.nat_status == "public"
+            assert snap.reachable_addrs == (client.listen_addrs[0].with_peer_id(None),)
+            stats = client.statistics()
+            assert stats.probes.get("reachable", 0) >= 2
+            assert stats.dial_backs_verified >= 2
+            # the dial-backs came as fresh connections from the servers to our listener
+            backs = [d for d in net.dials if d.remote.host == "127.0.0.9"]
+            assert len(backs) >= 2
+            assert all(d.local.port != servers[0].listen_addrs[0].port for d in backs)
+
+
+async def test_firewalled_node_becomes_private(autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork(dial_filter=_firewall("127.0.0.9"))
+    with trio.fail_after(60):
+        async with _cluster(net, 3) as servers, open_node(
+                _config("127.0.0.9"), transport=net.transport("127.0.0.9")) as client:
+            await _connect_all(client, servers)
+            snap = await client.wait_for(lambda s: s.nat_status != "unknown")
+            assert snap.nat_status == "private"
+            assert snap.unreachable_addrs == (client.listen_addrs[0].with_peer_id(None),)
+            assert client.statistics().probes.get("unreachable", 0) >= 2
+
+
+async def test_first_verdict_needs_no_boot_delay(autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with _cluster(net, 3) as servers, open_node(
+                _config("127.0.0.9"), transport=net.transport("127.0.0.9")) as client:
+            start = trio.current_time()
+            await _connect_all(client, servers)
+            await client.wait_for(lambda s: s.nat_status != "unknown")
+            # zero-latency network: only protocol steps, no timers, on the way
+            assert trio.current_time() - start < 0.5
+
+
+async def test_servers_that_say_ok_without_dialing_back_cannot_make_us_public(
+        autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    net = MemoryNetwork(dial_filter=_firewall("127.0.0.9"))
+    with trio.fail_after(120):
+        async with _cluster(net, 3) as servers, open_node(
+                _config("127.0.0.9"), transport=net.transport("127.0.0.9")) as client:
+            for server in servers:
+                async def lie(*args: Any) -> DialStatus:
+                    return DialStatus.OK
+                monkeypatch.setattr(server._server, "_dial_back", lie)
+            await _connect_all(client, servers)
+            await trio.sleep(60)
+            snap = client.snapshot()
+            assert snap.nat_status == "unknown"
+            assert snap.reachable_addrs == ()
+            assert client.statistics().probes.get("lied", 0) >= 3
+            assert client.statistics().probes.get("reachable", 0) == 0
+
+
+@asynccontextmanager
+async def _bare(net: MemoryNetwork, host: str, server: Node) -> AsyncIterator[Connection]:
+    """An authenticated connection to ``server`` from a bare keypair (no node behind it)."""
+    async with net.transport(host).dial(server.listen_addrs[0]) as frames, open_connection(
+            frames, Keypair.generate(), initiator=True, expected_peer=server.peer_id) as conn:
+        yield conn
+
+
+async def _request(conn: Connection, addr: str) -> tuple[DialResponse | DialDataRequest, Any]:
+    stream = await conn.open_stream(DIAL_REQUEST_PROTOCOL_ID)
+    await stream.send(DialRequest(addrs=(WsAddress.parse(addr).to_bytes(),), nonce=7).to_wire())
+    reply = decode_autonat_message(await stream.receive())
+    assert isinstance(reply, DialResponse | DialDataRequest)
+    return reply, stream
+
+
+async def test_other_ip_is_never_dialed_without_dial_data(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with _cluster(net, 1) as (server,), _bare(net, "127.0.0.20", server) as conn:
+            reply, stream = await _request(conn, "/ip4/127.0.0.99/tcp/4001/ws")
+            assert isinstance(reply, DialDataRequest)
+            assert 30_000 <= reply.num_bytes <= 100_000
+            await stream.reset()  # the client never pays
+            await trio.sleep(30)
+            assert [d for d in net.dials if d.remote.host == "127.0.0.99"] == []
+            assert server.statistics().probes_answered == {}
+
+
+async def test_other_ip_is_refused_when_configured(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with _cluster(net, 1, allow_other_ip=False) as (server,), \
+                _bare(net, "127.0.0.20", server) as conn:
+            reply, _ = await _request(conn, "/ip4/127.0.0.99/tcp/4001/ws")
+            assert isinstance(reply, DialResponse)
+            assert reply.status == ResponseStatus.E_DIAL_REFUSED
+            assert [d for d in net.dials if d.remote.host == "127.0.0.99"] == []
+
+
+async def test_policy_rejected_address_is_refused(autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with _cluster(net, 1) as (server,), _bare(net, "127.0.0.20", server) as conn:
+            reply, _ = await _request(conn, "/ip4/10.1.2.3/tcp/4001/ws")
+            assert isinstance(reply, DialResponse)
+            assert reply.status == ResponseStatus.E_DIAL_REFUSED
+            assert [d for d in net.dials if d.remote.host == "10.1.2.3"] == []
+
+
+async def test_rate_limit_rejects_with_request_rejected(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(120):
+        async with _cluster(net, 1, rate_per_peer_per_minute=2) as (server,), \
+                _bare(net, "127.0.0.20", server) as conn:
+            statuses = []
+            for _ in range(3):  # same IP as observed: dialed at once (nothing listens there)
+                reply, _ = await _request(conn, "/ip4/127.0.0.20/tcp/4001/ws")
+                assert isinstance(reply, DialResponse)
+                statuses.append((reply.status, reply.dial_status))
+            assert statuses == [(ResponseStatus.OK, DialStatus.E_DIAL_ERROR)] * 2 + [
+                (ResponseStatus.E_REQUEST_REJECTED, DialStatus.UNUSED)]
+            await trio.sleep(61)  # the per-minute window slides on
+            reply, _ = await _request(conn, "/ip4/127.0.0.20/tcp/4001/ws")
+            assert isinstance(reply, DialResponse) and reply.status == ResponseStatus.OK
+
+
+async def test_bootstrap_welcome_probe_makes_newcomer_fully_connected(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with _cluster(net, 1, welcome_probes=True) as (boot,), open_node(
+                _config("127.0.0.9"), transport=net.transport("127.0.0.9")) as newcomer:
+            await newcomer.add_peers([boot.listen_addrs[0]], source="http://boot/status",
+                                     from_bootstrap=True)
+            snap = await newcomer.wait_for(lambda s: s.lifecycle is Lifecycle.FULLY_CONNECTED)
+            assert snap.probes_served >= 1
+            boot_snap = boot.snapshot()
+            assert boot_snap.peer(newcomer.peer_id) is not None
