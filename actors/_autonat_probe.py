@@ -93,6 +93,8 @@ class AutonatState:
     mapping: NatMapping = "unknown"
     in_flight: set[tuple[WsAddress, PeerId]] = field(default_factory=set)
     tried: dict[WsAddress, dict[PeerId, float]] = field(default_factory=dict)
+    answered: set[PeerId] = field(default_factory=set)
+    """Servers that sent us a DialResponse (whatever it said)."""
 
 
 class AutonatProbe:
@@ -111,6 +113,10 @@ class AutonatProbe:
 
     def statistics(self) -> dict[str, int]:
         return dict(self._state.outcomes)
+
+    @property
+    def servers_answered(self) -> tuple[PeerId, ...]:
+        return tuple(sorted(self._state.answered))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._changed = trio.Event()
@@ -173,14 +179,16 @@ class AutonatProbe:
         reach = self._state.reachability
         while True:
             now = trio.current_time()
-            await self._publish(reach.expire(now))
             servers = self._servers(self._watch.get())
+            await self._publish(reach.expire(now)
+                                + reach.set_available_servers(len(servers), now))
             for addr, chosen in self._plan(now, servers):
                 for server in chosen:
                     self._start_probe(nursery, addr, server)
             wake_at = reach.next_probe_at()
             if wake_at is None or wake_at <= now:  # nothing scheduled, or waiting for servers
                 wake_at = math.inf
+            wake_at = min(wake_at, reach.threshold_review_at() or math.inf)
             with trio.move_on_at(min(wake_at, now + EXPIRE_EVERY)):
                 await self._changed.wait()
             self._changed = trio.Event()
@@ -271,6 +279,8 @@ class AutonatProbe:
             timed_out, detail = False, f"{type(exc).__name__}: {exc}"
         finally:
             self._receiver.forget(nonce)
+        if response is not None:
+            self._state.answered.add(server)
         outcome = probe_outcome(response, dial_back_verified=pending.verified.is_set(),
                                 timed_out=timed_out)
         if response is not None and not detail:

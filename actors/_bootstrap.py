@@ -271,9 +271,13 @@ class BootstrapFetcher:
         selection = fallback_addresses(records, policy=self._config.policy,
                                        local_peer=self._local_peer,
                                        limit=self._config.max_status_addrs)
-        self._log.warning("every bootstrap URL failed; using persisted peers",
-                          urls=len(self._plan.urls), addrs=len(selection.usable),
-                          skipped=len(selection.skipped))
+        if self._plan.urls:
+            self._log.warning("every bootstrap URL failed; using persisted peers",
+                              urls=len(self._plan.urls), addrs=len(selection.usable),
+                              skipped=len(selection.skipped))
+        else:
+            self._log.info("no bootstrap URL configured; using persisted peers",
+                           addrs=len(selection.usable), skipped=len(selection.skipped))
         if selection.usable:
             await self._dialer.send(PeersFound(selection.usable, source=FALLBACK_SOURCE))
 

@@ -17,8 +17,10 @@ import structlog
 LogFormat = Literal["json", "console", "auto"]
 
 
-def configure_logging(fmt: LogFormat = "auto", level: str = "info") -> None:
+def configure_logging(fmt: LogFormat | str = "auto", level: str = "info") -> None:
     """Configure structlog for the whole process; ``auto`` means console on a TTY."""
+    if fmt not in ("json", "console", "auto"):
+        raise ValueError(f"unknown log format {fmt!r}: use json, console or auto")
     numeric = logging.getLevelNamesMapping().get(level.upper())
     if numeric is None:
         raise ValueError(f"unknown log level {level!r}: use debug, info, warning or error")

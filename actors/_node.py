@@ -34,6 +34,7 @@ from protocols import (
     IDENTIFY_PROTOCOL_ID,
     IDENTIFY_PUSH_PROTOCOL_ID,
     Backoff,
+    BootstrapStatistics,
     ConnectionInfo,
     DialPlanner,
     Keypair,
@@ -50,6 +51,7 @@ from protocols import (
 
 from ._autonat_probe import AutonatProbe, AutonatState
 from ._autonat_server import AutonatServer
+from ._bootstrap import BootstrapFetcher
 from ._childspec import ChildSpec
 from ._connection import ProtocolHandler
 from ._dialback import DialBackReceiver
@@ -90,6 +92,9 @@ class NodeStatistics:
     """Dial requests we served, by ``status/dial_status``."""
     dial_backs_verified: int
     dial_backs_unexpected: int
+    bootstrap: BootstrapStatistics
+    servers_answered: tuple[PeerId, ...]
+    """AutoNAT servers that answered our dial requests."""
 
 
 class Node:
@@ -98,7 +103,8 @@ class Node:
     def __init__(self, *, keypair: Keypair, config: NodeConfig, watch: Watch[NodeSnapshot],
                  dialer_box: Mailbox[DialerCommand], supervisor: Supervisor, dialer: Dialer,
                  tracker: StatusTracker, identify: IdentifyActor, autonat: AutonatProbe,
-                 server: AutonatServer, receiver: DialBackReceiver) -> None:
+                 server: AutonatServer, receiver: DialBackReceiver,
+                 fetcher: BootstrapFetcher) -> None:
         self.keypair = keypair
         self.config = config
         self._watch = watch
@@ -110,6 +116,7 @@ class Node:
         self._autonat = autonat
         self._server = server
         self._receiver = receiver
+        self._fetcher = fetcher
 
     @property
     def peer_id(self) -> PeerId:
@@ -154,7 +161,9 @@ class Node:
             identify_failures=self._identify.failures, probes=self._autonat.statistics(),
             probes_answered=dict(self._server.answered),
             dial_backs_verified=self._receiver.verified,
-            dial_backs_unexpected=self._receiver.unexpected)
+            dial_backs_unexpected=self._receiver.unexpected,
+            bootstrap=self._fetcher.statistics(),
+            servers_answered=self._autonat.servers_answered)
 
     async def add_peers(self, addrs: list[WsAddress] | tuple[WsAddress, ...], *,
                         source: str = "api", from_bootstrap: bool = False) -> None:
@@ -227,15 +236,18 @@ async def open_node(
         state=DialerState(planner), inbox=dialer_box.receiver(),
         tracker=tracker_box.sender(),
         listeners=[identify_box.sender(), autonat_box.sender()], handlers=handlers)
+    fetcher = BootstrapFetcher(config=config, dialer=dialer_box.sender(), watch=watch,
+                               local_peer=keys.peer_id, rng=rng)
     supervisor = Supervisor(
         [ChildSpec("status-tracker", tracker.run, mailbox=tracker_box),
          ChildSpec("identify", identify.run, mailbox=identify_box),
          ChildSpec("autonat", autonat.run, mailbox=autonat_box),
-         ChildSpec("dialer", dialer.run, mailbox=dialer_box)],
+         ChildSpec("dialer", dialer.run, mailbox=dialer_box),
+         ChildSpec("bootstrap", fetcher.run)],
         name=f"node-{str(keys.peer_id)[-6:]}", rng=rng)
     node = Node(keypair=keys, config=config, watch=watch, dialer_box=dialer_box,
                 supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify,
-                autonat=autonat, server=server, receiver=receiver)
+                autonat=autonat, server=server, receiver=receiver, fetcher=fetcher)
     async with trio.open_nursery() as nursery:
         await nursery.start(supervisor.run)
         try:

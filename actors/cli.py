@@ -1,17 +1,15 @@
 """The ``autonat`` command line: parse arguments, dispatch to a command.
 
 Each command is a small function taking the parsed namespace and returning
-an exit status. User errors (bad flag, unreadable or corrupt file) print one
-line on stderr starting with ``autonat:`` and exit non-zero - never a
-traceback. Commands that need the network come with later issues; ``--help``
-lists only what exists.
+an exit status. User errors (bad flag, unreadable or corrupt file, bad
+setting) print one line on stderr starting with ``autonat`` and exit
+non-zero - never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,32 +17,21 @@ from typing import NoReturn
 
 from protocols import KeyFileError, load_or_create_keypair
 
-KEY_FILE_NAME = "p2p_keypair.ser"
+from ._cli_commands import CliError, cmd_boot, cmd_demo, cmd_node, cmd_probe, cmd_status
+from ._cli_settings import KEY_FILE_NAME, add_node_flags, default_data_dir
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 1."""
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error on one line, with a pointer to --help."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
-def default_data_dir() -> Path:
-    """``$AUTONAT_DATA_DIR``, else ``$XDG_DATA_HOME/trio-autonat``, else ``~/.local/share``."""
-    explicit = os.environ.get("AUTONAT_DATA_DIR")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-    return base / "trio-autonat"
+        # probe reserves exit 2 for "verdict still unknown", so its usage errors exit 1
+        status = EXIT_ERROR if self.prog.endswith(" probe") else EXIT_USAGE
+        self.exit(status, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _key_path(args: argparse.Namespace) -> Path:
@@ -70,21 +57,6 @@ def cmd_id(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Show this machine's node identity (the full local demo arrives with the node)."""
-    path = _key_path(args)
-    try:
-        keypair, created = load_or_create_keypair(path)
-    except KeyFileError as exc:
-        raise CliError(str(exc)) from exc
-    state = "created" if created else "loaded"
-    print(f"node identity ({state} {path}):")
-    print(f"  peer id     {keypair.peer_id}")
-    print(f"  public key  {keypair.public_key.to_protobuf().hex()}  (libp2p protobuf)")
-    print(f"  listen addr /ip4/0.0.0.0/tcp/44000/ws/p2p/{keypair.peer_id}")
-    return EXIT_OK
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="autonat",
@@ -100,9 +72,32 @@ def build_parser() -> argparse.ArgumentParser:
     p_id.add_argument("--json", action="store_true", help="print a JSON object")
     p_id.set_defaults(func=cmd_id)
 
-    p_demo = sub.add_parser("demo", help="local demonstration", description=cmd_demo.__doc__)
-    p_demo.add_argument("--key", metavar="FILE", help=key_help)
+    p_demo = sub.add_parser("demo", help="local demo: boot nodes, a newcomer, a verdict",
+                            description=cmd_demo.__doc__)
     p_demo.set_defaults(func=cmd_demo)
+
+    for name, func, text in (("node", cmd_node, "run a node until SIGINT/SIGTERM"),
+                             ("boot", cmd_boot, "run a bootstrap node (config/boot.toml)")):
+        p_run = sub.add_parser(name, help=text, description=func.__doc__)
+        add_node_flags(p_run)
+        p_run.set_defaults(func=func)
+
+    p_probe = sub.add_parser("probe", help="one-shot NAT check: verdict, then exit 0/2/1",
+                             description=(cmd_probe.__doc__ or "") + " Exit status: 0 when "
+                             "the verdict is public or private, 2 when still unknown at the "
+                             "timeout, 1 on an error.")
+    add_node_flags(p_probe, probe=True)
+    p_probe.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                         help="give up after S seconds (default 30)")
+    p_probe.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p_probe.set_defaults(func=cmd_probe)
+
+    p_status = sub.add_parser("status", help="summarise a running node's /status",
+                              description=cmd_status.__doc__)
+    p_status.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:7888",
+                          help="the node's HTTP API (default 127.0.0.1:7888)")
+    p_status.add_argument("--json", action="store_true", help="print the raw JSON document")
+    p_status.set_defaults(func=cmd_status)
     return parser
 
 

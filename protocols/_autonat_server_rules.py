@@ -16,7 +16,12 @@ Which address (:func:`choose_dial_address`)
       could point anywhere, and the amplification check below needs an IP.
       Clients learn their addresses as IPs anyway;
     * carries a ``/p2p/`` id other than the requester's (``peer-id``);
-    * is rejected by the :class:`~protocols.AddressPolicy` (``policy``);
+    * is rejected by the :class:`~protocols.AddressPolicy` (``policy``) -
+      except on the requester's own observed IP: such a dial reaches only the
+      host that asked (a client on the same LAN or on loopback), never a third
+      party, and the client's own policy decides whether it is a candidate at
+      all. This is what lets a boot node with the default policy serve a
+      client on its own machine;
     * has an IP other than the one we observe the requester at, while the
       server is configured not to dial other IPs (``other-ip``).
 
@@ -196,10 +201,12 @@ def _examine(
         return RefusalReason.DNS, f"{addr}: DNS names are not dialed back"
     if addr.peer_id is not None and addr.peer_id != requester:
         return RefusalReason.PEER_ID, f"{addr}: names another peer"
-    why = policy.reason_rejected(addr)
-    if why is not None:
-        return RefusalReason.POLICY, why
     same_ip = observed_ip is not None and _plain(addr.ip) == _plain(observed_ip)
+    why = policy.reason_rejected(addr)
+    if why is not None and not (same_ip and addr.port):
+        # The requester's own IP is dialable whatever its class: that dial can reach
+        # only the host that asked (a LAN or loopback client), never a third party.
+        return RefusalReason.POLICY, why
     if not (same_ip or allow_other_ip):
         return RefusalReason.OTHER_IP, f"{addr}: not the requester's IP {observed_ip}"
     return addr

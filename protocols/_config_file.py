@@ -147,8 +147,12 @@ def env_settings(environ: Mapping[str, str]) -> Settings:
     return settings
 
 
-def build_node_config(*layers: Mapping[str, SettingValue]) -> NodeConfig:
-    """Merge layers (later wins) into a validated :class:`NodeConfig`."""
+def build_node_config(*layers: Mapping[str, object]) -> NodeConfig:
+    """Merge layers (later wins) into a validated :class:`NodeConfig`.
+
+    Every layer's values are checked and converted like a file's (a flag layer
+    may hold lists where a tuple is meant, strings where a path is meant).
+    """
     keys = setting_keys()
     merged: Settings = {}
     for layer in layers:

@@ -41,6 +41,17 @@ Votes
     ``reachable`` to ``unreachable`` (or back); it only returns an address to
     ``unknown`` once all of its evidence has expired.
 
+Small networks
+    A network with fewer AutoNAT servers than ``threshold`` (one boot node and
+    nothing else) could never reach a verdict. The actor reports how many
+    distinct servers are available (:meth:`Reachability.set_available_servers`);
+    once that number has stayed below the threshold for
+    ``small_network_settle`` seconds, the effective threshold becomes that
+    number (at least 1): the verdict rests on *every* server there is. When
+    more servers appear the full threshold applies again at once. Early in a
+    bootstrap, while servers are still arriving, the count keeps changing, so
+    a single early answer cannot decide for a well-connected node.
+
 Overall status
     ``nat_status`` is ``public`` if any address is reachable, ``private`` if
     at least one is unreachable and none is reachable, ``unknown`` otherwise.
@@ -143,6 +154,9 @@ class ReachabilityConfig:
     max_distrusted: int = 256
     retry: Backoff = DEFAULT_RETRY
     reprobe: Backoff = DEFAULT_REPROBE
+    small_network_settle: float = 5.0
+    """Seconds the number of available servers must stay below ``threshold``
+    before a verdict may rest on all of them (see "Small networks")."""
 
     def __post_init__(self) -> None:
         for name in ("threshold", "max_servers_per_addr", "max_addrs", "max_distrusted"):
@@ -254,6 +268,9 @@ class Reachability:
         self._nat_since: float | None = None
         self._outcomes: Counter[ProbeOutcome] = Counter()
         self._ignored = 0
+        self._servers = 0
+        self._servers_since = -math.inf
+        self._threshold = self.config.threshold
 
     # --- reading -------------------------------------------------------------
 
@@ -428,8 +445,36 @@ class Reachability:
             state.next_probe_at = now + self.config.reprobe.base_delay(0)
         return ReachabilityChanged(addr, old, new, now, yes, no, reason)
 
+    @property
+    def threshold(self) -> int:
+        """The threshold in force (lower than configured only in a small network)."""
+        return self._threshold
+
+    def set_available_servers(self, count: int, now: float) -> list[ReachabilityEvent]:
+        """How many distinct AutoNAT servers we can ask; may change the effective threshold."""
+        if count != self._servers:
+            self._servers, self._servers_since = count, now
+        full = self.config.threshold
+        settled = now - self._servers_since >= self.config.small_network_settle
+        effective = full if count >= full or not settled else max(1, count)
+        if effective == self._threshold:
+            return []
+        self._threshold = effective
+        events: list[ReachabilityEvent] = []
+        for addr, state in self._addrs.items():
+            change = self._evaluate(addr, state, now, f"threshold now {effective}")
+            if change is not None:
+                events.append(change)
+        return events + self._update_nat_status(now)
+
+    def threshold_review_at(self) -> float | None:
+        """When a small network will have settled (for the actor's sleep), else None."""
+        if self._servers >= self.config.threshold or self._threshold == max(1, self._servers):
+            return None
+        return self._servers_since + self.config.small_network_settle
+
     def _decide(self, current: AddressVerdict, yes: int, no: int) -> AddressVerdict:
-        threshold = self.config.threshold
+        threshold = self._threshold
         if yes >= threshold and yes > no:
             return "reachable"
         if no >= threshold and no > yes:

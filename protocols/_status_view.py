@@ -48,6 +48,7 @@ Our extra fields
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Iterable, Sequence
 from typing import Final
@@ -74,16 +75,24 @@ def status_document(
     uptime_s: float,
     probes_served: int,
     own: Sequence[WsAddress] | None = None,
+    reached_at: str | None = None,
 ) -> StatusDocument:
     """The ``/status`` document for ``snapshot``; advances ``round_robin`` by one window.
 
     ``own`` overrides :func:`own_addresses` (e.g. configured announce
     addresses); it is filtered by ``policy`` like everything else.
+    ``reached_at`` is the local IP this HTTP request arrived on. When the
+    policy leaves us no address to list, our wildcard or matching listen
+    addresses are listed on that IP: the requester just reached us there, so
+    it is usable *by that requester* (a boot node on a laptop answering a
+    client on 127.0.0.1, or on a LAN). It is never handed to anyone else.
     """
     if not isinstance(uptime_s, int | float) or not math.isfinite(uptime_s):
         raise ValidationError(f"uptime_s must be a finite number, got {uptime_s!r}")
     mine = own_addresses(snapshot, policy) if own is None else _render(
         snapshot, policy.filter(own))
+    if not mine and reached_at is not None:
+        mine = _render(snapshot, reached_addresses(snapshot, reached_at))
     peer_addrs = round_robin.next_window(mine, public_peer_addresses(snapshot, policy))
     return StatusDocument(
         peer_id=str(snapshot.peer_id),
@@ -101,6 +110,22 @@ def status_document(
             ("observed_addrs", _plain(policy.filter(o.observed for o in snapshot.observed_addrs))),
         ),
     )
+
+
+def reached_addresses(snapshot: NodeSnapshot, reached_at: str) -> list[WsAddress]:
+    """Listen addresses that cover ``reached_at`` (wildcard or equal), on that IP."""
+    try:
+        ip = ipaddress.ip_address(reached_at)
+    except ValueError:
+        return []
+    result = []
+    for addr in snapshot.listen_addrs:
+        if addr.ip is None or addr.ip.version != ip.version:
+            continue
+        if addr.ip.is_unspecified or addr.ip == ip:
+            result.append(WsAddress(host=str(ip), kind=addr.kind, port=addr.port,
+                                    secure=addr.secure))
+    return result
 
 
 def own_addresses(snapshot: NodeSnapshot, policy: AddressPolicy) -> tuple[str, ...]:

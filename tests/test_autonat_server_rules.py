@@ -242,3 +242,20 @@ def test_rate_limiter_validation() -> None:
         RateLimiter(global_per_minute=-1)
     with pytest.raises(ValueError):
         RateLimiter(window=0.0)
+
+
+def test_requesters_own_non_routable_ip_is_dialable_but_no_other() -> None:
+    global_only = AddressPolicy()
+    own = WsAddress.parse("/ip4/127.0.0.1/tcp/44001/ws").to_bytes()
+    other = WsAddress.parse("/ip4/127.0.0.2/tcp/44001/ws").to_bytes()
+    loopback = ipaddress.ip_address("127.0.0.1")
+    choice = choose_dial_address((own,), observed_ip=loopback, policy=global_only,
+                                 allow_other_ip=True)
+    assert choice.accepted and choice.dial_data == 0
+    refused = choose_dial_address((other,), observed_ip=loopback, policy=global_only,
+                                  allow_other_ip=True)
+    assert not refused.accepted and refused.refusal is RefusalReason.POLICY
+    private = WsAddress.parse("/ip4/10.0.0.5/tcp/44001/ws").to_bytes()
+    lan = choose_dial_address((private,), observed_ip=ipaddress.ip_address("10.0.0.5"),
+                              policy=global_only, allow_other_ip=False)
+    assert lan.accepted

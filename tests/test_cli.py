@@ -75,7 +75,7 @@ def test_bad_key_file_is_a_one_line_error(tmp_path: Path, content: bytes, mode: 
 def test_help_lists_existing_commands() -> None:
     out = _autonat("--help")
     assert out.returncode == 0
-    for command in ("id", "demo"):
+    for command in ("id", "demo", "node", "boot", "probe", "status"):
         assert command in out.stdout
 
 
@@ -86,7 +86,10 @@ def test_bad_flag_is_a_one_line_usage_error() -> None:
     assert "--no-such-flag" in out.stderr and "--help" in out.stderr
 
 
-def test_demo_shows_identity(tmp_path: Path) -> None:
-    out = _autonat("demo", "--key", str(tmp_path / "k.ser"))
+def test_demo_bootstraps_a_newcomer_to_a_verdict() -> None:
+    out = _autonat("demo")
     assert out.returncode == 0, out.stderr
-    assert "12D3KooW" in out.stdout
+    assert "verdict after" in out.stdout and ": public, reachable at /ip4/127.0.5.9/" in out.stdout
+    assert "lifecycle: fully_connected" in out.stdout
+    document = json.loads(out.stdout.split("boot node /status: ", 1)[1])
+    assert {"peers_count", "peer_id", "peer_addrs"} <= set(document)

@@ -9,6 +9,8 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +25,7 @@ from actors import (
     Node,
     NodeStatistics,
     StatisticsProviders,
+    StatusSource,
     open_node,
     serve_http,
 )
@@ -84,10 +87,9 @@ async def _network(peers: int) -> AsyncIterator[tuple[Node, list[Node]]]:
 
 
 @asynccontextmanager
-async def _served(source: object, **kw: object) -> AsyncIterator[httpx.AsyncClient]:
+async def _served(source: StatusSource, **kw: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with trio.open_nursery() as nursery:
-        host, port = await nursery.start(lambda task_status: serve_http(
-            source, "127.0.0.1", 0, task_status=task_status, **kw))  # type: ignore[arg-type]
+        host, port = await nursery.start(partial(serve_http, source, "127.0.0.1", 0, **kw))
         assert host == "127.0.0.1" and port > 0
         async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=10) as client:
             yield client
@@ -157,9 +159,13 @@ async def test_healthz_not_found_and_method_not_allowed() -> None:
                 response = await client.request(method, "/status")
                 assert response.status_code == 405
                 assert response.headers["allow"] == "GET"
+            small = await client.post("/status", content=b"x" * 1000)
+            assert small.status_code == 405
+            assert "connection" not in small.headers  # body drained: connection reusable
             big = await client.post("/status", content=b"x" * (1 << 20))
             assert big.status_code == 405
             assert big.json() == {"error": "method not allowed"}
+            assert big.headers["connection"] == "close"  # body left unread
             assert (await client.get("/healthz")).status_code == 200
 
 
@@ -214,7 +220,9 @@ async def test_garbage_and_websocket_requests_do_not_hurt() -> None:
 
 
 def _task_count() -> int:
-    count, stack = 0, [trio.lowlevel.current_root_task()]
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    count, stack = 0, [root]
     while stack:
         task = stack.pop()
         count += 1
@@ -264,7 +272,7 @@ async def test_bad_bind_arguments(host: str, port: int) -> None:
 
 async def test_respond_without_a_server() -> None:
     source = await _frozen_source()
-    api = HttpApi(source, window=1, version="x")  # type: ignore[arg-type]
+    api = HttpApi(source, window=1, version="x")
     assert api.respond("GET", "/status").status == 200
     assert api.respond("PATCH", "/metrics").status == 405
     assert api.respond("GET", "/").status == 404

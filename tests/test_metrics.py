@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from actors import (
     Node,
     NodeStatistics,
     StatisticsProviders,
+    StatusSource,
     node_registry,
     open_node,
     render_metrics,
@@ -55,15 +57,20 @@ async def _pair() -> AsyncIterator[tuple[Node, Node]]:
     ):
         await b.connect(a.listen_addrs[0])
         for node, other in ((a, b), (b, a)):
-            await node.wait_for(lambda s, o=other: (r := s.peer(o.peer_id)) is not None
-                                and r.agent_version != "")
+            await node.wait_for(_identified(other.peer_id))
         yield a, b
 
 
-def _scrape(source: object, providers: StatisticsProviders | None = None,
+def _identified(peer: PeerId) -> Callable[[NodeSnapshot], bool]:
+    def check(snap: NodeSnapshot) -> bool:
+        record = snap.peer(peer)
+        return record is not None and record.agent_version != ""
+    return check
+
+
+def _scrape(source: StatusSource, providers: StatisticsProviders | None = None,
             clock: Callable[[], float] | None = None) -> dict[str, list[Sample]]:
-    kwargs = {} if clock is None else {"clock": clock}
-    registry = node_registry(source, providers, version="9.9.9", **kwargs)  # type: ignore[arg-type]
+    registry = node_registry(source, providers, version="9.9.9", clock=clock or time.time)
     text = render_metrics(registry).decode()
     return {family.name: family.samples for family in text_string_to_metric_families(text)}
 
@@ -81,7 +88,7 @@ async def _fake() -> FakeSource:
 async def test_real_node_metrics_parse_and_are_plausible(
         autojump_clock: trio.testing.MockClock) -> None:
     with trio.fail_after(30):
-        async with _pair() as (a, b):
+        async with _pair() as (_a, b):
             families = _scrape(b)
             snap, stats = b.snapshot(), b.statistics()
     assert set(METRIC_NAMES) <= set(families)
@@ -113,7 +120,7 @@ async def test_real_node_metrics_parse_and_are_plausible(
 async def test_counters_are_exported_with_total_suffix(
         autojump_clock: trio.testing.MockClock) -> None:
     source = await _fake()
-    text = render_metrics(node_registry(source)).decode()  # type: ignore[arg-type]
+    text = render_metrics(node_registry(source)).decode()
     assert "# TYPE autonat_dials_total counter" in text
     assert 'autonat_dials_total{outcome="started"}' in text
     assert 'autonat_actor_restarts_total{actor="dialer"}' in text

@@ -78,7 +78,7 @@ def test_shrinking_list_keeps_cursor_in_range() -> None:
     rr.next_window(OWN, PEERS)
     rr.next_window(OWN, PEERS)  # cursor now 8
     window = rr.next_window(OWN, PEERS[:3])  # 8 % 3 == 2
-    assert window == OWN + (PEERS[2], PEERS[0], PEERS[1])
+    assert window == (*OWN, PEERS[2], PEERS[0], PEERS[1])
     assert rr.cursor < 3
 
 

@@ -1,0 +1,622 @@
+"""The NAT lab's topologies and scenarios, and how to run autonat nodes inside them.
+
+Theory of operation
+-------------------
+Every topology has the same "internet": a namespace ``inet`` holding one bridge,
+to which every public participant is attached by a veth pair. It uses only
+documentation addresses::
+
+    198.51.100.10        nginx (boot cluster behind one URL)
+    198.51.100.11-14     boot nodes, each with a second address 203.0.113.11-14
+                         on the same interface (their ``--dialback-source``)
+    198.51.100.20        a host with a public address (scenarios 1, 5, 6)
+    198.51.100.30        a home router's WAN address
+    198.51.100.40        a carrier-grade NAT's WAN address
+
+Each internet participant gets its ``198.51.100.x/24`` plus an on-link route to
+``203.0.113.0/24``, so the two documentation networks form one flat internet.
+Home LANs (``192.168.1.0/24``) and the carrier-grade NAT link (``100.64.0.0/24``,
+inside 100.64.0.0/10) exist only inside the lab's own namespaces. The node
+under test always listens on ``0.0.0.0:44000`` and dials out from that port
+(``SO_REUSEPORT``), so a port-preserving NAT shows every observer the same
+external port and ``--random-fully`` shows each a different one.
+
+Routers (``ip_forward=1``) filter like home routers: outbound connections and
+their replies pass; new inbound connections are dropped silently (in FORWARD
+and INPUT), except what a scenario forwards on purpose.
+
+A :class:`Scenario` bundles a topology builder with the verdict the probe must
+reach, and with what the topology itself must do to plain TCP (checked without
+the node by ``test_nat_lab``): how outbound connections are seen from outside,
+and whether inbound connections to the public face reach the host from an IP the
+host contacted and from one it never contacted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .netlab import (
+    Lab,
+    LabError,
+    LabProcess,
+    Namespace,
+    autonat_argv,
+    tcp_connect,
+    tcp_listen,
+    wait_until,
+)
+
+LISTEN_PORT = 44000
+HTTP_PORT = 7888
+PUBLIC_NETWORKS = ("198.51.100.0/24", "203.0.113.0/24")
+LB_IP = "198.51.100.10"
+BOOT_IPS = ("198.51.100.11", "198.51.100.12", "198.51.100.13", "198.51.100.14")
+BOOT_ALT_IPS = ("203.0.113.11", "203.0.113.12", "203.0.113.13", "203.0.113.14")
+PUBLIC_HOST_IP = "198.51.100.20"
+ROUTER_WAN_IP = "198.51.100.30"
+CGNAT_WAN_IP = "198.51.100.40"
+LAN_ROUTER_IP, LAN_HOST_IP = "192.168.1.1", "192.168.1.2"
+CGN_INNER_IP, CGN_HOME_IP = "100.64.0.1", "100.64.0.2"
+
+
+# --- topology building blocks ------------------------------------------------------------
+
+
+class Internet:
+    """The flat public segment: a bridge in namespace ``inet``."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.ns = lab.namespace("inet")
+        lab.bridge(self.ns, "br0")
+        self._ports = 0
+
+    def attach(self, ns: Namespace, ifname: str, ip: str, *extra_ips: str) -> None:
+        """Plug ``ns`` in as ``ifname`` with ``ip`` (and ``extra_ips``), all ``/24``."""
+        self._ports += 1
+        port = f"p{self._ports}"
+        self.lab.veth(self.ns, port, ns, ifname)
+        self.ns.ip("link", "set", port, "master", "br0")
+        for addr in (ip, *extra_ips):
+            ns.add_addr(ifname, f"{addr}/24")
+        if not any(addr.startswith("203.0.113.") for addr in (ip, *extra_ips)):
+            ns.add_route("203.0.113.0/24", "dev", ifname)
+
+
+@dataclass(frozen=True)
+class BootSite:
+    """Where one boot node runs: its namespace, address and dial-back address."""
+
+    ns: Namespace
+    ip: str
+    alt_ip: str
+
+    @property
+    def status_url(self) -> str:
+        return f"http://{self.ip}:{HTTP_PORT}/status"
+
+
+@dataclass
+class Topology:
+    """A built topology: the host under test, its public face, the boot sites."""
+
+    lab: Lab
+    internet: Internet
+    boots: list[BootSite]
+    host: Namespace
+    host_ip: str
+    face_ip: str
+    routers: list[Namespace] = field(default_factory=list)
+
+    @property
+    def face_addr(self) -> str:
+        """The multiaddr the internet can reach the host's listen port at, if anything."""
+        return f"/ip4/{self.face_ip}/tcp/{LISTEN_PORT}/ws"
+
+    def firewall_dump(self) -> str:
+        parts = [f"# {ns.name}\n{ns.ruleset()}" for ns in (*self.routers, self.host)]
+        return "\n".join(parts)
+
+
+def _internet_with_boots(lab: Lab, count: int) -> tuple[Internet, list[BootSite]]:
+    internet = Internet(lab)
+    boots = []
+    for index in range(count):
+        ns = lab.namespace(f"boot{index + 1}")
+        internet.attach(ns, "eth0", BOOT_IPS[index], BOOT_ALT_IPS[index])
+        boots.append(BootSite(ns, BOOT_IPS[index], BOOT_ALT_IPS[index]))
+    return internet, boots
+
+
+def _home_lan(lab: Lab, router: Namespace) -> Namespace:
+    host = lab.namespace("host")
+    lab.veth(router, "lan", host, "eth0")
+    router.add_addr("lan", f"{LAN_ROUTER_IP}/24")
+    host.add_addr("eth0", f"{LAN_HOST_IP}/24")
+    host.add_route("default", "via", LAN_ROUTER_IP)
+    return host
+
+
+def _stateful_wan_filter(router: Namespace) -> None:
+    """Home-router filtering: replies pass, new inbound connections vanish (no RST)."""
+    for chain in ("FORWARD", "INPUT"):
+        router.iptables("-A", chain, "-i", "wan", "-m", "conntrack",
+                        "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+    router.iptables("-A", "FORWARD", "-i", "wan", "-m", "conntrack",
+                    "--ctstate", "NEW,INVALID", "-j", "DROP")
+    router.iptables("-A", "INPUT", "-i", "wan", "-j", "DROP")
+
+
+def _masquerade(router: Namespace, *, random_fully: bool = False) -> None:
+    extra = ["--random-fully"] if random_fully else []
+    router.iptables("-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE", *extra)
+
+
+def _home_router(lab: Lab, internet: Internet, wan_ip: str) -> tuple[Namespace, Namespace]:
+    router = lab.namespace("router", forwarding=True)
+    internet.attach(router, "wan", wan_ip)
+    return router, _home_lan(lab, router)
+
+
+def build_public(lab: Lab) -> Topology:
+    """Scenario 1 (and the base of 5, 6): a host with a public address, no NAT."""
+    internet, boots = _internet_with_boots(lab, 3)
+    host = lab.namespace("host")
+    internet.attach(host, "eth0", PUBLIC_HOST_IP)
+    return Topology(lab, internet, boots, host, PUBLIC_HOST_IP, PUBLIC_HOST_IP)
+
+
+def build_masquerade(lab: Lab) -> Topology:
+    """Scenario 2: port-preserving masquerade with port-restricted filtering."""
+    internet, boots = _internet_with_boots(lab, 3)
+    router, host = _home_router(lab, internet, ROUTER_WAN_IP)
+    _masquerade(router)
+    _stateful_wan_filter(router)
+    return Topology(lab, internet, boots, host, LAN_HOST_IP, ROUTER_WAN_IP, [router])
+
+
+def build_symmetric(lab: Lab) -> Topology:
+    """Scenario 3: symmetric NAT - every connection gets a random external port."""
+    internet, boots = _internet_with_boots(lab, 3)
+    router, host = _home_router(lab, internet, ROUTER_WAN_IP)
+    _masquerade(router, random_fully=True)
+    _stateful_wan_filter(router)
+    return Topology(lab, internet, boots, host, LAN_HOST_IP, ROUTER_WAN_IP, [router])
+
+
+def build_port_forward(lab: Lab) -> Topology:
+    """Scenario 4: masquerade plus the listen port forwarded (DNAT) to the host."""
+    internet, boots = _internet_with_boots(lab, 3)
+    router, host = _home_router(lab, internet, ROUTER_WAN_IP)
+    port = str(LISTEN_PORT)
+    router.iptables("-t", "nat", "-A", "PREROUTING", "-i", "wan", "-p", "tcp", "--dport", port,
+                    "-j", "DNAT", "--to-destination", f"{LAN_HOST_IP}:{port}")
+    router.iptables("-A", "FORWARD", "-i", "wan", "-p", "tcp", "-d", LAN_HOST_IP,
+                    "--dport", port, "-m", "conntrack", "--ctstate", "NEW,DNAT", "-j", "ACCEPT")
+    _masquerade(router)
+    _stateful_wan_filter(router)
+    return Topology(lab, internet, boots, host, LAN_HOST_IP, ROUTER_WAN_IP, [router])
+
+
+def _host_firewall(topo: Topology, target: Sequence[str]) -> Topology:
+    topo.host.iptables("-A", "INPUT", "-p", "tcp", "--dport", str(LISTEN_PORT),
+                       "-m", "conntrack", "--ctstate", "NEW", "-j", *target)
+    return topo
+
+
+def build_firewall_drop(lab: Lab) -> Topology:
+    """Scenario 5: public address, host firewall silently dropping inbound connections."""
+    return _host_firewall(build_public(lab), ["DROP"])
+
+
+def build_firewall_reject(lab: Lab) -> Topology:
+    """Scenario 6: public address, host firewall rejecting inbound connections (RST)."""
+    return _host_firewall(build_public(lab), ["REJECT", "--reject-with", "tcp-reset"])
+
+
+_ADDRESS_RESTRICTED_NFT = """\
+table ip lab_nat {{
+    set contacted {{
+        type ipv4_addr
+        flags dynamic,timeout
+        timeout 10m
+    }}
+    chain prerouting {{
+        type nat hook prerouting priority dstnat; policy accept;
+        iifname "wan" ip saddr @contacted tcp dport {port} dnat to {host}:{port}
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan" masquerade
+    }}
+    chain forward {{
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        iifname "lan" oifname "wan" ct state new update @contacted {{ ip daddr }} accept
+        iifname "wan" oifname "lan" ct status dnat ip saddr @contacted tcp dport {port} accept
+    }}
+    chain input {{
+        type filter hook input priority filter; policy accept;
+        iifname "wan" ct state established,related accept
+        iifname "wan" drop
+    }}
+}}
+"""
+
+
+def build_address_restricted(lab: Lab) -> Topology:
+    """Scenario 7: address-restricted cone NAT (nftables).
+
+    Every outbound connection puts its destination IP in the set ``@contacted``;
+    inbound connections to the mapped listen port are forwarded to the host
+    from any port of a contacted IP, and dropped from any other IP.
+    """
+    internet, boots = _internet_with_boots(lab, 3)
+    router, host = _home_router(lab, internet, ROUTER_WAN_IP)
+    router.nft(_ADDRESS_RESTRICTED_NFT.format(port=LISTEN_PORT, host=LAN_HOST_IP))
+    return Topology(lab, internet, boots, host, LAN_HOST_IP, ROUTER_WAN_IP, [router])
+
+
+def build_double_nat(lab: Lab) -> Topology:
+    """Scenario 8: home NAT behind a carrier-grade NAT (100.64.0.0/10), both masquerading."""
+    internet, boots = _internet_with_boots(lab, 3)
+    cgnat = lab.namespace("cgnat", forwarding=True)
+    internet.attach(cgnat, "wan", CGNAT_WAN_IP)
+    home = lab.namespace("router", forwarding=True)
+    lab.veth(cgnat, "lan", home, "wan")
+    cgnat.add_addr("lan", f"{CGN_INNER_IP}/24")
+    home.add_addr("wan", f"{CGN_HOME_IP}/24")
+    home.add_route("default", "via", CGN_INNER_IP)
+    host = _home_lan(lab, home)
+    for router in (cgnat, home):
+        _masquerade(router)
+        _stateful_wan_filter(router)
+    return Topology(lab, internet, boots, host, LAN_HOST_IP, CGNAT_WAN_IP, [cgnat, home])
+
+
+# --- scenarios ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What ``autonat probe --json`` must say. ``nat_mapping=None``: not asserted."""
+
+    nat_status: str
+    nat_mapping: str | None
+    reachable_at_face: bool
+
+    def describe(self) -> str:
+        text = self.nat_status
+        if self.nat_mapping is not None:
+            text += f", {self.nat_mapping}"
+        return text
+
+
+@dataclass(frozen=True)
+class PlainTcp:
+    """What the topology does to plain TCP (checked without the node).
+
+    ``outbound``: how two observers see connections from the host's port 44000 -
+    ``same`` (the host's own address), ``preserved`` (the face IP, port 44000 for
+    both) or ``random`` (the face IP, different ports). ``inbound_contacted`` /
+    ``inbound_other``: connecting to the face's port 44000 from an IP the host
+    contacted / never contacted - ``ok``, ``timeout`` (dropped) or ``refused``.
+    """
+
+    outbound: str
+    inbound_contacted: str
+    inbound_other: str
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    build: Callable[[Lab], Topology]
+    expect: Expectation
+    plain_tcp: PlainTcp
+    dialback_source: bool = True
+    informational: bool = False
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("public", "public host, no NAT", build_public,
+             Expectation("public", "none", True), PlainTcp("same", "ok", "ok")),
+    Scenario("masquerade", "NAT: masquerade (port-restricted)", build_masquerade,
+             Expectation("private", "endpoint-independent", False),
+             PlainTcp("preserved", "timeout", "timeout")),
+    Scenario("symmetric", "NAT: symmetric (--random-fully)", build_symmetric,
+             Expectation("private", "endpoint-dependent", False),
+             PlainTcp("random", "timeout", "timeout")),
+    Scenario("port_forward", "NAT: listen port forwarded (DNAT)", build_port_forward,
+             Expectation("public", "endpoint-independent", True),
+             PlainTcp("preserved", "ok", "ok")),
+    Scenario("firewall_drop", "host firewall: DROP inbound", build_firewall_drop,
+             Expectation("private", "none", False), PlainTcp("same", "timeout", "timeout")),
+    Scenario("firewall_reject", "host firewall: REJECT inbound", build_firewall_reject,
+             Expectation("private", "none", False), PlainTcp("same", "refused", "refused")),
+    Scenario("address_restricted", "NAT: address-restricted, dialback_source",
+             build_address_restricted, Expectation("private", "endpoint-independent", False),
+             PlainTcp("preserved", "ok", "timeout")),
+    Scenario("address_restricted_contrast", "  same, boot nodes WITHOUT dialback_source",
+             build_address_restricted, Expectation("public", "endpoint-independent", True),
+             PlainTcp("preserved", "ok", "timeout"), dialback_source=False, informational=True),
+    Scenario("double_nat", "double NAT (CGNAT + home NAT)", build_double_nat,
+             Expectation("private", "endpoint-independent", False),
+             PlainTcp("preserved", "timeout", "timeout")),
+)
+SCENARIOS_BY_KEY = {scenario.key: scenario for scenario in SCENARIOS}
+
+
+# --- running autonat inside the namespaces -----------------------------------------------
+
+_HTTP_GET = r"""
+import json, sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as resp:
+        print(json.dumps({"status": resp.status, "body": resp.read(1 << 20).decode()}))
+except Exception as exc:
+    print(json.dumps({"status": None, "error": f"{type(exc).__name__}: {exc}"}))
+"""
+
+
+def http_get_json(ns: Namespace, url: str, *, timeout: float = 3.0) -> dict[str, Any] | None:
+    """GET ``url`` from inside ``ns``; the parsed JSON body on HTTP 200, else ``None``."""
+    proc = ns.run(sys.executable, "-c", _HTTP_GET, url, str(timeout), timeout=timeout + 10.0)
+    doc = json.loads(proc.stdout)
+    if doc.get("status") != 200:
+        return None
+    try:
+        body = json.loads(doc["body"])
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _policy_flags() -> list[str]:
+    flags = []
+    for cidr in PUBLIC_NETWORKS:
+        flags += ["--public-network", cidr]
+    return flags
+
+
+@dataclass
+class BootNode:
+    """A running ``autonat boot`` process and what its ``/status`` said."""
+
+    site: BootSite
+    proc: LabProcess
+    peer_id: str = ""
+
+
+def start_boot_nodes(topo_lab: Lab, sites: Sequence[BootSite], *, dialback_source: bool,
+                     siblings: bool = False, ready_timeout: float = 30.0) -> list[BootNode]:
+    """Start ``autonat boot`` at every site and wait until each serves ``/status``.
+
+    ``dialback_source``: dial back from the site's second address. ``siblings``:
+    each boot node bootstraps from the others' URLs (a cluster that confirms its
+    members public and lists them in ``/status``).
+    """
+    nodes = []
+    for index, site in enumerate(sites):
+        data_dir = topo_lab.tmp / f"boot{index + 1}-data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [*autonat_argv(), "boot",
+                "--listen", f"/ip4/{site.ip}/tcp/{LISTEN_PORT}/ws",
+                "--http", f"{site.ip}:{HTTP_PORT}",
+                "--key", str(data_dir / "p2p_keypair.ser"),
+                "--data-dir", str(data_dir), *_policy_flags(),
+                "--log-format", "json", "--log-level", "debug"]
+        if dialback_source:
+            argv += ["--dialback-source", site.alt_ip]
+        if siblings:
+            for other in sites:
+                if other is not site:
+                    argv += ["--boot-url", other.status_url]
+        nodes.append(BootNode(site, site.ns.spawn(f"boot{index + 1}", argv)))
+    for node in nodes:
+        node.peer_id = wait_for_status(node)["peer_id"]
+    return nodes
+
+
+def wait_for_status(node: BootNode, *, timeout: float = 30.0) -> dict[str, Any]:
+    """Poll the boot node's ``/status`` (from its own namespace) until it answers."""
+    found: list[dict[str, Any]] = []
+
+    def ready() -> bool:
+        if not node.proc.running():
+            raise LabError(f"{node.proc.label} exited with {node.proc.popen.returncode}\n"
+                           f"{node.proc.tail()}")
+        doc = http_get_json(node.site.ns, node.site.status_url, timeout=1.0)
+        if doc is not None:
+            found.append(doc)
+        return bool(found)
+
+    wait_until(ready, timeout=timeout, interval=0.2, what=f"{node.proc.label} /status")
+    return found[0]
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """One ``autonat probe --json`` run: exit status, the JSON (if any) and wall time."""
+
+    label: str
+    returncode: int
+    doc: dict[str, Any] | None
+    wall_s: float
+    stdout_path: Path
+    stderr_path: Path
+
+    @property
+    def elapsed_s(self) -> float:
+        """Time to verdict as the probe measured it (wall time when it printed none)."""
+        if self.doc is not None and isinstance(self.doc.get("elapsed_s"), int | float):
+            return float(self.doc["elapsed_s"])
+        return self.wall_s
+
+
+def run_probe(ns: Namespace, boot_urls: Sequence[str], *, label: str,
+              timeout: float = 30.0) -> ProbeOutcome:
+    """Run ``autonat probe --json`` in ``ns`` (fresh in-memory key), bounded in time."""
+    argv = [*autonat_argv(), "probe", "--listen", f"/ip4/0.0.0.0/tcp/{LISTEN_PORT}/ws",
+            *_policy_flags(), "--timeout", f"{timeout:g}", "--json",
+            "--log-format", "json", "--log-level", "debug"]
+    for url in boot_urls:
+        argv += ["--boot-url", url]
+    started = time.monotonic()
+    proc = ns.spawn(label, argv)
+    try:
+        code = proc.wait(timeout + 20.0)
+    finally:
+        proc.stop(grace=3.0)
+    wall = time.monotonic() - started
+    doc: dict[str, Any] | None = None
+    try:
+        parsed = json.loads(proc.stdout())
+        doc = parsed if isinstance(parsed, dict) else None
+    except ValueError:
+        doc = None
+    return ProbeOutcome(label, proc.popen.returncode if code is None else code, doc, wall,
+                        proc.stdout_path, proc.stderr_path)
+
+
+def judge(expect: Expectation, topo: Topology, outcome: ProbeOutcome) -> list[str]:
+    """Every way ``outcome`` differs from ``expect`` (empty: the verdict is right)."""
+    doc = outcome.doc
+    if doc is None:
+        return [f"no JSON from the probe (exit {outcome.returncode})"]
+    problems = []
+    if outcome.returncode != 0:
+        problems.append(f"exit status {outcome.returncode}, expected 0")
+    if doc.get("nat_status") != expect.nat_status:
+        problems.append(f"nat_status {doc.get('nat_status')!r}, expected {expect.nat_status!r}")
+    if expect.nat_mapping is not None and doc.get("nat_mapping") != expect.nat_mapping:
+        problems.append(f"nat_mapping {doc.get('nat_mapping')!r}, "
+                        f"expected {expect.nat_mapping!r}")
+    reachable = [str(addr) for addr in doc.get("reachable_addrs") or []]
+    at_face = any(addr.split("/p2p/")[0] == topo.face_addr for addr in reachable)
+    if expect.reachable_at_face and not at_face:
+        problems.append(f"reachable_addrs {reachable} lack {topo.face_addr}")
+    if not expect.reachable_at_face and reachable:
+        problems.append(f"reachable_addrs {reachable}, expected none")
+    return problems
+
+
+def got_text(outcome: ProbeOutcome) -> str:
+    doc = outcome.doc
+    if doc is None:
+        return f"error (exit {outcome.returncode})"
+    return f"{doc.get('nat_status')}, {doc.get('nat_mapping')}"
+
+
+# --- nginx in front of a boot cluster ----------------------------------------------------
+
+_NGINX_CONF = """\
+worker_processes 1;
+user root root;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {tmp}/nginx-access.log;
+    client_body_temp_path {tmp}/nginx-body;
+    proxy_temp_path {tmp}/nginx-proxy;
+    fastcgi_temp_path {tmp}/nginx-fastcgi;
+    uwsgi_temp_path {tmp}/nginx-uwsgi;
+    scgi_temp_path {tmp}/nginx-scgi;
+    upstream boot_cluster {{
+{servers}
+    }}
+    server {{
+        listen {ip}:{port};
+        location / {{
+            proxy_pass http://boot_cluster;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 10s;
+            proxy_next_upstream error timeout http_502 http_503;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(lab: Lab, ns: Namespace, upstreams: Sequence[str]) -> LabProcess:
+    """nginx in ``ns`` on ``LB_IP:HTTP_PORT``, round-robin over ``upstreams`` (ip:port)."""
+    servers = "\n".join(f"        server {up} max_fails=1 fail_timeout=30s;" for up in upstreams)
+    conf = lab.write_file("nginx.conf", _NGINX_CONF.format(
+        tmp=lab.tmp, servers=servers, ip=LB_IP, port=HTTP_PORT))
+    proc = ns.spawn("nginx", ["nginx", "-e", str(lab.tmp / "nginx-startup.log"),
+                              "-p", str(lab.tmp), "-c", str(conf), "-g", "daemon off;"])
+    url = f"http://{LB_IP}:{HTTP_PORT}/"
+
+    def listening() -> bool:
+        if not proc.running():
+            raise LabError(f"nginx exited\n{proc.tail()}")
+        out = ns.run(sys.executable, "-c", _HTTP_GET, url, "1", timeout=10.0).stdout
+        return "ConnectionRefused" not in out
+
+    wait_until(listening, timeout=15.0, interval=0.2, what="nginx to listen")
+    return proc
+
+
+def build_cluster(lab: Lab) -> tuple[Topology, Namespace]:
+    """Four boot sites and nginx (``lb``) on the internet, a public host to probe from."""
+    internet, boots = _internet_with_boots(lab, 4)
+    lb = lab.namespace("lb")
+    internet.attach(lb, "eth0", LB_IP)
+    host = lab.namespace("host")
+    internet.attach(host, "eth0", PUBLIC_HOST_IP)
+    return Topology(lab, internet, boots, host, PUBLIC_HOST_IP, PUBLIC_HOST_IP), lb
+
+
+# --- plain TCP checks of a topology (no node involved) -----------------------------------
+
+PLAIN_PORT = 9000
+
+
+def check_plain_tcp(topo: Topology, spec: PlainTcp) -> list[str]:
+    """Check ``spec`` against the built topology with tiny TCP tools; return the problems."""
+    problems = []
+    for boot in topo.boots[:3]:
+        tcp_listen(boot.ns, boot.ip, PLAIN_PORT, label=f"tcp-{boot.ns.short}")
+    seen = []
+    for boot in topo.boots[:3]:
+        result = tcp_connect(topo.host, boot.ip, PLAIN_PORT, source=(topo.host_ip, LISTEN_PORT))
+        if result.seen_as is None:
+            return [f"outbound to {boot.ip} failed: {result.error}"]
+        seen.append(result.seen_as)
+    problems += _check_outbound(topo, spec.outbound, seen)
+    tcp_listen(topo.host, "0.0.0.0", LISTEN_PORT, label="tcp-host")
+    boot = topo.boots[0]
+    for source_ip, want in ((boot.ip, spec.inbound_contacted), (boot.alt_ip, spec.inbound_other)):
+        result = tcp_connect(boot.ns, topo.face_ip, LISTEN_PORT, timeout=1.5, source=(source_ip, 0))
+        got = "ok" if result.ok else _inbound_error(result.error)
+        if got != want:
+            problems.append(f"inbound from {source_ip} to {topo.face_ip}:{LISTEN_PORT}: "
+                            f"{got} ({result.error or result.seen_as}), expected {want}")
+    return problems
+
+
+def _inbound_error(error: str | None) -> str:
+    return {"timeout": "timeout", "ConnectionRefusedError": "refused"}.get(error or "", str(error))
+
+
+def _check_outbound(topo: Topology, kind: str, seen: list[tuple[str, int]]) -> list[str]:
+    ips = {ip for ip, _ in seen}
+    ports = [port for _, port in seen]
+    want_ip = topo.host_ip if kind == "same" else topo.face_ip
+    problems = []
+    if ips != {want_ip}:
+        problems.append(f"outbound seen from {sorted(ips)}, expected {want_ip}")
+    if kind in ("same", "preserved") and set(ports) != {LISTEN_PORT}:
+        problems.append(f"outbound ports {ports}, expected {LISTEN_PORT} for every observer")
+    if kind == "random" and len(set(ports)) < 2:
+        problems.append(f"outbound ports {ports}, expected them to differ per observer")
+    return problems
