@@ -226,3 +226,24 @@ async def test_clean_shutdown_leaves_no_tasks(autojump_clock: trio.testing.MockC
 def _task_count(task: trio.lowlevel.Task) -> int:
     return 1 + sum(_task_count(child) for nursery in task.child_nurseries
                    for child in nursery.child_tasks)
+
+
+async def test_identify_push_reaches_connected_peers_when_our_addresses_change(
+        autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    import actors._identify as identify_module
+
+    net = MemoryNetwork()
+    extra = WsAddress.parse("/ip4/127.0.0.77/tcp/4077/ws")
+    with trio.fail_after(60):
+        async with _node(net, "127.0.0.1") as a, _node(net, "127.0.0.2") as b, \
+                _node(net, "127.0.0.3") as c:
+            await b.connect(a.listen_addrs[0])
+            await b.wait_for(_identified(a))
+            assert extra.with_peer_id(a.peer_id) not in b.snapshot().peer(a.peer_id).addrs  # type: ignore[union-attr]
+            original = identify_module.advertised_addrs
+            monkeypatch.setattr(identify_module, "advertised_addrs",
+                                lambda snap: (*original(snap), extra))
+            await a.connect(c.listen_addrs[0])  # any change of a's snapshot triggers the push
+            snap = await b.wait_for(lambda s: extra.with_peer_id(a.peer_id) in (
+                s.peer(a.peer_id).addrs if s.peer(a.peer_id) else ()))  # type: ignore[union-attr]
+            assert len(snap.connections) == 1  # pushed on the existing connection
