@@ -220,7 +220,7 @@ class Connection:
         self._last_activity = self.opened_at
         self._frames_received = self._frames_sent = self._handler_errors = 0
         self._log = structlog.get_logger("actors.connection").bind(
-            peer=str(self.peer_id), direction=self.direction.value)
+            actor="connection", peer=str(self.peer_id), direction=self.direction.value)
 
     def __repr__(self) -> str:
         return f"<Connection {self.direction.value} {self.peer_id} {self.remote_addr}>"

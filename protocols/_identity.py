@@ -195,6 +195,11 @@ def _check_multihash(data: object) -> None:
                 f"identity peer id carries {size} bytes; keys over {_MAX_INLINE_KEY} "
                 "bytes must be sha2-256 hashed"
             )
+        # An inline key is a PublicKey protobuf: Type (field 1, a KeyType 0..3), then
+        # Data (field 2) whose length byte covers the rest exactly.
+        if not (len(digest) >= 4 and digest[0] == 0x08 and digest[1] <= 3
+                and digest[2] == 0x12 and digest[3] == len(digest) - 4):
+            raise ValidationError("identity peer id does not carry a protobuf public key")
     elif code == _SHA2_256:
         if size != 32:
             raise ValidationError(f"sha2-256 peer id must have a 32-byte digest, got {size}")

@@ -301,3 +301,12 @@ def test_sign_verify(seed: bytes, message: bytes) -> None:
     assert keypair.public_key.verify(signature, message)
     tampered = bytes([signature[0] ^ 1]) + signature[1:]
     assert not keypair.public_key.verify(tampered, message)
+
+
+def test_identity_peer_id_must_carry_a_protobuf_public_key() -> None:
+    # "12D3KooWnope" decodes to a well-formed 7-byte identity multihash whose
+    # digest is not a PublicKey protobuf: not a peer id.
+    with pytest.raises(ValidationError, match="protobuf public key"):
+        PeerId.from_string("12D3KooWnope")
+    with pytest.raises(ValidationError, match="protobuf public key"):
+        PeerId.from_bytes(b"\x00\x05" + b"\x08\x01\x12\x20\x00")
