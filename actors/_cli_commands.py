@@ -32,7 +32,7 @@ from protocols import (
     parse_host_port,
 )
 
-from ._cli_settings import explicit_keys, free_default_ports, node_config
+from ._cli_settings import busy_ports, explicit_keys, free_default_ports, node_config
 from ._http_api import serve_http
 from ._logsetup import configure_logging
 from ._metrics import StatisticsProviders
@@ -76,16 +76,45 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 def _run_daemon(args: argparse.Namespace, profile: str) -> int:
     config, notes = free_default_ports(_config(args, profile), explicit_keys(args))
+    taken = busy_ports(config)
+    if taken:
+        raise CliError(f"address already in use: {', '.join(taken)} "
+                       "(is another node running? choose another port)")
     configure_logging(config.log_format, config.log_level)
     for note in notes:
         structlog.get_logger("actors.cli").warning(note)
     try:
         trio.run(_daemon, config)
-    except KeyFileError as exc:
-        raise CliError(str(exc)) from exc
-    except OSError as exc:
-        raise CliError(f"{exc} (is another node using the port?)") from exc
+    except BaseException as exc:  # user-facing causes become one line, the rest re-raise
+        cause = user_facing_cause(exc)
+        if cause is None:
+            raise
+        hint = " (is another node using the port?)" if isinstance(cause, OSError) else ""
+        raise CliError(f"{cause}{hint}") from exc
     return EXIT_OK
+
+
+def user_facing_cause(exc: BaseException) -> OSError | KeyFileError | None:
+    """The OS or key-file error behind ``exc``, through exception groups and escalations.
+
+    A busy port or an unreadable key surfaces from deep inside the node's
+    nurseries (wrapped in groups, or as the cause of a supervisor escalation);
+    the user needs the one line that says what was wrong.
+    """
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError | KeyFileError):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        if current.__cause__ is not None:
+            todo.append(current.__cause__)
+    return None
 
 
 async def _daemon(config: NodeConfig) -> None:

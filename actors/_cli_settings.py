@@ -170,3 +170,15 @@ def free_default_ports(config: NodeConfig,
             http = f"[{host}]:0" if ":" in host else f"{host}:0"
             notes.append(f"default HTTP port {port} is busy; using a free port")
     return dataclasses.replace(config, listen=tuple(listen), http_listen=http), notes
+
+
+def busy_ports(config: NodeConfig) -> list[str]:
+    """Listen and HTTP addresses that cannot be bound right now (checked before starting,
+    so a taken port is one clear line instead of a restart loop in the Dialer)."""
+    busy = [str(addr) for addr in config.listen_addrs
+            if addr.ip is not None and addr.port and not _port_free(addr.host, addr.port)]
+    if config.http_listen:
+        host, port = parse_host_port(config.http_listen)
+        if port and not _port_free(host, port):
+            busy.append(f"HTTP {config.http_listen}")
+    return busy

@@ -117,6 +117,9 @@ async def open_listen_socket(ip: str, port: int) -> trio.socket.SocketType:
         await sock.bind((ip, port))
         _share_port(sock)
         sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {ip}:{port}: {exc.strerror}") from None
     except BaseException:
         sock.close()
         raise

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import NoReturn
 
 from protocols import KeyFileError, load_or_create_keypair
@@ -27,6 +28,8 @@ EXIT_USAGE = 2
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error on one line, with a pointer to --help."""
+
+    commands: Mapping[str, argparse.ArgumentParser] = MappingProxyType({})
 
     def error(self, message: str) -> NoReturn:
         # probe reserves exit 2 for "verdict still unknown", so its usage errors exit 1
@@ -57,7 +60,7 @@ def cmd_id(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     parser = _Parser(
         prog="autonat",
         description="NAT detection and bootstrapping node (libp2p peer ids, AutoNAT v2 over "
@@ -98,12 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the node's HTTP API (default 127.0.0.1:7888)")
     p_status.add_argument("--json", action="store_true", help="print the raw JSON document")
     p_status.set_defaults(func=cmd_status)
+    parser.commands = dict(sub.choices)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, leftover = parser.parse_known_args(argv)
+    if leftover:  # report unknown flags from the subcommand's parser (its prog, its exit code)
+        command = parser.commands.get(getattr(args, "command", None) or "", parser)
+        command.error(f"unrecognized arguments: {' '.join(leftover)}")
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
