@@ -32,3 +32,9 @@ typecheck: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# The NAT lab (needs root, iproute2, iptables, nftables, nginx): real kernel NAT
+# in network namespaces; prints scenario | expected | got | time to verdict.
+.PHONY: lab
+lab: $(STAMP)
+	$(BIN)/python -m tests.lab.run_matrix

@@ -45,6 +45,7 @@ from protocols import (
     DialDataResponse,
     DialRequest,
     DialResponse,
+    DialStatus,
     NatMapping,
     NodeConfig,
     NodeSnapshot,
@@ -56,6 +57,7 @@ from protocols import (
     Reachability,
     ReachabilityEvent,
     ReachabilityUpdate,
+    ResponseStatus,
     ValidationError,
     WsAddress,
     candidate_addresses,
@@ -80,6 +82,12 @@ DIAL_BACK_GRACE = 1.0
 EXPIRE_EVERY = 60.0
 RETRY_SERVER = 30.0
 """An unknown address is not topped up with a server asked this recently."""
+
+
+def _claims_dial_back(response: DialResponse | None) -> bool:
+    """The server says it dialed back: give its dial-back a moment to be seen."""
+    return (response is not None and response.status == ResponseStatus.OK
+            and response.dial_status == DialStatus.OK)
 
 
 @dataclass
@@ -270,7 +278,7 @@ class AutonatProbe:
         try:
             with trio.move_on_after(self._config.probe_timeout) as scope:
                 response = await self._exchange(connection, addr, nonce)
-                if response is not None and not pending.verified.is_set():
+                if _claims_dial_back(response) and not pending.verified.is_set():
                     with trio.move_on_after(DIAL_BACK_GRACE):
                         await pending.verified.wait()
             timed_out = scope.cancelled_caught and response is None

@@ -31,6 +31,7 @@ registered with the Dialer, so it does not count as a peer connection here.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from contextlib import AsyncExitStack
@@ -62,7 +63,13 @@ from protocols import (
     decode_autonat_message,
 )
 
-from ._connection import ConnectionClosed, ConnectionConfig, ConnectionFailed, open_connection
+from ._connection import (
+    Connection,
+    ConnectionClosed,
+    ConnectionConfig,
+    ConnectionFailed,
+    open_connection,
+)
 from ._framestream import Transport, TransportError
 from ._mailbox import MailboxSender
 from ._messages import TrackerEvent
@@ -135,28 +142,41 @@ class AutonatServer:
 
     async def _dial_back(self, addr: WsAddress, peer: PeerId, nonce: int) -> DialStatus:
         self.dials += 1
-        async with AsyncExitStack() as stack:
-            try:
-                frames = await stack.enter_async_context(self._transport.dial(
-                    addr.with_peer_id(peer), reuse_listen_port=False,
-                    source_ip=self._config.dialback_source))
-                connection = await stack.enter_async_context(open_connection(
-                    frames, self._keypair, initiator=True, expected_peer=peer,
-                    config=self._conn_config))
-            except (TransportError, ConnectionFailed) as exc:
-                self._log.info("dial-back failed", peer=str(peer), addr=str(addr),
-                               error=str(exc))
-                return DialStatus.E_DIAL_ERROR
-            try:
-                back = await connection.open_stream(DIAL_BACK_PROTOCOL_ID)
-                reply = await back.request(DialBack(nonce=nonce).to_wire(),
-                                           timeout=self._config.probe_timeout)
-                answer = decode_autonat_message(reply)
-            except (StreamReset, StreamEnded, ConnectionClosed, ProtocolError,
-                    trio.TooSlowError) as exc:
-                self._log.info("dial-back exchange failed", peer=str(peer), error=str(exc))
-                return DialStatus.E_DIAL_BACK_ERROR
-            await connection.aclose("dial-back done")
+        # The deadline covers connect + handshake only; it is lifted once connected
+        # (the dial-back exchange has its own timeout). One scope around the whole
+        # stack, because the contexts it enters own nurseries that exit later.
+        with trio.CancelScope(deadline=trio.current_time()
+                              + self._config.dialback_timeout) as connecting:
+            async with AsyncExitStack() as stack:
+                try:
+                    frames = await stack.enter_async_context(self._transport.dial(
+                        addr.with_peer_id(peer), reuse_listen_port=False,
+                        source_ip=self._config.dialback_source))
+                    connection = await stack.enter_async_context(open_connection(
+                        frames, self._keypair, initiator=True, expected_peer=peer,
+                        config=self._conn_config))
+                except (TransportError, ConnectionFailed) as exc:
+                    self._log.info("dial-back failed", peer=str(peer), addr=str(addr),
+                                   error=str(exc))
+                    return DialStatus.E_DIAL_ERROR
+                connecting.deadline = math.inf
+                return await self._send_dial_back(connection, peer, nonce)
+        self._log.info("dial-back failed", peer=str(peer), addr=str(addr),
+                       error=f"no connection within {self._config.dialback_timeout:g} s")
+        return DialStatus.E_DIAL_ERROR
+
+    async def _send_dial_back(self, connection: Connection, peer: PeerId,
+                              nonce: int) -> DialStatus:
+        try:
+            back = await connection.open_stream(DIAL_BACK_PROTOCOL_ID)
+            reply = await back.request(DialBack(nonce=nonce).to_wire(),
+                                       timeout=self._config.probe_timeout)
+            answer = decode_autonat_message(reply)
+        except (StreamReset, StreamEnded, ConnectionClosed, ProtocolError,
+                trio.TooSlowError) as exc:
+            self._log.info("dial-back exchange failed", peer=str(peer), error=str(exc))
+            return DialStatus.E_DIAL_BACK_ERROR
+        await connection.aclose("dial-back done")
         ok = isinstance(answer, DialBackResponse) and answer.status == DialBackStatus.OK
         return DialStatus.OK if ok else DialStatus.E_DIAL_BACK_ERROR
 

@@ -13,7 +13,9 @@ observed addresses behave like real TCP.
 
 ``MemoryNetwork.dial_filter`` lets tests and the simulator model firewalls
 and NATs: it is called with ``(source, destination)`` and returns a reason
-string to refuse the dial, or ``None`` to allow it.
+string to refuse the dial, or ``None`` to allow it. Dials to a host in
+``MemoryNetwork.blackholed`` never complete (until the dialer's timeout),
+like a firewall that silently drops packets.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ class MemoryNetwork:
     _listeners: dict[tuple[str, int], _Listener] = field(default_factory=dict)
     _ports: itertools.count[int] = field(default_factory=lambda: itertools.count(40000))
     dials: list[DialRecord] = field(default_factory=list)
+    blackholed: set[str] = field(default_factory=set)
 
     def transport(self, host: str) -> MemoryTransport:
         return MemoryTransport(self, host)
@@ -179,6 +182,8 @@ class MemoryTransport:
         local = _tcp_addr(source_ip or self.host, port or self._network.next_port())
         remote = _tcp_addr(addr.host, addr.port)
         self._network.dials.append(DialRecord(trio.current_time(), local, remote))
+        if remote.host in self._network.blackholed:
+            await trio.sleep_forever()
         if self._network.dial_filter is not None:
             refused = self._network.dial_filter(local, remote)
             if refused is not None:

@@ -104,6 +104,10 @@ class NodeConfig:
     rate_concurrent_per_peer: int = 2
     server_timeout: float = 30.0
     """Whole dial request on the server side, dial data and dial-back included."""
+    dialback_timeout: float = 5.0
+    """A dial-back's connect + handshake. Shorter than ``dial_timeout``: a client
+    behind a NAT or firewall that silently drops the dial-back learns it is
+    unreachable after this long (it covers two TCP SYN retransmissions)."""
     welcome_probes: bool = False
     """Send one dial request to every newly connected AutoNAT peer (boot nodes)."""
     # --- bootstrap and surfaces (issue 6) ---
@@ -147,7 +151,7 @@ class NodeConfig:
         for name in ("probe_servers", "confidence", "rate_global_per_minute",
                      "rate_per_peer_per_minute", "rate_concurrent_per_peer"):
             _positive(name, getattr(self, name))
-        for name in ("probe_timeout", "server_timeout"):
+        for name in ("probe_timeout", "server_timeout", "dialback_timeout"):
             _positive(name, getattr(self, name))
         if self.dialback_source is not None:
             _check_ip("dialback_source", self.dialback_source)

@@ -204,3 +204,18 @@ async def test_bootstrap_welcome_probe_makes_newcomer_fully_connected(
             assert snap.probes_served >= 1
             boot_snap = boot.snapshot()
             assert boot_snap.peer(newcomer.peer_id) is not None
+
+
+async def test_silently_dropped_dial_backs_give_private_after_the_dialback_timeout(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork(blackholed={"127.0.0.9"})
+    with trio.fail_after(120):
+        async with _cluster(net, 3, dialback_timeout=4.0) as servers, open_node(
+                _config("127.0.0.9"), transport=net.transport("127.0.0.9")) as client:
+            start = trio.current_time()
+            await _connect_all(client, servers)
+            snap = await client.wait_for(lambda s: s.nat_status != "unknown")
+            waited = trio.current_time() - start
+            assert snap.nat_status == "private"
+            # decided by the servers' dial-back timeout, not the 10 s dial timeout
+            assert 4.0 <= waited < 5.0

@@ -55,6 +55,10 @@ class LabError(RuntimeError):
     """A lab command failed or a bounded wait ran out."""
 
 
+class LabCancelled(LabError):
+    """The lab's cancel event was set (Ctrl-C in the main thread of a parallel run)."""
+
+
 def unavailable_reason(tools: Sequence[str] = REQUIRED_TOOLS) -> str | None:
     """Why the lab cannot run here (``None`` when it can): not Linux, not root, tools missing."""
     if not sys.platform.startswith("linux"):
@@ -83,10 +87,12 @@ def run(argv: Sequence[str], *, timeout: float = 20.0, check: bool = True,
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1,
-               what: str = "condition") -> None:
+               what: str = "condition", cancel: threading.Event | None = None) -> None:
     """Poll ``predicate()`` until true; bounded in time (and so in count). Raise ``LabError``."""
     deadline = time.monotonic() + timeout
     for _ in range(int(timeout / interval) + 2):
+        if cancel is not None and cancel.is_set():
+            raise LabCancelled(f"cancelled while waiting for {what}")
         if predicate():
             return
         if time.monotonic() >= deadline:
@@ -114,6 +120,7 @@ class LabProcess:
     popen: subprocess.Popen[bytes]
     stdout_path: Path
     stderr_path: Path
+    cancel: threading.Event | None = None
 
     @property
     def pid(self) -> int:
@@ -123,11 +130,17 @@ class LabProcess:
         return self.popen.poll() is None
 
     def wait(self, timeout: float) -> int:
-        """Exit status; ``LabError`` if still running after ``timeout``."""
-        try:
-            return self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise LabError(f"{self.label} still running after {timeout:g} s") from exc
+        """Exit status; ``LabError`` if still running after ``timeout`` (or cancelled)."""
+        deadline = time.monotonic() + timeout
+        for _ in range(int(timeout / 0.1) + 2):
+            if self.cancel is not None and self.cancel.is_set():
+                raise LabCancelled(f"cancelled while waiting for {self.label}")
+            try:
+                return self.popen.wait(timeout=max(0.0, min(0.1, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    break
+        raise LabError(f"{self.label} still running after {timeout:g} s")
 
     def signal(self, signum: int) -> None:
         """Send ``signum`` to the whole process group (only while the leader is unreaped,
@@ -239,10 +252,12 @@ def _check_name(kind: str, pattern: re.Pattern[str], name: str) -> None:
 class Lab:
     """Owns namespaces, links and processes; ``close()`` removes them all."""
 
-    def __init__(self, *, prefix: str = PROJECT_PREFIX, tmp_dir: Path | None = None) -> None:
+    def __init__(self, *, prefix: str = PROJECT_PREFIX, tmp_dir: Path | None = None,
+                 cancel: threading.Event | None = None) -> None:
         if not re.fullmatch(r"[a-z]{1,8}-", prefix):
             raise ValueError(f"bad prefix {prefix!r}")
         self.prefix = prefix
+        self.cancel = cancel
         self.run_id = f"{prefix}{os.getpid()}-{secrets.token_hex(3)}"
         self._own_tmp = tmp_dir is None
         self.tmp = Path(tempfile.mkdtemp(prefix=self.run_id + "-")) if tmp_dir is None else tmp_dir
@@ -268,6 +283,7 @@ class Lab:
     def namespace(self, short: str, *, forwarding: bool = False) -> Namespace:
         """Create a namespace (loopback up, IPv6 off, forwarding as asked)."""
         _check_name("namespace", _SHORT_NAME, short)
+        self.check_cancelled()
         if self._closed:
             raise LabError("lab is closed")
         ns = Namespace(self, short, f"{self.run_id}-{short}")
@@ -293,6 +309,14 @@ class Lab:
         ns.ip("link", "add", name, "type", "bridge")
         ns.up(name)
 
+    def check_cancelled(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise LabCancelled("lab cancelled")
+
+    def wait_until(self, predicate: Callable[[], bool], *, timeout: float,
+                   interval: float = 0.1, what: str = "condition") -> None:
+        wait_until(predicate, timeout=timeout, interval=interval, what=what, cancel=self.cancel)
+
     def write_file(self, name: str, text: str) -> Path:
         path = self.tmp / name
         path.write_text(text)
@@ -309,7 +333,7 @@ class Lab:
         with out.open("wb") as out_f, err.open("wb") as err_f:
             popen = subprocess.Popen(ns.argv(*argv), stdin=subprocess.DEVNULL, stdout=out_f,
                                      stderr=err_f, env=full_env, start_new_session=True)
-        proc = LabProcess(label, popen, out, err)
+        proc = LabProcess(label, popen, out, err, self.cancel)
         self._processes.append(proc)
         return proc
 
@@ -477,8 +501,8 @@ def tcp_listen(ns: Namespace, ip: str, port: int, *, label: str,
                lifetime: float = 120.0) -> LabProcess:
     """A TCP server that tells every client the address it saw; ready when this returns."""
     proc = ns.spawn(label, [sys.executable, "-c", _TCP_SERVER, ip, str(port), str(lifetime)])
-    wait_until(lambda: "ready" in proc.stdout() or not proc.running(), timeout=10.0,
-               what=f"{label} to listen")
+    ns.lab.wait_until(lambda: "ready" in proc.stdout() or not proc.running(), timeout=10.0,
+                      what=f"{label} to listen")
     if not proc.running():
         raise LabError(f"{label} failed to start\n{proc.tail()}")
     return proc

@@ -34,24 +34,10 @@ host contacted and from one it never contacted.
 
 from __future__ import annotations
 
-import json
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from .netlab import (
-    Lab,
-    LabError,
-    LabProcess,
-    Namespace,
-    autonat_argv,
-    tcp_connect,
-    tcp_listen,
-    wait_until,
-)
+from .netlab import Lab, Namespace, tcp_connect, tcp_listen
 
 LISTEN_PORT = 44000
 HTTP_PORT = 7888
@@ -355,225 +341,32 @@ SCENARIOS: tuple[Scenario, ...] = (
 SCENARIOS_BY_KEY = {scenario.key: scenario for scenario in SCENARIOS}
 
 
-# --- running autonat inside the namespaces -----------------------------------------------
-
-_HTTP_GET = r"""
-import json, sys, urllib.request
-try:
-    with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as resp:
-        print(json.dumps({"status": resp.status, "body": resp.read(1 << 20).decode()}))
-except Exception as exc:
-    print(json.dumps({"status": None, "error": f"{type(exc).__name__}: {exc}"}))
-"""
-
-
-def http_get_json(ns: Namespace, url: str, *, timeout: float = 3.0) -> dict[str, Any] | None:
-    """GET ``url`` from inside ``ns``; the parsed JSON body on HTTP 200, else ``None``."""
-    proc = ns.run(sys.executable, "-c", _HTTP_GET, url, str(timeout), timeout=timeout + 10.0)
-    doc = json.loads(proc.stdout)
-    if doc.get("status") != 200:
-        return None
-    try:
-        body = json.loads(doc["body"])
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def _policy_flags() -> list[str]:
-    flags = []
-    for cidr in PUBLIC_NETWORKS:
-        flags += ["--public-network", cidr]
-    return flags
-
-
-@dataclass
-class BootNode:
-    """A running ``autonat boot`` process and what its ``/status`` said."""
-
-    site: BootSite
-    proc: LabProcess
-    peer_id: str = ""
-
-
-def start_boot_nodes(topo_lab: Lab, sites: Sequence[BootSite], *, dialback_source: bool,
-                     siblings: bool = False, ready_timeout: float = 30.0) -> list[BootNode]:
-    """Start ``autonat boot`` at every site and wait until each serves ``/status``.
-
-    ``dialback_source``: dial back from the site's second address. ``siblings``:
-    each boot node bootstraps from the others' URLs (a cluster that confirms its
-    members public and lists them in ``/status``).
-    """
-    nodes = []
-    for index, site in enumerate(sites):
-        data_dir = topo_lab.tmp / f"boot{index + 1}-data"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [*autonat_argv(), "boot",
-                "--listen", f"/ip4/{site.ip}/tcp/{LISTEN_PORT}/ws",
-                "--http", f"{site.ip}:{HTTP_PORT}",
-                "--key", str(data_dir / "p2p_keypair.ser"),
-                "--data-dir", str(data_dir), *_policy_flags(),
-                "--log-format", "json", "--log-level", "debug"]
-        if dialback_source:
-            argv += ["--dialback-source", site.alt_ip]
-        if siblings:
-            for other in sites:
-                if other is not site:
-                    argv += ["--boot-url", other.status_url]
-        nodes.append(BootNode(site, site.ns.spawn(f"boot{index + 1}", argv)))
-    for node in nodes:
-        node.peer_id = wait_for_status(node)["peer_id"]
-    return nodes
-
-
-def wait_for_status(node: BootNode, *, timeout: float = 30.0) -> dict[str, Any]:
-    """Poll the boot node's ``/status`` (from its own namespace) until it answers."""
-    found: list[dict[str, Any]] = []
-
-    def ready() -> bool:
-        if not node.proc.running():
-            raise LabError(f"{node.proc.label} exited with {node.proc.popen.returncode}\n"
-                           f"{node.proc.tail()}")
-        doc = http_get_json(node.site.ns, node.site.status_url, timeout=1.0)
-        if doc is not None:
-            found.append(doc)
-        return bool(found)
-
-    wait_until(ready, timeout=timeout, interval=0.2, what=f"{node.proc.label} /status")
-    return found[0]
+# --- the boot cluster -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class ProbeOutcome:
-    """One ``autonat probe --json`` run: exit status, the JSON (if any) and wall time."""
+class ClusterTopology:
+    """Boot sites behind nginx (``lb``), a public host, and a home host behind a NAT."""
 
-    label: str
-    returncode: int
-    doc: dict[str, Any] | None
-    wall_s: float
-    stdout_path: Path
-    stderr_path: Path
-
-    @property
-    def elapsed_s(self) -> float:
-        """Time to verdict as the probe measured it (wall time when it printed none)."""
-        if self.doc is not None and isinstance(self.doc.get("elapsed_s"), int | float):
-            return float(self.doc["elapsed_s"])
-        return self.wall_s
+    public: Topology
+    lb: Namespace
+    home: Topology
 
 
-def run_probe(ns: Namespace, boot_urls: Sequence[str], *, label: str,
-              timeout: float = 30.0) -> ProbeOutcome:
-    """Run ``autonat probe --json`` in ``ns`` (fresh in-memory key), bounded in time."""
-    argv = [*autonat_argv(), "probe", "--listen", f"/ip4/0.0.0.0/tcp/{LISTEN_PORT}/ws",
-            *_policy_flags(), "--timeout", f"{timeout:g}", "--json",
-            "--log-format", "json", "--log-level", "debug"]
-    for url in boot_urls:
-        argv += ["--boot-url", url]
-    started = time.monotonic()
-    proc = ns.spawn(label, argv)
-    try:
-        code = proc.wait(timeout + 20.0)
-    finally:
-        proc.stop(grace=3.0)
-    wall = time.monotonic() - started
-    doc: dict[str, Any] | None = None
-    try:
-        parsed = json.loads(proc.stdout())
-        doc = parsed if isinstance(parsed, dict) else None
-    except ValueError:
-        doc = None
-    return ProbeOutcome(label, proc.popen.returncode if code is None else code, doc, wall,
-                        proc.stdout_path, proc.stderr_path)
-
-
-def judge(expect: Expectation, topo: Topology, outcome: ProbeOutcome) -> list[str]:
-    """Every way ``outcome`` differs from ``expect`` (empty: the verdict is right)."""
-    doc = outcome.doc
-    if doc is None:
-        return [f"no JSON from the probe (exit {outcome.returncode})"]
-    problems = []
-    if outcome.returncode != 0:
-        problems.append(f"exit status {outcome.returncode}, expected 0")
-    if doc.get("nat_status") != expect.nat_status:
-        problems.append(f"nat_status {doc.get('nat_status')!r}, expected {expect.nat_status!r}")
-    if expect.nat_mapping is not None and doc.get("nat_mapping") != expect.nat_mapping:
-        problems.append(f"nat_mapping {doc.get('nat_mapping')!r}, "
-                        f"expected {expect.nat_mapping!r}")
-    reachable = [str(addr) for addr in doc.get("reachable_addrs") or []]
-    at_face = any(addr.split("/p2p/")[0] == topo.face_addr for addr in reachable)
-    if expect.reachable_at_face and not at_face:
-        problems.append(f"reachable_addrs {reachable} lack {topo.face_addr}")
-    if not expect.reachable_at_face and reachable:
-        problems.append(f"reachable_addrs {reachable}, expected none")
-    return problems
-
-
-def got_text(outcome: ProbeOutcome) -> str:
-    doc = outcome.doc
-    if doc is None:
-        return f"error (exit {outcome.returncode})"
-    return f"{doc.get('nat_status')}, {doc.get('nat_mapping')}"
-
-
-# --- nginx in front of a boot cluster ----------------------------------------------------
-
-_NGINX_CONF = """\
-worker_processes 1;
-user root root;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log {tmp}/nginx-access.log;
-    client_body_temp_path {tmp}/nginx-body;
-    proxy_temp_path {tmp}/nginx-proxy;
-    fastcgi_temp_path {tmp}/nginx-fastcgi;
-    uwsgi_temp_path {tmp}/nginx-uwsgi;
-    scgi_temp_path {tmp}/nginx-scgi;
-    upstream boot_cluster {{
-{servers}
-    }}
-    server {{
-        listen {ip}:{port};
-        location / {{
-            proxy_pass http://boot_cluster;
-            proxy_connect_timeout 2s;
-            proxy_read_timeout 10s;
-            proxy_next_upstream error timeout http_502 http_503;
-        }}
-    }}
-}}
-"""
-
-
-def start_nginx(lab: Lab, ns: Namespace, upstreams: Sequence[str]) -> LabProcess:
-    """nginx in ``ns`` on ``LB_IP:HTTP_PORT``, round-robin over ``upstreams`` (ip:port)."""
-    servers = "\n".join(f"        server {up} max_fails=1 fail_timeout=30s;" for up in upstreams)
-    conf = lab.write_file("nginx.conf", _NGINX_CONF.format(
-        tmp=lab.tmp, servers=servers, ip=LB_IP, port=HTTP_PORT))
-    proc = ns.spawn("nginx", ["nginx", "-e", str(lab.tmp / "nginx-startup.log"),
-                              "-p", str(lab.tmp), "-c", str(conf), "-g", "daemon off;"])
-    url = f"http://{LB_IP}:{HTTP_PORT}/"
-
-    def listening() -> bool:
-        if not proc.running():
-            raise LabError(f"nginx exited\n{proc.tail()}")
-        out = ns.run(sys.executable, "-c", _HTTP_GET, url, "1", timeout=10.0).stdout
-        return "ConnectionRefused" not in out
-
-    wait_until(listening, timeout=15.0, interval=0.2, what="nginx to listen")
-    return proc
-
-
-def build_cluster(lab: Lab) -> tuple[Topology, Namespace]:
-    """Four boot sites and nginx (``lb``) on the internet, a public host to probe from."""
+def build_cluster(lab: Lab) -> ClusterTopology:
+    """Four boot sites and nginx on the internet; a public host (``host``) and a host
+    (``home``) behind a port-restricted masquerading router, both to bootstrap from."""
     internet, boots = _internet_with_boots(lab, 4)
     lb = lab.namespace("lb")
     internet.attach(lb, "eth0", LB_IP)
-    host = lab.namespace("host")
+    host = lab.namespace("pub")
     internet.attach(host, "eth0", PUBLIC_HOST_IP)
-    return Topology(lab, internet, boots, host, PUBLIC_HOST_IP, PUBLIC_HOST_IP), lb
+    router, home = _home_router(lab, internet, ROUTER_WAN_IP)
+    _masquerade(router)
+    _stateful_wan_filter(router)
+    return ClusterTopology(
+        Topology(lab, internet, boots, host, PUBLIC_HOST_IP, PUBLIC_HOST_IP), lb,
+        Topology(lab, internet, boots, home, LAN_HOST_IP, ROUTER_WAN_IP, [router]))
 
 
 # --- plain TCP checks of a topology (no node involved) -----------------------------------
@@ -582,21 +375,35 @@ PLAIN_PORT = 9000
 
 
 def check_plain_tcp(topo: Topology, spec: PlainTcp) -> list[str]:
-    """Check ``spec`` against the built topology with tiny TCP tools; return the problems."""
+    """Check ``spec`` against the built topology with tiny TCP tools; return the problems.
+
+    The tools are stopped before returning, so the node can use the ports afterwards.
+    """
+    tools = [tcp_listen(boot.ns, boot.ip, PLAIN_PORT, label=f"tcp-{boot.ns.short}")
+             for boot in topo.boots[:3]]
+    try:
+        seen = []
+        for boot in topo.boots[:3]:
+            result = tcp_connect(topo.host, boot.ip, PLAIN_PORT,
+                                 source=(topo.host_ip, LISTEN_PORT))
+            if result.seen_as is None:
+                return [f"outbound to {boot.ip} failed: {result.error}"]
+            seen.append(result.seen_as)
+        problems = _check_outbound(topo, spec.outbound, seen)
+        tools.append(tcp_listen(topo.host, "0.0.0.0", LISTEN_PORT, label="tcp-host"))
+        problems += _check_inbound(topo, spec)
+        return problems
+    finally:
+        for tool in tools:
+            tool.stop(grace=2.0)
+
+
+def _check_inbound(topo: Topology, spec: PlainTcp) -> list[str]:
     problems = []
-    for boot in topo.boots[:3]:
-        tcp_listen(boot.ns, boot.ip, PLAIN_PORT, label=f"tcp-{boot.ns.short}")
-    seen = []
-    for boot in topo.boots[:3]:
-        result = tcp_connect(topo.host, boot.ip, PLAIN_PORT, source=(topo.host_ip, LISTEN_PORT))
-        if result.seen_as is None:
-            return [f"outbound to {boot.ip} failed: {result.error}"]
-        seen.append(result.seen_as)
-    problems += _check_outbound(topo, spec.outbound, seen)
-    tcp_listen(topo.host, "0.0.0.0", LISTEN_PORT, label="tcp-host")
     boot = topo.boots[0]
     for source_ip, want in ((boot.ip, spec.inbound_contacted), (boot.alt_ip, spec.inbound_other)):
-        result = tcp_connect(boot.ns, topo.face_ip, LISTEN_PORT, timeout=1.5, source=(source_ip, 0))
+        result = tcp_connect(boot.ns, topo.face_ip, LISTEN_PORT, timeout=1.5,
+                             source=(source_ip, 0))
         got = "ok" if result.ok else _inbound_error(result.error)
         if got != want:
             problems.append(f"inbound from {source_ip} to {topo.face_ip}:{LISTEN_PORT}: "

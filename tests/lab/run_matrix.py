@@ -1,0 +1,658 @@
+"""Run the NAT lab: every scenario several times against real ``autonat`` processes.
+
+Theory of operation
+-------------------
+For each :class:`~.topologies.Scenario` one :class:`~.netlab.Lab` is built and
+reused for all of its runs: the topology is checked with plain TCP first (so a
+broken lab is never blamed on the node), three ``autonat boot`` nodes start on
+the internet segment (dialing back from their second address unless the
+scenario says otherwise), then ``autonat probe --json`` runs ``runs`` times in
+the host namespace - a fresh process with a fresh key each time - and every
+verdict is judged against the scenario's expectation. The boot cluster job puts
+four sibling boot nodes behind nginx, checks that successive ``/status`` fetches
+through the one URL reach different boot nodes, probes through that URL, kills
+one boot node and checks both again.
+
+Scenarios are independent, so they run in parallel threads (``--jobs``); a
+scenario's runs are sequential. Ctrl-C (or SIGTERM) sets a cancel event every
+lab polls; each lab tears down in its own thread and the interrupt propagates.
+
+``make lab`` runs this module and prints a Markdown table (scenario, expected,
+got, time to verdict); the exit status is non-zero on any wrong verdict. The
+pytest suite (``test_nat_lab.py``) runs the same jobs and asserts per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .netlab import (
+    Lab,
+    LabCancelled,
+    LabError,
+    LabProcess,
+    Namespace,
+    autonat_argv,
+    cleanup_stale,
+    unavailable_reason,
+)
+from .topologies import (
+    HTTP_PORT,
+    LB_IP,
+    LISTEN_PORT,
+    PUBLIC_NETWORKS,
+    SCENARIOS,
+    SCENARIOS_BY_KEY,
+    BootSite,
+    Expectation,
+    Scenario,
+    Topology,
+    build_cluster,
+    check_plain_tcp,
+)
+
+RUNS = 5
+PROBE_TIMEOUT = 30.0
+CLUSTER_URL = f"http://{LB_IP}:{HTTP_PORT}/status"
+CLUSTER_EXPECT = Expectation("public", "none", True)
+NODE_EXPECT = Expectation("private", "endpoint-independent", False)
+CLUSTER_FETCHES = 8
+
+# --- autonat processes -------------------------------------------------------------------
+
+_HTTP_GET = r"""
+import json, sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as resp:
+        print(json.dumps({"status": resp.status, "body": resp.read(1 << 20).decode()}))
+except Exception as exc:
+    print(json.dumps({"status": None, "error": f"{type(exc).__name__}: {exc}"}))
+"""
+
+
+def http_get(ns: Namespace, url: str, *, timeout: float = 3.0) -> dict[str, Any]:
+    """GET ``url`` from inside ``ns``: ``{"status": int|None, "body"|"error": str}``."""
+    proc = ns.run(sys.executable, "-c", _HTTP_GET, url, str(timeout), timeout=timeout + 10.0)
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    return doc
+
+
+def http_get_json(ns: Namespace, url: str, *, timeout: float = 3.0) -> dict[str, Any] | None:
+    """The JSON object at ``url`` (fetched from inside ``ns``) on HTTP 200, else ``None``."""
+    doc = http_get(ns, url, timeout=timeout)
+    if doc.get("status") != 200:
+        return None
+    try:
+        body = json.loads(doc["body"])
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _policy_flags() -> list[str]:
+    return [flag for cidr in PUBLIC_NETWORKS for flag in ("--public-network", cidr)]
+
+
+@dataclass
+class RunningNode:
+    """A running ``autonat boot``/``node`` process and its peer id (from its ``/status``)."""
+
+    site: BootSite
+    proc: LabProcess
+    peer_id: str = ""
+
+
+def boot_argv(lab: Lab, index: int, site: BootSite, *, dialback_source: bool,
+              sibling_urls: Sequence[str] = ()) -> list[str]:
+    data_dir = lab.tmp / f"boot{index}-data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [*autonat_argv(), "boot", "--listen", f"/ip4/{site.ip}/tcp/{LISTEN_PORT}/ws",
+            "--http", f"{site.ip}:{HTTP_PORT}", "--key", str(data_dir / "p2p_keypair.ser"),
+            "--data-dir", str(data_dir), *_policy_flags(),
+            "--log-format", "json", "--log-level", "debug"]
+    if dialback_source:
+        argv += ["--dialback-source", site.alt_ip]
+    for url in sibling_urls:
+        argv += ["--boot-url", url]
+    return argv
+
+
+def start_boot_nodes(lab: Lab, sites: Sequence[BootSite], *, dialback_source: bool,
+                     siblings: bool = False) -> list[RunningNode]:
+    """Start ``autonat boot`` at every site; return once each serves ``/status``.
+
+    ``siblings``: every boot node also bootstraps from the other sites' URLs.
+    """
+    nodes = []
+    for index, site in enumerate(sites, start=1):
+        urls = [other.status_url for other in sites if other is not site] if siblings else []
+        argv = boot_argv(lab, index, site, dialback_source=dialback_source, sibling_urls=urls)
+        nodes.append(RunningNode(site, site.ns.spawn(f"boot{index}", argv)))
+    for node in nodes:
+        node.peer_id = str(wait_for_status(lab, node)["peer_id"])
+    return nodes
+
+
+def wait_for_status(lab: Lab, node: RunningNode, *, timeout: float = 30.0,
+                    accept: Callable[[dict[str, Any]], bool] = lambda doc: True,
+                    what: str = "/status") -> dict[str, Any]:
+    """Poll the node's ``/status`` (from its own namespace) until ``accept(doc)``."""
+    found: list[dict[str, Any]] = []
+
+    def ready() -> bool:
+        if not node.proc.running():
+            raise LabError(f"{node.proc.label} exited with {node.proc.popen.returncode}\n"
+                           f"{node.proc.tail()}")
+        doc = http_get_json(node.site.ns, node.site.status_url, timeout=1.0)
+        if doc is not None and accept(doc):
+            found.append(doc)
+        return bool(found)
+
+    lab.wait_until(ready, timeout=timeout, interval=0.2, what=f"{node.proc.label} {what}")
+    return found[0]
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """One ``autonat probe --json`` run: exit status, its JSON (if any), wall time."""
+
+    label: str
+    returncode: int
+    doc: dict[str, Any] | None
+    wall_s: float
+    stdout_path: Path
+    stderr_path: Path
+
+    @property
+    def elapsed_s(self) -> float:
+        """Time to verdict as the probe measured it (wall time when it printed none)."""
+        value = self.doc.get("elapsed_s") if self.doc is not None else None
+        return float(value) if isinstance(value, int | float) else self.wall_s
+
+    def got(self) -> str:
+        if self.doc is None:
+            return f"error (exit {self.returncode})"
+        return f"{self.doc.get('nat_status')}, {self.doc.get('nat_mapping')}"
+
+
+def run_probe(ns: Namespace, boot_urls: Sequence[str], *, label: str,
+              timeout: float = PROBE_TIMEOUT) -> ProbeOutcome:
+    """Run ``autonat probe --json`` in ``ns`` (fresh in-memory key), bounded in time."""
+    argv = [*autonat_argv(), "probe", "--listen", f"/ip4/0.0.0.0/tcp/{LISTEN_PORT}/ws",
+            *_policy_flags(), "--timeout", f"{timeout:g}", "--json",
+            "--log-format", "json", "--log-level", "debug"]
+    for url in boot_urls:
+        argv += ["--boot-url", url]
+    started = time.monotonic()
+    proc = ns.spawn(label, argv)
+    try:
+        proc.wait(timeout + 20.0)
+    except LabCancelled:
+        proc.stop(grace=3.0)
+        raise
+    except LabError:
+        pass  # ignored its own --timeout: stopped below, judged "no JSON", logs kept
+    code = proc.stop(grace=3.0)
+    doc: dict[str, Any] | None = None
+    try:
+        parsed = json.loads(proc.stdout())
+        doc = parsed if isinstance(parsed, dict) else None
+    except ValueError:
+        doc = None
+    return ProbeOutcome(label, -999 if code is None else code, doc,
+                        time.monotonic() - started, proc.stdout_path, proc.stderr_path)
+
+
+def judge(expect: Expectation, face_addr: str, outcome: ProbeOutcome) -> list[str]:
+    """Every way ``outcome`` differs from ``expect`` (empty: the verdict is right)."""
+    doc = outcome.doc
+    if doc is None:
+        return [f"no JSON from the probe (exit {outcome.returncode})"]
+    problems = []
+    if outcome.returncode != 0:
+        problems.append(f"exit status {outcome.returncode}, expected 0")
+    if doc.get("nat_status") != expect.nat_status:
+        problems.append(f"nat_status {doc.get('nat_status')!r}, expected {expect.nat_status!r}")
+    if expect.nat_mapping is not None and doc.get("nat_mapping") != expect.nat_mapping:
+        problems.append(f"nat_mapping {doc.get('nat_mapping')!r}, "
+                        f"expected {expect.nat_mapping!r}")
+    reachable = [str(addr) for addr in doc.get("reachable_addrs") or []]
+    at_face = any(addr.split("/p2p/")[0] == face_addr for addr in reachable)
+    if expect.reachable_at_face and not at_face:
+        problems.append(f"reachable_addrs {reachable} lack {face_addr}")
+    if not expect.reachable_at_face and reachable:
+        problems.append(f"reachable_addrs {reachable}, expected none")
+    return problems
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+def diagnose(outcome: ProbeOutcome, problems: Sequence[str], boots: Sequence[RunningNode],
+             topo: Topology | None) -> str:
+    """What a reader needs to tell a lab fault from a node bug."""
+    parts = [f"{outcome.label}: " + "; ".join(problems),
+             f"probe JSON: {json.dumps(outcome.doc)}",
+             f"--- {outcome.label} stderr (tail) ---\n{_tail(outcome.stderr_path)}"]
+    for boot in boots:
+        state = "running" if boot.proc.running() else f"exited {boot.proc.popen.returncode}"
+        parts.append(f"--- {boot.proc.label} {boot.peer_id} ({state}) stderr (tail) ---\n"
+                     f"{_tail(boot.proc.stderr_path, 15)}")
+    if topo is not None:
+        parts.append(f"--- firewall ---\n{topo.firewall_dump()}")
+    return "\n".join(parts)
+
+
+# --- scenario jobs -----------------------------------------------------------------------
+
+
+@dataclass
+class RunRecord:
+    index: int
+    outcome: ProbeOutcome
+    problems: list[str]
+
+
+@dataclass
+class ScenarioResult:
+    """Everything one scenario job found; ``error`` is a lab failure (not a verdict)."""
+
+    scenario: Scenario
+    plain_problems: list[str] = field(default_factory=list)
+    runs: list[RunRecord] = field(default_factory=list)
+    error: str | None = None
+    diagnostics: list[str] = field(default_factory=list)
+    log_dir: Path | None = None
+    duration_s: float = 0.0
+
+    def wrong(self) -> int:
+        return sum(1 for run in self.runs if run.problems)
+
+
+def run_scenario(scenario: Scenario, *, runs: int, tmp_root: Path,
+                 cancel: threading.Event | None = None) -> ScenarioResult:
+    """Build the scenario's topology once, check it, start boot nodes, probe ``runs`` times."""
+    result = ScenarioResult(scenario)
+    started = time.monotonic()
+    try:
+        with Lab(tmp_dir=tmp_root / scenario.key, cancel=cancel) as lab:
+            result.log_dir = lab.tmp
+            topo = scenario.build(lab)
+            result.plain_problems = check_plain_tcp(topo, scenario.plain_tcp)
+            if result.plain_problems:
+                result.error = "topology check failed: " + "; ".join(result.plain_problems)
+                result.diagnostics.append(topo.firewall_dump())
+                return result
+            boots = start_boot_nodes(lab, topo.boots, dialback_source=scenario.dialback_source)
+            urls = [boot.site.status_url for boot in boots]
+            for index in range(1, runs + 1):
+                lab.check_cancelled()
+                outcome = run_probe(topo.host, urls, label=f"probe{index}")
+                problems = judge(scenario.expect, topo.face_addr, outcome)
+                problems += [f"{boot.proc.label} died" for boot in boots if not boot.proc.running()]
+                result.runs.append(RunRecord(index, outcome, problems))
+                if problems:
+                    result.diagnostics.append(diagnose(outcome, problems, boots, topo))
+    except LabCancelled:
+        raise
+    except Exception as exc:  # a lab failure is a result too: reported, not hidden
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        result.duration_s = time.monotonic() - started
+    return result
+
+
+# --- the boot cluster behind nginx -------------------------------------------------------
+
+_NGINX_CONF = """\
+worker_processes 1;
+user root root;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {tmp}/nginx-access.log;
+    client_body_temp_path {tmp}/nginx-body;
+    proxy_temp_path {tmp}/nginx-proxy;
+    fastcgi_temp_path {tmp}/nginx-fastcgi;
+    uwsgi_temp_path {tmp}/nginx-uwsgi;
+    scgi_temp_path {tmp}/nginx-scgi;
+    upstream boot_cluster {{
+{servers}
+    }}
+    server {{
+        listen {ip}:{port};
+        location / {{
+            proxy_pass http://boot_cluster;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 10s;
+            proxy_next_upstream error timeout http_502 http_503;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(lab: Lab, ns: Namespace, upstreams: Sequence[str]) -> LabProcess:
+    """nginx in ``ns`` on ``LB_IP:HTTP_PORT``, round robin over ``upstreams`` (``ip:port``)."""
+    servers = "\n".join(f"        server {up} max_fails=1 fail_timeout=30s;" for up in upstreams)
+    conf = lab.write_file("nginx.conf", _NGINX_CONF.format(
+        tmp=lab.tmp, servers=servers, ip=LB_IP, port=HTTP_PORT))
+    proc = ns.spawn("nginx", ["nginx", "-e", str(lab.tmp / "nginx-startup.log"),
+                              "-p", str(lab.tmp), "-c", str(conf), "-g", "daemon off;"])
+
+    def listening() -> bool:
+        if not proc.running():
+            raise LabError(f"nginx exited\n{proc.tail()}\n{_tail(lab.tmp / 'nginx-startup.log')}")
+        error = str(http_get(ns, f"http://{LB_IP}:{HTTP_PORT}/healthz", timeout=1.0).get("error"))
+        return "Connection refused" not in error
+
+    lab.wait_until(listening, timeout=15.0, interval=0.2, what="nginx to listen")
+    return proc
+
+
+@dataclass
+class ClusterResult:
+    """What the boot-cluster job saw, before and after one boot node was killed."""
+
+    boot_ids: list[str] = field(default_factory=list)
+    fetched_before: list[str | None] = field(default_factory=list)
+    fetched_after: list[str | None] = field(default_factory=list)
+    killed: str = ""
+    probes_before: list[RunRecord] = field(default_factory=list)
+    probes_after: list[RunRecord] = field(default_factory=list)
+    node_status: dict[str, Any] | None = None
+    """``/status`` of an ``autonat node`` behind a NAT, started after the kill."""
+    node_s: float = 0.0
+    """Seconds from starting that node to its verdict and ``fully_connected``."""
+    error: str | None = None
+    diagnostics: list[str] = field(default_factory=list)
+    log_dir: Path | None = None
+    duration_s: float = 0.0
+
+
+def _fetch_ids(ns: Namespace, count: int) -> list[str | None]:
+    ids = []
+    for _ in range(count):
+        doc = http_get_json(ns, CLUSTER_URL, timeout=5.0)
+        ids.append(str(doc.get("peer_id")) if doc is not None else None)
+    return ids
+
+
+def _cluster_probes(topo: Topology, boots: Sequence[RunningNode], result: ClusterResult,
+                    records: list[RunRecord], count: int, prefix: str) -> None:
+    for index in range(1, count + 1):
+        outcome = run_probe(topo.host, [CLUSTER_URL], label=f"{prefix}{index}")
+        problems = judge(CLUSTER_EXPECT, topo.face_addr, outcome)
+        records.append(RunRecord(index, outcome, problems))
+        if problems:
+            result.diagnostics.append(diagnose(outcome, problems, boots, None))
+
+
+def _node_behind_nat(lab: Lab, topo: Topology, result: ClusterResult) -> None:
+    """A long-running ``autonat node`` behind the NAT, bootstrapping from the cluster URL,
+    must reach a verdict and lifecycle ``fully_connected``."""
+    data_dir = lab.tmp / "node-data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [*autonat_argv(), "node", "--listen", f"/ip4/0.0.0.0/tcp/{LISTEN_PORT}/ws",
+            "--http", f"{topo.host_ip}:{HTTP_PORT}", "--key", str(data_dir / "p2p_keypair.ser"),
+            "--data-dir", str(data_dir), *_policy_flags(), "--boot-url", CLUSTER_URL,
+            "--log-format", "json", "--log-level", "debug"]
+    started = time.monotonic()
+    node = RunningNode(BootSite(topo.host, topo.host_ip, ""), topo.host.spawn("node", argv))
+    try:
+        result.node_status = wait_for_status(
+            lab, node, timeout=60.0, what="a verdict and fully_connected",
+            accept=lambda doc: doc.get("nat_status") in ("public", "private")
+            and doc.get("state") == "fully_connected")
+    except LabCancelled:
+        raise
+    except LabError as exc:
+        result.node_status = http_get_json(topo.host, node.site.status_url, timeout=2.0)
+        result.diagnostics.append(f"autonat node: {exc}\n{node.proc.tail()}")
+    result.node_s = time.monotonic() - started
+
+
+def node_problems(cluster: ClusterResult) -> list[str]:
+    doc = cluster.node_status
+    if doc is None:
+        return ["autonat node behind NAT: no /status"]
+    got = (doc.get("nat_status"), doc.get("nat_mapping"), doc.get("state"))
+    want = (NODE_EXPECT.nat_status, NODE_EXPECT.nat_mapping, "fully_connected")
+    return [] if got == want else [f"autonat node behind NAT: got {got}, expected {want}"]
+
+
+def run_cluster(*, tmp_root: Path, probes: int = 3,
+                cancel: threading.Event | None = None) -> ClusterResult:
+    """Four sibling boot nodes behind nginx: fetch and probe through the one URL, kill a
+    boot node, fetch and probe again, then run an ``autonat node`` behind a NAT."""
+    result = ClusterResult()
+    started = time.monotonic()
+    try:
+        with Lab(tmp_dir=tmp_root / "cluster", cancel=cancel) as lab:
+            result.log_dir = lab.tmp
+            cluster = build_cluster(lab)
+            topo = cluster.public
+            boots = start_boot_nodes(lab, topo.boots, dialback_source=True, siblings=True)
+            result.boot_ids = [boot.peer_id for boot in boots]
+            for boot in boots:  # siblings probe each other; wait until all are confirmed
+                wait_for_status(lab, boot, timeout=60.0, what="to be public",
+                                accept=lambda doc: doc.get("nat_status") == "public")
+            start_nginx(lab, cluster.lb, [f"{boot.site.ip}:{HTTP_PORT}" for boot in boots])
+            result.fetched_before = _fetch_ids(topo.host, CLUSTER_FETCHES)
+            _cluster_probes(topo, boots, result, result.probes_before, probes, "probe-all")
+            victim = boots[0]
+            victim.proc.signal(signal.SIGKILL)
+            victim.proc.wait(10.0)
+            result.killed = victim.peer_id
+            result.fetched_after = _fetch_ids(topo.host, CLUSTER_FETCHES)
+            _cluster_probes(topo, boots, result, result.probes_after, probes, "probe-killed")
+            _node_behind_nat(lab, cluster.home, result)
+    except LabCancelled:
+        raise
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        result.duration_s = time.monotonic() - started
+    return result
+
+
+# --- the matrix --------------------------------------------------------------------------
+
+
+@dataclass
+class Matrix:
+    scenarios: dict[str, ScenarioResult] = field(default_factory=dict)
+    cluster: ClusterResult | None = None
+    duration_s: float = 0.0
+
+
+def _slow_first(scenario: Scenario) -> int:
+    """Scenarios whose dial-backs are silently dropped wait for timeouts: start them first."""
+    return 0 if scenario.plain_tcp.inbound_other == "timeout" else 1
+
+
+def run_all(scenarios: Sequence[Scenario], *, runs: int, tmp_root: Path, jobs: int,
+            cluster: bool, cluster_probes: int = 3) -> Matrix:
+    """Run the scenario jobs (and the cluster job) in ``jobs`` threads; Ctrl-C cancels all."""
+    matrix = Matrix()
+    cancel = threading.Event()
+    started = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="natlab")
+    try:
+        cluster_future: Future[ClusterResult] | None = None
+        if cluster:
+            cluster_future = pool.submit(run_cluster, tmp_root=tmp_root, probes=cluster_probes,
+                                         cancel=cancel)
+        futures = {sc.key: pool.submit(run_scenario, sc, runs=runs, tmp_root=tmp_root,
+                                       cancel=cancel)
+                   for sc in sorted(scenarios, key=_slow_first)}
+        for scenario in scenarios:
+            matrix.scenarios[scenario.key] = futures[scenario.key].result()
+        if cluster_future is not None:
+            matrix.cluster = cluster_future.result()
+    except BaseException:
+        cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        matrix.duration_s = time.monotonic() - started
+    return matrix
+
+
+def _times(records: Sequence[RunRecord]) -> str:
+    values = [run.outcome.elapsed_s for run in records]
+    if not values:
+        return "-"
+    median = statistics.median(values)
+    return f"{median:.2f} s ({min(values):.2f}-{max(values):.2f})"
+
+
+def _got(records: Sequence[RunRecord]) -> str:
+    counts = Counter(run.outcome.got() for run in records)
+    return ", ".join(f"{got} ({n}/{len(records)})" for got, n in counts.most_common()) or "-"
+
+
+def format_table(matrix: Matrix) -> str:
+    """The Markdown table: scenario | expected | got | time to verdict, plus notes."""
+    lines = ["| scenario | expected | got | time to verdict (probe elapsed_s): median (min-max) |",
+             "| --- | --- | --- | --- |"]
+    for result in matrix.scenarios.values():
+        sc = result.scenario
+        expected = sc.expect.describe() + (" (contrast)" if sc.informational else "")
+        got = _got(result.runs) if result.error is None else f"LAB ERROR: {result.error[:80]}"
+        lines.append(f"| {sc.title.strip()} | {expected} | {got} | {_times(result.runs)} |")
+    cluster = matrix.cluster
+    if cluster is not None:
+        expected = CLUSTER_EXPECT.describe()
+        for name, records in (("boot cluster behind nginx (4 boot nodes)", cluster.probes_before),
+                              ("boot cluster, one boot node killed", cluster.probes_after)):
+            got = _got(records) if cluster.error is None else f"LAB ERROR: {cluster.error[:80]}"
+            lines.append(f"| {name} | {expected} | {got} | {_times(records)} |")
+        doc = cluster.node_status or {}
+        got = f"{doc.get('nat_status')}, {doc.get('nat_mapping')}, {doc.get('state')}"
+        lines.append(f"| `autonat node` behind NAT via the cluster URL (after the kill) | "
+                     f"{NODE_EXPECT.describe()}, fully_connected | {got} | "
+                     f"{cluster.node_s:.2f} s (from process start) |")
+    return "\n".join(lines)
+
+
+def summary(matrix: Matrix) -> tuple[int, int, list[str]]:
+    """(verdicts, wrong verdicts, problems) over the whole matrix."""
+    total, wrong, problems = 0, 0, []
+    for result in matrix.scenarios.values():
+        total += len(result.runs)
+        wrong += result.wrong()
+        if result.error is not None:
+            problems.append(f"{result.scenario.key}: {result.error}")
+    cluster = matrix.cluster
+    if cluster is not None:
+        problems += cluster_problems(cluster)
+        problems += node_problems(cluster) if cluster.error is None else []
+        records = cluster.probes_before + cluster.probes_after
+        total += len(records)
+        wrong += sum(1 for run in records if run.problems)
+    return total, wrong, problems
+
+
+def cluster_problems(cluster: ClusterResult) -> list[str]:
+    """Round-robin and failover problems of the cluster job (verdicts are judged per run)."""
+    if cluster.error is not None:
+        return [f"cluster: {cluster.error}"]
+    problems = []
+    before, after = cluster.fetched_before, cluster.fetched_after
+    if None in before or set(before) != set(cluster.boot_ids):
+        problems.append(f"cluster: fetches through nginx reached {before}, "
+                        f"expected all of {cluster.boot_ids}")
+    alive = set(cluster.boot_ids) - {cluster.killed}
+    if None in after or set(after) != alive:
+        problems.append(f"cluster: after killing {cluster.killed}, fetches reached {after}, "
+                        f"expected all of {sorted(alive)} and no failure")
+    return problems
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="make lab", description=__doc__.split("\n")[0] if __doc__
+                                     else None)
+    parser.add_argument("--runs", type=int, default=RUNS, help="probe runs per scenario")
+    parser.add_argument("--jobs", type=int, default=6, help="scenarios run in parallel")
+    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS_BY_KEY),
+                        help="only this scenario (repeatable; default: all)")
+    parser.add_argument("--no-cluster", action="store_true", help="skip the nginx boot cluster")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the logs even on success")
+    return parser.parse_args(argv)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    reason = unavailable_reason()
+    if reason is not None:
+        print(f"NAT lab cannot run: {reason}", file=sys.stderr)
+        return 1
+    if not args.no_cluster and shutil.which("nginx") is None:
+        print("NAT lab: nginx not found (Debian package nginx-light); use --no-cluster",
+              file=sys.stderr)
+        return 1
+    removed = cleanup_stale()
+    if removed:
+        print(f"removed {len(removed)} stale lab namespaces", file=sys.stderr)
+    scenarios = [SCENARIOS_BY_KEY[key] for key in args.scenario] if args.scenario else SCENARIOS
+    tmp_root = Path(tempfile.mkdtemp(prefix="ta-lab-"))
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    print(f"NAT lab: {len(scenarios)} scenarios x {args.runs} runs"
+          f"{'' if args.no_cluster else ' + boot cluster'}, {args.jobs} in parallel; "
+          f"logs in {tmp_root}", file=sys.stderr, flush=True)
+    try:
+        matrix = run_all(scenarios, runs=args.runs, tmp_root=tmp_root, jobs=args.jobs,
+                         cluster=not args.no_cluster)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: lab torn down; logs kept in {tmp_root}", file=sys.stderr)
+        return 130
+    print(format_table(matrix))
+    total, wrong, problems = summary(matrix)
+    if matrix.cluster is not None and matrix.cluster.error is None:
+        print(f"\n/status through nginx: {len(set(matrix.cluster.fetched_before))} boot nodes in "
+              f"{CLUSTER_FETCHES} fetches; after killing one: "
+              f"{len({i for i in matrix.cluster.fetched_after if i})} boot nodes, "
+              f"{matrix.cluster.fetched_after.count(None)} failed fetches")
+    print(f"\n{total - wrong}/{total} verdicts right, lab took {matrix.duration_s:.0f} s")
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    failed = wrong > 0 or bool(problems)
+    if failed:
+        for result in matrix.scenarios.values():
+            for text in result.diagnostics:
+                print(f"\n=== {result.scenario.key} ===\n{text}", file=sys.stderr)
+        for text in matrix.cluster.diagnostics if matrix.cluster else []:
+            print(f"\n=== cluster ===\n{text}", file=sys.stderr)
+    if failed or args.keep_logs:
+        print(f"logs kept in {tmp_root}", file=sys.stderr)
+    else:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
