@@ -154,6 +154,10 @@ class Node:
             raise ConnectError(f"could not connect to {target}: {outcome.reason}")
         return outcome
 
+    def close(self) -> None:
+        """End subscriptions (called when the node has stopped)."""
+        self._watch.close()
+
     def statistics(self) -> NodeStatistics:
         return NodeStatistics(
             supervisor=self.supervisor.statistics(), dialer=self._dialer.statistics(),
@@ -179,6 +183,81 @@ def _keypair(config: NodeConfig, keypair: Keypair | None) -> Keypair:
     return load_or_create_keypair(config.key_file)[0]
 
 
+@dataclass
+class _Mailboxes:
+    """Created by the node, handed to every incarnation of each actor."""
+
+    tracker: Mailbox[TrackerEvent]
+    dialer: Mailbox[DialerCommand]
+    identify: Mailbox[IdentifyInput]
+    autonat: Mailbox[ConnectionOpened]
+
+    @classmethod
+    def create(cls, size: int) -> _Mailboxes:
+        return cls(Mailbox(size, name="status-tracker"), Mailbox(size, name="dialer"),
+                   Mailbox(size, name="identify"), Mailbox(size, name="autonat"))
+
+
+def _default_transport(config: NodeConfig) -> WebSocketTransport:
+    return WebSocketTransport(max_frame_bytes=config.max_frame_bytes,
+                              connect_timeout=config.dial_timeout,
+                              handshake_timeout=config.handshake_timeout)
+
+
+def _planner(config: NodeConfig, keys: Keypair, rng: random.Random) -> DialPlanner:
+    return DialPlanner(
+        keys.peer_id, target=config.target_peers, concurrency=config.dial_concurrency,
+        backoff=Backoff(initial=config.reconnect_initial, maximum=config.reconnect_max,
+                        jitter=0.2),
+        rng=rng, max_peers=config.max_peers)
+
+
+def _build(config: NodeConfig, keys: Keypair, transport: Transport,
+           rng: random.Random) -> Node:
+    """Every actor and the supervisor, wired through the node-owned mailboxes and watch."""
+    boxes = _Mailboxes.create(config.mailbox_size)
+    watch: Watch[NodeSnapshot] = Watch()
+    tracker = StatusTracker(NodeModel(keys.peer_id, max_peers=config.max_peers),
+                            boxes.tracker.receiver(), watch, data_dir=config.data_dir,
+                            save_interval=config.save_interval)
+    receiver = DialBackReceiver()
+    server = AutonatServer(config=config, keypair=keys, transport=transport,
+                           connection_config=connection_config(config),
+                           tracker=boxes.tracker.sender(), rng=rng)
+    handlers: dict[str, ProtocolHandler] = {DIAL_BACK_PROTOCOL_ID: receiver.serve}
+    if config.autonat_server:
+        handlers[DIAL_REQUEST_PROTOCOL_ID] = server.serve
+    responder = IdentifyResponder(
+        keypair=keys, config=config, watch=watch, actor=boxes.identify.sender(),
+        protocols=(IDENTIFY_PROTOCOL_ID, IDENTIFY_PUSH_PROTOCOL_ID, *handlers))
+    handlers[IDENTIFY_PROTOCOL_ID] = responder.serve_request
+    handlers[IDENTIFY_PUSH_PROTOCOL_ID] = responder.serve_push
+    autonat = AutonatProbe(
+        config=config, receiver=receiver,
+        state=AutonatState(Reachability(ReachabilityConfig(threshold=config.confidence))),
+        inbox=boxes.autonat.receiver(), tracker=boxes.tracker.sender(), watch=watch, rng=rng)
+    identify = IdentifyActor(responder=responder, config=config, state=IdentifyState(),
+                             inbox=boxes.identify.receiver(), tracker=boxes.tracker.sender(),
+                             watch=watch)
+    dialer = Dialer(
+        config=config, keypair=keys, transport=transport,
+        state=DialerState(_planner(config, keys, rng)), inbox=boxes.dialer.receiver(),
+        tracker=boxes.tracker.sender(),
+        listeners=[boxes.identify.sender(), boxes.autonat.sender()], handlers=handlers)
+    fetcher = BootstrapFetcher(config=config, dialer=boxes.dialer.sender(), watch=watch,
+                               local_peer=keys.peer_id, rng=rng)
+    supervisor = Supervisor(
+        [ChildSpec("status-tracker", tracker.run, mailbox=boxes.tracker),
+         ChildSpec("identify", identify.run, mailbox=boxes.identify),
+         ChildSpec("autonat", autonat.run, mailbox=boxes.autonat),
+         ChildSpec("dialer", dialer.run, mailbox=boxes.dialer),
+         ChildSpec("bootstrap", fetcher.run)],
+        name=f"node-{str(keys.peer_id)[-6:]}", rng=rng)
+    return Node(keypair=keys, config=config, watch=watch, dialer_box=boxes.dialer,
+                supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify,
+                autonat=autonat, server=server, receiver=receiver, fetcher=fetcher)
+
+
 @asynccontextmanager
 async def open_node(
     config: NodeConfig,
@@ -193,65 +272,13 @@ async def open_node(
     :class:`~actors.MemoryTransport`. ``keypair`` overrides ``config.key_file``.
     Raises :class:`~protocols.KeyFileError` for an unusable key file.
     """
-    keys = _keypair(config, keypair)
-    rng = rng if rng is not None else random.Random()
-    watch: Watch[NodeSnapshot] = Watch()
-    tracker_box: Mailbox[TrackerEvent] = Mailbox(config.mailbox_size, name="status-tracker")
-    dialer_box: Mailbox[DialerCommand] = Mailbox(config.mailbox_size, name="dialer")
-    identify_box: Mailbox[IdentifyInput] = Mailbox(config.mailbox_size, name="identify")
-
-    model = NodeModel(keys.peer_id, max_peers=config.max_peers)
-    tracker = StatusTracker(model, tracker_box.receiver(), watch, data_dir=config.data_dir,
-                            save_interval=config.save_interval)
-    autonat_box: Mailbox[ConnectionOpened] = Mailbox(config.mailbox_size, name="autonat")
-    chosen_transport = transport if transport is not None else WebSocketTransport(
-        max_frame_bytes=config.max_frame_bytes, connect_timeout=config.dial_timeout,
-        handshake_timeout=config.handshake_timeout)
-    receiver = DialBackReceiver()
-    server = AutonatServer(config=config, keypair=keys, transport=chosen_transport,
-                           connection_config=connection_config(config),
-                           tracker=tracker_box.sender(), rng=rng)
-    handlers: dict[str, ProtocolHandler] = {DIAL_BACK_PROTOCOL_ID: receiver.serve}
-    if config.autonat_server:
-        handlers[DIAL_REQUEST_PROTOCOL_ID] = server.serve
-    responder = IdentifyResponder(
-        keypair=keys, config=config, watch=watch, actor=identify_box.sender(),
-        protocols=(IDENTIFY_PROTOCOL_ID, IDENTIFY_PUSH_PROTOCOL_ID, *handlers))
-    handlers[IDENTIFY_PROTOCOL_ID] = responder.serve_request
-    handlers[IDENTIFY_PUSH_PROTOCOL_ID] = responder.serve_push
-    autonat = AutonatProbe(
-        config=config, receiver=receiver,
-        state=AutonatState(Reachability(ReachabilityConfig(threshold=config.confidence))),
-        inbox=autonat_box.receiver(), tracker=tracker_box.sender(), watch=watch, rng=rng)
-    identify = IdentifyActor(responder=responder, config=config, state=IdentifyState(),
-                             inbox=identify_box.receiver(), tracker=tracker_box.sender(),
-                             watch=watch)
-    planner = DialPlanner(
-        keys.peer_id, target=config.target_peers, concurrency=config.dial_concurrency,
-        backoff=Backoff(initial=config.reconnect_initial, maximum=config.reconnect_max,
-                        jitter=0.2),
-        rng=rng, max_peers=config.max_peers)
-    dialer = Dialer(
-        config=config, keypair=keys, transport=chosen_transport,
-        state=DialerState(planner), inbox=dialer_box.receiver(),
-        tracker=tracker_box.sender(),
-        listeners=[identify_box.sender(), autonat_box.sender()], handlers=handlers)
-    fetcher = BootstrapFetcher(config=config, dialer=dialer_box.sender(), watch=watch,
-                               local_peer=keys.peer_id, rng=rng)
-    supervisor = Supervisor(
-        [ChildSpec("status-tracker", tracker.run, mailbox=tracker_box),
-         ChildSpec("identify", identify.run, mailbox=identify_box),
-         ChildSpec("autonat", autonat.run, mailbox=autonat_box),
-         ChildSpec("dialer", dialer.run, mailbox=dialer_box),
-         ChildSpec("bootstrap", fetcher.run)],
-        name=f"node-{str(keys.peer_id)[-6:]}", rng=rng)
-    node = Node(keypair=keys, config=config, watch=watch, dialer_box=dialer_box,
-                supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify,
-                autonat=autonat, server=server, receiver=receiver, fetcher=fetcher)
+    node = _build(config, _keypair(config, keypair),
+                  transport if transport is not None else _default_transport(config),
+                  rng if rng is not None else random.Random())
     async with trio.open_nursery() as nursery:
-        await nursery.start(supervisor.run)
+        await nursery.start(node.supervisor.run)
         try:
             yield node
         finally:
             nursery.cancel_scope.cancel()
-    watch.close()
+    node.close()
