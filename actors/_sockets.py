@@ -126,6 +126,29 @@ async def open_listen_socket(ip: str, port: int) -> trio.socket.SocketType:
     return sock
 
 
+KEEPALIVE_IDLE = 60
+"""Seconds of silence before the kernel probes a connection's peer."""
+KEEPALIVE_INTERVAL = 15
+KEEPALIVE_COUNT = 4
+
+
+def enable_keepalive(sock: trio.socket.SocketType) -> None:
+    """TCP keepalive: a peer that vanished without a FIN or RST (power loss, a NAT
+    that dropped its mapping) is detected in about two minutes, so connections of
+    a long-running node never hang forever. Options a platform lacks are skipped."""
+    options = ((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+               (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", None), KEEPALIVE_IDLE),
+               (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), KEEPALIVE_INTERVAL),
+               (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), KEEPALIVE_COUNT))
+    for level, name, value in options:
+        if name is None:
+            continue
+        try:
+            sock.setsockopt(level, name, value)
+        except OSError as exc:
+            _log.debug("keepalive option unavailable", option=name, error=str(exc))
+
+
 def _share_port(sock: trio.socket.SocketType) -> None:
     reuse_port = getattr(socket, "SO_REUSEPORT", None)
     if reuse_port is None:
@@ -179,6 +202,7 @@ async def _connect(ip: str, port: int, bind_to: tuple[str, int] | None, *,
             sock.setsockopt(socket.SOL_SOCKET, reuse_port, 1)
             await sock.bind(bind_to)
         await sock.connect((ip, port))
+        enable_keepalive(sock)
     except BaseException:
         sock.close()
         raise

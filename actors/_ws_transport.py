@@ -44,6 +44,7 @@ from protocols import WsAddress
 from ._framestream import DialError, StreamHandler
 from ._sockets import (
     connect_tcp,
+    enable_keepalive,
     family_for,
     open_listen_socket,
     resolve,
@@ -148,6 +149,7 @@ class WebSocketTransport:
     async def _serve_connection(
         self, socket_stream: trio.SocketStream, *, handler: StreamHandler, secure: bool
     ) -> None:
+        enable_keepalive(socket_stream.socket)
         async with reader_scope() as host:
             stream = await self._server_handshake(host, socket_stream, secure)
             if stream is None:

@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from actors import WebSocketBroken, WebSocketTransport
 from actors._framestream import DialError, FrameStream, TransportBroken, TransportClosed
-from actors._sockets import socket_address
+from actors._sockets import KEEPALIVE_IDLE, socket_address
 from actors._ws_stream import clip_reason
 from protocols import WsAddress
 
@@ -626,3 +626,22 @@ def test_bad_settings_are_refused() -> None:
         WebSocketTransport(max_frame_bytes=0)
     with pytest.raises(ValueError, match="connect_timeout"):
         WebSocketTransport(connect_timeout=0)
+
+
+def _keepalive(sock: trio.socket.SocketType) -> tuple[int, int]:
+    return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE))
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_KEEPIDLE"), reason="needs TCP_KEEPIDLE (Linux)")
+async def test_both_ends_use_tcp_keepalive_so_vanished_peers_are_detected() -> None:
+    server, client, inbox = WebSocketTransport(), WebSocketTransport(), Inbox()
+    async with running() as nursery:
+        bound = await listen(nursery, server, ws_addr(), inbox)
+        async with client.dial(bound) as out:
+            inbound = await inbox.next()
+            for end in (out, inbound):
+                raw = end._stream  # type: ignore[attr-defined]
+                assert isinstance(raw, trio.SocketStream)
+                assert _keepalive(raw.socket) == (1, KEEPALIVE_IDLE)
+        inbox.done.set()
