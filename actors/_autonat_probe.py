@@ -263,6 +263,7 @@ class AutonatProbe:
             else:
                 self._log.info("probe result", server=str(server), addr=str(addr),
                                outcome=result.outcome.value, detail=result.detail)
+            await self._tracker.send(result)
             await self._publish(self._state.reachability.record(result, trio.current_time()))
         finally:
             self._state.in_flight.discard((addr, server))

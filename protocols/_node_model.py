@@ -67,6 +67,7 @@ from ._events import (
     NatStatus,
     PeerIdentified,
     PeersFound,
+    ProbeResult,
     ReachabilityUpdate,
 )
 from ._identity import PeerId
@@ -94,7 +95,7 @@ MAX_SOURCE_LENGTH: Final = 512
 MAX_LISTEN_ADDRS: Final = 64
 
 NodeEvent = (PeersFound | ConnectionUp | ConnectionDown | PeerIdentified | ListenAddrsChanged
-             | ReachabilityUpdate | InboundProbe)
+             | ReachabilityUpdate | InboundProbe | ProbeResult)
 
 
 class Lifecycle(enum.Enum):
@@ -219,6 +220,8 @@ class NodeSnapshot:
     unreachable_addrs: tuple[WsAddress, ...] = ()
     probes_served: int = 0
     """Dial requests this node answered as an AutoNAT server."""
+    probe_outcomes: tuple[tuple[str, int], ...] = ()
+    """Our own probes by outcome (``reachable``, ``unreachable``, ``lied``, ...), sorted."""
 
     def __post_init__(self) -> None:
         if self.nat_status not in get_args(NatStatus):
@@ -286,6 +289,7 @@ class NodeModel:
         self._peers_cache: tuple[PeerRecord, ...] | None = None
         self._reach: ReachabilityUpdate | None = None
         self._probes_served = 0
+        self._probe_outcomes: dict[str, int] = {}
         self.dropped_connections = 0
 
     # --- reading -------------------------------------------------------------
@@ -345,6 +349,7 @@ class NodeModel:
             reachable_addrs=reach.reachable_addrs if reach else (),
             unreachable_addrs=reach.unreachable_addrs if reach else (),
             probes_served=self._probes_served,
+            probe_outcomes=tuple(sorted(self._probe_outcomes.items())),
         )
 
     # --- changing ------------------------------------------------------------
@@ -369,6 +374,10 @@ class NodeModel:
             changed = self._on_listen_addrs(event, now)
         elif isinstance(event, ReachabilityUpdate):
             changed = self._on_reachability(event)
+        elif isinstance(event, ProbeResult):
+            key = event.outcome.value
+            self._probe_outcomes[key] = self._probe_outcomes.get(key, 0) + 1
+            changed = True
         elif isinstance(event, InboundProbe):
             self._probes_served += 1
             self.mark_fully_connected(event.peer, now)

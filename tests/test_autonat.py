@@ -219,3 +219,17 @@ async def test_silently_dropped_dial_backs_give_private_after_the_dialback_timeo
             assert snap.nat_status == "private"
             # decided by the servers' dial-back timeout, not the 10 s dial timeout
             assert 4.0 <= waited < 5.0
+
+
+async def test_every_probe_result_reaches_the_status_tracker(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork(dial_filter=_firewall("127.0.0.9"))
+    with trio.fail_after(60):
+        async with _cluster(net, 3) as servers, open_node(
+                _config("127.0.0.9"), transport=net.transport("127.0.0.9")) as client:
+            await _connect_all(client, servers)
+            snap = await client.wait_for(lambda s: s.nat_status == "private")
+            outcomes = dict(snap.probe_outcomes)
+            assert outcomes["unreachable"] >= 2  # the verdict's evidence was reported first
+            counted = client.statistics().probes  # may already include a later result
+            assert all(outcomes[key] <= counted[key] for key in outcomes)
