@@ -47,11 +47,9 @@ Snapshots
 
 from __future__ import annotations
 
-import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from types import MappingProxyType
 from typing import Final, TypeGuard, get_args
 
 from ._addresses import WsAddress
@@ -71,6 +69,7 @@ from ._events import (
     ReachabilityUpdate,
 )
 from ._identity import PeerId
+from ._lifecycle import LIFECYCLE_TRANSITIONS, Lifecycle, LifecycleTrigger, next_lifecycle
 
 __all__ = [
     "LIFECYCLE_TRANSITIONS",
@@ -96,44 +95,6 @@ MAX_LISTEN_ADDRS: Final = 64
 
 NodeEvent = (PeersFound | ConnectionUp | ConnectionDown | PeerIdentified | ListenAddrsChanged
              | ReachabilityUpdate | InboundProbe | ProbeResult)
-
-
-class Lifecycle(enum.Enum):
-    """Where the node is on its way to being fully connected."""
-
-    STARTING = "starting"
-    BOOTSTRAPPING = "bootstrapping"
-    CONNECTED = "connected"
-    FULLY_CONNECTED = "fully_connected"
-
-
-class LifecycleTrigger(enum.Enum):
-    """What can move the lifecycle."""
-
-    LISTENING = "listening"  # listeners bound
-    CONNECTION_UP = "connection_up"  # a live connection appeared
-    ALL_CONNECTIONS_LOST = "all_connections_lost"  # the last one closed
-    BOOTSTRAP_PROBE = "bootstrap_probe"  # probed by a peer from a bootstrap source
-
-
-_L, _T = Lifecycle, LifecycleTrigger
-LIFECYCLE_TRANSITIONS: Final[Mapping[tuple[Lifecycle, LifecycleTrigger], Lifecycle]] = (
-    MappingProxyType(
-        {
-            (_L.STARTING, _T.LISTENING): _L.BOOTSTRAPPING,
-            (_L.STARTING, _T.CONNECTION_UP): _L.CONNECTED,
-            (_L.BOOTSTRAPPING, _T.CONNECTION_UP): _L.CONNECTED,
-            (_L.CONNECTED, _T.BOOTSTRAP_PROBE): _L.FULLY_CONNECTED,
-            (_L.CONNECTED, _T.ALL_CONNECTIONS_LOST): _L.BOOTSTRAPPING,
-            (_L.FULLY_CONNECTED, _T.ALL_CONNECTIONS_LOST): _L.BOOTSTRAPPING,
-        }
-    )
-)
-
-
-def next_lifecycle(current: Lifecycle, trigger: LifecycleTrigger) -> Lifecycle:
-    """The state after ``trigger``; unchanged when the table has no entry."""
-    return LIFECYCLE_TRANSITIONS.get((current, trigger), current)
 
 
 def _check_time(name: str, value: object) -> None:
