@@ -46,6 +46,7 @@ from protocols import (
     DialRequest,
     DialResponse,
     DialStatus,
+    Direction,
     NatMapping,
     NodeConfig,
     NodeSnapshot,
@@ -173,13 +174,26 @@ class AutonatProbe:
         return result
 
     def _welcome(self, snap: NodeSnapshot, nursery: trio.Nursery) -> None:
+        """One dial request to every new AutoNAT peer (boot nodes probe their newcomers).
+
+        We ask about our best candidate address; without one (a boot node whose
+        policy rejects its own addresses, e.g. on a laptop) we ask about the
+        address the newcomer reached us at - our end of its inbound connection,
+        which it can dial back by construction. Only the candidate kind counts
+        as evidence for us; either way the newcomer sees an inbound probe.
+        """
         candidates = self._state.reachability.candidates
-        if not candidates:
-            return
-        for peer in self._servers(snap):
-            if peer not in self._state.welcomed:
-                self._state.welcomed.add(peer)
-                self._start_probe(nursery, candidates[0], peer)
+        for peer, connection in self._servers(snap).items():
+            if peer in self._state.welcomed:
+                continue
+            if candidates:
+                addr = candidates[0]
+            elif connection.direction is Direction.INBOUND:
+                addr = connection.local_addr.with_peer_id(None)
+            else:
+                continue
+            self._state.welcomed.add(peer)
+            self._start_probe(nursery, addr, peer)
 
     # --- probing -----------------------------------------------------------------
 

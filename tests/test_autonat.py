@@ -233,3 +233,19 @@ async def test_every_probe_result_reaches_the_status_tracker(
             assert outcomes["unreachable"] >= 2  # the verdict's evidence was reported first
             counted = client.statistics().probes  # may already include a later result
             assert all(outcomes[key] <= counted[key] for key in outcomes)
+
+
+async def test_boot_node_without_candidates_still_welcomes_newcomers(
+        autojump_clock: trio.testing.MockClock) -> None:
+    # A boot node whose policy rejects its own (loopback) address has no candidate to
+    # probe; it asks about the address the newcomer reached it at instead.
+    net = MemoryNetwork()
+    boot_config = NodeConfig(listen=("/ip4/127.0.1.1/tcp/0/ws",), welcome_probes=True)
+    with trio.fail_after(60):
+        async with open_node(boot_config, transport=net.transport("127.0.1.1")) as boot, \
+                open_node(_config("127.0.0.9"), transport=net.transport("127.0.0.9")) as newcomer:
+            await newcomer.add_peers([boot.listen_addrs[0]], source="http://boot/status",
+                                     from_bootstrap=True)
+            snap = await newcomer.wait_for(lambda s: s.lifecycle is Lifecycle.FULLY_CONNECTED)
+            assert snap.probes_served == 1
+            assert boot.snapshot().nat_status == "unknown"  # not evidence for the boot node
