@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import trio
 
-from actors import MemoryNetwork, Node, open_connection, open_node
+from actors import MemoryNetwork, MemoryTransport, Node, open_connection, open_node
 from actors._connection import Connection
 from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
@@ -249,3 +249,28 @@ async def test_boot_node_without_candidates_still_welcomes_newcomers(
             snap = await newcomer.wait_for(lambda s: s.lifecycle is Lifecycle.FULLY_CONNECTED)
             assert snap.probes_served == 1
             assert boot.snapshot().nat_status == "unknown"  # not evidence for the boot node
+
+
+class _OtherSourceTransport(MemoryTransport):
+    """Listens on its host but dials out from another IP (like a multi-homed host)."""
+
+    def dial(self, addr: WsAddress, *, reuse_listen_port: bool = True,
+             source_ip: str | None = None) -> Any:
+        return super().dial(addr, reuse_listen_port=False, source_ip=source_ip or "127.0.0.8")
+
+
+async def test_client_pays_dial_data_to_have_another_ip_dialed(
+        autojump_clock: trio.testing.MockClock) -> None:
+    # Servers see the client at 127.0.0.8 but it listens on 127.0.0.9: they dial
+    # .9 only after 30-100 KB of dial data, so .9 reachable proves the client paid.
+    net = MemoryNetwork()
+    listen = WsAddress.parse("/ip4/127.0.0.9/tcp/0/ws")
+    with trio.fail_after(60):
+        async with _cluster(net, 3) as servers, open_node(
+                _config("127.0.0.9"), transport=_OtherSourceTransport(net, "127.0.0.9")) as client:
+            await _connect_all(client, servers)
+            snap = await client.wait_for(lambda s: any(a.host == listen.host
+                                                       for a in s.reachable_addrs))
+            assert snap.nat_status == "public"
+            backs = [d for d in net.dials if d.remote.host == "127.0.0.9"]
+            assert len(backs) >= 2  # the servers did dial the other IP
