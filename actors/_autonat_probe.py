@@ -65,6 +65,7 @@ from protocols import (
     choose_servers,
     classify_nat_mapping,
     decode_autonat_message,
+    dial_data_chunks,
     probe_outcome,
 )
 
@@ -72,12 +73,9 @@ from ._connection import Connection, ConnectionClosed
 from ._dialback import DialBackReceiver, PendingProbe
 from ._mailbox import MailboxReceiver, MailboxSender
 from ._messages import ConnectionOpened, TrackerEvent
-from ._stream import Stream, StreamEnded, StreamReset
+from ._stream import StreamEnded, StreamReset
 from ._watch import Watch
 
-MAX_DIAL_DATA = 100_000
-"""Most dial data we send when a server asks (DESIGN 5.5 asks servers for 30-100 KB)."""
-CHUNK = 4096
 DIAL_BACK_GRACE = 1.0
 """After an OK response, how long the dial-back may still take to be seen."""
 EXPIRE_EVERY = 60.0
@@ -323,20 +321,15 @@ class AutonatProbe:
                     return message
                 if not isinstance(message, DialDataRequest):
                     raise ValidationError(f"unexpected {type(message).__name__} from server")
-                if message.num_bytes > MAX_DIAL_DATA:
-                    self._log.info("server asked for too much dial data; refusing",
-                                   server=str(connection.peer_id), num_bytes=message.num_bytes)
+                try:
+                    chunks = dial_data_chunks(message.num_bytes)  # refuses > MAX_DIAL_DATA
+                except ValidationError as exc:
+                    self._log.info("refusing the server's dial data request",
+                                   server=str(connection.peer_id), error=str(exc))
                     await stream.reset()
                     return None
-                await self._send_dial_data(stream, message.num_bytes)
-
-    @staticmethod
-    async def _send_dial_data(stream: Stream, num_bytes: int) -> None:
-        sent = 0
-        while sent < num_bytes:
-            size = min(CHUNK, num_bytes - sent)
-            await stream.send(DialDataResponse(data=bytes(size)).to_wire())
-            sent += size
+                for size in chunks:
+                    await stream.send(DialDataResponse(data=bytes(size)).to_wire())
 
     async def _publish(self, events: list[ReachabilityEvent]) -> None:
         if not events and self._state.mapping == self._last_published_mapping():

@@ -154,10 +154,6 @@ class Dialer:
                                 inbound_pending=self._pending_inbound,
                                 secondary=self._secondary, **self._counts)
 
-    def connection(self, peer: PeerId) -> Connection | None:
-        live = self._live.get(peer)
-        return live.connection if live else None
-
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._live, self._pending_inbound, self._secondary = {}, 0, 0
         self._wake = trio.Event()
