@@ -1,13 +1,32 @@
-"""Test-wide settings: quiet, structured logs (shown by pytest only for failures)."""
+"""Test-wide settings: quiet, structured logs (shown by pytest only for failures), and the
+Hypothesis profiles.
+
+Hypothesis profiles (``HYPOTHESIS_PROFILE=<name>``; ``ci`` when unset):
+
+* ``ci`` - what ``make test`` and CI use. No per-example ``deadline`` and no
+  ``too_slow`` health check: on a loaded 2-core machine, or on a fresh clone
+  where Hypothesis first builds its Unicode tables (seconds, once per
+  process), a slow example says nothing about correctness and would make the
+  suite fail at random. Examples stay random; a failure prints the seed and
+  the blob that reproduces it.
+* ``thorough`` - the same with ten times the examples, for a long local run.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 
 import structlog
+from hypothesis import HealthCheck, settings
 
 structlog.configure(
     processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
     wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
     cache_logger_on_first_use=False,
 )
+
+settings.register_profile(
+    "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.register_profile("thorough", settings.get_profile("ci"), max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

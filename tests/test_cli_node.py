@@ -185,6 +185,22 @@ async def _get(url: str) -> httpx.Response:
         return await client.get(url)
 
 
+async def _status_listing(url: str, addr: str, *, attempts: int = 100) -> httpx.Response:
+    """``GET url`` until its ``peer_addrs`` list ``addr`` (the daemon has identified the peer).
+
+    The peer's view of the connection comes before the daemon's Identify of the
+    peer; asserting on the daemon's document at once would race with it. Bounded:
+    ``attempts`` tries 0.1 s apart, then the last answer is returned as it is.
+    """
+    response = await _get(url)
+    for _ in range(attempts):
+        if response.status_code == 200 and addr in response.json().get("peer_addrs", []):
+            break
+        await trio.sleep(0.1)
+        response = await _get(url)
+    return response
+
+
 def _connected(peer_id: str, *, identified: bool = True) -> Callable[[NodeSnapshot], bool]:
     def check(snap: NodeSnapshot) -> bool:
         record = next((r for r in snap.peers if str(r.peer_id) == peer_id), None)
@@ -261,7 +277,8 @@ async def test_node_daemon_serves_its_api_and_stops_cleanly_on_signals(tmp_path:
                 assert first.listening[0].endswith(f"/ws/p2p/{first.peer_id}")
                 assert first.http.startswith("127.0.71.1:") and not first.http.endswith(":0")
                 await peer.wait_for(_connected(first.peer_id))
-                _check_status_document(await _get(first.url + "/status"), first, peer)
+                status = await _status_listing(first.url + "/status", str(peer.listen_addrs[0]))
+                _check_status_document(status, first, peer)
                 _check_metrics(await _get(first.url + "/metrics"))
                 health = await _get(first.url + "/healthz")
                 assert health.status_code == 200 and health.json()["ok"] is True
