@@ -12,10 +12,12 @@ The decisions live in sans-io objects; this actor only drives them:
   ``probe_servers`` connected peers that speak AutoNAT v2 (distinct IPs and
   subnets first, skipping servers that already gave live evidence for that
   address and servers caught lying) and probes them **in parallel**: a
-  ``DialRequest`` with a fresh nonce on the existing connection, dial data
+  ``DialRequest`` with a fresh single-use nonce (issued by the receiver from
+  :mod:`secrets`, never from the injected rng) on the existing connection, dial data
   if the server asks for a sane amount (at most ``MAX_DIAL_DATA`` bytes),
   then the ``DialResponse``. The result counts as *reachable* only when the
-  :class:`DialBackReceiver` saw our nonce arrive on a new inbound connection;
+  :class:`DialBackReceiver` saw our nonce arrive on a new inbound connection,
+  on the listener of the address under test;
   a server's OK without it is recorded as a lie. There is no boot delay: the
   first probes go out as soon as candidates and servers exist, so the first
   verdict comes within a few round trips of the first connections;
@@ -36,7 +38,6 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-import structlog
 import trio
 
 from protocols import (
@@ -48,6 +49,7 @@ from protocols import (
     DialStatus,
     Direction,
     NatMapping,
+    NatStatusChanged,
     NodeConfig,
     NodeSnapshot,
     PeerId,
@@ -71,6 +73,7 @@ from protocols import (
 
 from ._connection import Connection, ConnectionClosed
 from ._dialback import DialBackReceiver, PendingProbe
+from ._logsetup import get_logger, node_field
 from ._mailbox import MailboxReceiver, MailboxSender
 from ._messages import ConnectionOpened, TrackerEvent
 from ._stream import StreamEnded, StreamReset
@@ -81,6 +84,22 @@ DIAL_BACK_GRACE = 1.0
 EXPIRE_EVERY = 60.0
 RETRY_SERVER = 30.0
 """An unknown address is not topped up with a server asked this recently."""
+
+
+def reachability_log(event: ReachabilityEvent) -> tuple[str, dict[str, object]]:
+    """One reachability event as a log message and its fields (never a repr).
+
+    ``votes`` is ``"<reachable>:<unreachable>"``; ``reason`` is given unless it
+    is ``evidence`` (a change by expiry, a distrusted server, a removed address).
+    """
+    if isinstance(event, NatStatusChanged):
+        return "nat status changed", {"nat_status": event.new, "previous": event.old}
+    fields: dict[str, object] = {
+        "addr": str(event.addr), "verdict": event.new, "previous": event.old,
+        "votes": f"{event.reachable_votes}:{event.unreachable_votes}"}
+    if event.reason != "evidence":
+        fields["reason"] = event.reason
+    return "address verdict changed", fields
 
 
 def _claims_dial_back(response: DialResponse | None) -> bool:
@@ -102,12 +121,32 @@ class AutonatState:
     tried: dict[WsAddress, dict[PeerId, float]] = field(default_factory=dict)
     answered: set[PeerId] = field(default_factory=set)
     """Servers that sent us a DialResponse (whatever it said)."""
+    contacted: set[PeerId] = field(default_factory=set)
+    """Servers we sent a DialRequest to (answered or not)."""
+    available: int = 0
+    """Connected AutoNAT servers at the latest count of the probe loop."""
+    small_wait: SmallNetworkWait | None = None
+    """The small-network wait in progress, if any (see :class:`~protocols.Reachability`)."""
+
+
+@dataclass(frozen=True)
+class SmallNetworkWait:
+    """Fewer AutoNAT servers than the threshold: wait before they may decide alone."""
+
+    servers: int
+    threshold: int
+    """The configured threshold (the number of servers a verdict normally needs)."""
+    wait_s: float
+    """The wait's full length (``ReachabilityConfig.small_network_settle``)."""
+    until: float
+    """When it ends (trio time), unless more servers come first."""
 
 
 class AutonatProbe:
     def __init__(self, *, config: NodeConfig, receiver: DialBackReceiver, state: AutonatState,
                  inbox: MailboxReceiver[ConnectionOpened], tracker: MailboxSender[TrackerEvent],
-                 watch: Watch[NodeSnapshot], rng: random.Random) -> None:
+                 watch: Watch[NodeSnapshot], rng: random.Random,
+                 node: PeerId | None = None) -> None:
         self._config = config
         self._receiver = receiver
         self._state = state
@@ -116,7 +155,7 @@ class AutonatProbe:
         self._watch = watch
         self._rng = rng
         self._changed = trio.Event()
-        self._log = structlog.get_logger("actors.autonat").bind(actor="autonat-probe")
+        self._log = get_logger("actors.autonat", actor="autonat-probe", **node_field(node))
 
     def statistics(self) -> dict[str, int]:
         return dict(self._state.outcomes)
@@ -124,6 +163,23 @@ class AutonatProbe:
     @property
     def servers_answered(self) -> tuple[PeerId, ...]:
         return tuple(sorted(self._state.answered))
+
+    @property
+    def servers_contacted(self) -> tuple[PeerId, ...]:
+        return tuple(sorted(self._state.contacted))
+
+    @property
+    def servers_available(self) -> int:
+        return self._state.available
+
+    @property
+    def candidates(self) -> int:
+        """Our candidate addresses (routable listen or observed addresses) to probe."""
+        return len(self._state.reachability.candidates)
+
+    @property
+    def small_network_wait(self) -> SmallNetworkWait | None:
+        return self._state.small_wait
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._changed = trio.Event()
@@ -202,6 +258,7 @@ class AutonatProbe:
             servers = self._servers(self._watch.get())
             await self._publish(reach.expire(now)
                                 + reach.set_available_servers(len(servers), now))
+            self._note_small_network(len(servers), now)
             for addr, chosen in self._plan(now, servers):
                 for server in chosen:
                     self._start_probe(nursery, addr, server)
@@ -212,6 +269,24 @@ class AutonatProbe:
             with trio.move_on_at(min(wake_at, now + EXPIRE_EVERY)):
                 await self._changed.wait()
             self._changed = trio.Event()
+
+    def _note_small_network(self, servers: int, now: float) -> None:
+        """Track (and log) the small-network wait: when it starts and when it ends."""
+        self._state.available = servers
+        reach = self._state.reachability
+        review = reach.threshold_review_at()
+        until = review if servers and review is not None and review > now else None
+        before = self._state.small_wait
+        if until is not None and (before is None or before.until != until):
+            wait = SmallNetworkWait(servers, reach.config.threshold,
+                                    reach.config.small_network_settle, until)
+            self._state.small_wait = wait
+            self._log.info("few AutoNAT servers: waiting for more before they may decide alone",
+                           servers=servers, threshold=wait.threshold, wait_s=wait.wait_s)
+        elif until is None and before is not None:
+            self._state.small_wait = None
+            self._log.info("small-network wait over", servers=servers,
+                           threshold_in_force=reach.threshold)
 
     def _plan(self, now: float,
               servers: dict[PeerId, Connection]) -> list[tuple[WsAddress, list[PeerId]]]:
@@ -273,8 +348,10 @@ class AutonatProbe:
                 self._log.warning("server said OK but no dial-back arrived: not evidence",
                                   server=str(server), addr=str(addr))
             else:
+                detail = {} if result.outcome is ProbeOutcome.REACHABLE else {
+                    "detail": result.detail}  # a dial-back arrived: that says it all
                 self._log.info("probe result", server=str(server), addr=str(addr),
-                               outcome=result.outcome.value, detail=result.detail)
+                               outcome=result.outcome.value, **detail)
             await self._tracker.send(result)
             await self._publish(self._state.reachability.record(result, trio.current_time()))
         finally:
@@ -282,10 +359,10 @@ class AutonatProbe:
             self._changed.set()
 
     async def _ask(self, connection: Connection, addr: WsAddress, server: PeerId) -> ProbeResult:
-        nonce = self._rng.getrandbits(64)
         started = trio.current_time()
-        pending = PendingProbe(addr, server, started, connection)
-        self._receiver.expect(nonce, pending)
+        pending = PendingProbe(addr, server, started, connection,
+                               listen_addrs=self._watch.get().listen_addrs)
+        nonce = self._receiver.expect(pending)  # secrets, single-use; never self._rng
         response: DialResponse | None = None
         detail = ""
         try:
@@ -315,6 +392,7 @@ class AutonatProbe:
         async with stream:
             await stream.send(DialRequest(addrs=(addr.with_peer_id(None).to_bytes(),),
                                           nonce=nonce).to_wire())
+            self._state.contacted.add(connection.peer_id)
             while True:
                 message = decode_autonat_message(await stream.receive())
                 if isinstance(message, DialResponse):
@@ -340,7 +418,8 @@ class AutonatProbe:
             unreachable_addrs=view.unreachable_addrs, nat_mapping=self._state.mapping,
             at=trio.current_time()))
         for event in events:
-            self._log.info("reachability changed", change=repr(event))
+            message, fields = reachability_log(event)
+            self._log.info(message, **fields)
 
     def _last_published_mapping(self) -> NatMapping:
         try:

@@ -36,7 +36,6 @@ import random
 from collections import Counter
 from contextlib import AsyncExitStack
 
-import structlog
 import trio
 
 from protocols import (
@@ -71,6 +70,7 @@ from ._connection import (
     open_connection,
 )
 from ._framestream import Transport, TransportError
+from ._logsetup import get_logger
 from ._mailbox import MailboxSender
 from ._messages import TrackerEvent
 from ._stream import Stream, StreamEnded, StreamReset
@@ -93,7 +93,8 @@ class AutonatServer:
                                    config.rate_concurrent_per_peer)
         self.answered: Counter[str] = Counter()
         self.dials = 0
-        self._log = structlog.get_logger("actors.autonat").bind(actor="autonat-server")
+        self._log = get_logger("actors.autonat", actor="autonat-server",
+                               node=str(keypair.peer_id))
 
     async def serve(self, stream: Stream) -> None:
         peer = stream.connection.peer_id

@@ -47,6 +47,7 @@ and the new incarnation continues the same schedule. Every log line carries
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -75,6 +76,7 @@ from protocols import (
     select_addresses,
 )
 
+from ._logsetup import get_logger
 from ._mailbox import MailboxSender
 from ._messages import DialerCommand
 from ._watch import Watch
@@ -139,8 +141,7 @@ class BootstrapFetcher:
         self._client_factory = client_factory
         self._plan = plan if plan is not None else plan_for(config, self._rng)
         self._wake = trio.Event()
-        self._log = structlog.get_logger("actors.bootstrap").bind(
-            actor=ACTOR_NAME, node=str(local_peer))
+        self._log = get_logger("actors.bootstrap", actor=ACTOR_NAME, node=str(local_peer))
 
     @property
     def plan(self) -> BootstrapPlan:
@@ -198,7 +199,7 @@ class BootstrapFetcher:
             if result.selection.usable:
                 await self._dialer.send(PeersFound(result.selection.usable, source=url,
                                                    from_bootstrap=True))
-        retry_in = self._plan.finished(url, result.outcome, trio.current_time())
+        retry_in = self._plan.finished(url, result.outcome, trio.current_time(), result.reason)
         if retry_in is None:
             log.info("bootstrap fetch succeeded", peers=len(result.selection.usable)
                      if result.selection else 0)
@@ -297,5 +298,35 @@ def _check_response(response: httpx.Response, cap: int) -> None:
 
 
 def _describe(exc: BaseException) -> str:
+    """``Type: message``, ending with the OS's words when an OS error is the root cause.
+
+    httpx reports a refused connection as ``ConnectError: all attempts to
+    connect to HOST:PORT failed``; the ``connection refused`` is buried in its
+    cause chain (an exception group of ``ConnectionRefusedError``).
+    """
     text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:300]
+    root = _os_cause(exc)
+    words = ""
+    if root is not None:
+        words = (os.strerror(root.errno) if isinstance(root.errno, int) and root.errno > 0
+                 else str(root.strerror or "")).lower()
+    suffix = f" ({words})" if words and words not in text.lower() else ""
+    return f"{type(exc).__name__}: {text}{suffix}"[:300]
+
+
+def _os_cause(exc: BaseException) -> OSError | None:
+    """The innermost OS error with an errno text behind ``exc`` (causes, contexts, groups)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    found: OSError | None = None
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            found = current
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return found

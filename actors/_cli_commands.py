@@ -19,39 +19,94 @@ from functools import partial
 from typing import Any
 
 import httpx
-import structlog
 import trio
 
 from protocols import (
     AddressPolicy,
     ConfigError,
     KeyFileError,
+    Keypair,
     NodeConfig,
     NodeSnapshot,
     ProtocolError,
+    load_or_create_keypair,
     parse_host_port,
 )
 
-from ._cli_settings import busy_ports, explicit_keys, free_default_ports, node_config
+from ._cli_probe import (
+    ProgressPrinter,
+    no_verdict_reason,
+    probe_facts,
+    progress_stream,
+    wait_for_mapping,
+    wait_for_verdict,
+)
+from ._cli_settings import (
+    LoadedConfig,
+    bind_hint,
+    bind_problems,
+    free_default_ports,
+    host_port,
+    load_node_config,
+)
 from ._http_api import serve_http
-from ._logsetup import configure_logging
+from ._logsetup import configure_logging, get_logger
 from ._metrics import StatisticsProviders
 from ._node import Node, open_node
+from ._tls import check_tls_files
 
 EXIT_OK, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2
 MAPPING_GRACE = 2.0
-"""After a verdict, how long ``probe`` waits for a NAT mapping to be known too."""
+"""After a verdict, how long ``probe`` may wait for the NAT mapping to be known too: only
+while another observer can still come (see :func:`actors._cli_probe.mapping_grace_useful`)."""
 
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status 1."""
 
 
-def _config(args: argparse.Namespace, profile: str | None, **extra: Any) -> NodeConfig:
+def _load(args: argparse.Namespace, profile: str | None, **extra: Any) -> LoadedConfig:
     try:
-        return node_config(args, profile=profile, extra=extra)
+        loaded = load_node_config(args, profile=profile, extra=extra)
+        check_tls_files(loaded.config)  # a bad TLS file: one line, before anything is logged
     except (ConfigError, ProtocolError, ValueError) as exc:
         raise CliError(str(exc)) from exc
+    return loaded
+
+
+def _config(args: argparse.Namespace, profile: str | None, **extra: Any) -> NodeConfig:
+    """The config of a command without structured logs (``probe``): its listen addresses
+    are checked before starting (one line, not a restart loop), warnings go to stderr."""
+    loaded = _load(args, profile, **extra)
+    problems = bind_problems(loaded.config)
+    if problems:
+        raise CliError("; ".join(problems))
+    for warning in loaded.warnings:
+        print(f"autonat: warning: {warning}", file=sys.stderr)
+    return loaded.config
+
+
+def _keypair(config: NodeConfig) -> tuple[Keypair | None, bool]:
+    """The node's key, loaded (or created) before anything is logged: a bad key file is one
+    line. ``(None, False)`` without a key file (a fresh key is made by the node)."""
+    data_dir = config.data_dir
+    if data_dir is not None and data_dir.exists() and not data_dir.is_dir():
+        raise CliError(f"data directory {data_dir} is not a directory (see --data-dir)")
+    if config.key_file is None:
+        return None, False
+    try:
+        return load_or_create_keypair(config.key_file)
+    except KeyFileError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C: a KeyboardInterrupt, bare or inside (nested) exception groups from trio."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(KeyboardInterrupt)[0] is not None
+    return False
 
 
 def providers(node: Node) -> StatisticsProviders:
@@ -75,27 +130,46 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 
 def _run_daemon(args: argparse.Namespace, profile: str) -> int:
-    config, notes = free_default_ports(_config(args, profile), explicit_keys(args))
-    taken = busy_ports(config)
-    if taken:
-        raise CliError(f"address already in use: {', '.join(taken)} "
-                       "(is another node running? choose another port)")
+    loaded = _load(args, profile)
+    config, notes = free_default_ports(loaded.config, loaded.explicit)
+    problems = bind_problems(config)
+    if problems:
+        raise CliError("; ".join(problems))
+    keypair, created = _keypair(config)
     configure_logging(config.log_format, config.log_level)
-    for note in notes:
-        structlog.get_logger("actors.cli").warning(note)
+    log = get_logger("actors.cli", actor="cli")
+    log.info("configuration loaded", profile=loaded.profile, profile_file=loaded.profile_file,
+             config_file=None if loaded.config_file is None else str(loaded.config_file),
+             key_file=None if config.key_file is None else str(config.key_file))
+    if created:
+        log.warning("created a new key file", key_file=str(config.key_file))
+    for warning in (*loaded.warnings, *notes):
+        log.warning(warning)
     try:
-        trio.run(_daemon, config)
+        trio.run(_daemon, config, keypair)
     except BaseException as exc:  # user-facing causes become one line, the rest re-raise
+        if is_interrupt(exc):
+            raise
         cause = user_facing_cause(exc)
         if cause is None:
             raise
-        hint = " (is another node using the port?)" if isinstance(cause, OSError) else ""
-        raise CliError(f"{cause}{hint}") from exc
+        raise CliError(_cause_line(cause)) from exc
     return EXIT_OK
 
 
-def user_facing_cause(exc: BaseException) -> OSError | KeyFileError | None:
-    """The OS or key-file error behind ``exc``, through exception groups and escalations.
+def _cause_line(cause: Exception) -> str:
+    """One line for a user-facing cause; a failed listen gets the hint its errno calls for."""
+    if isinstance(cause, OSError) and cause.errno is not None and cause.strerror:
+        text = cause.strerror
+        if "cannot listen on" in text:
+            return text + bind_hint(cause)
+        return f"{text}: {cause.filename}" if cause.filename else text
+    return str(cause)
+
+
+def user_facing_cause(exc: BaseException) -> OSError | KeyFileError | ConfigError | None:
+    """The OS, key-file or config (e.g. TLS file) error behind ``exc``, through exception
+    groups and escalations.
 
     A busy port or an unreadable key surfaces from deep inside the node's
     nurseries (wrapped in groups, or as the cause of a supervisor escalation);
@@ -108,7 +182,7 @@ def user_facing_cause(exc: BaseException) -> OSError | KeyFileError | None:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, OSError | KeyFileError):
+        if isinstance(current, OSError | KeyFileError | ConfigError):
             return current
         if isinstance(current, BaseExceptionGroup):
             todo.extend(current.exceptions)
@@ -117,21 +191,21 @@ def user_facing_cause(exc: BaseException) -> OSError | KeyFileError | None:
     return None
 
 
-async def _daemon(config: NodeConfig) -> None:
-    log = structlog.get_logger("actors.cli").bind(actor="cli")
+async def _daemon(config: NodeConfig, keypair: Keypair | None = None) -> None:
+    log = get_logger("actors.cli", actor="cli")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_node(config) as node, trio.open_nursery() as nursery:
+        async with open_node(config, keypair=keypair) as node, trio.open_nursery() as nursery:
             http = "off"
             if config.http_listen:
                 host, port = parse_host_port(config.http_listen)
                 bound = await nursery.start(
                     partial(serve_http, providers=providers(node)), node, host, port)
-                http = f"http://{bound[0]}:{bound[1]}"
+                http = f"http://{host_port(bound[0], bound[1])}"
             print(f"peer id {node.peer_id}", flush=True)
             for addr in node.listen_addrs:
                 print(f"listening on {addr}", flush=True)
             print(f"http api {http}", flush=True)
-            log.info("node running", peer=str(node.peer_id), http=http)
+            log.info("node running", node=str(node.peer_id), http=http)
             async for signum in signals:
                 log.info("shutting down", signal=signal.Signals(signum).name)
                 break
@@ -142,7 +216,17 @@ async def _daemon(config: NodeConfig) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    """Bootstrap a temporary node, print the NAT verdict, exit 0/2/1."""
+    """Bootstrap a temporary node, print the NAT verdict, exit 0/2/1.
+
+    Gives up at once (verdict unknown, exit 2) when nothing is left to try: no
+    peer connected, no dial or fetch in flight, every --boot-url failed
+    definitively (its first fetch ended without a usable address - refused,
+    timeout, not HTTP 200, not a /status document - and none succeeded since)
+    and every --peer failed definitively (a dial failed - refused, timeout,
+    handshake, wrong peer id - and it has not connected since). The result
+    (--json: one object) carries 'reason' (null with a verdict, else why there
+    is none) and 'servers_contacted'. On a terminal, progress lines go to stderr.
+    """
     if args.timeout <= 0:
         raise CliError(f"--timeout must be > 0, got {args.timeout}")
     listen = () if args.listen else ("/ip4/0.0.0.0/tcp/0/ws",)
@@ -155,8 +239,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     configure_logging(config.log_format if args.log_format else "console",
                       config.log_level if args.log_level else "warning")
     try:
-        result = trio.run(_probe, config, args.timeout)
-    except OSError as exc:
+        result = trio.run(_probe, config, args.timeout,
+                          ProgressPrinter(progress_stream(sys.stderr)))
+    except (OSError, ConfigError) as exc:
         raise CliError(str(exc)) from exc
     if args.json:
         print(json.dumps(result))
@@ -165,15 +250,32 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return EXIT_UNKNOWN if result["nat_status"] == "unknown" else EXIT_OK
 
 
-async def _probe(config: NodeConfig, timeout: float) -> dict[str, Any]:
+async def _probe(config: NodeConfig, timeout: float,
+                 progress: ProgressPrinter | None = None) -> dict[str, Any]:
+    """Run a node until a verdict (plus the mapping grace), a dead end, or ``timeout``.
+
+    ``reason`` is None with a verdict, else why there is none: the dead end
+    (every source failed definitively, see ``actors._cli_probe``) or what the
+    node lacked at the timeout.
+    """
     start = time.monotonic()
+    progress = progress if progress is not None else ProgressPrinter(None)
+    reason: str | None = None
     async with open_node(config) as node:
         with trio.move_on_after(timeout):
-            await node.wait_for(lambda s: s.nat_status != "unknown")
-            with trio.move_on_after(MAPPING_GRACE):
-                await node.wait_for(lambda s: s.nat_mapping != "unknown")
+            reason = await wait_for_verdict(node, progress)
+            if reason is None:
+                await wait_for_mapping(node, progress, MAPPING_GRACE)
         snap = node.snapshot()
-        servers = node.statistics().servers_answered
+        stats = node.statistics()
+        if snap.nat_status != "unknown":
+            reason = None
+        elif reason is None:
+            reason = no_verdict_reason(probe_facts(config, snap, stats))
+    elapsed = round(time.monotonic() - start, 3)
+    progress.note(f"probe: done after {elapsed:g} s: {snap.nat_status}"
+                  + (f" ({reason})" if reason else ""))
+    servers = stats.servers_answered
     return {
         "peer_id": str(snap.peer_id),
         "nat_status": snap.nat_status,
@@ -182,7 +284,9 @@ async def _probe(config: NodeConfig, timeout: float) -> dict[str, Any]:
         "unreachable_addrs": [str(a) for a in snap.unreachable_addrs],
         "observed_addrs": sorted({str(o.observed) for o in snap.observed_addrs}),
         "servers": [str(s) for s in servers],
-        "elapsed_s": round(time.monotonic() - start, 3),
+        "servers_contacted": [str(s) for s in stats.servers_contacted],
+        "reason": reason,
+        "elapsed_s": elapsed,
     }
 
 
@@ -193,7 +297,10 @@ def _print_probe(result: dict[str, Any]) -> None:
                        ("observed_addrs", "observed as")):
         for addr in result[key]:
             print(f"{label}  {addr}")
-    print(f"servers      {len(result['servers'])} answered")
+    print(f"servers      {len(result['servers'])} answered, "
+          f"{len(result['servers_contacted'])} asked")
+    if result["reason"]:
+        print(f"reason       {result['reason']}")
     print(f"elapsed      {result['elapsed_s']} s")
 
 
@@ -206,7 +313,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         host, port = parse_host_port(args.http)
     except ValueError as exc:
         raise CliError(f"--http: {exc}") from exc
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/status"
+    url = f"http://{host_port(host, port)}/status"
     try:
         response = httpx.get(url, timeout=5.0, trust_env=False)
         response.raise_for_status()
@@ -253,7 +360,7 @@ async def _demo() -> None:
         nursery = await stack.enter_async_context(trio.open_nursery())
         host, port = await nursery.start(
             partial(serve_http, providers=providers(boots[0])), boots[0], "127.0.5.1", 0)
-        url = f"http://{host}:{port}/status"
+        url = f"http://{host_port(host, port)}/status"
         print(f"boot nodes: {', '.join(str(b.peer_id)[-8:] for b in boots)}; /status at {url}")
         newcomer_config = NodeConfig(listen=("/ip4/127.0.5.9/tcp/0/ws",), policy=lab,
                                      boot_urls=(url,), http_listen="")

@@ -36,6 +36,9 @@ are cancelled, the frame stream is closed with the reason, and the
 ``closed`` event is set. The body of the ``async with`` keeps running (wait
 on ``conn.closed`` to follow the connection); leaving it closes everything,
 first giving already queued frames a moment to go out, and no task is left.
+A deliberate end - :meth:`aclose`, the idle timeout, or the peer closing
+normally (``close_reason`` "closed by the peer[: its reason]") - is logged at
+debug; a failure (protocol violation, lost transport) at info.
 
 Handler policy: a handler that returns has its stream closed gracefully
 (bare fin if it did not send fin). One that raises ``StreamEnded``,
@@ -53,7 +56,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from typing import Final
 
-import structlog
 import trio
 
 from protocols import (
@@ -79,12 +81,14 @@ from protocols import (
     WsAddress,
 )
 
-from ._framestream import FrameStream, TransportError
+from ._framestream import FrameStream, TransportBroken, TransportError
+from ._logsetup import get_logger, node_field
 from ._stream import CONNECTION_CLOSED, Stream, StreamEnded, StreamReset
 
 ProtocolHandler = Callable[[Stream], Awaitable[None]]
 """Serves one inbound stream; runs in the connection's nursery."""
 
+DEFAULT_CLOSE_REASON: Final = "closed by this side"
 FLUSH_GRACE: Final = 1.0
 """Seconds :meth:`Connection.aclose` waits for queued frames to go out."""
 _CONTROL_ALLOWANCE: Final = 256
@@ -198,7 +202,8 @@ class Connection:
     """An authenticated connection; create it with :func:`open_connection`."""
 
     def __init__(self, frame_stream: FrameStream, peer: HandshakeResult, *, initiator: bool,
-                 handlers: Mapping[str, ProtocolHandler], config: ConnectionConfig) -> None:
+                 handlers: Mapping[str, ProtocolHandler], config: ConnectionConfig,
+                 local_peer: PeerId | None = None) -> None:
         self.peer_id: PeerId = peer.peer_id
         self.remote_public_key: PublicKey = peer.public_key
         self.initiator = initiator
@@ -219,8 +224,8 @@ class Connection:
         self._nursery: trio.Nursery | None = None
         self._last_activity = self.opened_at
         self._frames_received = self._frames_sent = self._handler_errors = 0
-        self._log = structlog.get_logger("actors.connection").bind(
-            actor="connection", peer=str(self.peer_id), direction=self.direction.value)
+        self._log = get_logger("actors.connection", actor="connection", **node_field(local_peer),
+                               peer=str(self.peer_id), direction=self.direction.value)
 
     def __repr__(self) -> str:
         return f"<Connection {self.direction.value} {self.peer_id} {self.remote_addr}>"
@@ -239,10 +244,10 @@ class Connection:
         stream_id = self._mux.open_stream(protocol, trio.current_time())
         return self._add_stream(stream_id, protocol, inbound=False)
 
-    async def aclose(self, reason: str = "closed by this side") -> None:
+    async def aclose(self, reason: str = DEFAULT_CLOSE_REASON) -> None:
         """End the connection (see the module docstring); idempotent."""
         if self.close_reason is None:
-            await self._shutdown(reason, flush=True)
+            await self._shutdown(reason, flush=True, normal=True)
         else:
             await self.closed.wait()
 
@@ -300,7 +305,7 @@ class Connection:
             try:
                 data = await self._frame_stream.receive()
             except TransportError as exc:
-                await self._shutdown(f"connection lost: {exc}")
+                await self._transport_ended(exc)
                 return
             now = trio.current_time()
             self._last_activity = now
@@ -323,7 +328,7 @@ class Connection:
             except TransportError as exc:
                 self._outbox.dead = True
                 self._outbox.wake()
-                await self._shutdown(f"connection lost: {exc}")
+                await self._transport_ended(exc)
                 return
             self._frames_sent += 1
             self._last_activity = trio.current_time()
@@ -342,7 +347,8 @@ class Connection:
                 return
             idle_timeout = self.config.idle_timeout
             if idle_timeout is not None and now >= self._idle_deadline():
-                await self._shutdown(f"idle for {idle_timeout:g} s with no open stream")
+                await self._shutdown(f"idle for {idle_timeout:g} s with no open stream",
+                                     normal=True)
                 return
 
     async def _run_handler(self, handler: ProtocolHandler, stream: Stream) -> None:
@@ -429,11 +435,22 @@ class Connection:
             return float("inf")
         return self._last_activity + self.config.idle_timeout
 
-    async def _shutdown(self, reason: str, *, flush: bool = False) -> None:
+    async def _transport_ended(self, exc: TransportError) -> None:
+        """The peer closed the connection normally, or the transport failed."""
+        if isinstance(exc, TransportBroken) and exc.peer_closed:
+            said = exc.peer_reason
+            reason = ("closed by the peer" if said in ("", DEFAULT_CLOSE_REASON)
+                      else f"closed by the peer: {said}")
+            await self._shutdown(reason, normal=True)
+        else:
+            await self._shutdown(f"connection lost: {exc}")
+
+    async def _shutdown(self, reason: str, *, flush: bool = False, normal: bool = False) -> None:
+        """End the connection; ``normal``: a deliberate close (ours or the peer's), not news."""
         if self.close_reason is not None:
             return
         self.close_reason = reason
-        self._log.info("connection closed", reason=reason)
+        (self._log.debug if normal else self._log.info)("connection closed", reason=reason)
         for stream_id in list(self._streams):
             self._break(stream_id, CONNECTION_CLOSED, reason)
         self._outbox.wake()
@@ -493,7 +510,7 @@ async def open_connection(
     peer = await _authenticate(frame_stream, keypair, expected_peer=expected_peer,
                                timeout=config.handshake_timeout)
     connection = Connection(frame_stream, peer, initiator=initiator,
-                            handlers=handlers or {}, config=config)
+                            handlers=handlers or {}, config=config, local_peer=keypair.peer_id)
     async with trio.open_nursery() as nursery:
         await nursery.start(connection._run)
         try:

@@ -17,6 +17,13 @@ does three things concurrently in its own nursery:
   also forwarded to the StatusTracker) and ``Connect`` (an explicit dial
   with a reply channel, used by ``node.connect``).
 
+A failed dial is remembered per peer (address, reason, count; in
+:class:`DialerState`, so restarts keep it) until that peer connects, and
+shown as :attr:`DialerStatistics.failing` - how ``autonat probe`` tells that
+every ``--peer`` failed, and why. A dial that reached someone authenticating
+as *another* peer id (:class:`~protocols.PeerIdMismatch`: a wrong ``/p2p/``
+id in a ``--peer`` or a boot document, or an impostor) is logged as a warning.
+
 Every connection runs in this nursery, so if the Dialer crashes its
 connections go with it and the next incarnation rebuilds them from the
 planner. A registered connection is announced as ``ConnectionUp`` to the
@@ -45,7 +52,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import structlog
 import trio
 
 from protocols import (
@@ -57,6 +63,7 @@ from protocols import (
     ListenAddrsChanged,
     NodeConfig,
     PeerId,
+    PeerIdMismatch,
     PeersFound,
     WsAddress,
 )
@@ -64,8 +71,10 @@ from protocols import (
 from ._connection import Connection, ConnectionConfig, ConnectionFailed, ProtocolHandler
 from ._connection import open_connection as _open_connection
 from ._framestream import FrameStream, Transport, TransportError
+from ._logsetup import get_logger
 from ._mailbox import MailboxReceiver, MailboxSender, MessageSink
 from ._messages import (
+    LOCAL_STOP,
     Connect,
     ConnectionOpened,
     DialerCommand,
@@ -77,6 +86,21 @@ SECONDARY_GRACE = 2.0
 """Idle seconds before a second connection to a connected peer is resolved."""
 DOWN_NOTICE_TIMEOUT = 1.0
 """How long a closing connection may wait to report ``ConnectionDown`` during shutdown."""
+MAX_DIAL_FAILURES = 256
+"""Peers whose latest failed dial is remembered for :attr:`DialerStatistics.failing`."""
+
+
+@dataclass(frozen=True)
+class DialFailure:
+    """The latest failed dial to a peer that has not connected since."""
+
+    peer: PeerId
+    addr: WsAddress
+    reason: str
+    failures: int
+    """Failed dials to this peer since it was last connected (or first learned)."""
+    peer_id_mismatch: bool = False
+    """Something answered at ``addr`` but authenticated as another peer id."""
 
 
 @dataclass
@@ -86,6 +110,8 @@ class DialerState:
     planner: DialPlanner
     connection_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     bound: dict[int, WsAddress] = field(default_factory=dict)
+    failing: dict[PeerId, DialFailure] = field(default_factory=dict)
+    """Latest failed dial per peer, cleared when the peer connects (least recent dropped)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +123,10 @@ class DialerStatistics:
     inbound_refused: int
     duplicates_closed: int
     secondary: int
+    dialing: int = 0
+    """Dials in flight (planned and explicit)."""
+    failing: tuple[DialFailure, ...] = ()
+    """Peers whose latest dial failed and that have not connected since, oldest first."""
 
 
 @dataclass
@@ -146,13 +176,14 @@ class Dialer:
         self._wake = trio.Event()
         self._counts = dict.fromkeys(
             ("dials_started", "dials_failed", "inbound_refused", "duplicates_closed"), 0)
-        self._log = structlog.get_logger("actors.dialer").bind(
-            actor="dialer", node=str(keypair.peer_id))
+        self._log = get_logger("actors.dialer", actor="dialer", node=str(keypair.peer_id))
 
     def statistics(self) -> DialerStatistics:
         return DialerStatistics(connections=len(self._live),
                                 inbound_pending=self._pending_inbound,
-                                secondary=self._secondary, **self._counts)
+                                secondary=self._secondary,
+                                dialing=self._state.planner.in_flight,
+                                failing=tuple(self._state.failing.values()), **self._counts)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._live, self._pending_inbound, self._secondary = {}, 0, 0
@@ -234,17 +265,34 @@ class Dialer:
                 self._log.debug("connection ended with a transport error", peer=str(peer),
                                 error=str(exc))
             else:
-                self._dial_failed(addr, str(exc), command)
+                self._dial_failed(addr, str(exc), command,
+                                  mismatch=isinstance(exc.__cause__, PeerIdMismatch))
 
-    def _dial_failed(self, addr: WsAddress, reason: str, command: Connect | None) -> None:
+    def _dial_failed(self, addr: WsAddress, reason: str, command: Connect | None, *,
+                     mismatch: bool = False) -> None:
         assert addr.peer_id is not None
         self._counts["dials_failed"] += 1
+        self._record_failure(addr, reason, mismatch)
         delay = self._state.planner.dial_failed(addr.peer_id, trio.current_time())
-        self._log.info("dial failed", peer=str(addr.peer_id), addr=str(addr), reason=reason,
-                       retry_in=round(delay, 3))
+        if mismatch:  # a wrong /p2p/ id in a --peer or a boot document, or an impostor
+            self._log.warning("dial failed: peer id mismatch", peer=str(addr.peer_id),
+                              addr=str(addr), reason=reason, retry_in=round(delay, 3))
+        else:
+            self._log.info("dial failed", peer=str(addr.peer_id), addr=str(addr), reason=reason,
+                           retry_in=round(delay, 3))
         if command is not None:
             command.reply.reply(DialFailed(addr, reason))
         self._wake.set()
+
+    def _record_failure(self, addr: WsAddress, reason: str, mismatch: bool) -> None:
+        peer = addr.peer_id
+        assert peer is not None
+        failing = self._state.failing
+        earlier = failing.pop(peer, None)  # re-insert: dict order is recency
+        failing[peer] = DialFailure(peer, addr, reason, 1 if earlier is None
+                                    else earlier.failures + 1, mismatch)
+        while len(failing) > MAX_DIAL_FAILURES:
+            del failing[next(iter(failing))]
 
     # --- inbound ------------------------------------------------------------
 
@@ -322,9 +370,10 @@ class Dialer:
             remote_addr=connection.remote_addr, opened_at=connection.opened_at)
         self._live[connection.peer_id] = _Live(info, connection)
         self._state.planner.connected(connection.peer_id, trio.current_time())
+        self._state.failing.pop(connection.peer_id, None)
         self._log.info("connection up", peer=str(info.peer_id), id=info.connection_id,
-                       direction=info.direction.value, remote=str(info.remote_addr),
-                       local=str(info.local_addr))
+                       direction=info.direction.value, remote=str(info.remote_addr))
+        stopping = False
         try:
             await self._tracker.send(ConnectionUp(info))
             for listener in self._listeners:
@@ -332,16 +381,24 @@ class Dialer:
             if command is not None:
                 command.reply.reply(info)
             await connection.closed.wait()
+        except trio.Cancelled:  # the node (or this Dialer incarnation) is stopping
+            stopping = True
+            raise
         finally:
-            await self._unregister(info, connection.close_reason or "connection ended")
+            reason = LOCAL_STOP if stopping else connection.close_reason or "connection ended"
+            await self._unregister(info, reason, stopping=stopping)
 
-    async def _unregister(self, info: ConnectionInfo, reason: str) -> None:
+    async def _unregister(self, info: ConnectionInfo, reason: str, *, stopping: bool) -> None:
         live = self._live.get(info.peer_id)
         if live is not None and live.info.connection_id == info.connection_id:
             del self._live[info.peer_id]
             delay = self._state.planner.disconnected(info.peer_id, trio.current_time())
-            self._log.info("connection down", peer=str(info.peer_id), id=info.connection_id,
-                           reason=reason, redial_in=round(delay, 3))
+            if stopping:  # no news, and no redial is coming from this incarnation
+                self._log.debug("connection down", peer=str(info.peer_id),
+                                id=info.connection_id, reason=reason)
+            else:
+                self._log.info("connection down", peer=str(info.peer_id),
+                               id=info.connection_id, reason=reason, redial_in=round(delay, 3))
             self._wake.set()
         with trio.CancelScope(shield=True), trio.move_on_after(DOWN_NOTICE_TIMEOUT):
             await self._tracker.send(ConnectionDown(info.connection_id, info.peer_id, reason))

@@ -39,7 +39,17 @@ class TransportClosed(TransportError):
 
 
 class TransportBroken(TransportError):
-    """The peer closed the connection or it failed (like trio.BrokenResourceError)."""
+    """The peer closed the connection or it failed (like trio.BrokenResourceError).
+
+    ``peer_closed`` is True when the peer ended the connection on purpose (a
+    normal WebSocket close, the end of a memory stream) rather than it failing;
+    ``peer_reason`` is the reason the peer gave ("" when none).
+    """
+
+    def __init__(self, message: str, *, peer_closed: bool = False, peer_reason: str = "") -> None:
+        super().__init__(message)
+        self.peer_closed = peer_closed
+        self.peer_reason = peer_reason
 
 
 class DialError(TransportError):

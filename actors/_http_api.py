@@ -56,7 +56,6 @@ from functools import partial
 from importlib import metadata
 from typing import TYPE_CHECKING, Final
 
-import structlog
 import trio
 from hypercorn.config import Config, Sockets
 from hypercorn.trio.run import worker_serve
@@ -64,6 +63,7 @@ from hypercorn.utils import wrap_app
 
 from protocols import RoundRobin, build_status_document, status_document
 
+from ._logsetup import get_logger
 from ._metrics import (
     StatisticsProviders,
     StatusSource,
@@ -153,8 +153,7 @@ class HttpApi:
         self._clock = clock
         self._registry = node_registry(source, self._providers, version=self.version,
                                        clock=clock)
-        self._log = structlog.get_logger("actors.http").bind(
-            actor="http-api", local_peer=str(source.peer_id))
+        self._log = get_logger("actors.http", actor="http-api", node=str(source.peer_id))
         self._requests = self._errors = self._status_served = 0
 
     def statistics(self) -> HttpApiStatistics:
@@ -331,8 +330,7 @@ async def serve_http(
     app = HttpApi(source, providers=providers, version=version, window=window)
     config = _hypercorn_config(grace)
     sock = await _listening_socket(host, port, config.backlog)
-    log = structlog.get_logger("actors.http").bind(actor="http-api",
-                                                   local_peer=str(source.peer_id))
+    log = get_logger("actors.http", actor="http-api", node=str(source.peer_id))
     stop = trio.Event()
     try:
         bound_host, bound_port = sock.getsockname()[:2]

@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import structlog
 import trio
 
 from protocols import (
@@ -38,21 +37,18 @@ from protocols import (
     Keypair,
     NodeConfig,
     NodeSnapshot,
+    PeerId,
     ProtocolError,
     WsAddress,
 )
 from protocols._identify_rules import build_identify, interpret_identify
 
 from ._connection import Connection, ConnectionClosed
+from ._logsetup import get_logger
 from ._mailbox import MailboxReceiver, MailboxSender
 from ._messages import ConnectionOpened, IdentifyInput, IdentifyPushed, TrackerEvent
 from ._stream import Stream, StreamEnded, StreamReset
 from ._watch import Watch
-
-
-def _logger() -> structlog.typing.FilteringBoundLogger:
-    """Resolved on use, so a later ``configure_logging`` applies (no import-time binding)."""
-    return structlog.get_logger("actors.identify").bind(actor="identify")  # type: ignore[no-any-return]
 
 
 def advertised_addrs(snapshot: NodeSnapshot) -> tuple[WsAddress, ...]:
@@ -85,6 +81,11 @@ class IdentifyResponder:
         self._watch = watch
         self._actor = actor
         self.protocols = tuple(protocols)
+
+    @property
+    def peer_id(self) -> PeerId:
+        """Our own peer id."""
+        return self._keypair.peer_id
 
     def message_for(self, connection: Connection) -> Identify:
         return build_identify(
@@ -126,6 +127,7 @@ class IdentifyActor:
         self._watch = watch
         self.identified = 0
         self.failures = 0
+        self._log = get_logger("actors.identify", actor="identify", node=str(responder.peer_id))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -142,7 +144,7 @@ class IdentifyActor:
             nursery.cancel_scope.cancel()
 
     async def _identify(self, connection: Connection, info: ConnectionInfo) -> None:
-        log = _logger().bind(peer=str(info.peer_id), id=info.connection_id)
+        log = self._log.bind(peer=str(info.peer_id), id=info.connection_id)
         try:
             stream = await connection.open_stream(IDENTIFY_PROTOCOL_ID)
             reply = await stream.request({}, timeout=self._config.identify_timeout)
@@ -163,12 +165,14 @@ class IdentifyActor:
             local_addr=info.local_addr, remote_addr=info.remote_addr,
             policy=self._config.policy)
         for entry, reason in outcome.skipped:
-            _logger().debug("identify entry skipped", peer=str(info.peer_id), entry=entry,
-                       reason=reason)
+            self._log.debug("identify entry skipped", peer=str(info.peer_id), entry=entry,
+                            reason=reason)
         self.identified += 1
-        _logger().info("peer identified", peer=str(info.peer_id), agent=message.agent_version,
-                  listen=[str(a) for a in outcome.event.listen_addrs],
-                  observed=str(outcome.event.observed_addr))
+        listen = outcome.event.listen_addrs
+        self._log.info("peer identified", peer=str(info.peer_id), agent=message.agent_version,
+                       observed=str(outcome.event.observed_addr), listen_addrs=len(listen))
+        self._log.debug("peer listen addrs", peer=str(info.peer_id),
+                        addrs=[str(a.with_peer_id(None)) for a in listen])
         await self._tracker.send(outcome.event)
 
     async def _accept_push(self, push: IdentifyPushed) -> None:
@@ -178,7 +182,7 @@ class IdentifyActor:
         try:
             await self._accept(push.message, info)
         except ProtocolError as exc:
-            _logger().info("identify push rejected", peer=str(info.peer_id), error=str(exc))
+            self._log.info("identify push rejected", peer=str(info.peer_id), error=str(exc))
 
     async def _push_on_change(self, nursery: trio.Nursery) -> None:
         async for snapshot in self._watch.subscribe():
@@ -197,4 +201,5 @@ class IdentifyActor:
                 await stream.aclose()
         except (StreamReset, ConnectionClosed, ProtocolError, trio.TooSlowError,
                 trio.ClosedResourceError) as exc:
-            _logger().debug("identify push failed", peer=str(connection.peer_id), error=str(exc))
+            self._log.debug("identify push failed", peer=str(connection.peer_id),
+                            error=str(exc))

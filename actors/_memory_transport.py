@@ -64,6 +64,11 @@ class MemoryFrameStream:
         self._send, self._receive = send_channel, receive_channel
         self._closed = False
         self.close_reason = ""
+        self._other: MemoryFrameStream | None = None  # set by memory_stream_pair
+
+    def _peer_closed(self) -> TransportBroken:
+        reason = self._other.close_reason if self._other is not None else ""
+        return TransportBroken("peer closed the connection", peer_closed=True, peer_reason=reason)
 
     @property
     def local_addr(self) -> WsAddress:
@@ -79,7 +84,7 @@ class MemoryFrameStream:
         try:
             await self._send.send(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise TransportBroken("peer closed the connection") from exc
+            raise self._peer_closed() from exc
 
     async def receive(self) -> bytes:
         if self._closed:
@@ -87,7 +92,7 @@ class MemoryFrameStream:
         try:
             return await self._receive.receive()
         except trio.EndOfChannel as exc:
-            raise TransportBroken("peer closed the connection") from exc
+            raise self._peer_closed() from exc
         except trio.ClosedResourceError as exc:
             raise TransportClosed("stream closed by this side") from exc
 
@@ -106,10 +111,10 @@ def memory_stream_pair(
     """A connected pair: ``a`` sees ``b`` as remote and vice versa."""
     a_to_b_send, a_to_b_recv = trio.open_memory_channel[bytes](buffer)
     b_to_a_send, b_to_a_recv = trio.open_memory_channel[bytes](buffer)
-    return (
-        MemoryFrameStream(a, b, a_to_b_send, b_to_a_recv),
-        MemoryFrameStream(b, a, b_to_a_send, a_to_b_recv),
-    )
+    a_end = MemoryFrameStream(a, b, a_to_b_send, b_to_a_recv)
+    b_end = MemoryFrameStream(b, a, b_to_a_send, a_to_b_recv)
+    a_end._other, b_end._other = b_end, a_end
+    return a_end, b_end
 
 
 @dataclass

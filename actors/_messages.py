@@ -9,11 +9,16 @@ reply channel (a request that needs an answer carries its own, DESIGN 3).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from protocols import ConnectionInfo, Identify, NodeEvent, PeersFound, WsAddress
 
 from ._connection import Connection
 from ._mailbox import ReplySender
+
+LOCAL_STOP: Final = "this node is stopping"
+"""``ConnectionDown.reason`` for connections dropped because the Dialer is being stopped
+(node shutdown, or a Dialer restart): not news, so what follows is logged at debug."""
 
 
 @dataclass(frozen=True)

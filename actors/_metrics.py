@@ -57,13 +57,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from protocols import Direction, Lifecycle, NatMapping, NatStatus, NodeConfig, NodeSnapshot, PeerId
 
 from ._childspec import ChildState
+from ._logsetup import get_logger
 from ._node import NodeStatistics
 
 __all__ = [
@@ -138,8 +138,7 @@ def read_provider(provider: StatisticsProvider | None, name: str) -> dict[str, f
     try:
         items = list(itertools.islice(provider().items(), MAX_LABEL_VALUES * 4))
     except Exception:
-        structlog.get_logger("actors.metrics").exception(
-            "statistics provider failed", provider=name)
+        get_logger("actors.metrics").exception("statistics provider failed", provider=name)
         return {}
     valid = {key: float(value) for key, value in items if _valid_entry(key, value)}
     return dict(sorted(valid.items())[:MAX_LABEL_VALUES])

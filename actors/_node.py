@@ -49,7 +49,7 @@ from protocols import (
     load_or_create_keypair,
 )
 
-from ._autonat_probe import AutonatProbe, AutonatState
+from ._autonat_probe import AutonatProbe, AutonatState, SmallNetworkWait
 from ._autonat_server import AutonatServer
 from ._bootstrap import BootstrapFetcher
 from ._childspec import ChildSpec
@@ -69,6 +69,7 @@ from ._messages import (
 )
 from ._status_tracker import StatusTracker, StatusTrackerStatistics
 from ._supervisor import Supervisor, SupervisorStatistics
+from ._tls import client_context, server_context
 from ._watch import Watch, WatchSubscription
 from ._ws_transport import WebSocketTransport
 
@@ -95,6 +96,14 @@ class NodeStatistics:
     bootstrap: BootstrapStatistics
     servers_answered: tuple[PeerId, ...]
     """AutoNAT servers that answered our dial requests."""
+    servers_contacted: tuple[PeerId, ...] = ()
+    """AutoNAT servers we sent a dial request to (answered or not)."""
+    servers_available: int = 0
+    """Connected peers that serve AutoNAT dial requests (the probe actor's latest count)."""
+    probe_candidates: int = 0
+    """Our candidate addresses to probe (none: no routable listen or observed address)."""
+    small_network_wait: SmallNetworkWait | None = None
+    """Set while fewer servers than the threshold are available and the node waits for more."""
 
 
 class Node:
@@ -167,7 +176,11 @@ class Node:
             dial_backs_verified=self._receiver.verified,
             dial_backs_unexpected=self._receiver.unexpected,
             bootstrap=self._fetcher.statistics(),
-            servers_answered=self._autonat.servers_answered)
+            servers_answered=self._autonat.servers_answered,
+            servers_contacted=self._autonat.servers_contacted,
+            servers_available=self._autonat.servers_available,
+            probe_candidates=self._autonat.candidates,
+            small_network_wait=self._autonat.small_network_wait)
 
     async def add_peers(self, addrs: list[WsAddress] | tuple[WsAddress, ...], *,
                         source: str = "api", from_bootstrap: bool = False) -> None:
@@ -199,7 +212,13 @@ class _Mailboxes:
 
 
 def _default_transport(config: NodeConfig) -> WebSocketTransport:
-    return WebSocketTransport(max_frame_bytes=config.max_frame_bytes,
+    """WebSockets with the TLS files of the config loaded (ConfigError names a bad file)."""
+    server_ssl = None
+    if config.tls_cert is not None and config.tls_key is not None:
+        server_ssl = server_context(config.tls_cert, config.tls_key)
+    client_ssl = client_context(config.tls_ca) if config.tls_ca is not None else None
+    return WebSocketTransport(server_ssl=server_ssl, client_ssl=client_ssl,
+                              max_frame_bytes=config.max_frame_bytes,
                               connect_timeout=config.dial_timeout,
                               handshake_timeout=config.handshake_timeout)
 
@@ -220,7 +239,7 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     tracker = StatusTracker(NodeModel(keys.peer_id, max_peers=config.max_peers),
                             boxes.tracker.receiver(), watch, data_dir=config.data_dir,
                             save_interval=config.save_interval)
-    receiver = DialBackReceiver()
+    receiver = DialBackReceiver(node=keys.peer_id)
     server = AutonatServer(config=config, keypair=keys, transport=transport,
                            connection_config=connection_config(config),
                            tracker=boxes.tracker.sender(), rng=rng)
@@ -235,7 +254,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     autonat = AutonatProbe(
         config=config, receiver=receiver,
         state=AutonatState(Reachability(ReachabilityConfig(threshold=config.confidence))),
-        inbox=boxes.autonat.receiver(), tracker=boxes.tracker.sender(), watch=watch, rng=rng)
+        inbox=boxes.autonat.receiver(), tracker=boxes.tracker.sender(), watch=watch, rng=rng,
+        node=keys.peer_id)
     identify = IdentifyActor(responder=responder, config=config, state=IdentifyState(),
                              inbox=boxes.identify.receiver(), tracker=boxes.tracker.sender(),
                              watch=watch)
@@ -270,7 +290,8 @@ async def open_node(
 
     ``transport`` defaults to WebSockets; tests and the simulator pass a
     :class:`~actors.MemoryTransport`. ``keypair`` overrides ``config.key_file``.
-    Raises :class:`~protocols.KeyFileError` for an unusable key file.
+    Raises :class:`~protocols.KeyFileError` for an unusable key file and
+    :class:`~protocols.ConfigError` for an unusable ``tls_cert``/``tls_key``/``tls_ca``.
     """
     node = _build(config, _keypair(config, keypair),
                   transport if transport is not None else _default_transport(config),

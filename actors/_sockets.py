@@ -39,12 +39,12 @@ import ipaddress
 import socket
 import sys
 
-import structlog
 import trio
 
 from protocols import WsAddress
 
 from ._framestream import DialError
+from ._logsetup import get_logger
 
 LISTEN_BACKLOG = 128
 
@@ -56,7 +56,7 @@ REUSE_FALLBACK_ERRNOS = frozenset(
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_log = structlog.get_logger("actors.sockets")
+_log = get_logger("actors.sockets")
 
 
 def family_for(kind: str) -> socket.AddressFamily:

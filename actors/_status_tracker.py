@@ -38,7 +38,7 @@ Persistence
     ``peers.json.corrupt-<UTC timestamp>`` with a warning and the node
     starts without it. Nothing about the store is ever fatal.
 
-Every log line carries ``actor="status-tracker"``, our ``local_peer`` id and,
+Every log line carries ``actor="status-tracker"``, our ``node`` id and,
 where one is involved, the remote ``peer`` id.
 """
 
@@ -52,12 +52,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
-import structlog
 import trio
 
 from protocols import (
     ConnectionDown,
     ConnectionUp,
+    InboundProbe,
     Lifecycle,
     ListenAddrsChanged,
     NodeEvent,
@@ -72,6 +72,8 @@ from protocols import (
 )
 
 from ._atomic import atomic_write_bytes
+from ._logsetup import get_logger
+from ._messages import LOCAL_STOP
 from ._watch import Watch
 
 __all__ = ["PEER_STORE_FILE", "StatusTracker", "StatusTrackerStatistics"]
@@ -131,9 +133,8 @@ class StatusTracker:
         self._final_save_timeout = final_save_timeout
         self._max_store_bytes = max_store_bytes
         self._clock = clock
-        self._log = structlog.get_logger("actors.status_tracker").bind(
-            actor=ACTOR_NAME, local_peer=str(model.local_peer_id)
-        )
+        self._log = get_logger("actors.status_tracker", actor=ACTOR_NAME,
+                               node=str(model.local_peer_id))
         self._saved_revision: int | None = None
         self._dirty_since: float | None = None
         self._incarnations = self._events = self._changes = self._ignored = 0
@@ -199,12 +200,14 @@ class StatusTracker:
         changed = self.model.apply(event, self._clock())
         self._log.debug("event applied", changed=changed, **_event_fields(event))
         if self.model.lifecycle is not before:
-            self._log.info(
+            # falling back to bootstrapping because we are stopping is not news
+            stopping = isinstance(event, ConnectionDown) and event.reason == LOCAL_STOP
+            (self._log.debug if stopping else self._log.info)(
                 "lifecycle changed",
-                old=before.value,
-                new=self.model.lifecycle.value,
+                lifecycle=self.model.lifecycle.value,
+                previous=before.value,
                 connections=self.model.connection_count,
-                **_event_fields(event),
+                **_cause_fields(event),
             )
         if changed:
             self._changes += 1
@@ -352,7 +355,19 @@ def _event_fields(event: NodeEvent) -> dict[str, object]:
         }
     if isinstance(event, ListenAddrsChanged):
         return {"event_type": "listen_addrs_changed", "addrs": [str(a) for a in event.addrs]}
+    if isinstance(event, InboundProbe):
+        return {"event_type": "inbound_probe", "peer": str(event.peer),
+                "status": event.status.name}
     return {"event_type": type(event).__name__}
+
+
+def _cause_fields(event: NodeEvent) -> dict[str, object]:
+    """What a lifecycle line says about its cause: the event type and the peer, if any."""
+    fields = _event_fields(event)
+    cause: dict[str, object] = {"cause": fields["event_type"]}
+    if "peer" in fields:
+        cause["peer"] = fields["peer"]
+    return cause
 
 
 # --- blocking helpers, run in worker threads ------------------------------------

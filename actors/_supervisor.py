@@ -63,7 +63,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 import trio
 
 from protocols import Backoff, BackoffSchedule, RestartIntensity
@@ -76,6 +75,7 @@ from ._childspec import (
     Restart,
     SupervisorStatistics,
 )
+from ._logsetup import get_logger
 
 # The statistics types live in _childspec; re-exported here for importers of this module.
 __all__ = [
@@ -192,7 +192,7 @@ class Supervisor:
         self.backoff = backoff if backoff is not None else Backoff()
         self._rng = rng if rng is not None else random.Random()
         self._children = [_Child(spec, self.backoff) for spec in children]
-        self._log = structlog.get_logger("actors.supervisor").bind(supervisor=name)
+        self._log = get_logger("actors.supervisor", supervisor=name)
         self._running = False
         self._restarts = 0
         self._escalations = 0

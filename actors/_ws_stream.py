@@ -42,13 +42,13 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 
-import structlog
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, WebSocketConnection
 
 from protocols import WsAddress
 
 from ._framestream import TransportBroken, TransportClosed
+from ._logsetup import get_logger
 
 CLOSE_NORMAL = 1000
 CLOSE_UNSUPPORTED_DATA = 1003
@@ -58,8 +58,9 @@ CLOSE_MESSAGE_TOO_BIG = 1009
 MAX_CLOSE_REASON_BYTES = 123  # a close frame's payload is <= 125 bytes, 2 are the code
 
 _SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1003, 1007, 1008, 1009, 1011})
+_NORMAL_CLOSE_CODES = frozenset({CLOSE_NORMAL, 1001})  # 1001: going away (e.g. shutting down)
 
-_log = structlog.get_logger("actors.ws_stream")
+_log = get_logger("actors.ws_stream")
 
 
 class WebSocketBroken(TransportBroken):
@@ -72,7 +73,7 @@ class WebSocketBroken(TransportBroken):
     """
 
     def __init__(self, message: str, *, code: int | None, reason: str = "") -> None:
-        super().__init__(message)
+        super().__init__(message, peer_closed=code in _NORMAL_CLOSE_CODES, peer_reason=reason)
         self.code = code
         self.reason = reason
 

@@ -35,13 +35,13 @@ from functools import partial
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-import structlog
 import trio
 from trio_websocket import ConnectionClosed, wrap_client_stream, wrap_server_stream
 
 from protocols import WsAddress
 
 from ._framestream import DialError, StreamHandler
+from ._logsetup import get_logger
 from ._sockets import (
     connect_tcp,
     enable_keepalive,
@@ -56,7 +56,7 @@ from ._ws_stream import ReaderHost, WebSocketFrameStream, WsSettings, reader_sco
 RECEIVE_BUFFER_BYTES = 16 * 1024
 MAX_DIAL_IPS = 4  # resolved addresses tried per dial, in resolver order
 
-_log = structlog.get_logger("actors.ws_transport")
+_log = get_logger("actors.ws_transport")
 
 
 class WebSocketTransport:

@@ -3,12 +3,15 @@
 Each command is a small function taking the parsed namespace and returning
 an exit status. User errors (bad flag, unreadable or corrupt file, bad
 setting) print one line on stderr starting with ``autonat`` and exit
-non-zero - never a traceback.
+non-zero - never a traceback. Ctrl-C (SIGINT) prints ``autonat: interrupted``
+and exits 130 in every command, except that a running ``node``/``boot``
+daemon treats SIGINT like SIGTERM: a clean shutdown, exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -18,12 +21,30 @@ from typing import NoReturn
 
 from protocols import KeyFileError, load_or_create_keypair
 
-from ._cli_commands import CliError, cmd_boot, cmd_demo, cmd_node, cmd_probe, cmd_status
+from ._cli_commands import (
+    CliError,
+    cmd_boot,
+    cmd_demo,
+    cmd_node,
+    cmd_probe,
+    cmd_status,
+    is_interrupt,
+)
 from ._cli_settings import KEY_FILE_NAME, add_node_flags, default_data_dir
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+DISTRIBUTION = "trio-autonat"
+
+
+def version() -> str:
+    """The installed distribution's version (``importlib.metadata``)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,6 +87,7 @@ def build_parser() -> _Parser:
         description="NAT detection and bootstrapping node (libp2p peer ids, AutoNAT v2 over "
         "WebSockets).",
     )
+    parser.add_argument("--version", action="version", version=f"autonat {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     key_help = f"key file (64-byte raw Ed25519 keypair; default: DATA_DIR/{KEY_FILE_NAME})"
 
@@ -120,8 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"autonat: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
+    except BaseException as exc:  # Ctrl-C arrives bare or wrapped in trio's exception groups
+        if not is_interrupt(exc):
+            raise
+        print("autonat: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -146,7 +146,12 @@ from ._peer_store import PEER_STORE_VERSION, decode_peer_store, encode_peer_stor
 # isort: split
 
 # --- autonat decisions (section G) ---
-from ._autonat_candidates import ProbeServer, candidate_addresses, choose_servers
+from ._autonat_candidates import (
+    ProbeServer,
+    candidate_addresses,
+    choose_servers,
+    dial_back_mismatch,
+)
 from ._autonat_server_rules import (
     MAX_DIAL_DATA,
     MIN_DIAL_DATA,
@@ -193,6 +198,7 @@ from ._bootstrap_plan import (
     AddressSelection,
     BootstrapPlan,
     BootstrapStatistics,
+    BootUrlStatus,
     FetchOutcome,
     SkipKind,
     SkippedEntry,
@@ -205,10 +211,13 @@ from ._config_file import (
     ENV_ALLOWLIST,
     ENV_PREFIX,
     POLICY_KEYS,
+    LayerSource,
     Settings,
     SettingValue,
     build_node_config,
     env_settings,
+    env_source,
+    env_warnings,
     load_config_file,
     load_config_text,
     setting_keys,
@@ -250,6 +259,7 @@ __all__ = [
     "Backoff",
     "BackoffSchedule",
     "BadSignature",
+    "BootUrlStatus",
     "BootstrapPlan",
     "BootstrapStatistics",
     "ConfigError",
@@ -290,6 +300,7 @@ __all__ = [
     "InvalidKey",
     "KeyFileError",
     "Keypair",
+    "LayerSource",
     "Lifecycle",
     "LifecycleTrigger",
     "Limits",
@@ -363,9 +374,12 @@ __all__ = [
     "decode_handshake_frame",
     "decode_peer_store",
     "decode_stream_frame",
+    "dial_back_mismatch",
     "dial_data_chunks",
     "encode_peer_store",
     "env_settings",
+    "env_source",
+    "env_warnings",
     "fallback_addresses",
     "handshake_payload",
     "load_config_file",

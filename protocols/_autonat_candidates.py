@@ -30,6 +30,37 @@ Servers (:func:`choose_servers`)
     that servers behind one network - or one operator's sybils - cannot
     outvote the rest; ties are broken at random by the injected
     ``random.Random``.
+
+Dial-back evidence (:func:`dial_back_mismatch`)
+    A dial-back proves a candidate reachable only when it arrives on the
+    listener that candidate stands for. The client knows the candidate, its
+    own end of the inbound connection (``local``) and its bound listen
+    addresses; the rule mirrors how candidates are derived above:
+
+    1. ``local`` must be one of our listeners: a listen address with the
+       same port, the same ``/ws`` or ``/wss`` flag and the same IP (any IP
+       for a wildcard listener such as ``0.0.0.0``);
+    2. the candidate must have the ``/ws``/``/wss`` flag and the IP family of
+       ``local`` (a candidate takes both from the listen address it was
+       derived from; NATs do not translate between families);
+    3. when the candidate's IP *is* the local IP, nothing translated the
+       connection: the ports must be equal too;
+    4. when the candidate's IP is the IP of another of our (non-wildcard)
+       listeners, the dial-back should have arrived at that IP: mismatch;
+    5. otherwise a NAT translated the candidate (an observed IP). If its
+       port is one of our listen ports (same flag and family) the candidate
+       stands for that listener - a port-preserving NAT or a port forward -
+       and the dial-back must arrive on that port. A port that is none of
+       our listen ports is the NAT's mapping of *some* listen port (the
+       observed port of a connection that left from it); the NAT alone
+       decides which, so any listener that passed 1 and 2 is accepted.
+
+    Limits: behind a NAT the client cannot tell a dial-back to the public
+    address from a LAN peer dialing the private one (both arrive on the same
+    listener), and with a wildcard listener it does not know which local IPs
+    are its own, so rule 4 only covers IPs that appear in listen addresses.
+    A NAT that maps one listen port onto the number of *another* listen port
+    is refused by rule 5 (conservative: not evidence, never false evidence).
 """
 
 from __future__ import annotations
@@ -45,7 +76,7 @@ from ._identity import PeerId
 from ._nat_mapping import AddressObservation
 from ._policy import AddressPolicy
 
-__all__ = ["ProbeServer", "candidate_addresses", "choose_servers"]
+__all__ = ["ProbeServer", "candidate_addresses", "choose_servers", "dial_back_mismatch"]
 
 _PREFIX = {4: 24, 6: 48}
 
@@ -110,6 +141,54 @@ def candidate_addresses(
     listed = set(listens)
     ranked = sorted(observers, key=lambda a: (-len(observers[a]), a not in listed, str(a)))
     return tuple(ranked[:limit])
+
+
+# --- dial-back evidence ---------------------------------------------------------
+
+
+def _scheme(addr: WsAddress) -> str:
+    return "/wss" if addr.secure else "/ws"
+
+
+def dial_back_mismatch(candidate: WsAddress, local: WsAddress,
+                       listen_addrs: Iterable[WsAddress]) -> str | None:
+    """Why a dial-back of ``candidate`` that arrived at our end ``local`` is not evidence.
+
+    ``None``: it arrived on the listener the candidate stands for, so it counts.
+    Otherwise a short reason, for the log. ``listen_addrs`` are our *bound*
+    listen addresses (real ports). The rule is in the module docstring.
+    """
+    listens = list(listen_addrs)
+    cand_ip, local_ip = _plain(candidate.ip), _plain(local.ip)
+    if cand_ip is None:
+        return f"{candidate} has no IP address"
+    if local_ip is None:
+        return f"arrived at {local}, which has no IP address"
+    if not any(listen.secure == local.secure and _listens_on(listen, local)
+               for listen in listens):
+        return f"arrived at {local}, which is none of our listeners"
+    if candidate.secure != local.secure:
+        return (f"{candidate} is a {_scheme(candidate)} address but arrived on a "
+                f"{_scheme(local)} listener")
+    if cand_ip.version != local_ip.version:
+        return f"{candidate} is IPv{cand_ip.version} but arrived over IPv{local_ip.version}"
+    if cand_ip == local_ip:
+        if candidate.port != local.port:
+            return f"{candidate} was dialed but arrived on listener port {local.port}"
+        return None
+    listen_ips = {_plain(listen.ip) for listen in listens}
+    if cand_ip in listen_ips and not cand_ip.is_unspecified:
+        return f"{candidate} has the IP of one of our listen addresses but arrived at {local}"
+    listen_ports = set()
+    for listen in listens:
+        listen_ip = _plain(listen.ip)
+        if (listen.secure == candidate.secure and listen_ip is not None
+                and listen_ip.version == cand_ip.version):
+            listen_ports.add(listen.port)
+    if candidate.port in listen_ports and candidate.port != local.port:
+        return (f"{candidate} stands for our listen port {candidate.port} but arrived on "
+                f"listener port {local.port}")
+    return None
 
 
 # --- servers -------------------------------------------------------------------

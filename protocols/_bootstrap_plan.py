@@ -28,6 +28,10 @@ Rules:
   too small for its target asks less and less often (a boot server serving
   thousands of nodes would otherwise be hammered); reaching the target
   resets ``k``. A refetch respects each URL's own backoff.
+* **Per-URL status.** :meth:`BootstrapPlan.statistics` lists every URL with
+  its finished fetches, whether one ever succeeded, the latest outcome and
+  the reason the actor gave for the latest failure (:class:`BootUrlStatus`),
+  which is how a one-shot probe tells that every URL has failed, and why.
 * **Fallback once per outage.** An *outage* begins when every URL's latest
   fetch failed (each tried at least once; with no URLs at all the node is in
   an outage from the start) and ends with the next ``OK``. During an outage
@@ -66,6 +70,7 @@ from ._policy import AddressPolicy
 __all__ = [
     "DEFAULT_FETCH_BACKOFF",
     "AddressSelection",
+    "BootUrlStatus",
     "BootstrapPlan",
     "BootstrapStatistics",
     "FetchOutcome",
@@ -105,6 +110,22 @@ class FetchOutcome(enum.Enum):
 
 
 @dataclass(frozen=True)
+class BootUrlStatus:
+    """One bootstrap URL as the plan last saw it (what a one-shot probe reports)."""
+
+    url: str
+    fetches: int
+    """Finished fetches of this URL (in-flight ones not counted)."""
+    succeeded: bool
+    """At least one fetch gave a usable address (:attr:`FetchOutcome.OK`)."""
+    last_outcome: FetchOutcome | None
+    """How the latest finished fetch ended (``None`` before the first one)."""
+    last_error: str
+    """Why the latest fetch failed, as the actor reported it ("" after a success)."""
+    in_flight: bool
+
+
+@dataclass(frozen=True)
 class BootstrapStatistics:
     """Counters of one BootstrapFetcher (monotonic, for metrics)."""
 
@@ -116,6 +137,8 @@ class BootstrapStatistics:
     refetch_rounds: int
     in_flight: int
     failing_urls: int
+    urls: tuple[BootUrlStatus, ...] = ()
+    """Every configured URL, in configuration order."""
 
     def by_outcome(self) -> dict[str, int]:
         return dict(self.fetches)
@@ -132,6 +155,9 @@ class _Url:
     failures: int = 0
     not_before: float = 0.0
     last: FetchOutcome | None = None
+    fetches: int = 0
+    succeeded: bool = False
+    error: str = ""
 
 
 @dataclass
@@ -208,13 +234,20 @@ class BootstrapPlan:
 
     # --- what happened ---------------------------------------------------------
 
-    def finished(self, url: str, outcome: FetchOutcome, now: float) -> float | None:
-        """Record the end of a fetch; returns the retry delay after a failure, else ``None``."""
+    def finished(self, url: str, outcome: FetchOutcome, now: float,
+                 reason: str = "") -> float | None:
+        """Record the end of a fetch; returns the retry delay after a failure, else ``None``.
+
+        ``reason`` (why a failed fetch failed) is kept for :meth:`statistics`.
+        """
         state = self._urls[url]
         state.in_flight = False
         state.last = outcome
+        state.fetches += 1
+        state.error = "" if outcome.useful else (reason or outcome.value)
         self._counters.outcomes[outcome] += 1
         if outcome.useful:
+            state.succeeded = True
             state.wanted, state.failures, state.not_before = False, 0, now
             self._fell_back = False
             return None
@@ -254,6 +287,8 @@ class BootstrapPlan:
             refetch_rounds=counters.refetch_rounds,
             in_flight=sum(1 for s in self._urls.values() if s.in_flight),
             failing_urls=sum(1 for s in self._urls.values() if s.failures > 0),
+            urls=tuple(BootUrlStatus(url, s.fetches, s.succeeded, s.last, s.error, s.in_flight)
+                       for url, s in self._urls.items()),
         )
 
     # --- helpers -----------------------------------------------------------------

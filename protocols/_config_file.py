@@ -15,13 +15,18 @@ keys are :class:`NodeConfig` field names plus the four address-policy keys
 * :func:`env_settings` - ``AUTONAT_<KEY>`` variables, e.g.
   ``AUTONAT_TARGET_PEERS=12``; lists are comma separated, booleans are
   ``true/false/1/0/yes/no/on/off``. Variables in :data:`ENV_ALLOWLIST` belong
-  to the CLI and are ignored here.
+  to the CLI and are ignored here. A variable that names no setting (a typo,
+  or another program's ``AUTONAT_*``) is skipped: :func:`env_warnings` gives
+  one warning line per such variable, with a "did you mean" suggestion.
 * flags - the CLI builds a mapping of the same shape.
 
 :func:`build_node_config` merges the layers, later ones winning key by key
 (file < environment < flags; a list given later replaces the earlier list),
 turns the policy keys into one :class:`AddressPolicy` and constructs the
-:class:`NodeConfig`.
+:class:`NodeConfig`. Its ``sources`` argument names each layer (``config file
+/etc/autonat.toml``) or each key of a layer (``environment variable
+AUTONAT_TARGET_PEERS``, ``flag --listen``); it tracks which layer set each key
+last, so a value ``NodeConfig`` rejects is reported with where it came from.
 
 Values are checked against the *annotation* of the field they set (read with
 ``typing.get_type_hints``), so a field added to ``NodeConfig`` later is
@@ -42,7 +47,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Final
@@ -56,10 +61,13 @@ __all__ = [
     "ENV_ALLOWLIST",
     "ENV_PREFIX",
     "POLICY_KEYS",
+    "LayerSource",
     "SettingValue",
     "Settings",
     "build_node_config",
     "env_settings",
+    "env_source",
+    "env_warnings",
     "load_config_file",
     "load_config_text",
     "setting_keys",
@@ -67,6 +75,8 @@ __all__ = [
 
 SettingValue = bool | int | float | str | Path | tuple[str, ...] | None
 Settings = dict[str, SettingValue]
+LayerSource = str | Mapping[str, str]
+"""Where a layer came from: one name for all its keys, or a name per key."""
 
 CONFIG_SECTIONS: Final = ("node", "policy", "dialer", "autonat", "bootstrap", "http", "log")
 ENV_PREFIX: Final = "AUTONAT_"
@@ -128,8 +138,16 @@ def load_config_file(path: Path) -> Settings:
     return load_config_text(text, source=str(path))
 
 
+def env_source(key: str) -> str:
+    """How an error names the environment variable of setting ``key``."""
+    return f"environment variable {ENV_PREFIX}{key.upper()}"
+
+
 def env_settings(environ: Mapping[str, str]) -> Settings:
-    """Settings from ``AUTONAT_<KEY>`` variables; an unknown ``AUTONAT_*`` one is an error."""
+    """Settings from ``AUTONAT_<KEY>`` variables; a bad value is a :class:`ConfigError`.
+
+    A variable that names no setting is skipped (see :func:`env_warnings`).
+    """
     keys = setting_keys()
     settings: Settings = {}
     for name in sorted(environ):
@@ -137,8 +155,7 @@ def env_settings(environ: Mapping[str, str]) -> Settings:
             continue
         key = name[len(ENV_PREFIX):].lower()
         if key not in keys:
-            raise ConfigError(f"environment variable {name}: unknown setting"
-                              f"{_suggest(key, keys, prefix=ENV_PREFIX)}")
+            continue
         try:
             settings[key] = _convert(_from_text(environ[name], keys[key]), keys[key])
         except _BadValue as exc:
@@ -147,33 +164,84 @@ def env_settings(environ: Mapping[str, str]) -> Settings:
     return settings
 
 
-def build_node_config(*layers: Mapping[str, object]) -> NodeConfig:
+def env_warnings(environ: Mapping[str, str]) -> list[str]:
+    """One line per ``AUTONAT_*`` variable that names no setting (it is ignored)."""
+    keys = setting_keys()
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in ENV_ALLOWLIST:
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key not in keys:
+            warnings.append(f"environment variable {name} is not a setting; ignored"
+                            f"{_suggest(key, keys, prefix=ENV_PREFIX)}")
+    return warnings
+
+
+def build_node_config(*layers: Mapping[str, object],
+                      sources: Sequence[LayerSource] = ()) -> NodeConfig:
     """Merge layers (later wins) into a validated :class:`NodeConfig`.
 
     Every layer's values are checked and converted like a file's (a flag layer
     may hold lists where a tuple is meant, strings where a path is meant).
+    ``sources[i]`` names layer ``i`` (a string for the whole layer or a mapping
+    key -> name); every error then says where the offending value came from.
     """
     keys = setting_keys()
     merged: Settings = {}
-    for layer in layers:
+    origin: dict[str, str] = {}
+    for index, layer in enumerate(layers):
         for key, value in layer.items():
+            source = _layer_source(sources, index, key)
+            where = f"{source}: " if source else ""
             if key not in keys:
-                raise ConfigError(f"unknown setting {key!r}{_suggest(key, keys)}")
+                raise ConfigError(f"{where}unknown setting {key!r}{_suggest(key, keys)}")
             try:
                 merged[key] = _convert(value, keys[key])
             except _BadValue as exc:
-                raise ConfigError(f"{key}: expected {exc}, got {_show(value)}") from None
+                raise ConfigError(f"{where}{key}: expected {exc}, got {_show(value)}") from None
+            if source:
+                origin[key] = source
+            else:
+                origin.pop(key, None)
     policy_args = {key: merged.pop(key) for key in POLICY_KEYS if key in merged}
     try:
         policy = AddressPolicy.from_strings(**policy_args)  # type: ignore[arg-type]
     except ProtocolError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(_invalid(str(exc), policy_args, origin, POLICY_KEYS)) from None
     try:
         return NodeConfig(**merged, policy=policy)  # type: ignore[arg-type]
     except (ValueError, TypeError, ProtocolError) as exc:
-        culprit = _culprit(str(exc), merged, keys)
-        prefix = f"{culprit}: " if culprit and not str(exc).startswith(culprit) else ""
-        raise ConfigError(f"invalid setting: {prefix}{exc}") from None
+        raise ConfigError(_invalid(str(exc), merged, origin, keys)) from None
+
+
+def _layer_source(sources: Sequence[LayerSource], index: int, key: str) -> str | None:
+    if index >= len(sources):
+        return None
+    source = sources[index]
+    return source if isinstance(source, str) else source.get(key)
+
+
+def _invalid(message: str, values: Mapping[str, object], origin: Mapping[str, str],
+             keys: Iterable[str]) -> str:
+    """``invalid setting KEY=VALUE from SOURCE: message`` for a value NodeConfig rejects.
+
+    The culprit is the key the message names first (else found by trial);
+    other keys the message names are listed with their sources too, when
+    they did not keep their defaults.
+    """
+    named = _named_keys(message, keys)
+    culprit = named[0] if named else _culprit_by_trial(values)
+    if culprit is None:
+        return f"invalid setting: {message}"
+    parts = []
+    for key in [culprit, *(k for k in named if k != culprit)]:
+        if key == culprit or key in origin:
+            value = _show(list(v) if isinstance(v := values.get(key), tuple) else v)
+            where = f" from {origin[key]}" if key in origin else (
+                "" if key in values else " (default)")
+            parts.append(f"{key}={value}{where}")
+    return f"invalid setting {', '.join(parts)}: {message}"
 
 
 # --- TOML helpers ------------------------------------------------------------------
@@ -300,13 +368,19 @@ def _to_choice(value: object, choices: tuple[object, ...]) -> str:
 # --- error helpers -----------------------------------------------------------------
 
 
-def _culprit(message: str, merged: Mapping[str, object], keys: Iterable[str]) -> str | None:
-    """The key a NodeConfig error is about: named in the message, else found by trial."""
+def _named_keys(message: str, keys: Iterable[str]) -> list[str]:
+    """The setting keys a message names, in the order it names them."""
     named = [(found.start(), key) for key in keys
              if (found := re.search(rf"\b{re.escape(key)}\b", message))]
-    if named:
-        return min(named)[1]
+    return [key for _, key in sorted(named)]
+
+
+def _culprit_by_trial(merged: Mapping[str, object]) -> str | None:
+    """The key whose value alone makes NodeConfig fail (messages that name no key)."""
+    fields_ = {spec.name for spec in fields(NodeConfig)}
     for key, value in merged.items():
+        if key not in fields_:
+            continue
         try:
             NodeConfig(**{key: value})  # type: ignore[arg-type]
         except (ValueError, TypeError, ProtocolError):

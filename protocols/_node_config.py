@@ -131,6 +131,15 @@ class NodeConfig:
     """``auto`` (console on a TTY, JSON lines otherwise), ``json`` or ``console``."""
     log_level: str = "info"
     """``debug``, ``info``, ``warning`` or ``error``."""
+    # --- TLS for /wss (issue 10) ---
+    tls_cert: Path | None = None
+    """PEM certificate chain (leaf first) served on ``/wss`` listen addresses; needs
+    ``tls_key``. ``None`` = no ``/wss`` listening."""
+    tls_key: Path | None = None
+    """PEM private key (unencrypted) of ``tls_cert``."""
+    tls_ca: Path | None = None
+    """PEM CA certificates trusted when dialing ``/wss``, *in addition to* the system's
+    trusted CAs; ``None`` = system CAs only. Certificates are always verified."""
 
     def __post_init__(self) -> None:
         if not self.listen:
@@ -162,6 +171,7 @@ class NodeConfig:
         if self.target_peers > self.max_connections:
             raise ValueError("target_peers must be <= max_connections")
         _check_surface_fields(self)
+        _check_tls_fields(self)
 
     @property
     def listen_addrs(self) -> tuple[WsAddress, ...]:
@@ -226,3 +236,20 @@ def _check_surface_fields(config: NodeConfig) -> None:
     if config.log_level not in LOG_LEVELS:
         raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, "
                          f"got {config.log_level!r}")
+
+
+# --- TLS for /wss (issue 10) ---
+
+
+def _check_tls_fields(config: NodeConfig) -> None:
+    """Only the combination is checked here; the files are loaded when a node starts."""
+    if (config.tls_cert is None) != (config.tls_key is None):
+        given, missing = ("tls_cert", "tls_key") if config.tls_key is None \
+            else ("tls_key", "tls_cert")
+        raise ValueError(f"{given} is set but {missing} is not: serving /wss needs both "
+                         "(--tls-cert FILE --tls-key FILE)")
+    if config.tls_cert is None:
+        for text in config.listen:
+            if WsAddress.parse(text).secure:
+                raise ValueError(f"listen address {text} needs tls_cert and tls_key "
+                                 "(--tls-cert FILE --tls-key FILE)")

@@ -8,15 +8,18 @@ server's behaviour can be checked message by message.
 
 from __future__ import annotations
 
+import random
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
 
 from actors import MemoryNetwork, MemoryTransport, Node, open_connection, open_node
 from actors._connection import Connection
+from actors._dialback import DialBackReceiver, PendingProbe
 from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
     AddressPolicy,
@@ -274,3 +277,116 @@ async def test_client_pays_dial_data_to_have_another_ip_dialed(
             assert snap.nat_status == "public"
             backs = [d for d in net.dials if d.remote.host == "127.0.0.9"]
             assert len(backs) >= 2  # the servers did dial the other IP
+
+
+# --- evidence hygiene: listener under test, single-use nonces from secrets ------------
+
+
+def _rewire_dial_backs(monkeypatch: pytest.MonkeyPatch, servers: list[Node],
+                       make: Any) -> None:
+    """Replace each server's ``_dial_back`` with ``make(original)``."""
+    for server in servers:
+        monkeypatch.setattr(server._server, "_dial_back", make(server._server._dial_back))
+
+
+async def test_dial_back_on_another_of_our_listeners_is_not_evidence(
+        autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The client listens on two ports; every server dials back the *other* port, with
+    # the right nonce. That proves nothing about the address we asked about.
+    net = MemoryNetwork()
+    two = NodeConfig(listen=("/ip4/127.0.0.9/tcp/0/ws",) * 2, policy=LOOPBACK)
+    with trio.fail_after(120):
+        async with _cluster(net, 3) as servers, open_node(
+                two, transport=net.transport("127.0.0.9")) as client:
+            first, second = (a.with_peer_id(None) for a in client.listen_addrs)
+            assert first.port != second.port
+            swap = {first: second, second: first}
+
+            def make(original: Any) -> Any:
+                async def elsewhere(addr: WsAddress, peer: Any, nonce: int) -> DialStatus:
+                    wrong: DialStatus = await original(swap[addr.with_peer_id(None)], peer, nonce)
+                    return wrong
+                return elsewhere
+
+            _rewire_dial_backs(monkeypatch, servers, make)
+            await _connect_all(client, servers)
+            await trio.sleep(30)
+            stats = client.statistics()
+            assert client.snapshot().reachable_addrs == ()
+            assert stats.dial_backs_verified == 0
+            assert stats.dial_backs_unexpected >= 2  # they did arrive, on the other listener
+            assert stats.probes.get("reachable", 0) == 0
+            assert stats.probes.get("lied", 0) >= 2
+            assert {d.remote.port for d in net.dials if d.remote.host == "127.0.0.9"} == {
+                first.port, second.port}
+
+
+async def test_a_replayed_nonce_is_counted_once(
+        autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every server sends its DialBack twice, each on a fresh connection, before it answers.
+    net = MemoryNetwork()
+    with trio.fail_after(120):
+        async with _cluster(net, 3) as servers, open_node(
+                _config("127.0.0.9"), transport=net.transport("127.0.0.9")) as client:
+
+            def make(original: Any) -> Any:
+                async def twice(addr: WsAddress, peer: Any, nonce: int) -> DialStatus:
+                    await original(addr, peer, nonce)
+                    replay: DialStatus = await original(addr, peer, nonce)
+                    return replay
+                return twice
+
+            _rewire_dial_backs(monkeypatch, servers, make)
+            await _connect_all(client, servers)
+            await client.wait_for(lambda s: s.nat_status == "public")
+            await trio.sleep(1)  # let the probes still in flight finish
+            stats = client.statistics()
+            reachable = stats.probes["reachable"]
+            assert reachable >= 2
+            assert stats.dial_backs_verified == reachable  # one per probe, not two
+            assert stats.dial_backs_unexpected == reachable  # every replay refused
+
+
+async def _nonces_of_a_client_seeded_with(seed: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The nonces two servers received from a client whose rng is ``random.Random(seed)``."""
+    net = MemoryNetwork()
+    nonces: list[int] = []
+
+    def make(original: Any) -> Any:
+        async def record(addr: WsAddress, peer: Any, nonce: int) -> DialStatus:
+            nonces.append(nonce)
+            status: DialStatus = await original(addr, peer, nonce)
+            return status
+        return record
+
+    async with _cluster(net, 2) as servers, open_node(
+            _config("127.0.0.9"), transport=net.transport("127.0.0.9"),
+            rng=random.Random(seed)) as client:
+        _rewire_dial_backs(monkeypatch, servers, make)
+        await _connect_all(client, servers)
+        await client.wait_for(lambda s: s.nat_status != "unknown")
+    return nonces
+
+
+async def test_nonces_do_not_come_from_the_nodes_rng(
+        autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two nodes with identically seeded rngs (predictable, shared with backoff jitter)
+    # must still send unrelated nonces.
+    with trio.fail_after(120):
+        first = await _nonces_of_a_client_seeded_with(0, monkeypatch)
+        second = await _nonces_of_a_client_seeded_with(0, monkeypatch)
+    assert len(first) >= 2 and len(second) >= 2
+    assert not set(first) & set(second)
+    assert len(set(first + second)) == len(first + second)
+
+
+def test_receiver_never_issues_a_nonce_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    draws = iter([5, 5, 7, 5, 7, 9])
+    monkeypatch.setattr(secrets, "randbits", lambda bits: next(draws))
+    receiver = DialBackReceiver()
+    probe = PendingProbe(WsAddress.parse("/ip4/127.0.0.9/tcp/4001/ws"),
+                         Keypair.generate().peer_id, 0.0, cast(Connection, None), ())
+    first = receiver.expect(probe)
+    receiver.forget(first)  # the probe ended: its nonce is still never issued again
+    assert [first, receiver.expect(probe), receiver.expect(probe)] == [5, 7, 9]
+    assert receiver.pending == 2

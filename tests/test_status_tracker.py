@@ -151,9 +151,10 @@ async def test_every_log_line_names_the_actor_and_the_peers(
     assert logs
     for entry in logs:
         assert entry["actor"] == "status-tracker"
-        assert entry["local_peer"] == str(ME)
+        assert entry["node"] == str(ME)
+        assert "local_peer" not in entry  # our id once, as node
     changes = [e for e in logs if e["event"] == "lifecycle changed"]
-    assert [(e["old"], e["new"]) for e in changes] == [
+    assert [(e["previous"], e["lifecycle"]) for e in changes] == [
         ("starting", "bootstrapping"),
         ("bootstrapping", "connected"),
         ("connected", "bootstrapping"),

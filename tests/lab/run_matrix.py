@@ -121,8 +121,7 @@ def boot_argv(lab: Lab, index: int, site: BootSite, *, dialback_source: bool,
     data_dir = lab.tmp / f"boot{index}-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [*autonat_argv(), "boot", "--listen", f"/ip4/{site.ip}/tcp/{LISTEN_PORT}/ws",
-            "--http", f"{site.ip}:{HTTP_PORT}", "--key", str(data_dir / "p2p_keypair.ser"),
-            "--data-dir", str(data_dir), *_policy_flags(),
+            "--http", f"{site.ip}:{HTTP_PORT}", "--data-dir", str(data_dir), *_policy_flags(),
             "--log-format", "json", "--log-level", "debug"]
     if dialback_source:
         argv += ["--dialback-source", site.alt_ip]
@@ -413,8 +412,8 @@ def _node_behind_nat(lab: Lab, topo: Topology, result: ClusterResult) -> None:
     data_dir = lab.tmp / "node-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [*autonat_argv(), "node", "--listen", f"/ip4/0.0.0.0/tcp/{LISTEN_PORT}/ws",
-            "--http", f"{topo.host_ip}:{HTTP_PORT}", "--key", str(data_dir / "p2p_keypair.ser"),
-            "--data-dir", str(data_dir), *_policy_flags(), "--boot-url", CLUSTER_URL,
+            "--http", f"{topo.host_ip}:{HTTP_PORT}", "--data-dir", str(data_dir), *_policy_flags(),
+            "--boot-url", CLUSTER_URL,
             "--log-format", "json", "--log-level", "debug"]
     started = time.monotonic()
     node = RunningNode(BootSite(topo.host, topo.host_ip, ""), topo.host.spawn("node", argv))
