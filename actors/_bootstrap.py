@@ -213,8 +213,12 @@ class BootstrapFetcher:
         try:
             with trio.fail_after(limit):
                 body = await self._download(client, url)
-        except (trio.TooSlowError, httpx.TimeoutException):
+        except trio.TooSlowError:
             return _Result(FetchOutcome.TIMEOUT, f"no complete answer within {limit:g} s")
+        except httpx.TimeoutException as exc:  # one network step took over half the limit
+            step = {httpx.ConnectTimeout: "connect", httpx.ReadTimeout: "read",
+                    httpx.WriteTimeout: "write"}.get(type(exc), "connection pool")
+            return _Result(FetchOutcome.TIMEOUT, f"{step} timed out after {limit / 2:g} s")
         except _Rejected as exc:
             return _Result(exc.outcome, str(exc))
         except httpx.TooManyRedirects:
@@ -272,12 +276,14 @@ class BootstrapFetcher:
         selection = fallback_addresses(records, policy=self._config.policy,
                                        local_peer=self._local_peer,
                                        limit=self._config.max_status_addrs)
+        fallback = ("using persisted peers" if selection.usable
+                    else "no persisted peer to fall back on")
         if self._plan.urls:
-            self._log.warning("every bootstrap URL failed; using persisted peers",
+            self._log.warning(f"every bootstrap URL failed; {fallback}",
                               urls=len(self._plan.urls), addrs=len(selection.usable),
                               skipped=len(selection.skipped))
         else:
-            self._log.info("no bootstrap URL configured; using persisted peers",
+            self._log.info(f"no bootstrap URL configured; {fallback}",
                            addrs=len(selection.usable), skipped=len(selection.skipped))
         if selection.usable:
             await self._dialer.send(PeersFound(selection.usable, source=FALLBACK_SOURCE))

@@ -272,6 +272,25 @@ async def test_trickling_body_hits_the_total_deadline(
     assert harness.outcomes() == {"timeout": 1}
 
 
+async def test_timeouts_say_which_limit_ran_out(autojump_clock: trio.testing.MockClock) -> None:
+    async def trickle() -> AsyncIterator[bytes]:
+        while True:
+            await trio.sleep(1)
+            yield b" "
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "boot.example":  # one network step ran out (half the limit)
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(200, content=trickle())  # the whole fetch ran out
+
+    with capture_logs() as logs:
+        harness = Harness(handler, urls=(URL, URL2), fetch_timeout=5.0)
+        async with harness.running():
+            await trio.sleep(5.5)
+    reasons = {e["reason"] for e in logs if e["event"] == "bootstrap fetch failed"}
+    assert reasons == {"no complete answer within 5 s", "read timed out after 2.5 s"}
+
+
 async def test_huge_body_is_abandoned_early(autojump_clock: trio.testing.MockClock) -> None:
     sent = 0
 
