@@ -191,12 +191,24 @@ async def test_an_ipv6_http_api_is_printed_bracketed(tmp_path: Path) -> None:
 # --- Ctrl-C: 130 and one line -----------------------------------------------------------------
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default disposition.
+
+    A process started from a non-interactive shell's background job (``cmd &``,
+    as some CI runners and nohup'd scripts do) inherits SIGINT *ignored*, and
+    Python then leaves it ignored - as a user's shell intends. The test wants
+    the Ctrl-C of an interactive terminal, whatever started pytest.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def _interrupt(tmp_path: Path, args: list[str], running: trio.Event) -> tuple[int, str, str]:
     """Start ``autonat *args``, send SIGINT once ``running`` is set; (rc, stdout, stderr)."""
     out, err = tmp_path / "interrupted.out", tmp_path / "interrupted.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = await trio.lowlevel.open_process([*AUTONAT, *args], stdout=stdout,
-                                                   stderr=stderr, env=_env(tmp_path))
+                                                   stderr=stderr, env=_env(tmp_path),
+                                                   preexec_fn=_default_sigint)
     try:
         await running.wait()
         process.send_signal(signal.SIGINT)
