@@ -90,9 +90,7 @@ from ._events import (
     ConnectionUp,
     Direction,
     ListenAddrsChanged,
-    PeerIdentified,
     PeersFound,
-    ReachabilityUpdate,
 )
 from ._handshake import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -100,6 +98,7 @@ from ._handshake import (
     HandshakeResult,
     HandshakeState,
 )
+from ._identify_rules import PeerIdentified
 from ._node_config import DEFAULT_LISTEN, NodeConfig
 
 # isort: split
@@ -152,6 +151,7 @@ from ._autonat_candidates import (
     choose_servers,
     dial_back_mismatch,
 )
+from ._autonat_events import InboundProbe, ProbeOutcome, ProbeResult, ReachabilityUpdate
 from ._autonat_server_rules import (
     MAX_DIAL_DATA,
     MIN_DIAL_DATA,
@@ -164,7 +164,6 @@ from ._autonat_server_rules import (
     choose_dial_address,
     dial_data_chunks,
 )
-from ._events import InboundProbe, ProbeOutcome, ProbeResult
 from ._nat_mapping import (
     AddressObservation,
     NatMappingReport,

@@ -1,4 +1,4 @@
-"""Events that actors exchange about the network (pure data, no I/O).
+"""Events that actors exchange about the node's connections (pure data, no I/O).
 
 Theory of operation
 -------------------
@@ -6,9 +6,15 @@ Actors share no mutable state. What one actor learns it publishes as one of
 these frozen dataclasses into another actor's mailbox, and the StatusTracker
 folds all of them into the node's single source of truth. Keeping them here,
 free of trio and of live connection objects, lets the decision code (the
-status model, later the reachability machine) be tested with plain function
-calls. Events that must carry a live connection handle (so a receiver can
-open streams on it) wrap one of these in ``actors``.
+node model, the reachability machine) be tested with plain function calls.
+Events that must carry a live connection handle (so a receiver can open
+streams on it) wrap one of these in ``actors``.
+
+The events a protocol produces live with its rules, below this layer:
+``PeerIdentified`` in :mod:`protocols.identify`, the probe events
+(``ProbeResult``, ``InboundProbe``, ``ReachabilityUpdate``) in
+:mod:`protocols.autonat`. :data:`~protocols.NodeEvent` is the union of all
+of them that the node model accepts.
 
 Every event is validated at construction, so a malformed event is a bug at
 its producer rather than a surprise at its consumer.
@@ -17,16 +23,10 @@ its producer rather than a surprise at its consumer.
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
-from typing import Final, Literal
 
 from ._addresses import WsAddress
-from ._autonat_msg import DialStatus, ResponseStatus
 from ._identity import PeerId
-
-NatStatus = Literal["public", "private", "unknown"]
-NatMapping = Literal["none", "endpoint-independent", "endpoint-dependent", "unknown"]
 
 
 class Direction(enum.Enum):
@@ -75,135 +75,7 @@ class ConnectionDown:
 
 
 @dataclass(frozen=True)
-class PeerIdentified:
-    """A peer's Identify answer, already validated and filtered by the address policy.
-
-    ``observed_addr`` is our address as that peer saw it on ``connection_id``;
-    ``local_addr`` is our end of that connection (to pair observation with the
-    local port for NAT mapping).
-    """
-
-    peer_id: PeerId
-    connection_id: int
-    listen_addrs: tuple[WsAddress, ...]
-    observed_addr: WsAddress | None
-    local_addr: WsAddress
-    protocols: tuple[str, ...]
-    agent_version: str
-    observer_addr: WsAddress
-
-
-@dataclass(frozen=True)
 class ListenAddrsChanged:
     """The Dialer's listeners are bound (or rebound) to these addresses."""
 
     addrs: tuple[WsAddress, ...]
-
-
-class ProbeOutcome(enum.Enum):
-    """What one AutoNAT probe of one of our addresses through one server showed.
-
-    Only ``REACHABLE`` and ``UNREACHABLE`` are evidence (DESIGN 5.6); the rest
-    are recorded for statistics. The probing actor maps what it saw like this
-    (:func:`protocols.probe_outcome` implements the table)::
-
-        DialBack with our nonce on an inbound conn  -> REACHABLE (whatever the server said)
-        else DialResponse OK + dial_status OK        -> LIED (the server's word alone)
-        else DialResponse OK + dial_status E_DIAL_ERROR -> UNREACHABLE
-        else E_DIAL_REFUSED / E_REQUEST_REJECTED     -> REFUSED
-        else no answer in time                       -> TIMEOUT
-        else anything else (E_DIAL_BACK_ERROR, E_INTERNAL_ERROR, broken stream) -> ERROR
-    """
-
-    REACHABLE = "reachable"
-    UNREACHABLE = "unreachable"
-    REFUSED = "refused"
-    TIMEOUT = "timeout"
-    ERROR = "error"
-    LIED = "lied"
-
-    @property
-    def is_evidence(self) -> bool:
-        return self in (ProbeOutcome.REACHABLE, ProbeOutcome.UNREACHABLE)
-
-
-MAX_EVENT_DETAIL: Final = 512
-
-
-def _check_event_time(value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"event time must be a finite number, got {value!r}")
-
-
-def _check_detail(value: object) -> None:
-    if not isinstance(value, str) or len(value) > MAX_EVENT_DETAIL:
-        raise ValueError(f"detail must be a string of <= {MAX_EVENT_DETAIL} characters")
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    """The outcome of asking ``server`` to dial ``addr`` (one of our candidate addresses).
-
-    ``addr`` is the address the server reported dialing (the request's
-    ``addr_idx``); a ``/p2p/`` suffix is ignored by the reachability machine.
-    ``at`` is when the probe ended (monotonic node time).
-    """
-
-    addr: WsAddress
-    server: PeerId
-    outcome: ProbeOutcome
-    at: float
-    detail: str = ""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.addr, WsAddress):
-            raise ValueError(f"addr must be a WsAddress, got {type(self.addr).__name__}")
-        if not isinstance(self.server, PeerId):
-            raise ValueError(f"server must be a PeerId, got {type(self.server).__name__}")
-        if not isinstance(self.outcome, ProbeOutcome):
-            raise ValueError(f"outcome must be a ProbeOutcome, got {self.outcome!r}")
-        _check_event_time(self.at)
-        _check_detail(self.detail)
-
-
-@dataclass(frozen=True)
-class InboundProbe:
-    """We served one dial request from ``peer`` (whatever the answer was).
-
-    ``status``/``dial_status`` are what we answered; ``dialed`` is the one
-    address we dialed back (``None`` when we refused or rejected the request
-    before dialing); ``requested`` is how many addresses the request named.
-    The StatusTracker uses ``peer`` for the seed's "fully connected" rule.
-    """
-
-    peer: PeerId
-    status: ResponseStatus
-    at: float
-    dial_status: DialStatus = DialStatus.UNUSED
-    dialed: WsAddress | None = None
-    requested: int = 0
-    detail: str = ""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.peer, PeerId):
-            raise ValueError(f"peer must be a PeerId, got {type(self.peer).__name__}")
-        object.__setattr__(self, "status", ResponseStatus(self.status))
-        object.__setattr__(self, "dial_status", DialStatus(self.dial_status))
-        _check_event_time(self.at)
-        if self.dialed is not None and not isinstance(self.dialed, WsAddress):
-            raise ValueError(f"dialed must be a WsAddress or None, got {self.dialed!r}")
-        if isinstance(self.requested, bool) or not isinstance(self.requested, int) \
-                or self.requested < 0:
-            raise ValueError(f"requested must be an int >= 0, got {self.requested!r}")
-        _check_detail(self.detail)
-
-
-@dataclass(frozen=True)
-class ReachabilityUpdate:
-    """The AutonatProbe's current conclusions, sent to the StatusTracker on change."""
-
-    nat_status: NatStatus
-    reachable_addrs: tuple[WsAddress, ...]
-    unreachable_addrs: tuple[WsAddress, ...]
-    nat_mapping: NatMapping
-    at: float

@@ -31,13 +31,31 @@ from dataclasses import dataclass
 
 from ._addresses import WsAddress
 from ._errors import AddressError, InvalidKey, ValidationError
-from ._events import PeerIdentified
 from ._identify_msg import Identify
 from ._identity import PeerId, PublicKey
 from ._policy import AddressPolicy
 
 IDENTIFY_PROTOCOL_VERSION = "trio-autonat/1.0.0"
 MAX_ADVERTISED = 16
+
+
+@dataclass(frozen=True)
+class PeerIdentified:
+    """A peer's Identify answer, already validated and filtered by the address policy.
+
+    ``observed_addr`` is our address as that peer saw it on ``connection_id``;
+    ``local_addr`` is our end of that connection (to pair observation with the
+    local port for NAT mapping).
+    """
+
+    peer_id: PeerId
+    connection_id: int
+    listen_addrs: tuple[WsAddress, ...]
+    observed_addr: WsAddress | None
+    local_addr: WsAddress
+    protocols: tuple[str, ...]
+    agent_version: str
+    observer_addr: WsAddress
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,8 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from ._addresses import IPAddress, WsAddress
+from ._autonat_events import NatMapping
 from ._identity import PeerId
-from ._node_model import NatMapping
 from ._policy import AddressPolicy
 
 __all__ = [

@@ -53,21 +53,17 @@ from dataclasses import dataclass, replace
 from typing import Final, TypeGuard, get_args
 
 from ._addresses import WsAddress
+from ._autonat_events import InboundProbe, NatMapping, NatStatus, ProbeResult, ReachabilityUpdate
 from ._errors import ValidationError
 from ._events import (
     ConnectionDown,
     ConnectionInfo,
     ConnectionUp,
     Direction,
-    InboundProbe,
     ListenAddrsChanged,
-    NatMapping,
-    NatStatus,
-    PeerIdentified,
     PeersFound,
-    ProbeResult,
-    ReachabilityUpdate,
 )
+from ._identify_rules import PeerIdentified
 from ._identity import PeerId
 from ._lifecycle import LIFECYCLE_TRANSITIONS, Lifecycle, LifecycleTrigger, next_lifecycle
 

@@ -85,11 +85,10 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, TypeAlias
 
 from ._addresses import WsAddress
+from ._autonat_events import NatStatus, ProbeOutcome, ProbeResult
 from ._autonat_msg import DialResponse, DialStatus, ResponseStatus
 from ._backoff import Backoff
-from ._events import ProbeOutcome, ProbeResult
 from ._identity import PeerId
-from ._node_model import NatStatus
 
 __all__ = [
     "AddressReachability",
