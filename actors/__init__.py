@@ -1,20 +1,27 @@
-"""Everything that runs: Trio actors, supervisor, transport, HTTP and CLI."""
+"""Everything that runs: Trio actors, supervisor, transport, HTTP and CLI.
+
+The package is a facade over sub-packages in layers, each importing only
+from the layers below it (``lint-imports`` checks this)::
+
+    surfaces     HTTP API, metrics, the ``autonat`` command line
+    node         the node's actors and their messages, node assembly, storage
+    connection   one authenticated connection and its streams
+    transport    the FrameStream seam, WebSocket and in-memory transports, TLS
+    runtime      mailboxes, child specs, supervisor, watch, logging
+
+Any layer may import :mod:`protocols`; :mod:`protocols` never imports this package.
+"""
 
 from __future__ import annotations
 
-# --- actor runtime: supervisor, child specs, mailboxes (issue 3) ---
-# isort: split
-from ._childspec import (
+# mailboxes, child specs, supervisor, watch, logging
+from .runtime import (
+    ActorGone,
     ChildRun,
     ChildSpec,
     ChildStartError,
     ChildState,
     ChildStatistics,
-    Restart,
-    SupervisorStatistics,
-)
-from ._mailbox import (
-    ActorGone,
     Mailbox,
     MailboxClosed,
     MailboxReceiver,
@@ -22,73 +29,93 @@ from ._mailbox import (
     MailboxState,
     MailboxStatistics,
     ReplySender,
+    Restart,
+    Supervisor,
+    SupervisorEscalation,
+    SupervisorStatistics,
+    Watch,
+    WatchClosed,
+    WatchStatistics,
+    WatchSubscription,
     call,
+    configure_logging,
 )
-from ._supervisor import Supervisor, SupervisorEscalation
 
 # isort: split
-
-# --- node state: status tracker, watch, atomic writes (issue 4, point 4) ---
-from ._atomic import atomic_write_bytes
-from ._status_tracker import PEER_STORE_FILE, StatusTracker, StatusTrackerStatistics
-from ._watch import Watch, WatchClosed, WatchStatistics, WatchSubscription
+# FrameStream seam, WebSocket and in-memory transports
+from .transport import (
+    DialError,
+    FrameStream,
+    MemoryFrameStream,
+    MemoryNetwork,
+    MemoryTransport,
+    Transport,
+    TransportBroken,
+    TransportClosed,
+    TransportError,
+    WebSocketBroken,
+    WebSocketFrameStream,
+    WebSocketTransport,
+    memory_stream_pair,
+)
 
 # isort: split
-
-# --- WebSocket transport (issue 4, point 1: sockets) ---
-from ._ws_stream import WebSocketBroken, WebSocketFrameStream
-from ._ws_transport import WebSocketTransport
-
-# isort: split
-
-# --- connections: stream mux and per-connection actor layer (issue 4, point 1: streams) ---
-from ._connection import (
+# authenticated connections and their streams
+from .connection import (
+    CONNECTION_CLOSED,
     Connection,
     ConnectionClosed,
     ConnectionConfig,
     ConnectionFailed,
     ConnectionStatistics,
     ProtocolHandler,
+    Stream,
+    StreamEnded,
+    StreamReset,
     open_connection,
 )
-from ._stream import CONNECTION_CLOSED, Stream, StreamEnded, StreamReset
 
 # isort: split
-
-# --- transport seam, node assembly, Dialer and Identify (issue 4) ---
-from ._dialer import Dialer, DialerState, DialerStatistics
-from ._framestream import (
-    DialError,
-    FrameStream,
-    Transport,
-    TransportBroken,
-    TransportClosed,
-    TransportError,
+# the node's actors, their messages, node assembly, atomic writes
+from .node import (
+    PEER_STORE_FILE,
+    BootstrapFetcher,
+    ClientFactory,
+    Connect,
+    ConnectError,
+    ConnectionOpened,
+    Dialer,
+    DialerState,
+    DialerStatistics,
+    DialFailed,
+    IdentifyActor,
+    IdentifyPushed,
+    IdentifyResponder,
+    IdentifyState,
+    Node,
+    NodeStatistics,
+    StatusTracker,
+    StatusTrackerStatistics,
+    atomic_write_bytes,
+    open_node,
 )
-from ._identify import IdentifyActor, IdentifyResponder, IdentifyState
-from ._logsetup import configure_logging
-from ._memory_transport import MemoryFrameStream, MemoryNetwork, MemoryTransport, memory_stream_pair
-from ._messages import Connect, ConnectionOpened, DialFailed, IdentifyPushed
-from ._node import ConnectError, Node, NodeStatistics, open_node
 
 # isort: split
-
-# --- HTTP API and metrics (issue 6, point 2) ---
-from ._http_api import HttpApi, HttpApiStatistics, HttpResponse, package_version, serve_http
-from ._metrics import (
+# HTTP API and metrics
+from .surfaces import (
     METRIC_NAMES,
+    HttpApi,
+    HttpApiStatistics,
+    HttpResponse,
     NodeCollector,
     StatisticsProvider,
     StatisticsProviders,
     StatusSource,
     node_registry,
+    package_version,
     render_metrics,
+    serve_http,
 )
-
-# isort: split
-
-# --- bootstrap and config (section H) ---
-from ._bootstrap import BootstrapFetcher, ClientFactory
 
 __all__ = [
     "CONNECTION_CLOSED",

@@ -4,13 +4,29 @@ Nothing in this package imports trio or performs I/O. State machines take
 bytes, events and the current time as arguments and return events and bytes
 (the h11 style), so they are tested without sockets and driven by the actors
 in :mod:`actors`.
+
+The package is a facade over sub-packages in layers, each importing only
+from the layers below it, siblings on one level not importing each other
+(``lint-imports`` checks this)::
+
+    bootstrap | config   /status document and view, fetch plan | NodeConfig and its layers
+    node                 node events, lifecycle, node model, dial plan, peer store, key file
+    identify | autonat   Identify messages and rules | AutoNAT messages and decisions
+    wire                 msgpack codec, frames, handshake, stream mux
+    core                 identity, addresses, address policy, backoff, errors
 """
 
 from __future__ import annotations
 
-from ._errors import (
+# identity, addresses, address policy, backoff, errors
+from .core import (
+    HOST_KINDS,
     AddressError,
+    AddressPolicy,
+    Backoff,
+    BackoffSchedule,
     BadSignature,
+    ConfigError,
     DecodeError,
     FrameTooLarge,
     HandshakeError,
@@ -18,199 +34,186 @@ from ._errors import (
     HandshakeTimeout,
     InvalidKey,
     KeyFileError,
+    Keypair,
+    PeerId,
     PeerIdMismatch,
+    PeerStoreError,
     ProtocolError,
+    PublicKey,
+    RestartIntensity,
     StatusDocumentError,
     StreamError,
+    StreamLimitReached,
     ValidationError,
-)
-
-# --- identity, addresses, policy, status document (section A) ---
-# isort: split
-from ._addresses import HOST_KINDS, WsAddress, parse_addresses
-from ._identity import Keypair, PeerId, PublicKey
-from ._keyfile import load_keypair, load_or_create_keypair, save_keypair
-from ._policy import AddressPolicy
-from ._status_doc import (
-    ParsedStatus,
-    StatusDocument,
-    StatusScalar,
-    StatusValue,
-    build_status_document,
-    parse_status_document,
+    WsAddress,
+    parse_addresses,
 )
 
 # isort: split
-
-# --- wire codec and messages (section B) ---
-# isort: split
-from ._autonat_msg import (
-    DIAL_BACK_PROTOCOL_ID,
-    DIAL_REQUEST_PROTOCOL_ID,
-    AutonatMessage,
-    DialBack,
-    DialBackResponse,
-    DialBackStatus,
-    DialDataRequest,
-    DialDataResponse,
-    DialRequest,
-    DialResponse,
-    DialStatus,
-    ResponseStatus,
-    decode_autonat_message,
-)
-from ._codec import DEFAULT_LIMITS, Limits, WireMap, WireMessage, WireValue, pack, unpack
-from ._frames import (
+# codec, frames, handshake, stream mux
+from .wire import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_LIMITS,
     HANDSHAKE_CONTEXT,
     Auth,
     ErrorCode,
     ErrorFrame,
     Frame,
-    HandshakeFrame,
-    Hello,
-    StreamFrame,
-    decode_handshake_frame,
-    decode_stream_frame,
-    handshake_payload,
-)
-from ._identify_msg import (
-    IDENTIFY_PROTOCOL_ID,
-    IDENTIFY_PUSH_PROTOCOL_ID,
-    MAX_IDENTIFY_SIZE,
-    Identify,
-)
-
-# isort: split
-
-# --- handshake (section C) ---
-from ._dial_plan import DialPlanner, DialPlanStatistics
-from ._events import (
-    ConnectionDown,
-    ConnectionInfo,
-    ConnectionUp,
-    Direction,
-    ListenAddrsChanged,
-    PeersFound,
-)
-from ._handshake import (
-    DEFAULT_HANDSHAKE_TIMEOUT,
     Handshake,
+    HandshakeFrame,
     HandshakeResult,
     HandshakeState,
-)
-from ._identify_rules import PeerIdentified
-from ._node_config import DEFAULT_LISTEN, NodeConfig
-
-# isort: split
-
-# --- backoff (section D) ---
-from ._backoff import Backoff, BackoffSchedule, RestartIntensity
-
-# isort: split
-
-# --- stream mux (section E) ---
-from ._errors import StreamLimitReached
-from ._mux import (
+    Hello,
     InboundStreamOpened,
     InboundStreamRejected,
+    Limits,
     MuxEvent,
     MuxLimits,
     MuxOutput,
     MuxStatistics,
     StreamErrored,
+    StreamFrame,
     StreamMessage,
     StreamMux,
     StreamState,
+    WireMap,
+    WireMessage,
+    WireValue,
+    decode_handshake_frame,
+    decode_stream_frame,
+    handshake_payload,
+    pack,
+    unpack,
 )
 
 # isort: split
-
-# --- node model (section F) ---
-from ._errors import PeerStoreError
-from ._node_model import (
-    LIFECYCLE_TRANSITIONS,
-    Lifecycle,
-    LifecycleTrigger,
-    NatMapping,
-    NatStatus,
-    NodeEvent,
-    NodeModel,
-    NodeSnapshot,
-    ObservedAddr,
-    PeerRecord,
-    next_lifecycle,
+# Identify messages and rules
+from .identify import (
+    IDENTIFY_PROTOCOL_ID,
+    IDENTIFY_PUSH_PROTOCOL_ID,
+    MAX_IDENTIFY_SIZE,
+    Identify,
+    PeerIdentified,
 )
-from ._peer_store import PEER_STORE_VERSION, decode_peer_store, encode_peer_store
 
 # isort: split
-
-# --- autonat decisions (section G) ---
-from ._autonat_candidates import (
-    ProbeServer,
-    candidate_addresses,
-    choose_servers,
-    dial_back_mismatch,
-)
-from ._autonat_events import InboundProbe, ProbeOutcome, ProbeResult, ReachabilityUpdate
-from ._autonat_server_rules import (
+# AutoNAT messages, events, candidates, server rules, reachability, NAT mapping
+from .autonat import (
+    DIAL_BACK_PROTOCOL_ID,
+    DIAL_REQUEST_PROTOCOL_ID,
     MAX_DIAL_DATA,
     MIN_DIAL_DATA,
+    AddressObservation,
+    AddressReachability,
     AddressRejection,
+    AddressVerdict,
+    AutonatMessage,
+    DialBack,
+    DialBackResponse,
+    DialBackStatus,
     DialChoice,
     DialDataBudget,
+    DialDataRequest,
+    DialDataResponse,
+    DialRequest,
+    DialResponse,
+    DialStatus,
+    InboundProbe,
+    NatMapping,
+    NatMappingReport,
+    NatStatus,
+    NatStatusChanged,
+    ProbeOutcome,
+    ProbeResult,
+    ProbeServer,
     RateLimiter,
     RateLimitReason,
-    RefusalReason,
-    choose_dial_address,
-    dial_data_chunks,
-)
-from ._nat_mapping import (
-    AddressObservation,
-    NatMappingReport,
-    analyse_nat_mapping,
-    classify_nat_mapping,
-)
-from ._reachability import (
-    AddressReachability,
-    AddressVerdict,
-    NatStatusChanged,
     Reachability,
     ReachabilityChanged,
     ReachabilityConfig,
     ReachabilityEvent,
     ReachabilityStatistics,
+    ReachabilityUpdate,
     ReachabilityView,
+    RefusalReason,
+    ResponseStatus,
+    analyse_nat_mapping,
+    candidate_addresses,
+    choose_dial_address,
+    choose_servers,
+    classify_nat_mapping,
+    decode_autonat_message,
+    dial_back_mismatch,
+    dial_data_chunks,
     probe_outcome,
 )
 
 # isort: split
-
-# --- status view and round robin (section I) ---
-from ._round_robin import RoundRobin
-from ._status_view import own_addresses, public_peer_addresses, status_document
+# node events, lifecycle, node model, dial plan, peer store, key file
+from .node import (
+    LIFECYCLE_TRANSITIONS,
+    PEER_STORE_VERSION,
+    ConnectionDown,
+    ConnectionInfo,
+    ConnectionUp,
+    DialPlanner,
+    DialPlanStatistics,
+    Direction,
+    Lifecycle,
+    LifecycleTrigger,
+    ListenAddrsChanged,
+    NodeEvent,
+    NodeModel,
+    NodeSnapshot,
+    ObservedAddr,
+    PeerRecord,
+    PeersFound,
+    decode_peer_store,
+    encode_peer_store,
+    load_keypair,
+    load_or_create_keypair,
+    next_lifecycle,
+    save_keypair,
+)
 
 # isort: split
-
-# --- bootstrap and config (section H) ---
-from ._bootstrap_plan import (
+# /status document and view, round robin, bootstrap plan
+from .bootstrap import (
     DEFAULT_FETCH_BACKOFF,
     AddressSelection,
     BootstrapPlan,
     BootstrapStatistics,
     BootUrlStatus,
     FetchOutcome,
+    ParsedStatus,
+    RoundRobin,
     SkipKind,
     SkippedEntry,
+    StatusDocument,
+    StatusScalar,
+    StatusValue,
+    build_status_document,
     fallback_addresses,
+    own_addresses,
+    parse_status_document,
+    public_peer_addresses,
     refetch_backoff,
     select_addresses,
+    status_document,
 )
-from ._config_file import (
+
+# isort: split
+# NodeConfig and its file/environment/flag layers
+from .config import (
     CONFIG_SECTIONS,
+    DEFAULT_LISTEN,
     ENV_ALLOWLIST,
     ENV_PREFIX,
+    LOG_FORMATS,
+    LOG_LEVELS,
     POLICY_KEYS,
     LayerSource,
+    NodeConfig,
     Settings,
     SettingValue,
     build_node_config,
@@ -219,10 +222,9 @@ from ._config_file import (
     env_warnings,
     load_config_file,
     load_config_text,
+    parse_host_port,
     setting_keys,
 )
-from ._errors import ConfigError
-from ._node_config import LOG_FORMATS, LOG_LEVELS, parse_host_port
 
 __all__ = [
     "CONFIG_SECTIONS",

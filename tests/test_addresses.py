@@ -322,8 +322,8 @@ def test_parse_addresses_limit_is_cheap_and_bounded() -> None:
 def test_importing_protocols_does_not_import_trio() -> None:
     # multiaddr.resolvers imports trio; the sans-io package must never pull it in.
     code = (
-        "import sys, protocols._addresses, protocols._policy, protocols._status_doc, "
-        "protocols._keyfile; "
+        "import sys, protocols.core._addresses, protocols.core._policy, "
+        "protocols.bootstrap._status_doc, protocols.node._keyfile; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('trio', 'multiaddr') "
         "and (m.split('.')[0] == 'trio' or 'resolvers' in m)); "
         "print(bad); sys.exit(1 if bad else 0)"

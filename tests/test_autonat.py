@@ -18,8 +18,8 @@ import pytest
 import trio
 
 from actors import MemoryNetwork, MemoryTransport, Node, open_connection, open_node
-from actors._connection import Connection
-from actors._dialback import DialBackReceiver, PendingProbe
+from actors.connection._connection import Connection
+from actors.node._dialback import DialBackReceiver, PendingProbe
 from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
     AddressPolicy,

@@ -9,7 +9,7 @@ from typing import Any
 import trio
 
 from actors import FrameStream, Node, WebSocketTransport, open_node
-from actors._framestream import StreamHandler
+from actors.transport._framestream import StreamHandler
 from protocols import AddressPolicy, NodeConfig, WsAddress
 
 LOOPBACK = AddressPolicy(allow_loopback=True)

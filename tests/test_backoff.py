@@ -1,4 +1,4 @@
-"""Sans-io tests of protocols._backoff: Backoff, BackoffSchedule, RestartIntensity."""
+"""Sans-io tests of protocols.core._backoff: Backoff, BackoffSchedule, RestartIntensity."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from protocols import Backoff, BackoffSchedule, RestartIntensity
 
 
 def test_module_does_not_import_trio() -> None:
-    source = Path(__file__).parents[1] / "protocols" / "_backoff.py"
+    source = Path(__file__).parents[1] / "protocols" / "core" / "_backoff.py"
     tree = ast.parse(source.read_text())
     names: set[str] = set()
     for node in ast.walk(tree):

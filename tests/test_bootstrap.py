@@ -23,7 +23,7 @@ import trio.testing
 from structlog.testing import capture_logs
 
 from actors import BootstrapFetcher, Mailbox, Watch
-from actors._messages import DialerCommand
+from actors.node._messages import DialerCommand
 from protocols import (
     AddressPolicy,
     Backoff,

@@ -28,7 +28,7 @@ import httpx
 import trio
 
 from actors import Node, open_node, serve_http
-from actors._cli_commands import providers
+from actors.surfaces._cli_commands import providers
 from protocols import (
     AddressPolicy,
     Direction,

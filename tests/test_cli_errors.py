@@ -33,7 +33,7 @@ from test_cli_node import (
 )
 
 from actors import open_node, serve_http
-from actors._cli_commands import providers
+from actors.surfaces._cli_commands import providers
 
 NOT_HERE = "192.0.2.1"
 

@@ -33,7 +33,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors import METRIC_NAMES, Node, open_node, serve_http
-from actors._cli_commands import providers
+from actors.surfaces._cli_commands import providers
 from protocols import (
     AddressPolicy,
     Direction,

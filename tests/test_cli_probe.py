@@ -2,7 +2,7 @@
 
 Three layers:
 
-* the pure decisions of :mod:`actors._cli_probe` (dead end, reason, mapping
+* the pure decisions of :mod:`actors.surfaces._cli_probe` (dead end, reason, mapping
   grace, progress lines) on hand-made :class:`ProbeFacts`;
 * the facts the node exposes through ``node.statistics()`` (per-URL fetch
   outcomes, per-peer dial failures, servers contacted, the small-network
@@ -46,8 +46,9 @@ from test_cli_node import (
 )
 
 from actors import MemoryNetwork, open_node
-from actors._autonat_probe import SmallNetworkWait
-from actors._cli_probe import (
+from actors.node._autonat_probe import SmallNetworkWait
+from actors.node._dialer import DialFailure
+from actors.surfaces._cli_probe import (
     ProbeFacts,
     ProgressPrinter,
     ProgressState,
@@ -57,7 +58,6 @@ from actors._cli_probe import (
     progress_lines,
     progress_stream,
 )
-from actors._dialer import DialFailure
 from protocols import (
     AddressPolicy,
     BootstrapPlan,

@@ -10,7 +10,7 @@ import pytest
 from protocols import DEFAULT_LIMITS, DecodeError, FrameTooLarge, Limits, ValidationError, WireMap
 from protocols import pack as pack_frame
 from protocols import unpack as unpack_frame
-from protocols._codec import (
+from protocols.wire._codec import (
     check_bool,
     check_bytes,
     check_enum,

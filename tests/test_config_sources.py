@@ -1,7 +1,7 @@
 """Where settings come from: packaged profiles, the overlaid config file, stray variables,
 errors that name the source of a bad value, explicit key files, bind checks with hints.
 
-In-process (no node is started): the CLI's :func:`actors._cli_settings.load_node_config`
+In-process (no node is started): the CLI's :func:`actors.surfaces._cli_settings.load_node_config`
 with an explicit ``environ``, and :func:`protocols.build_node_config` with ``sources``.
 The subprocess side of the same behaviour is in ``tests/test_cli_errors.py``.
 """
@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from actors import _cli_settings
-from actors._cli_commands import is_interrupt
-from actors._cli_settings import (
+from actors.surfaces import _cli_settings
+from actors.surfaces._cli import EXIT_INTERRUPTED, build_parser, main
+from actors.surfaces._cli_commands import is_interrupt
+from actors.surfaces._cli_settings import (
     bind_hint,
     bind_problems,
     free_default_ports,
@@ -27,7 +28,6 @@ from actors._cli_settings import (
     node_config,
     profile_text,
 )
-from actors.cli import EXIT_INTERRUPTED, build_parser, main
 from protocols import (
     ConfigError,
     NodeConfig,
@@ -273,7 +273,7 @@ def test_main_turns_a_wrapped_interrupt_into_one_line_and_130(
     def interrupted(args: argparse.Namespace) -> int:
         raise BaseExceptionGroup("trio", [KeyboardInterrupt()])
 
-    monkeypatch.setattr("actors.cli.cmd_id", interrupted)
+    monkeypatch.setattr("actors.surfaces._cli.cmd_id", interrupted)
     assert main(["id"]) == EXIT_INTERRUPTED == 130
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == "autonat: interrupted\n"

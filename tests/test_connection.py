@@ -25,8 +25,8 @@ from actors import (
     StreamReset,
     open_connection,
 )
-from actors._framestream import TransportBroken
-from actors._memory_transport import MemoryFrameStream, memory_stream_pair
+from actors.transport._framestream import TransportBroken
+from actors.transport._memory_transport import MemoryFrameStream, memory_stream_pair
 from protocols import (
     Direction,
     ErrorFrame,

@@ -13,7 +13,7 @@ from protocols import (
     Keypair,
     PeerIdMismatch,
 )
-from protocols._frames import Auth, Hello, decode_handshake_frame
+from protocols.wire._frames import Auth, Hello, decode_handshake_frame
 
 
 def _pair(expected: object = "right") -> tuple[Keypair, Keypair, Handshake, Handshake]:

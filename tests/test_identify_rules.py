@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from protocols import AddressPolicy, Keypair, ValidationError, WsAddress
-from protocols._identify_msg import Identify
-from protocols._identify_rules import build_identify, interpret_identify
+from protocols.identify._identify_msg import Identify
+from protocols.identify._identify_rules import build_identify, interpret_identify
 
 LAB = AddressPolicy.from_strings(public_networks=["198.51.100.0/24"])
 LOOPBACK_OK = AddressPolicy(allow_loopback=True)

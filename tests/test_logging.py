@@ -90,7 +90,7 @@ def _json_entries(buffer: io.StringIO) -> list[dict[str, Any]]:
 
 
 def test_reachability_events_become_message_and_fields() -> None:
-    from actors._autonat_probe import reachability_log
+    from actors.node._autonat_probe import reachability_log
     from protocols import NatStatusChanged, ReachabilityChanged
 
     assert reachability_log(NatStatusChanged(old="unknown", new="public", at=187921.91)) == (
@@ -263,8 +263,8 @@ def test_readme_snippet_logs_nothing_below_warning_until_logging_is_configured()
 def test_loggers_are_quiet_below_warning_until_structlog_is_configured(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         restore_structlog: None, config_view: str) -> None:
-    from actors import _logsetup
-    from actors._logsetup import get_logger
+    from actors.runtime import _logsetup
+    from actors.runtime._logsetup import get_logger
 
     if config_view == "public":  # the fallback for a structlog without _config._CONFIG
         monkeypatch.setattr(_logsetup, "_structlog_config", _logsetup._PublicConfig())

@@ -1,4 +1,4 @@
-"""Tests of actors._mailbox: bounded typed mailboxes, views, close/gone, call()."""
+"""Tests of actors.runtime._mailbox: bounded typed mailboxes, views, close/gone, call()."""
 
 from __future__ import annotations
 

@@ -21,8 +21,8 @@ from protocols import (
     WireMap,
     decode_stream_frame,
 )
-from protocols._frames import StreamFrame
-from protocols._mux import (
+from protocols.wire._frames import StreamFrame
+from protocols.wire._mux import (
     InboundStreamOpened,
     InboundStreamRejected,
     MuxEvent,

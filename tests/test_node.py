@@ -230,7 +230,7 @@ def _task_count(task: trio.lowlevel.Task) -> int:
 
 async def test_identify_push_reaches_connected_peers_when_our_addresses_change(
         autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch) -> None:
-    import actors._identify as identify_module
+    import actors.node._identify as identify_module
 
     net = MemoryNetwork()
     extra = WsAddress.parse("/ip4/127.0.0.77/tcp/4077/ws")

@@ -29,7 +29,7 @@ from protocols import (
     WsAddress,
     next_lifecycle,
 )
-from protocols._node_model import MAX_ADDRS_PER_PEER, MAX_PROTOCOLS_PER_PEER
+from protocols.node._node_model import MAX_ADDRS_PER_PEER, MAX_PROTOCOLS_PER_PEER
 
 S, T = Lifecycle, LifecycleTrigger
 

@@ -18,7 +18,7 @@ from protocols import (
     decode_peer_store,
     encode_peer_store,
 )
-from protocols._peer_store import MAX_REASONS
+from protocols.node._peer_store import MAX_REASONS
 
 PEERS = [Keypair.from_seed(bytes([n]) * 32).peer_id for n in range(1, 9)]
 

@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from actors import WebSocketBroken, WebSocketTransport
-from actors._framestream import DialError, FrameStream, TransportBroken, TransportClosed
-from actors._sockets import KEEPALIVE_IDLE, socket_address
-from actors._ws_stream import clip_reason
+from actors.transport._framestream import DialError, FrameStream, TransportBroken, TransportClosed
+from actors.transport._sockets import KEEPALIVE_IDLE, socket_address
+from actors.transport._ws_stream import clip_reason
 from protocols import WsAddress
 
 TEST_TIMEOUT = 10

@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from test_cli_node import _daemon, _one_line_error, _run
 
 from actors import ConnectError, open_node
-from actors._tls import client_context
+from actors.transport._tls import client_context
 from protocols import (
     AddressPolicy,
     ConfigError,

@@ -1,0 +1,519 @@
+"""One authenticated connection carrying many protocol streams (DESIGN 5.3-5.4).
+
+Theory of operation
+-------------------
+``async with open_connection(frame_stream, keypair, ...) as conn:`` first runs
+the sans-io :class:`~protocols.Handshake` (both sides send ``hello`` at once;
+the whole exchange must finish within ``handshake_timeout``). Any failure
+there - bad signature, wrong peer id, silence, the peer hanging up - closes
+the frame stream with the reason and raises :class:`ConnectionFailed` out of
+the ``async with``: there is no connection to use.
+
+Then three tasks run in the connection's own nursery, next to one task per
+inbound stream handler:
+
+* the **reader** feeds each frame to the :class:`~protocols.StreamMux`,
+  starts the handler registered for a new stream's protocol (the mux itself
+  refuses unknown protocols with ``unsupported-protocol`` and streams beyond
+  ``max_streams`` with ``too-many-streams``), and delivers messages to the
+  streams' bounded inboxes - a full inbox pauses the reader, which is the
+  backpressure towards the peer;
+* the **writer** is the only task that sends on the frame stream. Frames are
+  encoded and queued in one synchronous step (the outbox), so their order
+  always matches the mux state and a cancelled sender can never leave half a
+  stream behind. Stream senders wait while ``send_buffer`` frames are queued;
+  control frames (error replies) are always queued, and a peer that makes
+  them pile up past a hard limit without reading gets disconnected;
+* the **timer** sleeps until the mux's next stream deadline (expired streams
+  are reset on both sides with ``stream-timeout``) or until the connection
+  has been idle - no live stream, no frame either way - for ``idle_timeout``.
+
+After the handshake a misbehaving peer never raises into the caller: a
+protocol violation, a lost transport, the idle timeout or :meth:`aclose`
+end the connection the same way - ``close_reason`` is set, every open stream
+breaks with :class:`StreamReset` (code ``connection-closed``), the handlers
+are cancelled, the frame stream is closed with the reason, and the
+``closed`` event is set. The body of the ``async with`` keeps running (wait
+on ``conn.closed`` to follow the connection); leaving it closes everything,
+first giving already queued frames a moment to go out, and no task is left.
+A deliberate end - :meth:`aclose`, the idle timeout, or the peer closing
+normally (``close_reason`` "closed by the peer[: its reason]") - is logged at
+debug; a failure (protocol violation, lost transport) at info.
+
+Handler policy: a handler that returns has its stream closed gracefully
+(bare fin if it did not send fin). One that raises ``StreamEnded``,
+``StreamReset`` or a :class:`~protocols.ProtocolError` (the peer sent
+something unusable) resets the stream with ``bad-message``; any other
+exception is logged with its traceback, counted, and resets the stream with
+``internal-error`` - one buggy stream never takes the connection down.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from typing import Final
+
+import trio
+
+from protocols import (
+    Direction,
+    ErrorCode,
+    Handshake,
+    HandshakeError,
+    HandshakeResult,
+    InboundStreamOpened,
+    InboundStreamRejected,
+    Keypair,
+    MuxEvent,
+    MuxLimits,
+    MuxStatistics,
+    PeerId,
+    ProtocolError,
+    PublicKey,
+    StreamErrored,
+    StreamMessage,
+    StreamMux,
+    StreamState,
+    WireMap,
+    WsAddress,
+)
+
+from ..runtime import get_logger, node_field
+from ..transport import FrameStream, TransportBroken, TransportError
+from ._stream import CONNECTION_CLOSED, Stream, StreamEnded, StreamReset
+
+ProtocolHandler = Callable[[Stream], Awaitable[None]]
+"""Serves one inbound stream; runs in the connection's nursery."""
+
+DEFAULT_CLOSE_REASON: Final = "closed by this side"
+FLUSH_GRACE: Final = 1.0
+"""Seconds :meth:`Connection.aclose` waits for queued frames to go out."""
+_CONTROL_ALLOWANCE: Final = 256
+"""Error replies that may queue beyond ``send_buffer`` before the peer counts as not reading."""
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    """Per-connection limits and timeouts (seconds); ``idle_timeout=None`` never idles out."""
+
+    handshake_timeout: float = 10.0
+    stream_timeout: float = 30.0
+    idle_timeout: float | None = 300.0
+    max_streams: int = 64
+    max_frame_bytes: int = 64 * 1024
+    stream_buffer: int = 16
+    """Messages buffered per stream before the reader waits for its consumer."""
+    send_buffer: int = 32
+    """Frames queued for the writer before stream senders wait."""
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if value is None and spec.name == "idle_timeout":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"ConnectionConfig.{spec.name} must be a positive number, "
+                                 f"got {value!r}")
+        for name in ("max_streams", "max_frame_bytes", "stream_buffer", "send_buffer"):
+            if not isinstance(getattr(self, name), int):
+                raise ValueError(f"ConnectionConfig.{name} must be an integer")
+        self.mux_limits()
+
+    def mux_limits(self) -> MuxLimits:
+        return MuxLimits(max_streams=self.max_streams, stream_timeout=self.stream_timeout,
+                         max_frame_bytes=self.max_frame_bytes)
+
+
+class ConnectionFailed(Exception):
+    """The handshake failed; the frame stream is already closed with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ConnectionClosed(Exception):
+    """:meth:`Connection.open_stream` on a connection that already ended."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ConnectionStatistics:
+    open_streams: int
+    frames_received: int
+    frames_sent: int
+    queued_frames: int
+    handler_errors: int
+    mux: MuxStatistics
+
+
+class _Outbox:
+    """Frames waiting for the writer task. ``put`` never blocks; senders wait for room."""
+
+    def __init__(self, room: int, hard_limit: int) -> None:
+        self._frames: deque[bytes] = deque()
+        self._room, self._hard_limit = room, hard_limit
+        self._in_flight = False
+        self.dead = False
+        self._writer = trio.lowlevel.ParkingLot()
+        self._waiters = trio.lowlevel.ParkingLot()
+
+    def __len__(self) -> int:
+        return len(self._frames) + self._in_flight
+
+    def has_room(self) -> bool:
+        return len(self._frames) < self._room
+
+    def put(self, frame: bytes) -> bool:
+        """Queue a frame; ``False`` when the queue is past its hard limit."""
+        self._frames.append(frame)
+        self._writer.unpark_all()
+        return len(self._frames) <= self._hard_limit
+
+    async def take(self) -> bytes:
+        while not self._frames:
+            await self._writer.park()
+        self._in_flight = True
+        return self._frames.popleft()
+
+    def sent(self) -> None:
+        self._in_flight = False
+        self.wake()
+
+    def wake(self) -> None:
+        self._waiters.unpark_all()
+
+    async def wait(self) -> None:
+        """Park until the next frame went out or :meth:`wake` (callers re-check)."""
+        await self._waiters.park()
+
+    async def wait_drained(self) -> None:
+        while len(self) and not self.dead:
+            await self.wait()
+
+
+class Connection:
+    """An authenticated connection; create it with :func:`open_connection`."""
+
+    def __init__(self, frame_stream: FrameStream, peer: HandshakeResult, *, initiator: bool,
+                 handlers: Mapping[str, ProtocolHandler], config: ConnectionConfig,
+                 local_peer: PeerId | None = None) -> None:
+        self.peer_id: PeerId = peer.peer_id
+        self.remote_public_key: PublicKey = peer.public_key
+        self.initiator = initiator
+        self.direction = Direction.OUTBOUND if initiator else Direction.INBOUND
+        self.local_addr: WsAddress = frame_stream.local_addr
+        self.remote_addr: WsAddress = frame_stream.remote_addr
+        self.opened_at = trio.current_time()
+        self.config = config
+        self.closed = trio.Event()
+        self.close_reason: str | None = None
+        self._frame_stream = frame_stream
+        self._handlers = dict(handlers)
+        self._mux = StreamMux(initiator=initiator, limits=config.mux_limits(),
+                              protocols=self._handlers)
+        self._streams: dict[int, Stream] = {}
+        self._outbox = _Outbox(config.send_buffer, config.send_buffer + _CONTROL_ALLOWANCE)
+        self._timer = trio.lowlevel.ParkingLot()
+        self._nursery: trio.Nursery | None = None
+        self._last_activity = self.opened_at
+        self._frames_received = self._frames_sent = self._handler_errors = 0
+        self._log = get_logger("actors.connection", actor="connection", **node_field(local_peer),
+                               peer=str(self.peer_id), direction=self.direction.value)
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.direction.value} {self.peer_id} {self.remote_addr}>"
+
+    # --- public API ---------------------------------------------------------
+
+    async def open_stream(self, protocol: str) -> Stream:
+        """A new outbound stream; nothing is sent until its first message.
+
+        Raises :class:`ConnectionClosed` once the connection ended and
+        :class:`~protocols.StreamLimitReached` at ``max_streams`` outbound streams.
+        """
+        await trio.lowlevel.checkpoint()
+        if self.close_reason is not None:
+            raise ConnectionClosed(f"connection to {self.peer_id} is closed: {self.close_reason}")
+        stream_id = self._mux.open_stream(protocol, trio.current_time())
+        return self._add_stream(stream_id, protocol, inbound=False)
+
+    async def aclose(self, reason: str = DEFAULT_CLOSE_REASON) -> None:
+        """End the connection (see the module docstring); idempotent."""
+        if self.close_reason is None:
+            await self._shutdown(reason, flush=True, normal=True)
+        else:
+            await self.closed.wait()
+
+    def statistics(self) -> ConnectionStatistics:
+        return ConnectionStatistics(
+            open_streams=len(self._streams), frames_received=self._frames_received,
+            frames_sent=self._frames_sent, queued_frames=len(self._outbox),
+            handler_errors=self._handler_errors, mux=self._mux.statistics())
+
+    # --- used by Stream -----------------------------------------------------
+
+    async def _send_on(self, stream: Stream, message: WireMap | None, fin: bool) -> None:
+        await trio.lowlevel.checkpoint()
+        stream.check_sendable()
+        while not self._outbox.has_room():
+            await self._outbox.wait()
+            stream.check_sendable()
+        sid = stream.stream_id
+        if message is None:
+            frames = [self._mux.encode_fin(sid)]
+        elif fin and message == {}:
+            frames = [self._mux.encode_message(sid, {}), self._mux.encode_fin(sid)]
+        else:
+            frames = [self._mux.encode_message(sid, message, fin=fin)]
+        if fin:
+            stream.sent_fin = True
+        for frame in frames:
+            self._outbox.put(frame)
+        self._forget_if_done(stream)
+
+    def _reset(self, stream: Stream, code: str) -> None:
+        if stream.reset_or_broken or self.close_reason is not None:
+            return
+        if self._mux.stream_state(stream.stream_id) in _LIVE:
+            frame = self._mux.encode_error(stream.stream_id, code)
+            if not self._outbox.put(frame):
+                self._shutdown_soon("the peer is not reading (send queue overflow)")
+        stream.mark_reset_by_us()
+        self._streams.pop(stream.stream_id, None)
+        self._outbox.wake()
+        self._timer.unpark_all()
+
+    # --- tasks --------------------------------------------------------------
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._read_loop)
+            nursery.start_soon(self._write_loop)
+            nursery.start_soon(self._timer_loop)
+            task_status.started()
+
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                data = await self._frame_stream.receive()
+            except TransportError as exc:
+                await self._transport_ended(exc)
+                return
+            now = trio.current_time()
+            self._last_activity = now
+            self._frames_received += 1
+            try:
+                out = self._mux.receive(data, now)
+            except ProtocolError as exc:
+                await self._shutdown(f"protocol violation ({type(exc).__name__}): {exc}")
+                return
+            if self.close_reason is not None or not await self._queue(out.replies):
+                return
+            for event in out.events:
+                await self._apply(event)
+
+    async def _write_loop(self) -> None:
+        while True:
+            frame = await self._outbox.take()
+            try:
+                await self._frame_stream.send(frame)
+            except TransportError as exc:
+                self._outbox.dead = True
+                self._outbox.wake()
+                await self._transport_ended(exc)
+                return
+            self._frames_sent += 1
+            self._last_activity = trio.current_time()
+            self._outbox.sent()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            with trio.move_on_at(self._next_wakeup()):
+                await self._timer.park()
+            now = trio.current_time()
+            out = self._mux.expire(now)
+            for event in out.events:
+                if isinstance(event, StreamErrored):
+                    self._break(event.stream_id, event.code, "the stream timed out")
+            if not await self._queue(out.replies):
+                return
+            idle_timeout = self.config.idle_timeout
+            if idle_timeout is not None and now >= self._idle_deadline():
+                await self._shutdown(f"idle for {idle_timeout:g} s with no open stream",
+                                     normal=True)
+                return
+
+    async def _run_handler(self, handler: ProtocolHandler, stream: Stream) -> None:
+        log = self._log.bind(stream=stream.stream_id, protocol=stream.protocol)
+        with trio.CancelScope() as scope:
+            stream.handler_scope = scope
+            try:
+                await handler(stream)
+            except StreamReset as exc:
+                log.debug("stream reset under its handler", code=exc.code, detail=exc.detail)
+                return
+            except (StreamEnded, ProtocolError) as exc:
+                log.info("stream handler stopped: unusable input from the peer", error=str(exc))
+                await stream.reset(ErrorCode.BAD_MESSAGE)
+                return
+            except Exception:
+                self._handler_errors += 1
+                log.exception("stream handler crashed")
+                await stream.reset(ErrorCode.INTERNAL_ERROR)
+                return
+            await stream.aclose()
+
+    # --- helpers ------------------------------------------------------------
+
+    async def _apply(self, event: MuxEvent) -> None:
+        if self.close_reason is not None:
+            return
+        if isinstance(event, StreamMessage):
+            stream = self._streams.get(event.stream_id)
+            if stream is None:
+                return
+            if event.message is not None:
+                await stream.deliver(event.message)
+            if event.fin:
+                stream.end_of_input()
+                self._forget_if_done(stream)
+        elif isinstance(event, InboundStreamOpened):
+            stream = self._add_stream(event.stream_id, event.protocol, inbound=True)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._run_handler, self._handlers[event.protocol], stream,
+                                     name=f"stream {event.stream_id} {event.protocol}")
+        elif isinstance(event, StreamErrored):
+            self._break(event.stream_id, event.code, "reset by the peer")
+        elif isinstance(event, InboundStreamRejected):
+            self._log.info("refused inbound stream", stream=event.stream_id,
+                           protocol=event.protocol, code=event.code)
+
+    def _add_stream(self, stream_id: int, protocol: str, *, inbound: bool) -> Stream:
+        stream = Stream(self, stream_id, protocol, inbound=inbound,
+                        buffer=self.config.stream_buffer)
+        self._streams[stream_id] = stream
+        self._timer.unpark_all()
+        return stream
+
+    def _forget_if_done(self, stream: Stream) -> None:
+        if self._mux.stream_state(stream.stream_id) not in _LIVE:
+            self._streams.pop(stream.stream_id, None)
+            self._timer.unpark_all()
+
+    def _break(self, stream_id: int, code: str, detail: str) -> None:
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            stream.mark_broken(code, detail)
+        self._outbox.wake()
+        self._timer.unpark_all()
+
+    async def _queue(self, frames: tuple[bytes, ...]) -> bool:
+        for frame in frames:
+            if not self._outbox.put(frame):
+                await self._shutdown("the peer is not reading (send queue overflow)")
+                return False
+        return True
+
+    def _shutdown_soon(self, reason: str) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._shutdown, reason)
+
+    def _next_wakeup(self) -> float:
+        deadline = self._mux.next_deadline()
+        return min(self._idle_deadline(), float("inf") if deadline is None else deadline)
+
+    def _idle_deadline(self) -> float:
+        if self.config.idle_timeout is None or self._mux.next_deadline() is not None:
+            return float("inf")
+        return self._last_activity + self.config.idle_timeout
+
+    async def _transport_ended(self, exc: TransportError) -> None:
+        """The peer closed the connection normally, or the transport failed."""
+        if isinstance(exc, TransportBroken) and exc.peer_closed:
+            said = exc.peer_reason
+            reason = ("closed by the peer" if said in ("", DEFAULT_CLOSE_REASON)
+                      else f"closed by the peer: {said}")
+            await self._shutdown(reason, normal=True)
+        else:
+            await self._shutdown(f"connection lost: {exc}")
+
+    async def _shutdown(self, reason: str, *, flush: bool = False, normal: bool = False) -> None:
+        """End the connection; ``normal``: a deliberate close (ours or the peer's), not news."""
+        if self.close_reason is not None:
+            return
+        self.close_reason = reason
+        (self._log.debug if normal else self._log.info)("connection closed", reason=reason)
+        for stream_id in list(self._streams):
+            self._break(stream_id, CONNECTION_CLOSED, reason)
+        self._outbox.wake()
+        try:
+            if flush:
+                with trio.move_on_after(FLUSH_GRACE):
+                    await self._outbox.wait_drained()
+        finally:
+            if self._nursery is not None:
+                self._nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await self._frame_stream.aclose(reason)
+            self.closed.set()
+
+
+_LIVE: Final = frozenset({StreamState.OPEN, StreamState.LOCAL_CLOSED, StreamState.REMOTE_CLOSED})
+
+
+async def _authenticate(frame_stream: FrameStream, keypair: Keypair, *,
+                        expected_peer: PeerId | None, timeout: float) -> HandshakeResult:
+    handshake = Handshake(keypair, now=trio.current_time(), expected_peer=expected_peer,
+                          timeout=timeout)
+    try:
+        with trio.move_on_at(handshake.deadline):
+            await frame_stream.send(handshake.start())
+            while not handshake.done:
+                data = await frame_stream.receive()
+                for reply in handshake.receive_frame(data, trio.current_time()):
+                    await frame_stream.send(reply)
+        handshake.check_timeout(trio.current_time())
+    except (HandshakeError, TransportError) as exc:
+        reason = f"handshake failed: {exc}"
+        with trio.CancelScope(shield=True):
+            await frame_stream.aclose(reason)
+        raise ConnectionFailed(reason) from exc
+    return handshake.result
+
+
+@asynccontextmanager
+async def open_connection(
+    frame_stream: FrameStream,
+    keypair: Keypair,
+    *,
+    initiator: bool,
+    expected_peer: PeerId | None = None,
+    handlers: Mapping[str, ProtocolHandler] | None = None,
+    config: ConnectionConfig | None = None,
+) -> AsyncIterator[Connection]:
+    """Authenticate ``frame_stream`` and run it as a :class:`Connection`.
+
+    ``initiator`` is True on the dialing side (odd stream ids), which passes
+    the ``/p2p/`` id it dialed as ``expected_peer``. ``handlers`` maps the
+    protocol ids we serve to the coroutine serving one inbound stream.
+    Raises :class:`ConnectionFailed` when the handshake fails.
+    """
+    config = config if config is not None else ConnectionConfig()
+    peer = await _authenticate(frame_stream, keypair, expected_peer=expected_peer,
+                               timeout=config.handshake_timeout)
+    connection = Connection(frame_stream, peer, initiator=initiator,
+                            handlers=handlers or {}, config=config, local_peer=keypair.peer_id)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(connection._run)
+        try:
+            yield connection
+        finally:
+            await connection.aclose()

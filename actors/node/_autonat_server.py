@@ -1,0 +1,193 @@
+"""AutoNAT server role: answer dial requests under the rules of DESIGN 5.5.
+
+Theory of operation
+-------------------
+The Dialer registers :meth:`AutonatServer.serve` for
+``/libp2p/autonat/2/dial-request``, so one request runs in the requesting
+connection's nursery, bounded as a whole by ``server_timeout``:
+
+1. read the ``DialRequest``;
+2. ask the sans-io :class:`~protocols.RateLimiter` (global per minute, per
+   peer per minute, concurrent per peer); over a limit the answer is
+   ``E_REQUEST_REJECTED`` and nothing is dialed;
+3. :func:`~protocols.choose_dial_address` picks **exactly one** address - the
+   first the server is willing to dial: never a relay, a DNS name or an
+   address the :class:`~protocols.AddressPolicy` rejects, and an IP other than
+   the requester's observed IP only after the client sent 30-100 KB of dial
+   data (amplification prevention) or, with ``allow_other_ip = false``, never.
+   Nothing acceptable -> ``E_DIAL_REFUSED``;
+4. dial back on a **fresh** connection that never reuses our listen port
+   (optionally from ``dialback_source``), authenticate the requester there,
+   send ``DialBack{nonce}`` on ``/libp2p/autonat/2/dial-back`` and wait for
+   ``DialBackResponse``. Connection failure -> ``E_DIAL_ERROR``; connected
+   but the dial-back exchange failed -> ``E_DIAL_BACK_ERROR``;
+5. answer ``DialResponse(OK, addr_idx, dial_status)`` and report an
+   :class:`~protocols.InboundProbe` to the StatusTracker (for every request,
+   whatever the answer, so "fully connected" and ``probes_served`` work).
+
+The dial-back connection lives only inside this handler; it is never
+registered with the Dialer, so it does not count as a peer connection here.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from contextlib import AsyncExitStack
+
+import trio
+
+from protocols import (
+    DIAL_BACK_PROTOCOL_ID,
+    DialBack,
+    DialBackResponse,
+    DialBackStatus,
+    DialDataBudget,
+    DialDataRequest,
+    DialDataResponse,
+    DialRequest,
+    DialResponse,
+    DialStatus,
+    InboundProbe,
+    Keypair,
+    NodeConfig,
+    PeerId,
+    ProtocolError,
+    RateLimiter,
+    ResponseStatus,
+    ValidationError,
+    WsAddress,
+    choose_dial_address,
+    decode_autonat_message,
+)
+
+from ..connection import (
+    Connection,
+    ConnectionClosed,
+    ConnectionConfig,
+    ConnectionFailed,
+    Stream,
+    StreamEnded,
+    StreamReset,
+    open_connection,
+)
+from ..runtime import MailboxSender, get_logger
+from ..transport import Transport, TransportError
+from ._messages import TrackerEvent
+
+
+class AutonatServer:
+    """Serves dial requests for other nodes; see the module docstring."""
+
+    def __init__(self, *, config: NodeConfig, keypair: Keypair, transport: Transport,
+                 connection_config: ConnectionConfig, tracker: MailboxSender[TrackerEvent],
+                 rng: random.Random) -> None:
+        self._config = config
+        self._keypair = keypair
+        self._transport = transport
+        self._conn_config = connection_config
+        self._tracker = tracker
+        self._rng = rng
+        self.limiter = RateLimiter(config.rate_global_per_minute,
+                                   config.rate_per_peer_per_minute,
+                                   config.rate_concurrent_per_peer)
+        self.answered: Counter[str] = Counter()
+        self.dials = 0
+        self._log = get_logger("actors.autonat", actor="autonat-server",
+                               node=str(keypair.peer_id))
+
+    async def serve(self, stream: Stream) -> None:
+        peer = stream.connection.peer_id
+        with trio.fail_after(self._config.server_timeout):
+            message = decode_autonat_message(await stream.receive())
+            if not isinstance(message, DialRequest):
+                raise ValidationError(f"expected DialRequest, got {type(message).__name__}")
+            rejected = self.limiter.try_acquire(peer, trio.current_time())
+            if rejected is not None:
+                self._log.info("dial request rejected", peer=str(peer), reason=rejected.value)
+                await self._answer(stream, peer, message, ResponseStatus.E_REQUEST_REJECTED,
+                                   detail=f"rate limit: {rejected.value}")
+                return
+            try:
+                await self._handle(stream, peer, message)
+            finally:
+                self.limiter.release(peer)
+
+    async def _handle(self, stream: Stream, peer: PeerId, request: DialRequest) -> None:
+        choice = choose_dial_address(
+            request.addrs, observed_ip=stream.connection.remote_addr.ip,
+            policy=self._config.policy, allow_other_ip=self._config.allow_other_ip,
+            requester=peer, rng=self._rng)
+        if choice.addr is None or choice.index is None:
+            reasons = "; ".join(r.detail for r in choice.rejected) or "no address"
+            self._log.info("dial request refused", peer=str(peer), reasons=reasons)
+            await self._answer(stream, peer, request, ResponseStatus.E_DIAL_REFUSED,
+                               detail=reasons[:200])
+            return
+        if choice.dial_data:
+            await self._collect_dial_data(stream, choice.index, choice.dial_data)
+        dial_status = await self._dial_back(choice.addr, peer, request.nonce)
+        await self._answer(stream, peer, request, ResponseStatus.OK, dial_status=dial_status,
+                           addr_idx=choice.index, dialed=choice.addr)
+
+    async def _collect_dial_data(self, stream: Stream, index: int, amount: int) -> None:
+        """Ask for ``amount`` bytes first: dialing another IP must cost the client more."""
+        await stream.send(DialDataRequest(addr_idx=index, num_bytes=amount).to_wire())
+        budget = DialDataBudget(amount)
+        while not budget.complete:
+            message = decode_autonat_message(await stream.receive())
+            if not isinstance(message, DialDataResponse):
+                raise ValidationError(f"expected DialDataResponse, got {type(message).__name__}")
+            budget.add(len(message.data))  # ValidationError past the requested amount
+
+    async def _dial_back(self, addr: WsAddress, peer: PeerId, nonce: int) -> DialStatus:
+        self.dials += 1
+        # The deadline covers connect + handshake only; it is lifted once connected
+        # (the dial-back exchange has its own timeout). One scope around the whole
+        # stack, because the contexts it enters own nurseries that exit later.
+        with trio.CancelScope(deadline=trio.current_time()
+                              + self._config.dialback_timeout) as connecting:
+            async with AsyncExitStack() as stack:
+                try:
+                    frames = await stack.enter_async_context(self._transport.dial(
+                        addr.with_peer_id(peer), reuse_listen_port=False,
+                        source_ip=self._config.dialback_source))
+                    connection = await stack.enter_async_context(open_connection(
+                        frames, self._keypair, initiator=True, expected_peer=peer,
+                        config=self._conn_config))
+                except (TransportError, ConnectionFailed) as exc:
+                    self._log.info("dial-back failed", peer=str(peer), addr=str(addr),
+                                   error=str(exc))
+                    return DialStatus.E_DIAL_ERROR
+                connecting.deadline = math.inf
+                return await self._send_dial_back(connection, peer, nonce)
+        self._log.info("dial-back failed", peer=str(peer), addr=str(addr),
+                       error=f"no connection within {self._config.dialback_timeout:g} s")
+        return DialStatus.E_DIAL_ERROR
+
+    async def _send_dial_back(self, connection: Connection, peer: PeerId,
+                              nonce: int) -> DialStatus:
+        try:
+            back = await connection.open_stream(DIAL_BACK_PROTOCOL_ID)
+            reply = await back.request(DialBack(nonce=nonce).to_wire(),
+                                       timeout=self._config.probe_timeout)
+            answer = decode_autonat_message(reply)
+        except (StreamReset, StreamEnded, ConnectionClosed, ProtocolError,
+                trio.TooSlowError) as exc:
+            self._log.info("dial-back exchange failed", peer=str(peer), error=str(exc))
+            return DialStatus.E_DIAL_BACK_ERROR
+        await connection.aclose("dial-back done")
+        ok = isinstance(answer, DialBackResponse) and answer.status == DialBackStatus.OK
+        return DialStatus.OK if ok else DialStatus.E_DIAL_BACK_ERROR
+
+    async def _answer(self, stream: Stream, peer: PeerId, request: DialRequest,
+                      status: ResponseStatus, *, dial_status: DialStatus = DialStatus.UNUSED,
+                      addr_idx: int = 0, dialed: WsAddress | None = None,
+                      detail: str = "") -> None:
+        response = DialResponse(status=status, addr_idx=addr_idx, dial_status=dial_status)
+        await stream.send(response.to_wire(), fin=True)
+        self.answered[f"{status.name}/{dial_status.name}"] += 1
+        await self._tracker.send(InboundProbe(
+            peer=peer, status=status, at=trio.current_time(), dial_status=dial_status,
+            dialed=dialed, requested=len(request.addrs), detail=detail))

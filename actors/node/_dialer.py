@@ -1,0 +1,403 @@
+"""The Dialer actor: owns the listeners and every connection (DESIGN 3).
+
+Theory of operation
+-------------------
+One incarnation binds the configured listen addresses (rebinding the same
+ports after a restart), tells the StatusTracker where it listens, and then
+does three things concurrently in its own nursery:
+
+* **serves inbound connections**: beyond ``max_connections`` a new one is
+  closed at once with the reason ``connection limit reached``; otherwise it
+  is authenticated (``open_connection``) and registered;
+* **dials**: the sans-io :class:`~protocols.DialPlanner` (owned by the node,
+  so it survives restarts) says which peers to dial and when - bounded
+  concurrency, ``target_peers``, jittered reconnect backoff; each dial is a
+  task (TCP + WebSocket + handshake, each step with its own timeout);
+* **handles commands** from its mailbox: ``PeersFound`` (new candidates,
+  also forwarded to the StatusTracker) and ``Connect`` (an explicit dial
+  with a reply channel, used by ``node.connect``).
+
+A failed dial is remembered per peer (address, reason, count; in
+:class:`DialerState`, so restarts keep it) until that peer connects, and
+shown as :attr:`DialerStatistics.failing` - how ``autonat probe`` tells that
+every ``--peer`` failed, and why. A dial that reached someone authenticating
+as *another* peer id (:class:`~protocols.PeerIdMismatch`: a wrong ``/p2p/``
+id in a ``--peer`` or a boot document, or an impostor) is logged as a warning.
+
+Every connection runs in this nursery, so if the Dialer crashes its
+connections go with it and the next incarnation rebuilds them from the
+planner. A registered connection is announced as ``ConnectionUp`` to the
+StatusTracker and ``ConnectionOpened`` (with the live handle) to the
+IdentifyActor; its end as ``ConnectionDown``.
+
+**One registered connection per peer.** A second connection from or to a
+peer we are already connected to is *secondary*: it is served (its streams
+work - this is how AutoNAT dial-backs arrive, on a fresh connection from a
+server we already know) but not announced. Once it has been idle for
+``SECONDARY_GRACE`` seconds (no open stream) it is resolved with a symmetric
+rule: both ends keep the connection *dialed by the peer with the smaller peer
+id* and close the other, so after simultaneous dials both ends converge on
+the same connection without talking about it. A dial-back connection is
+normally closed by its server long before that.
+
+Inbound protocol streams are dispatched by protocol id through the
+``handlers`` map the node passes in (Identify's responder, later AutoNAT's);
+an unknown protocol is refused by the connection layer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from protocols import (
+    ConnectionDown,
+    ConnectionInfo,
+    ConnectionUp,
+    DialPlanner,
+    Keypair,
+    ListenAddrsChanged,
+    NodeConfig,
+    PeerId,
+    PeerIdMismatch,
+    PeersFound,
+    WsAddress,
+)
+
+from ..connection import Connection, ConnectionConfig, ConnectionFailed, ProtocolHandler
+from ..connection import open_connection as _open_connection
+from ..runtime import MailboxReceiver, MailboxSender, MessageSink, get_logger
+from ..transport import FrameStream, Transport, TransportError
+from ._messages import (
+    LOCAL_STOP,
+    Connect,
+    ConnectionOpened,
+    DialerCommand,
+    DialFailed,
+    TrackerEvent,
+)
+
+SECONDARY_GRACE = 2.0
+"""Idle seconds before a second connection to a connected peer is resolved."""
+DOWN_NOTICE_TIMEOUT = 1.0
+"""How long a closing connection may wait to report ``ConnectionDown`` during shutdown."""
+MAX_DIAL_FAILURES = 256
+"""Peers whose latest failed dial is remembered for :attr:`DialerStatistics.failing`."""
+
+
+@dataclass(frozen=True)
+class DialFailure:
+    """The latest failed dial to a peer that has not connected since."""
+
+    peer: PeerId
+    addr: WsAddress
+    reason: str
+    failures: int
+    """Failed dials to this peer since it was last connected (or first learned)."""
+    peer_id_mismatch: bool = False
+    """Something answered at ``addr`` but authenticated as another peer id."""
+
+
+@dataclass
+class DialerState:
+    """What outlives a Dialer incarnation (owned by the node)."""
+
+    planner: DialPlanner
+    connection_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    bound: dict[int, WsAddress] = field(default_factory=dict)
+    failing: dict[PeerId, DialFailure] = field(default_factory=dict)
+    """Latest failed dial per peer, cleared when the peer connects (least recent dropped)."""
+
+
+@dataclass(frozen=True)
+class DialerStatistics:
+    connections: int
+    inbound_pending: int
+    dials_started: int
+    dials_failed: int
+    inbound_refused: int
+    duplicates_closed: int
+    secondary: int
+    dialing: int = 0
+    """Dials in flight (planned and explicit)."""
+    failing: tuple[DialFailure, ...] = ()
+    """Peers whose latest dial failed and that have not connected since, oldest first."""
+
+
+@dataclass
+class _Live:
+    info: ConnectionInfo
+    connection: Connection
+
+
+def connection_config(config: NodeConfig) -> ConnectionConfig:
+    """The per-connection limits a node's settings imply."""
+    return ConnectionConfig(
+        handshake_timeout=config.handshake_timeout, stream_timeout=config.stream_timeout,
+        idle_timeout=config.idle_timeout, max_streams=config.max_streams,
+        max_frame_bytes=config.max_frame_bytes)
+
+
+def _dialed_by(connection: Connection, local: PeerId) -> bytes:
+    return (local if connection.initiator else connection.peer_id).to_bytes()
+
+
+class Dialer:
+    """See the module docstring. One instance per incarnation is fine; state lives outside."""
+
+    def __init__(
+        self,
+        *,
+        config: NodeConfig,
+        keypair: Keypair,
+        transport: Transport,
+        state: DialerState,
+        inbox: MailboxReceiver[DialerCommand],
+        tracker: MailboxSender[TrackerEvent],
+        listeners: Sequence[MessageSink[ConnectionOpened]],
+        handlers: Mapping[str, ProtocolHandler],
+    ) -> None:
+        self._config = config
+        self._keypair = keypair
+        self._transport = transport
+        self._state = state
+        self._inbox = inbox
+        self._tracker = tracker
+        self._listeners = tuple(listeners)
+        self._handlers = dict(handlers)
+        self._conn_config = connection_config(config)
+        self._live: dict[PeerId, _Live] = {}
+        self._pending_inbound = self._secondary = 0
+        self._wake = trio.Event()
+        self._counts = dict.fromkeys(
+            ("dials_started", "dials_failed", "inbound_refused", "duplicates_closed"), 0)
+        self._log = get_logger("actors.dialer", actor="dialer", node=str(keypair.peer_id))
+
+    def statistics(self) -> DialerStatistics:
+        return DialerStatistics(connections=len(self._live),
+                                inbound_pending=self._pending_inbound,
+                                secondary=self._secondary,
+                                dialing=self._state.planner.in_flight,
+                                failing=tuple(self._state.failing.values()), **self._counts)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._live, self._pending_inbound, self._secondary = {}, 0, 0
+        self._wake = trio.Event()
+        async with trio.open_nursery() as nursery:
+            bound = await self._listen(nursery)
+            await self._tracker.send(ListenAddrsChanged(tuple(bound)))
+            self._state.planner.add(list(self._config.peer_addrs), trio.current_time())
+            task_status.started()
+            nursery.start_soon(self._dial_loop, nursery)
+            async for command in self._inbox:
+                await self._handle(command, nursery)
+            nursery.cancel_scope.cancel()
+
+    async def _listen(self, nursery: trio.Nursery) -> list[WsAddress]:
+        bound: list[WsAddress] = []
+        for index, wanted in enumerate(self._config.listen_addrs):
+            addr = self._state.bound.get(index, wanted)
+            got: list[WsAddress] = await nursery.start(self._transport.listen, addr,
+                                                       self._on_inbound)
+            self._state.bound[index] = got[0]
+            bound.extend(got)
+            self._log.info("listening", addrs=[str(a) for a in got])
+        return bound
+
+    # --- commands -----------------------------------------------------------
+
+    async def _handle(self, command: DialerCommand, nursery: trio.Nursery) -> None:
+        if isinstance(command, PeersFound):
+            added = self._state.planner.add(list(command.addrs), trio.current_time())
+            self._log.debug("peers found", source=command.source, new_peers=added)
+            await self._tracker.send(command)
+            self._wake.set()
+        else:
+            self._connect(command, nursery)
+
+    def _connect(self, command: Connect, nursery: trio.Nursery) -> None:
+        peer = command.addr.peer_id
+        assert peer is not None  # Connect validates it
+        live = self._live.get(peer)
+        if live is not None:
+            command.reply.reply(live.info)
+        elif peer == self._keypair.peer_id:
+            command.reply.reply(DialFailed(command.addr, "that is this node's own peer id"))
+        elif len(self._live) >= self._config.max_connections:
+            command.reply.reply(DialFailed(command.addr, "connection limit reached"))
+        else:
+            self._state.planner.add([command.addr], trio.current_time())
+            self._state.planner.dialing(peer)
+            nursery.start_soon(self._dial, command.addr, command)
+
+    # --- dialing ------------------------------------------------------------
+
+    async def _dial_loop(self, nursery: trio.Nursery) -> None:
+        planner = self._state.planner
+        while True:
+            now = trio.current_time()
+            for addr in planner.due(now, connected=len(self._live)):
+                nursery.start_soon(self._dial, addr, None)
+            wake_at = planner.next_wakeup(now)
+            with trio.move_on_at(math.inf if wake_at is None else wake_at):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    async def _dial(self, addr: WsAddress, command: Connect | None) -> None:
+        peer = addr.peer_id
+        assert peer is not None
+        self._counts["dials_started"] += 1
+        established = False
+        try:
+            async with self._transport.dial(addr) as stream, _open_connection(
+                stream, self._keypair, initiator=True, expected_peer=peer,
+                handlers=self._handlers, config=self._conn_config,
+            ) as connection:
+                established = True
+                await self._serve(connection, command)
+        except (TransportError, ConnectionFailed) as exc:
+            if established:  # the connection ran and ended; _serve already reported it
+                self._log.debug("connection ended with a transport error", peer=str(peer),
+                                error=str(exc))
+            else:
+                self._dial_failed(addr, str(exc), command,
+                                  mismatch=isinstance(exc.__cause__, PeerIdMismatch))
+
+    def _dial_failed(self, addr: WsAddress, reason: str, command: Connect | None, *,
+                     mismatch: bool = False) -> None:
+        assert addr.peer_id is not None
+        self._counts["dials_failed"] += 1
+        self._record_failure(addr, reason, mismatch)
+        delay = self._state.planner.dial_failed(addr.peer_id, trio.current_time())
+        if mismatch:  # a wrong /p2p/ id in a --peer or a boot document, or an impostor
+            self._log.warning("dial failed: peer id mismatch", peer=str(addr.peer_id),
+                              addr=str(addr), reason=reason, retry_in=round(delay, 3))
+        else:
+            self._log.info("dial failed", peer=str(addr.peer_id), addr=str(addr), reason=reason,
+                           retry_in=round(delay, 3))
+        if command is not None:
+            command.reply.reply(DialFailed(addr, reason))
+        self._wake.set()
+
+    def _record_failure(self, addr: WsAddress, reason: str, mismatch: bool) -> None:
+        peer = addr.peer_id
+        assert peer is not None
+        failing = self._state.failing
+        earlier = failing.pop(peer, None)  # re-insert: dict order is recency
+        failing[peer] = DialFailure(peer, addr, reason, 1 if earlier is None
+                                    else earlier.failures + 1, mismatch)
+        while len(failing) > MAX_DIAL_FAILURES:
+            del failing[next(iter(failing))]
+
+    # --- inbound ------------------------------------------------------------
+
+    async def _on_inbound(self, stream: FrameStream) -> None:
+        in_use = len(self._live) + self._pending_inbound + self._secondary
+        if in_use >= self._config.max_connections:
+            self._counts["inbound_refused"] += 1
+            self._log.info("inbound connection refused: connection limit reached",
+                           remote=str(stream.remote_addr))
+            await stream.aclose("connection limit reached")
+            return
+        self._pending_inbound += 1
+        admitted = False
+        try:
+            async with _open_connection(stream, self._keypair, initiator=False,
+                                        handlers=self._handlers,
+                                        config=self._conn_config) as connection:
+                self._pending_inbound -= 1
+                admitted = True
+                await self._serve(connection, None)
+        except ConnectionFailed as exc:
+            self._log.info("inbound handshake failed", remote=str(stream.remote_addr),
+                           reason=exc.reason)
+        finally:
+            if not admitted:
+                self._pending_inbound -= 1
+
+    # --- a registered connection ---------------------------------------------
+
+    async def _serve(self, connection: Connection, command: Connect | None) -> None:
+        existing = self._live.get(connection.peer_id)
+        if existing is None:
+            await self._serve_registered(connection, command)
+            return
+        if command is not None:
+            command.reply.reply(existing.info)
+        self._secondary += 1
+        try:
+            promote = await self._resolve_secondary(connection)
+        finally:
+            self._secondary -= 1
+        if promote:
+            await self._serve_registered(connection, None)
+
+    async def _resolve_secondary(self, connection: Connection) -> bool:
+        """Serve a second connection to a connected peer until it closes or is resolved.
+
+        Returns True when it must be promoted to the peer's registered connection.
+        """
+        local = self._keypair.peer_id
+        while True:
+            with trio.move_on_after(SECONDARY_GRACE):
+                await connection.closed.wait()
+            if connection.closed.is_set():
+                return False
+            if connection.statistics().open_streams:
+                continue
+            current = self._live.get(connection.peer_id)
+            if current is None:
+                return True
+            self._counts["duplicates_closed"] += 1
+            if _dialed_by(connection, local) < _dialed_by(current.connection, local):
+                self._log.info("duplicate connection: keeping the newer one",
+                               peer=str(connection.peer_id))
+                del self._live[connection.peer_id]
+                await current.connection.aclose("duplicate connection (simultaneous dial)")
+                return True
+            await connection.aclose("duplicate connection (simultaneous dial)")
+            return False
+
+    async def _serve_registered(self, connection: Connection, command: Connect | None) -> None:
+        info = ConnectionInfo(
+            connection_id=next(self._state.connection_ids), peer_id=connection.peer_id,
+            direction=connection.direction, local_addr=connection.local_addr,
+            remote_addr=connection.remote_addr, opened_at=connection.opened_at)
+        self._live[connection.peer_id] = _Live(info, connection)
+        self._state.planner.connected(connection.peer_id, trio.current_time())
+        self._state.failing.pop(connection.peer_id, None)
+        self._log.info("connection up", peer=str(info.peer_id), id=info.connection_id,
+                       direction=info.direction.value, remote=str(info.remote_addr))
+        stopping = False
+        try:
+            await self._tracker.send(ConnectionUp(info))
+            for listener in self._listeners:
+                await listener.send(ConnectionOpened(info, connection))
+            if command is not None:
+                command.reply.reply(info)
+            await connection.closed.wait()
+        except trio.Cancelled:  # the node (or this Dialer incarnation) is stopping
+            stopping = True
+            raise
+        finally:
+            reason = LOCAL_STOP if stopping else connection.close_reason or "connection ended"
+            await self._unregister(info, reason, stopping=stopping)
+
+    async def _unregister(self, info: ConnectionInfo, reason: str, *, stopping: bool) -> None:
+        live = self._live.get(info.peer_id)
+        if live is not None and live.info.connection_id == info.connection_id:
+            del self._live[info.peer_id]
+            delay = self._state.planner.disconnected(info.peer_id, trio.current_time())
+            if stopping:  # no news, and no redial is coming from this incarnation
+                self._log.debug("connection down", peer=str(info.peer_id),
+                                id=info.connection_id, reason=reason)
+            else:
+                self._log.info("connection down", peer=str(info.peer_id),
+                               id=info.connection_id, reason=reason, redial_in=round(delay, 3))
+            self._wake.set()
+        with trio.CancelScope(shield=True), trio.move_on_after(DOWN_NOTICE_TIMEOUT):
+            await self._tracker.send(ConnectionDown(info.connection_id, info.peer_id, reason))

@@ -1,0 +1,202 @@
+"""IdentifyActor: ask every new peer who it is and what it sees (DESIGN 3).
+
+Theory of operation
+-------------------
+Following rust-libp2p's split, Identify has two halves:
+
+* :class:`IdentifyResponder` is the per-connection *handler*: the Dialer
+  registers its methods for ``/ipfs/id/1.0.0`` and ``/ipfs/id/push/1.0.0``,
+  so they run in the connection's nursery. A request is answered with our
+  Identify built from the latest node snapshot, with ``observed_addr`` set to
+  the connection's real remote address (what a NAT made of the peer). A
+  push is decoded and handed to the actor's mailbox.
+* :class:`IdentifyActor` is the *behaviour*: for every ``ConnectionOpened``
+  it requests Identify (with ``identify_timeout``), validates the answer
+  with :func:`~protocols.interpret_identify` (key must be the authenticated
+  peer's, addresses filtered through the policy) and sends
+  ``PeerIdentified`` to the StatusTracker. When the addresses we advertise
+  change it pushes a fresh Identify to every connected peer.
+
+The table of live connections is owned by the node (:class:`IdentifyState`),
+so an incarnation that crashed and was restarted still knows whom to push
+to; connections opened meanwhile wait in the mailbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import trio
+
+from protocols import (
+    IDENTIFY_PROTOCOL_ID,
+    IDENTIFY_PUSH_PROTOCOL_ID,
+    ConnectionInfo,
+    Identify,
+    Keypair,
+    NodeConfig,
+    NodeSnapshot,
+    PeerId,
+    ProtocolError,
+    WsAddress,
+)
+from protocols.identify import build_identify, interpret_identify
+
+from ..connection import Connection, ConnectionClosed, Stream, StreamEnded, StreamReset
+from ..runtime import MailboxReceiver, MailboxSender, Watch, get_logger
+from ._messages import ConnectionOpened, IdentifyInput, IdentifyPushed, TrackerEvent
+
+
+def advertised_addrs(snapshot: NodeSnapshot) -> tuple[WsAddress, ...]:
+    """Addresses we tell peers we listen on.
+
+    A wildcard listener (``0.0.0.0`` / ``::``) is replaced by the local IPs our
+    live connections actually use with that port; confirmed reachable
+    addresses come first.
+    """
+    result: dict[WsAddress, None] = dict.fromkeys(snapshot.reachable_addrs)
+    for bound in snapshot.listen_addrs:
+        if bound.ip is None or not bound.ip.is_unspecified:
+            result[bound] = None
+            continue
+        for conn in snapshot.connections:
+            local = conn.local_addr
+            if local.ip is not None and local.ip.version == bound.ip.version:
+                result[WsAddress(host=local.host, kind=local.kind, port=bound.port,
+                                 secure=bound.secure, peer_id=None)] = None
+    return tuple(result)
+
+
+class IdentifyResponder:
+    """The per-connection handlers for the two Identify protocols."""
+
+    def __init__(self, *, keypair: Keypair, config: NodeConfig, watch: Watch[NodeSnapshot],
+                 actor: MailboxSender[IdentifyInput], protocols: Iterable[str]) -> None:
+        self._keypair = keypair
+        self._config = config
+        self._watch = watch
+        self._actor = actor
+        self.protocols = tuple(protocols)
+
+    @property
+    def peer_id(self) -> PeerId:
+        """Our own peer id."""
+        return self._keypair.peer_id
+
+    def message_for(self, connection: Connection) -> Identify:
+        return build_identify(
+            public_key=self._keypair.public_key, agent_version=self._config.agent_version,
+            listen_addrs=advertised_addrs(self._watch.get()),
+            observed_addr=connection.remote_addr, protocols=self.protocols,
+            policy=self._config.policy)
+
+    async def serve_request(self, stream: Stream) -> None:
+        """``/ipfs/id/1.0.0``: the opener sends one (empty) message; we answer and finish."""
+        with trio.fail_after(self._config.identify_timeout):
+            await stream.receive()
+            await stream.send(self.message_for(stream.connection).to_wire(), fin=True)
+
+    async def serve_push(self, stream: Stream) -> None:
+        """``/ipfs/id/push/1.0.0``: the opener sends its Identify and finishes."""
+        with trio.fail_after(self._config.identify_timeout):
+            message = Identify.from_wire(await stream.receive())
+        await self._actor.send(IdentifyPushed(stream.connection, message))
+
+
+@dataclass
+class IdentifyState:
+    """Outlives incarnations: live connections and what we last advertised."""
+
+    connections: dict[Connection, ConnectionInfo] = field(default_factory=dict)
+    advertised: tuple[WsAddress, ...] | None = None
+
+
+class IdentifyActor:
+    def __init__(self, *, responder: IdentifyResponder, config: NodeConfig,
+                 state: IdentifyState, inbox: MailboxReceiver[IdentifyInput],
+                 tracker: MailboxSender[TrackerEvent], watch: Watch[NodeSnapshot]) -> None:
+        self._responder = responder
+        self._config = config
+        self._state = state
+        self._inbox = inbox
+        self._tracker = tracker
+        self._watch = watch
+        self.identified = 0
+        self.failures = 0
+        self._log = get_logger("actors.identify", actor="identify", node=str(responder.peer_id))
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for connection, info in list(self._state.connections.items()):
+                nursery.start_soon(self._follow, connection, info)
+            nursery.start_soon(self._push_on_change, nursery)
+            task_status.started()
+            async for item in self._inbox:
+                if isinstance(item, ConnectionOpened):
+                    self._state.connections[item.connection] = item.info
+                    nursery.start_soon(self._identify, item.connection, item.info)
+                else:
+                    await self._accept_push(item)
+            nursery.cancel_scope.cancel()
+
+    async def _identify(self, connection: Connection, info: ConnectionInfo) -> None:
+        log = self._log.bind(peer=str(info.peer_id), id=info.connection_id)
+        try:
+            stream = await connection.open_stream(IDENTIFY_PROTOCOL_ID)
+            reply = await stream.request({}, timeout=self._config.identify_timeout)
+            await self._accept(Identify.from_wire(reply), info)
+        except (StreamReset, StreamEnded, ConnectionClosed, ProtocolError,
+                trio.TooSlowError) as exc:
+            self.failures += 1
+            log.info("identify failed", error=f"{type(exc).__name__}: {exc}")
+        await self._follow(connection, info)
+
+    async def _follow(self, connection: Connection, info: ConnectionInfo) -> None:
+        await connection.closed.wait()
+        self._state.connections.pop(connection, None)
+
+    async def _accept(self, message: Identify, info: ConnectionInfo) -> None:
+        outcome = interpret_identify(
+            message, peer_id=info.peer_id, connection_id=info.connection_id,
+            local_addr=info.local_addr, remote_addr=info.remote_addr,
+            policy=self._config.policy)
+        for entry, reason in outcome.skipped:
+            self._log.debug("identify entry skipped", peer=str(info.peer_id), entry=entry,
+                            reason=reason)
+        self.identified += 1
+        listen = outcome.event.listen_addrs
+        self._log.info("peer identified", peer=str(info.peer_id), agent=message.agent_version,
+                       observed=str(outcome.event.observed_addr), listen_addrs=len(listen))
+        self._log.debug("peer listen addrs", peer=str(info.peer_id),
+                        addrs=[str(a.with_peer_id(None)) for a in listen])
+        await self._tracker.send(outcome.event)
+
+    async def _accept_push(self, push: IdentifyPushed) -> None:
+        info = self._state.connections.get(push.connection)
+        if info is None:
+            return
+        try:
+            await self._accept(push.message, info)
+        except ProtocolError as exc:
+            self._log.info("identify push rejected", peer=str(info.peer_id), error=str(exc))
+
+    async def _push_on_change(self, nursery: trio.Nursery) -> None:
+        async for snapshot in self._watch.subscribe():
+            current = advertised_addrs(snapshot)
+            previous, self._state.advertised = self._state.advertised, current
+            if previous is None or previous == current:
+                continue
+            for connection in list(self._state.connections):
+                nursery.start_soon(self._push, connection)
+
+    async def _push(self, connection: Connection) -> None:
+        try:
+            with trio.fail_after(self._config.identify_timeout):
+                stream = await connection.open_stream(IDENTIFY_PUSH_PROTOCOL_ID)
+                await stream.send(self._responder.message_for(connection).to_wire(), fin=True)
+                await stream.aclose()
+        except (StreamReset, ConnectionClosed, ProtocolError, trio.TooSlowError,
+                trio.ClosedResourceError) as exc:
+            self._log.debug("identify push failed", peer=str(connection.peer_id),
+                            error=str(exc))

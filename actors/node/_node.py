@@ -1,0 +1,308 @@
+"""A whole node: actors, mailboxes and supervisor, and the embedding API.
+
+Theory of operation
+-------------------
+``async with open_node(config) as node:`` builds everything that must
+outlive an actor incarnation - the mailboxes, the node model, the dial
+planner, the snapshot :class:`Watch` - then starts the actors under one
+one_for_one :class:`Supervisor` in a nursery of its own, in dependency
+order: StatusTracker (everyone reports to it), IdentifyActor, Dialer (which
+starts listening and dialing). The body of the ``async with`` runs once all
+of them signalled readiness; leaving it cancels the supervisor, which stops
+the actors in reverse order (the tracker last, so it saves the peer store
+after the final ``ConnectionDown`` events).
+
+The :class:`Node` handle only reads immutable snapshots and sends messages:
+``snapshot()``, ``subscribe()``, ``wait_for(predicate)``, ``connect(addr)``,
+``statistics()``. Several nodes run side by side in one process (tests, the
+simulator): nothing here is global.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+
+from protocols import (
+    DIAL_BACK_PROTOCOL_ID,
+    DIAL_REQUEST_PROTOCOL_ID,
+    IDENTIFY_PROTOCOL_ID,
+    IDENTIFY_PUSH_PROTOCOL_ID,
+    Backoff,
+    BootstrapStatistics,
+    ConnectionInfo,
+    DialPlanner,
+    Keypair,
+    NodeConfig,
+    NodeModel,
+    NodeSnapshot,
+    PeerId,
+    PeersFound,
+    Reachability,
+    ReachabilityConfig,
+    WsAddress,
+    load_or_create_keypair,
+)
+
+from ..connection import ProtocolHandler
+from ..runtime import (
+    ChildSpec,
+    Mailbox,
+    Supervisor,
+    SupervisorStatistics,
+    Watch,
+    WatchSubscription,
+    call,
+)
+from ..transport import Transport, WebSocketTransport, client_context, server_context
+from ._autonat_probe import AutonatProbe, AutonatState, SmallNetworkWait
+from ._autonat_server import AutonatServer
+from ._bootstrap import BootstrapFetcher
+from ._dialback import DialBackReceiver
+from ._dialer import Dialer, DialerState, DialerStatistics, connection_config
+from ._identify import IdentifyActor, IdentifyResponder, IdentifyState
+from ._messages import (
+    Connect,
+    ConnectionOpened,
+    DialerCommand,
+    DialFailed,
+    IdentifyInput,
+    TrackerEvent,
+)
+from ._status_tracker import StatusTracker, StatusTrackerStatistics
+
+CONNECT_TIMEOUT_SLACK = 5.0
+
+
+class ConnectError(Exception):
+    """``node.connect`` did not produce a connection; the message says why."""
+
+
+@dataclass(frozen=True)
+class NodeStatistics:
+    supervisor: SupervisorStatistics
+    dialer: DialerStatistics
+    tracker: StatusTrackerStatistics
+    identified: int
+    identify_failures: int
+    probes: dict[str, int]
+    """Our probes by outcome (reachable, unreachable, refused, timeout, error, lied)."""
+    probes_answered: dict[str, int]
+    """Dial requests we served, by ``status/dial_status``."""
+    dial_backs_verified: int
+    dial_backs_unexpected: int
+    bootstrap: BootstrapStatistics
+    servers_answered: tuple[PeerId, ...]
+    """AutoNAT servers that answered our dial requests."""
+    servers_contacted: tuple[PeerId, ...] = ()
+    """AutoNAT servers we sent a dial request to (answered or not)."""
+    servers_available: int = 0
+    """Connected peers that serve AutoNAT dial requests (the probe actor's latest count)."""
+    probe_candidates: int = 0
+    """Our candidate addresses to probe (none: no routable listen or observed address)."""
+    small_network_wait: SmallNetworkWait | None = None
+    """Set while fewer servers than the threshold are available and the node waits for more."""
+
+
+class Node:
+    """Handle of a running node; see :func:`open_node`."""
+
+    def __init__(self, *, keypair: Keypair, config: NodeConfig, watch: Watch[NodeSnapshot],
+                 dialer_box: Mailbox[DialerCommand], supervisor: Supervisor, dialer: Dialer,
+                 tracker: StatusTracker, identify: IdentifyActor, autonat: AutonatProbe,
+                 server: AutonatServer, receiver: DialBackReceiver,
+                 fetcher: BootstrapFetcher) -> None:
+        self.keypair = keypair
+        self.config = config
+        self._watch = watch
+        self._dialer_box = dialer_box
+        self.supervisor = supervisor
+        self._dialer = dialer
+        self._tracker = tracker
+        self._identify = identify
+        self._autonat = autonat
+        self._server = server
+        self._receiver = receiver
+        self._fetcher = fetcher
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self.keypair.peer_id
+
+    @property
+    def listen_addrs(self) -> tuple[WsAddress, ...]:
+        """Bound listen addresses, each with our ``/p2p/`` id."""
+        return tuple(a.with_peer_id(self.peer_id) for a in self._watch.get().listen_addrs)
+
+    def snapshot(self) -> NodeSnapshot:
+        """The latest immutable view of the node."""
+        return self._watch.get()
+
+    def subscribe(self) -> WatchSubscription[NodeSnapshot]:
+        """``async for snap in node.subscribe():`` - current snapshot, then each change."""
+        return self._watch.subscribe()
+
+    async def wait_for(self, predicate: Callable[[NodeSnapshot], bool]) -> NodeSnapshot:
+        """Wait until a snapshot satisfies ``predicate`` (wrap in ``trio.fail_after``)."""
+        return await self._watch.wait_for(predicate)
+
+    async def connect(self, addr: WsAddress | str, *,
+                      timeout: float | None = None) -> ConnectionInfo:
+        """Connect to ``addr`` (``.../p2p/<id>``) or return the existing connection."""
+        target = addr if isinstance(addr, WsAddress) else WsAddress.parse(addr)
+        limit = timeout if timeout is not None else (
+            self.config.dial_timeout + self.config.handshake_timeout + CONNECT_TIMEOUT_SLACK)
+        try:
+            outcome: ConnectionInfo | DialFailed = await call(
+                self._dialer_box.sender(), partial(Connect, target), limit)
+        except trio.TooSlowError as exc:
+            raise ConnectError(f"connecting to {target} timed out after {limit:g} s") from exc
+        if isinstance(outcome, DialFailed):
+            raise ConnectError(f"could not connect to {target}: {outcome.reason}")
+        return outcome
+
+    def close(self) -> None:
+        """End subscriptions (called when the node has stopped)."""
+        self._watch.close()
+
+    def statistics(self) -> NodeStatistics:
+        return NodeStatistics(
+            supervisor=self.supervisor.statistics(), dialer=self._dialer.statistics(),
+            tracker=self._tracker.statistics(), identified=self._identify.identified,
+            identify_failures=self._identify.failures, probes=self._autonat.statistics(),
+            probes_answered=dict(self._server.answered),
+            dial_backs_verified=self._receiver.verified,
+            dial_backs_unexpected=self._receiver.unexpected,
+            bootstrap=self._fetcher.statistics(),
+            servers_answered=self._autonat.servers_answered,
+            servers_contacted=self._autonat.servers_contacted,
+            servers_available=self._autonat.servers_available,
+            probe_candidates=self._autonat.candidates,
+            small_network_wait=self._autonat.small_network_wait)
+
+    async def add_peers(self, addrs: list[WsAddress] | tuple[WsAddress, ...], *,
+                        source: str = "api", from_bootstrap: bool = False) -> None:
+        """Hand candidate peers (``.../p2p/<id>``) to the Dialer, as a bootstrap fetch would."""
+        await self._dialer_box.send(PeersFound(tuple(addrs), source, from_bootstrap))
+
+
+def _keypair(config: NodeConfig, keypair: Keypair | None) -> Keypair:
+    if keypair is not None:
+        return keypair
+    if config.key_file is None:
+        return Keypair.generate()
+    return load_or_create_keypair(config.key_file)[0]
+
+
+@dataclass
+class _Mailboxes:
+    """Created by the node, handed to every incarnation of each actor."""
+
+    tracker: Mailbox[TrackerEvent]
+    dialer: Mailbox[DialerCommand]
+    identify: Mailbox[IdentifyInput]
+    autonat: Mailbox[ConnectionOpened]
+
+    @classmethod
+    def create(cls, size: int) -> _Mailboxes:
+        return cls(Mailbox(size, name="status-tracker"), Mailbox(size, name="dialer"),
+                   Mailbox(size, name="identify"), Mailbox(size, name="autonat"))
+
+
+def _default_transport(config: NodeConfig) -> WebSocketTransport:
+    """WebSockets with the TLS files of the config loaded (ConfigError names a bad file)."""
+    server_ssl = None
+    if config.tls_cert is not None and config.tls_key is not None:
+        server_ssl = server_context(config.tls_cert, config.tls_key)
+    client_ssl = client_context(config.tls_ca) if config.tls_ca is not None else None
+    return WebSocketTransport(server_ssl=server_ssl, client_ssl=client_ssl,
+                              max_frame_bytes=config.max_frame_bytes,
+                              connect_timeout=config.dial_timeout,
+                              handshake_timeout=config.handshake_timeout)
+
+
+def _planner(config: NodeConfig, keys: Keypair, rng: random.Random) -> DialPlanner:
+    return DialPlanner(
+        keys.peer_id, target=config.target_peers, concurrency=config.dial_concurrency,
+        backoff=Backoff(initial=config.reconnect_initial, maximum=config.reconnect_max,
+                        jitter=0.2),
+        rng=rng, max_peers=config.max_peers)
+
+
+def _build(config: NodeConfig, keys: Keypair, transport: Transport,
+           rng: random.Random) -> Node:
+    """Every actor and the supervisor, wired through the node-owned mailboxes and watch."""
+    boxes = _Mailboxes.create(config.mailbox_size)
+    watch: Watch[NodeSnapshot] = Watch()
+    tracker = StatusTracker(NodeModel(keys.peer_id, max_peers=config.max_peers),
+                            boxes.tracker.receiver(), watch, data_dir=config.data_dir,
+                            save_interval=config.save_interval)
+    receiver = DialBackReceiver(node=keys.peer_id)
+    server = AutonatServer(config=config, keypair=keys, transport=transport,
+                           connection_config=connection_config(config),
+                           tracker=boxes.tracker.sender(), rng=rng)
+    handlers: dict[str, ProtocolHandler] = {DIAL_BACK_PROTOCOL_ID: receiver.serve}
+    if config.autonat_server:
+        handlers[DIAL_REQUEST_PROTOCOL_ID] = server.serve
+    responder = IdentifyResponder(
+        keypair=keys, config=config, watch=watch, actor=boxes.identify.sender(),
+        protocols=(IDENTIFY_PROTOCOL_ID, IDENTIFY_PUSH_PROTOCOL_ID, *handlers))
+    handlers[IDENTIFY_PROTOCOL_ID] = responder.serve_request
+    handlers[IDENTIFY_PUSH_PROTOCOL_ID] = responder.serve_push
+    autonat = AutonatProbe(
+        config=config, receiver=receiver,
+        state=AutonatState(Reachability(ReachabilityConfig(threshold=config.confidence))),
+        inbox=boxes.autonat.receiver(), tracker=boxes.tracker.sender(), watch=watch, rng=rng,
+        node=keys.peer_id)
+    identify = IdentifyActor(responder=responder, config=config, state=IdentifyState(),
+                             inbox=boxes.identify.receiver(), tracker=boxes.tracker.sender(),
+                             watch=watch)
+    dialer = Dialer(
+        config=config, keypair=keys, transport=transport,
+        state=DialerState(_planner(config, keys, rng)), inbox=boxes.dialer.receiver(),
+        tracker=boxes.tracker.sender(),
+        listeners=[boxes.identify.sender(), boxes.autonat.sender()], handlers=handlers)
+    fetcher = BootstrapFetcher(config=config, dialer=boxes.dialer.sender(), watch=watch,
+                               local_peer=keys.peer_id, rng=rng)
+    supervisor = Supervisor(
+        [ChildSpec("status-tracker", tracker.run, mailbox=boxes.tracker),
+         ChildSpec("identify", identify.run, mailbox=boxes.identify),
+         ChildSpec("autonat", autonat.run, mailbox=boxes.autonat),
+         ChildSpec("dialer", dialer.run, mailbox=boxes.dialer),
+         ChildSpec("bootstrap", fetcher.run)],
+        name=f"node-{str(keys.peer_id)[-6:]}", rng=rng)
+    return Node(keypair=keys, config=config, watch=watch, dialer_box=boxes.dialer,
+                supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify,
+                autonat=autonat, server=server, receiver=receiver, fetcher=fetcher)
+
+
+@asynccontextmanager
+async def open_node(
+    config: NodeConfig,
+    *,
+    transport: Transport | None = None,
+    keypair: Keypair | None = None,
+    rng: random.Random | None = None,
+) -> AsyncIterator[Node]:
+    """Run a node for the duration of the ``async with`` block.
+
+    ``transport`` defaults to WebSockets; tests and the simulator pass a
+    :class:`~actors.MemoryTransport`. ``keypair`` overrides ``config.key_file``.
+    Raises :class:`~protocols.KeyFileError` for an unusable key file and
+    :class:`~protocols.ConfigError` for an unusable ``tls_cert``/``tls_key``/``tls_ca``.
+    """
+    node = _build(config, _keypair(config, keypair),
+                  transport if transport is not None else _default_transport(config),
+                  rng if rng is not None else random.Random())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.supervisor.run)
+        try:
+            yield node
+        finally:
+            nursery.cancel_scope.cancel()
+    node.close()

@@ -1,0 +1,153 @@
+"""The ``autonat`` command line: parse arguments, dispatch to a command.
+
+Each command is a small function taking the parsed namespace and returning
+an exit status. User errors (bad flag, unreadable or corrupt file, bad
+setting) print one line on stderr starting with ``autonat`` and exit
+non-zero - never a traceback. Ctrl-C (SIGINT) prints ``autonat: interrupted``
+and exits 130 in every command, except that a running ``node``/``boot``
+daemon treats SIGINT like SIGTERM: a clean shutdown, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import NoReturn
+
+from protocols import KeyFileError, load_or_create_keypair
+
+from ._cli_commands import (
+    CliError,
+    cmd_boot,
+    cmd_demo,
+    cmd_node,
+    cmd_probe,
+    cmd_status,
+    is_interrupt,
+)
+from ._cli_settings import KEY_FILE_NAME, add_node_flags, default_data_dir
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+DISTRIBUTION = "trio-autonat"
+
+
+def version() -> str:
+    """The installed distribution's version (``importlib.metadata``)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line, with a pointer to --help."""
+
+    commands: Mapping[str, argparse.ArgumentParser] = MappingProxyType({})
+
+    def error(self, message: str) -> NoReturn:
+        # probe reserves exit 2 for "verdict still unknown", so its usage errors exit 1
+        status = EXIT_ERROR if self.prog.endswith(" probe") else EXIT_USAGE
+        self.exit(status, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _key_path(args: argparse.Namespace) -> Path:
+    if args.key is not None:
+        return Path(args.key)
+    return default_data_dir() / KEY_FILE_NAME
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    """Print the node's peer id, creating the key file when it is missing."""
+    path = _key_path(args)
+    try:
+        keypair, created = load_or_create_keypair(path)
+    except KeyFileError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps({"peer_id": str(keypair.peer_id), "key_file": str(path),
+                          "created": created}))
+    else:
+        print(keypair.peer_id)
+        if created:
+            print(f"autonat: created new key file {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(
+        prog="autonat",
+        description="NAT detection and bootstrapping node (libp2p peer ids, AutoNAT v2 over "
+        "WebSockets).",
+    )
+    parser.add_argument("--version", action="version", version=f"autonat {version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    key_help = f"key file (64-byte raw Ed25519 keypair; default: DATA_DIR/{KEY_FILE_NAME})"
+
+    p_id = sub.add_parser("id", help="print this node's peer id (creates the key if missing)",
+                          description=cmd_id.__doc__)
+    p_id.add_argument("--key", metavar="FILE", help=key_help)
+    p_id.add_argument("--json", action="store_true", help="print a JSON object")
+    p_id.set_defaults(func=cmd_id)
+
+    p_demo = sub.add_parser("demo", help="local demo: boot nodes, a newcomer, a verdict",
+                            description=cmd_demo.__doc__)
+    p_demo.set_defaults(func=cmd_demo)
+
+    for name, func, text in (("node", cmd_node, "run a node until SIGINT/SIGTERM"),
+                             ("boot", cmd_boot, "run a bootstrap node (config/boot.toml)")):
+        p_run = sub.add_parser(name, help=text, description=func.__doc__)
+        add_node_flags(p_run)
+        p_run.set_defaults(func=func)
+
+    p_probe = sub.add_parser("probe", help="one-shot NAT check: verdict, then exit 0/2/1",
+                             description=(cmd_probe.__doc__ or "") + " Exit status: 0 when "
+                             "the verdict is public or private, 2 when still unknown at the "
+                             "timeout, 1 on an error.")
+    add_node_flags(p_probe, probe=True)
+    p_probe.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                         help="give up after S seconds (default 30)")
+    p_probe.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p_probe.set_defaults(func=cmd_probe)
+
+    p_status = sub.add_parser("status", help="summarise a running node's /status",
+                              description=cmd_status.__doc__)
+    p_status.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:7888",
+                          help="the node's HTTP API (default 127.0.0.1:7888)")
+    p_status.add_argument("--json", action="store_true", help="print the raw JSON document")
+    p_status.set_defaults(func=cmd_status)
+    parser.commands = dict(sub.choices)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, leftover = parser.parse_known_args(argv)
+    if leftover:  # report unknown flags from the subcommand's parser (its prog, its exit code)
+        command = parser.commands.get(getattr(args, "command", None) or "", parser)
+        command.error(f"unrecognized arguments: {' '.join(leftover)}")
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return func(args)
+    except CliError as exc:
+        print(f"autonat: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except BaseException as exc:  # Ctrl-C arrives bare or wrapped in trio's exception groups
+        if not is_interrupt(exc):
+            raise
+        print("autonat: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

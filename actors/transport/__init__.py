@@ -1,0 +1,39 @@
+"""Transports: the :class:`FrameStream` seam, WebSocket (``/ws``, ``/wss``) and
+in-memory transports, socket options and TLS contexts.
+
+May import: :mod:`actors.runtime`, :mod:`protocols`.
+"""
+
+from __future__ import annotations
+
+from ._framestream import (
+    DialError,
+    FrameStream,
+    Transport,
+    TransportBroken,
+    TransportClosed,
+    TransportError,
+)
+from ._memory_transport import MemoryFrameStream, MemoryNetwork, MemoryTransport, memory_stream_pair
+from ._tls import check_tls_files, client_context, server_context
+from ._ws_stream import WebSocketBroken, WebSocketFrameStream
+from ._ws_transport import WebSocketTransport
+
+__all__ = [
+    "DialError",
+    "FrameStream",
+    "MemoryFrameStream",
+    "MemoryNetwork",
+    "MemoryTransport",
+    "Transport",
+    "TransportBroken",
+    "TransportClosed",
+    "TransportError",
+    "WebSocketBroken",
+    "WebSocketFrameStream",
+    "WebSocketTransport",
+    "check_tls_files",
+    "client_context",
+    "memory_stream_pair",
+    "server_context",
+]

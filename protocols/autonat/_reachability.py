@@ -1,0 +1,514 @@
+"""Reachability: per-address verdicts and ``nat_status`` from AutoNAT evidence.
+
+Theory of operation
+-------------------
+The probing actor asks several servers to dial our candidate addresses and
+reports each outcome as a :class:`~protocols.ProbeResult`. This machine turns
+those reports into verdicts under the rules of DESIGN 5.6, taking the time as
+an argument everywhere (``now``, monotonic seconds) and returning every
+change as a time-stamped event.
+
+Evidence
+    Only two outcomes are evidence. ``REACHABLE``: a dial-back carrying our
+    nonce arrived on an *inbound* connection - the only positive evidence,
+    because we saw it ourselves. ``UNREACHABLE``: the server says it tried and
+    failed to dial (``E_DIAL_ERROR``) and no dial-back arrived. ``REFUSED``,
+    ``TIMEOUT`` and ``ERROR`` are not evidence either way; they are counted and
+    otherwise change nothing (a timeout never erases a server's earlier word).
+
+Lying servers
+    ``LIED`` (the server said OK but no dial-back with our nonce arrived) is
+    not evidence either: a server's word alone can never make us public. The
+    server is *distrusted* for ``distrust_period`` seconds: its further
+    results are ignored, and the ``UNREACHABLE`` claims it made earlier (its
+    word only) are dropped. Its earlier ``REACHABLE`` evidence stays, because
+    that was our own observation of a dial-back.
+
+Votes
+    Per candidate address we keep the latest evidence of each distinct server
+    (at most ``max_servers_per_addr``, the least recently heard dropped).
+    Evidence older than ``evidence_ttl`` no longer counts. With ``R`` live
+    reachable and ``U`` live unreachable votes and threshold ``T`` (default 2):
+
+    * ``R >= T and R > U`` -> ``reachable``;
+    * ``U >= T and U > R`` -> ``unreachable``;
+    * otherwise the address keeps its previous verdict (hysteresis), except
+      that an address with no live evidence at all becomes ``unknown``.
+
+    So a verdict needs ``T`` agreeing servers, and a confirmed verdict flips
+    only when the contrary evidence reaches the same threshold *and*
+    outnumbers the supporting evidence. Expiry alone never flips
+    ``reachable`` to ``unreachable`` (or back); it only returns an address to
+    ``unknown`` once all of its evidence has expired.
+
+Small networks
+    A network with fewer AutoNAT servers than ``threshold`` (one boot node and
+    nothing else) could never reach a verdict. The actor reports how many
+    distinct servers are available (:meth:`Reachability.set_available_servers`);
+    once that number has stayed below the threshold for
+    ``small_network_settle`` seconds, the effective threshold becomes that
+    number (at least 1): the verdict rests on *every* server there is. When
+    more servers appear the full threshold applies again at once. Early in a
+    bootstrap, while servers are still arriving, the count keeps changing, so
+    a single early answer cannot decide for a well-connected node.
+
+Overall status
+    ``nat_status`` is ``public`` if any address is reachable, ``private`` if
+    at least one is unreachable and none is reachable, ``unknown`` otherwise.
+
+Events
+    :meth:`Reachability.record`, :meth:`~Reachability.expire` and the candidate
+    methods return :class:`ReachabilityChanged` (one address's verdict) and
+    :class:`NatStatusChanged` events, in that order, each stamped with ``now``.
+
+Candidates and probe schedule
+    Results count only for known candidate addresses (``add_candidates`` /
+    ``set_candidates``; at most ``max_addrs``, the oldest ``unknown`` one
+    evicted first). :meth:`~Reachability.addresses_needing_probe` lists the
+    addresses due for a probe, ``unknown`` ones first; the actor calls
+    :meth:`~Reachability.probe_started` when it sends the requests. A new (or
+    newly ``unknown``) address is due at once; while it stays ``unknown`` it is
+    retried on the ``retry`` backoff (10 s doubling to 5 min). A confirmed
+    address is re-probed on the ``reprobe`` backoff (60 s doubling to 30 min)
+    while its verdict is stable; any verdict change starts that schedule over.
+    To reach the threshold the actor should ask servers that have no live
+    evidence for the address yet (:meth:`~Reachability.evidence_servers`) and
+    skip distrusted ones (:meth:`~Reachability.distrusted_servers`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final, Literal, TypeAlias
+
+from ..core import Backoff, PeerId, WsAddress
+from ._autonat_events import NatStatus, ProbeOutcome, ProbeResult
+from ._autonat_msg import DialResponse, DialStatus, ResponseStatus
+
+__all__ = [
+    "AddressReachability",
+    "AddressVerdict",
+    "NatStatusChanged",
+    "Reachability",
+    "ReachabilityChanged",
+    "ReachabilityConfig",
+    "ReachabilityEvent",
+    "ReachabilityStatistics",
+    "ReachabilityView",
+    "probe_outcome",
+]
+
+AddressVerdict = Literal["reachable", "unreachable", "unknown"]
+
+DEFAULT_RETRY: Final = Backoff(initial=10.0, multiplier=2.0, maximum=300.0, jitter=0.0)
+DEFAULT_REPROBE: Final = Backoff(initial=60.0, multiplier=2.0, maximum=1800.0, jitter=0.0)
+
+_REFUSALS: Final = (ResponseStatus.E_DIAL_REFUSED, ResponseStatus.E_REQUEST_REJECTED)
+
+
+def probe_outcome(
+    response: DialResponse | None, *, dial_back_verified: bool, timed_out: bool = False
+) -> ProbeOutcome:
+    """Classify one probe (see :class:`~protocols.ProbeOutcome` for the table).
+
+    ``dial_back_verified``: a ``DialBack`` with our nonce arrived on an inbound
+    connection. ``response`` is the server's ``DialResponse`` (``None`` when
+    none arrived; then ``timed_out`` tells a timeout from a broken stream).
+    """
+    if dial_back_verified:
+        return ProbeOutcome.REACHABLE
+    if response is None:
+        return ProbeOutcome.TIMEOUT if timed_out else ProbeOutcome.ERROR
+    if response.status in _REFUSALS:
+        return ProbeOutcome.REFUSED
+    if response.status != ResponseStatus.OK:
+        return ProbeOutcome.ERROR
+    if response.dial_status == DialStatus.OK:
+        return ProbeOutcome.LIED
+    if response.dial_status == DialStatus.E_DIAL_ERROR:
+        return ProbeOutcome.UNREACHABLE
+    return ProbeOutcome.ERROR
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if isinstance(value, bool) or not ok:
+        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0")
+
+
+@dataclass(frozen=True)
+class ReachabilityConfig:
+    """Thresholds, lifetimes and bounds of :class:`Reachability` (see the module doc)."""
+
+    threshold: int = 2
+    evidence_ttl: float = 3600.0
+    distrust_period: float = 3600.0
+    max_servers_per_addr: int = 8
+    max_addrs: int = 32
+    max_distrusted: int = 256
+    retry: Backoff = DEFAULT_RETRY
+    reprobe: Backoff = DEFAULT_REPROBE
+    small_network_settle: float = 5.0
+    """Seconds the number of available servers must stay below ``threshold``
+    before a verdict may rest on all of them (see "Small networks")."""
+
+    def __post_init__(self) -> None:
+        for name in ("threshold", "max_servers_per_addr", "max_addrs", "max_distrusted"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.max_servers_per_addr < self.threshold:
+            raise ValueError("max_servers_per_addr must be >= threshold, or no verdict is possible")
+        _positive("evidence_ttl", self.evidence_ttl)
+        _positive("distrust_period", self.distrust_period, allow_zero=True)
+        if not isinstance(self.retry, Backoff) or not isinstance(self.reprobe, Backoff):
+            raise ValueError("retry and reprobe must be Backoff policies")
+
+
+@dataclass(frozen=True)
+class ReachabilityChanged:
+    """The verdict on ``addr`` changed from ``old`` to ``new`` at ``at``.
+
+    ``reason`` is ``"evidence"``, ``"expired"``, ``"distrusted"`` (a lying
+    server's claims were dropped) or ``"removed"`` (no longer a candidate).
+    """
+
+    addr: WsAddress
+    old: AddressVerdict
+    new: AddressVerdict
+    at: float
+    reachable_votes: int
+    unreachable_votes: int
+    reason: str = "evidence"
+
+
+@dataclass(frozen=True)
+class NatStatusChanged:
+    """The overall ``nat_status`` changed from ``old`` to ``new`` at ``at``."""
+
+    old: NatStatus
+    new: NatStatus
+    at: float
+
+
+ReachabilityEvent: TypeAlias = ReachabilityChanged | NatStatusChanged
+
+
+@dataclass(frozen=True)
+class AddressReachability:
+    """One candidate address as the machine last judged it."""
+
+    addr: WsAddress
+    verdict: AddressVerdict
+    since: float
+    reachable_votes: int
+    unreachable_votes: int
+    next_probe_at: float
+
+
+@dataclass(frozen=True)
+class ReachabilityStatistics:
+    """Counters since creation; ``outcomes`` is sorted by outcome name."""
+
+    results: int
+    outcomes: tuple[tuple[ProbeOutcome, int], ...]
+    ignored: int
+    distrusted_servers: int
+
+
+@dataclass(frozen=True)
+class ReachabilityView:
+    """An immutable snapshot: overall status, addresses by verdict (sorted), details."""
+
+    nat_status: NatStatus
+    nat_status_since: float | None
+    reachable_addrs: tuple[WsAddress, ...]
+    unreachable_addrs: tuple[WsAddress, ...]
+    unknown_addrs: tuple[WsAddress, ...]
+    addresses: tuple[AddressReachability, ...]
+    statistics: ReachabilityStatistics
+
+
+@dataclass
+class _Evidence:
+    outcome: ProbeOutcome
+    at: float
+
+
+@dataclass
+class _Address:
+    added_at: float
+    since: float
+    next_probe_at: float
+    verdict: AddressVerdict = "unknown"
+    evidence: dict[PeerId, _Evidence] = field(default_factory=dict)
+    reachable_votes: int = 0
+    unreachable_votes: int = 0
+    attempt: int = 0
+
+
+def _key(addr: WsAddress) -> WsAddress:
+    return addr if addr.peer_id is None else addr.with_peer_id(None)
+
+
+class Reachability:
+    """The evidence-based reachability state machine; see the module docstring."""
+
+    def __init__(self, config: ReachabilityConfig | None = None) -> None:
+        self.config = config if config is not None else ReachabilityConfig()
+        self._addrs: dict[WsAddress, _Address] = {}
+        self._distrusted: dict[PeerId, float] = {}  # server -> distrusted until
+        self._nat_status: NatStatus = "unknown"
+        self._nat_since: float | None = None
+        self._outcomes: Counter[ProbeOutcome] = Counter()
+        self._ignored = 0
+        self._servers = 0
+        self._servers_since = -math.inf
+        self._threshold = self.config.threshold
+
+    # --- reading -------------------------------------------------------------
+
+    @property
+    def nat_status(self) -> NatStatus:
+        return self._nat_status
+
+    @property
+    def reachable_addrs(self) -> tuple[WsAddress, ...]:
+        return self._with_verdict("reachable")
+
+    @property
+    def unreachable_addrs(self) -> tuple[WsAddress, ...]:
+        return self._with_verdict("unreachable")
+
+    @property
+    def candidates(self) -> tuple[WsAddress, ...]:
+        return tuple(sorted(self._addrs, key=str))
+
+    def verdict(self, addr: WsAddress) -> AddressVerdict:
+        state = self._addrs.get(_key(addr))
+        return "unknown" if state is None else state.verdict
+
+    def evidence_servers(self, addr: WsAddress, now: float) -> frozenset[PeerId]:
+        """Servers whose evidence on ``addr`` is still live (ask others to reach the threshold)."""
+        state = self._addrs.get(_key(addr))
+        if state is None:
+            return frozenset()
+        horizon = now - self.config.evidence_ttl
+        return frozenset(peer for peer, ev in state.evidence.items() if ev.at > horizon)
+
+    def distrusted_servers(self, now: float) -> frozenset[PeerId]:
+        return frozenset(peer for peer, until in self._distrusted.items() if until > now)
+
+    def snapshot(self) -> ReachabilityView:
+        ordered = sorted(self._addrs.items(), key=lambda item: str(item[0]))
+        details = tuple(
+            AddressReachability(addr, s.verdict, s.since, s.reachable_votes,
+                                s.unreachable_votes, s.next_probe_at)
+            for addr, s in ordered
+        )
+        stats = ReachabilityStatistics(
+            results=sum(self._outcomes.values()),
+            outcomes=tuple(sorted(self._outcomes.items(), key=lambda item: item[0].value)),
+            ignored=self._ignored,
+            distrusted_servers=len(self._distrusted),
+        )
+        return ReachabilityView(
+            nat_status=self._nat_status,
+            nat_status_since=self._nat_since,
+            reachable_addrs=self.reachable_addrs,
+            unreachable_addrs=self.unreachable_addrs,
+            unknown_addrs=self._with_verdict("unknown"),
+            addresses=details,
+            statistics=stats,
+        )
+
+    def _with_verdict(self, verdict: AddressVerdict) -> tuple[WsAddress, ...]:
+        return tuple(sorted((a for a, s in self._addrs.items() if s.verdict == verdict), key=str))
+
+    # --- candidates ----------------------------------------------------------
+
+    def add_candidates(self, addrs: Iterable[WsAddress], now: float) -> list[ReachabilityEvent]:
+        """Start tracking new candidate addresses (due for a probe at once)."""
+        events: list[ReachabilityEvent] = []
+        for addr in map(_key, addrs):
+            if addr in self._addrs:
+                continue
+            if len(self._addrs) >= self.config.max_addrs:
+                events.extend(self._remove(self._eviction_victim(), now))
+            self._addrs[addr] = _Address(added_at=now, since=now, next_probe_at=now)
+        return events + self._update_nat_status(now)
+
+    def set_candidates(self, addrs: Iterable[WsAddress], now: float) -> list[ReachabilityEvent]:
+        """Make ``addrs`` the candidate set: new ones are added, vanished ones forgotten."""
+        wanted = dict.fromkeys(map(_key, addrs))
+        gone = [addr for addr in self._addrs if addr not in wanted]
+        return self.remove_candidates(gone, now) + self.add_candidates(wanted, now)
+
+    def remove_candidates(self, addrs: Iterable[WsAddress], now: float) -> list[ReachabilityEvent]:
+        events: list[ReachabilityEvent] = []
+        for addr in map(_key, addrs):
+            events.extend(self._remove(addr, now))
+        return events + self._update_nat_status(now)
+
+    def _eviction_victim(self) -> WsAddress:
+        unknown = [(s.added_at, a) for a, s in self._addrs.items() if s.verdict == "unknown"]
+        pool = unknown or [(s.added_at, a) for a, s in self._addrs.items()]
+        return min(pool, key=lambda item: item[0])[1]  # min() keeps the first of equal times
+
+    def _remove(self, addr: WsAddress, now: float) -> list[ReachabilityEvent]:
+        state = self._addrs.pop(addr, None)
+        if state is None or state.verdict == "unknown":
+            return []
+        return [ReachabilityChanged(addr, state.verdict, "unknown", now, state.reachable_votes,
+                                    state.unreachable_votes, "removed")]
+
+    # --- evidence ------------------------------------------------------------
+
+    def record(self, result: ProbeResult, now: float) -> list[ReachabilityEvent]:
+        """Fold one probe result in; returns the transitions it caused."""
+        self._outcomes[result.outcome] += 1
+        events: list[ReachabilityEvent] = []
+        if result.outcome is ProbeOutcome.LIED:
+            events.extend(self._distrust(result.server, now))
+        addr = _key(result.addr)
+        state = self._addrs.get(addr)
+        if state is None or not self._counts(result, now):
+            if result.outcome.is_evidence:
+                self._ignored += 1
+            return events + self._update_nat_status(now)
+        state.evidence.pop(result.server, None)  # re-insert: dict order is recency
+        state.evidence[result.server] = _Evidence(result.outcome, min(result.at, now))
+        while len(state.evidence) > self.config.max_servers_per_addr:
+            del state.evidence[next(iter(state.evidence))]
+        change = self._evaluate(addr, state, now, "evidence")
+        if change is not None:
+            events.append(change)
+        return events + self._update_nat_status(now)
+
+    def _counts(self, result: ProbeResult, now: float) -> bool:
+        """Evidence, from a server not distrusted, not already expired."""
+        trusted = self._distrusted.get(result.server, -math.inf) <= now
+        fresh = now - result.at < self.config.evidence_ttl
+        return result.outcome.is_evidence and trusted and fresh
+
+    def expire(self, now: float) -> list[ReachabilityEvent]:
+        """Drop evidence older than ``evidence_ttl`` and forgive distrusted servers."""
+        for peer in [p for p, until in self._distrusted.items() if until <= now]:
+            del self._distrusted[peer]
+        events: list[ReachabilityEvent] = []
+        for addr, state in self._addrs.items():
+            change = self._evaluate(addr, state, now, "expired")
+            if change is not None:
+                events.append(change)
+        return events + self._update_nat_status(now)
+
+    def _distrust(self, server: PeerId, now: float) -> list[ReachabilityEvent]:
+        if self.config.distrust_period == 0:
+            return []
+        self._distrusted.pop(server, None)
+        self._distrusted[server] = now + self.config.distrust_period
+        while len(self._distrusted) > self.config.max_distrusted:
+            del self._distrusted[next(iter(self._distrusted))]
+        events: list[ReachabilityEvent] = []
+        for addr, state in self._addrs.items():
+            claim = state.evidence.get(server)
+            if claim is None or claim.outcome is not ProbeOutcome.UNREACHABLE:
+                continue
+            del state.evidence[server]
+            change = self._evaluate(addr, state, now, "distrusted")
+            if change is not None:
+                events.append(change)
+        return events
+
+    def _evaluate(
+        self, addr: WsAddress, state: _Address, now: float, reason: str
+    ) -> ReachabilityChanged | None:
+        horizon = now - self.config.evidence_ttl
+        for peer in [p for p, ev in state.evidence.items() if ev.at <= horizon]:
+            del state.evidence[peer]
+        votes = Counter(ev.outcome for ev in state.evidence.values())
+        yes, no = votes[ProbeOutcome.REACHABLE], votes[ProbeOutcome.UNREACHABLE]
+        state.reachable_votes, state.unreachable_votes = yes, no
+        new = self._decide(state.verdict, yes, no)
+        if new == state.verdict:
+            return None
+        old, state.verdict, state.since, state.attempt = state.verdict, new, now, 0
+        if new == "unknown":
+            state.next_probe_at = now
+        else:
+            state.next_probe_at = now + self.config.reprobe.base_delay(0)
+        return ReachabilityChanged(addr, old, new, now, yes, no, reason)
+
+    @property
+    def threshold(self) -> int:
+        """The threshold in force (lower than configured only in a small network)."""
+        return self._threshold
+
+    def set_available_servers(self, count: int, now: float) -> list[ReachabilityEvent]:
+        """How many distinct AutoNAT servers we can ask; may change the effective threshold."""
+        if count != self._servers:
+            self._servers, self._servers_since = count, now
+        full = self.config.threshold
+        settled = now - self._servers_since >= self.config.small_network_settle
+        effective = full if count >= full or not settled else max(1, count)
+        if effective == self._threshold:
+            return []
+        self._threshold = effective
+        events: list[ReachabilityEvent] = []
+        for addr, state in self._addrs.items():
+            change = self._evaluate(addr, state, now, f"threshold now {effective}")
+            if change is not None:
+                events.append(change)
+        return events + self._update_nat_status(now)
+
+    def threshold_review_at(self) -> float | None:
+        """When a small network will have settled (for the actor's sleep), else None."""
+        if self._servers >= self.config.threshold or self._threshold == max(1, self._servers):
+            return None
+        return self._servers_since + self.config.small_network_settle
+
+    def _decide(self, current: AddressVerdict, yes: int, no: int) -> AddressVerdict:
+        threshold = self._threshold
+        if yes >= threshold and yes > no:
+            return "reachable"
+        if no >= threshold and no > yes:
+            return "unreachable"
+        return current if yes + no else "unknown"
+
+    def _update_nat_status(self, now: float) -> list[ReachabilityEvent]:
+        verdicts = {state.verdict for state in self._addrs.values()}
+        new: NatStatus = (
+            "public" if "reachable" in verdicts
+            else "private" if "unreachable" in verdicts
+            else "unknown"
+        )
+        if new == self._nat_status:
+            return []
+        old, self._nat_status, self._nat_since = self._nat_status, new, now
+        return [NatStatusChanged(old, new, now)]
+
+    # --- probe schedule ------------------------------------------------------
+
+    def addresses_needing_probe(self, now: float) -> list[WsAddress]:
+        """Candidates due for a probe at ``now``: ``unknown`` first, then the most overdue."""
+        due = [(s.verdict != "unknown", s.next_probe_at, str(a), a)
+               for a, s in self._addrs.items() if s.next_probe_at <= now]
+        due.sort(key=lambda item: item[:3])
+        return [item[3] for item in due]
+
+    def probe_started(self, addr: WsAddress, now: float) -> float | None:
+        """The actor sent probes for ``addr``; returns when it is due next (None if unknown)."""
+        state = self._addrs.get(_key(addr))
+        if state is None:
+            return None
+        policy = self.config.retry if state.verdict == "unknown" else self.config.reprobe
+        state.next_probe_at = now + policy.base_delay(state.attempt)
+        state.attempt += 1
+        return state.next_probe_at
+
+    def next_probe_at(self) -> float | None:
+        """The earliest time any candidate is due (for the actor's sleep), or None."""
+        return min((s.next_probe_at for s in self._addrs.values()), default=None)

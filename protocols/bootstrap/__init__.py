@@ -1,0 +1,55 @@
+"""Bootstrap ``/status``: the document, the node's view of it, round robin, the fetch plan.
+
+May import: :mod:`protocols.node` and the layers below it (not its sibling
+:mod:`protocols.config`).
+"""
+
+from __future__ import annotations
+
+from ._bootstrap_plan import (
+    DEFAULT_FETCH_BACKOFF,
+    AddressSelection,
+    BootstrapPlan,
+    BootstrapStatistics,
+    BootUrlStatus,
+    FetchOutcome,
+    SkipKind,
+    SkippedEntry,
+    fallback_addresses,
+    refetch_backoff,
+    select_addresses,
+)
+from ._round_robin import RoundRobin
+from ._status_doc import (
+    ParsedStatus,
+    StatusDocument,
+    StatusScalar,
+    StatusValue,
+    build_status_document,
+    parse_status_document,
+)
+from ._status_view import own_addresses, public_peer_addresses, status_document
+
+__all__ = [
+    "DEFAULT_FETCH_BACKOFF",
+    "AddressSelection",
+    "BootUrlStatus",
+    "BootstrapPlan",
+    "BootstrapStatistics",
+    "FetchOutcome",
+    "ParsedStatus",
+    "RoundRobin",
+    "SkipKind",
+    "SkippedEntry",
+    "StatusDocument",
+    "StatusScalar",
+    "StatusValue",
+    "build_status_document",
+    "fallback_addresses",
+    "own_addresses",
+    "parse_status_document",
+    "public_peer_addresses",
+    "refetch_backoff",
+    "select_addresses",
+    "status_document",
+]

@@ -1,0 +1,156 @@
+"""What a node says about itself on ``GET /status``: a NodeSnapshot as a StatusDocument.
+
+Theory of operation
+-------------------
+:func:`status_document` turns one immutable :class:`NodeSnapshot` into the
+Pyrsia-compatible :class:`StatusDocument` (DESIGN 6); the HTTP API
+serialises it with :func:`build_status_document`. It reads no clock and does
+no I/O: uptime, version and the served-probe count are arguments.
+
+Pyrsia's fields
+    ``peer_id`` is ours. ``peers_count`` is the number of peers we have a
+    live connection to. ``peer_addrs`` is our own addresses first, then a
+    :class:`RoundRobin` window of other peers, so successive requests spread
+    new clients over the network (the seed's round robin).
+
+Our own addresses (:func:`own_addresses`)
+    The addresses AutoNAT confirmed reachable (``snapshot.reachable_addrs``)
+    when there are any; before a verdict, the bound listen addresses. Each
+    carries ``/p2p/<our id>``. A node listening on ``0.0.0.0`` therefore
+    lists no own address until its reachability is known - an unspecified
+    address is useless to a client.
+
+Other peers, "confirmed public" (:func:`public_peer_addresses`)
+    For now a peer counts as confirmed public when it is *connected* and has
+    *answered Identify* (its record has an agent version or protocols), and
+    one of its known addresses - Identify listen addresses, which the
+    IdentifyActor already filters by the policy, and the address we dialed it
+    on - is routable. One address per peer is handed out (the most recently
+    learned routable one), so the window counts peers, not addresses. This is
+    weaker than proof: a peer behind a NAT may announce a public address it
+    cannot be reached on. A later issue may add a stricter per-peer
+    "probed public" flag; this function is the one place to change.
+
+Never a non-routable address
+    Every address in the document - ``peer_addrs``, ``reachable_addrs`` and
+    ``observed_addrs`` - passes the node's :class:`AddressPolicy`, so a boot
+    node on the internet never advertises loopback or private addresses,
+    while a lab with ``allow_loopback`` sees its 127.0.0.x nodes.
+
+Our extra fields
+    ``nat_status``, ``nat_mapping``, ``state`` (the lifecycle value),
+    ``connections`` (live connections), ``probes_served``, ``uptime_s`` and
+    ``version`` are first-class :class:`StatusDocument` fields;
+    ``reachable_addrs`` and ``observed_addrs`` (our address as peers saw it,
+    distinct values, without ``/p2p/``) go into ``extra``. Readers ignore
+    fields they do not know, so a Pyrsia client reads our document unchanged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from ..core import AddressPolicy, ValidationError, WsAddress
+from ..node import NodeSnapshot, PeerRecord
+from ._round_robin import RoundRobin
+from ._status_doc import StatusDocument
+
+__all__ = ["own_addresses", "public_peer_addresses", "status_document"]
+
+MAX_LISTED_ADDRS: Final = 16
+"""Cap for ``reachable_addrs`` and ``observed_addrs`` in the document."""
+
+
+def status_document(
+    snapshot: NodeSnapshot,
+    *,
+    policy: AddressPolicy,
+    round_robin: RoundRobin,
+    version: str,
+    uptime_s: float,
+    probes_served: int,
+    own: Sequence[WsAddress] | None = None,
+    reached_at: str | None = None,
+) -> StatusDocument:
+    """The ``/status`` document for ``snapshot``; advances ``round_robin`` by one window.
+
+    ``own`` overrides :func:`own_addresses` (e.g. configured announce
+    addresses); it is filtered by ``policy`` like everything else.
+    ``reached_at`` is the local IP this HTTP request arrived on. When the
+    policy leaves us no address to list, our wildcard or matching listen
+    addresses are listed on that IP: the requester just reached us there, so
+    it is usable *by that requester* (a boot node on a laptop answering a
+    client on 127.0.0.1, or on a LAN). It is never handed to anyone else.
+    """
+    if not isinstance(uptime_s, int | float) or not math.isfinite(uptime_s):
+        raise ValidationError(f"uptime_s must be a finite number, got {uptime_s!r}")
+    mine = own_addresses(snapshot, policy) if own is None else _render(
+        snapshot, policy.filter(own))
+    if not mine and reached_at is not None:
+        mine = _render(snapshot, reached_addresses(snapshot, reached_at))
+    peer_addrs = round_robin.next_window(mine, public_peer_addresses(snapshot, policy))
+    return StatusDocument(
+        peer_id=str(snapshot.peer_id),
+        peers_count=len(snapshot.connected_peers),
+        peer_addrs=peer_addrs,
+        nat_status=snapshot.nat_status,
+        nat_mapping=snapshot.nat_mapping,
+        state=snapshot.lifecycle.value,
+        uptime_s=max(0.0, float(uptime_s)),
+        connections=len(snapshot.connections),
+        probes_served=probes_served,
+        version=version,
+        extra=(
+            ("reachable_addrs", _plain(policy.filter(snapshot.reachable_addrs))),
+            ("observed_addrs", _plain(policy.filter(o.observed for o in snapshot.observed_addrs))),
+        ),
+    )
+
+
+def reached_addresses(snapshot: NodeSnapshot, reached_at: str) -> list[WsAddress]:
+    """Listen addresses that cover ``reached_at`` (wildcard or equal), on that IP."""
+    try:
+        ip = ipaddress.ip_address(reached_at)
+    except ValueError:
+        return []
+    result = []
+    for addr in snapshot.listen_addrs:
+        if addr.ip is None or addr.ip.version != ip.version:
+            continue
+        if addr.ip.is_unspecified or addr.ip == ip:
+            result.append(WsAddress(host=str(ip), kind=addr.kind, port=addr.port,
+                                    secure=addr.secure))
+    return result
+
+
+def own_addresses(snapshot: NodeSnapshot, policy: AddressPolicy) -> tuple[str, ...]:
+    """Our routable addresses with ``/p2p/<our id>``: confirmed reachable ones, else listen ones."""
+    reachable = policy.filter(snapshot.reachable_addrs)
+    return _render(snapshot, reachable or policy.filter(snapshot.listen_addrs))
+
+
+def public_peer_addresses(snapshot: NodeSnapshot, policy: AddressPolicy) -> tuple[str, ...]:
+    """One routable address (with ``/p2p/``) per confirmed public peer, in peer id order."""
+    connected = set(snapshot.connected_peers)
+    chosen: list[str] = []
+    for record in snapshot.peers:
+        if record.peer_id in connected and _identified(record):
+            address = next(iter(policy.filter(record.addrs)), None)
+            if address is not None:
+                chosen.append(str(address.with_peer_id(record.peer_id)))
+    return tuple(chosen)
+
+
+def _identified(record: PeerRecord) -> bool:
+    return bool(record.agent_version or record.protocols)
+
+
+def _render(snapshot: NodeSnapshot, addrs: Iterable[WsAddress]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(str(a.with_peer_id(snapshot.peer_id)) for a in addrs))
+
+
+def _plain(addrs: Iterable[WsAddress]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(str(a.with_peer_id(None)) for a in addrs))[:MAX_LISTED_ADDRS]

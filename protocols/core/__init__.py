@@ -1,0 +1,67 @@
+"""Bottom layer of :mod:`protocols`: identity, addresses, the address policy, backoff, errors.
+
+Holds Ed25519 keys and libp2p peer ids, the parsed WebSocket multiaddrs, the
+:class:`AddressPolicy` that decides what is routable, jittered exponential
+backoff and restart intensity, and every exception type of the package.
+
+May import: nothing of this project (only the standard library, ``multiaddr``,
+``base58`` and ``cryptography``).
+"""
+
+from __future__ import annotations
+
+from ._addresses import HOST_KINDS, IPAddress, WsAddress, describe, parse_addresses
+from ._backoff import Backoff, BackoffSchedule, RestartIntensity
+from ._errors import (
+    AddressError,
+    BadSignature,
+    ConfigError,
+    DecodeError,
+    FrameTooLarge,
+    HandshakeError,
+    HandshakeOrderError,
+    HandshakeTimeout,
+    InvalidKey,
+    KeyFileError,
+    PeerIdMismatch,
+    PeerStoreError,
+    ProtocolError,
+    StatusDocumentError,
+    StreamError,
+    StreamLimitReached,
+    ValidationError,
+)
+from ._identity import Keypair, PeerId, PublicKey
+from ._policy import AddressPolicy
+
+__all__ = [
+    "HOST_KINDS",
+    "AddressError",
+    "AddressPolicy",
+    "Backoff",
+    "BackoffSchedule",
+    "BadSignature",
+    "ConfigError",
+    "DecodeError",
+    "FrameTooLarge",
+    "HandshakeError",
+    "HandshakeOrderError",
+    "HandshakeTimeout",
+    "IPAddress",
+    "InvalidKey",
+    "KeyFileError",
+    "Keypair",
+    "PeerId",
+    "PeerIdMismatch",
+    "PeerStoreError",
+    "ProtocolError",
+    "PublicKey",
+    "RestartIntensity",
+    "StatusDocumentError",
+    "StreamError",
+    "StreamLimitReached",
+    "ValidationError",
+    "WsAddress",
+    "describe",
+    "parse_addresses",
+]

@@ -1,0 +1,166 @@
+"""Identify decisions: what we tell peers, and what we believe of their answers.
+
+Theory of operation
+-------------------
+Identify is where a node learns the two things AutoNAT needs: the addresses
+a peer listens on, and the address the peer *observed us* connecting from.
+Both come from untrusted peers, so this module is deliberately strict:
+
+* **What we send** (:func:`build_identify`): our protobuf public key, our
+  agent and protocol versions, the protocols we serve, the listen addresses
+  the :class:`AddressPolicy` calls routable (never a loopback or private
+  address a policy rejects - DESIGN 5.7), and as ``observed_addr`` the real
+  remote address of the connection the request came on.
+* **What we accept** (:func:`interpret_identify`): the public key must be
+  the very key the handshake authenticated (else the peer is lying about
+  who it is, and the whole answer is rejected); each listen address is
+  parsed on its own - an unusable one is skipped with a reason, it does not
+  spoil the rest; a listen address naming a different ``/p2p/`` id is
+  skipped; only policy-routable addresses are kept, so a routable peer can
+  never plant a non-routable address in our peer store. The observed
+  address is kept as reported (without a peer id): whether it is usable as
+  a reachability candidate is decided later, by the AutoNAT logic.
+
+Nothing here does I/O; the IdentifyActor drives it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..core import (
+    AddressError,
+    AddressPolicy,
+    InvalidKey,
+    PeerId,
+    PublicKey,
+    ValidationError,
+    WsAddress,
+)
+from ._identify_msg import Identify
+
+IDENTIFY_PROTOCOL_VERSION = "trio-autonat/1.0.0"
+MAX_ADVERTISED = 16
+
+
+@dataclass(frozen=True)
+class PeerIdentified:
+    """A peer's Identify answer, already validated and filtered by the address policy.
+
+    ``observed_addr`` is our address as that peer saw it on ``connection_id``;
+    ``local_addr`` is our end of that connection (to pair observation with the
+    local port for NAT mapping).
+    """
+
+    peer_id: PeerId
+    connection_id: int
+    listen_addrs: tuple[WsAddress, ...]
+    observed_addr: WsAddress | None
+    local_addr: WsAddress
+    protocols: tuple[str, ...]
+    agent_version: str
+    observer_addr: WsAddress
+
+
+@dataclass(frozen=True)
+class IdentifyOutcome:
+    """A validated Identify answer plus the entries that were skipped, with reasons."""
+
+    event: PeerIdentified
+    skipped: tuple[tuple[str, str], ...]
+
+
+def build_identify(
+    *,
+    public_key: PublicKey,
+    agent_version: str,
+    listen_addrs: Iterable[WsAddress],
+    observed_addr: WsAddress | None,
+    protocols: Iterable[str],
+    policy: AddressPolicy,
+) -> Identify:
+    """Our Identify answer for one connection (``observed_addr`` = its remote end)."""
+    advertised: list[bytes] = []
+    for addr in listen_addrs:
+        plain = addr.with_peer_id(None)
+        if policy.is_routable(plain) and plain.to_bytes() not in advertised:
+            advertised.append(plain.to_bytes())
+    observed = observed_addr.with_peer_id(None).to_bytes() if observed_addr else None
+    return Identify(
+        protocol_version=IDENTIFY_PROTOCOL_VERSION,
+        agent_version=agent_version,
+        public_key=public_key.to_protobuf(),
+        listen_addrs=tuple(advertised[:MAX_ADVERTISED]),
+        observed_addr=observed,
+        protocols=tuple(protocols),
+    )
+
+
+def interpret_identify(
+    message: Identify,
+    *,
+    peer_id: PeerId,
+    connection_id: int,
+    local_addr: WsAddress,
+    remote_addr: WsAddress,
+    policy: AddressPolicy,
+) -> IdentifyOutcome:
+    """Validate a peer's Identify; raises ValidationError if its key is not the peer's."""
+    try:
+        key = PublicKey.from_protobuf(message.public_key)
+    except InvalidKey as exc:
+        raise ValidationError(f"identify from {peer_id}: unusable public key: {exc}") from exc
+    if key.peer_id != peer_id:
+        raise ValidationError(
+            f"identify from {peer_id} carries the key of {key.peer_id}; rejecting the answer")
+    skipped: list[tuple[str, str]] = []
+    listen = _accept_listen_addrs(message.listen_addrs, peer_id, policy, skipped)
+    observed = _parse_observed(message.observed_addr, skipped)
+    event = PeerIdentified(
+        peer_id=peer_id,
+        connection_id=connection_id,
+        listen_addrs=tuple(listen),
+        observed_addr=observed,
+        local_addr=local_addr,
+        protocols=message.protocols,
+        agent_version=message.agent_version,
+        observer_addr=remote_addr,
+    )
+    return IdentifyOutcome(event, tuple(skipped))
+
+
+def _accept_listen_addrs(
+    raw_addrs: tuple[bytes, ...],
+    peer_id: PeerId,
+    policy: AddressPolicy,
+    skipped: list[tuple[str, str]],
+) -> list[WsAddress]:
+    accepted: list[WsAddress] = []
+    for raw in raw_addrs:
+        try:
+            addr = WsAddress.parse(raw)
+        except AddressError as exc:
+            skipped.append((raw.hex(), str(exc)))
+            continue
+        if addr.peer_id is not None and addr.peer_id != peer_id:
+            skipped.append((str(addr), f"names another peer id than {peer_id}"))
+            continue
+        reason = policy.reason_rejected(addr)
+        if reason is not None:
+            skipped.append((str(addr), reason))
+            continue
+        full = addr.with_peer_id(peer_id)
+        if full not in accepted:
+            accepted.append(full)
+    return accepted
+
+
+def _parse_observed(raw: bytes | None, skipped: list[tuple[str, str]]) -> WsAddress | None:
+    if raw is None:
+        return None
+    try:
+        return WsAddress.parse(raw).with_peer_id(None)
+    except AddressError as exc:
+        skipped.append((raw.hex(), f"observed address: {exc}"))
+        return None

@@ -1,0 +1,517 @@
+"""The node's state as one sans-io model: lifecycle, peers, connections, observations.
+
+Theory of operation
+-------------------
+:class:`NodeModel` folds the events of :mod:`protocols._events` into the
+node's single source of truth. It never reads a clock: every call takes
+``now`` (wall-clock seconds, because peer timestamps are persisted and shown
+to users), and :meth:`NodeModel.apply` answers whether anything changed, so
+the driving actor (``actors.StatusTracker``) publishes a new snapshot only
+when there is something new.
+
+Lifecycle
+    ``starting -> bootstrapping -> connected -> fully_connected``, driven by
+    :class:`LifecycleTrigger` through the table :data:`LIFECYCLE_TRANSITIONS`;
+    a (state, trigger) pair missing from the table leaves the state alone.
+    Binding listeners (``ListenAddrsChanged`` with addresses) starts
+    bootstrapping, the first live connection makes the node ``connected``,
+    a probe from a peer learned from a bootstrap source (the seed's
+    ``InboundProbe`` rule, :meth:`NodeModel.mark_fully_connected`) makes it
+    ``fully_connected``, and losing the last connection sends it back to
+    ``bootstrapping`` - it must then be probed again. A node with no listener
+    (a pure client) goes straight from ``starting`` to ``connected``.
+
+Peers
+    :class:`PeerRecord` per peer id: addresses (each carrying the peer's
+    ``/p2p/`` id, newest first), agent, protocols, first/last seen, the
+    sources that named it and whether a bootstrap source did. Any event that
+    names a peer refreshes ``last_seen``. Addresses come from ``PeersFound``,
+    Identify listen addresses and the remote address of outbound connections
+    (we dialed it, so it is dialable).
+
+Bounds
+    Everything is capped: at most ``max_peers`` records (the least recently
+    seen peer without a live connection is evicted first; connected peers
+    are never evicted), ``max_connections`` connections, one observation per
+    observer and at most ``max_peers`` observers (oldest dropped), and per
+    record the ``MAX_*`` constants below (longer input is truncated, never
+    rejected, because it already passed the producers' validation).
+
+Snapshots
+    :meth:`NodeModel.snapshot` returns a :class:`NodeSnapshot`: frozen, only
+    tuples, sorted, so it can be shared with any number of readers and
+    compared. ``nat_status``, ``nat_mapping``, ``reachable_addrs`` and
+    ``unreachable_addrs`` are placeholders (``"unknown"`` / empty) until the
+    reachability machine feeds them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Final, TypeGuard, get_args
+
+from ..autonat import InboundProbe, NatMapping, NatStatus, ProbeResult, ReachabilityUpdate
+from ..core import PeerId, ValidationError, WsAddress
+from ..identify import PeerIdentified
+from ._events import (
+    ConnectionDown,
+    ConnectionInfo,
+    ConnectionUp,
+    Direction,
+    ListenAddrsChanged,
+    PeersFound,
+)
+from ._lifecycle import LIFECYCLE_TRANSITIONS, Lifecycle, LifecycleTrigger, next_lifecycle
+
+__all__ = [
+    "LIFECYCLE_TRANSITIONS",
+    "Lifecycle",
+    "LifecycleTrigger",
+    "NodeEvent",
+    "NodeModel",
+    "NodeSnapshot",
+    "ObservedAddr",
+    "PeerRecord",
+    "next_lifecycle",
+]
+
+MAX_ADDRS_PER_PEER: Final = 16
+MAX_PROTOCOLS_PER_PEER: Final = 32
+MAX_PROTOCOL_LENGTH: Final = 128
+MAX_AGENT_LENGTH: Final = 128
+MAX_SOURCES_PER_PEER: Final = 4
+MAX_SOURCE_LENGTH: Final = 512
+MAX_LISTEN_ADDRS: Final = 64
+
+NodeEvent = (PeersFound | ConnectionUp | ConnectionDown | PeerIdentified | ListenAddrsChanged
+             | ReachabilityUpdate | InboundProbe | ProbeResult)
+
+
+def _check_time(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationError(f"{name} must be a finite number, got {value!r}")
+
+
+def _check_strings(name: str, values: object, *, count: int, length: int) -> None:
+    if not isinstance(values, tuple):
+        raise ValidationError(f"{name} must be a tuple, got {type(values).__name__}")
+    if len(values) > count:
+        raise ValidationError(f"{name} has {len(values)} entries, limit is {count}")
+    for value in values:
+        if not isinstance(value, str) or not value or len(value) > length:
+            raise ValidationError(f"{name} entries must be non-empty strings <= {length} chars")
+
+
+@dataclass(frozen=True)
+class PeerRecord:
+    """Everything known about one remote peer (persisted by the peer store)."""
+
+    peer_id: PeerId
+    addrs: tuple[WsAddress, ...]
+    first_seen: float
+    last_seen: float
+    agent_version: str = ""
+    protocols: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    from_bootstrap: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.peer_id, PeerId):
+            raise ValidationError(f"peer_id must be a PeerId, got {type(self.peer_id).__name__}")
+        if not isinstance(self.addrs, tuple) or len(self.addrs) > MAX_ADDRS_PER_PEER:
+            raise ValidationError(f"addrs must be a tuple of <= {MAX_ADDRS_PER_PEER} addresses")
+        for addr in self.addrs:
+            if not isinstance(addr, WsAddress) or addr.peer_id != self.peer_id:
+                raise ValidationError(f"address {addr} does not end in /p2p/{self.peer_id}")
+        _check_time("first_seen", self.first_seen)
+        _check_time("last_seen", self.last_seen)
+        if self.last_seen < self.first_seen:
+            raise ValidationError("last_seen is before first_seen")
+        if not isinstance(self.agent_version, str) or len(self.agent_version) > MAX_AGENT_LENGTH:
+            raise ValidationError(f"agent_version must be a string <= {MAX_AGENT_LENGTH} chars")
+        _check_strings(
+            "protocols", self.protocols, count=MAX_PROTOCOLS_PER_PEER, length=MAX_PROTOCOL_LENGTH
+        )
+        _check_strings(
+            "sources", self.sources, count=MAX_SOURCES_PER_PEER, length=MAX_SOURCE_LENGTH
+        )
+        if not isinstance(self.from_bootstrap, bool):
+            raise ValidationError("from_bootstrap must be a bool")
+
+
+@dataclass(frozen=True)
+class ObservedAddr:
+    """Our address as ``observer`` saw it on one connection (from Identify)."""
+
+    observer: PeerId
+    observed: WsAddress
+    local: WsAddress
+    observer_addr: WsAddress
+    at: float
+    connection_id: int = 0
+
+
+@dataclass(frozen=True)
+class NodeSnapshot:
+    """An immutable view of the whole node at one moment (tuples only, sorted)."""
+
+    peer_id: PeerId
+    lifecycle: Lifecycle
+    lifecycle_since: float
+    listen_addrs: tuple[WsAddress, ...]
+    peers: tuple[PeerRecord, ...]
+    connections: tuple[ConnectionInfo, ...]
+    observed_addrs: tuple[ObservedAddr, ...]
+    started_at: float
+    updated_at: float
+    revision: int
+    nat_status: NatStatus = "unknown"
+    nat_mapping: NatMapping = "unknown"
+    reachable_addrs: tuple[WsAddress, ...] = ()
+    unreachable_addrs: tuple[WsAddress, ...] = ()
+    probes_served: int = 0
+    """Dial requests this node answered as an AutoNAT server."""
+    probe_outcomes: tuple[tuple[str, int], ...] = ()
+    """Our own probes by outcome (``reachable``, ``unreachable``, ``lied``, ...), sorted."""
+
+    def __post_init__(self) -> None:
+        if self.nat_status not in get_args(NatStatus):
+            raise ValueError(f"nat_status must be one of {get_args(NatStatus)}")
+        if self.nat_mapping not in get_args(NatMapping):
+            raise ValueError(f"nat_mapping must be one of {get_args(NatMapping)}")
+
+    @property
+    def connected_peers(self) -> tuple[PeerId, ...]:
+        """Peers with at least one live connection, sorted, without duplicates."""
+        return tuple(sorted({conn.peer_id for conn in self.connections}))
+
+    def peer(self, peer_id: PeerId) -> PeerRecord | None:
+        return next((rec for rec in self.peers if rec.peer_id == peer_id), None)
+
+    def connections_to(self, peer_id: PeerId) -> tuple[ConnectionInfo, ...]:
+        return tuple(conn for conn in self.connections if conn.peer_id == peer_id)
+
+
+def _merge_addrs(
+    peer_id: PeerId, new: Iterable[WsAddress], old: Iterable[WsAddress]
+) -> tuple[WsAddress, ...]:
+    """Newest first, each with ``/p2p/<peer_id>``, no duplicates, capped."""
+    merged: dict[WsAddress, None] = {}
+    for addr in (*new, *old):
+        if addr.peer_id not in (None, peer_id):
+            continue
+        merged.setdefault(addr.with_peer_id(peer_id), None)
+        if len(merged) == MAX_ADDRS_PER_PEER:
+            break
+    return tuple(merged)
+
+
+def _clean_protocols(protocols: Iterable[str]) -> tuple[str, ...]:
+    kept = dict.fromkeys(p for p in protocols if 0 < len(p) <= MAX_PROTOCOL_LENGTH)
+    return tuple(kept)[:MAX_PROTOCOLS_PER_PEER]
+
+
+class NodeModel:
+    """Sans-io state of one node; see the module docstring."""
+
+    def __init__(
+        self,
+        local_peer_id: PeerId,
+        *,
+        max_peers: int = 1000,
+        max_connections: int = 4096,
+        started_at: float | None = None,
+    ) -> None:
+        if max_peers < 1 or max_connections < 1:
+            raise ValueError("max_peers and max_connections must be >= 1")
+        self.local_peer_id = local_peer_id
+        self.max_peers = max_peers
+        self.max_connections = max_connections
+        self._started_at = started_at
+        self._updated_at = started_at
+        self._lifecycle = Lifecycle.STARTING
+        self._lifecycle_since = started_at
+        self._listen: tuple[WsAddress, ...] = ()
+        self._peers: dict[PeerId, PeerRecord] = {}
+        self._connections: dict[int, ConnectionInfo] = {}
+        self._observed: dict[PeerId, ObservedAddr] = {}
+        self._revision = 0
+        self._peers_revision = 0
+        self._peers_cache: tuple[PeerRecord, ...] | None = None
+        self._reach: ReachabilityUpdate | None = None
+        self._probes_served = 0
+        self._probe_outcomes: dict[str, int] = {}
+        self.dropped_connections = 0
+
+    # --- reading -------------------------------------------------------------
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return self._lifecycle
+
+    @property
+    def revision(self) -> int:
+        """Incremented on every change; equal revisions mean equal snapshots."""
+        return self._revision
+
+    @property
+    def peers_revision(self) -> int:
+        """Incremented whenever a peer record changes (what the peer store holds)."""
+        return self._peers_revision
+
+    @property
+    def peer_count(self) -> int:
+        return len(self._peers)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def peer(self, peer_id: PeerId) -> PeerRecord | None:
+        return self._peers.get(peer_id)
+
+    def is_connected(self, peer_id: PeerId) -> bool:
+        return any(conn.peer_id == peer_id for conn in self._connections.values())
+
+    def store_records(self) -> list[PeerRecord]:
+        """Records worth persisting (those with an address), most recently seen first."""
+        records = [rec for rec in self._peers.values() if rec.addrs]
+        records.sort(key=lambda rec: rec.last_seen, reverse=True)
+        return records
+
+    def snapshot(self, now: float) -> NodeSnapshot:
+        started = self._start_clock(now)
+        reach = self._reach
+        if self._peers_cache is None:
+            self._peers_cache = tuple(sorted(self._peers.values(), key=lambda r: r.peer_id))
+        return NodeSnapshot(
+            peer_id=self.local_peer_id,
+            lifecycle=self._lifecycle,
+            lifecycle_since=self._lifecycle_since if self._lifecycle_since is not None else started,
+            listen_addrs=self._listen,
+            peers=self._peers_cache,
+            connections=tuple(self._connections[cid] for cid in sorted(self._connections)),
+            observed_addrs=tuple(self._observed[pid] for pid in sorted(self._observed)),
+            started_at=started,
+            updated_at=self._updated_at if self._updated_at is not None else started,
+            revision=self._revision,
+            nat_status=reach.nat_status if reach else "unknown",
+            nat_mapping=reach.nat_mapping if reach else "unknown",
+            reachable_addrs=reach.reachable_addrs if reach else (),
+            unreachable_addrs=reach.unreachable_addrs if reach else (),
+            probes_served=self._probes_served,
+            probe_outcomes=tuple(sorted(self._probe_outcomes.items())),
+        )
+
+    # --- changing ------------------------------------------------------------
+
+    @staticmethod
+    def handles(event: object) -> TypeGuard[NodeEvent]:
+        """True for the event types :meth:`apply` understands."""
+        return isinstance(event, NodeEvent)
+
+    def apply(self, event: NodeEvent, now: float) -> bool:
+        """Fold one event into the model; True when anything changed."""
+        self._start_clock(now)
+        if isinstance(event, PeersFound):
+            changed = self._on_peers_found(event, now)
+        elif isinstance(event, ConnectionUp):
+            changed = self._on_connection_up(event.info, now)
+        elif isinstance(event, ConnectionDown):
+            changed = self._on_connection_down(event, now)
+        elif isinstance(event, PeerIdentified):
+            changed = self._on_identified(event, now)
+        elif isinstance(event, ListenAddrsChanged):
+            changed = self._on_listen_addrs(event, now)
+        elif isinstance(event, ReachabilityUpdate):
+            changed = self._on_reachability(event)
+        elif isinstance(event, ProbeResult):
+            key = event.outcome.value
+            self._probe_outcomes[key] = self._probe_outcomes.get(key, 0) + 1
+            changed = True
+        elif isinstance(event, InboundProbe):
+            self._probes_served += 1
+            self.mark_fully_connected(event.peer, now)
+            changed = True
+        else:
+            raise TypeError(f"NodeModel cannot apply {type(event).__name__}")
+        if changed:
+            self._touch(now)
+        return changed
+
+    def _on_reachability(self, event: ReachabilityUpdate) -> bool:
+        old = self._reach
+        self._reach = event
+        return old is None or (old.nat_status, old.nat_mapping, old.reachable_addrs,
+                               old.unreachable_addrs) != (
+            event.nat_status, event.nat_mapping, event.reachable_addrs, event.unreachable_addrs)
+
+    def mark_fully_connected(self, peer_id: PeerId, now: float) -> bool:
+        """An inbound probe from ``peer_id``: fully connected if it came from a bootstrap source."""
+        self._start_clock(now)
+        record = self._peers.get(peer_id)
+        if record is None or not record.from_bootstrap:
+            return False
+        changed = self._trigger(LifecycleTrigger.BOOTSTRAP_PROBE, now)
+        if changed:
+            self._touch(now)
+        return changed
+
+    def load_peers(self, records: Iterable[PeerRecord], now: float | None = None) -> int:
+        """Seed from the peer store; records already in memory win. Returns how many were new."""
+        added = 0
+        for record in records:
+            if record.peer_id == self.local_peer_id or record.peer_id in self._peers:
+                continue
+            self._peers[record.peer_id] = record
+            added += 1
+        if added:
+            self._evict()
+            self._peers_changed()
+            if now is not None:
+                self._touch(now)
+        return added
+
+    # --- event handlers ------------------------------------------------------
+
+    def _on_peers_found(self, event: PeersFound, now: float) -> bool:
+        source = event.source[:MAX_SOURCE_LENGTH]
+        by_peer: dict[PeerId, list[WsAddress]] = {}
+        for addr in event.addrs:
+            if addr.peer_id is not None and addr.peer_id != self.local_peer_id:
+                by_peer.setdefault(addr.peer_id, []).append(addr)
+        for peer_id, addrs in by_peer.items():
+            self._update_peer(
+                peer_id, now, addrs=addrs, source=source, from_bootstrap=event.from_bootstrap
+            )
+        return self._finish_peer_updates(bool(by_peer))
+
+    def _on_connection_up(self, info: ConnectionInfo, now: float) -> bool:
+        if info.connection_id in self._connections or info.peer_id == self.local_peer_id:
+            return False
+        if len(self._connections) >= self.max_connections:
+            self.dropped_connections += 1
+            return False
+        self._connections[info.connection_id] = info
+        dialed = [info.remote_addr] if info.direction is Direction.OUTBOUND else []
+        self._update_peer(info.peer_id, now, addrs=dialed)
+        self._finish_peer_updates(True)
+        self._trigger(LifecycleTrigger.CONNECTION_UP, now)
+        return True
+
+    def _on_connection_down(self, event: ConnectionDown, now: float) -> bool:
+        info = self._connections.pop(event.connection_id, None)
+        if info is None:
+            return False
+        if info.peer_id in self._peers:
+            self._update_peer(info.peer_id, now)
+            self._finish_peer_updates(True)
+        if not self._connections:
+            self._trigger(LifecycleTrigger.ALL_CONNECTIONS_LOST, now)
+        return True
+
+    def _on_identified(self, event: PeerIdentified, now: float) -> bool:
+        if event.peer_id == self.local_peer_id:
+            return False
+        self._update_peer(
+            event.peer_id,
+            now,
+            addrs=event.listen_addrs,
+            agent=event.agent_version[:MAX_AGENT_LENGTH],
+            protocols=_clean_protocols(event.protocols),
+        )
+        if event.observed_addr is not None:
+            self._observe(event, event.observed_addr, now)
+        return self._finish_peer_updates(True)
+
+    def _on_listen_addrs(self, event: ListenAddrsChanged, now: float) -> bool:
+        addrs = tuple(dict.fromkeys(event.addrs))[:MAX_LISTEN_ADDRS]
+        changed = addrs != self._listen
+        self._listen = addrs
+        if addrs:
+            changed = self._trigger(LifecycleTrigger.LISTENING, now) or changed
+        return changed
+
+    # --- helpers -------------------------------------------------------------
+
+    def _update_peer(
+        self,
+        peer_id: PeerId,
+        now: float,
+        *,
+        addrs: Iterable[WsAddress] = (),
+        source: str | None = None,
+        from_bootstrap: bool = False,
+        agent: str | None = None,
+        protocols: tuple[str, ...] | None = None,
+    ) -> None:
+        old = self._peers.get(peer_id)
+        if old is None:
+            old = PeerRecord(peer_id, (), first_seen=now, last_seen=now)
+        sources = old.sources
+        if source and source not in sources:
+            sources = (source, *sources)[:MAX_SOURCES_PER_PEER]
+        self._peers[peer_id] = replace(
+            old,
+            addrs=_merge_addrs(peer_id, addrs, old.addrs),
+            first_seen=min(old.first_seen, now),
+            last_seen=max(old.last_seen, now),
+            agent_version=old.agent_version if agent is None else agent,
+            protocols=old.protocols if protocols is None else protocols,
+            sources=sources,
+            from_bootstrap=old.from_bootstrap or from_bootstrap,
+        )
+
+    def _finish_peer_updates(self, changed: bool) -> bool:
+        if changed:
+            self._evict()
+            self._peers_changed()
+        return changed
+
+    def _observe(self, event: PeerIdentified, observed: WsAddress, now: float) -> None:
+        self._observed.pop(event.peer_id, None)  # re-insert: dict order is recency
+        self._observed[event.peer_id] = ObservedAddr(
+            observer=event.peer_id,
+            observed=observed,
+            local=event.local_addr,
+            observer_addr=event.observer_addr,
+            at=now,
+            connection_id=event.connection_id,
+        )
+        while len(self._observed) > self.max_peers:
+            del self._observed[next(iter(self._observed))]
+
+    def _evict(self) -> None:
+        excess = len(self._peers) - self.max_peers
+        if excess <= 0:
+            return
+        connected = {conn.peer_id for conn in self._connections.values()}
+        candidates = sorted(
+            (rec for rec in self._peers.values() if rec.peer_id not in connected),
+            key=lambda rec: rec.last_seen,
+        )
+        for record in candidates[:excess]:
+            del self._peers[record.peer_id]
+
+    def _trigger(self, trigger: LifecycleTrigger, now: float) -> bool:
+        new = next_lifecycle(self._lifecycle, trigger)
+        if new is self._lifecycle:
+            return False
+        self._lifecycle = new
+        self._lifecycle_since = now
+        return True
+
+    def _peers_changed(self) -> None:
+        self._peers_cache = None
+        self._peers_revision += 1
+
+    def _touch(self, now: float) -> None:
+        self._revision += 1
+        self._updated_at = now
+
+    def _start_clock(self, now: float) -> float:
+        if self._started_at is None:
+            self._started_at = now
+        return self._started_at

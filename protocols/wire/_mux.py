@@ -1,0 +1,508 @@
+"""Sans-io stream multiplexer (DESIGN 5.4): many protocol streams over one connection.
+
+Theory of operation
+-------------------
+After the handshake every frame on a connection belongs to a *stream*. A
+:class:`StreamMux` is one side's bookkeeping for all of them. It is driven
+like h11: the caller feeds inbound frames to :meth:`StreamMux.receive` and
+gets back a :class:`MuxOutput` - the events to act on and the frames to send
+in reply - and asks :meth:`~StreamMux.encode_message`,
+:meth:`~StreamMux.encode_fin` and :meth:`~StreamMux.encode_error` for the
+bytes of its own frames. Time is an argument (``now``); nothing here sleeps.
+
+Stream ids: the dialer (``initiator=True``) opens odd ids 1, 3, 5 ..., the
+listener even ids 2, 4, 6 ...; id 0 is reserved; an id is never reused. A
+locally opened stream costs nothing on the wire until its first frame, which
+carries the protocol id ``"p"``; later frames never do. Ids are allocated in
+order but a stream is *announced* by its first frame, so the peer may see
+them out of order: any unused id of the peer's parity with ``"p"`` opens a
+stream.
+
+Each stream is two halves. Sending ``fin`` closes our half, receiving it
+closes the peer's; the stream is done when both are closed, or at once when
+an error frame is sent or received, or when it outlives
+``MuxLimits.stream_timeout`` (a lifetime bound measured from its opening, so
+a peer cannot keep a stream alive by dribbling). The transitions are the
+table ``_TRANSITIONS``; an error takes any live state to ``RESET``.
+
+The wire format has no data-less fin, so a *bare fin* is written as a fin
+frame with an empty message map and reported as ``StreamMessage(message=None,
+fin=True)``. Consequently an empty map cannot be a stream's final message in
+the same frame; :meth:`~StreamMux.encode_message` refuses it (send the empty
+message, then :meth:`~StreamMux.encode_fin`).
+
+What the peer can get wrong, and what happens:
+
+* *stream-level trouble* is answered with an error frame and the connection
+  survives: a new stream beyond ``max_streams`` concurrent inbound streams
+  (``too-many-streams``) or for a protocol we do not serve
+  (``unsupported-protocol``). The caller also sees
+  :class:`InboundStreamRejected`.
+* *connection-level violations* raise :class:`~protocols.StreamError` (or
+  the decoder's :class:`~protocols.DecodeError` /
+  :class:`~protocols.FrameTooLarge` / :class:`~protocols.ValidationError`):
+  an undecodable or oversized frame, a new stream with our parity, a new
+  stream without ``"p"``, ``"p"`` on a stream that is already open or on an
+  id that already ended, a frame after the peer's fin or reset. The mux is
+  then *failed* and refuses further input; the caller closes the connection
+  with the message.
+
+Races that legal peers produce are never violations. Frames already in
+flight when *we* reset a stream (explicitly, by timeout, or by rejecting it)
+are dropped silently, as are error frames for streams that are already gone
+(both sides timed out at once). To tell those apart from violations the mux
+remembers how the last ``MuxLimits.remembered_streams`` streams ended;
+frames for older, forgotten ids are dropped.
+
+Concurrency limits count each direction separately: at most ``max_streams``
+inbound and ``max_streams`` outbound. In-order delivery guarantees that our
+count of the peer's open streams never exceeds the peer's own count, so a
+peer honouring the same limit is never refused.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from typing import Final, TypeAlias
+
+from ..core import ProtocolError, StreamError, StreamLimitReached
+from ._codec import DEFAULT_LIMITS, U32_MAX, Limits, WireMap
+from ._frames import (
+    MAX_ERROR_CODE_LEN,
+    MAX_PROTOCOL_ID_LEN,
+    ErrorCode,
+    ErrorFrame,
+    StreamFrame,
+    decode_stream_frame,
+)
+
+DEFAULT_MAX_STREAMS: Final = 64
+DEFAULT_STREAM_TIMEOUT: Final = 30.0
+DEFAULT_MAX_FRAME_BYTES: Final = 64 * 1024
+
+
+@dataclass(frozen=True)
+class MuxLimits:
+    """Per-connection stream limits; validated at construction."""
+
+    max_streams: int = DEFAULT_MAX_STREAMS
+    """Concurrent streams per direction (inbound and outbound counted apart)."""
+    stream_timeout: float = DEFAULT_STREAM_TIMEOUT
+    """Seconds a stream may live, from its opening to both fins."""
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    """Largest frame accepted or produced."""
+    remembered_streams: int = 1024
+    """How many ended streams are remembered to tell stale frames from violations."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_streams", "max_frame_bytes", "remembered_streams"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"MuxLimits.{name} must be a positive integer, got {value!r}")
+        timeout = self.stream_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ValueError(f"MuxLimits.stream_timeout must be a positive number, got {timeout!r}")
+        self.frame_limits()  # Limits validates max_frame_bytes against its absolute cap
+
+    def frame_limits(self) -> Limits:
+        """The codec limits for this connection's frames."""
+        return replace(DEFAULT_LIMITS, max_frame_size=self.max_frame_bytes)
+
+
+class StreamState(enum.Enum):
+    OPEN = "open"
+    LOCAL_CLOSED = "local-closed"
+    """We sent fin; the peer may still send."""
+    REMOTE_CLOSED = "remote-closed"
+    """The peer sent fin; we may still send."""
+    CLOSED = "closed"
+    """Both sides sent fin."""
+    RESET = "reset"
+    """An error frame (either way) or the stream timeout ended it."""
+
+
+class _Fin(enum.Enum):
+    SENT = "sent"
+    RECEIVED = "received"
+
+
+# (state, fin direction) -> next state. An error frame takes any live state to RESET.
+_TRANSITIONS: Final[dict[tuple[StreamState, _Fin], StreamState]] = {
+    (StreamState.OPEN, _Fin.SENT): StreamState.LOCAL_CLOSED,
+    (StreamState.OPEN, _Fin.RECEIVED): StreamState.REMOTE_CLOSED,
+    (StreamState.LOCAL_CLOSED, _Fin.RECEIVED): StreamState.CLOSED,
+    (StreamState.REMOTE_CLOSED, _Fin.SENT): StreamState.CLOSED,
+}
+_CAN_SEND: Final = frozenset({StreamState.OPEN, StreamState.REMOTE_CLOSED})
+_CAN_RECEIVE: Final = frozenset({StreamState.OPEN, StreamState.LOCAL_CLOSED})
+
+
+class _Ending(enum.Enum):
+    """How a stream that left the table ended (decides what late frames mean)."""
+
+    CLOSED = "was closed by both sides"
+    RESET_BY_PEER = "was reset by the peer"
+    RESET_BY_US = "was reset by us"
+
+
+@dataclass(frozen=True)
+class InboundStreamOpened:
+    """The peer opened a stream for ``protocol``; its first message follows."""
+
+    stream_id: int
+    protocol: str
+
+
+@dataclass(frozen=True)
+class InboundStreamRejected:
+    """The peer's new stream was refused with an error frame (already in the replies)."""
+
+    stream_id: int
+    protocol: str
+    code: str
+
+
+@dataclass(frozen=True)
+class StreamMessage:
+    """A message on a stream; ``message`` is ``None`` for a bare fin."""
+
+    stream_id: int
+    message: WireMap | None
+    fin: bool
+
+
+@dataclass(frozen=True)
+class StreamErrored:
+    """The stream is reset: by the peer's error frame, or by our timeout."""
+
+    stream_id: int
+    code: str
+    by_peer: bool
+
+
+MuxEvent: TypeAlias = InboundStreamOpened | InboundStreamRejected | StreamMessage | StreamErrored
+
+
+@dataclass(frozen=True)
+class MuxOutput:
+    """What one input produced: events for the caller, frames to send to the peer."""
+
+    events: tuple[MuxEvent, ...] = ()
+    replies: tuple[bytes, ...] = ()
+
+
+_NOTHING: Final = MuxOutput()
+
+
+@dataclass(frozen=True)
+class MuxStatistics:
+    open_inbound: int
+    open_outbound: int
+    opened_inbound: int
+    opened_outbound: int
+    rejected_too_many: int
+    rejected_unsupported: int
+    timed_out: int
+    reset_by_peer: int
+    reset_by_us: int
+    frames_received: int
+    frames_sent: int
+    frames_dropped: int
+
+
+@dataclass
+class _Stream:
+    stream_id: int
+    protocol: str
+    local: bool
+    deadline: float
+    state: StreamState = StreamState.OPEN
+    announced: bool = False
+
+
+class StreamMux:
+    """One side's stream table for one authenticated connection.
+
+    ``protocols`` is the set of protocol ids we serve; new inbound streams for
+    anything else are refused with ``unsupported-protocol``. ``None`` accepts
+    every protocol (the caller decides).
+    """
+
+    def __init__(
+        self,
+        *,
+        initiator: bool,
+        limits: MuxLimits | None = None,
+        protocols: Collection[str] | None = None,
+    ) -> None:
+        self.initiator = initiator
+        self.limits = limits if limits is not None else MuxLimits()
+        self._frame_limits = self.limits.frame_limits()
+        self._protocols = None if protocols is None else frozenset(protocols)
+        self._streams: dict[int, _Stream] = {}
+        self._ended: OrderedDict[int, _Ending] = OrderedDict()
+        self._next_local = 1 if initiator else 2
+        self._remote_high = 0
+        self._failure: str | None = None
+        self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+
+    # --- inspection ---------------------------------------------------------
+
+    @property
+    def failure(self) -> str | None:
+        """Why the mux failed (a connection-level violation), or ``None``."""
+        return self._failure
+
+    def stream_state(self, stream_id: int) -> StreamState | None:
+        """The state of a stream; ``None`` for an id never seen (or long forgotten)."""
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            return stream.state
+        ending = self._ended.get(stream_id)
+        if ending is None:
+            return None
+        return StreamState.CLOSED if ending is _Ending.CLOSED else StreamState.RESET
+
+    def next_deadline(self) -> float | None:
+        """When the oldest live stream times out; ``None`` when no stream is live."""
+        return min((s.deadline for s in self._streams.values()), default=None)
+
+    def statistics(self) -> MuxStatistics:
+        inbound = sum(1 for s in self._streams.values() if not s.local)
+        return MuxStatistics(
+            open_inbound=inbound, open_outbound=len(self._streams) - inbound, **self._counts)
+
+    # --- our side -----------------------------------------------------------
+
+    def open_stream(self, protocol: str, now: float) -> int:
+        """Allocate a stream id for ``protocol``; its first frame will carry it.
+
+        Raises :class:`~protocols.StreamLimitReached` at ``max_streams`` open
+        outbound streams, ``ValueError`` for an invalid protocol id.
+        """
+        self._check_usable()
+        if not _is_token(protocol, MAX_PROTOCOL_ID_LEN):
+            raise ValueError(f"invalid protocol id {protocol!r}")
+        outbound = sum(1 for s in self._streams.values() if s.local)
+        if outbound >= self.limits.max_streams:
+            raise StreamLimitReached(
+                f"{outbound} outbound streams are already open on this connection "
+                f"(limit {self.limits.max_streams}); wait for one to finish")
+        if self._next_local > U32_MAX:
+            raise StreamLimitReached("this connection has used up its stream ids; open a new one")
+        stream_id = self._next_local
+        self._next_local += 2
+        deadline = now + self.limits.stream_timeout
+        self._streams[stream_id] = _Stream(stream_id, protocol, local=True, deadline=deadline)
+        self._counts["opened_outbound"] += 1
+        return stream_id
+
+    def encode_message(self, stream_id: int, message: WireMap, *, fin: bool = False) -> bytes:
+        """The frame carrying ``message`` on a live stream; ``fin`` closes our half.
+
+        Raises ``ValueError`` when the stream cannot send (unknown, ended, our
+        half closed) or for an empty final message (see the module docstring),
+        and a :class:`~protocols.ProtocolError` subclass when the message is
+        not encodable under the frame limits. The state is unchanged on error.
+        """
+        if fin and message == {}:
+            raise ValueError("an empty map cannot be a final message (it reads as a bare fin); "
+                             "send it without fin, then encode_fin()")
+        return self._encode(self._sendable(stream_id), message, fin)
+
+    def encode_fin(self, stream_id: int) -> bytes:
+        """A bare fin: close our half without a message."""
+        return self._encode(self._sendable(stream_id), {}, True)
+
+    def encode_error(self, stream_id: int, code: str) -> bytes:
+        """Reset a live stream: its error frame. Raises ``ValueError`` if it is not live."""
+        stream = self._live(stream_id)
+        if not _is_token(code, MAX_ERROR_CODE_LEN):
+            raise ValueError(f"invalid error code {code!r}")
+        data = ErrorFrame(stream_id, code).encode(self._frame_limits)
+        self._end(stream, _Ending.RESET_BY_US)
+        self._counts["reset_by_us"] += 1
+        self._counts["frames_sent"] += 1
+        return data
+
+    def expire(self, now: float) -> MuxOutput:
+        """Reset every stream whose deadline has passed (``stream-timeout`` both ways)."""
+        expired = [s for s in self._streams.values() if s.deadline <= now]
+        events: list[MuxEvent] = []
+        replies: list[bytes] = []
+        for stream in expired:
+            code = ErrorCode.STREAM_TIMEOUT.value
+            replies.append(ErrorFrame(stream.stream_id, code).encode(self._frame_limits))
+            self._end(stream, _Ending.RESET_BY_US)
+            events.append(StreamErrored(stream.stream_id, code, by_peer=False))
+        self._counts["timed_out"] += len(expired)
+        self._counts["frames_sent"] += len(expired)
+        return MuxOutput(tuple(events), tuple(replies))
+
+    # --- the peer's side ----------------------------------------------------
+
+    def receive(self, data: bytes, now: float) -> MuxOutput:
+        """Consume one inbound frame. Raises a ProtocolError on a connection-level violation."""
+        if self._failure is not None:
+            raise StreamError(f"the stream multiplexer already failed ({self._failure}); "
+                              "close the connection")
+        try:
+            frame = decode_stream_frame(data, self._frame_limits)
+            self._counts["frames_received"] += 1
+            if isinstance(frame, ErrorFrame):
+                return self._on_error_frame(frame)
+            return self._on_stream_frame(frame, now)
+        except ProtocolError as exc:
+            self._failure = str(exc)
+            raise
+
+    def _on_error_frame(self, frame: ErrorFrame) -> MuxOutput:
+        stream = self._streams.get(frame.stream_id)
+        if stream is None or (stream.local and not stream.announced):
+            return self._drop()  # already gone on our side, or never seen: a crossing reset
+        self._end(stream, _Ending.RESET_BY_PEER)
+        self._counts["reset_by_peer"] += 1
+        return MuxOutput(events=(StreamErrored(frame.stream_id, frame.code, by_peer=True),))
+
+    def _on_stream_frame(self, frame: StreamFrame, now: float) -> MuxOutput:
+        sid = frame.stream_id
+        stream = self._streams.get(sid)
+        if stream is None:
+            return self._on_unknown_stream(frame, now)
+        if stream.local and not stream.announced:
+            raise self._parity_error(sid)  # allocated here, but the peer cannot know it
+        if frame.protocol is not None:
+            raise StreamError(f"stream {sid}: protocol id {frame.protocol!r} sent on a stream "
+                              "that is already open")
+        if stream.state not in _CAN_RECEIVE:
+            raise StreamError(f"stream {sid}: frame after the peer's fin")
+        return MuxOutput(events=(self._deliver(stream, frame),))
+
+    def _on_unknown_stream(self, frame: StreamFrame, now: float) -> MuxOutput:
+        sid = frame.stream_id
+        ending = self._ended.get(sid)
+        if ending is not None:
+            if frame.protocol is not None:
+                raise StreamError(f"stream {sid}: id reused for a new stream "
+                                  f"(the stream {ending.value})")
+            if ending is _Ending.RESET_BY_US:
+                return self._drop()  # in flight when we reset it
+            raise StreamError(f"stream {sid}: frame after the stream {ending.value}")
+        if sid == 0:
+            raise StreamError("stream id 0 is reserved")
+        if self._is_ours(sid):
+            if sid < self._next_local:
+                return self._drop()  # ended so long ago that we forgot how
+            raise self._parity_error(sid)
+        if frame.protocol is None:
+            if sid <= self._remote_high:
+                return self._drop()  # ended so long ago that we forgot how
+            raise StreamError(f"stream {sid}: the first frame of a new stream has no "
+                              "protocol id ('p')")
+        return self._open_inbound(sid, frame.protocol, frame, now)
+
+    def _open_inbound(self, sid: int, protocol: str, frame: StreamFrame,
+                      now: float) -> MuxOutput:
+        self._remote_high = max(self._remote_high, sid)
+        inbound = sum(1 for s in self._streams.values() if not s.local)
+        if inbound >= self.limits.max_streams:
+            self._counts["rejected_too_many"] += 1
+            return self._reject(sid, protocol, ErrorCode.TOO_MANY_STREAMS)
+        if self._protocols is not None and protocol not in self._protocols:
+            self._counts["rejected_unsupported"] += 1
+            return self._reject(sid, protocol, ErrorCode.UNSUPPORTED_PROTOCOL)
+        deadline = now + self.limits.stream_timeout
+        stream = _Stream(sid, protocol, local=False, deadline=deadline, announced=True)
+        self._streams[sid] = stream
+        self._counts["opened_inbound"] += 1
+        return MuxOutput(events=(InboundStreamOpened(sid, protocol), self._deliver(stream, frame)))
+
+    # --- helpers ------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise ValueError(f"the stream multiplexer failed ({self._failure})")
+
+    def _is_ours(self, stream_id: int) -> bool:
+        return (stream_id % 2 == 1) == self.initiator
+
+    def _parity_error(self, stream_id: int) -> StreamError:
+        mine, theirs = ("odd", "even") if self.initiator else ("even", "odd")
+        return StreamError(f"stream {stream_id}: the peer used an {mine} id, which only we "
+                           f"may open; it must use {theirs} ids")
+
+    def _live(self, stream_id: int) -> _Stream:
+        self._check_usable()
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            state = self.stream_state(stream_id)
+            raise ValueError(f"stream {stream_id} is not live "
+                             f"({'unknown' if state is None else state.value})")
+        return stream
+
+    def _sendable(self, stream_id: int) -> _Stream:
+        stream = self._live(stream_id)
+        if stream.state not in _CAN_SEND:
+            raise ValueError(f"stream {stream_id} cannot send: we already sent fin")
+        return stream
+
+    def _encode(self, stream: _Stream, message: WireMap, fin: bool) -> bytes:
+        protocol = None if stream.announced else stream.protocol
+        data = StreamFrame(stream.stream_id, protocol, message, fin).encode(self._frame_limits)
+        stream.announced = True
+        self._counts["frames_sent"] += 1
+        if fin:
+            self._move(stream, _Fin.SENT)
+        return data
+
+    def _deliver(self, stream: _Stream, frame: StreamFrame) -> StreamMessage:
+        bare_fin = frame.fin and frame.message == {}
+        if frame.fin:
+            self._move(stream, _Fin.RECEIVED)
+        return StreamMessage(stream.stream_id, None if bare_fin else frame.message, frame.fin)
+
+    def _move(self, stream: _Stream, fin: _Fin) -> None:
+        stream.state = _TRANSITIONS[(stream.state, fin)]
+        if stream.state is StreamState.CLOSED:
+            self._end(stream, _Ending.CLOSED)
+
+    def _end(self, stream: _Stream, ending: _Ending) -> None:
+        del self._streams[stream.stream_id]
+        stream.state = StreamState.CLOSED if ending is _Ending.CLOSED else StreamState.RESET
+        self._remember(stream.stream_id, ending)
+
+    def _remember(self, stream_id: int, ending: _Ending) -> None:
+        self._ended[stream_id] = ending
+        while len(self._ended) > self.limits.remembered_streams:
+            self._ended.popitem(last=False)
+
+    def _reject(self, stream_id: int, protocol: str, code: ErrorCode) -> MuxOutput:
+        self._remember(stream_id, _Ending.RESET_BY_US)
+        self._counts["frames_sent"] += 1
+        reply = ErrorFrame(stream_id, code.value).encode(self._frame_limits)
+        return MuxOutput(events=(InboundStreamRejected(stream_id, protocol, code.value),),
+                         replies=(reply,))
+
+    def _drop(self) -> MuxOutput:
+        self._counts["frames_dropped"] += 1
+        return _NOTHING
+
+
+def _is_token(value: object, max_len: int) -> bool:
+    """A non-empty printable string of at most ``max_len`` UTF-8 bytes."""
+    if not isinstance(value, str) or not value.isprintable():
+        return False
+    try:
+        return 1 <= len(value.encode("utf-8")) <= max_len
+    except UnicodeEncodeError:
+        return False
+
+
+_COUNTERS: Final = (
+    "opened_inbound", "opened_outbound", "rejected_too_many", "rejected_unsupported",
+    "timed_out", "reset_by_peer", "reset_by_us", "frames_received", "frames_sent",
+    "frames_dropped",
+)
