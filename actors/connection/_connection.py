@@ -85,7 +85,7 @@ from ..runtime import get_logger, node_field
 from ..transport import FrameStream, TransportBroken, TransportError
 from ._stream import CONNECTION_CLOSED, Stream, StreamEnded, StreamReset
 
-ProtocolHandler = Callable[[Stream], Awaitable[None]]
+ProtocolHandler = Callable[["Stream[Connection]"], Awaitable[None]]
 """Serves one inbound stream; runs in the connection's nursery."""
 
 DEFAULT_CLOSE_REASON: Final = "closed by this side"
@@ -218,7 +218,7 @@ class Connection:
         self._handlers = dict(handlers)
         self._mux = StreamMux(initiator=initiator, limits=config.mux_limits(),
                               protocols=self._handlers)
-        self._streams: dict[int, Stream] = {}
+        self._streams: dict[int, Stream[Connection]] = {}
         self._outbox = _Outbox(config.send_buffer, config.send_buffer + _CONTROL_ALLOWANCE)
         self._timer = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
@@ -232,7 +232,7 @@ class Connection:
 
     # --- public API ---------------------------------------------------------
 
-    async def open_stream(self, protocol: str) -> Stream:
+    async def open_stream(self, protocol: str) -> Stream[Connection]:
         """A new outbound stream; nothing is sent until its first message.
 
         Raises :class:`ConnectionClosed` once the connection ended and
@@ -257,9 +257,10 @@ class Connection:
             frames_sent=self._frames_sent, queued_frames=len(self._outbox),
             handler_errors=self._handler_errors, mux=self._mux.statistics())
 
-    # --- used by Stream -----------------------------------------------------
+    # --- given to each Stream ----------------------------------------------
 
-    async def _send_on(self, stream: Stream, message: WireMap | None, fin: bool) -> None:
+    async def _send_on(self, stream: Stream[Connection], message: WireMap | None,
+                       fin: bool) -> None:
         await trio.lowlevel.checkpoint()
         stream.check_sendable()
         while not self._outbox.has_room():
@@ -273,12 +274,12 @@ class Connection:
         else:
             frames = [self._mux.encode_message(sid, message, fin=fin)]
         if fin:
-            stream.sent_fin = True
+            stream.mark_fin_sent()
         for frame in frames:
             self._outbox.put(frame)
         self._forget_if_done(stream)
 
-    def _reset(self, stream: Stream, code: str) -> None:
+    def _reset(self, stream: Stream[Connection], code: str) -> None:
         if stream.reset_or_broken or self.close_reason is not None:
             return
         if self._mux.stream_state(stream.stream_id) in _LIVE:
@@ -351,10 +352,10 @@ class Connection:
                                      normal=True)
                 return
 
-    async def _run_handler(self, handler: ProtocolHandler, stream: Stream) -> None:
+    async def _run_handler(self, handler: ProtocolHandler, stream: Stream[Connection]) -> None:
         log = self._log.bind(stream=stream.stream_id, protocol=stream.protocol)
         with trio.CancelScope() as scope:
-            stream.handler_scope = scope
+            stream.cancel_when_broken(scope)
             try:
                 await handler(stream)
             except StreamReset as exc:
@@ -396,14 +397,14 @@ class Connection:
             self._log.info("refused inbound stream", stream=event.stream_id,
                            protocol=event.protocol, code=event.code)
 
-    def _add_stream(self, stream_id: int, protocol: str, *, inbound: bool) -> Stream:
+    def _add_stream(self, stream_id: int, protocol: str, *, inbound: bool) -> Stream[Connection]:
         stream = Stream(self, stream_id, protocol, inbound=inbound,
-                        buffer=self.config.stream_buffer)
+                        buffer=self.config.stream_buffer, send=self._send_on, reset=self._reset)
         self._streams[stream_id] = stream
         self._timer.unpark_all()
         return stream
 
-    def _forget_if_done(self, stream: Stream) -> None:
+    def _forget_if_done(self, stream: Stream[Connection]) -> None:
         if self._mux.stream_state(stream.stream_id) not in _LIVE:
             self._streams.pop(stream.stream_id, None)
             self._timer.unpark_all()

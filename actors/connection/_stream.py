@@ -9,6 +9,14 @@ peer), and :meth:`Stream.send` asks the connection to encode a frame and
 queue it for the connection's single writer task. The stream state itself
 lives in the connection's :class:`~protocols.StreamMux`.
 
+A stream knows its connection only through a narrow interface, so this
+module does not import the connection's: the ``send`` and ``reset``
+callables it is built with, and ``connection`` (any :class:`StreamOwner`,
+kept for the stream's handlers, which need the real connection). The
+connection tells the stream what happened through its methods
+(:meth:`~Stream.deliver`, :meth:`~Stream.mark_fin_sent`,
+:meth:`~Stream.mark_broken`, ...), never by writing its attributes.
+
 Errors follow trio's split between "you closed it" and "it broke":
 
 * :class:`StreamEnded` - :meth:`~Stream.receive` after the peer finished its
@@ -30,15 +38,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import Final, Generic, Protocol, TypeVar
 
 import trio
 
-from protocols import ErrorCode, WireMap
-
-if TYPE_CHECKING:
-    from ._connection import Connection
+from protocols import ErrorCode, PeerId, WireMap
 
 CONNECTION_CLOSED: Final = "connection-closed"
 """The :attr:`StreamReset.code` of streams that were open when their connection ended."""
@@ -57,21 +63,42 @@ class StreamReset(Exception):
         self.detail = detail
 
 
-class Stream:
-    """One stream: ``send`` / ``receive`` whole messages (maps), ``aclose`` or ``reset``."""
+class StreamOwner(Protocol):
+    """What a stream itself reads from the connection that carries it."""
 
-    def __init__(self, connection: Connection, stream_id: int, protocol: str, *,
-                 inbound: bool, buffer: int) -> None:
+    @property
+    def peer_id(self) -> PeerId: ...
+
+
+OwnerT = TypeVar("OwnerT", bound=StreamOwner)
+
+
+class Stream(Generic[OwnerT]):
+    """One stream: ``send`` / ``receive`` whole messages (maps), ``aclose`` or ``reset``.
+
+    ``connection`` is the connection carrying the stream (a
+    :class:`~actors.Connection`). The connection builds the stream with two
+    callables: ``send(stream, message, fin)`` encodes and queues a frame
+    (``message=None``: a bare fin), waiting while the send queue is full;
+    ``reset(stream, code)`` queues an error frame and forgets the stream.
+    """
+
+    def __init__(self, connection: OwnerT, stream_id: int, protocol: str, *,
+                 inbound: bool, buffer: int,
+                 send: Callable[[Stream[OwnerT], WireMap | None, bool], Awaitable[None]],
+                 reset: Callable[[Stream[OwnerT], str], None]) -> None:
         self.connection = connection
         self.stream_id = stream_id
         self.protocol = protocol
         self.inbound = inbound
+        self._send_frame = send
+        self._reset_stream = reset
         self._inbox_send, self._inbox = trio.open_memory_channel[WireMap](buffer)
         self._broken: tuple[str, str] | None = None
         self._reset_by_us = False
         self._closed_by_us = False
-        self.sent_fin = False
-        self.handler_scope: trio.CancelScope | None = None
+        self._sent_fin = False
+        self._handler_scope: trio.CancelScope | None = None
 
     def __repr__(self) -> str:
         way = "inbound" if self.inbound else "outbound"
@@ -86,7 +113,7 @@ class Stream:
         after our fin or reset, and a :class:`~protocols.ProtocolError` subclass if
         the message cannot be encoded (too large, bad value types).
         """
-        await self.connection._send_on(self, message, fin)
+        await self._send_frame(self, message, fin)
 
     async def receive(self) -> WireMap:
         """The peer's next message; :class:`StreamEnded` after its fin."""
@@ -103,7 +130,7 @@ class Stream:
 
     async def reset(self, code: str = ErrorCode.INTERNAL_ERROR) -> None:
         """Abort the stream with an error frame carrying ``code``; no-op once it ended."""
-        self.connection._reset(self, code)
+        self._reset_stream(self, code)
         await trio.lowlevel.checkpoint()
 
     async def aclose(self) -> None:
@@ -117,7 +144,7 @@ class Stream:
             if self.done_locally or self._closed_by_us:
                 await trio.lowlevel.checkpoint()
             else:
-                await self.connection._send_on(self, None, True)
+                await self._send_frame(self, None, True)
         except StreamReset:
             pass
         finally:
@@ -140,7 +167,7 @@ class Stream:
         await self.aclose()
         return reply
 
-    async def __aenter__(self) -> Stream:
+    async def __aenter__(self) -> Stream[OwnerT]:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -153,20 +180,25 @@ class Stream:
     # --- used by the connection ---------------------------------------------
 
     @property
+    def sent_fin(self) -> bool:
+        """Our side is finished: the connection queued our fin."""
+        return self._sent_fin
+
+    @property
     def reset_or_broken(self) -> bool:
         return self._reset_by_us or self._broken is not None
 
     @property
     def done_locally(self) -> bool:
         """We can send nothing more: fin sent, reset (either way) or closed."""
-        return self.sent_fin or self._reset_by_us or self._broken is not None
+        return self._sent_fin or self._reset_by_us or self._broken is not None
 
     def check_sendable(self) -> None:
         if self._reset_by_us:
             raise trio.ClosedResourceError(f"stream {self.stream_id} was reset by this side")
         if self._broken is not None:
             raise StreamReset(*self._broken)
-        if self.sent_fin or self._closed_by_us:
+        if self._sent_fin or self._closed_by_us:
             raise trio.ClosedResourceError(f"already sent fin on stream {self.stream_id}")
 
     def check_receivable(self) -> None:
@@ -183,6 +215,14 @@ class Stream:
     def end_of_input(self) -> None:
         self._inbox_send.close()
 
+    def mark_fin_sent(self) -> None:
+        """The connection queued our fin: nothing more may be sent."""
+        self._sent_fin = True
+
+    def cancel_when_broken(self, scope: trio.CancelScope) -> None:
+        """Cancel ``scope`` (the handler serving this stream) if the stream breaks."""
+        self._handler_scope = scope
+
     def mark_reset_by_us(self) -> None:
         self._reset_by_us = True
         self._inbox_send.close()
@@ -194,5 +234,5 @@ class Stream:
             return
         self._broken = (code, detail)
         self._inbox_send.close()
-        if self.handler_scope is not None:
-            self.handler_scope.cancel()
+        if self._handler_scope is not None:
+            self._handler_scope.cancel()

@@ -97,7 +97,7 @@ class AutonatServer:
         self._log = get_logger("actors.autonat", actor="autonat-server",
                                node=str(keypair.peer_id))
 
-    async def serve(self, stream: Stream) -> None:
+    async def serve(self, stream: Stream[Connection]) -> None:
         peer = stream.connection.peer_id
         with trio.fail_after(self._config.server_timeout):
             message = decode_autonat_message(await stream.receive())
@@ -114,7 +114,7 @@ class AutonatServer:
             finally:
                 self.limiter.release(peer)
 
-    async def _handle(self, stream: Stream, peer: PeerId, request: DialRequest) -> None:
+    async def _handle(self, stream: Stream[Connection], peer: PeerId, request: DialRequest) -> None:
         choice = choose_dial_address(
             request.addrs, observed_ip=stream.connection.remote_addr.ip,
             policy=self._config.policy, allow_other_ip=self._config.allow_other_ip,
@@ -131,7 +131,7 @@ class AutonatServer:
         await self._answer(stream, peer, request, ResponseStatus.OK, dial_status=dial_status,
                            addr_idx=choice.index, dialed=choice.addr)
 
-    async def _collect_dial_data(self, stream: Stream, index: int, amount: int) -> None:
+    async def _collect_dial_data(self, stream: Stream[Connection], index: int, amount: int) -> None:
         """Ask for ``amount`` bytes first: dialing another IP must cost the client more."""
         await stream.send(DialDataRequest(addr_idx=index, num_bytes=amount).to_wire())
         budget = DialDataBudget(amount)
@@ -181,7 +181,7 @@ class AutonatServer:
         ok = isinstance(answer, DialBackResponse) and answer.status == DialBackStatus.OK
         return DialStatus.OK if ok else DialStatus.E_DIAL_BACK_ERROR
 
-    async def _answer(self, stream: Stream, peer: PeerId, request: DialRequest,
+    async def _answer(self, stream: Stream[Connection], peer: PeerId, request: DialRequest,
                       status: ResponseStatus, *, dial_status: DialStatus = DialStatus.UNUSED,
                       addr_idx: int = 0, dialed: WsAddress | None = None,
                       detail: str = "") -> None:

@@ -108,7 +108,7 @@ class DialBackReceiver:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def serve(self, stream: Stream) -> None:
+    async def serve(self, stream: Stream[Connection]) -> None:
         connection = stream.connection
         with trio.fail_after(self._timeout):
             message = decode_autonat_message(await stream.receive())

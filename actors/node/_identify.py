@@ -91,13 +91,13 @@ class IdentifyResponder:
             observed_addr=connection.remote_addr, protocols=self.protocols,
             policy=self._config.policy)
 
-    async def serve_request(self, stream: Stream) -> None:
+    async def serve_request(self, stream: Stream[Connection]) -> None:
         """``/ipfs/id/1.0.0``: the opener sends one (empty) message; we answer and finish."""
         with trio.fail_after(self._config.identify_timeout):
             await stream.receive()
             await stream.send(self.message_for(stream.connection).to_wire(), fin=True)
 
-    async def serve_push(self, stream: Stream) -> None:
+    async def serve_push(self, stream: Stream[Connection]) -> None:
         """``/ipfs/id/push/1.0.0``: the opener sends its Identify and finishes."""
         with trio.fail_after(self._config.identify_timeout):
             message = Identify.from_wire(await stream.receive())
