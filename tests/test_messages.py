@@ -150,7 +150,8 @@ def test_golden_vectors_cover_every_message_type() -> None:
 
 
 def test_golden_hello_is_readable_msgpack(golden: dict[str, str]) -> None:
-    # Independent of our code: the hello vector is the map DESIGN 5.3 describes.
+    # Independent of our code: the hello vector is the map that
+    # (docs/architecture.md, "Wire protocol") describes.
     decoded = msgpack.unpackb(bytes.fromhex(golden["hello"]), raw=False)
     assert decoded == {"t": "hello", "v": 1, "key": ED25519_KEY, "nonce": NONCE}
 

@@ -1,4 +1,4 @@
-"""AddressPolicy: the routability matrix (DESIGN 5.7)."""
+"""AddressPolicy: the routability matrix (docs/architecture.md, "Address policy")."""
 
 from __future__ import annotations
 

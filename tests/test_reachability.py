@@ -262,7 +262,10 @@ def test_two_lying_servers_cannot_flip_three_honest_ones() -> None:
 
 
 def test_five_of_seven_unreliable_servers() -> None:
-    """DESIGN 9: 5 of 7 unreliable (timeouts, refusals, OK without a dial-back)."""
+    """5 of 7 unreliable (timeouts, refusals, OK without a dial-back).
+
+    The case of (docs/architecture.md, "Numbers to beat").
+    """
     rng = random.Random(3)
     noise = (ProbeOutcome.TIMEOUT, ProbeOutcome.REFUSED, ProbeOutcome.LIED)
     servers = [Keypair.generate().peer_id for _ in range(7)]

@@ -1,4 +1,6 @@
-"""One authenticated connection carrying many protocol streams (DESIGN 5.3-5.4).
+"""One authenticated connection carrying many protocol streams.
+
+Frames, handshake and streams: (docs/architecture.md, "Wire protocol").
 
 Theory of operation
 -------------------

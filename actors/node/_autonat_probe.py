@@ -1,4 +1,6 @@
-"""AutonatProbe actor: learn, with evidence, whether we are reachable (DESIGN 5.6).
+"""AutonatProbe actor: learn, with evidence, whether we are reachable.
+
+The rules: (docs/architecture.md, "AutoNAT client rules").
 
 Theory of operation
 -------------------

@@ -1,4 +1,6 @@
-"""AutoNAT server role: answer dial requests under the rules of DESIGN 5.5.
+"""AutoNAT server role: answer dial requests under the server rules.
+
+The rules: (docs/architecture.md, "AutoNAT server rules").
 
 Theory of operation
 -------------------

@@ -1,4 +1,6 @@
-"""AutoNAT client, per-connection half: receiving dial-backs (DESIGN 5.6).
+"""AutoNAT client, per-connection half: receiving dial-backs.
+
+The rules: (docs/architecture.md, "AutoNAT client rules").
 
 Theory of operation
 -------------------

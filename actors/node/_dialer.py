@@ -1,4 +1,6 @@
-"""The Dialer actor: owns the listeners and every connection (DESIGN 3).
+"""The Dialer actor: owns the listeners and every connection.
+
+See (docs/architecture.md, "Actors and messages").
 
 Theory of operation
 -------------------
@@ -41,8 +43,9 @@ the same connection without talking about it. A dial-back connection is
 normally closed by its server long before that.
 
 Inbound protocol streams are dispatched by protocol id through the
-``handlers`` map the node passes in (Identify's responder, later AutoNAT's);
-an unknown protocol is refused by the connection layer.
+``handlers`` map the node passes in (Identify's responder, the dial-back
+receiver and, when enabled, the AutoNAT server); an unknown protocol is
+refused by the connection layer.
 """
 
 from __future__ import annotations

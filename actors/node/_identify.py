@@ -1,4 +1,6 @@
-"""IdentifyActor: ask every new peer who it is and what it sees (DESIGN 3).
+"""IdentifyActor: ask every new peer who it is and what it sees.
+
+See (docs/architecture.md, "Actors and messages").
 
 Theory of operation
 -------------------

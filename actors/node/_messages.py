@@ -1,9 +1,10 @@
 """Mailbox messages that carry live handles or reply channels.
 
-The pure-data events live in :mod:`protocols._events`; the messages here
-exist only between actors of one process because they hold a live
-:class:`Connection` (so the receiver can open streams on it) or a one-shot
-reply channel (a request that needs an answer carries its own, DESIGN 3).
+The pure-data events live in :mod:`protocols` (the node's connection events,
+Identify's and AutoNAT's events); the messages here exist only between actors
+of one process because they hold a live :class:`Connection` (so the receiver
+can open streams on it) or a one-shot reply channel (a request that needs an
+answer carries its own; see (docs/architecture.md, "Actors and messages")).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ Ownership and restarts
 
 Persistence
     With a ``data_dir`` the peers live in ``data_dir/peers.json`` (format in
-    :mod:`protocols._peer_store`). The store is *dirty* when the model's
+    :mod:`protocols.node._peer_store`). The store is *dirty* when the model's
     ``peers_revision`` differs from the last one saved. A save happens
     ``save_interval`` seconds after the store first became dirty (trailing
     edge, measured with ``trio.current_time()`` so tests run on a mock

@@ -58,7 +58,7 @@ from ._metrics import StatisticsProviders
 EXIT_OK, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2
 MAPPING_GRACE = 2.0
 """After a verdict, how long ``probe`` may wait for the NAT mapping to be known too: only
-while another observer can still come (see :func:`actors._cli_probe.mapping_grace_useful`)."""
+while another observer can still come (see :func:`._cli_probe.mapping_grace_useful`)."""
 
 
 class CliError(Exception):
@@ -255,7 +255,7 @@ async def _probe(config: NodeConfig, timeout: float,
     """Run a node until a verdict (plus the mapping grace), a dead end, or ``timeout``.
 
     ``reason`` is None with a verdict, else why there is none: the dead end
-    (every source failed definitively, see ``actors._cli_probe``) or what the
+    (every source failed definitively, see ``actors.surfaces._cli_probe``) or what the
     node lacked at the timeout.
     """
     start = time.monotonic()

@@ -28,7 +28,7 @@ function of those facts, tested without a network or a terminal:
   followed by what failed on the way.
 * :func:`mapping_grace_useful` - after a verdict the probe waits up to
   ``MAPPING_GRACE`` seconds for the NAT mapping, which needs two independent
-  observers (distinct IPs, :mod:`protocols._nat_mapping`). The wait is spent
+  observers (distinct IPs, :mod:`protocols.autonat._nat_mapping`). The wait is spent
   only while another observation can still come: a connected peer has not
   finished Identify yet and the observers plus those peers span at least two
   distinct IPs, or a dial or bootstrap fetch is still in flight (it may bring

@@ -14,7 +14,7 @@ or disturb the actors. Routes:
     serialised by :func:`protocols.build_status_document`.
 ``GET /metrics``
     Prometheus text format 0.0.4 from the node's own registry
-    (:mod:`actors._metrics`).
+    (:mod:`actors.surfaces._metrics`).
 ``GET /healthz``
     ``200 {"ok": true, "state": <lifecycle>}`` while the node's supervisor
     runs, ``503`` with ``"ok": false`` otherwise.

@@ -7,7 +7,7 @@ AutoNAT) needs only four things from a connection: send one frame, receive
 one frame, close it, and know the real local and remote addresses. That is
 :class:`FrameStream`. A :class:`Transport` produces them by dialing and by
 listening. The WebSocket transport implements it over TCP/TLS; the memory
-transport (:mod:`actors._memory_transport`) implements it with Trio memory
+transport (:mod:`actors.transport._memory_transport`) implements it with Trio memory
 channels so that tests and the simulator run thousands of nodes in one
 process with no sockets.
 

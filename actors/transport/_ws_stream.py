@@ -228,7 +228,7 @@ def clip_reason(reason: str) -> str:
 
 
 class WebSocketFrameStream:
-    """One WebSocket connection as a :class:`~actors._framestream.FrameStream`.
+    """One WebSocket connection as a :class:`~actors.transport._framestream.FrameStream`.
 
     Created by :class:`actors.WebSocketTransport` only. See the module docstring for
     errors and timeouts.

@@ -2,18 +2,18 @@
 
 Theory of operation
 -------------------
-:class:`WebSocketTransport` implements the :class:`~actors._framestream.Transport`
-seam with trio-websocket. It opens its own TCP sockets (:mod:`actors._sockets`)
+:class:`WebSocketTransport` implements the :class:`~actors.transport._framestream.Transport`
+seam with trio-websocket. It opens its own TCP sockets (:mod:`actors.transport._sockets`)
 so that it controls the options that let outbound connections leave from the
 listen port, and hands finished streams to trio-websocket's low-level
 ``wrap_server_stream`` / ``wrap_client_stream``. Each connection becomes a
-:class:`~actors._ws_stream.WebSocketFrameStream`, whose module explains
+:class:`~actors.transport._ws_stream.WebSocketFrameStream`, whose module explains
 messages, errors and the guarded reader task.
 
 ``listen`` binds one socket for one address and runs ``handler`` in a task per
 accepted connection once the TLS and WebSocket handshakes are done; the
 stream is closed when the handler returns. ``dial`` connects (from the listen
-port when it can, see :mod:`actors._sockets`), handshakes, and yields the
+port when it can, see :mod:`actors.transport._sockets`), handshakes, and yields the
 stream; leaving the context closes it and stops its reader.
 
 Timeouts - every network wait is bounded, by a timeout or by the caller:
@@ -22,7 +22,7 @@ Timeouts - every network wait is bounded, by a timeout or by the caller:
   ``connect_timeout``; TLS + WebSocket upgrade - ``handshake_timeout``.
 * listen: ``accept`` waits until the listener is cancelled; per connection,
   TLS + upgrade - ``handshake_timeout``; then the handler owns the stream.
-* an open connection: see :mod:`actors._ws_stream` (``send_timeout``,
+* an open connection: see :mod:`actors.transport._ws_stream` (``send_timeout``,
   ``close_timeout``, the caller's scope for ``receive``).
 """
 

@@ -12,9 +12,9 @@ Candidate addresses (:func:`candidate_addresses`)
        IP with the port of each listen address of the same IP family. That
        is what a NAT that preserves ports, or forwards our listen port,
        exposes. When the observed connection's local port *was* that listen
-       port (we reuse the listen port for outbound connections, DESIGN 5.1),
-       the observed port is the NAT's mapping of our listen port and is a
-       candidate as well.
+       port (we reuse the listen port for outbound connections, see
+       (docs/architecture.md, "Wire protocol")), the observed port is the
+       NAT's mapping of our listen port and is a candidate as well.
 
     The secure flag (``/ws`` or ``/wss``) comes from the listen address, not
     from the observer. DNS names are never candidates: servers do not dial

@@ -24,9 +24,10 @@ NatMapping = Literal["none", "endpoint-independent", "endpoint-dependent", "unkn
 class ProbeOutcome(enum.Enum):
     """What one AutoNAT probe of one of our addresses through one server showed.
 
-    Only ``REACHABLE`` and ``UNREACHABLE`` are evidence (DESIGN 5.6); the rest
-    are recorded for statistics. The probing actor maps what it saw like this
-    (:func:`protocols.probe_outcome` implements the table)::
+    Only ``REACHABLE`` and ``UNREACHABLE`` are evidence (docs/architecture.md,
+    "AutoNAT client rules"); the rest are recorded for statistics. The
+    probing actor maps what it saw like this (:func:`protocols.probe_outcome`
+    implements the table)::
 
         DialBack with our nonce on an inbound conn  -> REACHABLE (whatever the server said)
         else DialResponse OK + dial_status OK        -> LIED (the server's word alone)

@@ -24,7 +24,7 @@ which stream, and in which order, is the probe state machine's business.
 
 Bounds: 1 to :data:`MAX_DIAL_ADDRS` candidate addresses per request (the
 server dials only one), each a binary multiaddr of at most
-:data:`~protocols._codec.MAX_MULTIADDR_SIZE` bytes; dial-data chunks carry 1 to
+:data:`~protocols.wire._codec.MAX_MULTIADDR_SIZE` bytes; dial-data chunks carry 1 to
 :data:`MAX_DIAL_DATA_CHUNK` bytes, as in the spec (an empty chunk would make
 no progress towards the requested amount).
 """

@@ -1,4 +1,6 @@
-"""AutoNAT server decisions: what to dial, how much dial data, rate limits (DESIGN 5.5).
+"""AutoNAT server decisions: what to dial, how much dial data, rate limits.
+
+The rules: (docs/architecture.md, "AutoNAT server rules").
 
 Theory of operation
 -------------------

@@ -1,4 +1,6 @@
-"""NAT mapping classification from observed addresses (DESIGN 5.6, RFC 4787 terms).
+"""NAT mapping classification from observed addresses (RFC 4787 terms).
+
+The rule: (docs/architecture.md, "AutoNAT client rules").
 
 Theory of operation
 -------------------

@@ -4,9 +4,9 @@ Theory of operation
 -------------------
 The probing actor asks several servers to dial our candidate addresses and
 reports each outcome as a :class:`~protocols.ProbeResult`. This machine turns
-those reports into verdicts under the rules of DESIGN 5.6, taking the time as
-an argument everywhere (``now``, monotonic seconds) and returning every
-change as a time-stamped event.
+those reports into verdicts under the rules of (docs/architecture.md,
+"AutoNAT client rules"), taking the time as an argument everywhere (``now``,
+monotonic seconds) and returning every change as a time-stamped event.
 
 Evidence
     Only two outcomes are evidence. ``REACHABLE``: a dial-back carrying our

@@ -3,9 +3,10 @@
 Theory of operation
 -------------------
 :class:`BootstrapPlan` is the BootstrapFetcher's decision logic without I/O
-(DESIGN 3). It knows the configured ``/status`` URLs and, per URL, whether a
-fetch is *wanted* in the current round, whether one is *in flight*, how many
-consecutive failures it had and when it may be tried again. The actor asks
+(docs/architecture.md, "Actors and messages"). It knows the configured
+``/status`` URLs and, per URL, whether a fetch is *wanted* in the current
+round, whether one is *in flight*, how many consecutive failures it had and
+when it may be tried again. The actor asks
 :meth:`BootstrapPlan.due` for work whenever it wakes up (at the time from
 :meth:`BootstrapPlan.next_wakeup` or when the node's snapshot changes),
 performs the fetches and reports each one with :meth:`BootstrapPlan.finished`.

@@ -26,7 +26,7 @@ dropped and an entry of ``others`` that is also one of ``own`` is not
 repeated in the window. The cursor is kept below ``len(others)``, so the
 state stays bounded too. Addresses are opaque strings here - multiaddrs
 ending in ``/p2p/<id>`` in practice; which of them are safe to hand out is
-decided by the caller (:mod:`protocols._status_view`).
+decided by the caller (:mod:`protocols.bootstrap._status_view`).
 """
 
 from __future__ import annotations

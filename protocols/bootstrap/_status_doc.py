@@ -1,4 +1,6 @@
-"""The bootstrap ``GET /status`` document, Pyrsia-compatible (DESIGN 6).
+"""The bootstrap ``GET /status`` document, Pyrsia-compatible.
+
+The fields: (docs/architecture.md, "Bootstrap /status").
 
 Theory of operation
 -------------------

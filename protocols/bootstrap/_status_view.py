@@ -3,9 +3,10 @@
 Theory of operation
 -------------------
 :func:`status_document` turns one immutable :class:`NodeSnapshot` into the
-Pyrsia-compatible :class:`StatusDocument` (DESIGN 6); the HTTP API
-serialises it with :func:`build_status_document`. It reads no clock and does
-no I/O: uptime, version and the served-probe count are arguments.
+Pyrsia-compatible :class:`StatusDocument` (docs/architecture.md,
+"Bootstrap /status"); the HTTP API serialises it with
+:func:`build_status_document`. It reads no clock and does no I/O: uptime,
+version and the served-probe count are arguments.
 
 Pyrsia's fields
     ``peer_id`` is ours. ``peers_count`` is the number of peers we have a
@@ -21,15 +22,14 @@ Our own addresses (:func:`own_addresses`)
     address is useless to a client.
 
 Other peers, "confirmed public" (:func:`public_peer_addresses`)
-    For now a peer counts as confirmed public when it is *connected* and has
+    A peer counts as confirmed public when it is *connected* and has
     *answered Identify* (its record has an agent version or protocols), and
     one of its known addresses - Identify listen addresses, which the
     IdentifyActor already filters by the policy, and the address we dialed it
     on - is routable. One address per peer is handed out (the most recently
     learned routable one), so the window counts peers, not addresses. This is
     weaker than proof: a peer behind a NAT may announce a public address it
-    cannot be reached on. A later issue may add a stricter per-peer
-    "probed public" flag; this function is the one place to change.
+    cannot be reached on. This function is the one place that decides it.
 
 Never a non-routable address
     Every address in the document - ``peer_addrs``, ``reachable_addrs`` and

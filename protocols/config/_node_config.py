@@ -55,7 +55,7 @@ class NodeConfig:
     boot_urls: tuple[str, ...] = ()
     """Bootstrap ``/status`` URLs (used by the BootstrapFetcher)."""
     policy: AddressPolicy = field(default_factory=AddressPolicy)
-    """Which addresses count as routable (DESIGN 5.7)."""
+    """Which addresses count as routable (docs/architecture.md, "Address policy")."""
     target_peers: int = 8
     """Connections the Dialer tries to keep."""
     max_connections: int = 64
@@ -83,7 +83,7 @@ class NodeConfig:
     """Peer store is written at most this often (and at shutdown)."""
     max_peers: int = 1000
     """Peer store bound; least recently seen unconnected peers are evicted."""
-    # --- autonat (issue 5) ---
+    # --- autonat ---
     probe_servers: int = 3
     """Servers asked in parallel about one candidate address."""
     probe_timeout: float = 15.0
@@ -109,7 +109,7 @@ class NodeConfig:
     unreachable after this long (it covers two TCP SYN retransmissions)."""
     welcome_probes: bool = False
     """Send one dial request to every newly connected AutoNAT peer (boot nodes)."""
-    # --- bootstrap and surfaces (issue 6) ---
+    # --- bootstrap and surfaces ---
     fetch_timeout: float = 10.0
     """Total deadline of one bootstrap fetch (connect, redirects, headers, body); each
     network step (connect, read, write, pool wait) gets at most half of it."""
@@ -130,7 +130,7 @@ class NodeConfig:
     """``auto`` (console on a TTY, JSON lines otherwise), ``json`` or ``console``."""
     log_level: str = "info"
     """``debug``, ``info``, ``warning`` or ``error``."""
-    # --- TLS for /wss (issue 10) ---
+    # --- TLS for /wss ---
     tls_cert: Path | None = None
     """PEM certificate chain (leaf first) served on ``/wss`` listen addresses; needs
     ``tls_key``. ``None`` = no ``/wss`` listening."""
@@ -181,7 +181,7 @@ class NodeConfig:
         return tuple(WsAddress.parse(text) for text in self.peers)
 
 
-# --- bootstrap and surfaces (issue 6) ---
+# --- bootstrap and surfaces ---
 
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -237,7 +237,7 @@ def _check_surface_fields(config: NodeConfig) -> None:
                          f"got {config.log_level!r}")
 
 
-# --- TLS for /wss (issue 10) ---
+# --- TLS for /wss ---
 
 
 def _check_tls_fields(config: NodeConfig) -> None:

@@ -3,9 +3,10 @@
 Theory of operation
 -------------------
 Every address this node dials, dials back, advertises or serves in
-``/status`` passes through one :class:`AddressPolicy` (DESIGN 5.7). By default
-only globally routable unicast IPs pass - Python's ``ip.is_global``, which
-follows the IANA special-purpose registries. In particular the documentation
+``/status`` passes through one :class:`AddressPolicy` (docs/architecture.md,
+"Address policy"). By default only globally routable unicast IPs pass -
+Python's ``ip.is_global``, which follows the IANA special-purpose
+registries. In particular the documentation
 ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) and the
 carrier-grade NAT range 100.64.0.0/10 are *not* global.
 

@@ -19,7 +19,7 @@ invalid. The same message is sent on the push protocol when our addresses
 change.
 
 Bounds: at most :data:`MAX_LISTEN_ADDRS` addresses of at most
-:data:`~protocols._codec.MAX_MULTIADDR_SIZE` bytes each, at most
+:data:`~protocols.wire._codec.MAX_MULTIADDR_SIZE` bytes each, at most
 :data:`MAX_PROTOCOLS` protocol ids, and the encoded message at most
 :data:`MAX_IDENTIFY_SIZE` (4 KiB) - checked by :meth:`Identify.encode` and
 :meth:`Identify.from_wire`, whose ``max_size`` argument can change it.

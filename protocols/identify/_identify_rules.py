@@ -9,8 +9,9 @@ Both come from untrusted peers, so this module is deliberately strict:
 * **What we send** (:func:`build_identify`): our protobuf public key, our
   agent and protocol versions, the protocols we serve, the listen addresses
   the :class:`AddressPolicy` calls routable (never a loopback or private
-  address a policy rejects - DESIGN 5.7), and as ``observed_addr`` the real
-  remote address of the connection the request came on.
+  address a policy rejects; see (docs/architecture.md, "Address policy")),
+  and as ``observed_addr`` the real remote address of the connection the
+  request came on.
 * **What we accept** (:func:`interpret_identify`): the public key must be
   the very key the handshake authenticated (else the peer is lying about
   who it is, and the whole answer is rejected); each listen address is

@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-:class:`NodeModel` folds the events of :mod:`protocols._events` into the
-node's single source of truth. It never reads a clock: every call takes
+:class:`NodeModel` folds the events of :mod:`protocols.node._events`, and the
+events Identify and AutoNAT report, into the node's single source of truth.
+It never reads a clock: every call takes
 ``now`` (wall-clock seconds, because peer timestamps are persisted and shown
 to users), and :meth:`NodeModel.apply` answers whether anything changed, so
 the driving actor (``actors.StatusTracker``) publishes a new snapshot only
@@ -41,8 +42,8 @@ Snapshots
     :meth:`NodeModel.snapshot` returns a :class:`NodeSnapshot`: frozen, only
     tuples, sorted, so it can be shared with any number of readers and
     compared. ``nat_status``, ``nat_mapping``, ``reachable_addrs`` and
-    ``unreachable_addrs`` are placeholders (``"unknown"`` / empty) until the
-    reachability machine feeds them.
+    ``unreachable_addrs`` are ``"unknown"`` / empty until the first
+    :class:`~protocols.ReachabilityUpdate`.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Theory of operation
 -------------------
-Every WebSocket binary message carries exactly one msgpack map (DESIGN 5.3).
-:func:`unpack` is the only place untrusted bytes meet the msgpack parser, and
-it keeps three promises that the rest of ``protocols/`` relies on:
+Every WebSocket binary message carries exactly one msgpack map
+(docs/architecture.md, "Wire protocol"). :func:`unpack` is the only place
+untrusted bytes meet the msgpack parser, and it keeps three promises that
+the rest of ``protocols/`` relies on:
 
 1. **Bounded memory.** The frame length is checked *before* parsing, and
    msgpack itself is given the per-container limits from :class:`Limits`, so

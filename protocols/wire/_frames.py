@@ -2,9 +2,9 @@
 
 Theory of operation
 -------------------
-A connection carries msgpack maps (see :mod:`protocols._codec`). Before the
+A connection carries msgpack maps (see :mod:`protocols.wire._codec`). Before the
 handshake completes only two frames are legal, told apart by their ``"t"``
-field (DESIGN 5.3)::
+field (docs/architecture.md, "Wire protocol")::
 
     {"t": "hello", "v": 1, "key": <protobuf public key>, "nonce": <32 bytes>}
     {"t": "auth", "sig": <64-byte Ed25519 signature>}
@@ -13,14 +13,14 @@ The signed bytes are :func:`handshake_payload`: ``HANDSHAKE_CONTEXT`` +
 the *peer's* nonce + the signer's own protobuf key. The context string
 separates these signatures from any other use of the node key.
 
-After the handshake every frame belongs to a stream (DESIGN 5.4)::
+After the handshake every frame belongs to a stream::
 
     {"s": <stream id>, "p": <protocol id, first frame only>, "m": <map>, "fin": <bool>}
     {"s": <stream id>, "err": <code>, "fin": true}
 
 Frames are told apart by the presence of ``"err"``. A stream frame's
 ``"m"`` is an opaque :data:`WireMap` here; the protocol modules
-(:mod:`protocols._identify_msg`, :mod:`protocols._autonat_msg`) turn it into
+(:mod:`protocols.identify._identify_msg`, :mod:`protocols.autonat._autonat_msg`) turn it into
 typed messages. Stream-id parity, which side may open which stream, and
 "frame after fin" belong to the connection state machine, not to the codec.
 

@@ -1,4 +1,6 @@
-"""Sans-io connection handshake (DESIGN 5.3): mutual Ed25519 authentication.
+"""Sans-io connection handshake: mutual Ed25519 authentication.
+
+The exchange: (docs/architecture.md, "Wire protocol").
 
 Theory of operation
 -------------------

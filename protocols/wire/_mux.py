@@ -1,4 +1,6 @@
-"""Sans-io stream multiplexer (DESIGN 5.4): many protocol streams over one connection.
+"""Sans-io stream multiplexer: many protocol streams over one connection.
+
+The stream frames: (docs/architecture.md, "Wire protocol").
 
 Theory of operation
 -------------------
