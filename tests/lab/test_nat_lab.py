@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -245,6 +246,20 @@ _INTERRUPTED = textwrap.dedent("""
 """)
 
 
+def _namespace_pids(name: str, timeout: float = 10.0) -> list[str]:
+    """The pids in namespace ``name``, waiting (bounded) for the first one.
+
+    ``ip netns exec`` enters the namespace a moment after the process starts,
+    so right after ``spawn`` the namespace may still look empty.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = run(["ip", "netns", "pids", name]).stdout.split()
+        if pids or time.monotonic() >= deadline:
+            return pids
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_lab_tears_down_on_ctrl_c_and_sigterm(signum: int, tmp_path: Path) -> None:
     _require_lab()
@@ -256,7 +271,7 @@ def test_lab_tears_down_on_ctrl_c_and_sigterm(signum: int, tmp_path: Path) -> No
         assert proc.stdout is not None
         name = proc.stdout.readline().strip()
         assert name.startswith(TEST_PREFIX) and name in list_namespaces()
-        ns_pids = run(["ip", "netns", "pids", name]).stdout.split()
+        ns_pids = _namespace_pids(name)
         assert ns_pids
         proc.send_signal(signum)
         proc.wait(timeout=20)
