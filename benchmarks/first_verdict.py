@@ -12,8 +12,9 @@ Each round starts 3 AutoNAT server nodes and 1 client node on distinct
 The figure of merit is ``verdict / baseline``: how many "connect + identify"
 times the whole AutoNAT decision costs on top. It is a ratio measured in the
 same run, so a slow or busy machine moves both sides. For comparison
-(DESIGN 9): Pyrsia's documented first verdict ~26 s; go-libp2p 14.3 s and
-rust-libp2p 5.7 s median on a home router (ProbeLab).
+(docs/architecture.md, "Numbers to beat"): Pyrsia's documented first verdict
+~26 s; go-libp2p 14.3 s and rust-libp2p 5.7 s median on a home router
+(ProbeLab).
 
 Run: ``.venv/bin/python benchmarks/first_verdict.py [rounds]``
 """
