@@ -98,6 +98,7 @@ __all__ = [
     "ReachabilityEvent",
     "ReachabilityStatistics",
     "ReachabilityView",
+    "claims_dial_back",
     "probe_outcome",
 ]
 
@@ -107,6 +108,16 @@ DEFAULT_RETRY: Final = Backoff(initial=10.0, multiplier=2.0, maximum=300.0, jitt
 DEFAULT_REPROBE: Final = Backoff(initial=60.0, multiplier=2.0, maximum=1800.0, jitter=0.0)
 
 _REFUSALS: Final = (ResponseStatus.E_DIAL_REFUSED, ResponseStatus.E_REQUEST_REJECTED)
+
+
+def claims_dial_back(response: DialResponse | None) -> bool:
+    """The server says it dialed back (``OK`` / ``dial_status OK``).
+
+    Without our nonce arriving that claim is a lie (:func:`probe_outcome`);
+    the probing actor uses it to give a claimed dial-back a moment to be seen.
+    """
+    return (response is not None and response.status == ResponseStatus.OK
+            and response.dial_status == DialStatus.OK)
 
 
 def probe_outcome(
@@ -126,7 +137,7 @@ def probe_outcome(
         return ProbeOutcome.REFUSED
     if response.status != ResponseStatus.OK:
         return ProbeOutcome.ERROR
-    if response.dial_status == DialStatus.OK:
+    if claims_dial_back(response):
         return ProbeOutcome.LIED
     if response.dial_status == DialStatus.E_DIAL_ERROR:
         return ProbeOutcome.UNREACHABLE
@@ -296,8 +307,8 @@ class Reachability:
         state = self._addrs.get(_key(addr))
         if state is None:
             return frozenset()
-        horizon = now - self.config.evidence_ttl
-        return frozenset(peer for peer, ev in state.evidence.items() if ev.at > horizon)
+        ttl = self.config.evidence_ttl
+        return frozenset(peer for peer, ev in state.evidence.items() if ev.at + ttl > now)
 
     def distrusted_servers(self, now: float) -> frozenset[PeerId]:
         return frozenset(peer for peer, until in self._distrusted.items() if until > now)
@@ -426,8 +437,8 @@ class Reachability:
     def _evaluate(
         self, addr: WsAddress, state: _Address, now: float, reason: str
     ) -> ReachabilityChanged | None:
-        horizon = now - self.config.evidence_ttl
-        for peer in [p for p, ev in state.evidence.items() if ev.at <= horizon]:
+        ttl = self.config.evidence_ttl
+        for peer in [p for p, ev in state.evidence.items() if ev.at + ttl <= now]:
             del state.evidence[peer]
         votes = Counter(ev.outcome for ev in state.evidence.values())
         yes, no = votes[ProbeOutcome.REACHABLE], votes[ProbeOutcome.UNREACHABLE]
@@ -452,7 +463,7 @@ class Reachability:
         if count != self._servers:
             self._servers, self._servers_since = count, now
         full = self.config.threshold
-        settled = now - self._servers_since >= self.config.small_network_settle
+        settled = now >= self._servers_since + self.config.small_network_settle  # as review_at
         effective = full if count >= full or not settled else max(1, count)
         if effective == self._threshold:
             return []
@@ -509,6 +520,23 @@ class Reachability:
         state.attempt += 1
         return state.next_probe_at
 
-    def next_probe_at(self) -> float | None:
-        """The earliest time any candidate is due (for the actor's sleep), or None."""
-        return min((s.next_probe_at for s in self._addrs.values()), default=None)
+    def next_probe_at(self, *, after: float | None = None) -> float | None:
+        """The earliest time any candidate is due (for the actor's sleep), or None.
+
+        With ``after``, only times later than it count (addresses already due
+        but waiting for a server are not a reason to wake up).
+        """
+        floor = -math.inf if after is None else after
+        return min((s.next_probe_at for s in self._addrs.values() if s.next_probe_at > floor),
+                   default=None)
+
+    def next_expiry_at(self) -> float | None:
+        """When the oldest live evidence expires or a distrusted server is forgiven, or None.
+
+        :meth:`expire` at that time changes something (a verdict may return to
+        ``unknown``); the scheduler wakes for it instead of polling.
+        """
+        ttl = self.config.evidence_ttl
+        times = [ev.at + ttl for s in self._addrs.values() for ev in s.evidence.values()]
+        times.extend(self._distrusted.values())
+        return min(times, default=None)
