@@ -1,5 +1,5 @@
 """The AutoNAT v2 protocol: messages, events, candidate addresses, server rules,
-reachability verdicts and NAT mapping classification.
+reachability verdicts, NAT mapping classification and the probe scheduler.
 
 May import: :mod:`protocols.wire`, :mod:`protocols.core` (not its sibling
 :mod:`protocols.identify`).
@@ -54,6 +54,18 @@ from ._nat_mapping import (
     analyse_nat_mapping,
     classify_nat_mapping,
 )
+from ._probe_scheduler import (
+    RETRY_SERVER,
+    ProbeCommand,
+    ProbeScheduler,
+    ProbeSchedulerError,
+    ProbeSchedulerStatistics,
+    PublishReachability,
+    SmallNetworkWait,
+    SmallNetworkWaitEnded,
+    SmallNetworkWaitStarted,
+    StartProbe,
+)
 from ._reachability import (
     AddressReachability,
     AddressVerdict,
@@ -64,6 +76,7 @@ from ._reachability import (
     ReachabilityEvent,
     ReachabilityStatistics,
     ReachabilityView,
+    claims_dial_back,
     probe_outcome,
 )
 
@@ -72,6 +85,7 @@ __all__ = [
     "DIAL_REQUEST_PROTOCOL_ID",
     "MAX_DIAL_DATA",
     "MIN_DIAL_DATA",
+    "RETRY_SERVER",
     "AddressObservation",
     "AddressReachability",
     "AddressRejection",
@@ -92,9 +106,14 @@ __all__ = [
     "NatMappingReport",
     "NatStatus",
     "NatStatusChanged",
+    "ProbeCommand",
     "ProbeOutcome",
     "ProbeResult",
+    "ProbeScheduler",
+    "ProbeSchedulerError",
+    "ProbeSchedulerStatistics",
     "ProbeServer",
+    "PublishReachability",
     "RateLimitReason",
     "RateLimiter",
     "Reachability",
@@ -106,10 +125,15 @@ __all__ = [
     "ReachabilityView",
     "RefusalReason",
     "ResponseStatus",
+    "SmallNetworkWait",
+    "SmallNetworkWaitEnded",
+    "SmallNetworkWaitStarted",
+    "StartProbe",
     "analyse_nat_mapping",
     "candidate_addresses",
     "choose_dial_address",
     "choose_servers",
+    "claims_dial_back",
     "classify_nat_mapping",
     "decode_autonat_message",
     "dial_back_mismatch",
