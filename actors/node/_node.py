@@ -43,6 +43,7 @@ from protocols import (
     NodeSnapshot,
     PeerId,
     PeersFound,
+    ProbeScheduler,
     Reachability,
     ReachabilityConfig,
     WsAddress,
@@ -254,10 +255,12 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         protocols=(IDENTIFY_PROTOCOL_ID, IDENTIFY_PUSH_PROTOCOL_ID, *handlers))
     handlers[IDENTIFY_PROTOCOL_ID] = responder.serve_request
     handlers[IDENTIFY_PUSH_PROTOCOL_ID] = responder.serve_push
+    scheduler = ProbeScheduler(
+        Reachability(ReachabilityConfig(threshold=config.confidence)), policy=config.policy,
+        rng=rng, probe_servers=config.probe_servers, welcome_probes=config.welcome_probes)
     autonat = AutonatProbe(
-        config=config, receiver=receiver,
-        state=AutonatState(Reachability(ReachabilityConfig(threshold=config.confidence))),
-        inbox=boxes.autonat.receiver(), tracker=boxes.tracker.sender(), watch=watch, rng=rng,
+        config=config, receiver=receiver, state=AutonatState(scheduler),
+        inbox=boxes.autonat.receiver(), tracker=boxes.tracker.sender(), watch=watch,
         node=keys.peer_id)
     identify = IdentifyActor(responder=responder, config=config, state=IdentifyState(),
                              inbox=boxes.identify.receiver(), tracker=boxes.tracker.sender(),
