@@ -1,0 +1,383 @@
+"""The AutoNAT client's probing policy, sans-io (no Trio): ProbeScheduler."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocols import (
+    DIAL_REQUEST_PROTOCOL_ID,
+    AddressPolicy,
+    Keypair,
+    ObservedAddr,
+    PeerId,
+    ProbeCommand,
+    ProbeOutcome,
+    ProbeResult,
+    ProbeScheduler,
+    ProbeSchedulerError,
+    PublishReachability,
+    Reachability,
+    ReachabilityConfig,
+    SmallNetworkWaitEnded,
+    SmallNetworkWaitStarted,
+    StartProbe,
+    WsAddress,
+)
+
+PEERS = sorted(Keypair.generate().peer_id for _ in range(8))
+LAB = AddressPolicy.from_strings(public_networks=["198.51.100.0/24"])
+LISTEN = (WsAddress.parse("/ip4/198.51.100.5/tcp/44000/ws"),)
+ME = LISTEN[0]
+NO_OBS: tuple[ObservedAddr, ...] = ()
+
+
+def _remote(i: int) -> WsAddress:
+    """Server i's address: servers 0 and 1 share a /24, every other one has its own."""
+    return WsAddress.parse(f"/ip4/10.{max(i - 1, 0)}.0.{i + 1}/tcp/4001/ws")
+
+
+def _sched(*, threshold: int = 2, welcome: bool = False, policy: AddressPolicy = LAB,
+           probe_servers: int = 3, seed: int = 1) -> ProbeScheduler:
+    return ProbeScheduler(Reachability(ReachabilityConfig(threshold=threshold)), policy=policy,
+                          rng=random.Random(seed), probe_servers=probe_servers,
+                          welcome_probes=welcome)
+
+
+def _up(s: ProbeScheduler, i: int, now: float, *, inbound: bool = False,
+        serves: bool = True, local: WsAddress = ME) -> list[ProbeCommand]:
+    protocols = (DIAL_REQUEST_PROTOCOL_ID,) if serves else ("/ipfs/id/1.0.0",)
+    commands = s.handle_peer_identified(PEERS[i], protocols, now)
+    return commands + s.handle_connection_up(PEERS[i], remote_addr=_remote(i), local_addr=local,
+                                             inbound=inbound, now=now)
+
+
+def _starts(commands: list[ProbeCommand]) -> list[StartProbe]:
+    return [c for c in commands if isinstance(c, StartProbe)]
+
+
+def _publishes(commands: list[ProbeCommand]) -> list[PublishReachability]:
+    return [c for c in commands if isinstance(c, PublishReachability)]
+
+
+def _finish(s: ProbeScheduler, probe: StartProbe, outcome: ProbeOutcome,
+            now: float) -> list[ProbeCommand]:
+    result = ProbeResult(probe.addr, probe.server, outcome, at=now)
+    return s.handle_probe_finished(probe.probe_id, result, now, answered=True)
+
+
+# --- rounds, top-ups, retries, liars -----------------------------------------------
+
+
+def test_first_probes_go_out_in_parallel_to_distinct_subnets_at_once() -> None:
+    s = _sched()
+    for i in range(4):  # servers 0 and 1 share a subnet
+        assert _starts(_up(s, i, 0.0)) == []  # no candidate yet
+    starts = _starts(s.handle_addresses(LISTEN, NO_OBS, 0.0))
+    assert len(starts) == 3 and {p.addr for p in starts} == {ME}
+    subnets = {str(_remote(PEERS.index(p.server))).split(".")[1] for p in starts}
+    assert len(subnets) == 3  # one of servers 0/1, and servers 2 and 3
+    assert s.statistics().in_flight == 3 and s.statistics().probes_started == 3
+
+
+def test_one_server_and_a_candidate_are_enough_to_start() -> None:
+    s = _sched()
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    assert [(p.addr, p.server) for p in _starts(_up(s, 0, 0.5))] == [(ME, PEERS[0])]
+
+
+def test_server_appearing_mid_round_tops_it_up_at_once() -> None:
+    s = _sched()
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    first = _starts(_up(s, 0, 0.0))
+    assert [p.server for p in first] == [PEERS[0]]
+    assert [p.server for p in _starts(_up(s, 2, 1.0))] == [PEERS[2]]
+    assert [p.server for p in _starts(_up(s, 3, 2.0))] == [PEERS[3]]
+    assert _starts(_up(s, 4, 3.0)) == []  # probe_servers (3) in flight for the address
+
+
+def test_unknown_address_is_not_topped_up_with_a_server_asked_within_retry_server() -> None:
+    s = _sched()
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    (probe,) = _starts(_up(s, 0, 0.0))
+    assert _starts(_finish(s, probe, ProbeOutcome.REFUSED, 1.0)) == []  # not evidence
+    assert _starts(s.handle_timeout(5.0)) == []
+    # a new server tops the address up; the one asked at t=0 is not asked again
+    assert [p.server for p in _starts(_up(s, 2, 6.0))] == [PEERS[2]]
+    assert s.poll_timeout() == 10.0  # the address's retry is due (10 s backoff)
+    # a due round may ask anyone not busy: server 0 again
+    assert [p.server for p in _starts(s.handle_timeout(10.0))] == [PEERS[0]]
+
+
+def test_liars_are_not_asked_again() -> None:
+    s = _sched()
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    for i in (0, 2, 3):
+        _up(s, i, 0.0)
+    (p0, p2, p3) = sorted(s.in_flight(), key=lambda p: p.server)
+    liar = p0
+    _finish(s, liar, ProbeOutcome.LIED, 1.0)
+    _finish(s, p2, ProbeOutcome.REFUSED, 1.0)
+    _finish(s, p3, ProbeOutcome.REFUSED, 1.0)
+    assert s.reachability.distrusted_servers(1.0) == {liar.server}
+    starts = _starts(s.handle_timeout(10.0))  # the retry round
+    assert starts and liar.server not in {p.server for p in starts}
+    assert s.statistics().outcomes == (("lied", 1), ("refused", 2))
+
+
+# --- welcome probes ------------------------------------------------------------------
+
+
+def test_welcome_probe_once_per_peer_about_the_inbound_local_address() -> None:
+    s = _sched(welcome=True, policy=AddressPolicy())  # loopback: no candidate of ours
+    s.handle_addresses((WsAddress.parse("/ip4/127.0.0.1/tcp/44000/ws"),), NO_OBS, 0.0)
+    assert s.candidates == ()
+    local = WsAddress.parse(f"/ip4/127.0.0.1/tcp/44000/ws/p2p/{PEERS[7]}")
+    (welcome,) = _starts(_up(s, 0, 0.0, inbound=True, local=local))
+    assert welcome.welcome and welcome.addr == local.with_peer_id(None)
+    assert _starts(_up(s, 1, 0.0, inbound=False)) == []  # outbound, nothing to ask about
+    _finish(s, welcome, ProbeOutcome.REACHABLE, 1.0)  # not a candidate: not evidence
+    s.handle_connection_down(PEERS[0], 2.0)
+    assert _starts(_up(s, 0, 3.0, inbound=True, local=local)) == []  # once per peer
+    assert s.statistics().welcome_probes == 1
+
+
+def test_welcome_probe_asks_about_the_best_candidate() -> None:
+    s = _sched(welcome=True, probe_servers=1)
+    observed = tuple(
+        ObservedAddr(PEERS[i], WsAddress.parse("/ip4/198.51.100.77/tcp/61000/ws"),
+                     WsAddress.parse("/ip4/10.0.0.2/tcp/51000/ws"), _remote(i), at=0.0)
+        for i in (5, 6))
+    listen = (WsAddress.parse("/ip4/198.51.100.5/tcp/44000/ws"),
+              WsAddress.parse("/ip4/0.0.0.0/tcp/44000/ws"))
+    s.handle_addresses(listen, observed, 0.0)
+    best = s.candidates[0]
+    assert best == WsAddress.parse("/ip4/198.51.100.77/tcp/44000/ws")  # two observers
+    assert best != min(s.candidates, key=str)
+    _up(s, 0, 1.0)  # the regular round takes this one
+    starts = _starts(_up(s, 2, 2.0))
+    assert next((p.addr, p.welcome) for p in starts if p.server == PEERS[2]) == (best, True)
+
+
+# --- results and impossible inputs --------------------------------------------------------
+
+
+def test_result_after_the_servers_connection_went_down_still_counts() -> None:
+    s = _sched(threshold=1)
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    (probe,) = _starts(_up(s, 0, 0.0))
+    assert _starts(s.handle_connection_down(PEERS[0], 0.5)) == []
+    assert s.statistics().in_flight == 1
+    commands = _finish(s, probe, ProbeOutcome.UNREACHABLE, 1.0)
+    assert s.statistics().in_flight == 0
+    assert s.reachability.evidence_servers(ME, 1.0) == {PEERS[0]}
+    assert _starts(commands) == []  # the server is gone: nobody to ask
+
+
+def test_a_result_for_a_probe_not_in_flight_is_refused() -> None:
+    s = _sched()
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    (probe,) = _starts(_up(s, 0, 0.0))
+    result = ProbeResult(ME, PEERS[0], ProbeOutcome.REFUSED, at=1.0)
+    with pytest.raises(ProbeSchedulerError, match="probe 99, which is not in flight"):
+        s.handle_probe_finished(99, result, 1.0, answered=True)
+    with pytest.raises(ProbeSchedulerError, match="which asked"):
+        s.handle_probe_finished(probe.probe_id, ProbeResult(ME, PEERS[1], ProbeOutcome.REFUSED,
+                                                            at=1.0), 1.0, answered=True)
+    s.handle_probe_finished(probe.probe_id, result, 1.0, answered=True)
+    with pytest.raises(ProbeSchedulerError, match="not in flight"):
+        s.handle_probe_finished(probe.probe_id, result, 1.0, answered=True)  # twice
+    with pytest.raises(ProbeSchedulerError, match="not connected"):
+        s.handle_connection_down(PEERS[5], 1.0)
+    with pytest.raises(ProbeSchedulerError, match="request sent"):
+        s.handle_request_sent(probe.probe_id, 1.0)
+    assert s.statistics().outcomes == (("refused", 1),)
+
+
+def test_contacted_and_answered_servers() -> None:
+    s = _sched()
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    (probe,) = _starts(_up(s, 0, 0.0))
+    s.handle_request_sent(probe.probe_id, 0.1)
+    assert s.statistics().servers_contacted == (PEERS[0],)
+    assert s.statistics().servers_answered == ()
+    s.handle_probe_finished(probe.probe_id, ProbeResult(ME, PEERS[0], ProbeOutcome.TIMEOUT,
+                                                        at=1.0), 1.0, answered=False)
+    assert s.statistics().servers_answered == ()
+
+
+def test_identify_racing_ahead_of_connection_up() -> None:
+    """Identify (or a reconnect) can reach the scheduler before ConnectionUp: no early probe."""
+    s = _sched()
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    assert _starts(s.handle_peer_identified(PEERS[0], (DIAL_REQUEST_PROTOCOL_ID,), 0.0)) == []
+    (probe,) = _starts(s.handle_connection_up(PEERS[0], remote_addr=_remote(0), local_addr=ME,
+                                              inbound=False, now=0.1))
+    # a newer connection to the same server while its probe runs: no second probe
+    assert _starts(s.handle_connection_up(PEERS[0], remote_addr=_remote(0), local_addr=ME,
+                                          inbound=True, now=0.2)) == []
+    # the result (of the old connection's probe) still counts
+    _finish(s, probe, ProbeOutcome.REACHABLE, 0.5)
+    assert s.reachability.evidence_servers(ME, 0.5) == {PEERS[0]}
+    # a peer that stops serving AutoNAT is no server any more
+    s.handle_peer_identified(PEERS[0], (), 0.6)
+    assert not s.is_autonat_server(PEERS[0]) and s.statistics().servers_available == 0
+
+
+def test_cancelled_and_restarted_probes_leave_flight_without_an_outcome() -> None:
+    s = _sched()
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    (probe,) = _starts(_up(s, 0, 0.0))
+    s.handle_probe_cancelled(probe.probe_id, 0.1)
+    assert s.statistics().in_flight == 0 and s.statistics().outcomes == ()
+    _up(s, 2, 0.2)
+    assert s.statistics().in_flight == 1
+    s.handle_driver_restart(0.3)
+    stats = s.statistics()
+    assert stats.cancelled == 2
+
+
+# --- incremental candidates ---------------------------------------------------------------
+
+
+def test_candidates_and_mapping_are_recomputed_only_when_addresses_change() -> None:
+    s = _sched()
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    s.handle_addresses(tuple(LISTEN), (), 1.0)  # equal, not identical: no recomputation
+    _up(s, 0, 2.0)
+    s.handle_timeout(3.0)
+    assert s.statistics().candidate_recomputations == 1
+    observed = tuple(
+        ObservedAddr(PEERS[i], WsAddress.parse(f"/ip4/198.51.100.{50 + i}/tcp/44000/ws"),
+                     WsAddress.parse("/ip4/10.0.0.2/tcp/44000/ws"), _remote(i), at=0.0)
+        for i in (5, 6))
+    commands = s.handle_addresses(LISTEN, observed, 4.0)
+    stats = s.statistics()
+    assert stats.candidate_recomputations == 2 and stats.nat_mapping == "endpoint-dependent"
+    assert [c.update.nat_mapping for c in _publishes(commands)] == ["endpoint-dependent"]
+    assert _publishes(s.handle_timeout(5.0)) == []  # the mapping is published once
+
+
+# --- time: expiry and the small-network wait ----------------------------------------------
+
+
+def test_evidence_expiry_returns_the_verdict_to_unknown_without_other_input() -> None:
+    s = _sched()
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    _up(s, 0, 0.0)
+    _up(s, 2, 0.0)
+    commands: list[ProbeCommand] = []
+    for probe in s.in_flight():
+        commands += _finish(s, probe, ProbeOutcome.REACHABLE, 1.0)
+    assert _publishes(commands)[-1].update.nat_status == "public"
+    s.handle_connection_down(PEERS[0], 2.0)
+    s.handle_connection_down(PEERS[2], 2.0)  # nobody left to re-probe
+    now, wakes, status = 2.0, 0, "public"
+    while status == "public":
+        deadline = s.poll_timeout()
+        assert deadline is not None and deadline > now
+        now, wakes = deadline, wakes + 1
+        for command in s.handle_timeout(now):
+            assert not isinstance(command, StartProbe)
+            if isinstance(command, PublishReachability):
+                status = command.update.nat_status
+    assert status == "unknown" and now == 1.0 + 3600.0
+    assert wakes <= 3  # the re-probe falling due, then expiry: no polling
+    assert s.poll_timeout() is None
+
+
+def test_small_network_wait_is_a_poll_timeout() -> None:
+    s = _sched()
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    commands = _up(s, 0, 0.0)
+    (started,) = [c for c in commands if isinstance(c, SmallNetworkWaitStarted)]
+    assert (started.wait.servers, started.wait.threshold, started.wait.until) == (1, 2, 5.0)
+    (probe,) = _starts(commands)
+    assert _publishes(_finish(s, probe, ProbeOutcome.REACHABLE, 1.0)) == []  # 1 < threshold
+    assert s.small_network_wait is not None and s.poll_timeout() == 5.0
+    commands = s.handle_timeout(5.0)
+    assert [c for c in commands if isinstance(c, SmallNetworkWaitEnded)] == [
+        SmallNetworkWaitEnded(servers=1, threshold_in_force=1)]
+    assert _publishes(commands)[-1].update.nat_status == "public"
+    assert s.small_network_wait is None
+
+
+def test_nothing_to_do_means_no_timeout() -> None:
+    s = _sched()
+    assert s.poll_timeout() is None
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)  # due at once, but no server: wait for input
+    assert s.poll_timeout() is None
+
+
+# --- properties -----------------------------------------------------------------------------
+
+_OUTCOMES = list(ProbeOutcome)
+_LISTENS = [LISTEN, (WsAddress.parse("/ip4/198.51.100.6/tcp/44000/ws"), *LISTEN), ()]
+
+_op = st.one_of(
+    st.tuples(st.just("up"), st.integers(0, 5), st.booleans()),
+    st.tuples(st.just("down"), st.integers(0, 5), st.booleans()),
+    st.tuples(st.just("identify"), st.integers(0, 5), st.booleans()),
+    st.tuples(st.just("finish"), st.integers(0, 50), st.sampled_from(_OUTCOMES)),
+    st.tuples(st.just("time"), st.floats(0.0, 400.0), st.booleans()),
+    st.tuples(st.just("addrs"), st.integers(0, 2), st.booleans()),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=st.lists(_op, max_size=60), welcome=st.booleans(), seed=st.integers(0, 3))
+def test_random_event_sequences_keep_the_probing_invariants(
+        ops: list[tuple[str, object, object]], welcome: bool, seed: int) -> None:
+    s = _sched(welcome=welcome, seed=seed)
+    now = 0.0
+    connected: set[PeerId] = set()
+    serving: set[PeerId] = set()
+    for kind, a, b in ops:
+        if kind == "up":
+            assert isinstance(a, int) and isinstance(b, bool)
+            commands = s.handle_connection_up(PEERS[a], remote_addr=_remote(a), local_addr=ME,
+                                              inbound=b, now=now)
+            connected.add(PEERS[a])
+        elif kind == "down":
+            assert isinstance(a, int)
+            if PEERS[a] not in connected:
+                continue
+            commands = s.handle_connection_down(PEERS[a], now)
+            connected.discard(PEERS[a])
+        elif kind == "identify":
+            assert isinstance(a, int) and isinstance(b, bool)
+            protocols = (DIAL_REQUEST_PROTOCOL_ID,) if b else ()
+            commands = s.handle_peer_identified(PEERS[a], protocols, now)
+            (serving.add if b else serving.discard)(PEERS[a])
+        elif kind == "finish":
+            flying = s.in_flight()
+            if not flying:
+                continue
+            assert isinstance(a, int) and isinstance(b, ProbeOutcome)
+            probe = flying[a % len(flying)]
+            commands = _finish(s, probe, b, now)
+        elif kind == "time":
+            assert isinstance(a, float) and isinstance(b, bool)
+            deadline = s.poll_timeout()
+            assert deadline is None or deadline > now
+            if b and deadline is not None:
+                now = deadline
+            else:
+                now += a
+            commands = s.handle_timeout(now)
+        else:
+            assert isinstance(a, int)
+            commands = s.handle_addresses(_LISTENS[a], NO_OBS, now)
+        for start in _starts(commands):  # only connected AutoNAT servers are asked
+            assert start.server in connected and start.server in serving
+        flying = s.in_flight()
+        pairs = Counter((p.addr, p.server) for p in flying)
+        assert all(n == 1 for n in pairs.values())  # never the same (addr, server) twice
+        rounds = Counter(p.addr for p in flying if not p.welcome)
+        assert all(n <= 3 for n in rounds.values())  # never more than probe_servers
+        deadline = s.poll_timeout()
+        assert deadline is None or deadline > now
