@@ -390,3 +390,19 @@ def test_receiver_never_issues_a_nonce_twice(monkeypatch: pytest.MonkeyPatch) ->
     receiver.forget(first)  # the probe ended: its nonce is still never issued again
     assert [first, receiver.expect(probe), receiver.expect(probe)] == [5, 7, 9]
     assert receiver.pending == 2
+
+
+async def test_probe_actor_recomputes_candidates_only_when_addresses_change(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with _cluster(net, 3) as servers, open_node(
+                _config("127.0.0.9"), transport=net.transport("127.0.0.9")) as client:
+            await _connect_all(client, servers)
+            await client.wait_for(lambda s: s.nat_status != "unknown")
+            await trio.sleep(5)
+            snap = client.snapshot()
+            stats = cast(Any, client)._autonat._scheduler.statistics()
+    # one recomputation per change of listen or observed addresses, not per snapshot
+    assert 1 <= stats.candidate_recomputations <= 3 + len(snap.observed_addrs)
+    assert stats.candidate_recomputations < snap.revision

@@ -381,3 +381,14 @@ def test_random_event_sequences_keep_the_probing_invariants(
         assert all(n <= 3 for n in rounds.values())  # never more than probe_servers
         deadline = s.poll_timeout()
         assert deadline is None or deadline > now
+
+
+def test_peers_identified_together_get_one_diverse_round() -> None:
+    s = _sched()
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    for i in range(4):
+        s.handle_connection_up(PEERS[i], remote_addr=_remote(i), local_addr=ME, inbound=False,
+                               now=0.0)
+    starts = _starts(s.handle_peers_identified(
+        [(PEERS[i], (DIAL_REQUEST_PROTOCOL_ID,)) for i in range(4)], 0.1))
+    assert len(starts) == 3 and not {PEERS[0], PEERS[1]} <= {p.server for p in starts}

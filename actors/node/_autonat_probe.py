@@ -190,11 +190,11 @@ class AutonatProbe:
                 commands += self._scheduler.handle_addresses(
                     snap.listen_addrs, snap.observed_addrs, now)
             if previous is None or _changed(snap.peers, previous.peers):
-                for record in snap.peers:
-                    serving = DIAL_REQUEST_PROTOCOL_ID in record.protocols
-                    if self._scheduler.is_autonat_server(record.peer_id) is not serving:
-                        commands += self._scheduler.handle_peer_identified(
-                            record.peer_id, record.protocols, now)
+                news = [(record.peer_id, record.protocols) for record in snap.peers
+                        if self._scheduler.is_autonat_server(record.peer_id)
+                        is not (DIAL_REQUEST_PROTOCOL_ID in record.protocols)]
+                if news:
+                    commands += self._scheduler.handle_peers_identified(news, now)
             previous = snap
             await self._execute(commands)
 

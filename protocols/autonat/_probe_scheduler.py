@@ -305,10 +305,16 @@ class ProbeScheduler:
     def handle_peer_identified(self, peer: PeerId, protocols: Iterable[str],
                                now: float) -> list[ProbeCommand]:
         """``peer``'s Identify listed ``protocols`` (connected or not yet)."""
-        if DIAL_REQUEST_PROTOCOL_ID in protocols:
-            self._autonat_peers.add(peer)
-        else:
-            self._autonat_peers.discard(peer)
+        return self.handle_peers_identified([(peer, protocols)], now)
+
+    def handle_peers_identified(self, peers: Iterable[tuple[PeerId, Iterable[str]]],
+                                now: float) -> list[ProbeCommand]:
+        """Several peers identified at once: one step, so one round sees all of them."""
+        for peer, protocols in peers:
+            if DIAL_REQUEST_PROTOCOL_ID in protocols:
+                self._autonat_peers.add(peer)
+            else:
+                self._autonat_peers.discard(peer)
         return self._step(now, [])
 
     def handle_addresses(self, listen_addrs: tuple[WsAddress, ...],
