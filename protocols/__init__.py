@@ -97,7 +97,7 @@ from .identify import (
 )
 
 # isort: split
-# AutoNAT messages, events, candidates, server rules, reachability, NAT mapping
+# AutoNAT messages, events, candidates, server rules, reachability, NAT mapping, probe scheduler
 from .autonat import (
     DIAL_BACK_PROTOCOL_ID,
     DIAL_REQUEST_PROTOCOL_ID,
