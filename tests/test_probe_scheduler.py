@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
     AddressPolicy,
+    DialResponse,
+    DialStatus,
     Keypair,
     ObservedAddr,
     PeerId,
@@ -23,10 +25,13 @@ from protocols import (
     PublishReachability,
     Reachability,
     ReachabilityConfig,
+    ResponseStatus,
     SmallNetworkWaitEnded,
     SmallNetworkWaitStarted,
     StartProbe,
     WsAddress,
+    claims_dial_back,
+    probe_outcome,
 )
 
 PEERS = sorted(Keypair.generate().peer_id for _ in range(8))
@@ -392,3 +397,32 @@ def test_peers_identified_together_get_one_diverse_round() -> None:
     starts = _starts(s.handle_peers_identified(
         [(PEERS[i], (DIAL_REQUEST_PROTOCOL_ID,)) for i in range(4)], 0.1))
     assert len(starts) == 3 and not {PEERS[0], PEERS[1]} <= {p.server for p in starts}
+
+
+def test_the_last_published_view_is_the_schedulers_own() -> None:
+    s = _sched(threshold=1)
+    assert s.last_published is None
+    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    (probe,) = _starts(_up(s, 0, 0.0))
+    (publish,) = _publishes(_finish(s, probe, ProbeOutcome.REACHABLE, 1.0))
+    assert s.last_published == publish.update
+    assert (publish.update.nat_status, publish.update.reachable_addrs) == ("public", (ME,))
+    assert [type(e).__name__ for e in publish.events] == ["ReachabilityChanged",
+                                                           "NatStatusChanged"]
+
+
+def test_reachability_wake_up_times_and_the_one_lied_rule() -> None:
+    reach = Reachability(ReachabilityConfig(evidence_ttl=100.0, distrust_period=50.0))
+    reach.add_candidates([ME], 0.0)
+    assert reach.next_probe_at() == 0.0 and reach.next_probe_at(after=0.0) is None
+    reach.record(ProbeResult(ME, PEERS[0], ProbeOutcome.REACHABLE, at=3.0), 3.0)
+    reach.record(ProbeResult(ME, PEERS[1], ProbeOutcome.LIED, at=4.0), 4.0)
+    assert reach.next_expiry_at() == 54.0  # the liar is forgiven before the evidence expires
+    reach.expire(54.0)
+    assert reach.next_expiry_at() == 103.0
+    reach.expire(103.0)
+    assert reach.next_expiry_at() is None and reach.evidence_servers(ME, 103.0) == set()
+    ok = DialResponse(status=ResponseStatus.OK, addr_idx=0, dial_status=DialStatus.OK)
+    assert claims_dial_back(ok) and not claims_dial_back(None)
+    assert probe_outcome(ok, dial_back_verified=False) is ProbeOutcome.LIED
+    assert probe_outcome(ok, dial_back_verified=True) is ProbeOutcome.REACHABLE

@@ -231,7 +231,7 @@ class ProbeScheduler:
         self._observed: tuple[AddressObservation, ...] | None = None
         self._best: tuple[WsAddress, ...] = ()  # candidates, best first
         self._mapping: NatMapping = "unknown"
-        self._published_mapping: NatMapping = "unknown"
+        self._published: ReachabilityUpdate | None = None
         self._connections: dict[PeerId, _Connection] = {}
         self._autonat_peers: set[PeerId] = set()
         self._in_flight: dict[int, _Probe] = {}
@@ -258,6 +258,11 @@ class ProbeScheduler:
     @property
     def small_network_wait(self) -> SmallNetworkWait | None:
         return self._small_wait
+
+    @property
+    def last_published(self) -> ReachabilityUpdate | None:
+        """The update of the latest :class:`PublishReachability` (None before the first)."""
+        return self._published
 
     def is_autonat_server(self, peer: PeerId) -> bool:
         """Did ``peer``'s latest Identify list the dial-request protocol?"""
@@ -408,14 +413,14 @@ class ProbeScheduler:
         return commands
 
     def _publish(self, events: list[ReachabilityEvent], now: float) -> list[ProbeCommand]:
-        if not events and self._mapping == self._published_mapping:
+        published = "unknown" if self._published is None else self._published.nat_mapping
+        if not events and self._mapping == published:
             return []
-        self._published_mapping = self._mapping
         view = self.reachability.snapshot()
-        update = ReachabilityUpdate(
+        self._published = ReachabilityUpdate(
             nat_status=view.nat_status, reachable_addrs=view.reachable_addrs,
             unreachable_addrs=view.unreachable_addrs, nat_mapping=self._mapping, at=now)
-        return [PublishReachability(update, tuple(events))]
+        return [PublishReachability(self._published, tuple(events))]
 
     def _note_small_network(self, servers: int, now: float) -> list[ProbeCommand]:
         """Track the small-network wait: announce when it starts and when it ends."""
