@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from protocols import AddressPolicy, Keypair, ValidationError, WsAddress
+from protocols.identify import advertised_addrs, build_identify, interpret_identify
 from protocols.identify._identify_msg import Identify
-from protocols.identify._identify_rules import build_identify, interpret_identify
 
 LAB = AddressPolicy.from_strings(public_networks=["198.51.100.0/24"])
 LOOPBACK_OK = AddressPolicy(allow_loopback=True)
@@ -87,3 +87,30 @@ def test_bad_observed_address_is_skipped_not_fatal() -> None:
     outcome = _interpret(_answer(peer, [], observed=b"\x00\x01\x02"), peer)
     assert outcome.event.observed_addr is None
     assert "observed address" in outcome.skipped[0][1]
+
+
+# --- advertised_addrs: which of our addresses we tell peers about ----------------------
+
+
+def test_advertised_puts_reachable_first_and_drops_duplicates() -> None:
+    listen = _ma("/ip4/198.51.100.7/tcp/4001/ws")
+    reachable = _ma("/ip4/203.0.113.9/tcp/4001/ws")
+    assert advertised_addrs(listen_addrs=[listen], reachable_addrs=[reachable, listen],
+                            local_addrs=[]) == (reachable, listen)
+
+
+def test_advertised_replaces_a_wildcard_listener_by_the_local_ips_in_use() -> None:
+    v4_any = _ma("/ip4/0.0.0.0/tcp/4001/ws")
+    v6_any = _ma("/ip6/::/tcp/4002/wss")
+    locals_ = [_ma("/ip4/10.0.0.5/tcp/50000/ws"), _ma("/ip4/10.0.0.5/tcp/50001/ws"),
+               _ma("/ip6/2001:db8::5/tcp/50002/ws"), _ma("/ip4/192.0.2.8/tcp/50003/ws")]
+    assert advertised_addrs(listen_addrs=[v4_any, v6_any], reachable_addrs=[],
+                            local_addrs=locals_) == (
+        _ma("/ip4/10.0.0.5/tcp/4001/ws"), _ma("/ip4/192.0.2.8/tcp/4001/ws"),
+        _ma("/ip6/2001:db8::5/tcp/4002/wss"))
+
+
+def test_advertised_wildcard_without_connections_advertises_nothing() -> None:
+    assert advertised_addrs(listen_addrs=[_ma("/ip4/0.0.0.0/tcp/4001/ws")],
+                            reachable_addrs=[], local_addrs=[]) == ()
+

@@ -242,7 +242,7 @@ async def test_identify_push_reaches_connected_peers_when_our_addresses_change(
             assert extra.with_peer_id(a.peer_id) not in b.snapshot().peer(a.peer_id).addrs  # type: ignore[union-attr]
             original = identify_module.advertised_addrs
             monkeypatch.setattr(identify_module, "advertised_addrs",
-                                lambda snap: (*original(snap), extra))
+                                lambda **parts: (*original(**parts), extra))
             await a.connect(c.listen_addrs[0])  # any change of a's snapshot triggers the push
             snap = await b.wait_for(lambda s: extra.with_peer_id(a.peer_id) in (
                 s.peer(a.peer_id).addrs if s.peer(a.peer_id) else ()))  # type: ignore[union-attr]

@@ -43,31 +43,18 @@ from protocols import (
     ProtocolError,
     WsAddress,
 )
-from protocols.identify import build_identify, interpret_identify
+from protocols.identify import advertised_addrs, build_identify, interpret_identify
 
 from ..connection import Connection, ConnectionClosed, Stream, StreamEnded, StreamReset
 from ..runtime import MailboxReceiver, MailboxSender, Watch, get_logger
 from ._messages import ConnectionOpened, IdentifyInput, IdentifyPushed, TrackerEvent
 
 
-def advertised_addrs(snapshot: NodeSnapshot) -> tuple[WsAddress, ...]:
-    """Addresses we tell peers we listen on.
-
-    A wildcard listener (``0.0.0.0`` / ``::``) is replaced by the local IPs our
-    live connections actually use with that port; confirmed reachable
-    addresses come first.
-    """
-    result: dict[WsAddress, None] = dict.fromkeys(snapshot.reachable_addrs)
-    for bound in snapshot.listen_addrs:
-        if bound.ip is None or not bound.ip.is_unspecified:
-            result[bound] = None
-            continue
-        for conn in snapshot.connections:
-            local = conn.local_addr
-            if local.ip is not None and local.ip.version == bound.ip.version:
-                result[WsAddress(host=local.host, kind=local.kind, port=bound.port,
-                                 secure=bound.secure, peer_id=None)] = None
-    return tuple(result)
+def _advertised(snapshot: NodeSnapshot) -> tuple[WsAddress, ...]:
+    """:func:`~protocols.identify.advertised_addrs` of ``snapshot``."""
+    return advertised_addrs(
+        listen_addrs=snapshot.listen_addrs, reachable_addrs=snapshot.reachable_addrs,
+        local_addrs=[conn.local_addr for conn in snapshot.connections])
 
 
 class IdentifyResponder:
@@ -89,7 +76,7 @@ class IdentifyResponder:
     def message_for(self, connection: Connection) -> Identify:
         return build_identify(
             public_key=self._keypair.public_key, agent_version=self._config.agent_version,
-            listen_addrs=advertised_addrs(self._watch.get()),
+            listen_addrs=_advertised(self._watch.get()),
             observed_addr=connection.remote_addr, protocols=self.protocols,
             policy=self._config.policy)
 
@@ -185,7 +172,7 @@ class IdentifyActor:
 
     async def _push_on_change(self, nursery: trio.Nursery) -> None:
         async for snapshot in self._watch.subscribe():
-            current = advertised_addrs(snapshot)
+            current = _advertised(snapshot)
             previous, self._state.advertised = self._state.advertised, current
             if previous is None or previous == current:
                 continue

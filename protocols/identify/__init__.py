@@ -12,7 +12,7 @@ from ._identify_msg import (
     MAX_IDENTIFY_SIZE,
     Identify,
 )
-from ._identify_rules import PeerIdentified, build_identify, interpret_identify
+from ._identify_rules import PeerIdentified, advertised_addrs, build_identify, interpret_identify
 
 __all__ = [
     "IDENTIFY_PROTOCOL_ID",
@@ -20,6 +20,7 @@ __all__ = [
     "MAX_IDENTIFY_SIZE",
     "Identify",
     "PeerIdentified",
+    "advertised_addrs",
     "build_identify",
     "interpret_identify",
 ]

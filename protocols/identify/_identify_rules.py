@@ -6,6 +6,10 @@ Identify is where a node learns the two things AutoNAT needs: the addresses
 a peer listens on, and the address the peer *observed us* connecting from.
 Both come from untrusted peers, so this module is deliberately strict:
 
+* **Which addresses we advertise** (:func:`advertised_addrs`): confirmed
+  reachable addresses first, then our listen addresses, a wildcard listener
+  (``0.0.0.0`` / ``::``) replaced by the local IPs our live connections use
+  with its port - a peer cannot dial ``0.0.0.0``.
 * **What we send** (:func:`build_identify`): our protobuf public key, our
   agent and protocol versions, the protocols we serve, the listen addresses
   the :class:`AddressPolicy` calls routable (never a loopback or private
@@ -70,6 +74,32 @@ class IdentifyOutcome:
 
     event: PeerIdentified
     skipped: tuple[tuple[str, str], ...]
+
+
+def advertised_addrs(
+    *,
+    listen_addrs: Iterable[WsAddress],
+    reachable_addrs: Iterable[WsAddress],
+    local_addrs: Iterable[WsAddress],
+) -> tuple[WsAddress, ...]:
+    """Addresses we tell peers we listen on, without duplicates, reachable ones first.
+
+    ``listen_addrs`` are our bound listeners, ``reachable_addrs`` those AutoNAT
+    confirmed, ``local_addrs`` the local ends of our live connections. A
+    wildcard listener (``0.0.0.0`` / ``::``) is replaced by each local IP of
+    its IP version, with the listener's port.
+    """
+    locals_ = tuple(local_addrs)
+    result: dict[WsAddress, None] = dict.fromkeys(reachable_addrs)
+    for bound in listen_addrs:
+        if bound.ip is None or not bound.ip.is_unspecified:
+            result[bound] = None
+            continue
+        for local in locals_:
+            if local.ip is not None and local.ip.version == bound.ip.version:
+                result[WsAddress(host=local.host, kind=local.kind, port=bound.port,
+                                 secure=bound.secure, peer_id=None)] = None
+    return tuple(result)
 
 
 def build_identify(
