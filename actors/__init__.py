@@ -97,7 +97,12 @@ from .node import (
     StatusTracker,
     StatusTrackerStatistics,
     atomic_write_bytes,
+    create_exclusive,
+    load_config_file,
+    load_keypair,
+    load_or_create_keypair,
     open_node,
+    save_keypair,
 )
 
 # isort: split
@@ -190,11 +195,16 @@ __all__ = [
     "atomic_write_bytes",
     "call",
     "configure_logging",
+    "create_exclusive",
+    "load_config_file",
+    "load_keypair",
+    "load_or_create_keypair",
     "memory_stream_pair",
     "node_registry",
     "open_connection",
     "open_node",
     "package_version",
     "render_metrics",
+    "save_keypair",
     "serve_http",
 ]

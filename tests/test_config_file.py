@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from actors import load_config_file
 from protocols import (
     AddressPolicy,
     ConfigError,
@@ -16,7 +17,6 @@ from protocols import (
     ProtocolError,
     build_node_config,
     env_settings,
-    load_config_file,
     load_config_text,
     setting_keys,
 )

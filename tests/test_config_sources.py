@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from actors import load_config_file
 from actors.surfaces import _cli_settings
 from actors.surfaces._cli import EXIT_INTERRUPTED, build_parser, main
 from actors.surfaces._cli_commands import is_interrupt
@@ -34,7 +35,6 @@ from protocols import (
     build_node_config,
     env_settings,
     env_warnings,
-    load_config_file,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

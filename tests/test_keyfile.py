@@ -1,4 +1,4 @@
-"""Key file handling: Pyrsia's 64-byte format, mode 0600, atomic creation."""
+"""Key file: Pyrsia's 64-byte format (protocols), mode 0600, atomic creation (actors)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from actors import load_keypair, load_or_create_keypair, save_keypair
 from protocols import (
+    KEY_FILE_SIZE,
     KeyFileError,
     Keypair,
-    load_keypair,
-    load_or_create_keypair,
-    save_keypair,
+    check_key_file_metadata,
+    decode_key_file,
+    encode_key_file,
 )
 
 # libp2p/specs peer-ids/peer-ids.md test vector (Ed25519 private key protobuf,
@@ -218,3 +220,49 @@ def test_key_bytes_are_never_in_a_readable_file(
     for flags, mode in created:
         assert flags & os.O_EXCL
         assert mode == 0o600
+
+
+# --- the sans-io half: bytes and stat numbers in, a key pair or a KeyFileError out ------
+
+
+def test_format_round_trip_without_files() -> None:
+    keypair = decode_key_file(SPEC_KEYPAIR_BYTES, name="k")
+    assert str(keypair.peer_id) == SPEC_PEER_ID
+    assert encode_key_file(keypair) == SPEC_KEYPAIR_BYTES
+    assert len(encode_key_file(Keypair.generate())) == KEY_FILE_SIZE
+
+
+@pytest.mark.parametrize("size", [0, 63, 65])
+def test_decode_names_the_file_and_the_size(size: int) -> None:
+    with pytest.raises(KeyFileError, match=rf"key file /x/key is {size} bytes, expected 64"):
+        decode_key_file((SPEC_KEYPAIR_BYTES * 2)[:size], name="/x/key")
+
+
+def test_decode_rejects_a_mismatched_public_half() -> None:
+    data = SPEC_KEYPAIR_BYTES[:32] + Keypair.generate().public_key.raw
+    with pytest.raises(KeyFileError, match=r"key file k is corrupt: .*does not match"):
+        decode_key_file(data, name="k")
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o700])
+def test_metadata_accepts_owner_only_regular_files(mode: int) -> None:
+    check_key_file_metadata(stat.S_IFREG | mode, 64, name="k")
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620, 0o660, 0o666, 0o601])
+def test_metadata_refuses_group_or_other_bits(mode: int) -> None:
+    with pytest.raises(KeyFileError, match=rf"k has unsafe permissions {mode:04o}.*chmod 600 k"):
+        check_key_file_metadata(stat.S_IFREG | mode, 64, name="k")
+    # Where permission bits mean nothing (not POSIX) they are not checked.
+    check_key_file_metadata(stat.S_IFREG | mode, 64, name="k", check_permissions=False)
+
+
+@pytest.mark.parametrize("kind", [stat.S_IFDIR, stat.S_IFIFO, stat.S_IFLNK, stat.S_IFSOCK])
+def test_metadata_refuses_non_regular_files(kind: int) -> None:
+    with pytest.raises(KeyFileError, match="k is not a regular file"):
+        check_key_file_metadata(kind | 0o600, 64, name="k")
+
+
+def test_metadata_refuses_a_wrong_size_before_reading() -> None:
+    with pytest.raises(KeyFileError, match=r"k is 96 bytes, expected 64"):
+        check_key_file_metadata(stat.S_IFREG | 0o600, 96, name="k")

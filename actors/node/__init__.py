@@ -1,6 +1,6 @@
 """The node: its actors (Dialer, Identify, AutoNAT probe and server, dial-back
 receiver, bootstrap fetcher, status tracker), their messages, the node
-assembly (:func:`open_node`) and atomic file storage.
+assembly (:func:`open_node`) and file storage (crash-safe writes, the key file).
 
 May import: :mod:`actors.connection`, :mod:`actors.transport`,
 :mod:`actors.runtime`, :mod:`protocols`.
@@ -8,7 +8,6 @@ May import: :mod:`actors.connection`, :mod:`actors.transport`,
 
 from __future__ import annotations
 
-from ._atomic import atomic_write_bytes
 from ._autonat_probe import SmallNetworkWait
 from ._bootstrap import BootstrapFetcher, ClientFactory
 from ._dialer import Dialer, DialerState, DialerStatistics, DialFailure
@@ -16,6 +15,14 @@ from ._identify import IdentifyActor, IdentifyResponder, IdentifyState
 from ._messages import Connect, ConnectionOpened, DialFailed, IdentifyPushed
 from ._node import ConnectError, Node, NodeStatistics, open_node
 from ._status_tracker import PEER_STORE_FILE, StatusTracker, StatusTrackerStatistics
+from ._storage import (
+    atomic_write_bytes,
+    create_exclusive,
+    load_config_file,
+    load_keypair,
+    load_or_create_keypair,
+    save_keypair,
+)
 
 __all__ = [
     "PEER_STORE_FILE",
@@ -39,5 +46,10 @@ __all__ = [
     "StatusTracker",
     "StatusTrackerStatistics",
     "atomic_write_bytes",
+    "create_exclusive",
+    "load_config_file",
+    "load_keypair",
+    "load_or_create_keypair",
     "open_node",
+    "save_keypair",
 ]

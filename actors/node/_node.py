@@ -47,7 +47,6 @@ from protocols import (
     Reachability,
     ReachabilityConfig,
     WsAddress,
-    load_or_create_keypair,
 )
 
 from ..connection import ProtocolHandler
@@ -76,6 +75,7 @@ from ._messages import (
     TrackerEvent,
 )
 from ._status_tracker import StatusTracker, StatusTrackerStatistics
+from ._storage import load_or_create_keypair
 
 CONNECT_TIMEOUT_SLACK = 5.0
 

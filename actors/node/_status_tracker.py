@@ -28,7 +28,8 @@ Persistence
     edge, measured with ``trio.current_time()`` so tests run on a mock
     clock), so saves are at least ``save_interval`` apart and a change
     reaches the disk within ``save_interval``. Encoding and the atomic write
-    (:func:`atomic_write_bytes`) run in a worker thread. When the tracker
+    (:func:`atomic_write_bytes`, :mod:`actors.node._storage`) run in a worker
+    thread. When the tracker
     stops - cancelled, mailbox closed or crashed - it makes one last save,
     shielded from cancellation and bounded by ``final_save_timeout``.
     A failed save is logged and retried one interval later.
@@ -45,7 +46,6 @@ where one is involved, the remote ``peer`` id.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,8 +72,8 @@ from protocols import (
 )
 
 from ..runtime import Watch, get_logger
-from ._atomic import atomic_write_bytes
 from ._messages import LOCAL_STOP
+from ._storage import atomic_write_bytes, read_at_most, rename_aside
 
 __all__ = ["PEER_STORE_FILE", "StatusTracker", "StatusTrackerStatistics"]
 
@@ -273,7 +273,7 @@ class StatusTracker:
 
     async def _read_store(self, path: Path) -> list[PeerRecord] | None:
         try:
-            data = await trio.to_thread.run_sync(_read_limited, path, self._max_store_bytes)
+            data = await trio.to_thread.run_sync(read_at_most, path, self._max_store_bytes + 1)
         except FileNotFoundError:
             self._log.info("no peer store yet", path=str(path))
             return None
@@ -301,7 +301,7 @@ class StatusTracker:
     async def _set_aside(self, path: Path, problem: str) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
         try:
-            aside = await trio.to_thread.run_sync(_rename_aside, path, f".corrupt-{stamp}")
+            aside = await trio.to_thread.run_sync(rename_aside, path, f".corrupt-{stamp}")
         except OSError as exc:
             self._log.error(
                 "corrupt peer store could not be set aside",
@@ -374,22 +374,5 @@ def _cause_fields(event: NodeEvent) -> dict[str, object]:
 
 def _encode_and_write(path: Path, records: Sequence[PeerRecord], max_bytes: int) -> int:
     data = encode_peer_store(records, max_bytes=max_bytes)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     atomic_write_bytes(path, data)
     return len(data)
-
-
-def _read_limited(path: Path, max_bytes: int) -> bytes:
-    """At most ``max_bytes + 1`` bytes: enough for the decoder to say "too big"."""
-    with path.open("rb") as file:
-        return file.read(max_bytes + 1)
-
-
-def _rename_aside(path: Path, suffix: str) -> Path:
-    target = path.with_name(path.name + suffix)
-    counter = 0
-    while target.exists():
-        counter += 1
-        target = path.with_name(f"{path.name}{suffix}-{counter}")
-    os.rename(path, target)
-    return target

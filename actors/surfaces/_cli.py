@@ -19,8 +19,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import NoReturn
 
-from protocols import KeyFileError, load_or_create_keypair
+from protocols import KeyFileError
 
+from ..node import load_or_create_keypair
 from ._cli_commands import (
     CliError,
     cmd_boot,

@@ -29,11 +29,10 @@ from protocols import (
     NodeConfig,
     NodeSnapshot,
     ProtocolError,
-    load_or_create_keypair,
     parse_host_port,
 )
 
-from ..node import Node, open_node
+from ..node import Node, load_or_create_keypair, open_node
 from ..runtime import configure_logging, get_logger
 from ..transport import check_tls_files
 from ._cli_probe import (

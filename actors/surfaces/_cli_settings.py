@@ -33,10 +33,11 @@ from protocols import (
     env_settings,
     env_source,
     env_warnings,
-    load_config_file,
     load_config_text,
     parse_host_port,
 )
+
+from ..node import load_config_file
 
 PROFILE_PACKAGE = "actors._profiles"
 """The package the profiles ship in (``config/*.toml``, mapped by ``pyproject.toml``)."""

@@ -18,7 +18,6 @@ from ._config_file import (
     env_settings,
     env_source,
     env_warnings,
-    load_config_file,
     load_config_text,
     setting_keys,
 )
@@ -40,7 +39,6 @@ __all__ = [
     "env_settings",
     "env_source",
     "env_warnings",
-    "load_config_file",
     "load_config_text",
     "parse_host_port",
     "setting_keys",

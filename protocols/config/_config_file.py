@@ -6,7 +6,8 @@ Configuration comes in *layers*, each a flat mapping ``{key: value}`` whose
 keys are :class:`NodeConfig` field names plus the four address-policy keys
 (``allow_loopback``, ``allow_private``, ``public_networks``, ``allow_dns``):
 
-* :func:`load_config_text` - a TOML document. Keys may sit at the top level
+* :func:`load_config_text` - a TOML document (``actors.load_config_file``
+  reads it from a file). Keys may sit at the top level
   or in the tables listed in :data:`CONFIG_SECTIONS` (``[node]``, ``[policy]``,
   ``[dialer]``, ``[autonat]``, ``[bootstrap]``, ``[http]``, ``[log]``). The
   tables exist only for readability: ``[dialer] target_peers = 8`` and a
@@ -67,7 +68,6 @@ __all__ = [
     "env_settings",
     "env_source",
     "env_warnings",
-    "load_config_file",
     "load_config_text",
     "setting_keys",
 ]
@@ -126,15 +126,6 @@ def load_config_text(toml_text: str, *, source: str) -> Settings:
         else:
             _load_key(name, value, "top level", keys, source, settings, where)
     return settings
-
-
-def load_config_file(path: Path) -> Settings:
-    """:func:`load_config_text` on a file; an unreadable file is a :class:`ConfigError`."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
-    return load_config_text(text, source=str(path))
 
 
 def env_source(key: str) -> str:

@@ -1,5 +1,5 @@
 """The node's own state: connection events, the lifecycle table, the node model
-that folds every event, the dial plan, the peer store encoding and the key file.
+that folds every event, the dial plan, the peer store encoding and the key file format.
 
 May import: :mod:`protocols.identify`, :mod:`protocols.autonat`,
 :mod:`protocols.wire`, :mod:`protocols.core`.
@@ -16,12 +16,20 @@ from ._events import (
     ListenAddrsChanged,
     PeersFound,
 )
-from ._keyfile import load_keypair, load_or_create_keypair, save_keypair
+from ._keyfile import (
+    KEY_FILE_MODE,
+    KEY_FILE_SIZE,
+    check_key_file_metadata,
+    decode_key_file,
+    encode_key_file,
+)
 from ._lifecycle import LIFECYCLE_TRANSITIONS, Lifecycle, LifecycleTrigger, next_lifecycle
 from ._node_model import NodeEvent, NodeModel, NodeSnapshot, ObservedAddr, PeerRecord
 from ._peer_store import PEER_STORE_VERSION, decode_peer_store, encode_peer_store
 
 __all__ = [
+    "KEY_FILE_MODE",
+    "KEY_FILE_SIZE",
     "LIFECYCLE_TRANSITIONS",
     "PEER_STORE_VERSION",
     "ConnectionDown",
@@ -39,10 +47,10 @@ __all__ = [
     "ObservedAddr",
     "PeerRecord",
     "PeersFound",
+    "check_key_file_metadata",
+    "decode_key_file",
     "decode_peer_store",
+    "encode_key_file",
     "encode_peer_store",
-    "load_keypair",
-    "load_or_create_keypair",
     "next_lifecycle",
-    "save_keypair",
 ]

@@ -33,7 +33,7 @@ connection. Extra checks that matter for the mission:
 from __future__ import annotations
 
 import enum
-import os
+import secrets
 from dataclasses import dataclass
 
 from ..core import (
@@ -87,7 +87,7 @@ class Handshake:
 
     ``keypair`` is ours; ``expected_peer`` is the id we dialed (``None`` on the
     listening side); ``now`` starts the ``timeout`` clock. ``nonce`` may be
-    given by tests for reproducible bytes; production uses ``os.urandom``.
+    given by tests for reproducible bytes; production uses ``secrets.token_bytes``.
     """
 
     def __init__(
@@ -103,7 +103,7 @@ class Handshake:
             raise ValueError(f"nonce must be {NONCE_SIZE} bytes")
         self._keypair = keypair
         self._my_key = keypair.public_key.to_protobuf()
-        self._nonce = nonce if nonce is not None else os.urandom(NONCE_SIZE)
+        self._nonce = nonce if nonce is not None else secrets.token_bytes(NONCE_SIZE)
         self._expected = expected_peer
         self.deadline = now + timeout
         self.state = HandshakeState.AWAIT_HELLO
