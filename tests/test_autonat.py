@@ -75,7 +75,7 @@ async def test_reachable_node_becomes_public_from_real_dial_backs(
             assert snap.reachable_addrs == (client.listen_addrs[0].with_peer_id(None),)
             stats = client.statistics()
             assert stats.probes.get("reachable", 0) >= 2
-            assert stats.dial_backs_verified >= 2
+            assert stats.dial_back.verified >= 2
             # the dial-backs came as fresh connections from the servers to our listener
             backs = [d for d in net.dials if d.remote.host == "127.0.0.9"]
             assert len(backs) >= 2
@@ -152,7 +152,7 @@ async def test_other_ip_is_never_dialed_without_dial_data(
             await stream.reset()  # the client never pays
             await trio.sleep(30)
             assert [d for d in net.dials if d.remote.host == "127.0.0.99"] == []
-            assert server.statistics().probes_answered == {}
+            assert server.statistics().autonat_server.answered == ()
 
 
 async def test_other_ip_is_refused_when_configured(
@@ -313,8 +313,8 @@ async def test_dial_back_on_another_of_our_listeners_is_not_evidence(
             await trio.sleep(30)
             stats = client.statistics()
             assert client.snapshot().reachable_addrs == ()
-            assert stats.dial_backs_verified == 0
-            assert stats.dial_backs_unexpected >= 2  # they did arrive, on the other listener
+            assert stats.dial_back.verified == 0
+            assert stats.dial_back.unexpected >= 2  # they did arrive, on the other listener
             assert stats.probes.get("reachable", 0) == 0
             assert stats.probes.get("lied", 0) >= 2
             assert {d.remote.port for d in net.dials if d.remote.host == "127.0.0.9"} == {
@@ -343,8 +343,8 @@ async def test_a_replayed_nonce_is_counted_once(
             stats = client.statistics()
             reachable = stats.probes["reachable"]
             assert reachable >= 2
-            assert stats.dial_backs_verified == reachable  # one per probe, not two
-            assert stats.dial_backs_unexpected == reachable  # every replay refused
+            assert stats.dial_back.verified == reachable  # one per probe, not two
+            assert stats.dial_back.unexpected == reachable  # every replay refused
 
 
 async def _nonces_of_a_client_seeded_with(seed: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:

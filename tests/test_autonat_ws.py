@@ -68,7 +68,7 @@ async def test_reachable_loopback_node_becomes_public() -> None:
             assert snap.nat_status == "public"
             assert snap.reachable_addrs == (client.listen_addrs[0].with_peer_id(None),)
             assert snap.nat_mapping == "none"  # observed == local: no NAT on loopback
-            assert client.statistics().dial_backs_verified >= 2
+            assert client.statistics().dial_back.verified >= 2
 
 
 async def test_node_advertising_a_closed_port_becomes_private() -> None:

@@ -4,9 +4,11 @@ A small cluster of boot nodes (welcome probes on, HTTP API on the first one)
 serves ``/status``; a newcomer configured with only that URL goes through
 every stage - fetch, dial, identify, probe, verdict, ``fully_connected`` -
 and each stage is checked where a user would look (snapshot, statistics,
-the boot node's ``/status``). Then the failure side: a dead, failing,
-slow or hostile bootstrap server never stops a node, which falls back to
-the peers it persisted in an earlier run.
+the boot node's ``/status``, ``/metrics`` of both - served by a bare
+``serve_http(node, host, 0)``, as an application embedding a node would).
+Then the failure side: a dead, failing, slow or hostile bootstrap server
+never stops a node, which falls back to the peers it persisted in an
+earlier run.
 
 Real sockets need the real clock, so every test is bounded by
 ``trio.fail_after``. ``tests/test_bootstrap.py`` covers the fetcher itself
@@ -26,9 +28,10 @@ from typing import Any
 
 import httpx
 import trio
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from actors import Node, open_node, serve_http
-from actors.surfaces._cli_commands import providers
 from protocols import (
     AddressPolicy,
     Direction,
@@ -77,8 +80,7 @@ async def _boot_cluster(net: str, count: int = 3) -> AsyncIterator[Cluster]:
                 nursery.start_soon(boots[0].connect, boot.listen_addrs[0])
         await boots[0].wait_for(_identified(*(b.peer_id for b in boots[1:])))
         nursery = await stack.enter_async_context(trio.open_nursery())
-        host, port = await nursery.start(
-            partial(serve_http, providers=providers(boots[0])), boots[0], f"127.0.{net}.1", 0)
+        host, port = await nursery.start(serve_http, boots[0], f"127.0.{net}.1", 0)
         yield Cluster(boots, f"http://{host}:{port}/status")
         nursery.cancel_scope.cancel()
 
@@ -90,6 +92,18 @@ async def _get_status(url: str) -> dict[str, Any]:
     document = response.json()
     assert isinstance(document, dict)
     return document
+
+
+async def _get_metrics(url: str) -> dict[str, list[Sample]]:
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+        response = await client.get(url)
+    assert response.status_code == 200
+    return {family.name: family.samples
+            for family in text_string_to_metric_families(response.text)}
+
+
+def _by_label(samples: list[Sample], label: str) -> dict[str, float]:
+    return {sample.labels[label]: sample.value for sample in samples}
 
 
 # --- the happy path ----------------------------------------------------------------------
@@ -135,11 +149,16 @@ async def test_newcomer_bootstraps_from_a_local_boot_node_end_to_end() -> None:
             config = _config("127.0.61.9", boot_urls=(cluster.url,))
             async with open_node(config) as node:
                 watchers.start_soon(_record, node, stages, cluster.ids)
+                # an embedding application's HTTP API: no arguments beyond the node
+                host, port = await watchers.start(serve_http, node, "127.0.61.9", 0)
                 snap = await node.wait_for(
                     lambda s: s.lifecycle is Lifecycle.FULLY_CONNECTED
                     and s.nat_status != "unknown" and _identified(*cluster.ids)(s))
                 stats = node.statistics()
+                metrics = await _get_metrics(f"http://{host}:{port}/metrics")
                 after = await _get_status(cluster.url)
+                boot_metrics = await _get_metrics(cluster.url.replace("/status", "/metrics"))
+                boot_served = cluster.boots[0].statistics().autonat_server
                 watchers.cancel_scope.cancel()
 
     me = node.listen_addrs[0]
@@ -162,7 +181,7 @@ async def test_newcomer_bootstraps_from_a_local_boot_node_end_to_end() -> None:
     assert snap.nat_status == "public"
     assert snap.reachable_addrs == (me.with_peer_id(None),)
     assert snap.nat_mapping == "none"
-    assert stats.dial_backs_verified >= config.confidence
+    assert stats.dial_back.verified >= config.confidence
     assert set(stats.servers_answered) <= cluster.ids
     assert len(stats.servers_answered) >= config.confidence
     assert stats.probes.get("reachable", 0) >= config.confidence
@@ -178,6 +197,18 @@ async def test_newcomer_bootstraps_from_a_local_boot_node_end_to_end() -> None:
     # and the boot node now hands the newcomer out to others
     assert str(me) in after["peer_addrs"]
     assert isinstance(after["probes_served"], int) and after["probes_served"] >= 1
+    # the embedded node's /metrics has the probe and bootstrap families, from statistics()
+    sent = _by_label(metrics["autonat_probes_sent"], "status")
+    assert sent["reachable"] >= config.confidence
+    assert set(sent) <= set(node.statistics().probes)
+    fetches = _by_label(metrics["autonat_bootstrap_fetches"], "outcome")
+    assert fetches["ok"] >= 1
+    assert set(fetches) == set(stats.bootstrap.by_outcome())
+    assert "autonat_probes_served" in metrics
+    # the boot node's probes_served: one count, behind /status and /metrics alike
+    served = _by_label(boot_metrics["autonat_probes_served"], "status")
+    assert served["OK/OK"] >= 1
+    assert after["probes_served"] <= sum(served.values()) <= boot_served.total_answered
 
 
 # --- failures fall back to the persisted peers ----------------------------------------
@@ -276,8 +307,7 @@ async def test_failing_and_hostile_boot_servers_do_not_hurt_the_node(tmp_path: P
                 outcomes = node.statistics().bootstrap.by_outcome()
                 _healthy(node)
                 # the node's own surface still answers
-                host, http_port = await nursery.start(
-                    partial(serve_http, providers=providers(node)), node, "127.0.63.1", 0)
+                host, http_port = await nursery.start(serve_http, node, "127.0.63.1", 0)
                 async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
                     health = await client.get(f"http://{host}:{http_port}/healthz")
                 nursery.cancel_scope.cancel()

@@ -16,7 +16,6 @@ import importlib.metadata
 import signal
 import socket
 import subprocess
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -33,7 +32,6 @@ from test_cli_node import (
 )
 
 from actors import open_node, serve_http
-from actors.surfaces._cli_commands import providers
 
 NOT_HERE = "192.0.2.1"
 
@@ -227,8 +225,7 @@ async def test_ctrl_c_during_probe_exits_130_with_one_line(tmp_path: Path) -> No
     with trio.fail_after(45):
         async with (open_node(_config("127.0.93.1", autonat_server=False)) as boot,
                     trio.open_nursery() as nursery):
-            host, port = await nursery.start(
-                partial(serve_http, providers=providers(boot)), boot, "127.0.93.1", 0)
+            host, port = await nursery.start(serve_http, boot, "127.0.93.1", 0)
             connected = trio.Event()
 
             async def watch() -> None:

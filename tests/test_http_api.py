@@ -20,11 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors import (
     METRIC_NAMES,
+    AutonatServerStatistics,
     HttpApi,
     MemoryNetwork,
     Node,
     NodeStatistics,
-    StatisticsProviders,
     StatusSource,
     open_node,
     serve_http,
@@ -114,7 +114,7 @@ async def test_status_fields_and_round_robin_over_http() -> None:
                 assert doc["nat_status"] in ("public", "private", "unknown")
                 assert isinstance(doc["nat_mapping"], str)
                 assert isinstance(doc["connections"], int) and doc["connections"] >= 3
-                assert doc["probes_served"] == 0
+                assert 0 <= doc["probes_served"] <= boot.statistics().autonat_server.total_answered
                 assert isinstance(doc["uptime_s"], float) and doc["uptime_s"] >= 0
                 assert isinstance(doc["version"], str) and doc["version"]
                 assert isinstance(doc["reachable_addrs"], list)
@@ -193,13 +193,18 @@ async def test_an_exception_is_a_500_and_the_server_keeps_serving() -> None:
             assert fine.json()["peer_id"] == str(source.peer_id)
 
 
-async def test_probes_served_comes_from_the_provider() -> None:
+async def test_probes_served_is_the_autonat_servers_count() -> None:
     with trio.fail_after(20):
         source = await _frozen_source()
-        providers = StatisticsProviders(probes_served=lambda: {"ok": 3, "refused": 2})
-        async with _served(source, providers=providers, version="7.0") as client:
+        source.stats = replace(source.stats, autonat_server=AutonatServerStatistics(
+            answered=(("E_DIAL_REFUSED/UNUSED", 2), ("OK/OK", 3)), dial_backs=3))
+        async with _served(source, version="7.0") as client:
             doc = (await client.get("/status")).json()
+            metrics = {f.name: f.samples for f in text_string_to_metric_families(
+                (await client.get("/metrics")).text)}
     assert (doc["probes_served"], doc["version"]) == (5, "7.0")
+    assert {s.labels["status"]: s.value for s in metrics["autonat_probes_served"]} == {
+        "E_DIAL_REFUSED/UNUSED": 2, "OK/OK": 3}
 
 
 async def test_garbage_and_websocket_requests_do_not_hurt() -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import FrozenInstanceError, dataclass, replace
 
 import pytest
 import trio
@@ -16,10 +15,10 @@ from prometheus_client.samples import Sample
 
 from actors import (
     METRIC_NAMES,
+    AutonatServerStatistics,
     MemoryNetwork,
     Node,
     NodeStatistics,
-    StatisticsProviders,
     StatusSource,
     node_registry,
     open_node,
@@ -68,9 +67,9 @@ def _identified(peer: PeerId) -> Callable[[NodeSnapshot], bool]:
     return check
 
 
-def _scrape(source: StatusSource, providers: StatisticsProviders | None = None,
+def _scrape(source: StatusSource,
             clock: Callable[[], float] | None = None) -> dict[str, list[Sample]]:
-    registry = node_registry(source, providers, version="9.9.9", clock=clock or time.time)
+    registry = node_registry(source, version="9.9.9", clock=clock or time.time)
     text = render_metrics(registry).decode()
     return {family.name: family.samples for family in text_string_to_metric_families(text)}
 
@@ -113,8 +112,13 @@ async def test_real_node_metrics_parse_and_are_plausible(
     assert _value(families["autonat_supervisor_running"]) == 1
     assert _value(families["autonat_supervisor_escalations"]) == 0
     assert 0 <= _value(families["autonat_uptime_seconds"]) < 3600
-    for name in ("probes_sent", "probes_served", "bootstrap_fetches"):
-        assert families[f"autonat_{name}"] == []  # no provider: family only
+    # probe and bootstrap families come from the node itself, no wiring needed
+    fetches = {s.labels["outcome"]: s.value for s in families["autonat_bootstrap_fetches"]}
+    assert fetches == stats.bootstrap.by_outcome()  # no boot URL: every outcome at 0
+    sent = {s.labels["status"]: s.value for s in families["autonat_probes_sent"]}
+    assert sent == stats.probes
+    served = {s.labels["status"]: s.value for s in families["autonat_probes_served"]}
+    assert served == stats.autonat_server.by_status()
 
 
 async def test_counters_are_exported_with_total_suffix(
@@ -126,45 +130,34 @@ async def test_counters_are_exported_with_total_suffix(
     assert 'autonat_actor_restarts_total{actor="dialer"}' in text
 
 
-async def test_provider_counts_are_exported(autojump_clock: trio.testing.MockClock) -> None:
+async def test_probe_and_bootstrap_counts_come_from_node_statistics(
+        autojump_clock: trio.testing.MockClock) -> None:
     source = await _fake()
-    providers = StatisticsProviders(
-        probes_sent=lambda: {"reachable": 3, "timeout": 1},
-        probes_served=lambda: {"ok": 2},
-        bootstrap_fetches=lambda: {"ok": 1, "error": 4},
-    )
-    families = _scrape(source, providers)
+    source.stats = replace(
+        source.stats, probes={"reachable": 3, "timeout": 1},
+        autonat_server=AutonatServerStatistics(
+            answered=(("E_DIAL_REFUSED/UNUSED", 1), ("OK/OK", 2)), dial_backs=2),
+        bootstrap=replace(source.stats.bootstrap, fetches=(("ok", 1), ("error", 4))))
+    families = _scrape(source)
     assert _value(families["autonat_probes_sent"], status="reachable") == 3
     assert _value(families["autonat_probes_sent"], status="timeout") == 1
-    assert _value(families["autonat_probes_served"], status="ok") == 2
+    assert _value(families["autonat_probes_served"], status="OK/OK") == 2
+    assert _value(families["autonat_probes_served"], status="E_DIAL_REFUSED/UNUSED") == 1
     assert _value(families["autonat_bootstrap_fetches"], outcome="error") == 4
     assert all(s.name.endswith("_total") for s in families["autonat_bootstrap_fetches"])
 
 
-async def test_bad_provider_output_is_skipped(autojump_clock: trio.testing.MockClock) -> None:
+async def test_statistics_are_frozen(autojump_clock: trio.testing.MockClock) -> None:
     source = await _fake()
-    hostile: Mapping[object, object] = {
-        "": 1, "x" * 65: 1, "negative": -1, "nan": math.nan, "inf": math.inf, "bool": True,
-        "text": "3", 5: 1, "good": 2}
-    many = {f"s{i:03d}": i for i in range(100)}
-
-    def broken() -> Mapping[str, float]:
-        raise RuntimeError("provider bug")
-
-    providers = StatisticsProviders(
-        probes_sent=lambda: hostile,  # type: ignore[arg-type,return-value]
-        probes_served=lambda: many, bootstrap_fetches=broken)
-    families = _scrape(source, providers)
-    assert [(s.labels, s.value) for s in families["autonat_probes_sent"]] == [
-        ({"status": "good"}, 2.0)]
-    assert len(families["autonat_probes_served"]) == 32
-    assert families["autonat_bootstrap_fetches"] == []
-    assert _value(families["autonat_supervisor_running"]) == 1  # the scrape survived
-
-
-def test_providers_must_be_callable() -> None:
-    with pytest.raises(TypeError):
-        StatisticsProviders(probes_sent={"ok": 1})  # type: ignore[arg-type]
+    stats = source.stats
+    for value, field in ((stats, "probes"), (stats.identify, "identified"),
+                         (stats.identify_responder, "requests_answered"),
+                         (stats.autonat_server, "answered"), (stats.dial_back, "verified")):
+        with pytest.raises(FrozenInstanceError):
+            setattr(value, field, 0)
+    # both Identify halves counted the pair's exchange
+    assert stats.identify.identified >= 1
+    assert stats.identify_responder.requests_answered >= 1
 
 
 async def test_supervisor_and_child_counters(autojump_clock: trio.testing.MockClock) -> None:

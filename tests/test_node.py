@@ -247,3 +247,6 @@ async def test_identify_push_reaches_connected_peers_when_our_addresses_change(
             snap = await b.wait_for(lambda s: extra.with_peer_id(a.peer_id) in (
                 s.peer(a.peer_id).addrs if s.peer(a.peer_id) else ()))  # type: ignore[union-attr]
             assert len(snap.connections) == 1  # pushed on the existing connection
+            assert a.statistics().identify.pushes_sent >= 1
+            assert b.statistics().identify_responder.pushes_received >= 1
+            assert b.statistics().identify.identified >= 2  # the answer, then the push

@@ -9,9 +9,17 @@ May import: :mod:`actors.connection`, :mod:`actors.transport`,
 from __future__ import annotations
 
 from ._autonat_probe import SmallNetworkWait
+from ._autonat_server import AutonatServerStatistics
 from ._bootstrap import BootstrapFetcher, ClientFactory
+from ._dialback import DialBackStatistics
 from ._dialer import Dialer, DialerState, DialerStatistics, DialFailure
-from ._identify import IdentifyActor, IdentifyResponder, IdentifyState
+from ._identify import (
+    IdentifyActor,
+    IdentifyResponder,
+    IdentifyResponderStatistics,
+    IdentifyState,
+    IdentifyStatistics,
+)
 from ._messages import Connect, ConnectionOpened, DialFailed, IdentifyPushed
 from ._node import ConnectError, Node, NodeStatistics, open_node
 from ._status_tracker import PEER_STORE_FILE, StatusTracker, StatusTrackerStatistics
@@ -26,11 +34,13 @@ from ._storage import (
 
 __all__ = [
     "PEER_STORE_FILE",
+    "AutonatServerStatistics",
     "BootstrapFetcher",
     "ClientFactory",
     "Connect",
     "ConnectError",
     "ConnectionOpened",
+    "DialBackStatistics",
     "DialFailed",
     "DialFailure",
     "Dialer",
@@ -39,7 +49,9 @@ __all__ = [
     "IdentifyActor",
     "IdentifyPushed",
     "IdentifyResponder",
+    "IdentifyResponderStatistics",
     "IdentifyState",
+    "IdentifyStatistics",
     "Node",
     "NodeStatistics",
     "SmallNetworkWait",

@@ -37,6 +37,7 @@ import math
 import random
 from collections import Counter
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 import trio
 
@@ -79,6 +80,24 @@ from ..transport import Transport, TransportError
 from ._messages import TrackerEvent
 
 
+@dataclass(frozen=True)
+class AutonatServerStatistics:
+    """What the AutoNAT server did (monotonic counters)."""
+
+    answered: tuple[tuple[str, int], ...]
+    """``("<ResponseStatus>/<DialStatus>", count)`` of every dial request answered, sorted;
+    the only count of probes served (``/status`` ``probes_served`` is its total)."""
+    dial_backs: int
+    """Dial-backs attempted (a connection to a requester's address)."""
+
+    def by_status(self) -> dict[str, int]:
+        return dict(self.answered)
+
+    @property
+    def total_answered(self) -> int:
+        return sum(count for _, count in self.answered)
+
+
 class AutonatServer:
     """Serves dial requests for other nodes; see the module docstring."""
 
@@ -94,10 +113,14 @@ class AutonatServer:
         self.limiter = RateLimiter(config.rate_global_per_minute,
                                    config.rate_per_peer_per_minute,
                                    config.rate_concurrent_per_peer)
-        self.answered: Counter[str] = Counter()
-        self.dials = 0
+        self._answered: Counter[str] = Counter()
+        self._dial_backs = 0
         self._log = get_logger("actors.autonat", actor="autonat-server",
                                node=str(keypair.peer_id))
+
+    def statistics(self) -> AutonatServerStatistics:
+        return AutonatServerStatistics(answered=tuple(sorted(self._answered.items())),
+                                       dial_backs=self._dial_backs)
 
     async def serve(self, stream: Stream[Connection]) -> None:
         peer = stream.connection.peer_id
@@ -144,7 +167,7 @@ class AutonatServer:
             budget.add(len(message.data))  # ValidationError past the requested amount
 
     async def _dial_back(self, addr: WsAddress, peer: PeerId, nonce: int) -> DialStatus:
-        self.dials += 1
+        self._dial_backs += 1
         # The deadline covers connect + handshake only; it is lifted once connected
         # (the dial-back exchange has its own timeout). One scope around the whole
         # stack, because the contexts it enters own nurseries that exit later.
@@ -189,7 +212,7 @@ class AutonatServer:
                       detail: str = "") -> None:
         response = DialResponse(status=status, addr_idx=addr_idx, dial_status=dial_status)
         await stream.send(response.to_wire(), fin=True)
-        self.answered[f"{status.name}/{dial_status.name}"] += 1
+        self._answered[f"{status.name}/{dial_status.name}"] += 1
         await self._tracker.send(InboundProbe(
             peer=peer, status=status, at=trio.current_time(), dial_status=dial_status,
             dialed=dialed, requested=len(request.addrs), detail=detail))

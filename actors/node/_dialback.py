@@ -77,6 +77,18 @@ class PendingProbe:
     arrived_on: WsAddress | None = None
 
 
+@dataclass(frozen=True)
+class DialBackStatistics:
+    """What the dial-back receiver saw (monotonic counters) and holds now."""
+
+    verified: int
+    """Dial-backs that proved one of our probes (nonce and listener matched)."""
+    unexpected: int
+    """Dial-backs ignored: unknown or reused nonce, wrong connection or listener."""
+    pending: int
+    """Probes waiting for their dial-back right now."""
+
+
 class DialBackReceiver:
     """Nonce table plus the ``/libp2p/autonat/2/dial-back`` handler (client role)."""
 
@@ -85,9 +97,13 @@ class DialBackReceiver:
         # recently issued nonces, oldest first -> has it verified a dial-back?
         self._issued: dict[int, bool] = {}
         self._timeout = timeout
-        self.verified = 0
-        self.unexpected = 0
+        self._verified = 0
+        self._unexpected = 0
         self._log = get_logger("actors.autonat", actor="autonat-client", **node_field(node))
+
+    def statistics(self) -> DialBackStatistics:
+        return DialBackStatistics(verified=self._verified, unexpected=self._unexpected,
+                                  pending=len(self._pending))
 
     def expect(self, probe: PendingProbe) -> int:
         """Wait for ``probe``'s dial-back under a fresh single-use nonce; returns the nonce."""
@@ -126,11 +142,11 @@ class DialBackReceiver:
             self._remember(message.nonce, used=True)
             probe.arrived_on = connection.local_addr
             probe.verified.set()
-            self.verified += 1
+            self._verified += 1
             self._log.debug("dial-back verified", peer=str(connection.peer_id),
                             addr=str(probe.addr), local=str(connection.local_addr))
         else:
-            self.unexpected += 1
+            self._unexpected += 1
             self._log.info("dial-back ignored", peer=str(connection.peer_id), reason=problem)
         await stream.send(DialBackResponse(status=DialBackStatus.OK).to_wire(), fin=True)
 

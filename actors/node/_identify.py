@@ -22,6 +22,12 @@ Following rust-libp2p's split, Identify has two halves:
 The table of live connections is owned by the node (:class:`IdentifyState`),
 so an incarnation that crashed and was restarted still knows whom to push
 to; connections opened meanwhile wait in the mailbox.
+
+Each half counts what it does and reports it as a frozen snapshot:
+:meth:`IdentifyResponder.statistics` (requests answered, pushes received)
+and :meth:`IdentifyActor.statistics` (peers identified, failed requests,
+rejected pushes, pushes sent and failed). The counters live in the objects
+the node creates once, so they survive restarts of the actor.
 """
 
 from __future__ import annotations
@@ -57,6 +63,32 @@ def _advertised(snapshot: NodeSnapshot) -> tuple[WsAddress, ...]:
         local_addrs=[conn.local_addr for conn in snapshot.connections])
 
 
+@dataclass(frozen=True)
+class IdentifyResponderStatistics:
+    """What the Identify handlers served (monotonic counters)."""
+
+    requests_answered: int
+    """``/ipfs/id/1.0.0`` requests we answered with our Identify."""
+    pushes_received: int
+    """``/ipfs/id/push/1.0.0`` messages decoded and handed to the actor."""
+
+
+@dataclass(frozen=True)
+class IdentifyStatistics:
+    """What the IdentifyActor did (monotonic counters)."""
+
+    identified: int
+    """Identify answers and pushes accepted (each sent ``PeerIdentified`` to the tracker)."""
+    failures: int
+    """Our Identify requests that failed (reset, closed, invalid, timed out)."""
+    pushes_rejected: int
+    """Pushes from peers that :func:`~protocols.identify.interpret_identify` refused."""
+    pushes_sent: int
+    """Pushes of our changed addresses that reached a peer."""
+    push_failures: int
+    """Pushes that could not be delivered."""
+
+
 class IdentifyResponder:
     """The per-connection handlers for the two Identify protocols."""
 
@@ -67,6 +99,11 @@ class IdentifyResponder:
         self._watch = watch
         self._actor = actor
         self.protocols = tuple(protocols)
+        self._answered = self._pushes_received = 0
+
+    def statistics(self) -> IdentifyResponderStatistics:
+        return IdentifyResponderStatistics(requests_answered=self._answered,
+                                           pushes_received=self._pushes_received)
 
     @property
     def peer_id(self) -> PeerId:
@@ -85,11 +122,13 @@ class IdentifyResponder:
         with trio.fail_after(self._config.identify_timeout):
             await stream.receive()
             await stream.send(self.message_for(stream.connection).to_wire(), fin=True)
+        self._answered += 1
 
     async def serve_push(self, stream: Stream[Connection]) -> None:
         """``/ipfs/id/push/1.0.0``: the opener sends its Identify and finishes."""
         with trio.fail_after(self._config.identify_timeout):
             message = Identify.from_wire(await stream.receive())
+        self._pushes_received += 1
         await self._actor.send(IdentifyPushed(stream.connection, message))
 
 
@@ -111,9 +150,15 @@ class IdentifyActor:
         self._inbox = inbox
         self._tracker = tracker
         self._watch = watch
-        self.identified = 0
-        self.failures = 0
+        self._identified = self._failures = self._pushes_rejected = 0
+        self._pushes_sent = self._push_failures = 0
         self._log = get_logger("actors.identify", actor="identify", node=str(responder.peer_id))
+
+    def statistics(self) -> IdentifyStatistics:
+        return IdentifyStatistics(
+            identified=self._identified, failures=self._failures,
+            pushes_rejected=self._pushes_rejected, pushes_sent=self._pushes_sent,
+            push_failures=self._push_failures)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -137,7 +182,7 @@ class IdentifyActor:
             await self._accept(Identify.from_wire(reply), info)
         except (StreamReset, StreamEnded, ConnectionClosed, ProtocolError,
                 trio.TooSlowError) as exc:
-            self.failures += 1
+            self._failures += 1
             log.info("identify failed", error=f"{type(exc).__name__}: {exc}")
         await self._follow(connection, info)
 
@@ -153,7 +198,7 @@ class IdentifyActor:
         for entry, reason in outcome.skipped:
             self._log.debug("identify entry skipped", peer=str(info.peer_id), entry=entry,
                             reason=reason)
-        self.identified += 1
+        self._identified += 1
         listen = outcome.event.listen_addrs
         self._log.info("peer identified", peer=str(info.peer_id), agent=message.agent_version,
                        observed=str(outcome.event.observed_addr), listen_addrs=len(listen))
@@ -168,6 +213,7 @@ class IdentifyActor:
         try:
             await self._accept(push.message, info)
         except ProtocolError as exc:
+            self._pushes_rejected += 1
             self._log.info("identify push rejected", peer=str(info.peer_id), error=str(exc))
 
     async def _push_on_change(self, nursery: trio.Nursery) -> None:
@@ -187,5 +233,8 @@ class IdentifyActor:
                 await stream.aclose()
         except (StreamReset, ConnectionClosed, ProtocolError, trio.TooSlowError,
                 trio.ClosedResourceError) as exc:
+            self._push_failures += 1
             self._log.debug("identify push failed", peer=str(connection.peer_id),
                             error=str(exc))
+        else:
+            self._pushes_sent += 1

@@ -16,6 +16,11 @@ The :class:`Node` handle only reads immutable snapshots and sends messages:
 ``snapshot()``, ``subscribe()``, ``wait_for(predicate)``, ``connect(addr)``,
 ``statistics()``. Several nodes run side by side in one process (tests, the
 simulator): nothing here is global.
+
+``node.statistics()`` is a frozen :class:`NodeStatistics` assembled from
+each part's own ``statistics()``: every counter is kept by the one object
+that does the counted thing, and read from there (the HTTP ``/metrics`` and
+``/status`` included, see :mod:`actors.surfaces._metrics`).
 """
 
 from __future__ import annotations
@@ -61,11 +66,17 @@ from ..runtime import (
 )
 from ..transport import Transport, WebSocketTransport, client_context, server_context
 from ._autonat_probe import AutonatProbe, AutonatState, SmallNetworkWait
-from ._autonat_server import AutonatServer
+from ._autonat_server import AutonatServer, AutonatServerStatistics
 from ._bootstrap import BootstrapFetcher
-from ._dialback import DialBackReceiver
+from ._dialback import DialBackReceiver, DialBackStatistics
 from ._dialer import Dialer, DialerState, DialerStatistics, connection_config
-from ._identify import IdentifyActor, IdentifyResponder, IdentifyState
+from ._identify import (
+    IdentifyActor,
+    IdentifyResponder,
+    IdentifyResponderStatistics,
+    IdentifyState,
+    IdentifyStatistics,
+)
 from ._messages import (
     Connect,
     ConnectionOpened,
@@ -86,17 +97,22 @@ class ConnectError(Exception):
 
 @dataclass(frozen=True)
 class NodeStatistics:
+    """One reading of every part's counters; each part's own frozen ``statistics()``."""
+
     supervisor: SupervisorStatistics
     dialer: DialerStatistics
     tracker: StatusTrackerStatistics
-    identified: int
-    identify_failures: int
+    identify: IdentifyStatistics
+    """The IdentifyActor: peers identified, failed requests, pushes."""
+    identify_responder: IdentifyResponderStatistics
+    """The Identify handlers: requests answered, pushes received."""
     probes: dict[str, int]
-    """Our probes by outcome (reachable, unreachable, refused, timeout, error, lied)."""
-    probes_answered: dict[str, int]
-    """Dial requests we served, by ``status/dial_status``."""
-    dial_backs_verified: int
-    dial_backs_unexpected: int
+    """Our probes by outcome (reachable, unreachable, refused, timeout, error, lied):
+    ``AutonatProbe.statistics()``, the one count of probes sent."""
+    autonat_server: AutonatServerStatistics
+    """Dial requests we served, by ``status/dial_status``: the one count of probes served."""
+    dial_back: DialBackStatistics
+    """Dial-backs we received for our own probes."""
     bootstrap: BootstrapStatistics
     servers_answered: tuple[PeerId, ...]
     """AutoNAT servers that answered our dial requests."""
@@ -115,7 +131,8 @@ class Node:
 
     def __init__(self, *, keypair: Keypair, config: NodeConfig, watch: Watch[NodeSnapshot],
                  dialer_box: Mailbox[DialerCommand], supervisor: Supervisor, dialer: Dialer,
-                 tracker: StatusTracker, identify: IdentifyActor, autonat: AutonatProbe,
+                 tracker: StatusTracker, identify: IdentifyActor,
+                 responder: IdentifyResponder, autonat: AutonatProbe,
                  server: AutonatServer, receiver: DialBackReceiver,
                  fetcher: BootstrapFetcher) -> None:
         self.keypair = keypair
@@ -126,6 +143,7 @@ class Node:
         self._dialer = dialer
         self._tracker = tracker
         self._identify = identify
+        self._responder = responder
         self._autonat = autonat
         self._server = server
         self._receiver = receiver
@@ -172,14 +190,13 @@ class Node:
         self._watch.close()
 
     def statistics(self) -> NodeStatistics:
+        """Every part's counters, read now (a frozen value; read again for fresh ones)."""
         return NodeStatistics(
             supervisor=self.supervisor.statistics(), dialer=self._dialer.statistics(),
-            tracker=self._tracker.statistics(), identified=self._identify.identified,
-            identify_failures=self._identify.failures, probes=self._autonat.statistics(),
-            probes_answered=dict(self._server.answered),
-            dial_backs_verified=self._receiver.verified,
-            dial_backs_unexpected=self._receiver.unexpected,
-            bootstrap=self._fetcher.statistics(),
+            tracker=self._tracker.statistics(), identify=self._identify.statistics(),
+            identify_responder=self._responder.statistics(),
+            probes=self._autonat.statistics(), autonat_server=self._server.statistics(),
+            dial_back=self._receiver.statistics(), bootstrap=self._fetcher.statistics(),
             servers_answered=self._autonat.servers_answered,
             servers_contacted=self._autonat.servers_contacted,
             servers_available=self._autonat.servers_available,
@@ -281,7 +298,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         name=f"node-{str(keys.peer_id)[-6:]}", rng=rng)
     return Node(keypair=keys, config=config, watch=watch, dialer_box=boxes.dialer,
                 supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify,
-                autonat=autonat, server=server, receiver=receiver, fetcher=fetcher)
+                responder=responder, autonat=autonat, server=server, receiver=receiver,
+                fetcher=fetcher)
 
 
 @asynccontextmanager

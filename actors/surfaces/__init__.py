@@ -11,8 +11,6 @@ from ._http_api import HttpApi, HttpApiStatistics, HttpResponse, package_version
 from ._metrics import (
     METRIC_NAMES,
     NodeCollector,
-    StatisticsProvider,
-    StatisticsProviders,
     StatusSource,
     node_registry,
     render_metrics,
@@ -24,8 +22,6 @@ __all__ = [
     "HttpApiStatistics",
     "HttpResponse",
     "NodeCollector",
-    "StatisticsProvider",
-    "StatisticsProviders",
     "StatusSource",
     "main",
     "node_registry",

@@ -15,7 +15,6 @@ import signal
 import sys
 import time
 from contextlib import AsyncExitStack
-from functools import partial
 from typing import Any
 
 import httpx
@@ -32,7 +31,7 @@ from protocols import (
     parse_host_port,
 )
 
-from ..node import Node, load_or_create_keypair, open_node
+from ..node import load_or_create_keypair, open_node
 from ..runtime import configure_logging, get_logger
 from ..transport import check_tls_files
 from ._cli_probe import (
@@ -52,7 +51,6 @@ from ._cli_settings import (
     load_node_config,
 )
 from ._http_api import serve_http
-from ._metrics import StatisticsProviders
 
 EXIT_OK, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2
 MAPPING_GRACE = 2.0
@@ -106,13 +104,6 @@ def is_interrupt(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return exc.split(KeyboardInterrupt)[0] is not None
     return False
-
-
-def providers(node: Node) -> StatisticsProviders:
-    return StatisticsProviders(
-        probes_sent=lambda: node.statistics().probes,
-        probes_served=lambda: node.statistics().probes_answered,
-        bootstrap_fetches=lambda: node.statistics().bootstrap.by_outcome())
 
 
 # --- node and boot -------------------------------------------------------------
@@ -197,8 +188,7 @@ async def _daemon(config: NodeConfig, keypair: Keypair | None = None) -> None:
             http = "off"
             if config.http_listen:
                 host, port = parse_host_port(config.http_listen)
-                bound = await nursery.start(
-                    partial(serve_http, providers=providers(node)), node, host, port)
+                bound = await nursery.start(serve_http, node, host, port)
                 http = f"http://{host_port(bound[0], bound[1])}"
             print(f"peer id {node.peer_id}", flush=True)
             for addr in node.listen_addrs:
@@ -357,8 +347,7 @@ async def _demo() -> None:
         for boot in boots[1:]:
             await boots[0].connect(boot.listen_addrs[0])
         nursery = await stack.enter_async_context(trio.open_nursery())
-        host, port = await nursery.start(
-            partial(serve_http, providers=providers(boots[0])), boots[0], "127.0.5.1", 0)
+        host, port = await nursery.start(serve_http, boots[0], "127.0.5.1", 0)
         url = f"http://{host_port(host, port)}/status"
         print(f"boot nodes: {', '.join(str(b.peer_id)[-8:] for b in boots)}; /status at {url}")
         newcomer_config = NodeConfig(listen=("/ip4/127.0.5.9/tcp/0/ws",), policy=lab,

@@ -65,10 +65,8 @@ from protocols import RoundRobin, build_status_document, status_document
 
 from ..runtime import get_logger
 from ._metrics import (
-    StatisticsProviders,
     StatusSource,
     node_registry,
-    read_provider,
     render_metrics,
 )
 
@@ -141,17 +139,15 @@ class HttpApi:
         self,
         source: StatusSource,
         *,
-        providers: StatisticsProviders | None = None,
         version: str | None = None,
         window: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._source = source
-        self._providers = providers if providers is not None else StatisticsProviders()
         self.version = version if version is not None else package_version()
         self._round_robin = RoundRobin() if window is None else RoundRobin(window)
         self._clock = clock
-        self._registry = node_registry(source, self._providers, version=self.version,
+        self._registry = node_registry(source, version=self.version,
                                        clock=clock)
         self._log = get_logger("actors.http", actor="http-api", node=str(source.peer_id))
         self._requests = self._errors = self._status_served = 0
@@ -187,14 +183,14 @@ class HttpApi:
 
     def _status(self, reached_at: str | None) -> HttpResponse:
         snapshot = self._source.snapshot()
-        served = read_provider(self._providers.probes_served, "probes_served")
+        served = self._source.statistics().autonat_server.total_answered
         document = status_document(
             snapshot,
             policy=self._source.config.policy,
             round_robin=self._round_robin,
             version=self.version,
             uptime_s=round(max(0.0, self._clock() - snapshot.started_at), 3),
-            probes_served=int(sum(served.values())),
+            probes_served=served,
             reached_at=reached_at,
         )
         self._status_served += 1
@@ -315,7 +311,6 @@ async def serve_http(
     host: str,
     port: int,
     *,
-    providers: StatisticsProviders | None = None,
     version: str | None = None,
     window: int | None = None,
     grace: float = DEFAULT_GRACE,
@@ -324,10 +319,12 @@ async def serve_http(
     """Serve :class:`HttpApi` for ``source`` on ``host:port`` until cancelled.
 
     Reports the bound ``(host, port)`` through ``task_status`` (port ``0``
-    picks a free port). Raises ``OSError`` when the address cannot be bound
-    and ``ValueError`` for a malformed host or port.
+    picks a free port). Every metric and the ``probes_served`` count come from
+    ``source.statistics()`` and ``source.snapshot()``: a node is all it needs.
+    Raises ``OSError`` when the address cannot be bound and ``ValueError`` for
+    a malformed host or port.
     """
-    app = HttpApi(source, providers=providers, version=version, window=window)
+    app = HttpApi(source, version=version, window=window)
     config = _hypercorn_config(grace)
     sock = await _listening_socket(host, port, config.backlog)
     log = get_logger("actors.http", actor="http-api", node=str(source.peer_id))

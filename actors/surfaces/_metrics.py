@@ -16,14 +16,26 @@ Several nodes run in one process (tests, the simulator), so every node gets
 its own :class:`~prometheus_client.CollectorRegistry`
 (:func:`node_registry`); the global ``REGISTRY`` is never touched.
 
-AutoNAT probes and bootstrap fetches are counted by actors written
-separately; their counts come from optional :class:`StatisticsProviders`,
-each a callable returning ``{label value: cumulative count}``. Their metric
-names are fixed here. Provider output is treated as untrusted: at most
-:data:`MAX_LABEL_VALUES` entries, keys must be short strings, values finite
-numbers >= 0; anything else is skipped, and a provider that raises is logged
-and its family exported without samples - a broken provider never breaks a
-scrape.
+Every metric has exactly one source, read at scrape time, and nothing
+needs wiring beyond the node itself, so
+``serve_http(node, host, port)`` in an application that embeds
+:func:`~actors.open_node` serves every family below:
+
+* state gauges (lifecycle, NAT status and mapping, reachable addresses,
+  peers, connections): the StatusTracker's :class:`~protocols.NodeSnapshot`;
+* ``dials``, ``inbound_refused``: ``statistics().dialer`` (the Dialer);
+* ``identify``: ``statistics().identify`` (the IdentifyActor; ``success`` is
+  an Identify answer or push accepted, ``failure`` a request that failed);
+* ``actor_*``, ``supervisor_*``: ``statistics().supervisor``;
+* ``probes_sent``: ``statistics().probes``, the AutonatProbe's count of its
+  probe outcomes. The snapshot's ``probe_outcomes`` is the tracker's view of
+  the same results (what reached it) and is not exported;
+* ``probes_served``: ``statistics().autonat_server``, the AutonatServer's
+  count of dial requests answered by ``status/dial_status``; ``/status``
+  reports its total as ``probes_served`` (the snapshot's ``probes_served``,
+  the tracker's view, is not exported);
+* ``bootstrap_fetches``: ``statistics().bootstrap`` (the BootstrapFetcher's
+  fetch plan), by outcome.
 
 Metric names (all prefixed ``autonat_``)::
 
@@ -43,18 +55,15 @@ Metric names (all prefixed ``autonat_``)::
     actor_up{actor}                     gauge    1 while the child runs
     supervisor_running                  gauge
     supervisor_escalations_total        counter
-    probes_sent_total{status}           counter  (provider)
-    probes_served_total{status}         counter  (provider)
-    bootstrap_fetches_total{outcome}    counter  (provider)
+    probes_sent_total{status}           counter  our probes by outcome
+    probes_served_total{status}         counter  dial requests answered, status/dial_status
+    bootstrap_fetches_total{outcome}    counter  /status fetches by outcome
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -63,21 +72,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from protocols import Direction, Lifecycle, NatMapping, NatStatus, NodeConfig, NodeSnapshot, PeerId
 
 from ..node import NodeStatistics
-from ..runtime import ChildState, get_logger
+from ..runtime import ChildState
 
 __all__ = [
     "METRIC_NAMES",
     "NodeCollector",
-    "StatisticsProvider",
-    "StatisticsProviders",
     "StatusSource",
     "node_registry",
     "render_metrics",
 ]
 
 PREFIX: Final = "autonat_"
-MAX_LABEL_VALUES: Final = 32
-MAX_LABEL_LENGTH: Final = 64
 METRIC_NAMES: Final = tuple(
     PREFIX + name
     for name in (
@@ -94,10 +99,6 @@ _NAT_STATUSES: Final[tuple[NatStatus, ...]] = ("public", "private", "unknown")
 _NAT_MAPPINGS: Final[tuple[NatMapping, ...]] = (
     "none", "endpoint-independent", "endpoint-dependent", "unknown")
 
-StatisticsProvider = Callable[[], Mapping[str, float]]
-"""Returns cumulative counts by label value, e.g. ``{"reachable": 3, "timeout": 1}``."""
-
-
 class StatusSource(Protocol):
     """What the HTTP API and the metrics read from a node (``actors.Node`` is one)."""
 
@@ -112,50 +113,12 @@ class StatusSource(Protocol):
     def statistics(self) -> NodeStatistics: ...
 
 
-@dataclass(frozen=True)
-class StatisticsProviders:
-    """Optional counters from actors outside the node core (each may be ``None``)."""
-
-    probes_sent: StatisticsProvider | None = None
-    """AutoNAT probes we sent, by outcome/status."""
-    probes_served: StatisticsProvider | None = None
-    """AutoNAT dial requests we served, by answer status."""
-    bootstrap_fetches: StatisticsProvider | None = None
-    """Bootstrap ``/status`` fetches, by outcome."""
-
-    def __post_init__(self) -> None:
-        for name in ("probes_sent", "probes_served", "bootstrap_fetches"):
-            value = getattr(self, name)
-            if value is not None and not callable(value):
-                raise TypeError(f"StatisticsProviders.{name} must be callable or None")
-
-
-def read_provider(provider: StatisticsProvider | None, name: str) -> dict[str, float]:
-    """The provider's valid entries, sorted and capped; ``{}`` if absent or broken."""
-    if provider is None:
-        return {}
-    try:
-        items = list(itertools.islice(provider().items(), MAX_LABEL_VALUES * 4))
-    except Exception:
-        get_logger("actors.metrics").exception("statistics provider failed", provider=name)
-        return {}
-    valid = {key: float(value) for key, value in items if _valid_entry(key, value)}
-    return dict(sorted(valid.items())[:MAX_LABEL_VALUES])
-
-
-def _valid_entry(key: object, value: object) -> bool:
-    return (isinstance(key, str) and 0 < len(key) <= MAX_LABEL_LENGTH
-            and isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value) and value >= 0)
-
-
 class NodeCollector:
     """A Prometheus collector reading ``source`` at every scrape; see the module docstring."""
 
-    def __init__(self, source: StatusSource, providers: StatisticsProviders | None = None, *,
-                 version: str = "", clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, source: StatusSource, *, version: str = "",
+                 clock: Callable[[], float] = time.time) -> None:
         self._source = source
-        self._providers = providers if providers is not None else StatisticsProviders()
         self._version = version
         self._clock = clock
 
@@ -165,7 +128,7 @@ class NodeCollector:
         yield from self._state_metrics(snapshot)
         yield from self._connection_metrics(snapshot, stats)
         yield from self._actor_metrics(stats)
-        yield from self._provider_metrics()
+        yield from self._autonat_metrics(stats)
 
     def _state_metrics(self, snapshot: NodeSnapshot) -> Iterator[Metric]:
         info = GaugeMetricFamily(PREFIX + "node_info", "Node identity (always 1).",
@@ -206,8 +169,8 @@ class NodeCollector:
                                   value=stats.dialer.inbound_refused)
         identify = CounterMetricFamily(PREFIX + "identify", "Identify exchanges by outcome.",
                                        labels=["outcome"])
-        identify.add_metric(["success"], stats.identified)
-        identify.add_metric(["failure"], stats.identify_failures)
+        identify.add_metric(["success"], stats.identify.identified)
+        identify.add_metric(["failure"], stats.identify.failures)
         yield identify
 
     def _actor_metrics(self, stats: NodeStatistics) -> Iterator[Metric]:
@@ -228,19 +191,22 @@ class NodeCollector:
                                   "Times the restart intensity was exceeded.",
                                   value=stats.supervisor.escalations)
 
-    def _provider_metrics(self) -> Iterator[Metric]:
-        for name, label, provider, doc in (
-            ("probes_sent", "status", self._providers.probes_sent,
-             "AutoNAT probes sent, by outcome."),
-            ("probes_served", "status", self._providers.probes_served,
+    def _autonat_metrics(self, stats: NodeStatistics) -> Iterator[Metric]:
+        for name, label, counts, doc in (
+            ("probes_sent", "status", stats.probes, "AutoNAT probes sent, by outcome."),
+            ("probes_served", "status", stats.autonat_server.by_status(),
              "AutoNAT dial requests served, by answer."),
-            ("bootstrap_fetches", "outcome", self._providers.bootstrap_fetches,
+            ("bootstrap_fetches", "outcome", stats.bootstrap.by_outcome(),
              "Bootstrap /status fetches, by outcome."),
         ):
-            family = CounterMetricFamily(PREFIX + name, doc, labels=[label])
-            for key, value in read_provider(provider, name).items():
-                family.add_metric([key], value)
-            yield family
+            yield _counts(PREFIX + name, doc, label, counts)
+
+
+def _counts(name: str, doc: str, label: str, counts: Mapping[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, value in sorted(counts.items()):
+        family.add_metric([key], value)
+    return family
 
 
 def _one_hot(name: str, doc: str, label: str, values: tuple[str, ...] | list[str],
@@ -251,11 +217,11 @@ def _one_hot(name: str, doc: str, label: str, values: tuple[str, ...] | list[str
     return family
 
 
-def node_registry(source: StatusSource, providers: StatisticsProviders | None = None, *,
-                  version: str = "", clock: Callable[[], float] = time.time) -> CollectorRegistry:
+def node_registry(source: StatusSource, *, version: str = "",
+                  clock: Callable[[], float] = time.time) -> CollectorRegistry:
     """A fresh registry holding one :class:`NodeCollector` for ``source``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector(source, providers, version=version, clock=clock))
+    registry.register(NodeCollector(source, version=version, clock=clock))
     return registry
 
 
