@@ -17,6 +17,7 @@ from protocols import (
     DialChoice,
     DialDataBudget,
     Keypair,
+    LocalProtocolError,
     RateLimiter,
     RateLimitReason,
     RefusalReason,
@@ -123,9 +124,9 @@ def test_choice_is_the_first_acceptable(addrs: list[bytes], allow_other_ip: bool
 
 
 def test_dial_choice_validation() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(LocalProtocolError):
         DialChoice(0, None)
-    with pytest.raises(ValueError):
+    with pytest.raises(LocalProtocolError):
         DialChoice(0, WsAddress.parse(SAME), dial_data=10)
 
 
@@ -148,9 +149,9 @@ def test_dial_data_budget_rejects_bad_chunks() -> None:
         budget.add(4097)
     with pytest.raises(ValidationError):
         budget.add(0)
-    with pytest.raises(ValueError):
+    with pytest.raises(LocalProtocolError):
         DialDataBudget(10)
-    with pytest.raises(ValueError):
+    with pytest.raises(LocalProtocolError):
         DialDataBudget(MAX_DIAL_DATA + 1)
 
 

@@ -15,6 +15,7 @@ from protocols import (
     Keypair,
     NodeConfig,
     ProtocolError,
+    SettingsError,
     build_node_config,
     env_settings,
     load_config_text,
@@ -103,7 +104,7 @@ def test_bad_values_name_the_key(settings: dict[str, object], key: str, fragment
         build_node_config(settings)
     assert re.search(rf"\b{key}\b", str(info.value)), str(info.value)
     assert fragment in str(info.value)
-    assert isinstance(info.value, ProtocolError)
+    assert isinstance(info.value, SettingsError) and not isinstance(info.value, ProtocolError)
 
 
 def test_flag_layer_values_are_type_checked_too() -> None:

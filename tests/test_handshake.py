@@ -11,6 +11,7 @@ from protocols import (
     HandshakeState,
     HandshakeTimeout,
     Keypair,
+    LocalProtocolError,
     PeerIdMismatch,
 )
 from protocols.wire._frames import Auth, Hello, decode_handshake_frame
@@ -43,7 +44,7 @@ def test_both_sides_learn_each_others_peer_id() -> None:
 
 def test_result_before_done_is_an_error() -> None:
     _, _, dialer, _ = _pair()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LocalProtocolError, match="only once done"):
         _ = dialer.result
 
 

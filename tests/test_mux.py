@@ -15,6 +15,7 @@ from protocols import (
     ErrorFrame,
     FrameTooLarge,
     HandshakeOrderError,
+    LocalProtocolError,
     ProtocolError,
     StreamError,
     StreamLimitReached,
@@ -92,7 +93,7 @@ def test_half_close_lets_the_other_side_keep_sending() -> None:
     for n in range(3):
         out = dialer.receive(listener.encode_message(sid, {"n": n}), 0.0)
         assert out.events == (StreamMessage(sid, {"n": n}, False),)
-    with pytest.raises(ValueError, match="already sent fin"):
+    with pytest.raises(LocalProtocolError, match="already sent fin"):
         dialer.encode_message(sid, {"late": True})
     assert dialer.receive(listener.encode_fin(sid), 0.0).events == (StreamMessage(sid, None, True),)
     assert dialer.stream_state(sid) is StreamState.CLOSED
@@ -101,7 +102,7 @@ def test_half_close_lets_the_other_side_keep_sending() -> None:
 def test_bare_fin_is_reported_without_a_message_and_empty_final_message_is_refused() -> None:
     dialer, listener = pair()
     sid = dialer.open_stream("/a", 0.0)
-    with pytest.raises(ValueError, match="bare fin"):
+    with pytest.raises(LocalProtocolError, match="bare fin"):
         dialer.encode_message(sid, {}, fin=True)
     out = listener.receive(dialer.encode_message(sid, {}), 0.0)
     assert out.events[1] == StreamMessage(sid, {}, False)  # an empty message is still a message
@@ -151,7 +152,7 @@ def test_violations_raise_and_fail_the_mux(frames: list[bytes], error: type[Prot
     assert listener.failure is not None and text.split()[0] in listener.failure
     with pytest.raises(StreamError, match="already failed"):
         listener.receive(frame(101, p="/a"), 0.0)
-    with pytest.raises(ValueError, match="failed"):
+    with pytest.raises(LocalProtocolError, match="failed"):
         listener.open_stream("/a", 0.0)
 
 
@@ -231,15 +232,15 @@ def test_inbound_and_outbound_limits_are_separate() -> None:
     assert _open_inbound(listener, 1).events[0] == InboundStreamOpened(1, "/a")
 
 
-def test_invalid_local_arguments_are_value_errors() -> None:
+def test_invalid_local_arguments_are_local_protocol_errors() -> None:
     dialer, _ = pair()
     for bad in ("", "a\nb", "x" * 300):
-        with pytest.raises(ValueError, match="protocol id"):
+        with pytest.raises(LocalProtocolError, match="protocol id"):
             dialer.open_stream(bad, 0.0)
     sid = dialer.open_stream("/a", 0.0)
-    with pytest.raises(ValueError, match="error code"):
+    with pytest.raises(LocalProtocolError, match="error code"):
         dialer.encode_error(sid, "")
-    with pytest.raises(ValueError, match="not live"):
+    with pytest.raises(LocalProtocolError, match="not live"):
         dialer.encode_message(99, {})
 
 
@@ -264,7 +265,7 @@ def test_reset_in_either_direction() -> None:
     assert out.events == (StreamErrored(sid, "bad-message", by_peer=True),)
     assert dialer.stream_state(sid) is StreamState.RESET
     assert listener.stream_state(sid) is StreamState.RESET
-    with pytest.raises(ValueError, match="not live"):
+    with pytest.raises(LocalProtocolError, match="not live"):
         dialer.encode_message(sid, {})
 
 

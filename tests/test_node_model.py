@@ -19,13 +19,13 @@ from protocols import (
     Lifecycle,
     LifecycleTrigger,
     ListenAddrsChanged,
+    LocalProtocolError,
     NodeModel,
     NodeSnapshot,
     PeerId,
     PeerIdentified,
     PeerRecord,
     PeersFound,
-    ValidationError,
     WsAddress,
     next_lifecycle,
 )
@@ -385,7 +385,7 @@ def test_snapshot_helpers() -> None:
 
 def test_snapshot_rejects_unknown_nat_values() -> None:
     snap = NodeModel(ME).snapshot(0.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(LocalProtocolError):
         dataclasses.replace(snap, nat_status="maybe")  # type: ignore[arg-type]
     assert isinstance(dataclasses.replace(snap, nat_status="public"), NodeSnapshot)
 
@@ -446,7 +446,7 @@ def test_peer_record_validation(changes: dict[str, object]) -> None:
         "last_seen": 2.0,
     }
     PeerRecord(**fields)  # type: ignore[arg-type]
-    with pytest.raises(ValidationError):
+    with pytest.raises(LocalProtocolError):
         PeerRecord(**(fields | changes))  # type: ignore[arg-type]
 
 

@@ -12,6 +12,7 @@ from protocols import (
     DialResponse,
     DialStatus,
     Keypair,
+    LocalProtocolError,
     NatStatusChanged,
     PeerId,
     ProbeOutcome,
@@ -401,7 +402,7 @@ def test_config_validation() -> None:
         ReachabilityConfig(threshold=4, max_servers_per_addr=3)
     with pytest.raises(ValueError):
         ReachabilityConfig(evidence_ttl=0.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(LocalProtocolError):  # an event we build: our bug, not a config value
         ProbeResult(A, SERVERS[0], R, at=float("nan"))
 
 

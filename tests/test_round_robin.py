@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocols import RoundRobin, ValidationError
+from protocols import LocalProtocolError, RoundRobin
 
 OWN = ("/ip4/198.51.100.1/tcp/44000/ws/p2p/boot",)
 PEERS = tuple(f"/ip4/198.51.100.{i + 10}/tcp/44000/ws/p2p/peer{i}" for i in range(10))
@@ -90,7 +90,7 @@ def test_deterministic() -> None:
 
 @pytest.mark.parametrize("window", [0, -1, 257, True, 1.5, "8"])
 def test_invalid_window_is_rejected(window: object) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(LocalProtocolError):
         RoundRobin(window=window)  # type: ignore[arg-type]
 
 

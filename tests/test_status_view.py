@@ -13,6 +13,7 @@ from protocols import (
     Direction,
     Keypair,
     Lifecycle,
+    LocalProtocolError,
     NodeSnapshot,
     ObservedAddr,
     PeerId,
@@ -193,9 +194,9 @@ def test_observed_addresses_are_distinct_routable_and_capped() -> None:
 
 def test_uptime_is_validated_and_clamped() -> None:
     assert _doc(_snapshot(), uptime_s=-3.0).uptime_s == 0.0
-    with pytest.raises(ValidationError):
+    with pytest.raises(LocalProtocolError):
         _doc(_snapshot(), uptime_s=float("nan"))
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError):  # the StatusDocument's own field check
         _doc(_snapshot(), probes_served=-1)
 
 

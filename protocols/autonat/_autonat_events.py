@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from ..core import PeerId, WsAddress
+from ..core import LocalProtocolError, PeerId, WsAddress
 from ._autonat_msg import DialStatus, ResponseStatus
 
 NatStatus = Literal["public", "private", "unknown"]
@@ -54,12 +54,12 @@ MAX_EVENT_DETAIL: Final = 512
 
 def _check_event_time(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"event time must be a finite number, got {value!r}")
+        raise LocalProtocolError(f"event time must be a finite number, got {value!r}")
 
 
 def _check_detail(value: object) -> None:
     if not isinstance(value, str) or len(value) > MAX_EVENT_DETAIL:
-        raise ValueError(f"detail must be a string of <= {MAX_EVENT_DETAIL} characters")
+        raise LocalProtocolError(f"detail must be a string of <= {MAX_EVENT_DETAIL} characters")
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,11 @@ class ProbeResult:
 
     def __post_init__(self) -> None:
         if not isinstance(self.addr, WsAddress):
-            raise ValueError(f"addr must be a WsAddress, got {type(self.addr).__name__}")
+            raise LocalProtocolError(f"addr must be a WsAddress, got {type(self.addr).__name__}")
         if not isinstance(self.server, PeerId):
-            raise ValueError(f"server must be a PeerId, got {type(self.server).__name__}")
+            raise LocalProtocolError(f"server must be a PeerId, got {type(self.server).__name__}")
         if not isinstance(self.outcome, ProbeOutcome):
-            raise ValueError(f"outcome must be a ProbeOutcome, got {self.outcome!r}")
+            raise LocalProtocolError(f"outcome must be a ProbeOutcome, got {self.outcome!r}")
         _check_event_time(self.at)
         _check_detail(self.detail)
 
@@ -108,15 +108,15 @@ class InboundProbe:
 
     def __post_init__(self) -> None:
         if not isinstance(self.peer, PeerId):
-            raise ValueError(f"peer must be a PeerId, got {type(self.peer).__name__}")
+            raise LocalProtocolError(f"peer must be a PeerId, got {type(self.peer).__name__}")
         object.__setattr__(self, "status", ResponseStatus(self.status))
         object.__setattr__(self, "dial_status", DialStatus(self.dial_status))
         _check_event_time(self.at)
         if self.dialed is not None and not isinstance(self.dialed, WsAddress):
-            raise ValueError(f"dialed must be a WsAddress or None, got {self.dialed!r}")
+            raise LocalProtocolError(f"dialed must be a WsAddress or None, got {self.dialed!r}")
         if isinstance(self.requested, bool) or not isinstance(self.requested, int) \
                 or self.requested < 0:
-            raise ValueError(f"requested must be an int >= 0, got {self.requested!r}")
+            raise LocalProtocolError(f"requested must be an int >= 0, got {self.requested!r}")
         _check_detail(self.detail)
 
 

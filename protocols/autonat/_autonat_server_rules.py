@@ -64,7 +64,15 @@ from typing import Final
 
 from multiaddr import Multiaddr
 
-from ..core import AddressError, AddressPolicy, IPAddress, PeerId, ValidationError, WsAddress
+from ..core import (
+    AddressError,
+    AddressPolicy,
+    IPAddress,
+    LocalProtocolError,
+    PeerId,
+    ValidationError,
+    WsAddress,
+)
 from ._autonat_msg import MAX_DIAL_DATA_CHUNK, ResponseStatus
 
 __all__ = [
@@ -118,11 +126,11 @@ class DialChoice:
 
     def __post_init__(self) -> None:
         if (self.index is None) != (self.addr is None):
-            raise ValueError("index and addr must both be set or both be None")
+            raise LocalProtocolError("index and addr must both be set or both be None")
         if self.dial_data and not MIN_DIAL_DATA <= self.dial_data <= MAX_DIAL_DATA:
-            raise ValueError(f"dial_data must be 0 or {MIN_DIAL_DATA}..{MAX_DIAL_DATA}")
+            raise LocalProtocolError(f"dial_data must be 0 or {MIN_DIAL_DATA}..{MAX_DIAL_DATA}")
         if self.addr is None and self.dial_data:
-            raise ValueError("a refusal asks for no dial data")
+            raise LocalProtocolError("a refusal asks for no dial data")
 
     @property
     def accepted(self) -> bool:
@@ -243,7 +251,8 @@ class DialDataBudget:
 
     def __post_init__(self) -> None:
         if not MIN_DIAL_DATA <= self.target <= MAX_DIAL_DATA:
-            raise ValueError(f"target must be {MIN_DIAL_DATA}..{MAX_DIAL_DATA}, got {self.target}")
+            raise LocalProtocolError(
+                f"target must be {MIN_DIAL_DATA}..{MAX_DIAL_DATA}, got {self.target}")
 
     @property
     def complete(self) -> bool:

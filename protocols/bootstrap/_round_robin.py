@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from ..core import ValidationError
+from ..core import LocalProtocolError
 
 __all__ = ["DEFAULT_WINDOW", "MAX_WINDOW", "RoundRobin"]
 
@@ -49,7 +49,7 @@ class RoundRobin:
 
     def __init__(self, window: int = DEFAULT_WINDOW) -> None:
         if type(window) is not int or not 1 <= window <= MAX_WINDOW:
-            raise ValidationError(f"window must be an int in 1..{MAX_WINDOW}, got {window!r}")
+            raise LocalProtocolError(f"window must be an int in 1..{MAX_WINDOW}, got {window!r}")
         self._window = window
         self._cursor = 0
 

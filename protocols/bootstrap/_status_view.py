@@ -53,7 +53,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from ..core import AddressPolicy, ValidationError, WsAddress
+from ..core import AddressPolicy, LocalProtocolError, WsAddress
 from ..node import NodeSnapshot, PeerRecord
 from ._round_robin import RoundRobin
 from ._status_doc import StatusDocument
@@ -86,7 +86,7 @@ def status_document(
     client on 127.0.0.1, or on a LAN). It is never handed to anyone else.
     """
     if not isinstance(uptime_s, int | float) or not math.isfinite(uptime_s):
-        raise ValidationError(f"uptime_s must be a finite number, got {uptime_s!r}")
+        raise LocalProtocolError(f"uptime_s must be a finite number, got {uptime_s!r}")
     mine = own_addresses(snapshot, policy) if own is None else _render(
         snapshot, policy.filter(own))
     if not mine and reached_at is not None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..core import PeerId, WsAddress
+from ..core import LocalProtocolError, PeerId, WsAddress
 
 
 class Direction(enum.Enum):
@@ -46,7 +46,7 @@ class PeersFound:
     def __post_init__(self) -> None:
         for addr in self.addrs:
             if addr.peer_id is None:
-                raise ValueError(f"PeersFound address {addr} lacks a /p2p/ peer id")
+                raise LocalProtocolError(f"PeersFound address {addr} lacks a /p2p/ peer id")
 
 
 @dataclass(frozen=True)

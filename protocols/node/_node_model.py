@@ -54,7 +54,7 @@ from dataclasses import dataclass, replace
 from typing import Final, TypeGuard, get_args
 
 from ..autonat import InboundProbe, NatMapping, NatStatus, ProbeResult, ReachabilityUpdate
-from ..core import PeerId, ValidationError, WsAddress
+from ..core import LocalProtocolError, PeerId, WsAddress
 from ..identify import PeerIdentified
 from ._events import (
     ConnectionDown,
@@ -92,17 +92,17 @@ NodeEvent = (PeersFound | ConnectionUp | ConnectionDown | PeerIdentified | Liste
 
 def _check_time(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValidationError(f"{name} must be a finite number, got {value!r}")
+        raise LocalProtocolError(f"{name} must be a finite number, got {value!r}")
 
 
 def _check_strings(name: str, values: object, *, count: int, length: int) -> None:
     if not isinstance(values, tuple):
-        raise ValidationError(f"{name} must be a tuple, got {type(values).__name__}")
+        raise LocalProtocolError(f"{name} must be a tuple, got {type(values).__name__}")
     if len(values) > count:
-        raise ValidationError(f"{name} has {len(values)} entries, limit is {count}")
+        raise LocalProtocolError(f"{name} has {len(values)} entries, limit is {count}")
     for value in values:
         if not isinstance(value, str) or not value or len(value) > length:
-            raise ValidationError(f"{name} entries must be non-empty strings <= {length} chars")
+            raise LocalProtocolError(f"{name} entries must be non-empty strings <= {length} chars")
 
 
 @dataclass(frozen=True)
@@ -120,18 +120,18 @@ class PeerRecord:
 
     def __post_init__(self) -> None:
         if not isinstance(self.peer_id, PeerId):
-            raise ValidationError(f"peer_id must be a PeerId, got {type(self.peer_id).__name__}")
+            raise LocalProtocolError(f"peer_id must be a PeerId, got {type(self.peer_id).__name__}")
         if not isinstance(self.addrs, tuple) or len(self.addrs) > MAX_ADDRS_PER_PEER:
-            raise ValidationError(f"addrs must be a tuple of <= {MAX_ADDRS_PER_PEER} addresses")
+            raise LocalProtocolError(f"addrs must be a tuple of <= {MAX_ADDRS_PER_PEER} addresses")
         for addr in self.addrs:
             if not isinstance(addr, WsAddress) or addr.peer_id != self.peer_id:
-                raise ValidationError(f"address {addr} does not end in /p2p/{self.peer_id}")
+                raise LocalProtocolError(f"address {addr} does not end in /p2p/{self.peer_id}")
         _check_time("first_seen", self.first_seen)
         _check_time("last_seen", self.last_seen)
         if self.last_seen < self.first_seen:
-            raise ValidationError("last_seen is before first_seen")
+            raise LocalProtocolError("last_seen is before first_seen")
         if not isinstance(self.agent_version, str) or len(self.agent_version) > MAX_AGENT_LENGTH:
-            raise ValidationError(f"agent_version must be a string <= {MAX_AGENT_LENGTH} chars")
+            raise LocalProtocolError(f"agent_version must be a string <= {MAX_AGENT_LENGTH} chars")
         _check_strings(
             "protocols", self.protocols, count=MAX_PROTOCOLS_PER_PEER, length=MAX_PROTOCOL_LENGTH
         )
@@ -139,7 +139,7 @@ class PeerRecord:
             "sources", self.sources, count=MAX_SOURCES_PER_PEER, length=MAX_SOURCE_LENGTH
         )
         if not isinstance(self.from_bootstrap, bool):
-            raise ValidationError("from_bootstrap must be a bool")
+            raise LocalProtocolError("from_bootstrap must be a bool")
 
 
 @dataclass(frozen=True)
@@ -179,9 +179,9 @@ class NodeSnapshot:
 
     def __post_init__(self) -> None:
         if self.nat_status not in get_args(NatStatus):
-            raise ValueError(f"nat_status must be one of {get_args(NatStatus)}")
+            raise LocalProtocolError(f"nat_status must be one of {get_args(NatStatus)}")
         if self.nat_mapping not in get_args(NatMapping):
-            raise ValueError(f"nat_mapping must be one of {get_args(NatMapping)}")
+            raise LocalProtocolError(f"nat_mapping must be one of {get_args(NatMapping)}")
 
     @property
     def connected_peers(self) -> tuple[PeerId, ...]:

@@ -43,6 +43,7 @@ from ..core import (
     HandshakeTimeout,
     InvalidKey,
     Keypair,
+    LocalProtocolError,
     PeerId,
     PeerIdMismatch,
     ProtocolError,
@@ -100,7 +101,7 @@ class Handshake:
         nonce: bytes | None = None,
     ) -> None:
         if nonce is not None and len(nonce) != NONCE_SIZE:
-            raise ValueError(f"nonce must be {NONCE_SIZE} bytes")
+            raise LocalProtocolError(f"nonce must be {NONCE_SIZE} bytes, got {len(nonce)}")
         self._keypair = keypair
         self._my_key = keypair.public_key.to_protobuf()
         self._nonce = nonce if nonce is not None else secrets.token_bytes(NONCE_SIZE)
@@ -118,13 +119,15 @@ class Handshake:
     def result(self) -> HandshakeResult:
         """The authenticated remote identity; only valid once ``done``."""
         if not self.done or self._remote_key is None:
-            raise RuntimeError("handshake has not completed")
+            raise LocalProtocolError(
+                f"the handshake result was asked for in state {self.state.value}; "
+                "it exists only once done")
         return HandshakeResult(self._remote_key.peer_id, self._remote_key)
 
     def start(self) -> bytes:
         """Our ``Hello`` frame: send it as soon as the connection is open."""
         if self._started:
-            raise RuntimeError("start() called twice")
+            raise LocalProtocolError(f"start() called twice (state {self.state.value})")
         self._started = True
         return Hello(version=HANDSHAKE_VERSION, public_key=self._my_key, nonce=self._nonce).encode()
 
@@ -137,7 +140,14 @@ class Handshake:
                                    f"(stuck in {stuck_in})")
 
     def receive_frame(self, data: bytes, now: float) -> list[bytes]:
-        """Consume one inbound frame; return frames to send. Raises HandshakeError."""
+        """Consume one inbound frame; return frames to send. Raises HandshakeError.
+
+        Calling it before :meth:`start` is our misuse (:class:`LocalProtocolError`).
+        """
+        if not self._started:
+            raise LocalProtocolError(
+                f"receive_frame() before start() in state {self.state.value}: "
+                "send our Hello first")
         if self.state is HandshakeState.FAILED:
             raise HandshakeOrderError("handshake already failed; close the connection")
         self.check_timeout(now)
@@ -161,8 +171,6 @@ class Handshake:
         return reply
 
     def _on_hello(self, hello: Hello) -> list[bytes]:
-        if not self._started:
-            raise HandshakeOrderError("received Hello before sending ours; call start() first")
         if hello.version != HANDSHAKE_VERSION:
             raise HandshakeOrderError(f"unsupported handshake version {hello.version}")
         if hello.nonce == self._nonce or hello.public_key == self._my_key:

@@ -49,6 +49,11 @@ What the peer can get wrong, and what happens:
   then *failed* and refuses further input; the caller closes the connection
   with the message.
 
+What *we* can get wrong raises :class:`~protocols.LocalProtocolError`, naming
+the stream and its state, and leaves the mux unchanged: sending on a stream
+that is unknown, ended or whose half we closed, an invalid protocol id or
+error code, an empty final message, any call after the mux failed.
+
 Races that legal peers produce are never violations. Frames already in
 flight when *we* reset a stream (explicitly, by timeout, or by rejecting it)
 are dropped silently, as are error frames for streams that are already gone
@@ -70,7 +75,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Final, TypeAlias
 
-from ..core import ProtocolError, StreamError, StreamLimitReached
+from ..core import LocalProtocolError, ProtocolError, StreamError, StreamLimitReached
 from ._codec import DEFAULT_LIMITS, U32_MAX, Limits, WireMap
 from ._frames import (
     MAX_ERROR_CODE_LEN,
@@ -283,11 +288,11 @@ class StreamMux:
         """Allocate a stream id for ``protocol``; its first frame will carry it.
 
         Raises :class:`~protocols.StreamLimitReached` at ``max_streams`` open
-        outbound streams, ``ValueError`` for an invalid protocol id.
+        outbound streams, :class:`~protocols.LocalProtocolError` for an invalid protocol id.
         """
         self._check_usable()
         if not _is_token(protocol, MAX_PROTOCOL_ID_LEN):
-            raise ValueError(f"invalid protocol id {protocol!r}")
+            raise LocalProtocolError(f"invalid protocol id {protocol!r}")
         outbound = sum(1 for s in self._streams.values() if s.local)
         if outbound >= self.limits.max_streams:
             raise StreamLimitReached(
@@ -305,14 +310,14 @@ class StreamMux:
     def encode_message(self, stream_id: int, message: WireMap, *, fin: bool = False) -> bytes:
         """The frame carrying ``message`` on a live stream; ``fin`` closes our half.
 
-        Raises ``ValueError`` when the stream cannot send (unknown, ended, our
-        half closed) or for an empty final message (see the module docstring),
-        and a :class:`~protocols.ProtocolError` subclass when the message is
+        Raises :class:`~protocols.LocalProtocolError` when the stream cannot send
+        (unknown, ended, our half closed) or for an empty final message (see the
+        module docstring), and a :class:`~protocols.ProtocolError` subclass when the message is
         not encodable under the frame limits. The state is unchanged on error.
         """
         if fin and message == {}:
-            raise ValueError("an empty map cannot be a final message (it reads as a bare fin); "
-                             "send it without fin, then encode_fin()")
+            raise LocalProtocolError("an empty map cannot be a final message (it reads as a bare "
+                                     "fin); send it without fin, then encode_fin()")
         return self._encode(self._sendable(stream_id), message, fin)
 
     def encode_fin(self, stream_id: int) -> bytes:
@@ -320,10 +325,13 @@ class StreamMux:
         return self._encode(self._sendable(stream_id), {}, True)
 
     def encode_error(self, stream_id: int, code: str) -> bytes:
-        """Reset a live stream: its error frame. Raises ``ValueError`` if it is not live."""
+        """Reset a live stream: its error frame.
+
+        Raises :class:`~protocols.LocalProtocolError` if it is not live.
+        """
         stream = self._live(stream_id)
         if not _is_token(code, MAX_ERROR_CODE_LEN):
-            raise ValueError(f"invalid error code {code!r}")
+            raise LocalProtocolError(f"invalid error code {code!r}")
         data = ErrorFrame(stream_id, code).encode(self._frame_limits)
         self._end(stream, _Ending.RESET_BY_US)
         self._counts["reset_by_us"] += 1
@@ -426,7 +434,7 @@ class StreamMux:
 
     def _check_usable(self) -> None:
         if self._failure is not None:
-            raise ValueError(f"the stream multiplexer failed ({self._failure})")
+            raise LocalProtocolError(f"the stream multiplexer failed ({self._failure})")
 
     def _is_ours(self, stream_id: int) -> bool:
         return (stream_id % 2 == 1) == self.initiator
@@ -441,14 +449,14 @@ class StreamMux:
         stream = self._streams.get(stream_id)
         if stream is None:
             state = self.stream_state(stream_id)
-            raise ValueError(f"stream {stream_id} is not live "
-                             f"({'unknown' if state is None else state.value})")
+            raise LocalProtocolError(f"stream {stream_id} is not live "
+                                     f"({'unknown' if state is None else state.value})")
         return stream
 
     def _sendable(self, stream_id: int) -> _Stream:
         stream = self._live(stream_id)
         if stream.state not in _CAN_SEND:
-            raise ValueError(f"stream {stream_id} cannot send: we already sent fin")
+            raise LocalProtocolError(f"stream {stream_id} cannot send: we already sent fin")
         return stream
 
     def _encode(self, stream: _Stream, message: WireMap, fin: bool) -> bytes:
