@@ -62,16 +62,20 @@ from .transport import (
 # isort: split
 # authenticated connections and their streams
 from .connection import (
+    CONNECT_FAILURES,
     CONNECTION_CLOSED,
+    EXCHANGE_FAILURES,
     Connection,
-    ConnectionClosed,
     ConnectionConfig,
+    ConnectionEnded,
     ConnectionFailed,
     ConnectionStatistics,
     ProtocolHandler,
     Stream,
     StreamEnded,
+    StreamFailure,
     StreamReset,
+    StreamTimeout,
     open_connection,
 )
 
@@ -126,6 +130,8 @@ from .surfaces import (
 
 __all__ = [
     "CONNECTION_CLOSED",
+    "CONNECT_FAILURES",
+    "EXCHANGE_FAILURES",
     "METRIC_NAMES",
     "PEER_STORE_FILE",
     "ActorGone",
@@ -140,8 +146,8 @@ __all__ = [
     "Connect",
     "ConnectError",
     "Connection",
-    "ConnectionClosed",
     "ConnectionConfig",
+    "ConnectionEnded",
     "ConnectionFailed",
     "ConnectionOpened",
     "ConnectionStatistics",
@@ -181,7 +187,9 @@ __all__ = [
     "StatusTrackerStatistics",
     "Stream",
     "StreamEnded",
+    "StreamFailure",
     "StreamReset",
+    "StreamTimeout",
     "Supervisor",
     "SupervisorEscalation",
     "SupervisorStatistics",

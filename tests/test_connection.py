@@ -16,8 +16,8 @@ import trio.testing
 from actors import (
     CONNECTION_CLOSED,
     Connection,
-    ConnectionClosed,
     ConnectionConfig,
+    ConnectionEnded,
     ConnectionFailed,
     ProtocolHandler,
     Stream,
@@ -217,7 +217,7 @@ async def test_violation_closes_the_connection_with_a_clear_reason(
                 with pytest.raises(StreamReset) as reset:
                     await stream.receive()
                 assert reset.value.code == CONNECTION_CLOSED and text in reset.value.detail
-                with pytest.raises(ConnectionClosed, match=text):
+                with pytest.raises(ConnectionEnded, match=text):
                     await conn.open_stream("/echo")
             with pytest.raises(TransportBroken):
                 await fs_b.receive()

@@ -6,26 +6,45 @@ May import: :mod:`actors.transport`, :mod:`actors.runtime`, :mod:`protocols`.
 from __future__ import annotations
 
 from ._connection import (
+    CONNECT_FAILURES,
+    EXCHANGE_FAILURES,
     Connection,
-    ConnectionClosed,
     ConnectionConfig,
+    ConnectionEnded,
     ConnectionFailed,
     ConnectionStatistics,
     ProtocolHandler,
     open_connection,
 )
-from ._stream import CONNECTION_CLOSED, Stream, StreamEnded, StreamReset
+from ._stream import (
+    CONNECTION_CLOSED,
+    Stream,
+    StreamEnded,
+    StreamFailure,
+    StreamReset,
+    StreamTimeout,
+)
 
 __all__ = [
     "CONNECTION_CLOSED",
+    "CONNECT_FAILURES",
+    "EXCHANGE_FAILURES",
     "Connection",
-    "ConnectionClosed",
     "ConnectionConfig",
+    "ConnectionEnded",
     "ConnectionFailed",
     "ConnectionStatistics",
     "ProtocolHandler",
     "Stream",
     "StreamEnded",
+    "StreamFailure",
     "StreamReset",
+    "StreamTimeout",
     "open_connection",
 ]
+
+# Transitional, and deliberately not in __all__ nor in the ``actors`` facade:
+# actors/node/_autonat_probe.py, which is being rewritten separately, still
+# imports the old name. Delete this line once it uses ConnectionEnded (or
+# EXCHANGE_FAILURES).
+ConnectionClosed = ConnectionEnded

@@ -43,11 +43,15 @@ normally (``close_reason`` "closed by the peer[: its reason]") - is logged at
 debug; a failure (protocol violation, lost transport) at info.
 
 Handler policy: a handler that returns has its stream closed gracefully
-(bare fin if it did not send fin). One that raises ``StreamEnded``,
-``StreamReset`` or a :class:`~protocols.ProtocolError` (the peer sent
-something unusable) resets the stream with ``bad-message``; any other
-exception is logged with its traceback, counted, and resets the stream with
-``internal-error`` - one buggy stream never takes the connection down.
+(bare fin if it did not send fin). One whose stream broke
+(:class:`StreamReset`) just stops. One that raises any other
+:data:`EXCHANGE_FAILURES` - another :class:`StreamFailure` or a
+:class:`~protocols.RemoteProtocolError` (the peer sent something unusable,
+finished early, or never answered) - resets the stream with
+``bad-message``; any other exception, :class:`~protocols.LocalProtocolError`
+included, is a bug here: it is logged with its traceback, counted, and
+resets the stream with ``internal-error`` - one buggy stream never takes the
+connection down.
 """
 
 from __future__ import annotations
@@ -73,8 +77,8 @@ from protocols import (
     MuxLimits,
     MuxStatistics,
     PeerId,
-    ProtocolError,
     PublicKey,
+    RemoteProtocolError,
     StreamErrored,
     StreamMessage,
     StreamMux,
@@ -85,7 +89,7 @@ from protocols import (
 
 from ..runtime import get_logger, node_field
 from ..transport import FrameStream, TransportBroken, TransportError
-from ._stream import CONNECTION_CLOSED, Stream, StreamEnded, StreamReset
+from ._stream import CONNECTION_CLOSED, Stream, StreamFailure, StreamReset
 
 ProtocolHandler = Callable[["Stream[Connection]"], Awaitable[None]]
 """Serves one inbound stream; runs in the connection's nursery."""
@@ -137,12 +141,30 @@ class ConnectionFailed(Exception):
         self.reason = reason
 
 
-class ConnectionClosed(Exception):
-    """:meth:`Connection.open_stream` on a connection that already ended."""
+class ConnectionEnded(StreamFailure):
+    """:meth:`Connection.open_stream` on a connection that already ended.
+
+    (Named so that it does not shadow ``trio_websocket.ConnectionClosed``.)
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+EXCHANGE_FAILURES: Final[tuple[type[Exception], ...]] = (StreamFailure, RemoteProtocolError)
+"""What a request/response exchange with a peer can end in that is not a bug here.
+
+The stream or connection broke, ended or timed out (:class:`StreamFailure`), or
+the peer's reply could not be accepted (:class:`~protocols.RemoteProtocolError`).
+One name for protocol actors to catch (``except EXCHANGE_FAILURES``); the
+two cannot share a base class because ``protocols`` never imports ``actors``.
+:class:`~protocols.LocalProtocolError` is deliberately absent: our own bug
+should crash the task so the supervisor logs it.
+"""
+
+CONNECT_FAILURES: Final[tuple[type[Exception], ...]] = (TransportError, ConnectionFailed)
+"""What dialing and authenticating a peer can end in: no connection was made."""
 
 
 @dataclass(frozen=True)
@@ -237,12 +259,12 @@ class Connection:
     async def open_stream(self, protocol: str) -> Stream[Connection]:
         """A new outbound stream; nothing is sent until its first message.
 
-        Raises :class:`ConnectionClosed` once the connection ended and
+        Raises :class:`ConnectionEnded` once the connection ended and
         :class:`~protocols.StreamLimitReached` at ``max_streams`` outbound streams.
         """
         await trio.lowlevel.checkpoint()
         if self.close_reason is not None:
-            raise ConnectionClosed(f"connection to {self.peer_id} is closed: {self.close_reason}")
+            raise ConnectionEnded(f"connection to {self.peer_id} is closed: {self.close_reason}")
         stream_id = self._mux.open_stream(protocol, trio.current_time())
         return self._add_stream(stream_id, protocol, inbound=False)
 
@@ -315,7 +337,7 @@ class Connection:
             self._frames_received += 1
             try:
                 out = self._mux.receive(data, now)
-            except ProtocolError as exc:
+            except RemoteProtocolError as exc:
                 await self._shutdown(f"protocol violation ({type(exc).__name__}): {exc}")
                 return
             if self.close_reason is not None or not await self._queue(out.replies):
@@ -363,7 +385,7 @@ class Connection:
             except StreamReset as exc:
                 log.debug("stream reset under its handler", code=exc.code, detail=exc.detail)
                 return
-            except (StreamEnded, ProtocolError) as exc:
+            except EXCHANGE_FAILURES as exc:
                 log.info("stream handler stopped: unusable input from the peer", error=str(exc))
                 await stream.reset(ErrorCode.BAD_MESSAGE)
                 return

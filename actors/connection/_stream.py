@@ -17,15 +17,24 @@ connection tells the stream what happened through its methods
 (:meth:`~Stream.deliver`, :meth:`~Stream.mark_fin_sent`,
 :meth:`~Stream.mark_broken`, ...), never by writing its attributes.
 
-Errors follow trio's split between "you closed it" and "it broke":
+Errors follow trio's split between "you closed it" and "it broke". Every
+way the *other end* (or the path to it) can end an exchange is a
+:class:`StreamFailure`, so a protocol actor catches that one type (together
+with :class:`~protocols.RemoteProtocolError` for a reply it cannot decode:
+:data:`~actors.connection.EXCHANGE_FAILURES`):
 
 * :class:`StreamEnded` - :meth:`~Stream.receive` after the peer finished its
-  side (sent fin) and every message was received. Not a failure.
+  side (sent fin) and every message was received.
 * :class:`StreamReset` - the stream broke: the peer sent an error frame, the
   stream outlived its timeout, or the connection ended
   (code :data:`CONNECTION_CLOSED`). ``code`` is the wire error code.
+* :class:`StreamTimeout` - :meth:`~Stream.request` got no reply in time (also
+  a ``trio.TooSlowError``).
+* :class:`~actors.connection.ConnectionEnded` - a new stream was asked of a
+  connection that already ended.
 * ``trio.ClosedResourceError`` - this side already reset or closed the
-  stream (or, for :meth:`~Stream.send`, already sent fin): a usage error.
+  stream (or, for :meth:`~Stream.send`, already sent fin): a usage error,
+  deliberately not a :class:`StreamFailure`.
 
 A stream the peer resets (or that times out) also cancels the handler task
 serving it, because nothing useful can follow. A reset *we* send does not.
@@ -50,17 +59,31 @@ CONNECTION_CLOSED: Final = "connection-closed"
 """The :attr:`StreamReset.code` of streams that were open when their connection ended."""
 
 
-class StreamEnded(Exception):
+class StreamFailure(Exception):
+    """An exchange with the peer cannot go on, for a reason at the other end or on the way.
+
+    The base of :class:`StreamEnded`, :class:`StreamReset`,
+    :class:`StreamTimeout` and :class:`~actors.connection.ConnectionEnded`.
+    Never raised for this side's misuse (that is ``trio.ClosedResourceError``
+    or :class:`~protocols.LocalProtocolError`).
+    """
+
+
+class StreamEnded(StreamFailure):
     """The peer finished its side of the stream: no more messages will come."""
 
 
-class StreamReset(Exception):
+class StreamReset(StreamFailure):
     """The stream broke: reset by the peer, timed out, or its connection ended."""
 
     def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(f"stream reset ({code})" + (f": {detail}" if detail else ""))
         self.code = code
         self.detail = detail
+
+
+class StreamTimeout(StreamFailure, trio.TooSlowError):
+    """:meth:`Stream.request` got no reply before its timeout (the stream was reset)."""
 
 
 class StreamOwner(Protocol):
@@ -154,8 +177,8 @@ class Stream(Generic[OwnerT]):
         """Send ``message`` as our whole side, return the peer's first reply, close.
 
         On ``timeout`` the stream is reset with ``stream-timeout`` and
-        ``trio.TooSlowError`` is raised. :class:`StreamEnded` means the peer
-        finished without replying.
+        :class:`StreamTimeout` (a ``trio.TooSlowError``) is raised.
+        :class:`StreamEnded` means the peer finished without replying.
         """
         try:
             with trio.fail_after(math.inf if timeout is None else timeout):
@@ -163,7 +186,8 @@ class Stream(Generic[OwnerT]):
                 reply = await self.receive()
         except trio.TooSlowError:
             await self.reset(ErrorCode.STREAM_TIMEOUT)
-            raise
+            raise StreamTimeout(f"no reply on stream {self.stream_id} ({self.protocol}) "
+                                f"within {timeout:g} s") from None
         await self.aclose()
         return reply
 

@@ -56,7 +56,6 @@ from protocols import (
     Keypair,
     NodeConfig,
     PeerId,
-    ProtocolError,
     RateLimiter,
     ResponseStatus,
     ValidationError,
@@ -66,17 +65,15 @@ from protocols import (
 )
 
 from ..connection import (
+    CONNECT_FAILURES,
+    EXCHANGE_FAILURES,
     Connection,
-    ConnectionClosed,
     ConnectionConfig,
-    ConnectionFailed,
     Stream,
-    StreamEnded,
-    StreamReset,
     open_connection,
 )
 from ..runtime import MailboxSender, get_logger
-from ..transport import Transport, TransportError
+from ..transport import Transport
 from ._messages import TrackerEvent
 
 
@@ -181,7 +178,7 @@ class AutonatServer:
                     connection = await stack.enter_async_context(open_connection(
                         frames, self._keypair, initiator=True, expected_peer=peer,
                         config=self._conn_config))
-                except (TransportError, ConnectionFailed) as exc:
+                except CONNECT_FAILURES as exc:
                     self._log.info("dial-back failed", peer=str(peer), addr=str(addr),
                                    error=str(exc))
                     return DialStatus.E_DIAL_ERROR
@@ -198,8 +195,7 @@ class AutonatServer:
             reply = await back.request(DialBack(nonce=nonce).to_wire(),
                                        timeout=self._config.probe_timeout)
             answer = decode_autonat_message(reply)
-        except (StreamReset, StreamEnded, ConnectionClosed, ProtocolError,
-                trio.TooSlowError) as exc:
+        except EXCHANGE_FAILURES as exc:  # StreamTimeout included
             self._log.info("dial-back exchange failed", peer=str(peer), error=str(exc))
             return DialStatus.E_DIAL_BACK_ERROR
         await connection.aclose("dial-back done")

@@ -68,7 +68,7 @@ from protocols import (
     NodeSnapshot,
     PeerId,
     PeersFound,
-    ProtocolError,
+    RemoteProtocolError,
     StatusDocumentError,
     fallback_addresses,
     parse_status_document,
@@ -242,7 +242,7 @@ class BootstrapFetcher:
                                            max_addrs=self._config.max_status_addrs)
         except StatusDocumentError as exc:
             return _Result(FetchOutcome.BAD_DOCUMENT, str(exc))
-        except ProtocolError as exc:  # pragma: no cover - the parser raises only the above
+        except RemoteProtocolError as exc:  # pragma: no cover - the parser raises only the above
             return _Result(FetchOutcome.BAD_DOCUMENT, str(exc))
         selection = select_addresses(parsed.addresses, policy=self._config.policy,
                                      local_peer=self._local_peer, rng=self._rng,

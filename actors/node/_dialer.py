@@ -71,10 +71,16 @@ from protocols import (
     WsAddress,
 )
 
-from ..connection import Connection, ConnectionConfig, ConnectionFailed, ProtocolHandler
+from ..connection import (
+    CONNECT_FAILURES,
+    Connection,
+    ConnectionConfig,
+    ConnectionFailed,
+    ProtocolHandler,
+)
 from ..connection import open_connection as _open_connection
 from ..runtime import MailboxReceiver, MailboxSender, MessageSink, get_logger
-from ..transport import FrameStream, Transport, TransportError
+from ..transport import FrameStream, Transport
 from ._messages import (
     LOCAL_STOP,
     Connect,
@@ -262,7 +268,7 @@ class Dialer:
             ) as connection:
                 established = True
                 await self._serve(connection, command)
-        except (TransportError, ConnectionFailed) as exc:
+        except CONNECT_FAILURES as exc:
             if established:  # the connection ran and ended; _serve already reported it
                 self._log.debug("connection ended with a transport error", peer=str(peer),
                                 error=str(exc))

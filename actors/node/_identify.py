@@ -46,12 +46,12 @@ from protocols import (
     NodeConfig,
     NodeSnapshot,
     PeerId,
-    ProtocolError,
+    RemoteProtocolError,
     WsAddress,
 )
 from protocols.identify import advertised_addrs, build_identify, interpret_identify
 
-from ..connection import Connection, ConnectionClosed, Stream, StreamEnded, StreamReset
+from ..connection import EXCHANGE_FAILURES, Connection, Stream
 from ..runtime import MailboxReceiver, MailboxSender, Watch, get_logger
 from ._messages import ConnectionOpened, IdentifyInput, IdentifyPushed, TrackerEvent
 
@@ -180,8 +180,7 @@ class IdentifyActor:
             stream = await connection.open_stream(IDENTIFY_PROTOCOL_ID)
             reply = await stream.request({}, timeout=self._config.identify_timeout)
             await self._accept(Identify.from_wire(reply), info)
-        except (StreamReset, StreamEnded, ConnectionClosed, ProtocolError,
-                trio.TooSlowError) as exc:
+        except EXCHANGE_FAILURES as exc:  # StreamTimeout included
             self._failures += 1
             log.info("identify failed", error=f"{type(exc).__name__}: {exc}")
         await self._follow(connection, info)
@@ -212,7 +211,7 @@ class IdentifyActor:
             return
         try:
             await self._accept(push.message, info)
-        except ProtocolError as exc:
+        except RemoteProtocolError as exc:
             self._pushes_rejected += 1
             self._log.info("identify push rejected", peer=str(info.peer_id), error=str(exc))
 
@@ -226,15 +225,20 @@ class IdentifyActor:
                 nursery.start_soon(self._push, connection)
 
     async def _push(self, connection: Connection) -> None:
-        try:
-            with trio.fail_after(self._config.identify_timeout):
+        timeout = self._config.identify_timeout
+        with trio.move_on_after(timeout) as scope:
+            try:
                 stream = await connection.open_stream(IDENTIFY_PUSH_PROTOCOL_ID)
                 await stream.send(self._responder.message_for(connection).to_wire(), fin=True)
                 await stream.aclose()
-        except (StreamReset, ConnectionClosed, ProtocolError, trio.TooSlowError,
-                trio.ClosedResourceError) as exc:
+            except EXCHANGE_FAILURES as exc:
+                self._push_failures += 1
+                self._log.debug("identify push failed", peer=str(connection.peer_id),
+                                error=str(exc))
+                return
+        if scope.cancelled_caught:
             self._push_failures += 1
             self._log.debug("identify push failed", peer=str(connection.peer_id),
-                            error=str(exc))
-        else:
-            self._pushes_sent += 1
+                            error=f"not sent within {timeout:g} s")
+            return
+        self._pushes_sent += 1
