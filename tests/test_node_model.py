@@ -14,7 +14,9 @@ from protocols import (
     ConnectionDown,
     ConnectionInfo,
     ConnectionUp,
+    DialStatus,
     Direction,
+    InboundProbe,
     Keypair,
     Lifecycle,
     LifecycleTrigger,
@@ -26,9 +28,11 @@ from protocols import (
     PeerIdentified,
     PeerRecord,
     PeersFound,
+    ResponseStatus,
     WsAddress,
     next_lifecycle,
 )
+from protocols.node._lifecycle import missing_pairs
 from protocols.node._node_model import MAX_ADDRS_PER_PEER, MAX_PROTOCOLS_PER_PEER
 
 S, T = Lifecycle, LifecycleTrigger
@@ -152,12 +156,73 @@ def test_probe_from_non_bootstrap_or_unknown_peer_does_not_count() -> None:
     assert model.lifecycle is S.CONNECTED
 
 
-def test_probe_before_any_connection_is_ignored() -> None:
+def test_table_is_complete_and_a_missing_pair_raises() -> None:
+    assert missing_pairs(LIFECYCLE_TRANSITIONS) == []
+    assert set(LIFECYCLE_TRANSITIONS) == set(itertools.product(Lifecycle, LifecycleTrigger))
+    gap = (S.BOOTSTRAPPING, T.BOOTSTRAP_PROBE)
+    holed = {pair: state for pair, state in LIFECYCLE_TRANSITIONS.items() if pair != gap}
+    assert missing_pairs(holed) == [gap]
+    with pytest.raises(LocalProtocolError, match="'bootstrap_probe' in state 'bootstrapping'"):
+        next_lifecycle(*gap, table=holed)
+    assert next_lifecycle(S.CONNECTED, T.BOOTSTRAP_PROBE, table=holed) is S.FULLY_CONNECTED
+
+
+def probe(peer: PeerId) -> InboundProbe:
+    return InboundProbe(peer=peer, status=ResponseStatus.OK, at=0.0,
+                        dial_status=DialStatus.OK, requested=1)
+
+
+@pytest.mark.parametrize("listening", [True, False], ids=["bootstrapping", "starting"])
+def test_probe_that_races_ahead_of_connection_up_is_not_lost(listening: bool) -> None:
     model = NodeModel(ME)
     model.apply(found(PEERS[0]), 1.0)
+    if listening:
+        model.apply(LISTEN, 1.0)
+    waiting = S.BOOTSTRAPPING if listening else S.STARTING
+    assert model.apply(probe(PEERS[0]), 2.0)  # probes_served counts it
+    assert model.lifecycle is waiting  # no connection on record yet: held, not dropped
+    assert model.early_probes == (PEERS[0],)
+    assert model.snapshot(2.0).probes_served == 1
+    assert model.apply(up(1, PEERS[0]), 3.0)
+    snap = model.snapshot(3.0)
+    assert (snap.lifecycle, snap.lifecycle_since) == (S.FULLY_CONNECTED, 3.0)
+    assert model.early_probes == ()
+
+
+def test_held_probe_waits_for_its_own_peer_connection() -> None:
+    model = NodeModel(ME)
+    model.apply(found(PEERS[0], PEERS[1]), 1.0)
     model.apply(LISTEN, 1.0)
-    assert not model.mark_fully_connected(PEERS[0], 2.0)
-    assert model.lifecycle is S.BOOTSTRAPPING
+    model.apply(probe(PEERS[0]), 2.0)
+    model.apply(up(1, PEERS[1]), 3.0)  # another peer's connection
+    assert model.lifecycle is S.CONNECTED
+    model.apply(up(2, PEERS[0]), 4.0)  # the prober's connection, late
+    assert model.lifecycle is S.FULLY_CONNECTED
+
+
+def test_held_probe_from_non_bootstrap_peer_is_not_remembered() -> None:
+    model = NodeModel(ME)
+    model.apply(found(PEERS[0], boot=False), 1.0)
+    model.apply(LISTEN, 1.0)
+    model.apply(probe(PEERS[0]), 2.0)
+    assert model.early_probes == ()
+    model.apply(up(1, PEERS[0]), 3.0)
+    assert model.lifecycle is S.CONNECTED
+
+
+def test_held_probes_are_forgotten_once_fully_connected() -> None:
+    model = NodeModel(ME, max_peers=3)
+    model.apply(found(*PEERS[:3]), 1.0)
+    model.apply(LISTEN, 1.0)
+    for peer in PEERS[:3]:
+        model.mark_fully_connected(peer, 2.0)
+    assert len(model.early_probes) == 3
+    model.apply(up(1, PEERS[1]), 3.0)
+    assert model.lifecycle is S.FULLY_CONNECTED
+    assert model.early_probes == ()
+    model.apply(down(1, PEERS[1]), 4.0)
+    model.apply(up(2, PEERS[2]), 5.0)
+    assert model.lifecycle is S.CONNECTED  # must be probed again
 
 
 def test_client_without_listener_goes_straight_to_connected() -> None:

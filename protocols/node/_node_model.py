@@ -12,15 +12,22 @@ when there is something new.
 
 Lifecycle
     ``starting -> bootstrapping -> connected -> fully_connected``, driven by
-    :class:`LifecycleTrigger` through the table :data:`LIFECYCLE_TRANSITIONS`;
-    a (state, trigger) pair missing from the table leaves the state alone.
-    Binding listeners (``ListenAddrsChanged`` with addresses) starts
-    bootstrapping, the first live connection makes the node ``connected``,
-    a probe from a peer learned from a bootstrap source (the seed's
-    ``InboundProbe`` rule, :meth:`NodeModel.mark_fully_connected`) makes it
-    ``fully_connected``, and losing the last connection sends it back to
-    ``bootstrapping`` - it must then be probed again. A node with no listener
-    (a pure client) goes straight from ``starting`` to ``connected``.
+    :class:`LifecycleTrigger` through the table :data:`LIFECYCLE_TRANSITIONS`,
+    which holds every (state, trigger) pair (a missing one raises
+    :class:`~protocols.LocalProtocolError`). Binding listeners
+    (``ListenAddrsChanged`` with addresses) starts bootstrapping, the first
+    live connection makes the node ``connected``, a probe from a peer learned
+    from a bootstrap source (the seed's ``InboundProbe`` rule,
+    :meth:`NodeModel.mark_fully_connected`) makes it ``fully_connected``, and
+    losing the last connection sends it back to ``bootstrapping`` - it must
+    then be probed again. A node with no listener (a pure client) goes
+    straight from ``starting`` to ``connected``.
+    A bootstrap peer's probe that arrives before its connection's
+    ``ConnectionUp`` (the two come from different actors) is not lost: the
+    model remembers the peer and, when that peer's connection comes up, goes
+    ``connected`` and then ``fully_connected`` (see
+    :mod:`protocols.node._lifecycle`). Remembered probes are forgotten once
+    the node is fully connected; at most ``max_peers`` are kept.
 
 Peers
     :class:`PeerRecord` per peer id: addresses (each carrying the peer's
@@ -244,6 +251,8 @@ class NodeModel:
         self._reach: ReachabilityUpdate | None = None
         self._probes_served = 0
         self._probe_outcomes: dict[str, int] = {}
+        self._early_probes: dict[PeerId, None] = {}
+        """Bootstrap peers whose probe arrived before their ConnectionUp (oldest first)."""
         self.dropped_connections = 0
 
     # --- reading -------------------------------------------------------------
@@ -350,7 +359,13 @@ class NodeModel:
             event.nat_status, event.nat_mapping, event.reachable_addrs, event.unreachable_addrs)
 
     def mark_fully_connected(self, peer_id: PeerId, now: float) -> bool:
-        """An inbound probe from ``peer_id``: fully connected if it came from a bootstrap source."""
+        """An inbound probe from ``peer_id``: fully connected if it came from a bootstrap source.
+
+        True when the lifecycle changed. A probe that arrives while the node
+        has no connection on record (``starting``, ``bootstrapping``) raced
+        ahead of its ``ConnectionUp``: it is remembered and takes effect when
+        ``peer_id``'s connection comes up.
+        """
         self._start_clock(now)
         record = self._peers.get(peer_id)
         if record is None or not record.from_bootstrap:
@@ -358,7 +373,17 @@ class NodeModel:
         changed = self._trigger(LifecycleTrigger.BOOTSTRAP_PROBE, now)
         if changed:
             self._touch(now)
+        elif self._lifecycle in (Lifecycle.STARTING, Lifecycle.BOOTSTRAPPING):
+            self._early_probes.pop(peer_id, None)
+            self._early_probes[peer_id] = None
+            while len(self._early_probes) > self.max_peers:
+                del self._early_probes[next(iter(self._early_probes))]
         return changed
+
+    @property
+    def early_probes(self) -> tuple[PeerId, ...]:
+        """Bootstrap peers whose probe is waiting for their connection to come up."""
+        return tuple(self._early_probes)
 
     def load_peers(self, records: Iterable[PeerRecord], now: float | None = None) -> int:
         """Seed from the peer store; records already in memory win. Returns how many were new."""
@@ -400,6 +425,9 @@ class NodeModel:
         self._update_peer(info.peer_id, now, addrs=dialed)
         self._finish_peer_updates(True)
         self._trigger(LifecycleTrigger.CONNECTION_UP, now)
+        if info.peer_id in self._early_probes:  # its probe arrived first
+            del self._early_probes[info.peer_id]
+            self._trigger(LifecycleTrigger.BOOTSTRAP_PROBE, now)
         return True
 
     def _on_connection_down(self, event: ConnectionDown, now: float) -> bool:
@@ -502,6 +530,8 @@ class NodeModel:
             return False
         self._lifecycle = new
         self._lifecycle_since = now
+        if new is Lifecycle.FULLY_CONNECTED:
+            self._early_probes.clear()
         return True
 
     def _peers_changed(self) -> None:
