@@ -68,6 +68,7 @@ from protocols import (
     PeerIdMismatch,
     PeersFound,
     PeerStoreError,
+    ProbeSchedulerError,
     ProtocolError,
     RemoteProtocolError,
     ResponseStatus,
@@ -94,6 +95,7 @@ TIMEOUT = 120  # virtual seconds
 
 PARENTS: list[tuple[type[Exception], type[Exception]]] = [
     (LocalProtocolError, ProtocolError),
+    (ProbeSchedulerError, LocalProtocolError),
     (RemoteProtocolError, ProtocolError),
     (DecodeError, RemoteProtocolError),
     (FrameTooLarge, DecodeError),

@@ -67,7 +67,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
-from ..core import AddressPolicy, PeerId, ProtocolError, WsAddress
+from ..core import AddressPolicy, LocalProtocolError, PeerId, WsAddress
 from ._autonat_candidates import ProbeServer, candidate_addresses, choose_servers
 from ._autonat_events import NatMapping, ProbeResult, ReachabilityUpdate
 from ._autonat_msg import DIAL_REQUEST_PROTOCOL_ID
@@ -91,7 +91,7 @@ RETRY_SERVER: Final = 30.0
 """An unknown address is not topped up with a server asked about it this recently."""
 
 
-class ProbeSchedulerError(ProtocolError):
+class ProbeSchedulerError(LocalProtocolError):
     """An input the scheduler's state cannot accept (a driver bug); the message names both."""
 
 

@@ -4,6 +4,7 @@ Three families, because callers react to them differently::
 
     ProtocolError                 a protocol could not proceed (catch-all for both sides)
     +-- LocalProtocolError        WE did something wrong: our bug, never the peer's fault
+    |   +-- ProbeSchedulerError   (protocols.autonat) the probe actor drove the scheduler wrongly
     +-- RemoteProtocolError       what a PEER (or any untrusted input) sent is unusable
         +-- DecodeError           bytes are not a well-formed frame
         |   +-- FrameTooLarge
