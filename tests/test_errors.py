@@ -387,7 +387,8 @@ async def test_identify_actor_counts_a_failed_exchange(
                     trio.open_nursery() as nursery):
             nursery.start_soon(actor._identify, p.a, _info(p.a))
             await trio.sleep(10)
-            assert (actor.failures, actor.identified) == (1, 0)
+            stats = actor.statistics()
+            assert (stats.failures, stats.identified) == (1, 0)
             nursery.cancel_scope.cancel()
 
 
@@ -398,7 +399,7 @@ async def test_identify_actor_counts_an_ended_connection(
         async with connected({}) as p:
             await p.a.aclose()
             await actor._identify(p.a, _info(p.a))  # ConnectionEnded; returns once closed
-            assert actor.failures == 1
+            assert actor.statistics().failures == 1
 
 
 def _server(config: NodeConfig) -> AutonatServer:
