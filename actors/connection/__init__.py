@@ -42,9 +42,3 @@ __all__ = [
     "StreamTimeout",
     "open_connection",
 ]
-
-# Transitional, and deliberately not in __all__ nor in the ``actors`` facade:
-# actors/node/_autonat_probe.py, which is being rewritten separately, still
-# imports the old name. Delete this line once it uses ConnectionEnded (or
-# EXCHANGE_FAILURES).
-ConnectionClosed = ConnectionEnded

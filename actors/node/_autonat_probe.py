@@ -53,7 +53,6 @@ from protocols import (
     ProbeOutcome,
     ProbeResult,
     ProbeScheduler,
-    ProtocolError,
     PublishReachability,
     ReachabilityEvent,
     SmallNetworkWait,
@@ -67,7 +66,7 @@ from protocols import (
     probe_outcome,
 )
 
-from ..connection import Connection, ConnectionClosed, StreamEnded, StreamReset
+from ..connection import EXCHANGE_FAILURES, Connection
 from ..runtime import MailboxReceiver, MailboxSender, Watch, get_logger, node_field
 from ._dialback import DialBackReceiver, PendingProbe
 from ._messages import ConnectionOpened, TrackerEvent
@@ -75,6 +74,8 @@ from ._messages import ConnectionOpened, TrackerEvent
 __all__ = ["DIAL_BACK_GRACE", "AutonatProbe", "AutonatState", "SmallNetworkWait",
            "reachability_log"]
 
+_PROBE_FAILURES: tuple[type[BaseException], ...] = (*EXCHANGE_FAILURES, trio.ClosedResourceError)
+"""What a server or the network can do to one probe: an ERROR result, never a crash."""
 DIAL_BACK_GRACE = 1.0
 """After an OK response, how long the dial-back may still take to be seen."""
 
@@ -259,8 +260,7 @@ class AutonatProbe:
                     with trio.move_on_after(DIAL_BACK_GRACE):
                         await pending.verified.wait()
             timed_out = scope.cancelled_caught and response is None
-        except (StreamReset, StreamEnded, ConnectionClosed, ProtocolError,
-                trio.ClosedResourceError) as exc:
+        except _PROBE_FAILURES as exc:
             timed_out, detail = False, f"{type(exc).__name__}: {exc}"
         finally:
             self._receiver.forget(nonce)
