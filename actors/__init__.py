@@ -10,123 +10,132 @@ from the layers below it (``lint-imports`` checks this)::
     runtime      mailboxes, child specs, supervisor, watch, logging
 
 Any layer may import :mod:`protocols`; :mod:`protocols` never imports this package.
+
+The facade is lazy: ``import actors`` loads no sub-package (and so neither
+Trio nor the HTTP stack); the first use of a name imports the layer that
+defines it. That keeps ``autonat`` responsive from its first instant - a
+Ctrl-C while the command line's dependencies load is still a one-line exit.
 """
 
 from __future__ import annotations
 
-# mailboxes, child specs, supervisor, watch, logging
-from .runtime import (
-    ActorGone,
-    ChildRun,
-    ChildSpec,
-    ChildStartError,
-    ChildState,
-    ChildStatistics,
-    Mailbox,
-    MailboxClosed,
-    MailboxReceiver,
-    MailboxSender,
-    MailboxState,
-    MailboxStatistics,
-    ReplySender,
-    Restart,
-    Supervisor,
-    SupervisorEscalation,
-    SupervisorStatistics,
-    Watch,
-    WatchClosed,
-    WatchStatistics,
-    WatchSubscription,
-    call,
-    configure_logging,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-# isort: split
-# FrameStream seam, WebSocket and in-memory transports
-from .transport import (
-    DialError,
-    FrameStream,
-    MemoryFrameStream,
-    MemoryNetwork,
-    MemoryTransport,
-    Transport,
-    TransportBroken,
-    TransportClosed,
-    TransportError,
-    WebSocketBroken,
-    WebSocketFrameStream,
-    WebSocketTransport,
-    memory_stream_pair,
-)
+if TYPE_CHECKING:
+    # mailboxes, child specs, supervisor, watch, logging
+    from .runtime import (
+        ActorGone,
+        ChildRun,
+        ChildSpec,
+        ChildStartError,
+        ChildState,
+        ChildStatistics,
+        Mailbox,
+        MailboxClosed,
+        MailboxReceiver,
+        MailboxSender,
+        MailboxState,
+        MailboxStatistics,
+        ReplySender,
+        Restart,
+        Supervisor,
+        SupervisorEscalation,
+        SupervisorStatistics,
+        Watch,
+        WatchClosed,
+        WatchStatistics,
+        WatchSubscription,
+        call,
+        configure_logging,
+    )
 
-# isort: split
-# authenticated connections and their streams
-from .connection import (
-    CONNECT_FAILURES,
-    CONNECTION_CLOSED,
-    EXCHANGE_FAILURES,
-    Connection,
-    ConnectionConfig,
-    ConnectionEnded,
-    ConnectionFailed,
-    ConnectionStatistics,
-    ProtocolHandler,
-    Stream,
-    StreamEnded,
-    StreamFailure,
-    StreamReset,
-    StreamTimeout,
-    open_connection,
-)
+    # isort: split
+    # FrameStream seam, WebSocket and in-memory transports
+    from .transport import (
+        DialError,
+        FrameStream,
+        MemoryFrameStream,
+        MemoryNetwork,
+        MemoryTransport,
+        Transport,
+        TransportBroken,
+        TransportClosed,
+        TransportError,
+        WebSocketBroken,
+        WebSocketFrameStream,
+        WebSocketTransport,
+        memory_stream_pair,
+    )
 
-# isort: split
-# the node's actors, their messages, node assembly, atomic writes
-from .node import (
-    PEER_STORE_FILE,
-    AutonatServerStatistics,
-    BootstrapFetcher,
-    ClientFactory,
-    Connect,
-    ConnectError,
-    ConnectionOpened,
-    DialBackStatistics,
-    Dialer,
-    DialerState,
-    DialerStatistics,
-    DialFailed,
-    IdentifyActor,
-    IdentifyPushed,
-    IdentifyResponder,
-    IdentifyResponderStatistics,
-    IdentifyState,
-    IdentifyStatistics,
-    Node,
-    NodeStatistics,
-    StatusTracker,
-    StatusTrackerStatistics,
-    atomic_write_bytes,
-    create_exclusive,
-    load_config_file,
-    load_keypair,
-    load_or_create_keypair,
-    open_node,
-    save_keypair,
-)
+    # isort: split
+    # authenticated connections and their streams
+    from .connection import (
+        CONNECT_FAILURES,
+        CONNECTION_CLOSED,
+        EXCHANGE_FAILURES,
+        Connection,
+        ConnectionConfig,
+        ConnectionEnded,
+        ConnectionFailed,
+        ConnectionStatistics,
+        ProtocolHandler,
+        Stream,
+        StreamEnded,
+        StreamFailure,
+        StreamReset,
+        StreamTimeout,
+        open_connection,
+    )
 
-# isort: split
-# HTTP API and metrics
-from .surfaces import (
-    METRIC_NAMES,
-    HttpApi,
-    HttpApiStatistics,
-    HttpResponse,
-    NodeCollector,
-    StatusSource,
-    node_registry,
-    package_version,
-    render_metrics,
-    serve_http,
-)
+    # isort: split
+    # the node's actors, their messages, node assembly, atomic writes
+    from .node import (
+        PEER_STORE_FILE,
+        AutonatServerStatistics,
+        BootstrapFetcher,
+        ClientFactory,
+        Connect,
+        ConnectError,
+        ConnectionOpened,
+        DialBackStatistics,
+        Dialer,
+        DialerState,
+        DialerStatistics,
+        DialFailed,
+        IdentifyActor,
+        IdentifyPushed,
+        IdentifyResponder,
+        IdentifyResponderStatistics,
+        IdentifyState,
+        IdentifyStatistics,
+        Node,
+        NodeStatistics,
+        StatusTracker,
+        StatusTrackerStatistics,
+        atomic_write_bytes,
+        create_exclusive,
+        load_config_file,
+        load_keypair,
+        load_or_create_keypair,
+        open_node,
+        save_keypair,
+    )
+
+    # isort: split
+    # HTTP API and metrics
+    from .surfaces import (
+        METRIC_NAMES,
+        HttpApi,
+        HttpApiStatistics,
+        HttpResponse,
+        NodeCollector,
+        StatusSource,
+        node_registry,
+        package_version,
+        render_metrics,
+        serve_http,
+    )
 
 __all__ = [
     "CONNECTION_CLOSED",
@@ -220,3 +229,23 @@ __all__ = [
     "save_keypair",
     "serve_http",
 ]
+
+
+_LAYERS = ("runtime", "transport", "connection", "node", "surfaces")
+"""Sub-packages, lowest layer first: where a public name is looked up."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import the layer that exports ``name`` (once; later reads find it in globals)."""
+    if name in __all__:
+        for layer in _LAYERS:
+            module = importlib.import_module(f".{layer}", __name__)
+            if name in module.__all__:
+                value = getattr(module, name)
+                globals()[name] = value
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
