@@ -134,7 +134,9 @@ async def test_probe_and_bootstrap_counts_come_from_node_statistics(
         autojump_clock: trio.testing.MockClock) -> None:
     source = await _fake()
     source.stats = replace(
-        source.stats, probes={"reachable": 3, "timeout": 1},
+        source.stats,
+        autonat_client=replace(source.stats.autonat_client,
+                               outcomes=(("reachable", 3), ("timeout", 1))),
         autonat_server=AutonatServerStatistics(
             answered=(("E_DIAL_REFUSED/UNUSED", 1), ("OK/OK", 2)), dial_backs=2),
         bootstrap=replace(source.stats.bootstrap, fetches=(("ok", 1), ("error", 4))))
@@ -150,11 +152,14 @@ async def test_probe_and_bootstrap_counts_come_from_node_statistics(
 async def test_statistics_are_frozen(autojump_clock: trio.testing.MockClock) -> None:
     source = await _fake()
     stats = source.stats
-    for value, field in ((stats, "probes"), (stats.identify, "identified"),
+    for value, field in ((stats, "autonat_client"), (stats.autonat_client, "outcomes"),
+                         (stats.identify, "identified"),
                          (stats.identify_responder, "requests_answered"),
                          (stats.autonat_server, "answered"), (stats.dial_back, "verified")):
         with pytest.raises(FrozenInstanceError):
             setattr(value, field, 0)
+    with pytest.raises(TypeError):  # a read-only view of the one count
+        stats.probes["reachable"] = 99  # type: ignore[index]
     # both Identify halves counted the pair's exchange
     assert stats.identify.identified >= 1
     assert stats.identify_responder.requests_answered >= 1

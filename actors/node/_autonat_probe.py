@@ -53,6 +53,7 @@ from protocols import (
     ProbeOutcome,
     ProbeResult,
     ProbeScheduler,
+    ProbeSchedulerStatistics,
     PublishReachability,
     ReachabilityEvent,
     SmallNetworkWait,
@@ -119,29 +120,9 @@ class AutonatProbe:
         self._nursery: trio.Nursery | None = None
         self._log = get_logger("actors.autonat", actor="autonat-probe", **node_field(node))
 
-    def statistics(self) -> dict[str, int]:
-        return dict(self._scheduler.statistics().outcomes)
-
-    @property
-    def servers_answered(self) -> tuple[PeerId, ...]:
-        return self._scheduler.statistics().servers_answered
-
-    @property
-    def servers_contacted(self) -> tuple[PeerId, ...]:
-        return self._scheduler.statistics().servers_contacted
-
-    @property
-    def servers_available(self) -> int:
-        return self._scheduler.statistics().servers_available
-
-    @property
-    def candidates(self) -> int:
-        """Our candidate addresses (routable listen or observed addresses) to probe."""
-        return self._scheduler.statistics().candidates
-
-    @property
-    def small_network_wait(self) -> SmallNetworkWait | None:
-        return self._scheduler.small_network_wait
+    def statistics(self) -> ProbeSchedulerStatistics:
+        """The scheduler's frozen statistics: probes by outcome, servers, candidates."""
+        return self._scheduler.statistics()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._rearm = trio.Event()

@@ -26,10 +26,11 @@ that does the counted thing, and read from there (the HTTP ``/metrics`` and
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from types import MappingProxyType
 
 import trio
 
@@ -49,6 +50,7 @@ from protocols import (
     PeerId,
     PeersFound,
     ProbeScheduler,
+    ProbeSchedulerStatistics,
     Reachability,
     ReachabilityConfig,
     WsAddress,
@@ -106,24 +108,46 @@ class NodeStatistics:
     """The IdentifyActor: peers identified, failed requests, pushes."""
     identify_responder: IdentifyResponderStatistics
     """The Identify handlers: requests answered, pushes received."""
-    probes: dict[str, int]
-    """Our probes by outcome (reachable, unreachable, refused, timeout, error, lied):
-    ``AutonatProbe.statistics()``, the one count of probes sent."""
+    autonat_client: ProbeSchedulerStatistics
+    """Our probing (the AutonatProbe's scheduler): the one count of probes sent, by
+    outcome, and the servers, candidates and small-network wait behind them."""
     autonat_server: AutonatServerStatistics
     """Dial requests we served, by ``status/dial_status``: the one count of probes served."""
     dial_back: DialBackStatistics
     """Dial-backs we received for our own probes."""
     bootstrap: BootstrapStatistics
-    servers_answered: tuple[PeerId, ...]
-    """AutoNAT servers that answered our dial requests."""
-    servers_contacted: tuple[PeerId, ...] = ()
-    """AutoNAT servers we sent a dial request to (answered or not)."""
-    servers_available: int = 0
-    """Connected peers that serve AutoNAT dial requests (the probe actor's latest count)."""
-    probe_candidates: int = 0
-    """Our candidate addresses to probe (none: no routable listen or observed address)."""
-    small_network_wait: SmallNetworkWait | None = None
-    """Set while fewer servers than the threshold are available and the node waits for more."""
+
+    # Views of ``autonat_client`` (read-only; nothing here is counted twice).
+
+    @property
+    def probes(self) -> Mapping[str, int]:
+        """Our probes by outcome (reachable, unreachable, refused, timeout, error, lied)."""
+        return MappingProxyType(dict(self.autonat_client.outcomes))
+
+    @property
+    def servers_answered(self) -> tuple[PeerId, ...]:
+        """AutoNAT servers that answered our dial requests."""
+        return self.autonat_client.servers_answered
+
+    @property
+    def servers_contacted(self) -> tuple[PeerId, ...]:
+        """AutoNAT servers we sent a dial request to (answered or not)."""
+        return self.autonat_client.servers_contacted
+
+    @property
+    def servers_available(self) -> int:
+        """Connected peers that serve AutoNAT dial requests (the latest count)."""
+        return self.autonat_client.servers_available
+
+    @property
+    def probe_candidates(self) -> int:
+        """Our candidate addresses to probe (none: no routable listen or observed address)."""
+        return self.autonat_client.candidates
+
+    @property
+    def small_network_wait(self) -> SmallNetworkWait | None:
+        """Set while fewer servers than the threshold are available and the node waits."""
+        return self.autonat_client.small_network_wait
 
 
 class Node:
@@ -195,13 +219,8 @@ class Node:
             supervisor=self.supervisor.statistics(), dialer=self._dialer.statistics(),
             tracker=self._tracker.statistics(), identify=self._identify.statistics(),
             identify_responder=self._responder.statistics(),
-            probes=self._autonat.statistics(), autonat_server=self._server.statistics(),
-            dial_back=self._receiver.statistics(), bootstrap=self._fetcher.statistics(),
-            servers_answered=self._autonat.servers_answered,
-            servers_contacted=self._autonat.servers_contacted,
-            servers_available=self._autonat.servers_available,
-            probe_candidates=self._autonat.candidates,
-            small_network_wait=self._autonat.small_network_wait)
+            autonat_client=self._autonat.statistics(), autonat_server=self._server.statistics(),
+            dial_back=self._receiver.statistics(), bootstrap=self._fetcher.statistics())
 
     async def add_peers(self, addrs: list[WsAddress] | tuple[WsAddress, ...], *,
                         source: str = "api", from_bootstrap: bool = False) -> None:
