@@ -31,7 +31,9 @@ from protocols import (
     Direction,
     ErrorFrame,
     Handshake,
+    HandshakeDone,
     Keypair,
+    SendFrame,
     StreamFrame,
     StreamLimitReached,
     WsAddress,
@@ -95,10 +97,12 @@ async def connected(
 async def raw_handshake(fs: MemoryFrameStream, key: Keypair) -> None:
     """Play the peer by hand: the handshake, then whatever bytes the test wants."""
     handshake = Handshake(key, now=trio.current_time())
-    await fs.send(handshake.start())
-    while not handshake.done:
-        for reply in handshake.receive_frame(await fs.receive(), trio.current_time()):
-            await fs.send(reply)
+    events = handshake.handle_start(trio.current_time())
+    while not any(isinstance(event, HandshakeDone) for event in events):
+        for event in events:
+            assert isinstance(event, SendFrame)
+            await fs.send(event.data)
+        events = handshake.handle_frame(await fs.receive(), trio.current_time())
 
 
 def connection_tasks() -> list[str]:

@@ -157,16 +157,16 @@ def test_connection_ended_no_longer_shadows_trio_websocket() -> None:
 def _handshake(started: bool = True) -> Handshake:
     handshake = Handshake(Keypair.from_seed(b"\x01" * 32), now=0.0)
     if started:
-        handshake.start()
+        handshake.handle_start(0.0)
     return handshake
 
 
 GARBAGE: dict[str, Callable[[], object]] = {
-    "mux: undecodable frame": lambda: StreamMux(initiator=True).receive(b"\xc1\x00", 0.0),
-    "mux: a new stream with our parity": lambda: StreamMux(initiator=True).receive(
+    "mux: undecodable frame": lambda: StreamMux(initiator=True).handle_frame(b"\xc1\x00", 0.0),
+    "mux: a new stream with our parity": lambda: StreamMux(initiator=True).handle_frame(
         StreamFrame(1, "/a", {"x": 1}, False).encode(), 0.0),
-    "handshake: garbage frame": lambda: _handshake().receive_frame(b"garbage", 0.0),
-    "handshake: stream frame first": lambda: _handshake().receive_frame(
+    "handshake: garbage frame": lambda: _handshake().handle_frame(b"garbage", 0.0),
+    "handshake: stream frame first": lambda: _handshake().handle_frame(
         StreamFrame(2, "/a", {"x": 1}, False).encode(), 0.0),
     "autonat: unknown message": lambda: decode_autonat_message({"t": "nope"}),
     "identify: mistyped field": lambda: Identify.from_wire({"protocol_version": 5}),
@@ -194,20 +194,22 @@ def _mux_after_fin() -> None:
 def _mux_after_failure() -> None:
     mux = StreamMux(initiator=True)
     with pytest.raises(RemoteProtocolError):
-        mux.receive(b"\xc1", 0.0)
+        mux.handle_frame(b"\xc1", 0.0)
     mux.open_stream("/a", 0.0)
 
 
-def _handshake_result_early() -> None:
-    _ = _handshake().result
+def _handshake_frame_after_failure() -> None:
+    handshake = _handshake()
+    handshake.handle_timeout(1e9)  # HandshakeFailed: the caller must close the connection
+    handshake.handle_frame(b"anything", 1e9)
 
 
 def _handshake_started_twice() -> None:
-    _handshake().start()
+    _handshake().handle_start(0.0)
 
 
 def _handshake_receive_before_start() -> None:
-    _handshake(started=False).receive_frame(b"anything", 0.0)
+    _handshake(started=False).handle_frame(b"anything", 0.0)
 
 
 MISUSE: dict[str, Callable[[], object]] = {
@@ -217,7 +219,7 @@ MISUSE: dict[str, Callable[[], object]] = {
         StreamMux(initiator=True).open_stream("/a", 0.0), ""),
     "mux: send after our fin": _mux_after_fin,
     "mux: call after the mux failed": _mux_after_failure,
-    "handshake: result before done": _handshake_result_early,
+    "handshake: frame after it failed": _handshake_frame_after_failure,
     "handshake: start twice": _handshake_started_twice,
     "handshake: receive before start": _handshake_receive_before_start,
     "handshake: bad nonce": lambda: Handshake(Keypair.generate(), now=0.0, nonce=b"short"),

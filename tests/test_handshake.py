@@ -7,12 +7,18 @@ import pytest
 from protocols import (
     BadSignature,
     Handshake,
+    HandshakeDone,
+    HandshakeEvent,
+    HandshakeFailed,
     HandshakeOrderError,
+    HandshakeResult,
     HandshakeState,
+    HandshakeStatistics,
     HandshakeTimeout,
     Keypair,
     LocalProtocolError,
     PeerIdMismatch,
+    SendFrame,
 )
 from protocols.wire._frames import Auth, Hello, decode_handshake_frame
 
@@ -25,124 +31,173 @@ def _pair(expected: object = "right") -> tuple[Keypair, Keypair, Handshake, Hand
     return a_key, b_key, dialer, listener
 
 
-def _run(dialer: Handshake, listener: Handshake) -> None:
-    hello_a, hello_b = dialer.start(), listener.start()
-    [auth_a] = dialer.receive_frame(hello_b, now=0.1)
-    [auth_b] = listener.receive_frame(hello_a, now=0.1)
-    assert dialer.receive_frame(auth_b, now=0.2) == []
-    assert listener.receive_frame(auth_a, now=0.2) == []
+def _sent(events: list[HandshakeEvent]) -> bytes:
+    """The one frame ``events`` asks us to send."""
+    [event] = events
+    assert isinstance(event, SendFrame)
+    return event.data
+
+
+def _start(side: Handshake, now: float = 0.0) -> bytes:
+    return _sent(side.handle_start(now))
+
+
+def _run(dialer: Handshake, listener: Handshake) -> tuple[HandshakeResult, HandshakeResult]:
+    hello_a, hello_b = _start(dialer), _start(listener)
+    auth_a = _sent(dialer.handle_frame(hello_b, now=0.1))
+    auth_b = _sent(listener.handle_frame(hello_a, now=0.1))
+    [done_a] = dialer.handle_frame(auth_b, now=0.2)
+    [done_b] = listener.handle_frame(auth_a, now=0.2)
+    assert isinstance(done_a, HandshakeDone) and isinstance(done_b, HandshakeDone)
+    return done_a.result, done_b.result
 
 
 def test_both_sides_learn_each_others_peer_id() -> None:
     a_key, b_key, dialer, listener = _pair()
-    _run(dialer, listener)
-    assert dialer.done and listener.done
-    assert dialer.result.peer_id == b_key.peer_id
-    assert listener.result.peer_id == a_key.peer_id
-    assert listener.result.public_key == a_key.public_key
-
-
-def test_result_before_done_is_an_error() -> None:
-    _, _, dialer, _ = _pair()
-    with pytest.raises(LocalProtocolError, match="only once done"):
-        _ = dialer.result
+    dialer_result, listener_result = _run(dialer, listener)
+    assert dialer.state is listener.state is HandshakeState.DONE
+    assert dialer_result.peer_id == b_key.peer_id
+    assert listener_result.peer_id == a_key.peer_id
+    assert listener_result.public_key == a_key.public_key
+    assert dialer.statistics() == HandshakeStatistics(HandshakeState.DONE, 2, 2)
 
 
 def test_dialer_rejects_other_peer_id() -> None:
     _, _, dialer, listener = _pair(expected="wrong")
-    dialer.start()
+    _start(dialer)
     with pytest.raises(PeerIdMismatch, match="dialed"):
-        dialer.receive_frame(listener.start(), now=0.1)
+        dialer.handle_frame(_start(listener), now=0.1)
     assert dialer.state is HandshakeState.FAILED
-    with pytest.raises(HandshakeOrderError, match="already failed"):
-        dialer.receive_frame(b"", now=0.2)
+    with pytest.raises(LocalProtocolError, match="after the handshake ended"):
+        dialer.handle_frame(b"", now=0.2)
 
 
 def test_signature_from_another_key_is_rejected() -> None:
     _, _, dialer, listener = _pair()
-    dialer.start()
-    dialer.receive_frame(listener.start(), now=0.1)
+    _start(dialer)
+    dialer.handle_frame(_start(listener), now=0.1)
     forged = Auth(signature=Keypair.generate().sign(b"x" * 10)).encode()
     with pytest.raises(BadSignature, match="does not verify"):
-        dialer.receive_frame(forged, now=0.2)
+        dialer.handle_frame(forged, now=0.2)
 
 
 def test_auth_replayed_from_another_connection_is_rejected() -> None:
     # An Auth recorded on one connection signs that connection's nonce only.
     _, b_key, dialer1, listener1 = _pair()
-    hello_a1 = dialer1.start()
-    listener1.start()
-    [recorded_auth] = listener1.receive_frame(hello_a1, now=0.1)
+    hello_a1 = _start(dialer1)
+    _start(listener1)
+    recorded_auth = _sent(listener1.handle_frame(hello_a1, now=0.1))
     dialer2 = Handshake(Keypair.generate(), now=0.0, expected_peer=b_key.peer_id)
-    dialer2.start()
-    dialer2.receive_frame(Handshake(b_key, now=0.0).start(), now=0.1)
+    _start(dialer2)
+    dialer2.handle_frame(_start(Handshake(b_key, now=0.0)), now=0.1)
     with pytest.raises(BadSignature):
-        dialer2.receive_frame(recorded_auth, now=0.2)
+        dialer2.handle_frame(recorded_auth, now=0.2)
 
 
 def test_auth_before_hello_is_an_order_error() -> None:
     _, _, dialer, _ = _pair()
-    dialer.start()
+    _start(dialer)
     with pytest.raises(HandshakeOrderError, match="unexpected Auth"):
-        dialer.receive_frame(Auth(signature=b"\x00" * 64).encode(), now=0.1)
+        dialer.handle_frame(Auth(signature=b"\x00" * 64).encode(), now=0.1)
 
 
 def test_second_hello_is_an_order_error() -> None:
     _, _, dialer, listener = _pair()
-    dialer.start()
-    hello_b = listener.start()
-    dialer.receive_frame(hello_b, now=0.1)
+    _start(dialer)
+    hello_b = _start(listener)
+    dialer.handle_frame(hello_b, now=0.1)
     with pytest.raises(HandshakeOrderError, match="unexpected Hello"):
-        dialer.receive_frame(hello_b, now=0.1)
+        dialer.handle_frame(hello_b, now=0.1)
 
 
 def test_reflected_hello_is_rejected() -> None:
     key = Keypair.generate()
     side = Handshake(key, now=0.0)
-    own_hello = side.start()
+    own_hello = _start(side)
     with pytest.raises(HandshakeOrderError, match="reflection"):
-        side.receive_frame(own_hello, now=0.1)
+        side.handle_frame(own_hello, now=0.1)
 
 
 def test_hello_with_bad_key_is_rejected() -> None:
     garbage = Hello(version=1, public_key=b"\x08\x00\x12\x02ab", nonce=b"\x07" * 32)
     side = Handshake(Keypair.generate(), now=0.0)
-    side.start()
+    _start(side)
     with pytest.raises(HandshakeOrderError, match="public key"):
-        side.receive_frame(garbage.encode(), now=0.1)
+        side.handle_frame(garbage.encode(), now=0.1)
 
 
 def test_wrong_version_is_rejected() -> None:
     _, _, dialer, listener = _pair()
-    dialer.start()
-    hello = decode_handshake_frame(listener.start())
+    _start(dialer)
+    hello = decode_handshake_frame(_start(listener))
     assert isinstance(hello, Hello)
     v2 = Hello(version=2, public_key=hello.public_key, nonce=hello.nonce)
     with pytest.raises(HandshakeOrderError, match="version 2"):
-        dialer.receive_frame(v2.encode(), now=0.1)
+        dialer.handle_frame(v2.encode(), now=0.1)
 
 
 def test_garbage_bytes_are_a_handshake_error() -> None:
     _, _, dialer, _ = _pair()
-    dialer.start()
+    _start(dialer)
     with pytest.raises(HandshakeOrderError, match="invalid handshake frame"):
-        dialer.receive_frame(b"\xc1not msgpack", now=0.1)
+        dialer.handle_frame(b"\xc1not msgpack", now=0.1)
 
 
-def test_timeout_is_reported_by_check_and_by_late_frames() -> None:
+def test_poll_timeout_is_the_deadline_only_while_the_handshake_runs() -> None:
     _, _, dialer, listener = _pair()
-    dialer.start()
-    dialer.check_timeout(9.9)  # still in time
-    with pytest.raises(HandshakeTimeout, match="await-hello"):
-        dialer.check_timeout(10.0)
+    assert dialer.poll_timeout() is None  # not started: nothing to wait for
+    assert dialer.handle_timeout(1e9) == []
+    _start(dialer)
+    assert dialer.poll_timeout() == 10.0
+    dialer.handle_frame(_start(listener), now=0.1)
+    assert dialer.poll_timeout() == 10.0  # one deadline for the whole exchange
+    done, other = _pair()[2:]
+    _run(done, other)
+    assert done.poll_timeout() is None
+
+
+def test_timeout_is_an_event_from_handle_timeout_and_from_late_frames() -> None:
+    _, _, dialer, listener = _pair()
+    _start(dialer)
+    assert dialer.handle_timeout(9.9) == []  # still in time
+    [failed] = dialer.handle_timeout(10.0)
+    assert isinstance(failed, HandshakeFailed)
+    assert isinstance(failed.error, HandshakeTimeout)
+    assert failed.reason == ("handshake did not complete before its deadline "
+                             "(stuck in await-hello)")
+    assert dialer.state is HandshakeState.FAILED
+    assert dialer.poll_timeout() is None and dialer.handle_timeout(11.0) == []
+    with pytest.raises(LocalProtocolError, match="after the handshake ended"):
+        dialer.handle_frame(_start(listener), now=11.0)
+
     late = Handshake(Keypair.generate(), now=0.0, timeout=1.0)
-    late.start()
-    with pytest.raises(HandshakeTimeout):
-        late.receive_frame(listener.start(), now=1.5)
+    _start(late)
+    hello = _start(Handshake(Keypair.generate(), now=0.0))
+    [failed] = late.handle_frame(hello, now=1.5)  # not read: the deadline passed
+    assert isinstance(failed, HandshakeFailed) and "await-hello" in failed.reason
+    assert late.statistics().frames_received == 0
+
+
+def test_start_after_the_deadline_fails_at_once() -> None:
+    side = Handshake(Keypair.generate(), now=0.0, timeout=1.0)
+    [failed] = side.handle_start(2.0)
+    assert isinstance(failed, HandshakeFailed)
+    assert side.statistics() == HandshakeStatistics(HandshakeState.FAILED, 0, 0)
 
 
 def test_done_handshake_never_times_out() -> None:
     _, _, dialer, listener = _pair()
     _run(dialer, listener)
-    dialer.check_timeout(1e9)
-    assert dialer.done
+    assert dialer.handle_timeout(1e9) == []
+    assert dialer.state is HandshakeState.DONE
+    with pytest.raises(LocalProtocolError, match="stream mux"):
+        dialer.handle_frame(b"", now=1.0)  # later frames belong to the mux
+
+
+def test_calls_the_state_does_not_accept_are_local_errors() -> None:
+    side = Handshake(Keypair.generate(), now=0.0)
+    with pytest.raises(LocalProtocolError, match="before handle_start"):
+        side.handle_frame(b"", now=0.0)
+    _start(side)
+    with pytest.raises(LocalProtocolError, match="twice"):
+        side.handle_start(0.0)

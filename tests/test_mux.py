@@ -22,13 +22,13 @@ from protocols import (
     WireMap,
     decode_stream_frame,
 )
+from protocols.wire._events import SendFrame
 from protocols.wire._frames import StreamFrame
 from protocols.wire._mux import (
     InboundStreamOpened,
     InboundStreamRejected,
     MuxEvent,
     MuxLimits,
-    MuxOutput,
     StreamErrored,
     StreamMessage,
     StreamMux,
@@ -49,6 +49,11 @@ def pair(**limits: int | float) -> tuple[StreamMux, StreamMux]:
     mux_limits = MuxLimits(**limits)  # type: ignore[arg-type]
     return (StreamMux(initiator=True, limits=mux_limits),
             StreamMux(initiator=False, limits=mux_limits))
+
+
+def replies(events: list[MuxEvent]) -> list[bytes]:
+    """The frames ``events`` asks us to send."""
+    return [event.data for event in events if isinstance(event, SendFrame)]
 
 
 # --- ids and the happy path ----------------------------------------------------
@@ -74,28 +79,27 @@ def test_only_the_first_frame_carries_the_protocol_id() -> None:
 def test_request_response_closes_the_stream_on_both_sides() -> None:
     dialer, listener = pair()
     sid = dialer.open_stream("/echo", 0.0)
-    out = listener.receive(dialer.encode_message(sid, {"q": 1}, fin=True), 0.1)
-    assert out.events == (InboundStreamOpened(sid, "/echo"), StreamMessage(sid, {"q": 1}, True))
-    assert out.replies == ()
+    out = listener.handle_frame(dialer.encode_message(sid, {"q": 1}, fin=True), 0.1)
+    assert out == [InboundStreamOpened(sid, "/echo"), StreamMessage(sid, {"q": 1}, True)]
     assert dialer.stream_state(sid) is StreamState.LOCAL_CLOSED
     assert listener.stream_state(sid) is StreamState.REMOTE_CLOSED
-    back = dialer.receive(listener.encode_message(sid, {"r": 2}, fin=True), 0.2)
-    assert back.events == (StreamMessage(sid, {"r": 2}, True),)
+    back = dialer.handle_frame(listener.encode_message(sid, {"r": 2}, fin=True), 0.2)
+    assert back == [StreamMessage(sid, {"r": 2}, True)]
     assert dialer.stream_state(sid) is StreamState.CLOSED
     assert listener.stream_state(sid) is StreamState.CLOSED
-    assert dialer.next_deadline() is None and listener.next_deadline() is None
+    assert dialer.poll_timeout() is None and listener.poll_timeout() is None
 
 
 def test_half_close_lets_the_other_side_keep_sending() -> None:
     dialer, listener = pair()
     sid = dialer.open_stream("/data", 0.0)
-    listener.receive(dialer.encode_fin(sid), 0.0)  # opens and half-closes at once
+    listener.handle_frame(dialer.encode_fin(sid), 0.0)  # opens and half-closes at once
     for n in range(3):
-        out = dialer.receive(listener.encode_message(sid, {"n": n}), 0.0)
-        assert out.events == (StreamMessage(sid, {"n": n}, False),)
+        out = dialer.handle_frame(listener.encode_message(sid, {"n": n}), 0.0)
+        assert out == [StreamMessage(sid, {"n": n}, False)]
     with pytest.raises(LocalProtocolError, match="already sent fin"):
         dialer.encode_message(sid, {"late": True})
-    assert dialer.receive(listener.encode_fin(sid), 0.0).events == (StreamMessage(sid, None, True),)
+    assert dialer.handle_frame(listener.encode_fin(sid), 0.0) == [StreamMessage(sid, None, True)]
     assert dialer.stream_state(sid) is StreamState.CLOSED
 
 
@@ -104,20 +108,20 @@ def test_bare_fin_is_reported_without_a_message_and_empty_final_message_is_refus
     sid = dialer.open_stream("/a", 0.0)
     with pytest.raises(LocalProtocolError, match="bare fin"):
         dialer.encode_message(sid, {}, fin=True)
-    out = listener.receive(dialer.encode_message(sid, {}), 0.0)
-    assert out.events[1] == StreamMessage(sid, {}, False)  # an empty message is still a message
-    assert listener.receive(dialer.encode_fin(sid), 0.0).events == (StreamMessage(sid, None, True),)
+    out = listener.handle_frame(dialer.encode_message(sid, {}), 0.0)
+    assert out[1] == StreamMessage(sid, {}, False)  # an empty message is still a message
+    assert listener.handle_frame(dialer.encode_fin(sid), 0.0) == [StreamMessage(sid, None, True)]
 
 
 def test_unannounced_local_stream_costs_nothing_until_its_first_frame() -> None:
     dialer, listener = pair()
     first = dialer.open_stream("/a", 0.0)
     second = dialer.open_stream("/b", 0.0)
-    out = listener.receive(dialer.encode_message(second, {}), 0.0)
-    assert out.events[0] == InboundStreamOpened(second, "/b")
+    out = listener.handle_frame(dialer.encode_message(second, {}), 0.0)
+    assert out[0] == InboundStreamOpened(second, "/b")
     assert listener.stream_state(first) is None
-    out = listener.receive(dialer.encode_message(first, {}), 0.0)  # announced out of order
-    assert out.events[0] == InboundStreamOpened(first, "/a")
+    out = listener.handle_frame(dialer.encode_message(first, {}), 0.0)  # announced out of order
+    assert out[0] == InboundStreamOpened(first, "/a")
 
 
 # --- connection-level violations -------------------------------------------------
@@ -146,12 +150,12 @@ def test_violations_raise_and_fail_the_mux(frames: list[bytes], error: type[Prot
     listener = StreamMux(initiator=False, limits=MuxLimits(max_frame_bytes=1024))
     *legal, bad = frames
     for data in legal:
-        listener.receive(data, 0.0)
+        listener.handle_frame(data, 0.0)
     with pytest.raises(error, match=text):
-        listener.receive(bad, 0.0)
+        listener.handle_frame(bad, 0.0)
     assert listener.failure is not None and text.split()[0] in listener.failure
     with pytest.raises(StreamError, match="already failed"):
-        listener.receive(frame(101, p="/a"), 0.0)
+        listener.handle_frame(frame(101, p="/a"), 0.0)
     with pytest.raises(LocalProtocolError, match="failed"):
         listener.open_stream("/a", 0.0)
 
@@ -159,30 +163,30 @@ def test_violations_raise_and_fail_the_mux(frames: list[bytes], error: type[Prot
 def test_frame_after_both_fins_is_a_violation() -> None:
     dialer, listener = pair()
     sid = dialer.open_stream("/a", 0.0)
-    listener.receive(dialer.encode_fin(sid), 0.0)
-    dialer.receive(listener.encode_fin(sid), 0.0)
+    listener.handle_frame(dialer.encode_fin(sid), 0.0)
+    dialer.handle_frame(listener.encode_fin(sid), 0.0)
     with pytest.raises(StreamError, match="closed by both sides"):
-        listener.receive(frame(sid), 0.0)
+        listener.handle_frame(frame(sid), 0.0)
 
 
 def test_peer_sending_on_our_stream_before_we_announced_it_is_a_violation() -> None:
     dialer, _ = pair()
     sid = dialer.open_stream("/a", 0.0)
     with pytest.raises(StreamError, match="only we may open"):
-        dialer.receive(frame(sid), 0.0)
+        dialer.handle_frame(frame(sid), 0.0)
 
 
 def test_peer_using_an_id_of_our_parity_that_we_never_opened() -> None:
     dialer, _ = pair()
     with pytest.raises(StreamError, match="must use even ids"):
-        dialer.receive(frame(7, p="/a"), 0.0)
+        dialer.handle_frame(frame(7, p="/a"), 0.0)
 
 
 # --- stream-level trouble: answered, connection survives ---------------------------
 
 
-def _open_inbound(listener: StreamMux, sid: int, protocol: str = "/a") -> MuxOutput:
-    return listener.receive(frame(sid, p=protocol), 0.0)
+def _open_inbound(listener: StreamMux, sid: int, protocol: str = "/a") -> list[MuxEvent]:
+    return listener.handle_frame(frame(sid, p=protocol), 0.0)
 
 
 def test_too_many_streams_is_answered_with_an_error_frame() -> None:
@@ -190,11 +194,11 @@ def test_too_many_streams_is_answered_with_an_error_frame() -> None:
     _open_inbound(listener, 1)
     _open_inbound(listener, 3)
     out = _open_inbound(listener, 5)
-    assert out.events == (InboundStreamRejected(5, "/a", "too-many-streams"),)
-    assert [decode_stream_frame(r) for r in out.replies] == [ErrorFrame(5, "too-many-streams")]
-    assert listener.receive(frame(5, fin=True), 0.0) == MuxOutput()  # in flight: dropped
-    listener.receive(err(1), 0.0)  # one finishes: room again
-    assert _open_inbound(listener, 7).events[0] == InboundStreamOpened(7, "/a")
+    assert out == [InboundStreamRejected(5, "/a", "too-many-streams"),
+                   SendFrame(ErrorFrame(5, "too-many-streams").encode())]
+    assert listener.handle_frame(frame(5, fin=True), 0.0) == []  # in flight: dropped
+    listener.handle_frame(err(1), 0.0)  # one finishes: room again
+    assert _open_inbound(listener, 7)[0] == InboundStreamOpened(7, "/a")
     stats = listener.statistics()
     assert (stats.rejected_too_many, stats.open_inbound, stats.frames_dropped) == (1, 2, 1)
 
@@ -202,7 +206,7 @@ def test_too_many_streams_is_answered_with_an_error_frame() -> None:
 def test_reopening_a_rejected_id_is_a_violation() -> None:
     listener = StreamMux(initiator=False, limits=MuxLimits(max_streams=1))
     _open_inbound(listener, 1)
-    assert _open_inbound(listener, 3).replies
+    assert replies(_open_inbound(listener, 3))
     with pytest.raises(StreamError, match="reused"):
         _open_inbound(listener, 3)
 
@@ -210,9 +214,10 @@ def test_reopening_a_rejected_id_is_a_violation() -> None:
 def test_unsupported_protocol_is_answered_with_an_error_frame() -> None:
     listener = StreamMux(initiator=False, protocols={"/a"})
     out = _open_inbound(listener, 1, "/nope")
-    assert out.events == (InboundStreamRejected(1, "/nope", "unsupported-protocol"),)
-    assert decode_stream_frame(out.replies[0]) == ErrorFrame(1, "unsupported-protocol")
-    assert _open_inbound(listener, 3, "/a").events[0] == InboundStreamOpened(3, "/a")
+    assert out[0] == InboundStreamRejected(1, "/nope", "unsupported-protocol")
+    assert [decode_stream_frame(r) for r in replies(out)] == [
+        ErrorFrame(1, "unsupported-protocol")]
+    assert _open_inbound(listener, 3, "/a")[0] == InboundStreamOpened(3, "/a")
     assert listener.statistics().rejected_unsupported == 1
 
 
@@ -229,7 +234,7 @@ def test_open_stream_at_the_limit_raises_locally() -> None:
 def test_inbound_and_outbound_limits_are_separate() -> None:
     listener = StreamMux(initiator=False, limits=MuxLimits(max_streams=1))
     listener.open_stream("/a", 0.0)
-    assert _open_inbound(listener, 1).events[0] == InboundStreamOpened(1, "/a")
+    assert _open_inbound(listener, 1)[0] == InboundStreamOpened(1, "/a")
 
 
 def test_invalid_local_arguments_are_local_protocol_errors() -> None:
@@ -260,9 +265,9 @@ def test_too_large_message_leaves_the_stream_unchanged() -> None:
 def test_reset_in_either_direction() -> None:
     dialer, listener = pair()
     sid = dialer.open_stream("/a", 0.0)
-    listener.receive(dialer.encode_message(sid, {}), 0.0)
-    out = dialer.receive(listener.encode_error(sid, "bad-message"), 0.0)
-    assert out.events == (StreamErrored(sid, "bad-message", by_peer=True),)
+    listener.handle_frame(dialer.encode_message(sid, {}), 0.0)
+    out = dialer.handle_frame(listener.encode_error(sid, "bad-message"), 0.0)
+    assert out == [StreamErrored(sid, "bad-message", by_peer=True)]
     assert dialer.stream_state(sid) is StreamState.RESET
     assert listener.stream_state(sid) is StreamState.RESET
     with pytest.raises(LocalProtocolError, match="not live"):
@@ -272,35 +277,53 @@ def test_reset_in_either_direction() -> None:
 def test_frames_in_flight_after_our_reset_are_dropped() -> None:
     dialer, listener = pair()
     sid = dialer.open_stream("/a", 0.0)
-    listener.receive(dialer.encode_message(sid, {}), 0.0)
+    listener.handle_frame(dialer.encode_message(sid, {}), 0.0)
     in_flight = [listener.encode_message(sid, {"n": 1}), listener.encode_fin(sid)]
     reset = dialer.encode_error(sid, "internal-error")
     for data in in_flight:
-        assert dialer.receive(data, 0.0) == MuxOutput()
+        assert dialer.handle_frame(data, 0.0) == []
     crossing = listener.encode_error(sid, "bad-message")  # it resets too before seeing ours
-    assert listener.receive(reset, 0.0) == MuxOutput()
-    assert dialer.receive(crossing, 0.0) == MuxOutput()
+    assert listener.handle_frame(reset, 0.0) == []
+    assert dialer.handle_frame(crossing, 0.0) == []
     assert dialer.statistics().frames_dropped == 3
 
 
 def test_error_frame_for_an_unknown_stream_is_ignored() -> None:
     listener = StreamMux(initiator=False)
-    assert listener.receive(err(41), 0.0) == MuxOutput()
+    assert listener.handle_frame(err(41), 0.0) == []
     assert listener.failure is None
 
 
 def test_streams_time_out_and_both_sides_see_the_reset() -> None:
     dialer, listener = pair(stream_timeout=5.0)
     sid = dialer.open_stream("/a", 1.0)
-    listener.receive(dialer.encode_message(sid, {}), 2.0)
-    assert dialer.next_deadline() == 6.0 and listener.next_deadline() == 7.0
-    assert dialer.expire(5.9) == MuxOutput()
-    out = dialer.expire(6.0)
-    assert out.events == (StreamErrored(sid, "stream-timeout", by_peer=False),)
-    assert listener.receive(out.replies[0], 6.1).events == (
-        StreamErrored(sid, "stream-timeout", by_peer=True),)
-    assert listener.expire(100.0) == MuxOutput()
+    listener.handle_frame(dialer.encode_message(sid, {}), 2.0)
+    assert dialer.poll_timeout() == 6.0 and listener.poll_timeout() == 7.0
+    assert dialer.handle_timeout(5.9) == []
+    out = dialer.handle_timeout(6.0)
+    assert out == [StreamErrored(sid, "stream-timeout", by_peer=False),
+                   SendFrame(ErrorFrame(sid, "stream-timeout").encode())]
+    assert listener.handle_frame(replies(out)[0], 6.1) == [
+        StreamErrored(sid, "stream-timeout", by_peer=True)]
+    assert listener.handle_timeout(100.0) == []
     assert dialer.statistics().timed_out == 1 and listener.statistics().reset_by_peer == 1
+
+
+def test_poll_timeout_is_the_earliest_stream_deadline() -> None:
+    dialer, listener = pair(stream_timeout=5.0)
+    assert dialer.poll_timeout() is None  # no live stream: nothing to wait for
+    first = dialer.open_stream("/a", 1.0)
+    second = dialer.open_stream("/a", 0.5)  # allocated later, but due earlier
+    assert dialer.poll_timeout() == 5.5
+    listener.handle_frame(dialer.encode_message(first, {}), 3.0)
+    listener.handle_frame(dialer.encode_message(second, {}), 2.0)
+    assert listener.poll_timeout() == 7.0
+    assert dialer.handle_timeout(5.4) == []
+    [timed_out, _] = dialer.handle_timeout(5.5)
+    assert timed_out == StreamErrored(second, "stream-timeout", by_peer=False)
+    assert dialer.poll_timeout() == 6.0
+    dialer.encode_error(first, "internal-error")
+    assert dialer.poll_timeout() is None
 
 
 def test_forgotten_streams_are_dropped_not_violations() -> None:
@@ -310,18 +333,18 @@ def test_forgotten_streams_are_dropped_not_violations() -> None:
     _open_inbound(listener, 3)
     listener.encode_error(3, "bad-message")  # evicts stream 1 from memory
     assert listener.stream_state(1) is None
-    assert listener.receive(frame(1), 0.0) == MuxOutput()
+    assert listener.handle_frame(frame(1), 0.0) == []
     listener.open_stream("/a", 0.0)
     sid = listener.open_stream("/a", 0.0)
     listener.encode_error(sid - 2, "bad-message")
     listener.encode_error(sid, "bad-message")
-    assert listener.receive(frame(sid - 2), 0.0) == MuxOutput()
+    assert listener.handle_frame(frame(sid - 2), 0.0) == []
 
 
 def test_statistics_count_traffic() -> None:
     dialer, listener = pair()
     sid = dialer.open_stream("/a", 0.0)
-    listener.receive(dialer.encode_message(sid, {}, fin=False), 0.0)
+    listener.handle_frame(dialer.encode_message(sid, {}, fin=False), 0.0)
     stats = dialer.statistics()
     assert (stats.open_outbound, stats.opened_outbound, stats.frames_sent) == (1, 1, 1)
     stats = listener.statistics()
@@ -343,7 +366,7 @@ def test_arbitrary_bytes_raise_only_protocol_errors(blobs: list[bytes], initiato
     mux = StreamMux(initiator=initiator)
     for blob in blobs:
         with contextlib.suppress(ProtocolError):
-            mux.receive(blob, 0.0)
+            mux.handle_frame(blob, 0.0)
 
 
 _messages = st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 3) | st.binary(max_size=4),
@@ -366,7 +389,7 @@ def test_random_frames_and_local_operations(steps: list[bytes | tuple[str, int, 
     for step in steps:
         if isinstance(step, bytes):
             try:
-                _check_output(mux, mux.receive(step, now))
+                _check_events(mux, mux.handle_frame(step, now))
             except ProtocolError:
                 assert mux.failure is not None
                 return
@@ -377,10 +400,10 @@ def test_random_frames_and_local_operations(steps: list[bytes | tuple[str, int, 
         assert stats.open_inbound <= 2 and stats.open_outbound <= 2
 
 
-def _check_output(mux: StreamMux, out: MuxOutput) -> None:
-    for reply in out.replies:
+def _check_events(mux: StreamMux, events: list[MuxEvent]) -> None:
+    for reply in replies(events):
         assert isinstance(decode_stream_frame(reply), ErrorFrame)
-    for event in out.events:
+    for event in events:
         if isinstance(event, InboundStreamOpened):
             assert event.stream_id % 2 == (0 if mux.initiator else 1)
 
@@ -402,9 +425,12 @@ def _local_op(mux: StreamMux, op: str, pick: int, now: float) -> None:
     elif op == "reset" and live:
         mux.encode_error(live[pick % len(live)], "internal-error")
     elif op == "expire":
-        deadline = mux.next_deadline()
-        out = mux.expire(now)
-        assert (deadline is not None and deadline <= now) == bool(out.events)
+        deadline = mux.poll_timeout()
+        events = mux.handle_timeout(now)
+        assert (deadline is not None and deadline <= now) == bool(events)
+        assert len(replies(events)) * 2 == len(events)  # each timeout: StreamErrored, SendFrame
+        later = mux.poll_timeout()
+        assert later is None or later > now
 
 
 # --- hypothesis: two honest peers never see a violation ------------------------------------
@@ -467,18 +493,17 @@ class TwoPeers(RuleBasedStateMachine):
     def deliver(self, side: str) -> None:
         if not self.links[side]:
             return
-        out = self.muxes[side].receive(self.links[side].pop(0), self.now)
-        self.links[self.other(side)].extend(out.replies)
-        self._record(side, out.events)
+        events = self.muxes[side].handle_frame(self.links[side].pop(0), self.now)
+        self.links[self.other(side)].extend(replies(events))
+        self._record(side, events)
 
     @rule(dt=st.floats(0.1, 2.0))
     def tick(self, dt: float) -> None:
         self.now += dt
         for side, mux in self.muxes.items():
-            out = mux.expire(self.now)
-            self.links[self.other(side)].extend(out.replies)
+            self.links[self.other(side)].extend(replies(mux.handle_timeout(self.now)))
 
-    def _record(self, side: str, events: tuple[MuxEvent, ...]) -> None:
+    def _record(self, side: str, events: list[MuxEvent]) -> None:
         for event in events:
             if isinstance(event, StreamMessage) and event.message is not None:
                 self.got[(self.other(side), event.stream_id)].append(event.message)

@@ -56,6 +56,7 @@ connection down.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -68,7 +69,9 @@ from protocols import (
     Direction,
     ErrorCode,
     Handshake,
+    HandshakeDone,
     HandshakeError,
+    HandshakeFailed,
     HandshakeResult,
     InboundStreamOpened,
     InboundStreamRejected,
@@ -79,6 +82,7 @@ from protocols import (
     PeerId,
     PublicKey,
     RemoteProtocolError,
+    SendFrame,
     StreamErrored,
     StreamMessage,
     StreamMux,
@@ -336,14 +340,18 @@ class Connection:
             self._last_activity = now
             self._frames_received += 1
             try:
-                out = self._mux.receive(data, now)
+                events = self._mux.handle_frame(data, now)
             except RemoteProtocolError as exc:
                 await self._shutdown(f"protocol violation ({type(exc).__name__}): {exc}")
                 return
-            if self.close_reason is not None or not await self._queue(out.replies):
+            if self.close_reason is not None:
                 return
-            for event in out.events:
-                await self._apply(event)
+            for event in events:
+                if isinstance(event, SendFrame):
+                    if not await self._queue(event.data):
+                        return
+                else:
+                    await self._apply(event)
 
     async def _write_loop(self) -> None:
         while True:
@@ -364,12 +372,11 @@ class Connection:
             with trio.move_on_at(self._next_wakeup()):
                 await self._timer.park()
             now = trio.current_time()
-            out = self._mux.expire(now)
-            for event in out.events:
+            for event in self._mux.handle_timeout(now):
                 if isinstance(event, StreamErrored):
                     self._break(event.stream_id, event.code, "the stream timed out")
-            if not await self._queue(out.replies):
-                return
+                elif isinstance(event, SendFrame) and not await self._queue(event.data):
+                    return
             idle_timeout = self.config.idle_timeout
             if idle_timeout is not None and now >= self._idle_deadline():
                 await self._shutdown(f"idle for {idle_timeout:g} s with no open stream",
@@ -399,6 +406,7 @@ class Connection:
     # --- helpers ------------------------------------------------------------
 
     async def _apply(self, event: MuxEvent) -> None:
+        """Act on one mux event other than :class:`SendFrame` (the loops queue those)."""
         if self.close_reason is not None:
             return
         if isinstance(event, StreamMessage):
@@ -440,11 +448,10 @@ class Connection:
         self._outbox.wake()
         self._timer.unpark_all()
 
-    async def _queue(self, frames: tuple[bytes, ...]) -> bool:
-        for frame in frames:
-            if not self._outbox.put(frame):
-                await self._shutdown("the peer is not reading (send queue overflow)")
-                return False
+    async def _queue(self, frame: bytes) -> bool:
+        if not self._outbox.put(frame):
+            await self._shutdown("the peer is not reading (send queue overflow)")
+            return False
         return True
 
     def _shutdown_soon(self, reason: str) -> None:
@@ -452,11 +459,11 @@ class Connection:
         self._nursery.start_soon(self._shutdown, reason)
 
     def _next_wakeup(self) -> float:
-        deadline = self._mux.next_deadline()
+        deadline = self._mux.poll_timeout()
         return min(self._idle_deadline(), float("inf") if deadline is None else deadline)
 
     def _idle_deadline(self) -> float:
-        if self.config.idle_timeout is None or self._mux.next_deadline() is not None:
+        if self.config.idle_timeout is None or self._mux.poll_timeout() is not None:
             return float("inf")
         return self._last_activity + self.config.idle_timeout
 
@@ -499,19 +506,34 @@ async def _authenticate(frame_stream: FrameStream, keypair: Keypair, *,
     handshake = Handshake(keypair, now=trio.current_time(), expected_peer=expected_peer,
                           timeout=timeout)
     try:
-        with trio.move_on_at(handshake.deadline):
-            await frame_stream.send(handshake.start())
-            while not handshake.done:
-                data = await frame_stream.receive()
-                for reply in handshake.receive_frame(data, trio.current_time()):
-                    await frame_stream.send(reply)
-        handshake.check_timeout(trio.current_time())
+        return await _drive_handshake(frame_stream, handshake)
     except (HandshakeError, TransportError) as exc:
         reason = f"handshake failed: {exc}"
         with trio.CancelScope(shield=True):
             await frame_stream.aclose(reason)
         raise ConnectionFailed(reason) from exc
-    return handshake.result
+
+
+async def _drive_handshake(frame_stream: FrameStream, handshake: Handshake) -> HandshakeResult:
+    """Run ``handshake`` to its end; sending and receiving are bounded by its deadline.
+
+    Raises the :class:`HandshakeError` the peer caused, or the
+    :class:`~protocols.HandshakeTimeout` that :class:`HandshakeFailed` carries.
+    """
+    events = handshake.handle_start(trio.current_time())
+    while True:
+        deadline = handshake.poll_timeout()
+        with trio.move_on_at(-math.inf if deadline is None else deadline) as timer:
+            for event in events:
+                if isinstance(event, HandshakeFailed):
+                    raise event.error
+                if isinstance(event, HandshakeDone):
+                    return event.result
+                await frame_stream.send(event.data)
+            data = await frame_stream.receive()
+        now = trio.current_time()
+        events = (handshake.handle_timeout(now) if timer.cancelled_caught
+                  else handshake.handle_frame(data, now))
 
 
 @asynccontextmanager

@@ -32,6 +32,7 @@ from ._codec import (
     unpack,
     wire_tuple,
 )
+from ._events import SendFrame
 from ._frames import (
     HANDSHAKE_CONTEXT,
     MAX_PUBLIC_KEY_SIZE,
@@ -46,13 +47,21 @@ from ._frames import (
     decode_stream_frame,
     handshake_payload,
 )
-from ._handshake import DEFAULT_HANDSHAKE_TIMEOUT, Handshake, HandshakeResult, HandshakeState
+from ._handshake import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    Handshake,
+    HandshakeDone,
+    HandshakeEvent,
+    HandshakeFailed,
+    HandshakeResult,
+    HandshakeState,
+    HandshakeStatistics,
+)
 from ._mux import (
     InboundStreamOpened,
     InboundStreamRejected,
     MuxEvent,
     MuxLimits,
-    MuxOutput,
     MuxStatistics,
     StreamErrored,
     StreamMessage,
@@ -73,17 +82,21 @@ __all__ = [
     "ErrorFrame",
     "Frame",
     "Handshake",
+    "HandshakeDone",
+    "HandshakeEvent",
+    "HandshakeFailed",
     "HandshakeFrame",
     "HandshakeResult",
     "HandshakeState",
+    "HandshakeStatistics",
     "Hello",
     "InboundStreamOpened",
     "InboundStreamRejected",
     "Limits",
     "MuxEvent",
     "MuxLimits",
-    "MuxOutput",
     "MuxStatistics",
+    "SendFrame",
     "StreamErrored",
     "StreamFrame",
     "StreamMessage",

@@ -12,11 +12,23 @@ peer's signature over *its own* nonce, which proves the peer holds the
 secret half of the key it announced, live, on this connection (the nonce
 was never seen before, so a recorded ``Auth`` cannot be replayed).
 
-The machine is driven like h11: ``start()`` returns the bytes to send first,
-``receive_frame(data, now)`` consumes one inbound frame and returns the
-frames to send in reply, and ``check_timeout(now)`` turns a missed deadline
-into :class:`HandshakeTimeout`. Time is an argument; nothing here sleeps or
-touches a socket.
+The machine follows the sans-io contract (docs/architecture.md, "The
+sans-io contract"): ``handle_start(now)`` returns our ``Hello`` as a
+:class:`SendFrame`; ``handle_frame(data, now)`` consumes one inbound frame and
+returns a :class:`SendFrame` (our ``Auth``) or :class:`HandshakeDone`
+carrying the :class:`HandshakeResult`; ``poll_timeout()`` is the deadline
+while the handshake runs (``None`` before ``handle_start`` and once it is
+done or failed) and ``handle_timeout(now)`` returns ``[]`` before it and
+:class:`HandshakeFailed` (with a :class:`HandshakeTimeout`) at or after it. A
+frame handed over at or after the deadline is not read: the same
+:class:`HandshakeFailed` comes back. Time is an argument; nothing here sleeps
+or touches a socket.
+
+A missed deadline is an *event*, because it is time passing, not an input
+anyone sent wrong. What the peer sent wrong *raises* a
+:class:`HandshakeError` (a :class:`RemoteProtocolError`), and a call the state
+does not accept (``handle_start`` twice, a frame before ``handle_start`` or
+after the handshake is done or failed) raises :class:`LocalProtocolError`.
 
 States and transitions are a table (``_TRANSITIONS``). Any frame that does
 not match the table raises :class:`HandshakeOrderError`; the machine is then
@@ -35,6 +47,7 @@ from __future__ import annotations
 import enum
 import secrets
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from ..core import (
     BadSignature,
@@ -49,6 +62,7 @@ from ..core import (
     ProtocolError,
     PublicKey,
 )
+from ._events import SendFrame
 from ._frames import (
     HANDSHAKE_VERSION,
     NONCE_SIZE,
@@ -83,6 +97,36 @@ class HandshakeResult:
     public_key: PublicKey
 
 
+@dataclass(frozen=True)
+class HandshakeDone:
+    """The peer authenticated; the connection now carries stream frames."""
+
+    result: HandshakeResult
+
+
+@dataclass(frozen=True)
+class HandshakeFailed:
+    """The handshake missed its deadline; close the connection with ``reason``."""
+
+    error: HandshakeTimeout
+
+    @property
+    def reason(self) -> str:
+        return str(self.error)
+
+
+HandshakeEvent: TypeAlias = SendFrame | HandshakeDone | HandshakeFailed
+
+
+@dataclass(frozen=True)
+class HandshakeStatistics:
+    """A snapshot of one handshake."""
+
+    state: HandshakeState
+    frames_received: int
+    frames_sent: int
+
+
 class Handshake:
     """One side of the handshake on one connection.
 
@@ -106,62 +150,77 @@ class Handshake:
         self._my_key = keypair.public_key.to_protobuf()
         self._nonce = nonce if nonce is not None else secrets.token_bytes(NONCE_SIZE)
         self._expected = expected_peer
-        self.deadline = now + timeout
+        self._deadline = now + timeout
         self.state = HandshakeState.AWAIT_HELLO
         self._remote_key: PublicKey | None = None
         self._started = False
+        self._frames_received = 0
+        self._frames_sent = 0
 
-    @property
-    def done(self) -> bool:
-        return self.state is HandshakeState.DONE
+    def poll_timeout(self) -> float | None:
+        """The deadline while the handshake runs; ``None`` before start and once over."""
+        if not self._started or self.state in (HandshakeState.DONE, HandshakeState.FAILED):
+            return None
+        return self._deadline
 
-    @property
-    def result(self) -> HandshakeResult:
-        """The authenticated remote identity; only valid once ``done``."""
-        if not self.done or self._remote_key is None:
-            raise LocalProtocolError(
-                f"the handshake result was asked for in state {self.state.value}; "
-                "it exists only once done")
-        return HandshakeResult(self._remote_key.peer_id, self._remote_key)
+    def statistics(self) -> HandshakeStatistics:
+        return HandshakeStatistics(self.state, self._frames_received, self._frames_sent)
 
-    def start(self) -> bytes:
-        """Our ``Hello`` frame: send it as soon as the connection is open."""
+    def handle_start(self, now: float) -> list[HandshakeEvent]:
+        """Our ``Hello`` frame: send it as soon as the connection is open.
+
+        Started at or after the deadline, the handshake fails at once
+        (:class:`HandshakeFailed`, nothing to send).
+        """
         if self._started:
-            raise LocalProtocolError(f"start() called twice (state {self.state.value})")
+            raise LocalProtocolError(f"handle_start() called twice (state {self.state.value})")
         self._started = True
-        return Hello(version=HANDSHAKE_VERSION, public_key=self._my_key, nonce=self._nonce).encode()
+        timed_out = self.handle_timeout(now)
+        if timed_out:
+            return timed_out
+        self._frames_sent += 1
+        hello = Hello(version=HANDSHAKE_VERSION, public_key=self._my_key, nonce=self._nonce)
+        return [SendFrame(hello.encode())]
 
-    def check_timeout(self, now: float) -> None:
-        """Raise :class:`HandshakeTimeout` when ``now`` is past the deadline."""
-        if not self.done and now >= self.deadline:
-            stuck_in = self.state.value
-            self.state = HandshakeState.FAILED
-            raise HandshakeTimeout(f"handshake did not complete before its deadline "
-                                   f"(stuck in {stuck_in})")
+    def handle_timeout(self, now: float) -> list[HandshakeEvent]:
+        """:class:`HandshakeFailed` once ``now`` reaches the deadline; ``[]`` before it."""
+        if self.poll_timeout() is None or now < self._deadline:
+            return []
+        stuck_in = self.state.value
+        self.state = HandshakeState.FAILED
+        return [HandshakeFailed(HandshakeTimeout(
+            f"handshake did not complete before its deadline (stuck in {stuck_in})"))]
 
-    def receive_frame(self, data: bytes, now: float) -> list[bytes]:
-        """Consume one inbound frame; return frames to send. Raises HandshakeError.
+    def handle_frame(self, data: bytes, now: float) -> list[HandshakeEvent]:
+        """Consume one inbound frame. Raises HandshakeError for what the peer got wrong.
 
-        Calling it before :meth:`start` is our misuse (:class:`LocalProtocolError`).
+        A call the state does not accept (before :meth:`handle_start`, after
+        the handshake is done or failed) raises :class:`LocalProtocolError`.
         """
         if not self._started:
+            raise LocalProtocolError(f"handle_frame() before handle_start() in state "
+                                     f"{self.state.value}: send our Hello first")
+        if self.state in (HandshakeState.DONE, HandshakeState.FAILED):
             raise LocalProtocolError(
-                f"receive_frame() before start() in state {self.state.value}: "
-                "send our Hello first")
-        if self.state is HandshakeState.FAILED:
-            raise HandshakeOrderError("handshake already failed; close the connection")
-        self.check_timeout(now)
+                f"handle_frame() after the handshake ended in state {self.state.value}: "
+                "close the connection (failed) or hand frames to the stream mux (done)")
+        timed_out = self.handle_timeout(now)
+        if timed_out:
+            return timed_out
+        self._frames_received += 1
         try:
             frame = decode_handshake_frame(data)
-            return self._apply(frame)
+            events = self._apply(frame)
         except HandshakeError:
             self.state = HandshakeState.FAILED
             raise
         except ProtocolError as exc:
             self.state = HandshakeState.FAILED
             raise HandshakeOrderError(f"invalid handshake frame: {exc}") from exc
+        self._frames_sent += sum(isinstance(event, SendFrame) for event in events)
+        return events
 
-    def _apply(self, frame: Hello | Auth) -> list[bytes]:
+    def _apply(self, frame: Hello | Auth) -> list[HandshakeEvent]:
         nxt = _TRANSITIONS.get((self.state, type(frame)))
         if nxt is None:
             raise HandshakeOrderError(
@@ -170,7 +229,7 @@ class Handshake:
         self.state = nxt
         return reply
 
-    def _on_hello(self, hello: Hello) -> list[bytes]:
+    def _on_hello(self, hello: Hello) -> list[HandshakeEvent]:
         if hello.version != HANDSHAKE_VERSION:
             raise HandshakeOrderError(f"unsupported handshake version {hello.version}")
         if hello.nonce == self._nonce or hello.public_key == self._my_key:
@@ -184,12 +243,12 @@ class Handshake:
                                  f"{key.peer_id}")
         self._remote_key = key
         signature = self._keypair.sign(handshake_payload(hello.nonce, self._my_key))
-        return [Auth(signature=signature).encode()]
+        return [SendFrame(Auth(signature=signature).encode())]
 
-    def _on_auth(self, auth: Auth) -> list[bytes]:
+    def _on_auth(self, auth: Auth) -> list[HandshakeEvent]:
         assert self._remote_key is not None
         payload = handshake_payload(self._nonce, self._remote_key.to_protobuf())
         if not self._remote_key.verify(auth.signature, payload):
             raise BadSignature(f"signature from {self._remote_key.peer_id} does not verify "
                                "over our nonce")
-        return []
+        return [HandshakeDone(HandshakeResult(self._remote_key.peer_id, self._remote_key))]

@@ -5,12 +5,16 @@ The stream frames: (docs/architecture.md, "Wire protocol").
 Theory of operation
 -------------------
 After the handshake every frame on a connection belongs to a *stream*. A
-:class:`StreamMux` is one side's bookkeeping for all of them. It is driven
-like h11: the caller feeds inbound frames to :meth:`StreamMux.receive` and
-gets back a :class:`MuxOutput` - the events to act on and the frames to send
-in reply - and asks :meth:`~StreamMux.encode_message`,
-:meth:`~StreamMux.encode_fin` and :meth:`~StreamMux.encode_error` for the
-bytes of its own frames. Time is an argument (``now``); nothing here sleeps.
+:class:`StreamMux` is one side's bookkeeping for all of them. It follows
+the sans-io contract (docs/architecture.md, "The sans-io contract"): the
+caller feeds inbound frames to :meth:`StreamMux.handle_frame` and gets back a
+list of :data:`MuxEvent` - the events to act on and, as :class:`SendFrame`,
+the frames to send in reply, in order; :meth:`~StreamMux.poll_timeout` is
+the earliest stream deadline and :meth:`~StreamMux.handle_timeout` resets
+the streams that reached theirs. The caller asks
+:meth:`~StreamMux.encode_message`, :meth:`~StreamMux.encode_fin` and
+:meth:`~StreamMux.encode_error` for the bytes of its own frames. Time is an
+argument (``now``); nothing here sleeps.
 
 Stream ids: the dialer (``initiator=True``) opens odd ids 1, 3, 5 ..., the
 listener even ids 2, 4, 6 ...; id 0 is reserved; an id is never reused. A
@@ -77,6 +81,7 @@ from typing import Final, TypeAlias
 
 from ..core import LocalProtocolError, ProtocolError, StreamError, StreamLimitReached
 from ._codec import DEFAULT_LIMITS, U32_MAX, Limits, WireMap
+from ._events import SendFrame
 from ._frames import (
     MAX_ERROR_CODE_LEN,
     MAX_PROTOCOL_ID_LEN,
@@ -165,7 +170,7 @@ class InboundStreamOpened:
 
 @dataclass(frozen=True)
 class InboundStreamRejected:
-    """The peer's new stream was refused with an error frame (already in the replies)."""
+    """The peer's new stream was refused; the :class:`SendFrame` that follows is the error frame."""
 
     stream_id: int
     protocol: str
@@ -190,18 +195,8 @@ class StreamErrored:
     by_peer: bool
 
 
-MuxEvent: TypeAlias = InboundStreamOpened | InboundStreamRejected | StreamMessage | StreamErrored
-
-
-@dataclass(frozen=True)
-class MuxOutput:
-    """What one input produced: events for the caller, frames to send to the peer."""
-
-    events: tuple[MuxEvent, ...] = ()
-    replies: tuple[bytes, ...] = ()
-
-
-_NOTHING: Final = MuxOutput()
+MuxEvent: TypeAlias = (InboundStreamOpened | InboundStreamRejected | StreamMessage
+                       | StreamErrored | SendFrame)
 
 
 @dataclass(frozen=True)
@@ -273,7 +268,7 @@ class StreamMux:
             return None
         return StreamState.CLOSED if ending is _Ending.CLOSED else StreamState.RESET
 
-    def next_deadline(self) -> float | None:
+    def poll_timeout(self) -> float | None:
         """When the oldest live stream times out; ``None`` when no stream is live."""
         return min((s.deadline for s in self._streams.values()), default=None)
 
@@ -338,23 +333,26 @@ class StreamMux:
         self._counts["frames_sent"] += 1
         return data
 
-    def expire(self, now: float) -> MuxOutput:
-        """Reset every stream whose deadline has passed (``stream-timeout`` both ways)."""
+    def handle_timeout(self, now: float) -> list[MuxEvent]:
+        """Reset every stream whose deadline has passed (``stream-timeout`` both ways).
+
+        Each such stream gives :class:`StreamErrored` then the :class:`SendFrame`
+        of its error frame; ``[]`` before :meth:`poll_timeout`.
+        """
         expired = [s for s in self._streams.values() if s.deadline <= now]
         events: list[MuxEvent] = []
-        replies: list[bytes] = []
         for stream in expired:
             code = ErrorCode.STREAM_TIMEOUT.value
-            replies.append(ErrorFrame(stream.stream_id, code).encode(self._frame_limits))
+            reply = ErrorFrame(stream.stream_id, code).encode(self._frame_limits)
             self._end(stream, _Ending.RESET_BY_US)
-            events.append(StreamErrored(stream.stream_id, code, by_peer=False))
+            events += [StreamErrored(stream.stream_id, code, by_peer=False), SendFrame(reply)]
         self._counts["timed_out"] += len(expired)
         self._counts["frames_sent"] += len(expired)
-        return MuxOutput(tuple(events), tuple(replies))
+        return events
 
     # --- the peer's side ----------------------------------------------------
 
-    def receive(self, data: bytes, now: float) -> MuxOutput:
+    def handle_frame(self, data: bytes, now: float) -> list[MuxEvent]:
         """Consume one inbound frame. Raises a ProtocolError on a connection-level violation."""
         if self._failure is not None:
             raise StreamError(f"the stream multiplexer already failed ({self._failure}); "
@@ -369,15 +367,15 @@ class StreamMux:
             self._failure = str(exc)
             raise
 
-    def _on_error_frame(self, frame: ErrorFrame) -> MuxOutput:
+    def _on_error_frame(self, frame: ErrorFrame) -> list[MuxEvent]:
         stream = self._streams.get(frame.stream_id)
         if stream is None or (stream.local and not stream.announced):
             return self._drop()  # already gone on our side, or never seen: a crossing reset
         self._end(stream, _Ending.RESET_BY_PEER)
         self._counts["reset_by_peer"] += 1
-        return MuxOutput(events=(StreamErrored(frame.stream_id, frame.code, by_peer=True),))
+        return [StreamErrored(frame.stream_id, frame.code, by_peer=True)]
 
-    def _on_stream_frame(self, frame: StreamFrame, now: float) -> MuxOutput:
+    def _on_stream_frame(self, frame: StreamFrame, now: float) -> list[MuxEvent]:
         sid = frame.stream_id
         stream = self._streams.get(sid)
         if stream is None:
@@ -389,9 +387,9 @@ class StreamMux:
                               "that is already open")
         if stream.state not in _CAN_RECEIVE:
             raise StreamError(f"stream {sid}: frame after the peer's fin")
-        return MuxOutput(events=(self._deliver(stream, frame),))
+        return [self._deliver(stream, frame)]
 
-    def _on_unknown_stream(self, frame: StreamFrame, now: float) -> MuxOutput:
+    def _on_unknown_stream(self, frame: StreamFrame, now: float) -> list[MuxEvent]:
         sid = frame.stream_id
         ending = self._ended.get(sid)
         if ending is not None:
@@ -415,7 +413,7 @@ class StreamMux:
         return self._open_inbound(sid, frame.protocol, frame, now)
 
     def _open_inbound(self, sid: int, protocol: str, frame: StreamFrame,
-                      now: float) -> MuxOutput:
+                      now: float) -> list[MuxEvent]:
         self._remote_high = max(self._remote_high, sid)
         inbound = sum(1 for s in self._streams.values() if not s.local)
         if inbound >= self.limits.max_streams:
@@ -428,7 +426,7 @@ class StreamMux:
         stream = _Stream(sid, protocol, local=False, deadline=deadline, announced=True)
         self._streams[sid] = stream
         self._counts["opened_inbound"] += 1
-        return MuxOutput(events=(InboundStreamOpened(sid, protocol), self._deliver(stream, frame)))
+        return [InboundStreamOpened(sid, protocol), self._deliver(stream, frame)]
 
     # --- helpers ------------------------------------------------------------
 
@@ -489,16 +487,15 @@ class StreamMux:
         while len(self._ended) > self.limits.remembered_streams:
             self._ended.popitem(last=False)
 
-    def _reject(self, stream_id: int, protocol: str, code: ErrorCode) -> MuxOutput:
+    def _reject(self, stream_id: int, protocol: str, code: ErrorCode) -> list[MuxEvent]:
         self._remember(stream_id, _Ending.RESET_BY_US)
         self._counts["frames_sent"] += 1
         reply = ErrorFrame(stream_id, code.value).encode(self._frame_limits)
-        return MuxOutput(events=(InboundStreamRejected(stream_id, protocol, code.value),),
-                         replies=(reply,))
+        return [InboundStreamRejected(stream_id, protocol, code.value), SendFrame(reply)]
 
-    def _drop(self) -> MuxOutput:
+    def _drop(self) -> list[MuxEvent]:
         self._counts["frames_dropped"] += 1
-        return _NOTHING
+        return []
 
 
 def _is_token(value: object, max_len: int) -> bool:
