@@ -7,7 +7,7 @@ from the layers below it (``lint-imports`` checks this)::
     node         the node's actors and their messages, node assembly, storage
     connection   one authenticated connection and its streams
     transport    the FrameStream seam, WebSocket and in-memory transports, TLS
-    runtime      mailboxes, child specs, supervisor, watch, logging
+    runtime      mailboxes, child specs, supervisor, watch, logging, timeout driver
 
 Any layer may import :mod:`protocols`; :mod:`protocols` never imports this package.
 
@@ -23,7 +23,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    # mailboxes, child specs, supervisor, watch, logging
+    # mailboxes, child specs, supervisor, watch, logging, timeout driver
     from .runtime import (
         ActorGone,
         ChildRun,
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         ChildStartError,
         ChildState,
         ChildStatistics,
+        DriverStatistics,
         Mailbox,
         MailboxClosed,
         MailboxReceiver,
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
         Supervisor,
         SupervisorEscalation,
         SupervisorStatistics,
+        TimedMachine,
+        TimeoutDriver,
         Watch,
         WatchClosed,
         WatchStatistics,
@@ -166,6 +169,7 @@ __all__ = [
     "Dialer",
     "DialerState",
     "DialerStatistics",
+    "DriverStatistics",
     "FrameStream",
     "HttpApi",
     "HttpApiStatistics",
@@ -202,6 +206,8 @@ __all__ = [
     "Supervisor",
     "SupervisorEscalation",
     "SupervisorStatistics",
+    "TimedMachine",
+    "TimeoutDriver",
     "Transport",
     "TransportBroken",
     "TransportClosed",

@@ -1,4 +1,5 @@
-"""Bottom layer of :mod:`actors`: mailboxes, child specs, the supervisor, watches, logging.
+"""Bottom layer of :mod:`actors`: mailboxes, child specs, the supervisor, watches, logging,
+and the :class:`TimeoutDriver` that runs a sans-io machine's timer.
 
 Every actor logs, so the logger factory (:func:`get_logger`, quiet until the
 application configures logging) lives here, with :func:`configure_logging`.
@@ -17,6 +18,7 @@ from ._childspec import (
     Restart,
     SupervisorStatistics,
 )
+from ._driver import DriverStatistics, TimedMachine, TimeoutDriver
 from ._logsetup import configure_logging, get_logger, node_field
 from ._mailbox import (
     ActorGone,
@@ -40,6 +42,7 @@ __all__ = [
     "ChildStartError",
     "ChildState",
     "ChildStatistics",
+    "DriverStatistics",
     "Mailbox",
     "MailboxClosed",
     "MailboxReceiver",
@@ -52,6 +55,8 @@ __all__ = [
     "Supervisor",
     "SupervisorEscalation",
     "SupervisorStatistics",
+    "TimedMachine",
+    "TimeoutDriver",
     "Watch",
     "WatchClosed",
     "WatchStatistics",
