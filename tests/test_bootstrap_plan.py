@@ -12,8 +12,11 @@ from protocols import (
     AddressPolicy,
     Backoff,
     BootstrapPlan,
+    FallBackToPersisted,
     FetchOutcome,
+    FetchUrl,
     Keypair,
+    LocalProtocolError,
     PeerRecord,
     SkipKind,
     WsAddress,
@@ -32,6 +35,24 @@ def _plan(*urls: str, target: int = 3) -> BootstrapPlan:
                          refetch=REFETCH)
 
 
+def _due(plan: BootstrapPlan, now: float) -> list[str]:
+    """``handle_timeout``: the URLs it asks to fetch."""
+    return [c.url for c in plan.handle_timeout(now) if isinstance(c, FetchUrl)]
+
+
+def _wake(plan: BootstrapPlan, now: float) -> float | None:
+    """``poll_timeout`` once time has been handled at ``now``."""
+    plan.handle_timeout(now)
+    return plan.poll_timeout()
+
+
+def _finish(plan: BootstrapPlan, url: str, outcome: FetchOutcome, now: float,
+            reason: str = "") -> float | None:
+    """``handle_fetch_finished``; returns the retry delay after a failure."""
+    assert plan.handle_fetch_finished(url, outcome, now, reason) == []
+    return None if outcome.useful else plan.retry_at(url) - now
+
+
 def _addr(peer: Keypair, host: str = "8.8.8.8", port: int = 44000) -> WsAddress:
     return WsAddress.parse(f"/ip4/{host}/tcp/{port}/ws/p2p/{peer.peer_id}")
 
@@ -41,43 +62,43 @@ def _addr(peer: Keypair, host: str = "8.8.8.8", port: int = 44000) -> WsAddress:
 
 def test_failed_url_backs_off_exponentially_and_success_resets() -> None:
     plan = _plan(A)
-    assert plan.due(0.0) == [A]
-    assert plan.due(0.0) == []  # in flight
+    assert _due(plan, 0.0) == [A]
+    assert _due(plan, 0.0) == []  # in flight
     now, delays = 0.0, []
     for outcome in (FetchOutcome.TIMEOUT, FetchOutcome.HTTP_ERROR, FetchOutcome.NETWORK_ERROR,
                     FetchOutcome.BAD_DOCUMENT, FetchOutcome.TOO_LARGE):
         now += 0.5  # the fetch took 0.5 s
-        delay = plan.finished(A, outcome, now)
+        delay = _finish(plan, A, outcome, now)
         assert delay is not None
         delays.append(delay)
-        assert plan.next_wakeup(now) == now + delay
-        assert plan.due(now + delay - 0.01) == []
+        assert _wake(plan, now) == now + delay
+        assert _due(plan, now + delay - 0.01) == []
         now += delay
-        assert plan.due(now) == [A]
+        assert _due(plan, now) == [A]
     assert delays == [1.0, 2.0, 4.0, 8.0, 8.0]
-    assert plan.finished(A, FetchOutcome.OK, now + 0.5) is None
-    assert plan.next_wakeup(now + 0.5) is None  # nothing wanted, connected count unknown
-    plan.set_connected(0)
-    refetch_at = plan.next_wakeup(now + 0.5)
+    assert _finish(plan, A, FetchOutcome.OK, now + 0.5) is None
+    assert _wake(plan, now + 0.5) is None  # nothing wanted, connected count unknown
+    plan.handle_connected_count(0, 0.0)
+    refetch_at = _wake(plan, now + 0.5)
     assert refetch_at is not None
-    assert plan.due(refetch_at) == [A]
-    assert plan.finished(A, FetchOutcome.TIMEOUT, refetch_at + 1) == 1.0  # back to initial
+    assert _due(plan, refetch_at) == [A]
+    assert _finish(plan, A, FetchOutcome.TIMEOUT, refetch_at + 1) == 1.0  # back to initial
 
 
 def test_one_urls_failures_never_delay_another() -> None:
     plan = _plan(A, B)
-    assert plan.due(0.0) == [A, B]
-    assert plan.finished(A, FetchOutcome.TIMEOUT, 10.0) == 1.0
-    assert plan.finished(B, FetchOutcome.HTTP_ERROR, 0.2) == 1.0
-    assert plan.next_wakeup(0.2) == 1.2
-    assert plan.due(1.2) == [B]
-    assert plan.due(11.0) == [A]
+    assert _due(plan, 0.0) == [A, B]
+    assert _finish(plan, A, FetchOutcome.TIMEOUT, 10.0) == 1.0
+    assert _finish(plan, B, FetchOutcome.HTTP_ERROR, 0.2) == 1.0
+    assert _wake(plan, 0.2) == 1.2
+    assert _due(plan, 1.2) == [B]
+    assert _due(plan, 11.0) == [A]
 
 
 def test_empty_document_counts_as_failure() -> None:
     plan = _plan(A)
-    plan.due(0.0)
-    assert plan.finished(A, FetchOutcome.EMPTY, 1.0) == 1.0
+    _due(plan, 0.0)
+    assert _finish(plan, A, FetchOutcome.EMPTY, 1.0) == 1.0
     assert plan.fallback_due()
 
 
@@ -92,38 +113,38 @@ def test_repeated_urls_are_refused() -> None:
 def test_fallback_once_per_outage() -> None:
     plan = _plan(A, B)
     assert not plan.fallback_due()  # nothing tried yet
-    plan.due(0.0)
-    plan.finished(A, FetchOutcome.TIMEOUT, 1.0)
+    _due(plan, 0.0)
+    _finish(plan, A, FetchOutcome.TIMEOUT, 1.0)
     assert not plan.fallback_due()  # B not tried yet
-    plan.finished(B, FetchOutcome.NETWORK_ERROR, 1.0)
+    _finish(plan, B, FetchOutcome.NETWORK_ERROR, 1.0)
     assert plan.fallback_due()
-    plan.fell_back()
+    plan.handle_fallback_sent(0.0)
     assert not plan.fallback_due()
     for now in (2.0, 4.0, 8.0):  # further failures in the same outage: no second fallback
-        plan.due(now)
-        plan.finished(A, FetchOutcome.TIMEOUT, now)
-        plan.finished(B, FetchOutcome.TIMEOUT, now)
+        _due(plan, now)
+        _finish(plan, A, FetchOutcome.TIMEOUT, now)
+        _finish(plan, B, FetchOutcome.TIMEOUT, now)
         assert not plan.fallback_due()
-    plan.due(20.0)
-    plan.finished(A, FetchOutcome.OK, 20.0)  # outage over
-    plan.finished(B, FetchOutcome.TIMEOUT, 20.0)
+    _due(plan, 20.0)
+    _finish(plan, A, FetchOutcome.OK, 20.0)  # outage over
+    _finish(plan, B, FetchOutcome.TIMEOUT, 20.0)
     assert not plan.fallback_due()
-    plan.set_connected(0)
-    plan.due(100.0)  # refetch round: A is wanted again and fails: a new outage
-    plan.finished(A, FetchOutcome.HTTP_ERROR, 100.0)
+    plan.handle_connected_count(0, 0.0)
+    _due(plan, 100.0)  # refetch round: A is wanted again and fails: a new outage
+    _finish(plan, A, FetchOutcome.HTTP_ERROR, 100.0)
     assert plan.fallback_due()
-    plan.fell_back()
+    plan.handle_fallback_sent(0.0)
     assert plan.statistics().fallbacks == 2
 
 
 def test_no_urls_means_fallback_at_once_and_nothing_else() -> None:
     plan = _plan()
-    plan.set_connected(0)
-    assert plan.due(0.0) == []
+    plan.handle_connected_count(0, 0.0)
+    assert _due(plan, 0.0) == []
     assert plan.fallback_due()
-    plan.fell_back()
+    plan.handle_fallback_sent(0.0)
     assert not plan.fallback_due()
-    assert plan.next_wakeup(0.0) is None
+    assert _wake(plan, 0.0) is None
 
 
 # --- refetch when below target -----------------------------------------------------------
@@ -131,64 +152,65 @@ def test_no_urls_means_fallback_at_once_and_nothing_else() -> None:
 
 def test_refetch_below_target_respects_the_growing_minimum_interval() -> None:
     plan = _plan(A, target=3)
-    plan.due(0.0)
-    plan.finished(A, FetchOutcome.OK, 1.0)
-    plan.set_connected(1)
-    assert plan.next_wakeup(1.0) == 30.0
-    assert plan.due(29.9) == []
-    assert plan.due(30.0) == [A]
-    plan.finished(A, FetchOutcome.OK, 31.0)
-    assert plan.next_wakeup(31.0) == 30.0 + 60.0  # interval doubled
-    assert plan.due(89.0) == []
-    assert plan.due(90.0) == [A]
-    plan.finished(A, FetchOutcome.OK, 90.0)
-    assert plan.next_wakeup(90.0) == 90.0 + 120.0  # capped at the maximum
+    _due(plan, 0.0)
+    _finish(plan, A, FetchOutcome.OK, 1.0)
+    plan.handle_connected_count(1, 0.0)
+    assert _wake(plan, 1.0) == 30.0
+    assert _due(plan, 29.9) == []
+    assert _due(plan, 30.0) == [A]
+    _finish(plan, A, FetchOutcome.OK, 31.0)
+    assert _wake(plan, 31.0) == 30.0 + 60.0  # interval doubled
+    assert _due(plan, 89.0) == []
+    assert _due(plan, 90.0) == [A]
+    _finish(plan, A, FetchOutcome.OK, 90.0)
+    assert _wake(plan, 90.0) == 90.0 + 120.0  # capped at the maximum
     assert plan.statistics().refetch_rounds == 2
 
 
 def test_reaching_target_stops_refetching_and_resets_the_interval() -> None:
     plan = _plan(A, target=3)
-    plan.due(0.0)
-    plan.finished(A, FetchOutcome.OK, 1.0)
-    plan.set_connected(1)
-    assert plan.due(30.0) == [A]
-    plan.finished(A, FetchOutcome.OK, 30.0)
-    plan.set_connected(3)
-    assert plan.next_wakeup(30.0) is None
-    assert plan.due(1000.0) == []
-    plan.set_connected(2)  # dropped below target: refetch at once (30 s since the last round)
-    assert plan.due(1000.0) == [A]
-    plan.finished(A, FetchOutcome.OK, 1000.0)
-    assert plan.next_wakeup(1000.0) == 1060.0  # the growth started over: 30 s, then 60 s
+    _due(plan, 0.0)
+    _finish(plan, A, FetchOutcome.OK, 1.0)
+    plan.handle_connected_count(1, 0.0)
+    assert _due(plan, 30.0) == [A]
+    _finish(plan, A, FetchOutcome.OK, 30.0)
+    plan.handle_connected_count(3, 0.0)
+    assert _wake(plan, 30.0) is None
+    assert _due(plan, 1000.0) == []
+    # dropped below target: refetch at once (30 s since the last round)
+    plan.handle_connected_count(2, 1000.0)
+    assert _due(plan, 1000.0) == [A]
+    _finish(plan, A, FetchOutcome.OK, 1000.0)
+    assert _wake(plan, 1000.0) == 1060.0  # the growth started over: 30 s, then 60 s
 
 
 def test_connected_count_unknown_means_no_refetch() -> None:
     plan = _plan(A)
-    plan.due(0.0)
-    plan.finished(A, FetchOutcome.OK, 1.0)
-    assert plan.next_wakeup(1.0) is None
-    assert plan.due(10_000.0) == []
+    _due(plan, 0.0)
+    _finish(plan, A, FetchOutcome.OK, 1.0)
+    assert _wake(plan, 1.0) is None
+    assert _due(plan, 10_000.0) == []
 
 
 def test_refetch_respects_a_failing_urls_backoff() -> None:
     plan = _plan(A, B, target=3)
-    plan.due(0.0)
-    plan.finished(A, FetchOutcome.OK, 0.0)
+    _due(plan, 0.0)
+    _finish(plan, A, FetchOutcome.OK, 0.0)
     for now in (0.0, 1.0, 3.0, 7.0, 15.0, 23.0):  # B fails: delays 1, 2, 4, 8, 8, 8
-        plan.finished(B, FetchOutcome.TIMEOUT, now)
+        _finish(plan, B, FetchOutcome.TIMEOUT, now)
         if now < 23.0:
-            assert plan.due(plan.next_wakeup(now) or 0.0) == [B]
-    plan.set_connected(0)
-    assert plan.due(30.0) == [A]  # the refetch round; B still waits for its backoff
-    assert plan.due(30.9) == []
-    assert plan.due(31.0) == [B]
+            assert _due(plan, _wake(plan, now) or 0.0) == [B]
+    plan.handle_connected_count(0, 0.0)
+    assert _due(plan, 30.0) == [A]  # the refetch round; B still waits for its backoff
+    assert _due(plan, 30.9) == []
+    assert _due(plan, 31.0) == [B]
 
 
 def test_abandoned_fetches_become_due_again() -> None:
     plan = _plan(A)
-    assert plan.due(0.0) == [A]
-    plan.abandon_in_flight()
-    assert plan.due(0.0) == [A]
+    assert _due(plan, 0.0) == [A]
+    plan.handle_driver_restart(0.0)
+    assert _due(plan, 0.0) == [A]
 
 
 @settings(max_examples=200, deadline=None)
@@ -200,13 +222,13 @@ def test_never_asks_to_wake_up_in_the_past(
     now, finished = 0.0, 0
     in_flight: list[str] = []
     for outcome, elapsed, connected in steps:
-        in_flight += plan.due(now)
-        wake = plan.next_wakeup(now)
+        in_flight += _due(plan, now)
+        wake = plan.poll_timeout()
         assert wake is None or wake > now
-        plan.set_connected(connected)
+        plan.handle_connected_count(connected, 0.0)
         now += elapsed
         if in_flight:
-            delay = plan.finished(in_flight.pop(0), outcome, now)
+            delay = _finish(plan, in_flight.pop(0), outcome, now)
             finished += 1
             assert (delay is None) == outcome.useful
             assert delay is None or 0 < delay <= plan.backoff.maximum
@@ -216,10 +238,10 @@ def test_never_asks_to_wake_up_in_the_past(
 
 def test_statistics_count_outcomes() -> None:
     plan = _plan(A, B)
-    plan.due(0.0)
-    plan.finished(A, FetchOutcome.OK, 1.0)
-    plan.finished(B, FetchOutcome.TOO_LARGE, 1.0)
-    plan.record_addresses(5, 2)
+    _due(plan, 0.0)
+    _finish(plan, A, FetchOutcome.OK, 1.0)
+    _finish(plan, B, FetchOutcome.TOO_LARGE, 1.0)
+    plan.handle_addresses_selected(5, 2, 1.0)
     stats = plan.statistics()
     assert stats.by_outcome() == {
         "ok": 1, "empty": 0, "http_error": 0, "timeout": 0, "too_large": 1,
@@ -278,3 +300,63 @@ def test_fallback_addresses_most_recent_first_filtered_and_bounded() -> None:
                                    limit=2)
     assert [a.host for a in selection.usable] == ["8.8.8.3", "8.8.8.1"]
     assert selection.skipped_by_kind() == {"own peer id": 1, "not routable": 1, "over limit": 1}
+
+
+# --- the sans-io contract ---------------------------------------------------------------
+
+
+def test_handle_timeout_returns_fetches_then_the_fallback_once_per_outage() -> None:
+    plan = _plan(A)
+    assert plan.handle_timeout(0.0) == [FetchUrl(A)]
+    assert plan.handle_fetch_finished(A, FetchOutcome.TIMEOUT, 0.5) == []  # inputs: no work
+    assert plan.poll_timeout() == 0.5  # an input asks for handle_timeout at its own time
+    assert plan.handle_timeout(0.5) == [FallBackToPersisted()]
+    assert plan.poll_timeout() == 1.5  # the retry; never at or before the time just handled
+    assert plan.handle_timeout(0.6) == [FallBackToPersisted()]  # until it is reported sent
+    plan.handle_fallback_sent(0.6)
+    assert plan.handle_timeout(0.7) == []
+    assert plan.handle_timeout(1.5) == [FetchUrl(A)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(list(FetchOutcome)), st.floats(0, 50),
+                          st.integers(0, 5), st.booleans()), max_size=40))
+def test_poll_timeout_is_never_at_or_before_the_last_handled_time(
+        steps: list[tuple[FetchOutcome, float, int, bool]]) -> None:
+    plan = BootstrapPlan([A, B], target_peers=3, rng=random.Random(1))
+    now = 0.0
+    in_flight: list[str] = []
+    for outcome, elapsed, connected, jump in steps:
+        for command in plan.handle_timeout(now):
+            if isinstance(command, FetchUrl):
+                in_flight.append(command.url)
+            else:
+                plan.handle_fallback_sent(now)
+        deadline = plan.poll_timeout()
+        assert deadline is None or deadline > now
+        plan.handle_connected_count(connected, now)
+        if in_flight and not jump:
+            plan.handle_fetch_finished(in_flight.pop(0), outcome, now + elapsed)
+        now = deadline if jump and deadline is not None else now + elapsed
+
+
+def test_inputs_the_state_does_not_accept_are_local_protocol_errors() -> None:
+    plan = _plan(A)
+    with pytest.raises(LocalProtocolError, match="not configured"):
+        plan.handle_fetch_finished(B, FetchOutcome.OK, 0.0)
+    with pytest.raises(LocalProtocolError, match="not in an outage"):
+        plan.handle_fallback_sent(0.0)
+    plan.handle_timeout(0.0)
+    plan.handle_fetch_finished(A, FetchOutcome.TIMEOUT, 1.0)
+    plan.handle_fallback_sent(1.0)
+    with pytest.raises(LocalProtocolError, match="fell back already"):
+        plan.handle_fallback_sent(1.0)
+
+
+def test_statistics_are_a_frozen_snapshot() -> None:
+    plan = _plan(A)
+    before = plan.statistics()
+    plan.handle_timeout(0.0)
+    assert before.in_flight == 0 and plan.statistics().in_flight == 1
+    with pytest.raises(AttributeError):
+        before.in_flight = 3  # type: ignore[misc]

@@ -63,6 +63,7 @@ from protocols import (
     BootstrapPlan,
     BootUrlStatus,
     FetchOutcome,
+    FetchUrl,
     Keypair,
     NodeConfig,
     WsAddress,
@@ -232,14 +233,14 @@ def test_progress_goes_to_a_terminal_only() -> None:
 
 def test_bootstrap_plan_keeps_each_urls_last_outcome_and_error() -> None:
     plan = BootstrapPlan((URL_A, URL_B), target_peers=2, rng=random.Random(1))
-    assert plan.due(0.0) == [URL_A, URL_B]
-    plan.finished(URL_A, FetchOutcome.NETWORK_ERROR, 0.1, "connection refused")
+    assert plan.handle_timeout(0.0) == [FetchUrl(URL_A), FetchUrl(URL_B)]
+    plan.handle_fetch_finished(URL_A, FetchOutcome.NETWORK_ERROR, 0.1, "connection refused")
     a, b = plan.statistics().urls
     assert (a.url, a.fetches, a.succeeded, a.last_outcome, a.last_error, a.in_flight) == (
         URL_A, 1, False, FetchOutcome.NETWORK_ERROR, "connection refused", False)
     assert (b.fetches, b.last_outcome, b.in_flight) == (0, None, True)
-    plan.finished(URL_B, FetchOutcome.OK, 0.2)
-    plan.finished(URL_B, FetchOutcome.TIMEOUT, 0.3)  # no reason given: the outcome
+    plan.handle_fetch_finished(URL_B, FetchOutcome.OK, 0.2)
+    plan.handle_fetch_finished(URL_B, FetchOutcome.TIMEOUT, 0.3)  # no reason given: the outcome
     b = plan.statistics().urls[1]
     assert (b.fetches, b.succeeded, b.last_error) == (2, True, "timeout")
 

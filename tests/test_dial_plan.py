@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from protocols import Backoff, DialPlanner, Keypair, WsAddress
+from protocols import Backoff, DialPeer, DialPlanner, Keypair, LocalProtocolError, WsAddress
 
 EXACT = Backoff(initial=1.0, multiplier=2.0, maximum=8.0, jitter=0.0)
 
@@ -20,44 +20,65 @@ def _planner(target: int = 3, concurrency: int = 2, **kw: object) -> DialPlanner
                        backoff=EXACT, rng=random.Random(1), **kw)  # type: ignore[arg-type]
 
 
+def _add(plan: DialPlanner, addrs: list[WsAddress], now: float) -> int:
+    """``handle_peers_found``; returns how many peers it added."""
+    before = plan.statistics().peers_learned
+    assert plan.handle_peers_found(addrs, now) == []  # an input never starts work itself
+    return plan.statistics().peers_learned - before
+
+
+def _due(plan: DialPlanner, now: float) -> list[WsAddress]:
+    commands = plan.handle_timeout(now)
+    assert all(isinstance(c, DialPeer) for c in commands)
+    return [c.addr for c in commands]
+
+
+def _failed(plan: DialPlanner, peer: object, now: float) -> float:
+    """``handle_dial_failed``; returns the backoff delay."""
+    plan.handle_dial_failed(peer, now)  # type: ignore[arg-type]
+    retry_at = plan.retry_at(peer)  # type: ignore[arg-type]
+    assert retry_at is not None
+    return retry_at - now
+
+
 def test_respects_concurrency_and_target() -> None:
     plan = _planner(target=3, concurrency=2)
     peers = [Keypair.generate() for _ in range(5)]
-    assert plan.add([_addr(p) for p in peers], now=0.0) == 5
-    first = plan.due(0.0)
+    assert _add(plan, [_addr(p) for p in peers], 0.0) == 5
+    first = _due(plan, 0.0)
     assert len(first) == 2 and plan.in_flight == 2
-    assert plan.due(0.0) == []  # concurrency exhausted
-    plan.connected(first[0].peer_id, 0.1)  # type: ignore[arg-type]
-    plan.connected(first[1].peer_id, 0.1)  # type: ignore[arg-type]
-    assert len(plan.due(0.2)) == 1  # only one more needed for target 3
-    assert plan.due(0.2) == []
+    assert _due(plan, 0.0) == []  # concurrency exhausted
+    plan.handle_connected(first[0].peer_id, 0.1)  # type: ignore[arg-type]
+    plan.handle_connected(first[1].peer_id, 0.1)  # type: ignore[arg-type]
+    assert len(_due(plan, 0.2)) == 1  # only one more needed for target 3
+    assert _due(plan, 0.2) == []
 
 
 def test_never_dials_self_or_connected_or_twice() -> None:
     me = Keypair.generate()
     plan = DialPlanner(me.peer_id, target=5, concurrency=5, backoff=EXACT)
     other = Keypair.generate()
-    plan.add([_addr(me), _addr(other), _addr(other, port=44001)], now=0.0)
-    assert plan.statistics(0.0).known_peers == 1
-    [dial] = plan.due(0.0)
+    _add(plan, [_addr(me), _addr(other), _addr(other, port=44001)], 0.0)
+    assert plan.statistics().known_peers == 1
+    [dial] = _due(plan, 0.0)
     assert dial.peer_id == other.peer_id
-    assert plan.due(0.0) == []  # already dialing
-    plan.connected(other.peer_id, 0.0)
-    assert plan.due(100.0) == []  # connected
+    assert _due(plan, 0.0) == []  # already dialing
+    plan.handle_connected(other.peer_id, 0.0)
+    assert _due(plan, 100.0) == []  # connected
 
 
 def test_failed_dial_backs_off_exponentially_and_rotates_addresses() -> None:
     plan = _planner(target=1, concurrency=1)
     peer = Keypair.generate()
     a1, a2 = _addr(peer, 1), _addr(peer, 2)
-    plan.add([a1, a2], now=0.0)
+    _add(plan, [a1, a2], 0.0)
     now, seen, delays = 0.0, [], []
     for _ in range(5):
-        [dial] = plan.due(now)
+        [dial] = _due(plan, now)
         seen.append(dial.port)
-        delays.append(plan.dial_failed(peer.peer_id, now))
-        assert plan.due(now) == []
-        assert plan.next_wakeup(now) == now + delays[-1]
+        delays.append(_failed(plan, peer.peer_id, now))
+        assert _due(plan, now) == []
+        assert plan.poll_timeout() == now + delays[-1]
         now += delays[-1]
     assert delays == [1.0, 2.0, 4.0, 8.0, 8.0]
     assert seen == [1, 2, 1, 2, 1]
@@ -66,40 +87,41 @@ def test_failed_dial_backs_off_exponentially_and_rotates_addresses() -> None:
 def test_lost_peer_is_redialed_after_initial_delay_and_failures_reset() -> None:
     plan = _planner(target=1, concurrency=1)
     peer = Keypair.generate()
-    plan.add([_addr(peer)], now=0.0)
-    plan.due(0.0)
-    plan.dial_failed(peer.peer_id, 0.0)
-    plan.due(1.0)
-    plan.connected(peer.peer_id, 1.0)
-    assert plan.disconnected(peer.peer_id, 50.0) == 1.0
-    assert plan.due(50.5) == []
-    assert [a.peer_id for a in plan.due(51.0)] == [peer.peer_id]
+    _add(plan, [_addr(peer)], 0.0)
+    _due(plan, 0.0)
+    plan.handle_dial_failed(peer.peer_id, 0.0)
+    _due(plan, 1.0)
+    plan.handle_connected(peer.peer_id, 1.0)
+    plan.handle_disconnected(peer.peer_id, 50.0)
+    assert plan.retry_at(peer.peer_id) == 51.0
+    assert _due(plan, 50.5) == []
+    assert [a.peer_id for a in _due(plan, 51.0)] == [peer.peer_id]
 
 
 def test_fresh_peers_are_preferred_over_failing_ones() -> None:
     plan = _planner(target=1, concurrency=1)
     bad, fresh = Keypair.generate(), Keypair.generate()
-    plan.add([_addr(bad)], now=0.0)
-    plan.due(0.0)
-    plan.dial_failed(bad.peer_id, 0.0)
-    plan.add([_addr(fresh)], now=5.0)
-    [dial] = plan.due(5.0)
+    _add(plan, [_addr(bad)], 0.0)
+    _due(plan, 0.0)
+    plan.handle_dial_failed(bad.peer_id, 0.0)
+    _add(plan, [_addr(fresh)], 5.0)
+    [dial] = _due(plan, 5.0)
     assert dial.peer_id == fresh.peer_id
 
 
 def test_bounded_peer_table_evicts_idle_failing_peers_first() -> None:
     plan = _planner(target=1, concurrency=1, max_peers=3)
     keys = [Keypair.generate() for _ in range(3)]
-    plan.add([_addr(k) for k in keys], now=0.0)
-    [dial] = plan.due(0.0)
-    plan.dial_failed(dial.peer_id, 0.0)  # type: ignore[arg-type]
+    _add(plan, [_addr(k) for k in keys], 0.0)
+    [dial] = _due(plan, 0.0)
+    plan.handle_dial_failed(dial.peer_id, 0.0)  # type: ignore[arg-type]
     newcomer = Keypair.generate()
-    assert plan.add([_addr(newcomer)], now=1.0) == 1
-    assert plan.statistics(1.0).known_peers == 3
+    assert _add(plan, [_addr(newcomer)], 1.0) == 1
+    assert plan.statistics().known_peers == 3
     # the failing peer was the one forgotten: re-adding it counts as new
-    assert plan.add([_addr(Keypair.generate())], now=2.0) == 1
+    assert _add(plan, [_addr(Keypair.generate())], 2.0) == 1
     assert dial.peer_id is not None
-    assert plan.add([WsAddress.parse(str(dial))], now=3.0) == 1
+    assert _add(plan, [WsAddress.parse(str(dial))], 3.0) == 1
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -108,18 +130,73 @@ def test_random_schedules_never_exceed_limits(seed: int) -> None:
     plan = DialPlanner(Keypair.generate().peer_id, target=4, concurrency=2,
                        rng=random.Random(seed))
     keys = [Keypair.generate() for _ in range(8)]
-    plan.add([_addr(k) for k in keys], now=0.0)
+    _add(plan, [_addr(k) for k in keys], 0.0)
     now, dialing = 0.0, []
     for _ in range(200):
-        dialing += [a.peer_id for a in plan.due(now)]
-        stats = plan.statistics(now)
+        dialing += [a.peer_id for a in _due(plan, now)]
+        stats = plan.statistics()
         assert stats.in_flight <= 2
         assert stats.connected + stats.in_flight <= 4
         if dialing and rng.random() < 0.5:
             pid = dialing.pop(rng.randrange(len(dialing)))
-            (plan.connected if rng.random() < 0.5 else plan.dial_failed)(pid, now)  # type: ignore[operator, arg-type]
+            (plan.handle_connected if rng.random() < 0.5 else plan.handle_dial_failed)(pid, now)  # type: ignore[arg-type]
         elif rng.random() < 0.2:
             connected = [k.peer_id for k in keys if plan._peers[k.peer_id].connected]
             if connected:
-                plan.disconnected(rng.choice(connected), now)
+                plan.handle_disconnected(rng.choice(connected), now)
         now += rng.random()
+
+
+# --- the sans-io contract ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_poll_timeout_is_never_at_or_before_the_last_handled_time(seed: int) -> None:
+    rng = random.Random(seed)
+    plan = DialPlanner(Keypair.generate().peer_id, target=3, concurrency=2,
+                       rng=random.Random(seed))
+    keys = [Keypair.generate() for _ in range(6)]
+    _add(plan, [_addr(k) for k in keys], 0.0)
+    now, dialing = 0.0, []
+    for _ in range(200):
+        dialing += [a.peer_id for a in _due(plan, now)]
+        deadline = plan.poll_timeout()
+        assert deadline is None or deadline > now
+        if dialing and rng.random() < 0.5:
+            pid = dialing.pop(rng.randrange(len(dialing)))
+            if rng.random() < 0.5:
+                plan.handle_connected(pid, now)  # type: ignore[arg-type]
+            else:
+                plan.handle_dial_failed(pid, now)  # type: ignore[arg-type]
+            assert plan.poll_timeout() == now  # an input asks for handle_timeout at once
+        now = deadline if deadline is not None and rng.random() < 0.5 else now + rng.random()
+
+
+def test_an_input_makes_handle_timeout_due_at_its_time() -> None:
+    plan = _planner(target=1, concurrency=1)
+    assert plan.poll_timeout() is None
+    assert _due(plan, 1.0) == []
+    assert plan.poll_timeout() is None
+    peer = Keypair.generate()
+    _add(plan, [_addr(peer)], 3.0)
+    assert plan.poll_timeout() == 3.0
+    assert _due(plan, 3.0) == [_addr(peer)]
+    assert plan.poll_timeout() is None  # dialing: only an outcome can create work
+
+
+def test_losing_a_connection_that_is_not_up_is_a_local_protocol_error() -> None:
+    plan = _planner()
+    peer = Keypair.generate()
+    with pytest.raises(LocalProtocolError, match="unknown"):
+        plan.handle_disconnected(peer.peer_id, 0.0)
+    _add(plan, [_addr(peer)], 0.0)
+    _due(plan, 0.0)
+    with pytest.raises(LocalProtocolError, match="not connected"):
+        plan.handle_disconnected(peer.peer_id, 1.0)
+
+
+def test_statistics_are_frozen() -> None:
+    plan = _planner()
+    stats = plan.statistics()
+    with pytest.raises(AttributeError):
+        stats.known_peers = 5  # type: ignore[misc]

@@ -7,10 +7,12 @@ URL is fetched (first round at once, jittered exponential backoff per failing
 URL, refetch rounds while the node has fewer connected peers than
 ``target_peers``, never more often than ``refetch_interval``) and *when* to
 fall back to the persisted peers (once per outage, when every URL's latest
-fetch failed). This actor only drives it: its main loop asks the plan for due
-URLs, starts one fetch task per URL in its nursery, and sleeps until the
-plan's next wake-up time, a finished fetch, or a new node snapshot (followed
-through the :class:`Watch`, to learn the connected-peer count).
+fetch failed). This actor only drives it: a
+:class:`~actors.runtime.TimeoutDriver` runs the plan's timer and hands over
+its commands - one fetch task per ``FetchUrl`` in the actor's nursery, the
+persisted peers for ``FallBackToPersisted`` - and is woken by a finished
+fetch or a new node snapshot (followed through the :class:`Watch`, to learn
+the connected-peer count).
 
 One fetch, each step bounded:
 
@@ -46,12 +48,12 @@ and the new incarnation continues the same schedule. Every log line carries
 
 from __future__ import annotations
 
-import math
 import os
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 import httpx
@@ -61,9 +63,11 @@ import trio
 from protocols import (
     AddressSelection,
     Backoff,
+    BootstrapCommand,
     BootstrapPlan,
     BootstrapStatistics,
     FetchOutcome,
+    FetchUrl,
     NodeConfig,
     NodeSnapshot,
     PeerId,
@@ -76,7 +80,7 @@ from protocols import (
     select_addresses,
 )
 
-from ..runtime import MailboxSender, Watch, get_logger
+from ..runtime import MailboxSender, TimeoutDriver, Watch, get_logger
 from ._messages import DialerCommand
 
 __all__ = ["ACTOR_NAME", "FALLBACK_SOURCE", "BootstrapFetcher", "ClientFactory"]
@@ -138,7 +142,7 @@ class BootstrapFetcher:
         self._rng = rng if rng is not None else random.Random()
         self._client_factory = client_factory
         self._plan = plan if plan is not None else plan_for(config, self._rng)
-        self._wake = trio.Event()
+        self._driver = TimeoutDriver[BootstrapCommand](self._plan)
         self._log = get_logger("actors.bootstrap", actor=ACTOR_NAME, node=str(local_peer))
 
     @property
@@ -149,30 +153,27 @@ class BootstrapFetcher:
         return self._plan.statistics()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self._plan.abandon_in_flight()
-        self._wake = trio.Event()
+        self._plan.handle_driver_restart(trio.current_time())
+        self._driver = TimeoutDriver[BootstrapCommand](self._plan)
         async with self._client() as client, trio.open_nursery() as nursery:
             nursery.start_soon(self._follow_snapshots)
             task_status.started()
             self._log.info("bootstrap started", urls=list(self._plan.urls))
-            while True:
-                await self._step(client, nursery)
+            await self._driver.run(partial(self._perform, client, nursery))
 
-    async def _step(self, client: httpx.AsyncClient, nursery: trio.Nursery) -> None:
-        now = trio.current_time()
-        for url in self._plan.due(now):
-            nursery.start_soon(self._fetch_and_report, client, url)
-        if self._plan.fallback_due():
-            await self._fall_back()
-        wake_at = self._plan.next_wakeup(now)
-        with trio.move_on_at(math.inf if wake_at is None else wake_at):
-            await self._wake.wait()
-        self._wake = trio.Event()
+    async def _perform(self, client: httpx.AsyncClient, nursery: trio.Nursery,
+                       commands: list[BootstrapCommand]) -> None:
+        for command in commands:
+            if isinstance(command, FetchUrl):
+                nursery.start_soon(self._fetch_and_report, client, command.url)
+            else:
+                await self._fall_back()
 
     async def _follow_snapshots(self) -> None:
         async for snapshot in self._watch.subscribe():
-            self._plan.set_connected(len(snapshot.connected_peers))
-            self._wake.set()
+            self._plan.handle_connected_count(len(snapshot.connected_peers),
+                                              trio.current_time())
+            self._driver.wake()
 
     @asynccontextmanager
     async def _client(self) -> AsyncIterator[httpx.AsyncClient]:
@@ -197,14 +198,15 @@ class BootstrapFetcher:
             if result.selection.usable:
                 await self._dialer.send(PeersFound(result.selection.usable, source=url,
                                                    from_bootstrap=True))
-        retry_in = self._plan.finished(url, result.outcome, trio.current_time(), result.reason)
-        if retry_in is None:
+        now = trio.current_time()
+        self._plan.handle_fetch_finished(url, result.outcome, now, result.reason)
+        if result.outcome.useful:
             log.info("bootstrap fetch succeeded", peers=len(result.selection.usable)
                      if result.selection else 0)
         else:
             log.warning("bootstrap fetch failed", reason=result.reason,
-                        retry_in=round(retry_in, 3))
-        self._wake.set()
+                        retry_in=round(self._plan.retry_at(url) - now, 3))
+        self._driver.wake()
 
     async def _fetch(self, client: httpx.AsyncClient, url: str) -> _Result:
         limit = self._config.fetch_timeout
@@ -247,7 +249,8 @@ class BootstrapFetcher:
         selection = select_addresses(parsed.addresses, policy=self._config.policy,
                                      local_peer=self._local_peer, rng=self._rng,
                                      rejected=parsed.rejected)
-        self._plan.record_addresses(len(selection.usable), len(selection.skipped))
+        self._plan.handle_addresses_selected(len(selection.usable), len(selection.skipped),
+                                             trio.current_time())
         if not selection.usable:
             return _Result(FetchOutcome.EMPTY, "the document lists no address this node can use",
                            selection)
@@ -266,7 +269,7 @@ class BootstrapFetcher:
     # --- fallback ----------------------------------------------------------------
 
     async def _fall_back(self) -> None:
-        self._plan.fell_back()
+        self._plan.handle_fallback_sent(trio.current_time())
         try:
             records = self._watch.get().peers
         except LookupError:

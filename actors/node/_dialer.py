@@ -13,8 +13,10 @@ does three things concurrently in its own nursery:
   is authenticated (``open_connection``) and registered;
 * **dials**: the sans-io :class:`~protocols.DialPlanner` (owned by the node,
   so it survives restarts) says which peers to dial and when - bounded
-  concurrency, ``target_peers``, jittered reconnect backoff; each dial is a
-  task (TCP + WebSocket + handshake, each step with its own timeout);
+  concurrency, ``target_peers``, jittered reconnect backoff; a
+  :class:`~actors.runtime.TimeoutDriver` runs its timer and hands over its
+  ``DialPeer`` commands, and each dial is a task (TCP + WebSocket +
+  handshake, each step with its own timeout);
 * **handles commands** from its mailbox: ``PeersFound`` (new candidates,
   also forwarded to the StatusTracker) and ``Connect`` (an explicit dial
   with a reply channel, used by ``node.connect``).
@@ -51,9 +53,9 @@ refused by the connection layer.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
@@ -61,6 +63,7 @@ from protocols import (
     ConnectionDown,
     ConnectionInfo,
     ConnectionUp,
+    DialCommand,
     DialPlanner,
     Keypair,
     ListenAddrsChanged,
@@ -79,7 +82,7 @@ from ..connection import (
     ProtocolHandler,
 )
 from ..connection import open_connection as _open_connection
-from ..runtime import MailboxReceiver, MailboxSender, MessageSink, get_logger
+from ..runtime import MailboxReceiver, MailboxSender, MessageSink, TimeoutDriver, get_logger
 from ..transport import FrameStream, Transport
 from ._messages import (
     LOCAL_STOP,
@@ -181,7 +184,7 @@ class Dialer:
         self._conn_config = connection_config(config)
         self._live: dict[PeerId, _Live] = {}
         self._pending_inbound = self._secondary = 0
-        self._wake = trio.Event()
+        self._driver = TimeoutDriver[DialCommand](state.planner)
         self._counts = dict.fromkeys(
             ("dials_started", "dials_failed", "inbound_refused", "duplicates_closed"), 0)
         self._log = get_logger("actors.dialer", actor="dialer", node=str(keypair.peer_id))
@@ -195,13 +198,14 @@ class Dialer:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._live, self._pending_inbound, self._secondary = {}, 0, 0
-        self._wake = trio.Event()
+        self._driver = TimeoutDriver[DialCommand](self._state.planner)
         async with trio.open_nursery() as nursery:
             bound = await self._listen(nursery)
             await self._tracker.send(ListenAddrsChanged(tuple(bound)))
-            self._state.planner.add(list(self._config.peer_addrs), trio.current_time())
+            self._state.planner.handle_peers_found(list(self._config.peer_addrs),
+                                                   trio.current_time())
             task_status.started()
-            nursery.start_soon(self._dial_loop, nursery)
+            nursery.start_soon(self._driver.run, partial(self._start_dials, nursery))
             async for command in self._inbox:
                 await self._handle(command, nursery)
             nursery.cancel_scope.cancel()
@@ -221,10 +225,13 @@ class Dialer:
 
     async def _handle(self, command: DialerCommand, nursery: trio.Nursery) -> None:
         if isinstance(command, PeersFound):
-            added = self._state.planner.add(list(command.addrs), trio.current_time())
-            self._log.debug("peers found", source=command.source, new_peers=added)
+            planner = self._state.planner
+            learned = planner.statistics().peers_learned
+            planner.handle_peers_found(list(command.addrs), trio.current_time())
+            self._log.debug("peers found", source=command.source,
+                            new_peers=planner.statistics().peers_learned - learned)
             await self._tracker.send(command)
-            self._wake.set()
+            self._driver.wake()
         else:
             self._connect(command, nursery)
 
@@ -239,22 +246,16 @@ class Dialer:
         elif len(self._live) >= self._config.max_connections:
             command.reply.reply(DialFailed(command.addr, "connection limit reached"))
         else:
-            self._state.planner.add([command.addr], trio.current_time())
-            self._state.planner.dialing(peer)
+            now = trio.current_time()
+            self._state.planner.handle_peers_found([command.addr], now)
+            self._state.planner.handle_dial_started(peer, now)
             nursery.start_soon(self._dial, command.addr, command)
 
     # --- dialing ------------------------------------------------------------
 
-    async def _dial_loop(self, nursery: trio.Nursery) -> None:
-        planner = self._state.planner
-        while True:
-            now = trio.current_time()
-            for addr in planner.due(now, connected=len(self._live)):
-                nursery.start_soon(self._dial, addr, None)
-            wake_at = planner.next_wakeup(now)
-            with trio.move_on_at(math.inf if wake_at is None else wake_at):
-                await self._wake.wait()
-            self._wake = trio.Event()
+    async def _start_dials(self, nursery: trio.Nursery, commands: list[DialCommand]) -> None:
+        for command in commands:
+            nursery.start_soon(self._dial, command.addr, None)
 
     async def _dial(self, addr: WsAddress, command: Connect | None) -> None:
         peer = addr.peer_id
@@ -281,7 +282,11 @@ class Dialer:
         assert addr.peer_id is not None
         self._counts["dials_failed"] += 1
         self._record_failure(addr, reason, mismatch)
-        delay = self._state.planner.dial_failed(addr.peer_id, trio.current_time())
+        now = trio.current_time()
+        planner = self._state.planner
+        planner.handle_dial_failed(addr.peer_id, now)
+        retry_at = planner.retry_at(addr.peer_id)
+        delay = 0.0 if retry_at is None else retry_at - now
         if mismatch:  # a wrong /p2p/ id in a --peer or a boot document, or an impostor
             self._log.warning("dial failed: peer id mismatch", peer=str(addr.peer_id),
                               addr=str(addr), reason=reason, retry_in=round(delay, 3))
@@ -290,7 +295,7 @@ class Dialer:
                            retry_in=round(delay, 3))
         if command is not None:
             command.reply.reply(DialFailed(addr, reason))
-        self._wake.set()
+        self._driver.wake()
 
     def _record_failure(self, addr: WsAddress, reason: str, mismatch: bool) -> None:
         peer = addr.peer_id
@@ -377,7 +382,7 @@ class Dialer:
             direction=connection.direction, local_addr=connection.local_addr,
             remote_addr=connection.remote_addr, opened_at=connection.opened_at)
         self._live[connection.peer_id] = _Live(info, connection)
-        self._state.planner.connected(connection.peer_id, trio.current_time())
+        self._state.planner.handle_connected(connection.peer_id, trio.current_time())
         self._state.failing.pop(connection.peer_id, None)
         self._log.info("connection up", peer=str(info.peer_id), id=info.connection_id,
                        direction=info.direction.value, remote=str(info.remote_addr))
@@ -400,13 +405,17 @@ class Dialer:
         live = self._live.get(info.peer_id)
         if live is not None and live.info.connection_id == info.connection_id:
             del self._live[info.peer_id]
-            delay = self._state.planner.disconnected(info.peer_id, trio.current_time())
+            now = trio.current_time()
+            planner = self._state.planner
+            planner.handle_disconnected(info.peer_id, now)
+            retry_at = planner.retry_at(info.peer_id)
+            delay = 0.0 if retry_at is None else retry_at - now
             if stopping:  # no news, and no redial is coming from this incarnation
                 self._log.debug("connection down", peer=str(info.peer_id),
                                 id=info.connection_id, reason=reason)
             else:
                 self._log.info("connection down", peer=str(info.peer_id),
                                id=info.connection_id, reason=reason, redial_in=round(delay, 3))
-            self._wake.set()
+            self._driver.wake()
         with trio.CancelScope(shield=True), trio.move_on_after(DOWN_NOTICE_TIMEOUT):
             await self._tracker.send(ConnectionDown(info.connection_id, info.peer_id, reason))

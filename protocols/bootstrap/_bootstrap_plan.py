@@ -6,10 +6,17 @@ Theory of operation
 (docs/architecture.md, "Actors and messages"). It knows the configured
 ``/status`` URLs and, per URL, whether a fetch is *wanted* in the current
 round, whether one is *in flight*, how many consecutive failures it had and
-when it may be tried again. The actor asks
-:meth:`BootstrapPlan.due` for work whenever it wakes up (at the time from
-:meth:`BootstrapPlan.next_wakeup` or when the node's snapshot changes),
-performs the fetches and reports each one with :meth:`BootstrapPlan.finished`.
+when it may be tried again. It follows the sans-io contract
+(docs/architecture.md): the actor calls :meth:`BootstrapPlan.handle_timeout`
+when :meth:`BootstrapPlan.poll_timeout` arrives (or after an input), performs
+the returned :class:`FetchUrl` and :class:`FallBackToPersisted` commands and
+reports with ``handle_fetch_finished``, ``handle_connected_count``,
+``handle_fallback_sent``, ``handle_addresses_selected`` and
+``handle_driver_restart``. Inputs only record facts and return no commands:
+the work an input makes due is returned by the next ``handle_timeout``, which
+``poll_timeout`` asks for at the input's ``now``. A finished fetch of a URL
+that is not configured, or a fallback sent when none was due, raises
+:class:`~protocols.core.LocalProtocolError`.
 
 Rules:
 
@@ -36,9 +43,10 @@ Rules:
 * **Fallback once per outage.** An *outage* begins when every URL's latest
   fetch failed (each tried at least once; with no URLs at all the node is in
   an outage from the start) and ends with the next ``OK``. During an outage
-  :meth:`BootstrapPlan.fallback_due` is true exactly until
-  :meth:`BootstrapPlan.fell_back` is called, so the actor falls back to the
-  persisted peers once per outage, not once per failed retry.
+  ``handle_timeout`` returns :class:`FallBackToPersisted` (and
+  :meth:`BootstrapPlan.fallback_due` is true) exactly until
+  :meth:`BootstrapPlan.handle_fallback_sent` is called, so the actor falls
+  back to the persisted peers once per outage, not once per failed retry.
 
 :func:`select_addresses` decides which addresses of a parsed document are
 used: every address that is routable under the :class:`AddressPolicy` and
@@ -62,16 +70,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from ..core import AddressPolicy, Backoff, PeerId, WsAddress
+from ..core import AddressPolicy, Backoff, LocalProtocolError, PeerId, WsAddress
 from ..node import PeerRecord
 
 __all__ = [
     "DEFAULT_FETCH_BACKOFF",
     "AddressSelection",
     "BootUrlStatus",
+    "BootstrapCommand",
     "BootstrapPlan",
     "BootstrapStatistics",
+    "FallBackToPersisted",
     "FetchOutcome",
+    "FetchUrl",
     "SkipKind",
     "SkippedEntry",
     "fallback_addresses",
@@ -105,6 +116,23 @@ class FetchOutcome(enum.Enum):
     def useful(self) -> bool:
         """Only ``OK`` ends a URL's round and an outage."""
         return self is FetchOutcome.OK
+
+
+@dataclass(frozen=True)
+class FetchUrl:
+    """Fetch ``url`` (it is marked in flight until :meth:`BootstrapPlan.handle_fetch_finished`)."""
+
+    url: str
+
+
+@dataclass(frozen=True)
+class FallBackToPersisted:
+    """Every URL's latest fetch failed: hand the persisted peers to the Dialer, then
+    report it with :meth:`BootstrapPlan.handle_fallback_sent`."""
+
+
+BootstrapCommand = FetchUrl | FallBackToPersisted
+"""Every command a :class:`BootstrapPlan` returns."""
 
 
 @dataclass(frozen=True)
@@ -193,19 +221,22 @@ class BootstrapPlan:
         self._refetch_interval = self.refetch.delay(0, self._rng)
         self._connected: int | None = None
         self._fell_back = False
+        self._due_at: float | None = None
         self._counters = _Counters()
 
     @property
     def urls(self) -> tuple[str, ...]:
         return tuple(self._urls)
 
-    # --- what to do ------------------------------------------------------------
+    # --- time ------------------------------------------------------------------
 
-    def due(self, now: float) -> list[str]:
-        """URLs to fetch now (starting a refetch round if one is due); marks them in flight.
+    def handle_timeout(self, now: float) -> list[BootstrapCommand]:
+        """Fetches to start now (starting a refetch round if one is due), each marked in
+        flight, then :class:`FallBackToPersisted` while a fallback is due.
 
         The first call starts the first round (every URL wanted) at ``now``.
         """
+        self._due_at = None
         if self._round_started is None:
             self._round_started = now
         refetch_at = self._refetch_at()
@@ -215,30 +246,39 @@ class BootstrapPlan:
                   if state.wanted and not state.in_flight and state.not_before <= now]
         for url in chosen:
             self._urls[url].in_flight = True
-        return chosen
+        commands: list[BootstrapCommand] = [FetchUrl(url) for url in chosen]
+        if self.fallback_due():
+            commands.append(FallBackToPersisted())
+        return commands
 
-    def next_wakeup(self, now: float) -> float | None:
-        """When the next fetch or refetch round becomes due (``None``: only a change can)."""
+    def poll_timeout(self) -> float | None:
+        """When the next fetch or refetch round becomes due, or an input's ``now``
+        (``None``: only an input can create work)."""
         times = [state.not_before for state in self._urls.values()
                  if state.wanted and not state.in_flight]
         refetch_at = self._refetch_at()
         if refetch_at is not None:
             times.append(refetch_at)
+        if self._due_at is not None:
+            times.append(self._due_at)
         return min(times, default=None)
 
     def fallback_due(self) -> bool:
         """True while in an outage that has not been answered with the peer store yet."""
         return not self._fell_back and self._in_outage()
 
-    # --- what happened ---------------------------------------------------------
+    def retry_at(self, url: str) -> float:
+        """When ``url`` may be fetched again (after a failure: the end of its backoff)."""
+        return self._url(url, "retry_at").not_before
 
-    def finished(self, url: str, outcome: FetchOutcome, now: float,
-                 reason: str = "") -> float | None:
-        """Record the end of a fetch; returns the retry delay after a failure, else ``None``.
+    # --- inputs ----------------------------------------------------------------
 
-        ``reason`` (why a failed fetch failed) is kept for :meth:`statistics`.
+    def handle_fetch_finished(self, url: str, outcome: FetchOutcome, now: float,
+                              reason: str = "") -> list[BootstrapCommand]:
+        """Record the end of a fetch; after a failure :meth:`retry_at` tells when it is
+        retried. ``reason`` (why a failed fetch failed) is kept for :meth:`statistics`.
         """
-        state = self._urls[url]
+        state = self._url(url, "fetch finished")
         state.in_flight = False
         state.last = outcome
         state.fetches += 1
@@ -248,32 +288,42 @@ class BootstrapPlan:
             state.succeeded = True
             state.wanted, state.failures, state.not_before = False, 0, now
             self._fell_back = False
-            return None
-        delay = self.backoff.delay(state.failures, self._rng)
-        state.failures += 1
-        state.not_before = now + delay
-        return delay
+        else:
+            delay = self.backoff.delay(state.failures, self._rng)
+            state.failures += 1
+            state.not_before = now + delay
+        return self._input_at(now)
 
-    def set_connected(self, connected: int) -> None:
+    def handle_connected_count(self, connected: int, now: float) -> list[BootstrapCommand]:
         """The node's current number of connected peers (from its snapshots)."""
         self._connected = connected
         if connected >= self.target_peers and self._refetches_since_target:
             self._refetches_since_target = 0
             self._refetch_interval = self.refetch.delay(0, self._rng)
+        return self._input_at(now)
 
-    def fell_back(self) -> None:
+    def handle_fallback_sent(self, now: float) -> list[BootstrapCommand]:
         """The actor sent the persisted peers for the current outage."""
+        if not self.fallback_due():
+            raise LocalProtocolError(
+                "bootstrap plan: fallback sent in state "
+                f"{'fell back already' if self._fell_back else 'not in an outage'}")
         self._fell_back = True
         self._counters.fallbacks += 1
+        return []
 
-    def record_addresses(self, found: int, skipped: int) -> None:
+    def handle_addresses_selected(self, found: int, skipped: int,
+                                  now: float) -> list[BootstrapCommand]:
+        """Count the addresses a fetched document gave (used and skipped)."""
         self._counters.found += found
         self._counters.skipped += skipped
+        return []
 
-    def abandon_in_flight(self) -> None:
+    def handle_driver_restart(self, now: float) -> list[BootstrapCommand]:
         """Forget fetches that died with an actor incarnation (they were never reported)."""
         for state in self._urls.values():
             state.in_flight = False
+        return self._input_at(now)
 
     def statistics(self) -> BootstrapStatistics:
         counters = self._counters
@@ -290,6 +340,17 @@ class BootstrapPlan:
         )
 
     # --- helpers -----------------------------------------------------------------
+
+    def _url(self, url: str, what: str) -> _Url:
+        state = self._urls.get(url)
+        if state is None:
+            raise LocalProtocolError(f"bootstrap plan: {what} for URL {url!r} in state "
+                                     "not configured")
+        return state
+
+    def _input_at(self, now: float) -> list[BootstrapCommand]:
+        self._due_at = now if self._due_at is None else min(self._due_at, now)
+        return []
 
     def _in_outage(self) -> bool:
         return all(state.last is not None and not state.last.useful

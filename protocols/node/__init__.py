@@ -7,7 +7,7 @@ May import: :mod:`protocols.identify`, :mod:`protocols.autonat`,
 
 from __future__ import annotations
 
-from ._dial_plan import DialPlanner, DialPlanStatistics
+from ._dial_plan import DialCommand, DialPeer, DialPlanner, DialPlanStatistics
 from ._events import (
     ConnectionDown,
     ConnectionInfo,
@@ -35,6 +35,8 @@ __all__ = [
     "ConnectionDown",
     "ConnectionInfo",
     "ConnectionUp",
+    "DialCommand",
+    "DialPeer",
     "DialPlanStatistics",
     "DialPlanner",
     "Direction",

@@ -5,10 +5,16 @@ Theory of operation
 The planner knows every candidate peer (from bootstrap documents, config,
 the peer store, Identify) with up to ``max_addrs_per_peer`` addresses each,
 and the state of each peer: idle, dialing, connected, or waiting out a
-backoff. The Dialer asks :meth:`DialPlanner.due` for work whenever something
-changes or the time from :meth:`next_wakeup` arrives, performs the dials, and
-reports back with :meth:`connected`, :meth:`dial_failed` and
-:meth:`disconnected`.
+backoff. It follows the sans-io contract (docs/architecture.md): the Dialer
+feeds what happened with ``handle_peers_found``, ``handle_dial_started``,
+``handle_connected``, ``handle_dial_failed`` and ``handle_disconnected``, and
+calls :meth:`DialPlanner.handle_timeout` when :meth:`DialPlanner.poll_timeout`
+arrives (or right after an input); it returns the :class:`DialPeer` commands
+to perform, each peer already marked as dialing. Inputs only record facts and
+return no commands: the work an input makes due is returned by the next
+``handle_timeout``, which ``poll_timeout`` asks for at the input's ``now``.
+So a command is only ever produced by the driver's loop, and never lost
+between a state change and a dying actor incarnation.
 
 Rules:
 
@@ -25,15 +31,22 @@ Rules:
   bounded (``max_peers``): the least useful idle peer is forgotten first.
 
 Time is an argument everywhere and randomness comes from an injected
-``random.Random``, so the behaviour is exact under a mock clock.
+``random.Random``, so the behaviour is exact under a mock clock. Reporting a
+lost connection of a peer that is not connected raises
+:class:`~protocols.core.LocalProtocolError`. A failed dial is accepted for any
+peer: an explicit dial (``node.connect``) may race a planned one to the same
+peer, or target a peer the full planner could not admit.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
-from ..core import Backoff, PeerId, WsAddress
+from ..core import Backoff, LocalProtocolError, PeerId, WsAddress
+
+__all__ = ["DEFAULT_RECONNECT", "DialCommand", "DialPeer", "DialPlanStatistics", "DialPlanner"]
 
 DEFAULT_RECONNECT = Backoff(initial=1.0, multiplier=2.0, maximum=60.0, jitter=0.2)
 
@@ -50,11 +63,25 @@ class _Peer:
 
 
 @dataclass(frozen=True)
+class DialPeer:
+    """Dial ``addr`` (its peer is marked as dialing until an outcome is reported)."""
+
+    addr: WsAddress
+
+
+DialCommand = DialPeer
+"""Every command a :class:`DialPlanner` returns."""
+
+
+@dataclass(frozen=True)
 class DialPlanStatistics:
     known_peers: int
     connected: int
     in_flight: int
     backing_off: int
+    """Peers waiting out a backoff, as of the latest ``now`` the planner was given."""
+    peers_learned: int = 0
+    """Peers added since the planner was created (monotonic)."""
 
 
 @dataclass
@@ -69,9 +96,102 @@ class DialPlanner:
     max_peers: int = 1000
     max_addrs_per_peer: int = 8
     _peers: dict[PeerId, _Peer] = field(default_factory=dict)
+    _now: float = field(default=-math.inf, repr=False)
+    """The latest ``now`` given to :meth:`handle_timeout`."""
+    _due_at: float | None = field(default=None, repr=False)
+    """An input's ``now``: work may be due then (cleared by :meth:`handle_timeout`)."""
+    _learned: int = field(default=0, repr=False)
 
-    def add(self, addrs: tuple[WsAddress, ...] | list[WsAddress], now: float) -> int:
-        """Learn candidate addresses (each must carry a peer id); returns new peers added."""
+    # --- inputs -----------------------------------------------------------------
+
+    def handle_peers_found(self, addrs: tuple[WsAddress, ...] | list[WsAddress],
+                           now: float) -> list[DialCommand]:
+        """Learn candidate addresses (each must carry a peer id)."""
+        self._learned += self._add(addrs, now)
+        return self._input_at(now)
+
+    def handle_dial_started(self, peer: PeerId, now: float) -> list[DialCommand]:
+        """Mark an externally requested dial (e.g. ``node.connect``) as in flight."""
+        state = self._peers.get(peer)
+        if state is not None:
+            state.dialing = True
+        return []
+
+    def handle_connected(self, peer: PeerId, now: float) -> list[DialCommand]:
+        state = self._peers.setdefault(peer, _Peer(addrs=[], added_at=now))
+        state.connected, state.dialing, state.failures = True, False, 0
+        return self._input_at(now)
+
+    def handle_dial_failed(self, peer: PeerId, now: float) -> list[DialCommand]:
+        """Record a failed dial; :meth:`retry_at` tells when the peer is tried again."""
+        state = self._peers.get(peer)
+        if state is None:
+            return []
+        delay = self.backoff.delay(state.failures, self.rng)
+        state.dialing = False
+        state.failures += 1
+        state.next_addr += 1
+        state.not_before = now + delay
+        return self._input_at(now)
+
+    def handle_disconnected(self, peer: PeerId, now: float) -> list[DialCommand]:
+        """Record a lost connection; the peer is redialed after the initial backoff."""
+        state = self._peers.get(peer)
+        if state is None or not state.connected:
+            raise LocalProtocolError(
+                f"dial planner: connection lost for peer {peer} in state "
+                f"{'unknown' if state is None else 'not connected'}")
+        state.connected = False
+        state.not_before = now + self.backoff.delay(0, self.rng)
+        return self._input_at(now)
+
+    def handle_forget(self, peer: PeerId, now: float) -> list[DialCommand]:
+        self._peers.pop(peer, None)
+        return []
+
+    # --- time -------------------------------------------------------------------
+
+    def handle_timeout(self, now: float) -> list[DialCommand]:
+        """The dials to start now; each returned peer is marked as dialing."""
+        self._now = max(self._now, now)
+        self._due_at = None
+        have = self.connected_count
+        in_flight = self.in_flight
+        budget = min(self.concurrency - in_flight, self.target - have - in_flight)
+        if budget <= 0:
+            return []
+        ready = [(p.failures, p.not_before, p.added_at, pid) for pid, p in self._peers.items()
+                 if not (p.connected or p.dialing) and p.not_before <= now and p.addrs]
+        ready.sort(key=lambda item: (item[0], item[1], item[2]))
+        chosen: list[DialCommand] = []
+        for *_, pid in ready[:budget]:
+            state = self._peers[pid]
+            state.dialing = True
+            chosen.append(DialPeer(state.addrs[state.next_addr % len(state.addrs)]))
+        return chosen
+
+    def poll_timeout(self) -> float | None:
+        """When :meth:`handle_timeout` may have work: right after an input, else the
+        earliest time a waiting peer becomes due (never at or before the latest
+        ``handle_timeout`` time); ``None`` when only an input can create work."""
+        waiting = [p.not_before for p in self._peers.values()
+                   if not (p.connected or p.dialing) and p.not_before > self._now and p.addrs]
+        if self._due_at is not None:
+            waiting.append(self._due_at)
+        return min(waiting, default=None)
+
+    # --- queries ----------------------------------------------------------------
+
+    def retry_at(self, peer: PeerId) -> float | None:
+        """When a failed or lost peer may be dialed again (``None``: unknown peer)."""
+        state = self._peers.get(peer)
+        return None if state is None else state.not_before
+
+    def _input_at(self, now: float) -> list[DialCommand]:
+        self._due_at = now if self._due_at is None else min(self._due_at, now)
+        return []
+
+    def _add(self, addrs: tuple[WsAddress, ...] | list[WsAddress], now: float) -> int:
         added = 0
         for addr in addrs:
             peer = addr.peer_id
@@ -104,70 +224,13 @@ class DialPlanner:
     def connected_count(self) -> int:
         return sum(1 for p in self._peers.values() if p.connected)
 
-    def due(self, now: float, *, connected: int | None = None) -> list[WsAddress]:
-        """Addresses to dial now; each returned peer is marked as dialing."""
-        have = self.connected_count if connected is None else connected
-        in_flight = self.in_flight
-        budget = min(self.concurrency - in_flight, self.target - have - in_flight)
-        if budget <= 0:
-            return []
-        ready = [(p.failures, p.not_before, p.added_at, pid) for pid, p in self._peers.items()
-                 if not (p.connected or p.dialing) and p.not_before <= now and p.addrs]
-        ready.sort(key=lambda item: (item[0], item[1], item[2]))
-        chosen: list[WsAddress] = []
-        for *_, pid in ready[:budget]:
-            state = self._peers[pid]
-            state.dialing = True
-            chosen.append(state.addrs[state.next_addr % len(state.addrs)])
-        return chosen
-
-    def next_wakeup(self, now: float) -> float | None:
-        """Earliest time a waiting peer becomes due, or None when nothing waits."""
-        waiting = [p.not_before for p in self._peers.values()
-                   if not (p.connected or p.dialing) and p.not_before > now and p.addrs]
-        return min(waiting, default=None)
-
-    def dialing(self, peer: PeerId) -> None:
-        """Mark an externally requested dial (e.g. ``node.connect``) as in flight."""
-        state = self._peers.get(peer)
-        if state is not None:
-            state.dialing = True
-
-    def connected(self, peer: PeerId, now: float) -> None:
-        state = self._peers.setdefault(peer, _Peer(addrs=[], added_at=now))
-        state.connected, state.dialing, state.failures = True, False, 0
-
-    def dial_failed(self, peer: PeerId, now: float) -> float:
-        """Record a failed dial; returns the backoff delay before the next attempt."""
-        state = self._peers.get(peer)
-        if state is None:
-            return 0.0
-        delay = self.backoff.delay(state.failures, self.rng)
-        state.dialing = False
-        state.failures += 1
-        state.next_addr += 1
-        state.not_before = now + delay
-        return delay
-
-    def disconnected(self, peer: PeerId, now: float) -> float:
-        """Record a lost connection; the peer is redialed after the initial backoff."""
-        state = self._peers.get(peer)
-        if state is None:
-            return 0.0
-        state.connected = False
-        delay = self.backoff.delay(0, self.rng)
-        state.not_before = now + delay
-        return delay
-
-    def forget(self, peer: PeerId) -> None:
-        self._peers.pop(peer, None)
-
-    def statistics(self, now: float) -> DialPlanStatistics:
-        peers = self._peers.values()
+    def statistics(self) -> DialPlanStatistics:
+        peers, now = self._peers.values(), self._now
         return DialPlanStatistics(
             known_peers=len(self._peers),
             connected=sum(1 for p in peers if p.connected),
             in_flight=sum(1 for p in peers if p.dialing),
             backing_off=sum(1 for p in peers if p.not_before > now
                             and not (p.connected or p.dialing)),
+            peers_learned=self._learned,
         )
