@@ -413,15 +413,15 @@ def test_the_last_published_view_is_the_schedulers_own() -> None:
 
 def test_reachability_wake_up_times_and_the_one_lied_rule() -> None:
     reach = Reachability(ReachabilityConfig(evidence_ttl=100.0, distrust_period=50.0))
-    reach.add_candidates([ME], 0.0)
+    reach.handle_candidates_added([ME], 0.0)
     assert reach.next_probe_at() == 0.0 and reach.next_probe_at(after=0.0) is None
-    reach.record(ProbeResult(ME, PEERS[0], ProbeOutcome.REACHABLE, at=3.0), 3.0)
-    reach.record(ProbeResult(ME, PEERS[1], ProbeOutcome.LIED, at=4.0), 4.0)
-    assert reach.next_expiry_at() == 54.0  # the liar is forgiven before the evidence expires
-    reach.expire(54.0)
-    assert reach.next_expiry_at() == 103.0
-    reach.expire(103.0)
-    assert reach.next_expiry_at() is None and reach.evidence_servers(ME, 103.0) == set()
+    reach.handle_probe_result(ProbeResult(ME, PEERS[0], ProbeOutcome.REACHABLE, at=3.0), 3.0)
+    reach.handle_probe_result(ProbeResult(ME, PEERS[1], ProbeOutcome.LIED, at=4.0), 4.0)
+    assert reach.poll_timeout() == 54.0  # the liar is forgiven before the evidence expires
+    reach.handle_timeout(54.0)
+    assert reach.poll_timeout() == 103.0
+    reach.handle_timeout(103.0)
+    assert reach.poll_timeout() is None and reach.evidence_servers(ME, 103.0) == set()
     ok = DialResponse(status=ResponseStatus.OK, addr_idx=0, dial_status=DialStatus.OK)
     assert claims_dial_back(ok) and not claims_dial_back(None)
     assert probe_outcome(ok, dial_back_verified=False) is ProbeOutcome.LIED

@@ -34,14 +34,14 @@ R, U = ProbeOutcome.REACHABLE, ProbeOutcome.UNREACHABLE
 
 def _machine(*addrs: WsAddress, **config: object) -> Reachability:
     machine = Reachability(ReachabilityConfig(**config))  # type: ignore[arg-type]
-    machine.add_candidates(addrs or (A,), now=0.0)
+    machine.handle_candidates_added(addrs or (A,), now=0.0)
     return machine
 
 
 def _report(
     m: Reachability, server: PeerId, outcome: ProbeOutcome, now: float, addr: WsAddress = A
 ) -> list[ReachabilityEvent]:
-    return m.record(ProbeResult(addr, server, outcome, now), now)
+    return m.handle_probe_result(ProbeResult(addr, server, outcome, now), now)
 
 
 def _changes(events: list[ReachabilityEvent]) -> list[tuple[str, str]]:
@@ -119,8 +119,7 @@ def test_lying_servers_never_make_us_public() -> None:
             _report(m, server, ProbeOutcome.LIED, float(round_))
     assert m.nat_status == "unknown"
     assert m.distrusted_servers(20.0) == frozenset(SERVERS)
-    stats = m.snapshot().statistics
-    assert dict(stats.outcomes) == {ProbeOutcome.LIED: 20 * len(SERVERS)}
+    assert m.snapshot().statistics.distrusted_servers == len(SERVERS)
 
 
 def test_liar_is_distrusted_for_a_period_and_its_claims_are_dropped() -> None:
@@ -136,7 +135,7 @@ def test_liar_is_distrusted_for_a_period_and_its_claims_are_dropped() -> None:
     _report(m, SERVERS[2], R, 3.0)
     assert m.snapshot().addresses[0].reachable_votes == 1
     assert m.snapshot().statistics.ignored == 1
-    m.expire(102.0)
+    m.handle_timeout(102.0)
     assert liar not in m.distrusted_servers(102.0)
     _report(m, liar, R, 103.0)
     assert m.verdict(A) == "reachable"
@@ -158,7 +157,7 @@ def test_results_for_non_candidates_and_stale_results_are_ignored() -> None:
     _report(m, SERVERS[1], R, 1.0, addr=B)
     assert m.verdict(B) == "unknown"
     stale = ProbeResult(A, SERVERS[0], R, at=0.0)
-    m.record(stale, now=100.0)
+    m.handle_probe_result(stale, now=100.0)
     assert m.snapshot().statistics.ignored == 3
 
 
@@ -174,11 +173,11 @@ def test_expiry_keeps_verdict_until_all_evidence_expired() -> None:
     m = _machine(evidence_ttl=100.0)
     _report(m, SERVERS[0], R, 0.0)
     _report(m, SERVERS[1], R, 50.0)
-    assert m.expire(99.0) == []
-    assert m.expire(100.0) == []  # one vote left: still reachable
+    assert m.handle_timeout(99.0) == []
+    assert m.handle_timeout(100.0) == []  # one vote left: still reachable
     assert m.verdict(A) == "reachable"
     assert m.snapshot().addresses[0].reachable_votes == 1
-    events = m.expire(150.0)
+    events = m.handle_timeout(150.0)
     assert events == [ReachabilityChanged(A, "reachable", "unknown", 150.0, 0, 0, "expired"),
                       NatStatusChanged("public", "unknown", 150.0)]
 
@@ -189,7 +188,7 @@ def test_expiry_never_flips_to_the_opposite_verdict() -> None:
     _report(m, SERVERS[1], R, 0.0)
     _report(m, SERVERS[2], R, 0.0)
     _report(m, SERVERS[3], U, 60.0)
-    m.expire(120.0)  # the reachable votes expired, one unreachable vote left
+    m.handle_timeout(120.0)  # the reachable votes expired, one unreachable vote left
     assert m.verdict(A) == "reachable"
 
 
@@ -232,7 +231,7 @@ def _seeded_flips(seed: int, truth: ProbeOutcome, rounds: int = 200) -> tuple[in
                 if isinstance(event, ReachabilityChanged):
                     flips += confirmed
                     confirmed = True
-        m.expire(now)
+        m.handle_timeout(now)
     return flips, m
 
 
@@ -320,7 +319,7 @@ def test_new_candidates_are_due_at_once_unknown_first() -> None:
     m = _machine(A)
     _report(m, SERVERS[0], R, 0.0)
     _report(m, SERVERS[1], R, 0.0)
-    m.add_candidates([B], now=5.0)
+    m.handle_candidates_added([B], now=5.0)
     assert m.addresses_needing_probe(4.0) == []  # A is due at 60, B at 5
     assert m.addresses_needing_probe(5.0) == [B]
     assert m.addresses_needing_probe(60.0) == [B, A]
@@ -332,7 +331,8 @@ def test_unknown_address_retries_on_the_retry_backoff() -> None:
     now = 0.0
     for _ in range(8):
         assert m.addresses_needing_probe(now) == [A]
-        due = m.probe_started(A, now)
+        assert m.handle_probe_started(A, now) == []
+        due = m.next_probe_at()
         assert due is not None
         assert m.addresses_needing_probe(due - 0.001) == []
         times.append(due - now)
@@ -343,13 +343,14 @@ def test_unknown_address_retries_on_the_retry_backoff() -> None:
 
 def test_confirmed_address_reprobes_with_backoff_and_resets_on_change() -> None:
     m = _machine()
-    m.probe_started(A, 0.0)
+    m.handle_probe_started(A, 0.0)
     _report(m, SERVERS[0], R, 1.0)
     _report(m, SERVERS[1], R, 1.0)
     assert m.snapshot().addresses[0].next_probe_at == 61.0
     now, intervals = 61.0, []
     for _ in range(7):
-        due = m.probe_started(A, now)
+        m.handle_probe_started(A, now)
+        due = m.next_probe_at()
         assert due is not None
         intervals.append(due - now)
         now = due
@@ -358,36 +359,38 @@ def test_confirmed_address_reprobes_with_backoff_and_resets_on_change() -> None:
         _report(m, server, U, now)
     assert m.verdict(A) == "unreachable"
     assert m.snapshot().addresses[0].next_probe_at == now + 60.0
-    assert m.probe_started(A, now + 60.0) == now + 120.0
+    m.handle_probe_started(A, now + 60.0)
+    assert m.next_probe_at() == now + 120.0
 
 
 def test_address_returning_to_unknown_is_due_immediately() -> None:
     m = _machine(evidence_ttl=100.0)
     _report(m, SERVERS[0], R, 0.0)
     _report(m, SERVERS[1], R, 0.0)
-    m.probe_started(A, 60.0)
-    m.expire(100.0)
+    m.handle_probe_started(A, 60.0)
+    m.handle_timeout(100.0)
     assert m.addresses_needing_probe(100.0) == [A]
 
 
-def test_set_candidates_removes_vanished_addresses() -> None:
+def test_candidate_set_removes_vanished_addresses() -> None:
     m = _machine(A, B)
     _report(m, SERVERS[0], R, 0.0, addr=A)
     _report(m, SERVERS[1], R, 0.0, addr=A)
-    events = m.set_candidates([B], now=5.0)
+    events = m.handle_candidates([B], now=5.0)
     assert events == [ReachabilityChanged(A, "reachable", "unknown", 5.0, 2, 0, "removed"),
                       NatStatusChanged("public", "unknown", 5.0)]
     assert m.candidates == (B,)
-    assert m.probe_started(A, 6.0) is None
+    assert m.handle_probe_started(A, 6.0) == []  # not a candidate: nothing scheduled
+    assert m.addresses_needing_probe(6.0) == [B]
 
 
 def test_candidate_and_evidence_bounds() -> None:
     m = Reachability(ReachabilityConfig(max_addrs=3, max_servers_per_addr=3))
     addrs = [WsAddress.parse(f"/ip4/198.51.100.7/tcp/{40000 + i}/ws") for i in range(5)]
-    m.add_candidates(addrs[:3], now=0.0)
+    m.handle_candidates_added(addrs[:3], now=0.0)
     _report(m, SERVERS[0], R, 1.0, addr=addrs[0])
     _report(m, SERVERS[1], R, 1.0, addr=addrs[0])
-    m.add_candidates(addrs[3:], now=2.0)  # evicts unknown addrs[1] and addrs[2] first
+    m.handle_candidates_added(addrs[3:], now=2.0)  # evicts unknown addrs[1] and addrs[2] first
     assert m.candidates == tuple(sorted((addrs[0], addrs[3], addrs[4]), key=str))
     for server in SERVERS[2:8]:
         _report(m, server, U, 3.0, addr=addrs[0])

@@ -336,7 +336,7 @@ class ProbeScheduler:
             self._counters.recomputations += 1
             self._best = candidate_addresses(listen_addrs, observed_addrs, self._policy,
                                              limit=self._candidate_limit)
-            events = self.reachability.set_candidates(self._best, now)
+            events = self.reachability.handle_candidates(self._best, now)
             self._mapping = classify_nat_mapping(observed_addrs, policy=self._policy)
             live = set(self.reachability.candidates)
             for addr in [a for a in self._tried if a not in live]:
@@ -361,7 +361,7 @@ class ProbeScheduler:
         if answered:
             self._answered.add(probe.server)
         self._counters.outcomes[result.outcome.value] += 1
-        return self._step(now, self.reachability.record(result, now))
+        return self._step(now, self.reachability.handle_probe_result(result, now))
 
     def handle_probe_cancelled(self, probe_id: int, now: float) -> list[ProbeCommand]:
         """``probe_id`` was never run or was abandoned: no result, not an outcome."""
@@ -382,8 +382,7 @@ class ProbeScheduler:
     def poll_timeout(self) -> float | None:
         """The earliest future time at which :meth:`handle_timeout` changes something."""
         now, reach = self._now, self.reachability
-        times = [reach.next_probe_at(after=now), reach.next_expiry_at(),
-                 reach.threshold_review_at()]
+        times = [reach.next_probe_at(after=now), reach.poll_timeout()]
         for addr, tried in self._tried.items():
             if reach.verdict(addr) == "unknown":
                 times.extend(t + self._retry_server for t in tried.values())
@@ -405,7 +404,10 @@ class ProbeScheduler:
         servers = {peer: conn for peer, conn in self._connections.items()
                    if peer in self._autonat_peers}
         starts = self._welcome(servers, now)
-        events = events + reach.expire(now) + reach.set_available_servers(len(servers), now)
+        events = events + reach.handle_servers_available(len(servers), now)
+        due = reach.poll_timeout()
+        if due is not None and due <= now:
+            events += reach.handle_timeout(now)
         commands: list[ProbeCommand] = self._publish(events, now)
         commands.extend(self._note_small_network(len(servers), now))
         commands.extend(starts)
@@ -426,7 +428,7 @@ class ProbeScheduler:
         """Track the small-network wait: announce when it starts and when it ends."""
         self._available = servers
         reach = self.reachability
-        review = reach.threshold_review_at()
+        review = reach.small_network_until
         until = review if servers and review is not None and review > now else None
         before = self._small_wait
         if until is not None and (before is None or before.until != until):
@@ -502,7 +504,7 @@ class ProbeScheduler:
             if not chosen:
                 continue
             if is_due:
-                reach.probe_started(addr, now)
+                reach.handle_probe_started(addr, now)
             for server in chosen:
                 tried[server] = now
                 start = self._start(addr, server, now)

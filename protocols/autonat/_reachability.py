@@ -44,7 +44,7 @@ Votes
 Small networks
     A network with fewer AutoNAT servers than ``threshold`` (one boot node and
     nothing else) could never reach a verdict. The actor reports how many
-    distinct servers are available (:meth:`Reachability.set_available_servers`);
+    distinct servers are available (:meth:`Reachability.handle_servers_available`);
     once that number has stayed below the threshold for
     ``small_network_settle`` seconds, the effective threshold becomes that
     number (at least 1): the verdict rests on *every* server there is. When
@@ -56,17 +56,24 @@ Overall status
     ``nat_status`` is ``public`` if any address is reachable, ``private`` if
     at least one is unreachable and none is reachable, ``unknown`` otherwise.
 
-Events
-    :meth:`Reachability.record`, :meth:`~Reachability.expire` and the candidate
-    methods return :class:`ReachabilityChanged` (one address's verdict) and
-    :class:`NatStatusChanged` events, in that order, each stamped with ``now``.
+Driving (docs/architecture.md, "The sans-io contract")
+    Inputs are ``handle_*(..., now)`` methods - a probe result, the number of
+    servers available, the candidate set, a probe round started - and each
+    returns the :class:`ReachabilityChanged` (one address's verdict) and
+    :class:`NatStatusChanged` events it caused, in that order, stamped with
+    ``now``. Time passing matters too: evidence expires, distrusted servers
+    are forgiven and a small network settles. :meth:`~Reachability.poll_timeout`
+    says when the next of those is due and :meth:`~Reachability.handle_timeout`
+    applies them, so a driver never polls.
 
 Candidates and probe schedule
-    Results count only for known candidate addresses (``add_candidates`` /
-    ``set_candidates``; at most ``max_addrs``, the oldest ``unknown`` one
-    evicted first). :meth:`~Reachability.addresses_needing_probe` lists the
-    addresses due for a probe, ``unknown`` ones first; the actor calls
-    :meth:`~Reachability.probe_started` when it sends the requests. A new (or
+    Results count only for known candidate addresses (``handle_candidates``,
+    ``handle_candidates_added``; at most ``max_addrs``, the oldest
+    ``unknown`` one evicted first). :meth:`~Reachability.addresses_needing_probe`
+    lists the addresses due for a probe, ``unknown`` ones first; the driver
+    calls :meth:`~Reachability.handle_probe_started` when it sends the
+    requests, and :meth:`~Reachability.next_probe_at` says when the next
+    address falls due. A new (or
     newly ``unknown``) address is due at once; while it stays ``unknown`` it is
     retried on the ``retry`` backoff (10 s doubling to 5 min). A confirmed
     address is re-probed on the ``reprobe`` backoff (60 s doubling to 30 min)
@@ -222,10 +229,9 @@ class AddressReachability:
 
 @dataclass(frozen=True)
 class ReachabilityStatistics:
-    """Counters since creation; ``outcomes`` is sorted by outcome name."""
+    """Counters since creation. Results by outcome are counted by the driver
+    (:class:`~protocols.ProbeScheduler`), not here."""
 
-    results: int
-    outcomes: tuple[tuple[ProbeOutcome, int], ...]
     ignored: int
     distrusted_servers: int
 
@@ -274,7 +280,6 @@ class Reachability:
         self._distrusted: dict[PeerId, float] = {}  # server -> distrusted until
         self._nat_status: NatStatus = "unknown"
         self._nat_since: float | None = None
-        self._outcomes: Counter[ProbeOutcome] = Counter()
         self._ignored = 0
         self._servers = 0
         self._servers_since = -math.inf
@@ -321,8 +326,6 @@ class Reachability:
             for addr, s in ordered
         )
         stats = ReachabilityStatistics(
-            results=sum(self._outcomes.values()),
-            outcomes=tuple(sorted(self._outcomes.items(), key=lambda item: item[0].value)),
             ignored=self._ignored,
             distrusted_servers=len(self._distrusted),
         )
@@ -341,7 +344,8 @@ class Reachability:
 
     # --- candidates ----------------------------------------------------------
 
-    def add_candidates(self, addrs: Iterable[WsAddress], now: float) -> list[ReachabilityEvent]:
+    def handle_candidates_added(self, addrs: Iterable[WsAddress],
+                                now: float) -> list[ReachabilityEvent]:
         """Start tracking new candidate addresses (due for a probe at once)."""
         events: list[ReachabilityEvent] = []
         for addr in map(_key, addrs):
@@ -352,13 +356,16 @@ class Reachability:
             self._addrs[addr] = _Address(added_at=now, since=now, next_probe_at=now)
         return events + self._update_nat_status(now)
 
-    def set_candidates(self, addrs: Iterable[WsAddress], now: float) -> list[ReachabilityEvent]:
+    def handle_candidates(self, addrs: Iterable[WsAddress], now: float) -> list[ReachabilityEvent]:
         """Make ``addrs`` the candidate set: new ones are added, vanished ones forgotten."""
         wanted = dict.fromkeys(map(_key, addrs))
         gone = [addr for addr in self._addrs if addr not in wanted]
-        return self.remove_candidates(gone, now) + self.add_candidates(wanted, now)
+        return (self.handle_candidates_removed(gone, now)
+                + self.handle_candidates_added(wanted, now))
 
-    def remove_candidates(self, addrs: Iterable[WsAddress], now: float) -> list[ReachabilityEvent]:
+    def handle_candidates_removed(self, addrs: Iterable[WsAddress],
+                                  now: float) -> list[ReachabilityEvent]:
+        """Stop tracking ``addrs``; a verdict they had goes back to ``unknown``."""
         events: list[ReachabilityEvent] = []
         for addr in map(_key, addrs):
             events.extend(self._remove(addr, now))
@@ -378,9 +385,8 @@ class Reachability:
 
     # --- evidence ------------------------------------------------------------
 
-    def record(self, result: ProbeResult, now: float) -> list[ReachabilityEvent]:
+    def handle_probe_result(self, result: ProbeResult, now: float) -> list[ReachabilityEvent]:
         """Fold one probe result in; returns the transitions it caused."""
-        self._outcomes[result.outcome] += 1
         events: list[ReachabilityEvent] = []
         if result.outcome is ProbeOutcome.LIED:
             events.extend(self._distrust(result.server, now))
@@ -405,8 +411,31 @@ class Reachability:
         fresh = now - result.at < self.config.evidence_ttl
         return result.outcome.is_evidence and trusted and fresh
 
-    def expire(self, now: float) -> list[ReachabilityEvent]:
-        """Drop evidence older than ``evidence_ttl`` and forgive distrusted servers."""
+    def poll_timeout(self) -> float | None:
+        """When :meth:`handle_timeout` next changes something, or None.
+
+        That is the earliest of: the oldest live evidence expiring, a
+        distrusted server being forgiven, a small network having settled.
+        (When candidates are due for a probe is the driver's schedule,
+        :meth:`next_probe_at`: nothing here changes then.)
+        """
+        ttl = self.config.evidence_ttl
+        times = [ev.at + ttl for s in self._addrs.values() for ev in s.evidence.values()]
+        times.extend(self._distrusted.values())
+        review = self._threshold_review_at()
+        if review is not None and math.isfinite(review):  # -inf: never told a server count
+            times.append(review)
+        return min(times, default=None)
+
+    def handle_timeout(self, now: float) -> list[ReachabilityEvent]:
+        """Expire old evidence, forgive distrusted servers, settle a small network."""
+        events = self._expire(now)
+        review = self._threshold_review_at()
+        if review is not None and math.isfinite(review) and review <= now:
+            events += self.handle_servers_available(self._servers, now)
+        return events
+
+    def _expire(self, now: float) -> list[ReachabilityEvent]:
         for peer in [p for p, until in self._distrusted.items() if until <= now]:
             del self._distrusted[peer]
         events: list[ReachabilityEvent] = []
@@ -458,7 +487,7 @@ class Reachability:
         """The threshold in force (lower than configured only in a small network)."""
         return self._threshold
 
-    def set_available_servers(self, count: int, now: float) -> list[ReachabilityEvent]:
+    def handle_servers_available(self, count: int, now: float) -> list[ReachabilityEvent]:
         """How many distinct AutoNAT servers we can ask; may change the effective threshold."""
         if count != self._servers:
             self._servers, self._servers_since = count, now
@@ -475,8 +504,12 @@ class Reachability:
                 events.append(change)
         return events + self._update_nat_status(now)
 
-    def threshold_review_at(self) -> float | None:
-        """When a small network will have settled (for the actor's sleep), else None."""
+    @property
+    def small_network_until(self) -> float | None:
+        """While a small network is settling: when it will have settled, else None."""
+        return self._threshold_review_at()
+
+    def _threshold_review_at(self) -> float | None:
         if self._servers >= self.config.threshold or self._threshold == max(1, self._servers):
             return None
         return self._servers_since + self.config.small_network_settle
@@ -510,15 +543,19 @@ class Reachability:
         due.sort(key=lambda item: item[:3])
         return [item[3] for item in due]
 
-    def probe_started(self, addr: WsAddress, now: float) -> float | None:
-        """The actor sent probes for ``addr``; returns when it is due next (None if unknown)."""
+    def handle_probe_started(self, addr: WsAddress, now: float) -> list[ReachabilityEvent]:
+        """The driver sent probes for ``addr``: it is next due on its backoff schedule.
+
+        Nothing about the verdicts changes, so the answer is always empty;
+        :meth:`next_probe_at` tells when ``addr`` is due again.
+        """
         state = self._addrs.get(_key(addr))
         if state is None:
-            return None
+            return []
         policy = self.config.retry if state.verdict == "unknown" else self.config.reprobe
         state.next_probe_at = now + policy.base_delay(state.attempt)
         state.attempt += 1
-        return state.next_probe_at
+        return []
 
     def next_probe_at(self, *, after: float | None = None) -> float | None:
         """The earliest time any candidate is due (for the actor's sleep), or None.
@@ -529,14 +566,3 @@ class Reachability:
         floor = -math.inf if after is None else after
         return min((s.next_probe_at for s in self._addrs.values() if s.next_probe_at > floor),
                    default=None)
-
-    def next_expiry_at(self) -> float | None:
-        """When the oldest live evidence expires or a distrusted server is forgiven, or None.
-
-        :meth:`expire` at that time changes something (a verdict may return to
-        ``unknown``); the scheduler wakes for it instead of polling.
-        """
-        ttl = self.config.evidence_ttl
-        times = [ev.at + ttl for s in self._addrs.values() for ev in s.evidence.values()]
-        times.extend(self._distrusted.values())
-        return min(times, default=None)
