@@ -46,9 +46,10 @@ async def test_probe_before_connection_up_ends_fully_connected(
                          dial_status=DialStatus.OK, dialed=LOCAL, requested=1),
         ):
             await send.send(event)
-        with trio.fail_after(5):
-            held = await watch.wait_for(lambda s: s.probes_served == 1)
-        assert held.lifecycle is Lifecycle.BOOTSTRAPPING  # no connection on record yet
+        await trio.testing.wait_all_tasks_blocked()
+        assert tracker.statistics().events == 3
+        assert watch.get().lifecycle is Lifecycle.BOOTSTRAPPING  # no connection on record yet
+        assert tracker.model.early_probes == (BOOT,)  # held, not dropped
         info = ConnectionInfo(1, BOOT, Direction.INBOUND, LOCAL, BOOT_ADDR.with_peer_id(None),
                               trio.current_time())
         await send.send(ConnectionUp(info))

@@ -19,6 +19,7 @@ from protocols import (
     InboundProbe,
     Keypair,
     Lifecycle,
+    LifecycleChanged,
     LifecycleTrigger,
     ListenAddrsChanged,
     LocalProtocolError,
@@ -29,6 +30,8 @@ from protocols import (
     PeerRecord,
     PeersFound,
     ResponseStatus,
+    StateChanged,
+    StoredPeersLoaded,
     WsAddress,
     next_lifecycle,
 )
@@ -135,24 +138,25 @@ def test_full_lifecycle_through_events() -> None:
         (down(2, PEERS[1]), S.CONNECTED, True),
     ]
     for now, (event, state, changed) in enumerate(steps, start=1):
-        assert model.apply(event, float(now)) is changed  # type: ignore[arg-type]
+        assert bool(model.handle_event(event, float(now))) is changed  # type: ignore[arg-type]
         assert model.lifecycle is state
-    assert model.mark_fully_connected(boot, 10.0)
+    assert model.handle_event(probe(boot), 10.0) == [
+        LifecycleChanged(S.CONNECTED, S.FULLY_CONNECTED, 10.0), StateChanged(model.revision)]
     snap = model.snapshot(10.0)
     assert (snap.lifecycle, snap.lifecycle_since) == (S.FULLY_CONNECTED, 10.0)
-    assert not model.mark_fully_connected(boot, 11.0)  # already there
-    assert model.apply(down(1, boot), 12.0)
+    assert not model.handle_event(probe(boot), 11.0)  # already there
+    assert model.handle_event(down(1, boot), 12.0)
     assert model.lifecycle is S.BOOTSTRAPPING
-    assert model.apply(up(3, boot), 13.0)
+    assert model.handle_event(up(3, boot), 13.0)
     assert model.lifecycle is S.CONNECTED  # must be probed again
 
 
 def test_probe_from_non_bootstrap_or_unknown_peer_does_not_count() -> None:
     model = NodeModel(ME)
-    model.apply(found(PEERS[0], boot=False), 1.0)
-    model.apply(up(1, PEERS[0]), 2.0)
-    assert not model.mark_fully_connected(PEERS[0], 3.0)
-    assert not model.mark_fully_connected(PEERS[5], 3.0)
+    model.handle_event(found(PEERS[0], boot=False), 1.0)
+    model.handle_event(up(1, PEERS[0]), 2.0)
+    assert not model.handle_event(probe(PEERS[0]), 3.0)
+    assert not model.handle_event(probe(PEERS[5]), 3.0)
     assert model.lifecycle is S.CONNECTED
 
 
@@ -175,15 +179,14 @@ def probe(peer: PeerId) -> InboundProbe:
 @pytest.mark.parametrize("listening", [True, False], ids=["bootstrapping", "starting"])
 def test_probe_that_races_ahead_of_connection_up_is_not_lost(listening: bool) -> None:
     model = NodeModel(ME)
-    model.apply(found(PEERS[0]), 1.0)
+    model.handle_event(found(PEERS[0]), 1.0)
     if listening:
-        model.apply(LISTEN, 1.0)
+        model.handle_event(LISTEN, 1.0)
     waiting = S.BOOTSTRAPPING if listening else S.STARTING
-    assert model.apply(probe(PEERS[0]), 2.0)  # probes_served counts it
+    assert model.handle_event(probe(PEERS[0]), 2.0) == []  # held: nothing to publish yet
     assert model.lifecycle is waiting  # no connection on record yet: held, not dropped
     assert model.early_probes == (PEERS[0],)
-    assert model.snapshot(2.0).probes_served == 1
-    assert model.apply(up(1, PEERS[0]), 3.0)
+    assert model.handle_event(up(1, PEERS[0]), 3.0)
     snap = model.snapshot(3.0)
     assert (snap.lifecycle, snap.lifecycle_since) == (S.FULLY_CONNECTED, 3.0)
     assert model.early_probes == ()
@@ -191,49 +194,49 @@ def test_probe_that_races_ahead_of_connection_up_is_not_lost(listening: bool) ->
 
 def test_held_probe_waits_for_its_own_peer_connection() -> None:
     model = NodeModel(ME)
-    model.apply(found(PEERS[0], PEERS[1]), 1.0)
-    model.apply(LISTEN, 1.0)
-    model.apply(probe(PEERS[0]), 2.0)
-    model.apply(up(1, PEERS[1]), 3.0)  # another peer's connection
+    model.handle_event(found(PEERS[0], PEERS[1]), 1.0)
+    model.handle_event(LISTEN, 1.0)
+    model.handle_event(probe(PEERS[0]), 2.0)
+    model.handle_event(up(1, PEERS[1]), 3.0)  # another peer's connection
     assert model.lifecycle is S.CONNECTED
-    model.apply(up(2, PEERS[0]), 4.0)  # the prober's connection, late
+    model.handle_event(up(2, PEERS[0]), 4.0)  # the prober's connection, late
     assert model.lifecycle is S.FULLY_CONNECTED
 
 
 def test_held_probe_from_non_bootstrap_peer_is_not_remembered() -> None:
     model = NodeModel(ME)
-    model.apply(found(PEERS[0], boot=False), 1.0)
-    model.apply(LISTEN, 1.0)
-    model.apply(probe(PEERS[0]), 2.0)
+    model.handle_event(found(PEERS[0], boot=False), 1.0)
+    model.handle_event(LISTEN, 1.0)
+    model.handle_event(probe(PEERS[0]), 2.0)
     assert model.early_probes == ()
-    model.apply(up(1, PEERS[0]), 3.0)
+    model.handle_event(up(1, PEERS[0]), 3.0)
     assert model.lifecycle is S.CONNECTED
 
 
 def test_held_probes_are_forgotten_once_fully_connected() -> None:
     model = NodeModel(ME, max_peers=3)
-    model.apply(found(*PEERS[:3]), 1.0)
-    model.apply(LISTEN, 1.0)
+    model.handle_event(found(*PEERS[:3]), 1.0)
+    model.handle_event(LISTEN, 1.0)
     for peer in PEERS[:3]:
-        model.mark_fully_connected(peer, 2.0)
+        model.handle_event(probe(peer), 2.0)
     assert len(model.early_probes) == 3
-    model.apply(up(1, PEERS[1]), 3.0)
+    model.handle_event(up(1, PEERS[1]), 3.0)
     assert model.lifecycle is S.FULLY_CONNECTED
     assert model.early_probes == ()
-    model.apply(down(1, PEERS[1]), 4.0)
-    model.apply(up(2, PEERS[2]), 5.0)
+    model.handle_event(down(1, PEERS[1]), 4.0)
+    model.handle_event(up(2, PEERS[2]), 5.0)
     assert model.lifecycle is S.CONNECTED  # must be probed again
 
 
 def test_client_without_listener_goes_straight_to_connected() -> None:
     model = NodeModel(ME)
-    model.apply(up(1, PEERS[0]), 1.0)
+    model.handle_event(up(1, PEERS[0]), 1.0)
     assert model.lifecycle is S.CONNECTED
 
 
 def test_empty_listen_addrs_do_not_start_bootstrapping() -> None:
     model = NodeModel(ME)
-    assert not model.apply(ListenAddrsChanged(()), 1.0)
+    assert not model.handle_event(ListenAddrsChanged(()), 1.0)
     assert model.lifecycle is S.STARTING
 
 
@@ -241,16 +244,16 @@ def test_empty_listen_addrs_do_not_start_bootstrapping() -> None:
 @given(st.lists(st.tuples(st.sampled_from(["up", "down", "listen", "probe"]), st.integers(0, 5))))
 def test_connected_states_iff_live_connections(ops: list[tuple[str, int]]) -> None:
     model = NodeModel(ME, max_peers=3)
-    model.apply(found(*PEERS[:6]), 0.0)
+    model.handle_event(found(*PEERS[:6]), 0.0)
     for now, (op, n) in enumerate(ops):
         if op == "up":
-            model.apply(up(n, PEERS[n]), float(now))
+            model.handle_event(up(n, PEERS[n]), float(now))
         elif op == "down":
-            model.apply(down(n, PEERS[n]), float(now))
+            model.handle_event(down(n, PEERS[n]), float(now))
         elif op == "listen":
-            model.apply(LISTEN, float(now))
+            model.handle_event(LISTEN, float(now))
         else:
-            model.mark_fully_connected(PEERS[n], float(now))
+            model.handle_event(probe(PEERS[n]), float(now))
         connected = model.lifecycle in (S.CONNECTED, S.FULLY_CONNECTED)
         assert connected == (model.connection_count > 0)
         snap = model.snapshot(float(now))
@@ -263,7 +266,7 @@ def test_connected_states_iff_live_connections(ops: list[tuple[str, int]]) -> No
 
 def test_peers_found_creates_records_with_sources_and_bootstrap_flag() -> None:
     model = NodeModel(ME)
-    assert model.apply(found(PEERS[0], PEERS[1], ME), 5.0)
+    assert model.handle_event(found(PEERS[0], PEERS[1], ME), 5.0)
     assert model.peer(ME) is None  # never a record for ourselves
     record = model.peer(PEERS[0])
     assert record is not None
@@ -271,7 +274,7 @@ def test_peers_found_creates_records_with_sources_and_bootstrap_flag() -> None:
     assert record.sources == ("https://boot/status",)
     assert record.from_bootstrap
     assert (record.first_seen, record.last_seen) == (5.0, 5.0)
-    model.apply(found(PEERS[0], source="config", boot=False), 9.0)
+    model.handle_event(found(PEERS[0], source="config", boot=False), 9.0)
     record = model.peer(PEERS[0])
     assert record is not None
     assert record.sources == ("config", "https://boot/status")
@@ -281,15 +284,15 @@ def test_peers_found_creates_records_with_sources_and_bootstrap_flag() -> None:
 
 def test_only_our_own_address_is_no_change() -> None:
     model = NodeModel(ME)
-    assert not model.apply(found(ME), 1.0)
+    assert not model.handle_event(found(ME), 1.0)
     assert model.revision == 0
 
 
 def test_identify_fills_in_agent_protocols_and_addresses() -> None:
     model = NodeModel(ME)
-    model.apply(found(PEERS[0]), 1.0)
+    model.handle_event(found(PEERS[0]), 1.0)
     listen = (addr(50), addr(51, peer=PEERS[0]), addr(52, peer=PEERS[1]))  # last: wrong peer
-    assert model.apply(identified(PEERS[0], listen=listen), 2.0)
+    assert model.handle_event(identified(PEERS[0], listen=listen), 2.0)
     record = model.peer(PEERS[0])
     assert record is not None
     assert record.agent_version == "test/1.0"
@@ -303,8 +306,8 @@ def test_identify_fills_in_agent_protocols_and_addresses() -> None:
 
 def test_outbound_connection_remembers_the_dialed_address_inbound_does_not() -> None:
     model = NodeModel(ME)
-    model.apply(up(1, PEERS[0], Direction.OUTBOUND), 1.0)
-    model.apply(up(2, PEERS[1], Direction.INBOUND), 1.0)
+    model.handle_event(up(1, PEERS[0], Direction.OUTBOUND), 1.0)
+    model.handle_event(up(2, PEERS[1], Direction.INBOUND), 1.0)
     first, second = model.peer(PEERS[0]), model.peer(PEERS[1])
     assert first is not None and second is not None
     assert first.addrs == (addr(1, 5001, PEERS[0]),)
@@ -314,10 +317,10 @@ def test_outbound_connection_remembers_the_dialed_address_inbound_does_not() -> 
 
 def test_duplicate_and_unknown_connection_events_change_nothing() -> None:
     model = NodeModel(ME)
-    assert model.apply(up(1, PEERS[0]), 1.0)
-    assert not model.apply(up(1, PEERS[0]), 2.0)
-    assert not model.apply(down(7, PEERS[0]), 2.0)
-    assert not model.apply(up(2, ME), 2.0)
+    assert model.handle_event(up(1, PEERS[0]), 1.0)
+    assert not model.handle_event(up(1, PEERS[0]), 2.0)
+    assert not model.handle_event(down(7, PEERS[0]), 2.0)
+    assert not model.handle_event(up(2, ME), 2.0)
     assert model.connection_count == 1
 
 
@@ -325,7 +328,7 @@ def test_per_peer_caps_truncate() -> None:
     model = NodeModel(ME)
     listen = tuple(addr(n) for n in range(1, 40))
     protocols = ("x" * 500, "", *(f"/p/{n}" for n in range(100)), "/p/0")
-    model.apply(identified(PEERS[0], listen=listen, protocols=protocols), 1.0)
+    model.handle_event(identified(PEERS[0], listen=listen, protocols=protocols), 1.0)
     record = model.peer(PEERS[0])
     assert record is not None
     assert len(record.addrs) == MAX_ADDRS_PER_PEER
@@ -334,9 +337,9 @@ def test_per_peer_caps_truncate() -> None:
 
 def test_connection_cap_drops_and_counts() -> None:
     model = NodeModel(ME, max_connections=2)
-    assert model.apply(up(1, PEERS[0]), 1.0)
-    assert model.apply(up(2, PEERS[1]), 1.0)
-    assert not model.apply(up(3, PEERS[2]), 1.0)
+    assert model.handle_event(up(1, PEERS[0]), 1.0)
+    assert model.handle_event(up(2, PEERS[1]), 1.0)
+    assert not model.handle_event(up(3, PEERS[2]), 1.0)
     assert model.connection_count == 2
     assert model.dropped_connections == 1
 
@@ -346,30 +349,30 @@ def test_connection_cap_drops_and_counts() -> None:
 
 def test_eviction_drops_least_recently_seen_but_never_connected_peers() -> None:
     model = NodeModel(ME, max_peers=3)
-    model.apply(up(1, PEERS[0]), 0.0)  # oldest, but connected
+    model.handle_event(up(1, PEERS[0]), 0.0)  # oldest, but connected
     for n in range(1, 5):
-        model.apply(found(PEERS[n]), float(n))
+        model.handle_event(found(PEERS[n]), float(n))
     kept = {rec.peer_id for rec in model.snapshot(5.0).peers}
     assert kept == {PEERS[0], PEERS[3], PEERS[4]}
-    model.apply(found(PEERS[3]), 6.0)  # refresh 3, so 4 is now the oldest unconnected
-    model.apply(found(PEERS[5]), 7.0)
+    model.handle_event(found(PEERS[3]), 6.0)  # refresh 3, so 4 is now the oldest unconnected
+    model.handle_event(found(PEERS[5]), 7.0)
     kept = {rec.peer_id for rec in model.snapshot(7.0).peers}
     assert kept == {PEERS[0], PEERS[3], PEERS[5]}
 
 
 def test_eviction_bound_holds_for_one_big_batch() -> None:
     model = NodeModel(ME, max_peers=4)
-    model.apply(found(*PEERS), 1.0)
+    model.handle_event(found(*PEERS), 1.0)
     assert model.peer_count == 4
 
 
 def test_connected_peers_may_exceed_the_bound_rather_than_be_forgotten() -> None:
     model = NodeModel(ME, max_peers=2)
     for n in range(3):
-        model.apply(up(n, PEERS[n]), float(n))
+        model.handle_event(up(n, PEERS[n]), float(n))
     assert model.peer_count == 3
-    model.apply(down(0, PEERS[0]), 5.0)
-    model.apply(found(PEERS[6]), 6.0)
+    model.handle_event(down(0, PEERS[0]), 5.0)
+    model.handle_event(found(PEERS[6]), 6.0)
     assert model.peer_count <= 3
     assert model.peer(PEERS[1]) is not None and model.peer(PEERS[2]) is not None
 
@@ -379,10 +382,10 @@ def test_connected_peers_may_exceed_the_bound_rather_than_be_forgotten() -> None
 
 def test_observed_addresses_are_kept_per_observer() -> None:
     model = NodeModel(ME)
-    model.apply(identified(PEERS[0], cid=1, observed=addr(9, 40000)), 1.0)
-    model.apply(identified(PEERS[1], cid=2, observed=addr(9, 40001)), 2.0)
-    model.apply(identified(PEERS[0], cid=1, observed=addr(9, 40002)), 3.0)  # replaces
-    model.apply(identified(PEERS[1], cid=2, observed=None), 4.0)  # keeps the old one
+    model.handle_event(identified(PEERS[0], cid=1, observed=addr(9, 40000)), 1.0)
+    model.handle_event(identified(PEERS[1], cid=2, observed=addr(9, 40001)), 2.0)
+    model.handle_event(identified(PEERS[0], cid=1, observed=addr(9, 40002)), 3.0)  # replaces
+    model.handle_event(identified(PEERS[1], cid=2, observed=None), 4.0)  # keeps the old one
     by_observer = {obs.observer: obs for obs in model.snapshot(5.0).observed_addrs}
     assert set(by_observer) == {PEERS[0], PEERS[1]}
     assert by_observer[PEERS[0]].observed == addr(9, 40002)
@@ -395,7 +398,7 @@ def test_observed_addresses_are_kept_per_observer() -> None:
 def test_observers_are_bounded_oldest_first() -> None:
     model = NodeModel(ME, max_peers=2)
     for n in range(4):
-        model.apply(identified(PEERS[n], cid=n + 1, observed=addr(9, 40000 + n)), float(n))
+        model.handle_event(identified(PEERS[n], cid=n + 1, observed=addr(9, 40000 + n)), float(n))
     observers = {obs.observer for obs in model.snapshot(5.0).observed_addrs}
     assert observers == {PEERS[2], PEERS[3]}
 
@@ -405,9 +408,9 @@ def test_observers_are_bounded_oldest_first() -> None:
 
 def test_snapshot_is_frozen_and_made_of_tuples() -> None:
     model = NodeModel(ME, started_at=100.0)
-    model.apply(found(PEERS[0]), 101.0)
-    model.apply(up(1, PEERS[0]), 102.0)
-    model.apply(identified(PEERS[0], observed=addr(9)), 103.0)
+    model.handle_event(found(PEERS[0]), 101.0)
+    model.handle_event(up(1, PEERS[0]), 102.0)
+    model.handle_event(identified(PEERS[0], observed=addr(9)), 103.0)
     snap = model.snapshot(104.0)
     for spec in dataclasses.fields(snap):
         value = getattr(snap, spec.name)
@@ -424,11 +427,11 @@ def test_snapshot_is_frozen_and_made_of_tuples() -> None:
 
 def test_snapshot_does_not_change_when_the_model_does() -> None:
     model = NodeModel(ME)
-    model.apply(found(PEERS[0]), 1.0)
+    model.handle_event(found(PEERS[0]), 1.0)
     before = model.snapshot(1.0)
     copy = dataclasses.replace(before)
-    model.apply(found(PEERS[1]), 2.0)
-    model.apply(up(1, PEERS[0]), 3.0)
+    model.handle_event(found(PEERS[1]), 2.0)
+    model.handle_event(up(1, PEERS[0]), 3.0)
     assert before == copy
     after = model.snapshot(3.0)
     assert after.revision > before.revision
@@ -437,9 +440,9 @@ def test_snapshot_does_not_change_when_the_model_does() -> None:
 
 def test_snapshot_helpers() -> None:
     model = NodeModel(ME)
-    model.apply(found(PEERS[0], PEERS[1]), 1.0)
-    model.apply(up(1, PEERS[1]), 2.0)
-    model.apply(up(2, PEERS[1], Direction.INBOUND), 2.0)
+    model.handle_event(found(PEERS[0], PEERS[1]), 1.0)
+    model.handle_event(up(1, PEERS[1]), 2.0)
+    model.handle_event(up(2, PEERS[1], Direction.INBOUND), 2.0)
     snap = model.snapshot(3.0)
     assert snap.connected_peers == (PEERS[1],)
     assert snap.peer(PEERS[0]) == model.peer(PEERS[0])
@@ -458,14 +461,15 @@ def test_snapshot_rejects_unknown_nat_values() -> None:
 # --- seeding and validation ------------------------------------------------------------
 
 
-def test_load_peers_seeds_skips_self_and_keeps_memory() -> None:
+def test_stored_peers_seed_skips_self_and_keeps_memory() -> None:
     model = NodeModel(ME, max_peers=3)
-    model.apply(identified(PEERS[0], listen=(addr(60),)), 50.0)
+    model.handle_event(identified(PEERS[0], listen=(addr(60),)), 50.0)
     stored = [
         PeerRecord(p, (addr(n + 1, peer=p),), first_seen=float(n), last_seen=float(n))
         for n, p in enumerate([PEERS[0], ME, *PEERS[1:5]])
     ]
-    assert model.load_peers(stored) == 4
+    assert model.handle_stored_peers(stored, 60.0) == [StoredPeersLoaded(4),
+                                                       StateChanged(model.revision)]
     assert model.peer(ME) is None
     record = model.peer(PEERS[0])
     assert record is not None and record.agent_version == "test/1.0"  # memory won
@@ -475,9 +479,9 @@ def test_load_peers_seeds_skips_self_and_keeps_memory() -> None:
 
 def test_store_records_most_recent_first_and_addressed_only() -> None:
     model = NodeModel(ME)
-    model.apply(found(PEERS[0]), 1.0)
-    model.apply(found(PEERS[1]), 2.0)
-    model.apply(up(1, PEERS[2], Direction.INBOUND), 3.0)  # no address: not persisted
+    model.handle_event(found(PEERS[0]), 1.0)
+    model.handle_event(found(PEERS[1]), 2.0)
+    model.handle_event(up(1, PEERS[2], Direction.INBOUND), 3.0)  # no address: not persisted
     assert [rec.peer_id for rec in model.store_records()] == [PEERS[1], PEERS[0]]
 
 
@@ -485,8 +489,8 @@ def test_unknown_events_are_refused() -> None:
     model = NodeModel(ME)
     assert not model.handles("hello")
     assert model.handles(LISTEN)
-    with pytest.raises(TypeError):
-        model.apply("hello", 1.0)  # type: ignore[arg-type]
+    with pytest.raises(LocalProtocolError, match="cannot handle str"):
+        model.handle_event("hello", 1.0)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

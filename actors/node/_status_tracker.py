@@ -59,6 +59,7 @@ from protocols import (
     ConnectionUp,
     InboundProbe,
     Lifecycle,
+    LifecycleChanged,
     ListenAddrsChanged,
     NodeEvent,
     NodeModel,
@@ -67,11 +68,13 @@ from protocols import (
     PeerRecord,
     PeersFound,
     PeerStoreError,
+    StateChanged,
+    StoredPeersLoaded,
     decode_peer_store,
     encode_peer_store,
 )
 
-from ..runtime import Watch, get_logger
+from ..runtime import Pulse, Watch, get_logger
 from ._messages import LOCAL_STOP
 from ._storage import atomic_write_bytes, read_at_most, rename_aside
 
@@ -121,6 +124,7 @@ class StatusTracker:
         final_save_timeout: float = 10.0,
         max_store_bytes: int = DEFAULT_MAX_STORE_BYTES,
         clock: Callable[[], float] = time.time,
+        pulse: Pulse | None = None,
     ) -> None:
         if not (math.isfinite(save_interval) and save_interval >= 0):
             raise ValueError(f"save_interval must be a finite number >= 0, got {save_interval!r}")
@@ -132,6 +136,7 @@ class StatusTracker:
         self._final_save_timeout = final_save_timeout
         self._max_store_bytes = max_store_bytes
         self._clock = clock
+        self._pulse = pulse if pulse is not None else Pulse()
         self._log = get_logger("actors.status_tracker", actor=ACTOR_NAME,
                                node=str(model.local_peer_id))
         self._saved_revision: int | None = None
@@ -195,23 +200,23 @@ class StatusTracker:
             self._ignored += 1
             self._log.warning("unknown message ignored", message_type=type(event).__name__)
             return
-        before = self.model.lifecycle
-        changed = self.model.apply(event, self._clock())
-        self._log.debug("event applied", changed=changed, **_event_fields(event))
-        if self.model.lifecycle is not before:
-            # falling back to bootstrapping because we are stopping is not news
-            stopping = isinstance(event, ConnectionDown) and event.reason == LOCAL_STOP
-            (self._log.debug if stopping else self._log.info)(
-                "lifecycle changed",
-                lifecycle=self.model.lifecycle.value,
-                previous=before.value,
-                connections=self.model.connection_count,
-                **_cause_fields(event),
-            )
-        if changed:
-            self._changes += 1
-            self._note_dirty()
-            self._publish()
+        changes = self.model.handle_event(event, self._clock())
+        self._log.debug("event applied", changed=bool(changes), **_event_fields(event))
+        for change in changes:
+            if isinstance(change, LifecycleChanged):
+                # falling back to bootstrapping because we are stopping is not news
+                stopping = isinstance(event, ConnectionDown) and event.reason == LOCAL_STOP
+                (self._log.debug if stopping else self._log.info)(
+                    "lifecycle changed",
+                    lifecycle=change.current.value,
+                    previous=change.previous.value,
+                    connections=self.model.connection_count,
+                    **_cause_fields(event),
+                )
+            elif isinstance(change, StateChanged):
+                self._changes += 1
+                self._note_dirty()
+                self._publish()
 
     def _publish(self, *, initial: bool = False) -> None:
         if initial and self._watch.version:
@@ -223,6 +228,7 @@ class StatusTracker:
                 return  # a restarted incarnation: subscribers already have this state
         self._watch.set(self.model.snapshot(self._clock()))
         self._published += 1
+        self._pulse.beat()
 
     # --- persistence ---------------------------------------------------------
 
@@ -266,7 +272,8 @@ class StatusTracker:
         fresh = self.model.peers_revision == 0 and self._saved_revision is None
         records = await self._read_store(path)
         if records is not None:
-            added = self.model.load_peers(records, self._clock())
+            changes = self.model.handle_stored_peers(records, self._clock())
+            added = sum(c.added for c in changes if isinstance(c, StoredPeersLoaded))
             self._log.info("peer store loaded", path=str(path), peers=len(records), added=added)
         if fresh:  # memory now equals the file (or there is nothing to save)
             self._saved_revision = self.model.peers_revision

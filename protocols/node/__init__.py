@@ -24,7 +24,17 @@ from ._keyfile import (
     encode_key_file,
 )
 from ._lifecycle import LIFECYCLE_TRANSITIONS, Lifecycle, LifecycleTrigger, next_lifecycle
-from ._node_model import NodeEvent, NodeModel, NodeSnapshot, ObservedAddr, PeerRecord
+from ._node_model import (
+    LifecycleChanged,
+    NodeEvent,
+    NodeModel,
+    NodeModelEvent,
+    NodeSnapshot,
+    ObservedAddr,
+    PeerRecord,
+    StateChanged,
+    StoredPeersLoaded,
+)
 from ._peer_store import PEER_STORE_VERSION, decode_peer_store, encode_peer_store
 
 __all__ = [
@@ -41,14 +51,18 @@ __all__ = [
     "DialPlanner",
     "Direction",
     "Lifecycle",
+    "LifecycleChanged",
     "LifecycleTrigger",
     "ListenAddrsChanged",
     "NodeEvent",
     "NodeModel",
+    "NodeModelEvent",
     "NodeSnapshot",
     "ObservedAddr",
     "PeerRecord",
     "PeersFound",
+    "StateChanged",
+    "StoredPeersLoaded",
     "check_key_file_metadata",
     "decode_key_file",
     "decode_peer_store",

@@ -4,11 +4,14 @@ Theory of operation
 -------------------
 :class:`NodeModel` folds the events of :mod:`protocols.node._events`, and the
 events Identify and AutoNAT report, into the node's single source of truth.
-It never reads a clock: every call takes
-``now`` (wall-clock seconds, because peer timestamps are persisted and shown
-to users), and :meth:`NodeModel.apply` answers whether anything changed, so
-the driving actor (``actors.StatusTracker``) publishes a new snapshot only
-when there is something new.
+It never reads a clock and follows the one driving contract
+(docs/architecture.md, "The sans-io contract"): every input is a
+``handle_*(..., now)`` call (``now`` is wall-clock seconds, because peer
+timestamps are persisted and shown to users) that returns what changed -
+:class:`LifecycleChanged`, then :class:`StateChanged` - or nothing, so the
+driving actor (``actors.StatusTracker``) publishes a new snapshot only when
+there is something new. Nothing in the model changes by time alone:
+``poll_timeout()`` is always None.
 
 Lifecycle
     ``starting -> bootstrapping -> connected -> fully_connected``, driven by
@@ -17,8 +20,8 @@ Lifecycle
     :class:`~protocols.LocalProtocolError`). Binding listeners
     (``ListenAddrsChanged`` with addresses) starts bootstrapping, the first
     live connection makes the node ``connected``, a probe from a peer learned
-    from a bootstrap source (the seed's ``InboundProbe`` rule,
-    :meth:`NodeModel.mark_fully_connected`) makes it ``fully_connected``, and
+    from a bootstrap source (the seed's ``InboundProbe`` rule) makes it
+    ``fully_connected``, and
     losing the last connection sends it back to ``bootstrapping`` - it must
     then be probed again. A node with no listener (a pure client) goes
     straight from ``starting`` to ``connected``.
@@ -60,7 +63,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Final, TypeGuard, get_args
 
-from ..autonat import InboundProbe, NatMapping, NatStatus, ProbeResult, ReachabilityUpdate
+from ..autonat import InboundProbe, NatMapping, NatStatus, ReachabilityUpdate
 from ..core import LocalProtocolError, PeerId, WsAddress
 from ..identify import PeerIdentified
 from ._events import (
@@ -76,12 +79,16 @@ from ._lifecycle import LIFECYCLE_TRANSITIONS, Lifecycle, LifecycleTrigger, next
 __all__ = [
     "LIFECYCLE_TRANSITIONS",
     "Lifecycle",
+    "LifecycleChanged",
     "LifecycleTrigger",
     "NodeEvent",
     "NodeModel",
+    "NodeModelEvent",
     "NodeSnapshot",
     "ObservedAddr",
     "PeerRecord",
+    "StateChanged",
+    "StoredPeersLoaded",
     "next_lifecycle",
 ]
 
@@ -94,7 +101,7 @@ MAX_SOURCE_LENGTH: Final = 512
 MAX_LISTEN_ADDRS: Final = 64
 
 NodeEvent = (PeersFound | ConnectionUp | ConnectionDown | PeerIdentified | ListenAddrsChanged
-             | ReachabilityUpdate | InboundProbe | ProbeResult)
+             | ReachabilityUpdate | InboundProbe)
 
 
 def _check_time(name: str, value: object) -> None:
@@ -179,10 +186,6 @@ class NodeSnapshot:
     nat_mapping: NatMapping = "unknown"
     reachable_addrs: tuple[WsAddress, ...] = ()
     unreachable_addrs: tuple[WsAddress, ...] = ()
-    probes_served: int = 0
-    """Dial requests this node answered as an AutoNAT server."""
-    probe_outcomes: tuple[tuple[str, int], ...] = ()
-    """Our own probes by outcome (``reachable``, ``unreachable``, ``lied``, ...), sorted."""
 
     def __post_init__(self) -> None:
         if self.nat_status not in get_args(NatStatus):
@@ -221,6 +224,34 @@ def _clean_protocols(protocols: Iterable[str]) -> tuple[str, ...]:
     return tuple(kept)[:MAX_PROTOCOLS_PER_PEER]
 
 
+@dataclass(frozen=True)
+class StateChanged:
+    """The model changed: its snapshot now has ``revision`` (publish it)."""
+
+    revision: int
+
+
+@dataclass(frozen=True)
+class LifecycleChanged:
+    """The lifecycle moved from ``previous`` to ``current`` at ``at``."""
+
+    previous: Lifecycle
+    current: Lifecycle
+    at: float
+
+
+@dataclass(frozen=True)
+class StoredPeersLoaded:
+    """Records from the peer store were merged in; ``added`` of them were new."""
+
+    added: int
+
+
+NodeModelEvent = StateChanged | LifecycleChanged | StoredPeersLoaded
+"""What :class:`NodeModel` answers: ``LifecycleChanged`` comes before the
+``StateChanged`` of the same step."""
+
+
 class NodeModel:
     """Sans-io state of one node; see the module docstring."""
 
@@ -249,8 +280,6 @@ class NodeModel:
         self._peers_revision = 0
         self._peers_cache: tuple[PeerRecord, ...] | None = None
         self._reach: ReachabilityUpdate | None = None
-        self._probes_served = 0
-        self._probe_outcomes: dict[str, int] = {}
         self._early_probes: dict[PeerId, None] = {}
         """Bootstrap peers whose probe arrived before their ConnectionUp (oldest first)."""
         self.dropped_connections = 0
@@ -311,20 +340,19 @@ class NodeModel:
             nat_mapping=reach.nat_mapping if reach else "unknown",
             reachable_addrs=reach.reachable_addrs if reach else (),
             unreachable_addrs=reach.unreachable_addrs if reach else (),
-            probes_served=self._probes_served,
-            probe_outcomes=tuple(sorted(self._probe_outcomes.items())),
         )
 
     # --- changing ------------------------------------------------------------
 
     @staticmethod
     def handles(event: object) -> TypeGuard[NodeEvent]:
-        """True for the event types :meth:`apply` understands."""
+        """True for the event types :meth:`handle_event` understands."""
         return isinstance(event, NodeEvent)
 
-    def apply(self, event: NodeEvent, now: float) -> bool:
-        """Fold one event into the model; True when anything changed."""
+    def handle_event(self, event: NodeEvent, now: float) -> list[NodeModelEvent]:
+        """Fold one event into the model; returns what changed (empty: nothing)."""
         self._start_clock(now)
+        before = self._lifecycle
         if isinstance(event, PeersFound):
             changed = self._on_peers_found(event, now)
         elif isinstance(event, ConnectionUp):
@@ -337,19 +365,44 @@ class NodeModel:
             changed = self._on_listen_addrs(event, now)
         elif isinstance(event, ReachabilityUpdate):
             changed = self._on_reachability(event)
-        elif isinstance(event, ProbeResult):
-            key = event.outcome.value
-            self._probe_outcomes[key] = self._probe_outcomes.get(key, 0) + 1
-            changed = True
         elif isinstance(event, InboundProbe):
-            self._probes_served += 1
-            self.mark_fully_connected(event.peer, now)
-            changed = True
+            changed = self._on_inbound_probe(event.peer, now)
         else:
-            raise TypeError(f"NodeModel cannot apply {type(event).__name__}")
-        if changed:
-            self._touch(now)
-        return changed
+            raise LocalProtocolError(f"NodeModel cannot handle {type(event).__name__}")
+        return self._changes(changed, before, now)
+
+    def handle_stored_peers(self, records: Iterable[PeerRecord],
+                            now: float) -> list[NodeModelEvent]:
+        """Seed from the peer store; records already in memory win."""
+        self._start_clock(now)
+        added = 0
+        for record in records:
+            if record.peer_id == self.local_peer_id or record.peer_id in self._peers:
+                continue
+            self._peers[record.peer_id] = record
+            added += 1
+        if added:
+            self._evict()
+            self._peers_changed()
+        return [StoredPeersLoaded(added), *self._changes(bool(added), self._lifecycle, now)]
+
+    def poll_timeout(self) -> float | None:
+        """Always None: nothing in the model changes by time alone."""
+        return None
+
+    def handle_timeout(self, now: float) -> list[NodeModelEvent]:
+        """Nothing to do (see :meth:`poll_timeout`); part of the one driving contract."""
+        return []
+
+    def _changes(self, changed: bool, before: Lifecycle, now: float) -> list[NodeModelEvent]:
+        if not changed:
+            return []
+        self._touch(now)
+        events: list[NodeModelEvent] = []
+        if self._lifecycle is not before:
+            events.append(LifecycleChanged(before, self._lifecycle, now))
+        events.append(StateChanged(self._revision))
+        return events
 
     def _on_reachability(self, event: ReachabilityUpdate) -> bool:
         old = self._reach
@@ -358,22 +411,19 @@ class NodeModel:
                                old.unreachable_addrs) != (
             event.nat_status, event.nat_mapping, event.reachable_addrs, event.unreachable_addrs)
 
-    def mark_fully_connected(self, peer_id: PeerId, now: float) -> bool:
-        """An inbound probe from ``peer_id``: fully connected if it came from a bootstrap source.
+    def _on_inbound_probe(self, peer_id: PeerId, now: float) -> bool:
+        """A probe from ``peer_id``: fully connected if it came from a bootstrap source.
 
         True when the lifecycle changed. A probe that arrives while the node
         has no connection on record (``starting``, ``bootstrapping``) raced
         ahead of its ``ConnectionUp``: it is remembered and takes effect when
         ``peer_id``'s connection comes up.
         """
-        self._start_clock(now)
         record = self._peers.get(peer_id)
         if record is None or not record.from_bootstrap:
             return False
         changed = self._trigger(LifecycleTrigger.BOOTSTRAP_PROBE, now)
-        if changed:
-            self._touch(now)
-        elif self._lifecycle in (Lifecycle.STARTING, Lifecycle.BOOTSTRAPPING):
+        if not changed and self._lifecycle in (Lifecycle.STARTING, Lifecycle.BOOTSTRAPPING):
             self._early_probes.pop(peer_id, None)
             self._early_probes[peer_id] = None
             while len(self._early_probes) > self.max_peers:
@@ -384,21 +434,6 @@ class NodeModel:
     def early_probes(self) -> tuple[PeerId, ...]:
         """Bootstrap peers whose probe is waiting for their connection to come up."""
         return tuple(self._early_probes)
-
-    def load_peers(self, records: Iterable[PeerRecord], now: float | None = None) -> int:
-        """Seed from the peer store; records already in memory win. Returns how many were new."""
-        added = 0
-        for record in records:
-            if record.peer_id == self.local_peer_id or record.peer_id in self._peers:
-                continue
-            self._peers[record.peer_id] = record
-            added += 1
-        if added:
-            self._evict()
-            self._peers_changed()
-            if now is not None:
-                self._touch(now)
-        return added
 
     # --- event handlers ------------------------------------------------------
 
