@@ -13,7 +13,8 @@ wait, what was last published); this actor only drives it, following
   connections (one task waits on each), and node snapshots, translated into
   the scheduler's incremental inputs: addresses only when the listen or
   observed addresses changed, peer protocols only for peers whose AutoNAT
-  support changed. Between inputs it sleeps until ``poll_timeout()``;
+  support changed. A :class:`~actors.runtime.TimeoutDriver` runs the
+  scheduler's ``poll_timeout()`` / ``handle_timeout()`` between inputs;
 * **probes** - each :class:`~protocols.StartProbe` runs in its own task: a
   ``DialRequest`` with a fresh single-use nonce (issued by the
   :class:`DialBackReceiver` from :mod:`secrets`, never from the injected rng)
@@ -22,9 +23,9 @@ wait, what was last published); this actor only drives it, following
   counts as *reachable* only when the receiver saw our nonce arrive on a new
   inbound connection, on the listener of the address under test; a server's
   OK without it is recorded as a lie (:func:`~protocols.probe_outcome`);
-* **reporting** - each :class:`~protocols.ProbeResult` and every
-  :class:`~protocols.PublishReachability` go to the StatusTracker; changes
-  and the small-network wait are logged.
+* **reporting** - every :class:`~protocols.PublishReachability` goes to the
+  StatusTracker; results, changes and the small-network wait are logged.
+  Results are counted once, by the scheduler (``statistics()``).
 
 State that must survive a restart (the scheduler, live server connections)
 lives in :class:`AutonatState`, owned by the node.
@@ -32,7 +33,6 @@ lives in :class:`AutonatState`, owned by the node.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -68,7 +68,15 @@ from protocols import (
 )
 
 from ..connection import EXCHANGE_FAILURES, Connection
-from ..runtime import MailboxReceiver, MailboxSender, Watch, get_logger, node_field
+from ..runtime import (
+    MailboxReceiver,
+    MailboxSender,
+    Pulse,
+    TimeoutDriver,
+    Watch,
+    get_logger,
+    node_field,
+)
 from ._dialback import DialBackReceiver, PendingProbe
 from ._messages import ConnectionOpened, TrackerEvent
 
@@ -108,7 +116,8 @@ class AutonatState:
 class AutonatProbe:
     def __init__(self, *, config: NodeConfig, receiver: DialBackReceiver, state: AutonatState,
                  inbox: MailboxReceiver[ConnectionOpened], tracker: MailboxSender[TrackerEvent],
-                 watch: Watch[NodeSnapshot], node: PeerId | None = None) -> None:
+                 watch: Watch[NodeSnapshot], node: PeerId | None = None,
+                 pulse: Pulse | None = None) -> None:
         self._config = config
         self._receiver = receiver
         self._state = state
@@ -116,7 +125,8 @@ class AutonatProbe:
         self._inbox = inbox
         self._tracker = tracker
         self._watch = watch
-        self._rearm = trio.Event()
+        self._pulse = pulse if pulse is not None else Pulse()
+        self._driver = TimeoutDriver[ProbeCommand](self._scheduler)
         self._nursery: trio.Nursery | None = None
         self._log = get_logger("actors.autonat", actor="autonat-probe", **node_field(node))
 
@@ -125,7 +135,7 @@ class AutonatProbe:
         return self._scheduler.statistics()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self._rearm = trio.Event()
+        self._driver = TimeoutDriver[ProbeCommand](self._scheduler)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             # the previous incarnation's probe tasks died with it
@@ -133,7 +143,7 @@ class AutonatProbe:
             for peer, connection in list(self._state.connections.items()):
                 nursery.start_soon(self._follow, peer, connection)
             nursery.start_soon(self._follow_snapshots)
-            nursery.start_soon(self._timer)
+            nursery.start_soon(self._driver.run, self._execute)
             task_status.started()
             async for opened in self._inbox:
                 peer, connection = opened.info.peer_id, opened.connection
@@ -150,16 +160,6 @@ class AutonatProbe:
         if self._state.connections.get(peer) is connection:
             del self._state.connections[peer]
             await self._execute(self._scheduler.handle_connection_down(peer, trio.current_time()))
-
-    async def _timer(self) -> None:
-        """Sleep until the scheduler's ``poll_timeout()`` (re-read after every input)."""
-        while True:
-            self._rearm = trio.Event()
-            deadline = self._scheduler.poll_timeout()
-            with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
-                await self._rearm.wait()
-            if scope.cancelled_caught:
-                await self._execute(self._scheduler.handle_timeout(trio.current_time()))
 
     async def _follow_snapshots(self) -> None:
         """Snapshots as the scheduler's incremental inputs (only what changed is fed)."""
@@ -185,7 +185,8 @@ class AutonatProbe:
     async def _execute(self, commands: list[ProbeCommand]) -> None:
         """Start probes at once (no await in between), then log and publish in order."""
         assert self._nursery is not None
-        self._rearm.set()
+        self._driver.wake()  # an input may have moved poll_timeout()
+        self._pulse.beat()  # statistics may have changed
         for command in commands:
             if isinstance(command, StartProbe):
                 self._nursery.start_soon(self._probe, command)
@@ -221,7 +222,6 @@ class AutonatProbe:
                 "detail": result.detail}  # a dial-back arrived: that says it all
             self._log.info("probe result", server=str(server), addr=str(addr),
                            outcome=result.outcome.value, **detail)
-        await self._tracker.send(result)
         await self._execute(self._scheduler.handle_probe_finished(
             start.probe_id, result, trio.current_time(), answered=answered))
 
@@ -260,6 +260,7 @@ class AutonatProbe:
             await stream.send(DialRequest(addrs=(start.addr.with_peer_id(None).to_bytes(),),
                                           nonce=nonce).to_wire())
             self._scheduler.handle_request_sent(start.probe_id, trio.current_time())
+            self._pulse.beat()  # servers_contacted changed
             while True:
                 message = decode_autonat_message(await stream.receive())
                 if isinstance(message, DialResponse):

@@ -80,7 +80,7 @@ from protocols import (
     select_addresses,
 )
 
-from ..runtime import MailboxSender, TimeoutDriver, Watch, get_logger
+from ..runtime import MailboxSender, Pulse, TimeoutDriver, Watch, get_logger
 from ._messages import DialerCommand
 
 __all__ = ["ACTOR_NAME", "FALLBACK_SOURCE", "BootstrapFetcher", "ClientFactory"]
@@ -134,8 +134,10 @@ class BootstrapFetcher:
         rng: random.Random | None = None,
         client_factory: ClientFactory = httpx.AsyncClient,
         plan: BootstrapPlan | None = None,
+        pulse: Pulse | None = None,
     ) -> None:
         self._config = config
+        self._pulse = pulse if pulse is not None else Pulse()
         self._dialer = dialer
         self._watch = watch
         self._local_peer = local_peer
@@ -166,6 +168,7 @@ class BootstrapFetcher:
         for command in commands:
             if isinstance(command, FetchUrl):
                 nursery.start_soon(self._fetch_and_report, client, command.url)
+                self._pulse.beat()  # a fetch is in flight
             else:
                 await self._fall_back()
 
@@ -207,6 +210,7 @@ class BootstrapFetcher:
             log.warning("bootstrap fetch failed", reason=result.reason,
                         retry_in=round(self._plan.retry_at(url) - now, 3))
         self._driver.wake()
+        self._pulse.beat()  # the URL's status changed
 
     async def _fetch(self, client: httpx.AsyncClient, url: str) -> _Result:
         limit = self._config.fetch_timeout

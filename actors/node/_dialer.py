@@ -82,7 +82,14 @@ from ..connection import (
     ProtocolHandler,
 )
 from ..connection import open_connection as _open_connection
-from ..runtime import MailboxReceiver, MailboxSender, MessageSink, TimeoutDriver, get_logger
+from ..runtime import (
+    MailboxReceiver,
+    MailboxSender,
+    MessageSink,
+    Pulse,
+    TimeoutDriver,
+    get_logger,
+)
 from ..transport import FrameStream, Transport
 from ._messages import (
     LOCAL_STOP,
@@ -172,9 +179,11 @@ class Dialer:
         tracker: MailboxSender[TrackerEvent],
         listeners: Sequence[MessageSink[ConnectionOpened]],
         handlers: Mapping[str, ProtocolHandler],
+        pulse: Pulse | None = None,
     ) -> None:
         self._config = config
         self._keypair = keypair
+        self._pulse = pulse if pulse is not None else Pulse()
         self._transport = transport
         self._state = state
         self._inbox = inbox
@@ -261,6 +270,7 @@ class Dialer:
         peer = addr.peer_id
         assert peer is not None
         self._counts["dials_started"] += 1
+        self._pulse.beat()
         established = False
         try:
             async with self._transport.dial(addr) as stream, _open_connection(
@@ -296,6 +306,7 @@ class Dialer:
         if command is not None:
             command.reply.reply(DialFailed(addr, reason))
         self._driver.wake()
+        self._pulse.beat()  # dialing and failing changed
 
     def _record_failure(self, addr: WsAddress, reason: str, mismatch: bool) -> None:
         peer = addr.peer_id

@@ -60,6 +60,7 @@ from ..connection import ProtocolHandler
 from ..runtime import (
     ChildSpec,
     Mailbox,
+    Pulse,
     Supervisor,
     SupervisorStatistics,
     Watch,
@@ -154,7 +155,8 @@ class Node:
     """Handle of a running node; see :func:`open_node`."""
 
     def __init__(self, *, keypair: Keypair, config: NodeConfig, watch: Watch[NodeSnapshot],
-                 dialer_box: Mailbox[DialerCommand], supervisor: Supervisor, dialer: Dialer,
+                 pulse: Pulse, dialer_box: Mailbox[DialerCommand], supervisor: Supervisor,
+                 dialer: Dialer,
                  tracker: StatusTracker, identify: IdentifyActor,
                  responder: IdentifyResponder, autonat: AutonatProbe,
                  server: AutonatServer, receiver: DialBackReceiver,
@@ -162,6 +164,7 @@ class Node:
         self.keypair = keypair
         self.config = config
         self._watch = watch
+        self._pulse = pulse
         self._dialer_box = dialer_box
         self.supervisor = supervisor
         self._dialer = dialer
@@ -193,6 +196,16 @@ class Node:
     async def wait_for(self, predicate: Callable[[NodeSnapshot], bool]) -> NodeSnapshot:
         """Wait until a snapshot satisfies ``predicate`` (wrap in ``trio.fail_after``)."""
         return await self._watch.wait_for(predicate)
+
+    @property
+    def activity(self) -> Pulse:
+        """Beats whenever the snapshot or the statistics a reader follows may have changed.
+
+        Note ``activity.count``, read :meth:`snapshot` / :meth:`statistics`, then
+        ``await activity.wait_past(count)`` to wake exactly when there may be
+        something new (this is how ``autonat probe`` follows a node, without polling).
+        """
+        return self._pulse
 
     async def connect(self, addr: WsAddress | str, *,
                       timeout: float | None = None) -> ConnectionInfo:
@@ -276,9 +289,10 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     """Every actor and the supervisor, wired through the node-owned mailboxes and watch."""
     boxes = _Mailboxes.create(config.mailbox_size)
     watch: Watch[NodeSnapshot] = Watch()
+    pulse = Pulse()
     tracker = StatusTracker(NodeModel(keys.peer_id, max_peers=config.max_peers),
                             boxes.tracker.receiver(), watch, data_dir=config.data_dir,
-                            save_interval=config.save_interval)
+                            save_interval=config.save_interval, pulse=pulse)
     receiver = DialBackReceiver(node=keys.peer_id)
     server = AutonatServer(config=config, keypair=keys, transport=transport,
                            connection_config=connection_config(config),
@@ -297,7 +311,7 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     autonat = AutonatProbe(
         config=config, receiver=receiver, state=AutonatState(scheduler),
         inbox=boxes.autonat.receiver(), tracker=boxes.tracker.sender(), watch=watch,
-        node=keys.peer_id)
+        node=keys.peer_id, pulse=pulse)
     identify = IdentifyActor(responder=responder, config=config, state=IdentifyState(),
                              inbox=boxes.identify.receiver(), tracker=boxes.tracker.sender(),
                              watch=watch)
@@ -305,9 +319,10 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         config=config, keypair=keys, transport=transport,
         state=DialerState(_planner(config, keys, rng)), inbox=boxes.dialer.receiver(),
         tracker=boxes.tracker.sender(),
-        listeners=[boxes.identify.sender(), boxes.autonat.sender()], handlers=handlers)
+        listeners=[boxes.identify.sender(), boxes.autonat.sender()], handlers=handlers,
+        pulse=pulse)
     fetcher = BootstrapFetcher(config=config, dialer=boxes.dialer.sender(), watch=watch,
-                               local_peer=keys.peer_id, rng=rng)
+                               local_peer=keys.peer_id, rng=rng, pulse=pulse)
     supervisor = Supervisor(
         [ChildSpec("status-tracker", tracker.run, mailbox=boxes.tracker),
          ChildSpec("identify", identify.run, mailbox=boxes.identify),
@@ -315,7 +330,7 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
          ChildSpec("dialer", dialer.run, mailbox=boxes.dialer),
          ChildSpec("bootstrap", fetcher.run)],
         name=f"node-{str(keys.peer_id)[-6:]}", rng=rng)
-    return Node(keypair=keys, config=config, watch=watch, dialer_box=boxes.dialer,
+    return Node(keypair=keys, config=config, watch=watch, pulse=pulse, dialer_box=boxes.dialer,
                 supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify,
                 responder=responder, autonat=autonat, server=server, receiver=receiver,
                 fetcher=fetcher)

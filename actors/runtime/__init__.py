@@ -1,5 +1,6 @@
 """Bottom layer of :mod:`actors`: mailboxes, child specs, the supervisor, watches, logging,
-and the :class:`TimeoutDriver` that runs a sans-io machine's timer.
+the :class:`TimeoutDriver` that runs a sans-io machine's timer, and the :class:`Pulse`
+that tells readers of statistics when to read again.
 
 Every actor logs, so the logger factory (:func:`get_logger`, quiet until the
 application configures logging) lives here, with :func:`configure_logging`.
@@ -32,6 +33,7 @@ from ._mailbox import (
     ReplySender,
     call,
 )
+from ._pulse import Pulse
 from ._supervisor import Supervisor, SupervisorEscalation
 from ._watch import Watch, WatchClosed, WatchStatistics, WatchSubscription
 
@@ -50,6 +52,7 @@ __all__ = [
     "MailboxState",
     "MailboxStatistics",
     "MessageSink",
+    "Pulse",
     "ReplySender",
     "Restart",
     "Supervisor",

@@ -54,7 +54,6 @@ from ..node import DialFailure, Node, NodeStatistics, SmallNetworkWait
 
 __all__ = [
     "MIN_OBSERVERS",
-    "POLL_INTERVAL",
     "ProbeFacts",
     "ProgressPrinter",
     "ProgressState",
@@ -70,8 +69,6 @@ __all__ = [
 
 MIN_OBSERVERS: Final = 2
 """Independent observers the NAT mapping classification needs (its default)."""
-POLL_INTERVAL: Final = 0.1
-"""Statistics (fetch and dial failures) change without a new snapshot: look this often."""
 MAX_DETAILS: Final = 4
 """Failures named in a reason, per kind (URLs, dials)."""
 
@@ -333,15 +330,14 @@ def _facts(node: Node, snap: NodeSnapshot | None = None) -> ProbeFacts:
                        node.statistics())
 
 
-async def _next_change(node: Node, snap: NodeSnapshot) -> None:
-    """Until the snapshot changes, or :data:`POLL_INTERVAL` (statistics have no signal)."""
-    with trio.move_on_after(POLL_INTERVAL):
-        await node.wait_for(lambda s: s is not snap)
-
-
 async def wait_for_verdict(node: Node, progress: ProgressPrinter) -> str | None:
-    """Wait for a verdict (returns None) or a dead end (returns why); cancel for a timeout."""
+    """Wait for a verdict (returns None) or a dead end (returns why); cancel for a timeout.
+
+    Reads the node again whenever it reports activity (:attr:`Node.activity`), never on a
+    timer.
+    """
     while True:
+        seen = node.activity.count
         snap = node.snapshot()
         facts = _facts(node, snap)
         progress.update(facts)
@@ -350,7 +346,7 @@ async def wait_for_verdict(node: Node, progress: ProgressPrinter) -> str | None:
         reason = give_up_reason(facts)
         if reason is not None:
             return reason
-        await _next_change(node, snap)
+        await node.activity.wait_past(seen)
 
 
 async def wait_for_mapping(node: Node, progress: ProgressPrinter, grace: float) -> None:
@@ -358,6 +354,7 @@ async def wait_for_mapping(node: Node, progress: ProgressPrinter, grace: float) 
     announced = False
     with trio.move_on_after(grace):
         while True:
+            seen = node.activity.count
             snap = node.snapshot()
             facts = _facts(node, snap)
             progress.update(facts)
@@ -367,4 +364,4 @@ async def wait_for_mapping(node: Node, progress: ProgressPrinter, grace: float) 
                 progress.note(f"probe: waiting up to {grace:g} s for a second observer to "
                               "classify the NAT mapping")
                 announced = True
-            await _next_change(node, snap)
+            await node.activity.wait_past(seen)
