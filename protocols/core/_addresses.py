@@ -33,6 +33,7 @@ to check resolved IPs (DNS can point anywhere).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
@@ -175,9 +176,9 @@ class WsAddress:
 
     @property
     def ip(self) -> IPAddress | None:
-        """The IP address, or ``None`` for DNS names."""
+        """The IP address, or ``None`` for DNS names (parsed once per host, see :func:`_ip`)."""
         if self.kind in ("ip4", "ip6"):
-            return ipaddress.ip_address(self.host)
+            return _ip(self.kind, self.host)
         return None
 
 
@@ -347,17 +348,38 @@ def _decode_host(part: _Component) -> str:
     return _canonical_host(kind, name)
 
 
+IP_CACHE_SIZE: Final = 16384
+"""Hosts whose parsed IP and canonical text are remembered (least recently used dropped).
+
+Addresses are built and asked for their IP far more often than there are
+distinct hosts (every event, snapshot and policy check carries them), and
+parsing with :mod:`ipaddress` dominated profiles; the caches are bounded, so
+a peer sending many distinct addresses only costs the parsing it always did.
+"""
+
+
+@functools.lru_cache(maxsize=IP_CACHE_SIZE)
+def _ip(kind: str, text: str) -> IPAddress:
+    """The IP of an ``ip4``/``ip6`` host text; ``ValueError`` if it is not one."""
+    return ipaddress.IPv4Address(text) if kind == "ip4" else ipaddress.IPv6Address(text)
+
+
+@functools.lru_cache(maxsize=IP_CACHE_SIZE)
+def _canonical_ip(kind: str, text: str) -> str:
+    return str(_ip(kind, text))
+
+
 def _canonical_host(kind: str, text: str) -> str:
     if kind == "ip4":
         try:
-            return str(ipaddress.IPv4Address(text))
+            return _canonical_ip(kind, text)
         except ValueError:
             raise AddressError(f"bad /ip4 address {_clip(text)!r}") from None
     if kind == "ip6":
         if "%" in text:
             raise AddressError(f"IPv6 zones are not supported: {_clip(text)!r}")
         try:
-            return str(ipaddress.IPv6Address(text))
+            return _canonical_ip(kind, text)
         except ValueError:
             raise AddressError(f"bad /ip6 address {_clip(text)!r}") from None
     return _check_dns_name(kind, text)
