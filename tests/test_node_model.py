@@ -258,6 +258,11 @@ def test_connected_states_iff_live_connections(ops: list[tuple[str, int]]) -> No
         assert connected == (model.connection_count > 0)
         snap = model.snapshot(float(now))
         assert len(snap.peers) <= max(3, len(snap.connected_peers))
+        # the maintained indexes agree with the plain definitions
+        assert snap.connected_peers == tuple(sorted({c.peer_id for c in snap.connections}))
+        assert list(snap.peers) == sorted(snap.peers, key=lambda r: r.peer_id)
+        assert all(snap.peer(r.peer_id) is r for r in snap.peers)
+        assert all(model.is_connected(p) == (p in snap.connected_peers) for p in PEERS[:6])
         assert set(snap.connected_peers) <= {rec.peer_id for rec in snap.peers}
 
 

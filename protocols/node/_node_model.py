@@ -58,6 +58,7 @@ Snapshots
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -75,6 +76,7 @@ from ._events import (
     PeersFound,
 )
 from ._lifecycle import LIFECYCLE_TRANSITIONS, Lifecycle, LifecycleTrigger, next_lifecycle
+from ._sorted_table import SortedTable
 
 __all__ = [
     "LIFECYCLE_TRANSITIONS",
@@ -186,20 +188,26 @@ class NodeSnapshot:
     nat_mapping: NatMapping = "unknown"
     reachable_addrs: tuple[WsAddress, ...] = ()
     unreachable_addrs: tuple[WsAddress, ...] = ()
+    connected_peers: tuple[PeerId, ...] = ()
+    """Peers with at least one live connection, sorted, without duplicates (derived
+    from ``connections`` when not given; the model passes the list it maintains)."""
 
     def __post_init__(self) -> None:
         if self.nat_status not in get_args(NatStatus):
             raise LocalProtocolError(f"nat_status must be one of {get_args(NatStatus)}")
         if self.nat_mapping not in get_args(NatMapping):
             raise LocalProtocolError(f"nat_mapping must be one of {get_args(NatMapping)}")
+        if self.connections and not self.connected_peers:
+            object.__setattr__(self, "connected_peers",
+                               tuple(sorted({conn.peer_id for conn in self.connections})))
 
-    @property
-    def connected_peers(self) -> tuple[PeerId, ...]:
-        """Peers with at least one live connection, sorted, without duplicates."""
-        return tuple(sorted({conn.peer_id for conn in self.connections}))
+    @functools.cached_property
+    def _peer_index(self) -> dict[PeerId, PeerRecord]:
+        return {record.peer_id: record for record in self.peers}
 
     def peer(self, peer_id: PeerId) -> PeerRecord | None:
-        return next((rec for rec in self.peers if rec.peer_id == peer_id), None)
+        """The record of ``peer_id`` (an index built on first use, once per snapshot)."""
+        return self._peer_index.get(peer_id)
 
     def connections_to(self, peer_id: PeerId) -> tuple[ConnectionInfo, ...]:
         return tuple(conn for conn in self.connections if conn.peer_id == peer_id)
@@ -273,12 +281,14 @@ class NodeModel:
         self._lifecycle = Lifecycle.STARTING
         self._lifecycle_since = started_at
         self._listen: tuple[WsAddress, ...] = ()
-        self._peers: dict[PeerId, PeerRecord] = {}
+        self._peers: SortedTable[PeerId, PeerRecord] = SortedTable()
         self._connections: dict[int, ConnectionInfo] = {}
-        self._observed: dict[PeerId, ObservedAddr] = {}
+        self._connections_cache: tuple[ConnectionInfo, ...] | None = ()
+        self._connected: SortedTable[PeerId, int] = SortedTable()  # peer -> live connections
+        self._observed: SortedTable[PeerId, ObservedAddr] = SortedTable()
+        self._observed_order: dict[PeerId, None] = {}  # oldest observation first
         self._revision = 0
         self._peers_revision = 0
-        self._peers_cache: tuple[PeerRecord, ...] | None = None
         self._reach: ReachabilityUpdate | None = None
         self._early_probes: dict[PeerId, None] = {}
         """Bootstrap peers whose probe arrived before their ConnectionUp (oldest first)."""
@@ -312,27 +322,28 @@ class NodeModel:
         return self._peers.get(peer_id)
 
     def is_connected(self, peer_id: PeerId) -> bool:
-        return any(conn.peer_id == peer_id for conn in self._connections.values())
+        return peer_id in self._connected
 
     def store_records(self) -> list[PeerRecord]:
         """Records worth persisting (those with an address), most recently seen first."""
-        records = [rec for rec in self._peers.values() if rec.addrs]
+        records = [rec for _, rec in self._peers.items() if rec.addrs]
         records.sort(key=lambda rec: rec.last_seen, reverse=True)
         return records
 
     def snapshot(self, now: float) -> NodeSnapshot:
         started = self._start_clock(now)
         reach = self._reach
-        if self._peers_cache is None:
-            self._peers_cache = tuple(sorted(self._peers.values(), key=lambda r: r.peer_id))
+        if self._connections_cache is None:
+            self._connections_cache = tuple(
+                self._connections[cid] for cid in sorted(self._connections))
         return NodeSnapshot(
             peer_id=self.local_peer_id,
             lifecycle=self._lifecycle,
             lifecycle_since=self._lifecycle_since if self._lifecycle_since is not None else started,
             listen_addrs=self._listen,
-            peers=self._peers_cache,
-            connections=tuple(self._connections[cid] for cid in sorted(self._connections)),
-            observed_addrs=tuple(self._observed[pid] for pid in sorted(self._observed)),
+            peers=self._peers.values(),
+            connections=self._connections_cache,
+            observed_addrs=self._observed.values(),
             started_at=started,
             updated_at=self._updated_at if self._updated_at is not None else started,
             revision=self._revision,
@@ -340,6 +351,7 @@ class NodeModel:
             nat_mapping=reach.nat_mapping if reach else "unknown",
             reachable_addrs=reach.reachable_addrs if reach else (),
             unreachable_addrs=reach.unreachable_addrs if reach else (),
+            connected_peers=self._connected.keys(),
         )
 
     # --- changing ------------------------------------------------------------
@@ -456,6 +468,8 @@ class NodeModel:
             self.dropped_connections += 1
             return False
         self._connections[info.connection_id] = info
+        self._connections_cache = None
+        self._connected[info.peer_id] = self._connected.get(info.peer_id, 0) + 1
         dialed = [info.remote_addr] if info.direction is Direction.OUTBOUND else []
         self._update_peer(info.peer_id, now, addrs=dialed)
         self._finish_peer_updates(True)
@@ -469,6 +483,12 @@ class NodeModel:
         info = self._connections.pop(event.connection_id, None)
         if info is None:
             return False
+        self._connections_cache = None
+        left = self._connected[info.peer_id] - 1
+        if left:
+            self._connected[info.peer_id] = left
+        else:
+            self._connected.pop(info.peer_id)
         if info.peer_id in self._peers:
             self._update_peer(info.peer_id, now)
             self._finish_peer_updates(True)
@@ -535,7 +555,8 @@ class NodeModel:
         return changed
 
     def _observe(self, event: PeerIdentified, observed: WsAddress, now: float) -> None:
-        self._observed.pop(event.peer_id, None)  # re-insert: dict order is recency
+        self._observed_order.pop(event.peer_id, None)  # re-insert: dict order is recency
+        self._observed_order[event.peer_id] = None
         self._observed[event.peer_id] = ObservedAddr(
             observer=event.peer_id,
             observed=observed,
@@ -545,19 +566,20 @@ class NodeModel:
             connection_id=event.connection_id,
         )
         while len(self._observed) > self.max_peers:
-            del self._observed[next(iter(self._observed))]
+            oldest = next(iter(self._observed_order))
+            del self._observed_order[oldest]
+            self._observed.pop(oldest)
 
     def _evict(self) -> None:
         excess = len(self._peers) - self.max_peers
-        if excess <= 0:
-            return
-        connected = {conn.peer_id for conn in self._connections.values()}
+        if excess <= 0 or len(self._peers) == len(self._connected):
+            return  # within bounds, or every peer is connected (those are never evicted)
         candidates = sorted(
-            (rec for rec in self._peers.values() if rec.peer_id not in connected),
+            (rec for _, rec in self._peers.items() if rec.peer_id not in self._connected),
             key=lambda rec: rec.last_seen,
         )
         for record in candidates[:excess]:
-            del self._peers[record.peer_id]
+            self._peers.pop(record.peer_id)
 
     def _trigger(self, trigger: LifecycleTrigger, now: float) -> bool:
         new = next_lifecycle(self._lifecycle, trigger)
@@ -570,7 +592,6 @@ class NodeModel:
         return True
 
     def _peers_changed(self) -> None:
-        self._peers_cache = None
         self._peers_revision += 1
 
     def _touch(self, now: float) -> None:
