@@ -200,3 +200,54 @@ def test_statistics_are_frozen() -> None:
     stats = plan.statistics()
     with pytest.raises(AttributeError):
         stats.known_peers = 5  # type: ignore[misc]
+
+
+def test_peers_that_dialed_in_are_forgotten_when_they_leave_and_never_redialed() -> None:
+    planner = _planner(target=2, concurrency=2, max_peers=3)
+    clients = [Keypair.generate() for _ in range(50)]
+    for n, client in enumerate(clients):  # 50 probe clients dial in, one after another
+        planner.handle_connected(client.peer_id, float(n))
+        assert planner.statistics().known_peers == 1
+        planner.handle_disconnected(client.peer_id, float(n) + 0.5)
+        assert planner.statistics().known_peers == 0  # gone: nothing is kept
+    assert _due(planner, 100.0) == [] and planner.poll_timeout() is None
+    # connected clients do not take the places of the peers we learn of
+    for client in clients[:10]:
+        planner.handle_connected(client.peer_id, 200.0)
+    assert _add(planner, [_addr(Keypair.generate()) for _ in range(3)], 200.0) == 3
+    assert planner.statistics().known_peers == 13
+    # a client we later learn an address for is an ordinary peer: redialed when lost
+    _add(planner, [_addr(clients[0])], 201.0)
+    planner.handle_disconnected(clients[0].peer_id, 202.0)
+    assert planner.retry_at(clients[0].peer_id) == 203.0
+
+
+def test_a_node_at_its_target_does_no_per_peer_work_per_event() -> None:
+    planner = _planner(target=2, concurrency=2, max_peers=5000)
+    _add(planner, [_addr(Keypair.generate()) for _ in range(2000)], 0.0)
+    for peer in [Keypair.generate().peer_id for _ in range(2)]:
+        planner.handle_connected(peer, 0.0)
+    planner.handle_timeout(0.0)
+    planner._peers = _CountingDict(planner._peers)  # type: ignore[assignment]
+    for n in range(100):  # inbound clients come and go
+        peer = Keypair.generate().peer_id
+        planner.handle_connected(peer, float(n))
+        planner.poll_timeout()
+        planner.handle_timeout(float(n))
+        planner.handle_disconnected(peer, float(n))
+        planner.poll_timeout()
+    assert planner._peers.scans == 0  # type: ignore[attr-defined]
+
+
+class _CountingDict(dict):  # type: ignore[type-arg]
+    """Counts iterations over all peers (what would make cost grow with the table)."""
+
+    scans = 0
+
+    def values(self):  # type: ignore[no-untyped-def]
+        type(self).scans += 1
+        return super().values()
+
+    def items(self):  # type: ignore[no-untyped-def]
+        type(self).scans += 1
+        return super().items()

@@ -29,6 +29,15 @@ Rules:
   less and less often;
 * peers never dialed come before peers that failed, and the planner is
   bounded (``max_peers``): the least useful idle peer is forgotten first.
+* a peer we hold no address for (it dialed in: a newcomer, a probe client)
+  is tracked only while it is connected and never redialed; it does not
+  count against ``max_peers``, and live connections are bounded by the
+  Dialer's ``max_connections``.
+
+Cost: the in-flight and connected counts are kept, not counted, so an input
+and ``poll_timeout`` cost O(1) while the dial budget is used up - the normal
+state of a busy node - and a scan over the known peers happens only when a
+dial may start.
 
 Time is an argument everywhere and randomness comes from an injected
 ``random.Random``, so the behaviour is exact under a mock clock. Reporting a
@@ -101,6 +110,12 @@ class DialPlanner:
     _due_at: float | None = field(default=None, repr=False)
     """An input's ``now``: work may be due then (cleared by :meth:`handle_timeout`)."""
     _learned: int = field(default=0, repr=False)
+    _dialing: int = field(default=0, repr=False)
+    """Peers marked as dialing (kept equal to the count over ``_peers``)."""
+    _connected: int = field(default=0, repr=False)
+    """Peers marked as connected (kept equal to the count over ``_peers``)."""
+    _addressless: int = field(default=0, repr=False)
+    """Peers we hold no address for (they dialed in); not counted against ``max_peers``."""
 
     # --- inputs -----------------------------------------------------------------
 
@@ -114,12 +129,22 @@ class DialPlanner:
         """Mark an externally requested dial (e.g. ``node.connect``) as in flight."""
         state = self._peers.get(peer)
         if state is not None:
-            state.dialing = True
+            self._set(state, dialing=True)
         return []
 
     def handle_connected(self, peer: PeerId, now: float) -> list[DialCommand]:
-        state = self._peers.setdefault(peer, _Peer(addrs=[], added_at=now))
-        state.connected, state.dialing, state.failures = True, False, 0
+        """``peer`` is connected (dialed by us, or it dialed us).
+
+        A peer we hold no address for - a client that dialed in - is tracked
+        only while it is connected: it is forgotten when it leaves, never
+        redialed, and does not count against ``max_peers``.
+        """
+        state = self._peers.get(peer)
+        if state is None:
+            state = self._peers[peer] = _Peer(addrs=[], added_at=now)
+            self._addressless += 1
+        self._set(state, connected=True, dialing=False)
+        state.failures = 0
         return self._input_at(now)
 
     def handle_dial_failed(self, peer: PeerId, now: float) -> list[DialCommand]:
@@ -128,7 +153,7 @@ class DialPlanner:
         if state is None:
             return []
         delay = self.backoff.delay(state.failures, self.rng)
-        state.dialing = False
+        self._set(state, dialing=False)
         state.failures += 1
         state.next_addr += 1
         state.not_before = now + delay
@@ -141,12 +166,20 @@ class DialPlanner:
             raise LocalProtocolError(
                 f"dial planner: connection lost for peer {peer} in state "
                 f"{'unknown' if state is None else 'not connected'}")
-        state.connected = False
+        self._set(state, connected=False)
+        if not state.addrs and not state.dialing:  # it dialed in and left: nothing to redial
+            del self._peers[peer]
+            self._addressless -= 1
+            return self._input_at(now)
         state.not_before = now + self.backoff.delay(0, self.rng)
         return self._input_at(now)
 
     def handle_forget(self, peer: PeerId, now: float) -> list[DialCommand]:
-        self._peers.pop(peer, None)
+        state = self._peers.pop(peer, None)
+        if state is not None:
+            self._dialing -= state.dialing
+            self._connected -= state.connected
+            self._addressless -= not state.addrs
         return []
 
     # --- time -------------------------------------------------------------------
@@ -155,9 +188,7 @@ class DialPlanner:
         """The dials to start now; each returned peer is marked as dialing."""
         self._now = max(self._now, now)
         self._due_at = None
-        have = self.connected_count
-        in_flight = self.in_flight
-        budget = min(self.concurrency - in_flight, self.target - have - in_flight)
+        budget = self._budget()
         if budget <= 0:
             return []
         ready = [(p.failures, p.not_before, p.added_at, pid) for pid, p in self._peers.items()
@@ -166,14 +197,20 @@ class DialPlanner:
         chosen: list[DialCommand] = []
         for *_, pid in ready[:budget]:
             state = self._peers[pid]
-            state.dialing = True
+            self._set(state, dialing=True)
             chosen.append(DialPeer(state.addrs[state.next_addr % len(state.addrs)]))
         return chosen
 
     def poll_timeout(self) -> float | None:
         """When :meth:`handle_timeout` may have work: right after an input, else the
         earliest time a waiting peer becomes due (never at or before the latest
-        ``handle_timeout`` time); ``None`` when only an input can create work."""
+        ``handle_timeout`` time); ``None`` when only an input can create work.
+
+        With no dial budget (target reached, or concurrency used up) only an
+        input can create work, so nothing is scanned: a node holding many
+        connections pays O(1) here per event, not O(peers)."""
+        if self._budget() <= 0:
+            return self._due_at
         waiting = [p.not_before for p in self._peers.values()
                    if not (p.connected or p.dialing) and p.not_before > self._now and p.addrs]
         if self._due_at is not None:
@@ -187,6 +224,19 @@ class DialPlanner:
         state = self._peers.get(peer)
         return None if state is None else state.not_before
 
+    def _budget(self) -> int:
+        return min(self.concurrency - self._dialing, self.target - self._connected - self._dialing)
+
+    def _set(self, state: _Peer, *, dialing: bool | None = None,
+             connected: bool | None = None) -> None:
+        """Change a peer's flags, keeping the in-flight and connected counts right."""
+        if dialing is not None and dialing != state.dialing:
+            self._dialing += 1 if dialing else -1
+            state.dialing = dialing
+        if connected is not None and connected != state.connected:
+            self._connected += 1 if connected else -1
+            state.connected = connected
+
     def _input_at(self, now: float) -> list[DialCommand]:
         self._due_at = now if self._due_at is None else min(self._due_at, now)
         return []
@@ -199,10 +249,13 @@ class DialPlanner:
                 continue
             state = self._peers.get(peer)
             if state is None:
-                if len(self._peers) >= self.max_peers and not self._evict_one():
+                if len(self._peers) - self._addressless >= self.max_peers \
+                        and not self._evict_one():
                     continue
                 state = self._peers[peer] = _Peer(addrs=[], added_at=now)
                 added += 1
+            elif not state.addrs:
+                self._addressless -= 1  # it dialed in; now we know where to find it
             if addr not in state.addrs and len(state.addrs) < self.max_addrs_per_peer:
                 state.addrs.append(addr)
         return added
@@ -218,18 +271,18 @@ class DialPlanner:
 
     @property
     def in_flight(self) -> int:
-        return sum(1 for p in self._peers.values() if p.dialing)
+        return self._dialing
 
     @property
     def connected_count(self) -> int:
-        return sum(1 for p in self._peers.values() if p.connected)
+        return self._connected
 
     def statistics(self) -> DialPlanStatistics:
         peers, now = self._peers.values(), self._now
         return DialPlanStatistics(
             known_peers=len(self._peers),
-            connected=sum(1 for p in peers if p.connected),
-            in_flight=sum(1 for p in peers if p.dialing),
+            connected=self._connected,
+            in_flight=self._dialing,
             backing_off=sum(1 for p in peers if p.not_before > now
                             and not (p.connected or p.dialing)),
             peers_learned=self._learned,
