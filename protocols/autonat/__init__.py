@@ -13,6 +13,7 @@ from ._autonat_candidates import (
     choose_servers,
     dial_back_mismatch,
 )
+from ._autonat_config import AutonatClientConfig, AutonatServerConfig
 from ._autonat_events import (
     InboundProbe,
     NatMapping,
@@ -90,7 +91,9 @@ __all__ = [
     "AddressReachability",
     "AddressRejection",
     "AddressVerdict",
+    "AutonatClientConfig",
     "AutonatMessage",
+    "AutonatServerConfig",
     "DialBack",
     "DialBackResponse",
     "DialBackStatus",

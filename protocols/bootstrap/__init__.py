@@ -1,11 +1,12 @@
 """Bootstrap ``/status``: the document, the node's view of it, round robin, the fetch plan.
 
-May import: :mod:`protocols.node` and the layers below it (not its sibling
-:mod:`protocols.config`).
+May import: :mod:`protocols.node` and the layers below it (not
+:mod:`protocols.config`, the layer above).
 """
 
 from __future__ import annotations
 
+from ._bootstrap_config import MAX_URL_LENGTH, BootstrapConfig
 from ._bootstrap_plan import (
     DEFAULT_FETCH_BACKOFF,
     AddressSelection,
@@ -35,9 +36,11 @@ from ._status_view import own_addresses, public_peer_addresses, status_document
 
 __all__ = [
     "DEFAULT_FETCH_BACKOFF",
+    "MAX_URL_LENGTH",
     "AddressSelection",
     "BootUrlStatus",
     "BootstrapCommand",
+    "BootstrapConfig",
     "BootstrapPlan",
     "BootstrapStatistics",
     "FallBackToPersisted",

@@ -36,6 +36,7 @@ from ._errors import (
 )
 from ._identity import Keypair, PeerId, PublicKey
 from ._policy import AddressPolicy
+from ._settings_checks import check_ip_setting, check_positive_setting
 
 __all__ = [
     "HOST_KINDS",
@@ -68,6 +69,8 @@ __all__ = [
     "StreamLimitReached",
     "ValidationError",
     "WsAddress",
+    "check_ip_setting",
+    "check_positive_setting",
     "describe",
     "parse_addresses",
 ]

@@ -8,6 +8,7 @@ May import: :mod:`protocols.identify`, :mod:`protocols.autonat`,
 from __future__ import annotations
 
 from ._dial_plan import DialCommand, DialPeer, DialPlanner, DialPlanStatistics
+from ._dialer_config import DialerConfig
 from ._events import (
     ConnectionDown,
     ConnectionInfo,
@@ -49,6 +50,7 @@ __all__ = [
     "DialPeer",
     "DialPlanStatistics",
     "DialPlanner",
+    "DialerConfig",
     "Direction",
     "Lifecycle",
     "LifecycleChanged",

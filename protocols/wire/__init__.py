@@ -32,6 +32,7 @@ from ._codec import (
     unpack,
     wire_tuple,
 )
+from ._connection_config import ConnectionConfig
 from ._events import SendFrame
 from ._frames import (
     HANDSHAKE_CONTEXT,
@@ -78,6 +79,7 @@ __all__ = [
     "U32_MAX",
     "U64_MAX",
     "Auth",
+    "ConnectionConfig",
     "ErrorCode",
     "ErrorFrame",
     "Frame",

@@ -1,0 +1,80 @@
+"""The limits and timeouts of one authenticated connection, declared once.
+
+Theory of operation
+-------------------
+A connection (docs/architecture.md, "Wire protocol") is bounded in time - the
+handshake, every stream's lifetime, an optional idle period - and in size -
+concurrent streams per direction, the largest frame, the messages buffered
+per stream and the frames queued for sending. :class:`ConnectionConfig` holds
+all of them and is the only place they are declared: a node's
+:class:`~protocols.NodeConfig` carries one as its ``connection`` component
+(settings ``handshake_timeout``, ``stream_timeout``, ``idle_timeout``,
+``max_streams``, ``max_frame_bytes``), the connection actor runs with it, and
+the sans-io :class:`~protocols.StreamMux` gets its share through
+:meth:`ConnectionConfig.mux_limits`. The defaults of the mux limits are the
+:mod:`protocols.wire._mux` constants, so a bare :class:`MuxLimits` and a bare
+:class:`ConnectionConfig` agree.
+
+``stream_buffer`` and ``send_buffer`` tune the connection actor's queues; they
+are not configuration-file settings (field metadata ``setting=False``), but
+code may set them.
+
+Validation happens at construction: a wrong type or a value that is not
+positive raises :class:`ValueError` naming the field
+(``max_streams must be > 0, got 0``); ``idle_timeout=None`` means a connection
+never idles out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from ..core import check_positive_setting
+from ._handshake import DEFAULT_HANDSHAKE_TIMEOUT
+from ._mux import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_STREAMS, DEFAULT_STREAM_TIMEOUT, MuxLimits
+
+__all__ = ["ConnectionConfig"]
+
+_NOT_A_SETTING = {"setting": False}
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    """Per-connection limits and timeouts (seconds, bytes); validated at construction."""
+
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    """The authentication handshake at the start of every connection."""
+    stream_timeout: float = DEFAULT_STREAM_TIMEOUT
+    """Lifetime of one protocol stream, from its opening to both fins."""
+    idle_timeout: float | None = None
+    """Close a connection with no stream for this long; ``None`` keeps it (a node's
+    Dialer maintains ``target_peers``, so idling out would only churn connections)."""
+    max_streams: int = DEFAULT_MAX_STREAMS
+    """Concurrent streams per connection and direction."""
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    """Largest frame (WebSocket message) accepted or sent."""
+    stream_buffer: int = field(default=16, metadata=_NOT_A_SETTING)
+    """Messages buffered per stream before the reader waits for its consumer."""
+    send_buffer: int = field(default=32, metadata=_NOT_A_SETTING)
+    """Frames queued for the writer before stream senders wait."""
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if value is None and spec.name == "idle_timeout":
+                continue
+            integral = spec.type in ("int", int)
+            if isinstance(value, bool) or not isinstance(value, int if integral else int | float):
+                kind = "an integer" if integral else "a number"
+                raise ValueError(f"{spec.name} must be {kind}, got {value!r}")
+            check_positive_setting(spec.name, value)
+        try:
+            self.mux_limits()
+        except ValueError as exc:
+            raise ValueError(f"max_frame_bytes is out of range ({exc}), "
+                             f"got {self.max_frame_bytes!r}") from None
+
+    def mux_limits(self) -> MuxLimits:
+        """The sans-io stream mux's share of these limits."""
+        return MuxLimits(max_streams=self.max_streams, stream_timeout=self.stream_timeout,
+                         max_frame_bytes=self.max_frame_bytes)
