@@ -29,13 +29,14 @@ from contextlib import AsyncExitStack
 import trio
 
 from actors import configure_logging, open_node
-from protocols import AddressPolicy, NodeConfig
+from protocols import AddressPolicy, HttpConfig, NodeConfig
 
 LOOPBACK = AddressPolicy(allow_loopback=True)
 
 
 def _config(host: str) -> NodeConfig:
-    return NodeConfig(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK, http_listen="")
+    return NodeConfig(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
+                      http=HttpConfig(http_listen=""))
 
 
 async def one_round(index: int) -> tuple[float, float]:

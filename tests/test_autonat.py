@@ -23,6 +23,7 @@ from actors.node._dialback import DialBackReceiver, PendingProbe
 from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
     AddressPolicy,
+    AutonatClientConfig,
     DialDataRequest,
     DialRequest,
     DialResponse,
@@ -39,7 +40,8 @@ LOOPBACK = AddressPolicy(allow_loopback=True)
 
 
 def _config(host: str, **overrides: Any) -> NodeConfig:
-    return NodeConfig(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK, **overrides)
+    return NodeConfig.from_settings(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
+                                    **overrides)
 
 
 @asynccontextmanager
@@ -245,7 +247,8 @@ async def test_boot_node_without_candidates_still_welcomes_newcomers(
     # A boot node whose policy rejects its own (loopback) address has no candidate to
     # probe; it asks about the address the newcomer reached it at instead.
     net = MemoryNetwork()
-    boot_config = NodeConfig(listen=("/ip4/127.0.1.1/tcp/0/ws",), welcome_probes=True)
+    boot_config = NodeConfig(listen=("/ip4/127.0.1.1/tcp/0/ws",),
+                             autonat_client=AutonatClientConfig(welcome_probes=True))
     with trio.fail_after(60):
         async with open_node(boot_config, transport=net.transport("127.0.1.1")) as boot, \
                 open_node(_config("127.0.0.9"), transport=net.transport("127.0.0.9")) as newcomer:

@@ -16,7 +16,8 @@ LOOPBACK = AddressPolicy(allow_loopback=True)
 
 
 def _config(host: str, **overrides: Any) -> NodeConfig:
-    return NodeConfig(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK, **overrides)
+    return NodeConfig.from_settings(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
+                                    **overrides)
 
 
 @asynccontextmanager

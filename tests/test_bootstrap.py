@@ -27,6 +27,7 @@ from actors.node._messages import DialerCommand
 from protocols import (
     AddressPolicy,
     Backoff,
+    BootstrapConfig,
     BootstrapPlan,
     ConnectionInfo,
     Direction,
@@ -88,12 +89,12 @@ class Harness:
     def __init__(self, handler: Handler | Callable[[httpx.Request], httpx.Response], *,
                  urls: Sequence[str] = (URL,), exact: bool = True, snapshot: NodeSnapshot | None
                  = None, **overrides: Any) -> None:
-        self.config = NodeConfig(boot_urls=tuple(urls), **overrides)
+        self.config = NodeConfig.from_settings(boot_urls=tuple(urls), **overrides)
         self.box: Mailbox[DialerCommand] = Mailbox(64, name="dialer")
         self.watch: Watch[NodeSnapshot] = Watch(snapshot if snapshot is not None
                                                 else _snapshot())
         rng = random.Random(5)
-        plan = BootstrapPlan(urls, target_peers=self.config.target_peers, rng=rng,
+        plan = BootstrapPlan(urls, target_peers=self.config.dialer.target_peers, rng=rng,
                              backoff=EXACT, refetch=EXACT_REFETCH) if exact else None
         self.fetcher = BootstrapFetcher(
             config=self.config, dialer=self.box.sender(), watch=self.watch,
@@ -507,7 +508,7 @@ async def test_fetches_from_a_real_http_server_on_loopback() -> None:
             [listener] = await nursery.start(
                 partial(trio.serve_tcp, serve, 0, host="127.0.0.1"))
             port = listener.socket.getsockname()[1]
-            config = NodeConfig(boot_urls=(f"http://127.0.0.1:{port}/old",),
+            config = NodeConfig(bootstrap=BootstrapConfig(boot_urls=(f"http://127.0.0.1:{port}/old",)),
                                 policy=AddressPolicy(allow_loopback=True))
             box: Mailbox[DialerCommand] = Mailbox(8)
             fetcher = BootstrapFetcher(config=config, dialer=box.sender(),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -47,8 +47,8 @@ GUARD = 30.0
 
 
 def _config(host: str, **overrides: Any) -> NodeConfig:
-    return replace(NodeConfig(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
-                              http_listen=""), **overrides)
+    return NodeConfig.from_settings(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
+                                    http_listen="", **overrides)
 
 
 def _identified(*peers: PeerId) -> Callable[[NodeSnapshot], bool]:
@@ -181,10 +181,10 @@ async def test_newcomer_bootstraps_from_a_local_boot_node_end_to_end() -> None:
     assert snap.nat_status == "public"
     assert snap.reachable_addrs == (me.with_peer_id(None),)
     assert snap.nat_mapping == "none"
-    assert stats.dial_back.verified >= config.confidence
+    assert stats.dial_back.verified >= config.autonat_client.confidence
     assert set(stats.servers_answered) <= cluster.ids
-    assert len(stats.servers_answered) >= config.confidence
-    assert stats.probes.get("reachable", 0) >= config.confidence
+    assert len(stats.servers_answered) >= config.autonat_client.confidence
+    assert stats.probes.get("reachable", 0) >= config.autonat_client.confidence
     # lifecycle: forward only, ending fully connected (probed by a bootstrap peer)
     order = list(Lifecycle)
     assert stages.lifecycles == sorted(stages.lifecycles, key=order.index)
@@ -199,7 +199,7 @@ async def test_newcomer_bootstraps_from_a_local_boot_node_end_to_end() -> None:
     assert isinstance(after["probes_served"], int) and after["probes_served"] >= 1
     # the embedded node's /metrics has the probe and bootstrap families, from statistics()
     sent = _by_label(metrics["autonat_probes_sent"], "status")
-    assert sent["reachable"] >= config.confidence
+    assert sent["reachable"] >= config.autonat_client.confidence
     assert set(sent) <= set(node.statistics().probes)
     fetches = _by_label(metrics["autonat_bootstrap_fetches"], "outcome")
     assert fetches["ok"] >= 1

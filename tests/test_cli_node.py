@@ -22,7 +22,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -208,8 +208,8 @@ def _connected(peer_id: str, *, identified: bool = True) -> Callable[[NodeSnapsh
 
 
 def _config(host: str, **overrides: Any) -> NodeConfig:
-    return replace(NodeConfig(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
-                              http_listen=""), **overrides)
+    return NodeConfig.from_settings(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
+                                    http_listen="", **overrides)
 
 
 # --- autonat node ----------------------------------------------------------------------------

@@ -249,7 +249,8 @@ LOOPBACK = AddressPolicy(allow_loopback=True)
 
 
 def _memory_config(host: str, **overrides: Any) -> NodeConfig:
-    return NodeConfig(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK, **overrides)
+    return NodeConfig.from_settings(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
+                                    **overrides)
 
 
 async def test_a_peer_id_mismatch_is_a_warning_and_a_recorded_failure(

@@ -17,6 +17,7 @@ from protocols import (
     ProtocolError,
     SettingsError,
     build_node_config,
+    component_fields,
     env_settings,
     load_config_text,
     setting_keys,
@@ -43,14 +44,15 @@ def test_precedence_file_then_env_then_flags() -> None:
                         "HOME": "/root", "PATH": "/bin"})
     flags = {"target_peers": 9, "listen": ["/ip4/127.0.0.1/tcp/0/ws"]}
     config = build_node_config(file, env, flags)
-    assert config.target_peers == 9  # flags win
-    assert config.max_connections == 20  # only in the file
-    assert config.boot_urls == ("http://a.example/status", "http://b.example/status")  # env
+    assert config.dialer.target_peers == 9  # flags win
+    assert config.dialer.max_connections == 20  # only in the file
+    assert config.bootstrap.boot_urls == (  # env
+        "http://a.example/status", "http://b.example/status")
     assert config.listen == ("/ip4/127.0.0.1/tcp/0/ws",)
     assert config.policy == AddressPolicy.from_strings(  # policy keys merge one by one
         allow_loopback=True, allow_private=True, public_networks=["198.51.100.0/24"])
-    assert build_node_config(file, env).target_peers == 7
-    assert build_node_config(file).target_peers == 5
+    assert build_node_config(file, env).dialer.target_peers == 7
+    assert build_node_config(file).dialer.target_peers == 5
     assert build_node_config() == NodeConfig()
 
 
@@ -128,7 +130,7 @@ def test_environment_variables() -> None:
         "dialback_source": None, "http_listen": ""}
     config = build_node_config(settings)
     assert config.data_dir == Path.home() / "nodes" / "a"
-    assert config.http_listen == ""  # "" disables the HTTP API
+    assert config.http.http_listen == ""  # "" disables the HTTP API
 
 
 @pytest.mark.parametrize(("environ", "message"), [
@@ -145,14 +147,20 @@ def test_environment_errors_name_the_variable(environ: dict[str, str], message: 
 
 
 def test_every_node_config_field_is_configurable() -> None:
-    """A field whose type the loader cannot convert would make this fail."""
+    """A field whose type the loader cannot convert would make this fail; so would a
+    field of NodeConfig or of a component that is not a setting key."""
     defaults = NodeConfig()
     keys = setting_keys()
-    for spec in dataclasses.fields(NodeConfig):
-        if spec.name == "policy":
+    code_only = {"policy", "stream_buffer", "send_buffer"}  # policy: from POLICY_KEYS
+    for name, value in defaults.settings().items():
+        if name in code_only:
+            assert name not in keys
             continue
-        assert spec.name in keys
-        assert build_node_config({spec.name: getattr(defaults, spec.name)}) == defaults
+        assert name in keys
+        assert build_node_config({name: value}) == defaults
+    for component in component_fields().values():
+        for spec in dataclasses.fields(component):
+            assert spec.name in keys or spec.name in code_only
 
 
 def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
@@ -184,15 +192,16 @@ def test_default_toml_is_the_defaults() -> None:
     config = build_node_config(load_config_file(CONFIG_DIR / "default.toml"))
     assert config == NodeConfig()
     assert config.listen == ("/ip4/0.0.0.0/tcp/44000/ws",)
-    assert config.http_listen == "127.0.0.1:7888"
+    assert config.http.http_listen == "127.0.0.1:7888"
 
 
 def test_boot_toml_is_a_bootstrap_node() -> None:
     config = build_node_config(load_config_file(CONFIG_DIR / "boot.toml"))
     defaults = NodeConfig()
-    assert config.welcome_probes is True
-    assert config.max_connections == 512 and config.target_peers == 16
-    assert config.rate_global_per_minute > defaults.rate_global_per_minute
-    assert config.rate_per_peer_per_minute > defaults.rate_per_peer_per_minute
-    assert config.http_listen == "0.0.0.0:7888"
+    assert config.autonat_client.welcome_probes is True
+    assert config.dialer.max_connections == 512 and config.dialer.target_peers == 16
+    server, default_server = config.autonat_server_config, defaults.autonat_server_config
+    assert server.rate_global_per_minute > default_server.rate_global_per_minute
+    assert server.rate_per_peer_per_minute > default_server.rate_per_peer_per_minute
+    assert config.http.http_listen == "0.0.0.0:7888"
     assert config.policy == defaults.policy  # a public boot node serves only public addresses

@@ -31,6 +31,7 @@ from actors.surfaces._cli_settings import (
 )
 from protocols import (
     ConfigError,
+    HttpConfig,
     NodeConfig,
     build_node_config,
     env_settings,
@@ -68,7 +69,7 @@ def test_unknown_environment_variable_is_a_warning_not_an_error() -> None:
 def test_the_cli_collects_stray_variable_warnings(tmp_path: Path) -> None:
     loaded = load_node_config(_args("node"), profile="default",
                               environ=_environ(tmp_path, AUTONAT_TARGET_PEER="3"))
-    assert loaded.config.target_peers == NodeConfig().target_peers
+    assert loaded.config.dialer.target_peers == NodeConfig().dialer.target_peers
     assert len(loaded.warnings) == 1 and "AUTONAT_TARGET_PEERS?" in loaded.warnings[0]
 
 
@@ -135,8 +136,9 @@ def test_config_file_overlays_the_profile(tmp_path: Path) -> None:
     loaded = load_node_config(_args("boot", "--config", str(file)), profile="boot",
                               environ=_environ(tmp_path))
     config = loaded.config
-    assert config.target_peers == 3  # from the file
-    assert config.welcome_probes is True and config.max_connections == 512  # from the profile
+    assert config.dialer.target_peers == 3  # from the file
+    assert config.autonat_client.welcome_probes is True  # from the profile
+    assert config.dialer.max_connections == 512  # from the profile
     assert loaded.config_file == file and loaded.profile == "boot"
     assert loaded.profile_file is not None and loaded.profile_file.endswith("boot.toml")
     assert "target_peers" in loaded.explicit and "welcome_probes" not in loaded.explicit
@@ -144,8 +146,8 @@ def test_config_file_overlays_the_profile(tmp_path: Path) -> None:
     via_env = node_config(_args("boot", "--listen", "/ip4/127.0.0.1/tcp/0/ws"), profile="boot",
                           environ=_environ(tmp_path, AUTONAT_CONFIG=str(file),
                                            AUTONAT_MAX_CONNECTIONS="40"))
-    assert (via_env.target_peers, via_env.max_connections) == (3, 40)
-    assert via_env.welcome_probes is True
+    assert (via_env.dialer.target_peers, via_env.dialer.max_connections) == (3, 40)
+    assert via_env.autonat_client.welcome_probes is True
     assert via_env.listen == ("/ip4/127.0.0.1/tcp/0/ws",)
 
 
@@ -168,7 +170,7 @@ def test_profiles_are_read_as_package_resources(tmp_path: Path,
     text, where = profile_text("boot")
     assert "target_peers = 2" in text and Path(where) == package / "boot.toml"
     config = node_config(_args("boot"), profile="boot", environ=_environ(tmp_path))
-    assert config.target_peers == 2 and config.welcome_probes is True
+    assert config.dialer.target_peers == 2 and config.autonat_client.welcome_probes is True
     # a profile missing from the package is an error, never a silent default
     with pytest.raises(ConfigError, match=r"profile default\.toml is missing from package"):
         node_config(_args("node"), profile="default", environ=_environ(tmp_path))
@@ -219,7 +221,8 @@ def test_the_default_key_file_may_be_missing(tmp_path: Path) -> None:
 
 
 def test_an_address_this_machine_lacks_is_not_called_busy() -> None:
-    config = NodeConfig(listen=(f"/ip4/{NOT_HERE}/tcp/44000/ws",), http_listen=f"{NOT_HERE}:0")
+    config = NodeConfig(listen=(f"/ip4/{NOT_HERE}/tcp/44000/ws",),
+                        http=HttpConfig(http_listen=f"{NOT_HERE}:0"))
     unchanged, notes = free_default_ports(config, frozenset())
     assert unchanged == config and notes == []  # not EADDRINUSE: no "default port busy"
     listen, http = bind_problems(config)
@@ -234,8 +237,8 @@ def test_a_busy_port_says_so() -> None:
         busy.bind(("127.0.91.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        [problem] = bind_problems(NodeConfig(listen=(f"/ip4/127.0.91.1/tcp/{port}/ws",),
-                                             http_listen=""))
+        [problem] = bind_problems(NodeConfig.from_settings(
+            listen=(f"/ip4/127.0.91.1/tcp/{port}/ws",), http_listen=""))
     assert problem.endswith("(is another node running? choose another port)"), problem
 
 

@@ -44,10 +44,12 @@ from protocols import (
     DIAL_BACK_PROTOCOL_ID,
     IDENTIFY_PROTOCOL_ID,
     AddressError,
+    AutonatClientConfig,
     BadSignature,
     ConfigError,
     ConnectionInfo,
     DecodeError,
+    DialerConfig,
     DialStatus,
     Direction,
     ErrorCode,
@@ -260,7 +262,9 @@ def test_settings_errors() -> None:
         assert isinstance(exc, SettingsError) and not isinstance(exc, ProtocolError)
     assert "target_peers" in str(config.value)  # NodeConfig's ValueError, named by the loader
     with pytest.raises(ValueError, match="target_peers"):
-        NodeConfig(target_peers=100, max_connections=10)  # the loader relies on ValueError
+        DialerConfig(target_peers=100, max_connections=10)  # the loader relies on ValueError
+    with pytest.raises(ValueError, match="target_peers"):
+        NodeConfig.from_settings(target_peers=100, max_connections=10)
 
 
 # --- catch sites: the connection's handler runner ------------------------------------------
@@ -415,7 +419,7 @@ def _server(config: NodeConfig) -> AutonatServer:
 @pytest.mark.parametrize("behaviour", list(PEER_BEHAVIOURS))
 async def test_autonat_server_turns_a_failed_dial_back_exchange_into_a_status(
         autojump_clock: trio.testing.MockClock, behaviour: str) -> None:
-    server = _server(NodeConfig(probe_timeout=5.0))
+    server = _server(NodeConfig(autonat_client=AutonatClientConfig(probe_timeout=5.0)))
     with trio.fail_after(TIMEOUT):
         async with connected({DIAL_BACK_PROTOCOL_ID: PEER_BEHAVIOURS[behaviour]}) as p:
             status = await server._send_dial_back(p.a, p.b.peer_id, nonce=7)
@@ -424,7 +428,7 @@ async def test_autonat_server_turns_a_failed_dial_back_exchange_into_a_status(
 
 async def test_autonat_server_dial_back_on_an_ended_connection(
         autojump_clock: trio.testing.MockClock) -> None:
-    server = _server(NodeConfig(probe_timeout=5.0))
+    server = _server(NodeConfig(autonat_client=AutonatClientConfig(probe_timeout=5.0)))
     with trio.fail_after(TIMEOUT):
         async with connected({}) as p:
             await p.a.aclose()

@@ -33,7 +33,7 @@ from actors import (
     open_connection,
     open_node,
 )
-from protocols import AddressPolicy, Keypair, Lifecycle, NodeConfig, WsAddress
+from protocols import AddressPolicy, HttpConfig, Keypair, Lifecycle, NodeConfig, WsAddress
 
 ROOT = Path(__file__).parents[1]
 LOOPBACK = AddressPolicy(allow_loopback=True)
@@ -53,7 +53,8 @@ def restore_structlog() -> Iterator[None]:
 
 
 def _config(host: str) -> NodeConfig:
-    return NodeConfig(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK, http_listen="")
+    return NodeConfig(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
+                      http=HttpConfig(http_listen=""))
 
 
 async def _run_three_nodes() -> tuple[Node, Node, Node]:

@@ -25,8 +25,9 @@ async def _nodes(count: int, **overrides: object) -> AsyncIterator[list[Node]]:
     async with AsyncExitStack() as stack:
         nodes = []
         for i in range(count):
-            config = NodeConfig(listen=(f"/ip4/127.0.{i // 200}.{i % 200 + 10}/tcp/0/ws",),
-                                policy=LOOPBACK, **overrides)  # type: ignore[arg-type]
+            config = NodeConfig.from_settings(
+                listen=(f"/ip4/127.0.{i // 200}.{i % 200 + 10}/tcp/0/ws",), policy=LOOPBACK,
+                **overrides)
             nodes.append(await stack.enter_async_context(open_node(config)))
         yield nodes
 

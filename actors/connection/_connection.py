@@ -60,12 +60,13 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Final
 
 import trio
 
 from protocols import (
+    ConnectionConfig,
     Direction,
     ErrorCode,
     Handshake,
@@ -77,7 +78,6 @@ from protocols import (
     InboundStreamRejected,
     Keypair,
     MuxEvent,
-    MuxLimits,
     MuxStatistics,
     PeerId,
     PublicKey,
@@ -103,38 +103,6 @@ FLUSH_GRACE: Final = 1.0
 """Seconds :meth:`Connection.aclose` waits for queued frames to go out."""
 _CONTROL_ALLOWANCE: Final = 256
 """Error replies that may queue beyond ``send_buffer`` before the peer counts as not reading."""
-
-
-@dataclass(frozen=True)
-class ConnectionConfig:
-    """Per-connection limits and timeouts (seconds); ``idle_timeout=None`` never idles out."""
-
-    handshake_timeout: float = 10.0
-    stream_timeout: float = 30.0
-    idle_timeout: float | None = 300.0
-    max_streams: int = 64
-    max_frame_bytes: int = 64 * 1024
-    stream_buffer: int = 16
-    """Messages buffered per stream before the reader waits for its consumer."""
-    send_buffer: int = 32
-    """Frames queued for the writer before stream senders wait."""
-
-    def __post_init__(self) -> None:
-        for spec in fields(self):
-            value = getattr(self, spec.name)
-            if value is None and spec.name == "idle_timeout":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"ConnectionConfig.{spec.name} must be a positive number, "
-                                 f"got {value!r}")
-        for name in ("max_streams", "max_frame_bytes", "stream_buffer", "send_buffer"):
-            if not isinstance(getattr(self, name), int):
-                raise ValueError(f"ConnectionConfig.{name} must be an integer")
-        self.mux_limits()
-
-    def mux_limits(self) -> MuxLimits:
-        return MuxLimits(max_streams=self.max_streams, stream_timeout=self.stream_timeout,
-                         max_frame_bytes=self.max_frame_bytes)
 
 
 class ConnectionFailed(Exception):

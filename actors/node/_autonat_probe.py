@@ -235,7 +235,7 @@ class AutonatProbe:
         response: DialResponse | None = None
         detail = ""
         try:
-            with trio.move_on_after(self._config.probe_timeout) as scope:
+            with trio.move_on_after(self._config.autonat_client.probe_timeout) as scope:
                 response = await self._exchange(connection, start, nonce)
                 if claims_dial_back(response) and not pending.verified.is_set():
                     with trio.move_on_after(DIAL_BACK_GRACE):

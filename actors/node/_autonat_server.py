@@ -107,9 +107,10 @@ class AutonatServer:
         self._conn_config = connection_config
         self._tracker = tracker
         self._rng = rng
-        self.limiter = RateLimiter(config.rate_global_per_minute,
-                                   config.rate_per_peer_per_minute,
-                                   config.rate_concurrent_per_peer)
+        server = config.autonat_server_config
+        self.limiter = RateLimiter(server.rate_global_per_minute,
+                                   server.rate_per_peer_per_minute,
+                                   server.rate_concurrent_per_peer)
         self._answered: Counter[str] = Counter()
         self._dial_backs = 0
         self._log = get_logger("actors.autonat", actor="autonat-server",
@@ -121,7 +122,7 @@ class AutonatServer:
 
     async def serve(self, stream: Stream[Connection]) -> None:
         peer = stream.connection.peer_id
-        with trio.fail_after(self._config.server_timeout):
+        with trio.fail_after(self._config.autonat_server_config.server_timeout):
             message = decode_autonat_message(await stream.receive())
             if not isinstance(message, DialRequest):
                 raise ValidationError(f"expected DialRequest, got {type(message).__name__}")
@@ -139,7 +140,8 @@ class AutonatServer:
     async def _handle(self, stream: Stream[Connection], peer: PeerId, request: DialRequest) -> None:
         choice = choose_dial_address(
             request.addrs, observed_ip=stream.connection.remote_addr.ip,
-            policy=self._config.policy, allow_other_ip=self._config.allow_other_ip,
+            policy=self._config.policy,
+            allow_other_ip=self._config.autonat_server_config.allow_other_ip,
             requester=peer, rng=self._rng)
         if choice.addr is None or choice.index is None:
             reasons = "; ".join(r.detail for r in choice.rejected) or "no address"
@@ -169,12 +171,12 @@ class AutonatServer:
         # (the dial-back exchange has its own timeout). One scope around the whole
         # stack, because the contexts it enters own nurseries that exit later.
         with trio.CancelScope(deadline=trio.current_time()
-                              + self._config.dialback_timeout) as connecting:
+                              + self._config.autonat_server_config.dialback_timeout) as connecting:
             async with AsyncExitStack() as stack:
                 try:
                     frames = await stack.enter_async_context(self._transport.dial(
                         addr.with_peer_id(peer), reuse_listen_port=False,
-                        source_ip=self._config.dialback_source))
+                        source_ip=self._config.autonat_server_config.dialback_source))
                     connection = await stack.enter_async_context(open_connection(
                         frames, self._keypair, initiator=True, expected_peer=peer,
                         config=self._conn_config))
@@ -185,7 +187,8 @@ class AutonatServer:
                 connecting.deadline = math.inf
                 return await self._send_dial_back(connection, peer, nonce)
         self._log.info("dial-back failed", peer=str(peer), addr=str(addr),
-                       error=f"no connection within {self._config.dialback_timeout:g} s")
+                       error=f"no connection within "
+                             f"{self._config.autonat_server_config.dialback_timeout:g} s")
         return DialStatus.E_DIAL_ERROR
 
     async def _send_dial_back(self, connection: Connection, peer: PeerId,
@@ -193,7 +196,7 @@ class AutonatServer:
         try:
             back = await connection.open_stream(DIAL_BACK_PROTOCOL_ID)
             reply = await back.request(DialBack(nonce=nonce).to_wire(),
-                                       timeout=self._config.probe_timeout)
+                                       timeout=self._config.autonat_client.probe_timeout)
             answer = decode_autonat_message(reply)
         except EXCHANGE_FAILURES as exc:  # StreamTimeout included
             self._log.info("dial-back exchange failed", peer=str(peer), error=str(exc))

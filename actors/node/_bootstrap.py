@@ -114,11 +114,12 @@ class _Result:
 
 def plan_for(config: NodeConfig, rng: random.Random) -> BootstrapPlan:
     """The fetch schedule a node's settings imply."""
+    bootstrap = config.bootstrap
     return BootstrapPlan(
-        config.boot_urls, target_peers=config.target_peers, rng=rng,
-        backoff=Backoff(initial=config.fetch_retry_initial, maximum=config.fetch_retry_max,
+        bootstrap.boot_urls, target_peers=config.dialer.target_peers, rng=rng,
+        backoff=Backoff(initial=bootstrap.fetch_retry_initial, maximum=bootstrap.fetch_retry_max,
                         jitter=FETCH_JITTER),
-        refetch=refetch_backoff(config.refetch_interval))
+        refetch=refetch_backoff(bootstrap.refetch_interval))
 
 
 class BootstrapFetcher:
@@ -180,7 +181,7 @@ class BootstrapFetcher:
 
     @asynccontextmanager
     async def _client(self) -> AsyncIterator[httpx.AsyncClient]:
-        step = self._config.fetch_timeout / 2
+        step = self._config.bootstrap.fetch_timeout / 2
         client = self._client_factory(
             timeout=httpx.Timeout(connect=step, read=step, write=step, pool=step),
             follow_redirects=True, max_redirects=MAX_REDIRECTS, trust_env=False,
@@ -213,7 +214,7 @@ class BootstrapFetcher:
         self._pulse.beat()  # the URL's status changed
 
     async def _fetch(self, client: httpx.AsyncClient, url: str) -> _Result:
-        limit = self._config.fetch_timeout
+        limit = self._config.bootstrap.fetch_timeout
         try:
             with trio.fail_after(limit):
                 body = await self._download(client, url)
@@ -232,7 +233,7 @@ class BootstrapFetcher:
         return self._read_document(body)
 
     async def _download(self, client: httpx.AsyncClient, url: str) -> bytes:
-        cap = self._config.max_status_bytes
+        cap = self._config.bootstrap.max_status_bytes
         async with client.stream("GET", url) as response:
             _check_response(response, cap)
             body = bytearray()
@@ -244,8 +245,8 @@ class BootstrapFetcher:
 
     def _read_document(self, body: bytes) -> _Result:
         try:
-            parsed = parse_status_document(body, max_bytes=self._config.max_status_bytes,
-                                           max_addrs=self._config.max_status_addrs)
+            parsed = parse_status_document(body, max_bytes=self._config.bootstrap.max_status_bytes,
+                                           max_addrs=self._config.bootstrap.max_status_addrs)
         except StatusDocumentError as exc:
             return _Result(FetchOutcome.BAD_DOCUMENT, str(exc))
         except RemoteProtocolError as exc:  # pragma: no cover - the parser raises only the above
@@ -280,7 +281,7 @@ class BootstrapFetcher:
             records = ()
         selection = fallback_addresses(records, policy=self._config.policy,
                                        local_peer=self._local_peer,
-                                       limit=self._config.max_status_addrs)
+                                       limit=self._config.bootstrap.max_status_addrs)
         fallback = ("using persisted peers" if selection.usable
                     else "no persisted peer to fall back on")
         if self._plan.urls:

@@ -77,7 +77,6 @@ from protocols import (
 from ..connection import (
     CONNECT_FAILURES,
     Connection,
-    ConnectionConfig,
     ConnectionFailed,
     ProtocolHandler,
 )
@@ -153,14 +152,6 @@ class _Live:
     connection: Connection
 
 
-def connection_config(config: NodeConfig) -> ConnectionConfig:
-    """The per-connection limits a node's settings imply."""
-    return ConnectionConfig(
-        handshake_timeout=config.handshake_timeout, stream_timeout=config.stream_timeout,
-        idle_timeout=config.idle_timeout, max_streams=config.max_streams,
-        max_frame_bytes=config.max_frame_bytes)
-
-
 def _dialed_by(connection: Connection, local: PeerId) -> bytes:
     return (local if connection.initiator else connection.peer_id).to_bytes()
 
@@ -190,7 +181,7 @@ class Dialer:
         self._tracker = tracker
         self._listeners = tuple(listeners)
         self._handlers = dict(handlers)
-        self._conn_config = connection_config(config)
+        self._conn_config = config.connection
         self._live: dict[PeerId, _Live] = {}
         self._pending_inbound = self._secondary = 0
         self._driver = TimeoutDriver[DialCommand](state.planner)
@@ -252,7 +243,7 @@ class Dialer:
             command.reply.reply(live.info)
         elif peer == self._keypair.peer_id:
             command.reply.reply(DialFailed(command.addr, "that is this node's own peer id"))
-        elif len(self._live) >= self._config.max_connections:
+        elif len(self._live) >= self._config.dialer.max_connections:
             command.reply.reply(DialFailed(command.addr, "connection limit reached"))
         else:
             now = trio.current_time()
@@ -322,7 +313,7 @@ class Dialer:
 
     async def _on_inbound(self, stream: FrameStream) -> None:
         in_use = len(self._live) + self._pending_inbound + self._secondary
-        if in_use >= self._config.max_connections:
+        if in_use >= self._config.dialer.max_connections:
             self._counts["inbound_refused"] += 1
             self._log.info("inbound connection refused: connection limit reached",
                            remote=str(stream.remote_addr))

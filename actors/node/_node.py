@@ -72,7 +72,7 @@ from ._autonat_probe import AutonatProbe, AutonatState, SmallNetworkWait
 from ._autonat_server import AutonatServer, AutonatServerStatistics
 from ._bootstrap import BootstrapFetcher
 from ._dialback import DialBackReceiver, DialBackStatistics
-from ._dialer import Dialer, DialerState, DialerStatistics, connection_config
+from ._dialer import Dialer, DialerState, DialerStatistics
 from ._identify import (
     IdentifyActor,
     IdentifyResponder,
@@ -212,7 +212,8 @@ class Node:
         """Connect to ``addr`` (``.../p2p/<id>``) or return the existing connection."""
         target = addr if isinstance(addr, WsAddress) else WsAddress.parse(addr)
         limit = timeout if timeout is not None else (
-            self.config.dial_timeout + self.config.handshake_timeout + CONNECT_TIMEOUT_SLACK)
+            self.config.dialer.dial_timeout + self.config.connection.handshake_timeout
+            + CONNECT_TIMEOUT_SLACK)
         try:
             outcome: ConnectionInfo | DialFailed = await call(
                 self._dialer_box.sender(), partial(Connect, target), limit)
@@ -271,15 +272,16 @@ def _default_transport(config: NodeConfig) -> WebSocketTransport:
         server_ssl = server_context(config.tls_cert, config.tls_key)
     client_ssl = client_context(config.tls_ca) if config.tls_ca is not None else None
     return WebSocketTransport(server_ssl=server_ssl, client_ssl=client_ssl,
-                              max_frame_bytes=config.max_frame_bytes,
-                              connect_timeout=config.dial_timeout,
-                              handshake_timeout=config.handshake_timeout)
+                              max_frame_bytes=config.connection.max_frame_bytes,
+                              connect_timeout=config.dialer.dial_timeout,
+                              handshake_timeout=config.connection.handshake_timeout)
 
 
 def _planner(config: NodeConfig, keys: Keypair, rng: random.Random) -> DialPlanner:
+    dialer = config.dialer
     return DialPlanner(
-        keys.peer_id, target=config.target_peers, concurrency=config.dial_concurrency,
-        backoff=Backoff(initial=config.reconnect_initial, maximum=config.reconnect_max,
+        keys.peer_id, target=dialer.target_peers, concurrency=dialer.dial_concurrency,
+        backoff=Backoff(initial=dialer.reconnect_initial, maximum=dialer.reconnect_max,
                         jitter=0.2),
         rng=rng, max_peers=config.max_peers)
 
@@ -295,7 +297,7 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
                             save_interval=config.save_interval, pulse=pulse)
     receiver = DialBackReceiver(node=keys.peer_id)
     server = AutonatServer(config=config, keypair=keys, transport=transport,
-                           connection_config=connection_config(config),
+                           connection_config=config.connection,
                            tracker=boxes.tracker.sender(), rng=rng)
     handlers: dict[str, ProtocolHandler] = {DIAL_BACK_PROTOCOL_ID: receiver.serve}
     if config.autonat_server:
@@ -306,8 +308,9 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     handlers[IDENTIFY_PROTOCOL_ID] = responder.serve_request
     handlers[IDENTIFY_PUSH_PROTOCOL_ID] = responder.serve_push
     scheduler = ProbeScheduler(
-        Reachability(ReachabilityConfig(threshold=config.confidence)), policy=config.policy,
-        rng=rng, probe_servers=config.probe_servers, welcome_probes=config.welcome_probes)
+        Reachability(ReachabilityConfig(threshold=config.autonat_client.confidence)),
+        policy=config.policy, rng=rng, probe_servers=config.autonat_client.probe_servers,
+        welcome_probes=config.autonat_client.welcome_probes)
     autonat = AutonatProbe(
         config=config, receiver=receiver, state=AutonatState(scheduler),
         inbox=boxes.autonat.receiver(), tracker=boxes.tracker.sender(), watch=watch,

@@ -126,7 +126,7 @@ def _run_daemon(args: argparse.Namespace, profile: str) -> int:
     if problems:
         raise CliError("; ".join(problems))
     keypair, created = _keypair(config)
-    configure_logging(config.log_format, config.log_level)
+    configure_logging(config.logging.log_format, config.logging.log_level)
     log = get_logger("actors.cli", actor="cli")
     log.info("configuration loaded", profile=loaded.profile, profile_file=loaded.profile_file,
              config_file=None if loaded.config_file is None else str(loaded.config_file),
@@ -186,8 +186,8 @@ async def _daemon(config: NodeConfig, keypair: Keypair | None = None) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_node(config, keypair=keypair) as node, trio.open_nursery() as nursery:
             http = "off"
-            if config.http_listen:
-                host, port = parse_host_port(config.http_listen)
+            if config.http.http_listen:
+                host, port = parse_host_port(config.http.http_listen)
                 bound = await nursery.start(serve_http, node, host, port)
                 http = f"http://{host_port(bound[0], bound[1])}"
             print(f"peer id {node.peer_id}", flush=True)
@@ -223,10 +223,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if listen:
         extra["listen"] = listen
     config = _config(args, None, **extra)
-    if not (config.boot_urls or config.peers):
+    if not (config.bootstrap.boot_urls or config.peers):
         raise CliError("nothing to probe against: give --boot-url URL or --peer MULTIADDR")
-    configure_logging(config.log_format if args.log_format else "console",
-                      config.log_level if args.log_level else "warning")
+    configure_logging(config.logging.log_format if args.log_format else "console",
+                      config.logging.log_level if args.log_level else "warning")
     try:
         result = trio.run(_probe, config, args.timeout,
                           ProgressPrinter(progress_stream(sys.stderr)))
@@ -341,8 +341,9 @@ async def _demo() -> None:
     async with AsyncExitStack() as stack:
         boots = []
         for i in range(3):
-            config = NodeConfig(listen=(f"/ip4/127.0.5.{i + 1}/tcp/0/ws",), policy=lab,
-                                welcome_probes=True, http_listen="")
+            config = NodeConfig.from_settings(
+                listen=(f"/ip4/127.0.5.{i + 1}/tcp/0/ws",), policy=lab, welcome_probes=True,
+                http_listen="")
             boots.append(await stack.enter_async_context(open_node(config)))
         for boot in boots[1:]:
             await boots[0].connect(boot.listen_addrs[0])
@@ -350,8 +351,8 @@ async def _demo() -> None:
         host, port = await nursery.start(serve_http, boots[0], "127.0.5.1", 0)
         url = f"http://{host_port(host, port)}/status"
         print(f"boot nodes: {', '.join(str(b.peer_id)[-8:] for b in boots)}; /status at {url}")
-        newcomer_config = NodeConfig(listen=("/ip4/127.0.5.9/tcp/0/ws",), policy=lab,
-                                     boot_urls=(url,), http_listen="")
+        newcomer_config = NodeConfig.from_settings(
+            listen=("/ip4/127.0.5.9/tcp/0/ws",), policy=lab, boot_urls=(url,), http_listen="")
         newcomer = await stack.enter_async_context(open_node(newcomer_config))
         print(f"newcomer {newcomer.peer_id} bootstraps from {url}")
         with trio.fail_after(30):

@@ -292,13 +292,13 @@ def free_default_ports(config: NodeConfig,
             if addr.ip is not None and addr.port and not _port_free(addr.host, addr.port):
                 listen[i] = str(dataclasses.replace(addr, port=0))
                 notes.append(f"default listen port {addr.port} is busy; using a free port")
-    http = config.http_listen
+    http = config.http.http_listen
     if http and "http_listen" not in explicit:
         host, port = parse_host_port(http)
         if port and not _port_free(host, port):
             http = host_port(host, 0)
             notes.append(f"default HTTP port {port} is busy; using a free port")
-    return dataclasses.replace(config, listen=tuple(listen), http_listen=http), notes
+    return config.with_settings(listen=tuple(listen), http_listen=http), notes
 
 
 def bind_problems(config: NodeConfig) -> list[str]:
@@ -307,7 +307,7 @@ def bind_problems(config: NodeConfig) -> list[str]:
     machine does not have is one clear line instead of a restart loop in the Dialer)."""
     problems = [_bind_problem(str(addr), addr.host, addr.port)
                 for addr in config.listen_addrs if addr.ip is not None]
-    if config.http_listen:
-        host, port = parse_host_port(config.http_listen)
-        problems.append(_bind_problem(f"{config.http_listen} (HTTP API)", host, port))
+    if config.http.http_listen:
+        host, port = parse_host_port(config.http.http_listen)
+        problems.append(_bind_problem(f"{config.http.http_listen} (HTTP API)", host, port))
     return [problem for problem in problems if problem]

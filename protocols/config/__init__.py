@@ -1,7 +1,9 @@
-"""Configuration: :class:`NodeConfig` and the TOML file / environment / flag layers.
+"""Configuration: :class:`NodeConfig`, its HTTP and logging components, and the
+TOML file / environment / flag layers.
 
-May import: :mod:`protocols.node` and the layers below it (not its sibling
-:mod:`protocols.bootstrap`).
+May import: every other sub-package of :mod:`protocols` (it is the top layer:
+:class:`NodeConfig` composes the components declared in :mod:`protocols.bootstrap`,
+:mod:`protocols.node`, :mod:`protocols.autonat` and :mod:`protocols.wire`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from ._config_file import (
     load_config_text,
     setting_keys,
 )
-from ._node_config import DEFAULT_LISTEN, LOG_FORMATS, LOG_LEVELS, NodeConfig, parse_host_port
+from ._node_config import (
+    DEFAULT_LISTEN,
+    NodeConfig,
+    SettingField,
+    component_fields,
+    setting_fields,
+)
+from ._surface_config import LOG_FORMATS, LOG_LEVELS, HttpConfig, LoggingConfig, parse_host_port
 
 __all__ = [
     "CONFIG_SECTIONS",
@@ -31,15 +40,20 @@ __all__ = [
     "LOG_FORMATS",
     "LOG_LEVELS",
     "POLICY_KEYS",
+    "HttpConfig",
     "LayerSource",
+    "LoggingConfig",
     "NodeConfig",
+    "SettingField",
     "SettingValue",
     "Settings",
     "build_node_config",
+    "component_fields",
     "env_settings",
     "env_source",
     "env_warnings",
     "load_config_text",
     "parse_host_port",
+    "setting_fields",
     "setting_keys",
 ]

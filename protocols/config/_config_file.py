@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Configuration comes in *layers*, each a flat mapping ``{key: value}`` whose
-keys are :class:`NodeConfig` field names plus the four address-policy keys
+keys are the setting names of :class:`NodeConfig` plus the four address-policy keys
 (``allow_loopback``, ``allow_private``, ``public_networks``, ``allow_dns``):
 
 * :func:`load_config_text` - a TOML document (``actors.load_config_file``
@@ -29,9 +29,19 @@ turns the policy keys into one :class:`AddressPolicy` and constructs the
 AUTONAT_TARGET_PEERS``, ``flag --listen``); it tracks which layer set each key
 last, so a value ``NodeConfig`` rejects is reported with where it came from.
 
+The keys are flat although :class:`NodeConfig` is not: it composes one
+component per part of the node (``dialer``, ``connection``, ``autonat_client``,
+``autonat_server_config``, ``bootstrap``, ``http``, ``logging``), and
+:func:`~protocols.config._node_config.setting_fields` says, by reflecting on
+the dataclasses, which component owns each key (a key names exactly one
+field; a field with metadata ``setting=False`` is for code only).
+:meth:`NodeConfig.from_settings` routes the merged keys to their components.
+The TOML tables therefore need not match the components.
+
 Values are checked against the *annotation* of the field they set (read with
-``typing.get_type_hints``), so a field added to ``NodeConfig`` later is
-configurable without touching this module as long as its type is one of
+``typing.get_type_hints`` on the owning dataclass), so a field added to
+``NodeConfig`` or one of its components later is configurable without
+touching this module as long as its type is one of
 ``bool``, ``int``, ``float``, ``str``, ``Path``, ``tuple[str, ...]``, a
 ``Literal`` of strings, or one of those ``| None``. A ``None`` (optional)
 field is unset with ``""``, since TOML has no null. Every problem - TOML
@@ -43,18 +53,18 @@ and the key.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 import tomllib
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Final
 
 from ..core import AddressPolicy, ConfigError, ProtocolError
-from ._node_config import NodeConfig
+from ._node_config import NodeConfig, setting_fields
 
 __all__ = [
     "CONFIG_SECTIONS",
@@ -98,14 +108,20 @@ class _BadValue(Exception):
 
 
 def setting_keys() -> dict[str, object]:
-    """Every configurable key and its type annotation (``NodeConfig`` fields + policy)."""
-    hints = typing.get_type_hints(NodeConfig)
-    keys: dict[str, object] = {
-        spec.name: hints[spec.name] for spec in fields(NodeConfig)
-        if spec.name not in _NOT_SETTABLE
-    }
+    """Every configurable key and its type annotation (the fields of ``NodeConfig`` and
+    of its components, in declaration order, then the policy keys)."""
+    keys: dict[str, object] = {}
+    for name, where in setting_fields().items():
+        if name in _NOT_SETTABLE or not where.field.metadata.get("setting", True):
+            continue
+        keys[name] = _hints(where.owner)[name]
     keys.update(POLICY_KEYS)
     return keys
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, object]:
+    return typing.get_type_hints(cls)
 
 
 # --- the three layers --------------------------------------------------------------
@@ -200,7 +216,7 @@ def build_node_config(*layers: Mapping[str, object],
     except ProtocolError as exc:
         raise ConfigError(_invalid(str(exc), policy_args, origin, POLICY_KEYS)) from None
     try:
-        return NodeConfig(**merged, policy=policy)  # type: ignore[arg-type]
+        return NodeConfig.from_settings(**merged, policy=policy)
     except (ValueError, TypeError, ProtocolError) as exc:
         raise ConfigError(_invalid(str(exc), merged, origin, keys)) from None
 
@@ -367,12 +383,12 @@ def _named_keys(message: str, keys: Iterable[str]) -> list[str]:
 
 def _culprit_by_trial(merged: Mapping[str, object]) -> str | None:
     """The key whose value alone makes NodeConfig fail (messages that name no key)."""
-    fields_ = {spec.name for spec in fields(NodeConfig)}
+    fields_ = setting_fields()
     for key, value in merged.items():
         if key not in fields_:
             continue
         try:
-            NodeConfig(**{key: value})  # type: ignore[arg-type]
+            NodeConfig.from_settings(**{key: value})
         except (ValueError, TypeError, ProtocolError):
             return key
     return None

@@ -2,42 +2,68 @@
 
 Theory of operation
 -------------------
-``NodeConfig`` is the one place where a node's knobs live. Actors read the
-fields they need; nothing else holds configuration. It is pure data (no
-files are read here): the CLI and the TOML loader build it, tests and
-embedding programs construct it directly, e.g. ::
+``NodeConfig`` is the one place where a node's knobs are gathered. It holds
+the node-wide settings itself (listen and peer addresses, key file, data
+directory, address policy, Identify, mailboxes, the peer store, TLS, and
+whether to serve AutoNAT) and *composes* one frozen component per part of the
+node, each declared and validated in the layer that uses it:
 
-    NodeConfig(listen=("/ip4/127.0.0.1/tcp/0/ws",),
-               policy=AddressPolicy(allow_loopback=True))
+==========================  ========================  =========================
+field                       class                     declared in
+==========================  ========================  =========================
+``dialer``                  :class:`DialerConfig`     :mod:`protocols.node`
+``connection``              :class:`ConnectionConfig` :mod:`protocols.wire`
+``autonat_client``          :class:`AutonatClientConfig`  :mod:`protocols.autonat`
+``autonat_server_config``   :class:`AutonatServerConfig`  :mod:`protocols.autonat`
+``bootstrap``               :class:`BootstrapConfig`  :mod:`protocols.bootstrap`
+``http``                    :class:`HttpConfig`       :mod:`protocols.config`
+``logging``                 :class:`LoggingConfig`    :mod:`protocols.config`
+==========================  ========================  =========================
 
-Validation happens in ``__post_init__`` so an impossible configuration
-(zero target peers, a negative timeout, a listen address with a peer id)
-fails at once with a message naming the field, instead of surfacing later
-as a strange runtime error.
+(``autonat_server_config`` is not called ``autonat_server`` because that name
+is the node-wide boolean setting that decides whether the server runs at all.)
+
+Actors read what they need (``config.dialer.target_peers``,
+``config.connection``); nothing else holds configuration, and every limit is
+declared once, in its component. It is pure data (no files are read here).
+
+Settings are *flat*: every field of NodeConfig and of its components is one
+setting key (the TOML key, ``AUTONAT_<KEY>``, the flag's key), and a key
+names exactly one field in the whole tree. :func:`setting_fields` finds, by
+reflecting on the dataclasses, which component owns each key - so a field
+added to a component is a setting without any list to update - and refuses a
+name declared twice. Code builds a config either way::
+
+    NodeConfig(listen=("/ip4/127.0.0.1/tcp/0/ws",), dialer=DialerConfig(target_peers=3))
+    NodeConfig.from_settings(listen=("/ip4/127.0.0.1/tcp/0/ws",), target_peers=3)
+    config.with_settings(http_listen="")   # a copy with flat keys changed
+
+Validation happens in each component's ``__post_init__`` and in NodeConfig's
+own, so an impossible configuration (zero target peers, a negative timeout, a
+listen address with a peer id) fails at once with a :class:`ValueError`
+naming the field, instead of surfacing later as a strange runtime error.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import dataclasses
+import functools
+import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any, Final, NamedTuple
 
-from ..core import AddressPolicy, WsAddress
+from ..autonat import AutonatClientConfig, AutonatServerConfig
+from ..bootstrap import BootstrapConfig
+from ..core import AddressPolicy, WsAddress, check_positive_setting
+from ..node import DialerConfig
+from ..wire import ConnectionConfig
+from ._surface_config import HttpConfig, LoggingConfig
 
-DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/44000/ws"
+__all__ = ["DEFAULT_LISTEN", "NodeConfig", "SettingField", "setting_fields"]
 
-
-def _check_ip(name: str, value: str) -> None:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an IP address, got {value!r}") from exc
-
-
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+DEFAULT_LISTEN: Final = "/ip4/0.0.0.0/tcp/44000/ws"
 
 
 @dataclass(frozen=True)
@@ -52,84 +78,21 @@ class NodeConfig:
     """Where the peer store is persisted; ``None`` = nothing written to disk."""
     peers: tuple[str, ...] = ()
     """Peers to dial at start, as multiaddrs ending in ``/p2p/<id>``."""
-    boot_urls: tuple[str, ...] = ()
-    """Bootstrap ``/status`` URLs (used by the BootstrapFetcher)."""
     policy: AddressPolicy = field(default_factory=AddressPolicy)
     """Which addresses count as routable (docs/architecture.md, "Address policy")."""
-    target_peers: int = 8
-    """Connections the Dialer tries to keep."""
-    max_connections: int = 64
-    """Hard cap; inbound connections beyond it are refused."""
-    dial_concurrency: int = 8
-    """Dials in flight at once."""
-    dial_timeout: float = 10.0
-    """Per dial, TCP + WebSocket + handshake."""
-    reconnect_initial: float = 1.0
-    """First reconnect delay after losing a peer; doubles up to ``reconnect_max``."""
-    reconnect_max: float = 60.0
-    handshake_timeout: float = 10.0
-    stream_timeout: float = 30.0
-    idle_timeout: float | None = None
-    """Close a connection with no stream for this long; ``None`` keeps it (the Dialer
-    maintains ``target_peers``, so idling out would only churn connections)."""
-    max_streams: int = 64
-    """Concurrent streams per connection."""
-    max_frame_bytes: int = 64 * 1024
     identify_timeout: float = 10.0
+    """One Identify request."""
     agent_version: str = "trio-autonat/0.1.0"
+    """Agent version announced in Identify."""
     mailbox_size: int = 256
     """Capacity of every actor mailbox."""
     save_interval: float = 5.0
     """Peer store is written at most this often (and at shutdown)."""
     max_peers: int = 1000
     """Peer store bound; least recently seen unconnected peers are evicted."""
-    # --- autonat ---
-    probe_servers: int = 3
-    """Servers asked in parallel about one candidate address."""
-    probe_timeout: float = 15.0
-    """One probe: request, dial data, the server's dial-back and its response."""
-    confidence: int = 2
-    """Agreeing servers needed for a verdict (and contrary ones to flip it)."""
     autonat_server: bool = True
-    """Serve ``/libp2p/autonat/2/dial-request`` for other nodes."""
-    dialback_source: str | None = None
-    """Local IP the server dials back from (a second address lets clients behind
-    address-restricted NATs learn they are not reachable); ``None`` = any."""
-    allow_other_ip: bool = True
-    """Dial back an IP other than the requester's observed one (after 30-100 KB of
-    dial data); False refuses such addresses."""
-    rate_global_per_minute: int = 60
-    rate_per_peer_per_minute: int = 12
-    rate_concurrent_per_peer: int = 2
-    server_timeout: float = 30.0
-    """Whole dial request on the server side, dial data and dial-back included."""
-    dialback_timeout: float = 5.0
-    """A dial-back's connect + handshake. Shorter than ``dial_timeout``: a client
-    behind a NAT or firewall that silently drops the dial-back learns it is
-    unreachable after this long (it covers two TCP SYN retransmissions)."""
-    welcome_probes: bool = False
-    """Send one dial request to every newly connected AutoNAT peer (boot nodes)."""
-    # --- bootstrap and surfaces ---
-    fetch_timeout: float = 10.0
-    """Total deadline of one bootstrap fetch (connect, redirects, headers, body); each
-    network step (connect, read, write, pool wait) gets at most half of it."""
-    fetch_retry_initial: float = 2.0
-    """First retry delay of a failed bootstrap URL; doubles (jittered) per failure."""
-    fetch_retry_max: float = 300.0
-    """Cap of the per-URL retry delay."""
-    max_status_bytes: int = 256 * 1024
-    """A ``/status`` body larger than this is abandoned while streaming (``too_large``)."""
-    max_status_addrs: int = 256
-    """Entries of ``peer_addrs`` looked at per document (and fallback addresses sent)."""
-    refetch_interval: float = 30.0
-    """Minimum time between bootstrap rounds while connected peers < ``target_peers``;
-    grows (doubling, up to 16x) while the target stays out of reach."""
-    http_listen: str = "127.0.0.1:7888"
-    """``HOST:PORT`` of the HTTP API (``/status``, ``/metrics``, ``/healthz``); "" = off."""
-    log_format: str = "auto"
-    """``auto`` (console on a TTY, JSON lines otherwise), ``json`` or ``console``."""
-    log_level: str = "info"
-    """``debug``, ``info``, ``warning`` or ``error``."""
+    """Serve ``/libp2p/autonat/2/dial-request`` for other nodes (its settings are
+    ``autonat_server_config``)."""
     # --- TLS for /wss ---
     tls_cert: Path | None = None
     """PEM certificate chain (leaf first) served on ``/wss`` listen addresses; needs
@@ -139,8 +102,35 @@ class NodeConfig:
     tls_ca: Path | None = None
     """PEM CA certificates trusted when dialing ``/wss``, *in addition to* the system's
     trusted CAs; ``None`` = system CAs only. Certificates are always verified."""
+    # --- components (metadata "component": the class; setting_fields() reflects on it) ---
+    dialer: DialerConfig = field(
+        default_factory=DialerConfig, metadata={"component": DialerConfig})
+    """Connections kept, the cap, dial concurrency and timeouts, reconnect delays."""
+    connection: ConnectionConfig = field(
+        default_factory=ConnectionConfig, metadata={"component": ConnectionConfig})
+    """Per-connection limits: handshake, stream and idle timeouts, streams, frame size."""
+    autonat_client: AutonatClientConfig = field(
+        default_factory=AutonatClientConfig, metadata={"component": AutonatClientConfig})
+    """Probing our own reachability: servers per address, timeout, confidence."""
+    autonat_server_config: AutonatServerConfig = field(
+        default_factory=AutonatServerConfig, metadata={"component": AutonatServerConfig})
+    """Answering other nodes' dial requests (when ``autonat_server`` is true)."""
+    bootstrap: BootstrapConfig = field(
+        default_factory=BootstrapConfig, metadata={"component": BootstrapConfig})
+    """Bootstrap ``/status`` URLs, fetch deadlines and retries."""
+    http: HttpConfig = field(
+        default_factory=HttpConfig, metadata={"component": HttpConfig})
+    """Where the HTTP API listens."""
+    logging: LoggingConfig = field(
+        default_factory=LoggingConfig, metadata={"component": LoggingConfig})
+    """Log format and level."""
 
     def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            cls = spec.metadata.get("component")
+            if cls is not None and not isinstance(getattr(self, spec.name), cls):
+                raise TypeError(f"{spec.name} must be a {cls.__name__}, "
+                                f"got {getattr(self, spec.name)!r}")
         if not self.listen:
             raise ValueError("listen must name at least one address")
         for text in self.listen:
@@ -150,26 +140,8 @@ class NodeConfig:
         for text in self.peers:
             if WsAddress.parse(text).peer_id is None:
                 raise ValueError(f"peer address {text} must end in /p2p/<peer id>")
-        for name in ("target_peers", "max_connections", "dial_concurrency", "max_streams",
-                     "max_frame_bytes", "mailbox_size", "max_peers"):
-            _positive(name, getattr(self, name))
-        for name in ("dial_timeout", "reconnect_initial", "reconnect_max", "handshake_timeout",
-                     "stream_timeout", "identify_timeout", "save_interval"):
-            _positive(name, getattr(self, name))
-        for name in ("probe_servers", "confidence", "rate_global_per_minute",
-                     "rate_per_peer_per_minute", "rate_concurrent_per_peer"):
-            _positive(name, getattr(self, name))
-        for name in ("probe_timeout", "server_timeout", "dialback_timeout"):
-            _positive(name, getattr(self, name))
-        if self.dialback_source is not None:
-            _check_ip("dialback_source", self.dialback_source)
-        if self.idle_timeout is not None:
-            _positive("idle_timeout", self.idle_timeout)
-        if self.reconnect_max < self.reconnect_initial:
-            raise ValueError("reconnect_max must be >= reconnect_initial")
-        if self.target_peers > self.max_connections:
-            raise ValueError("target_peers must be <= max_connections")
-        _check_surface_fields(self)
+        for name in ("mailbox_size", "max_peers", "identify_timeout", "save_interval"):
+            check_positive_setting(name, getattr(self, name))
         _check_tls_fields(self)
 
     @property
@@ -180,61 +152,96 @@ class NodeConfig:
     def peer_addrs(self) -> tuple[WsAddress, ...]:
         return tuple(WsAddress.parse(text) for text in self.peers)
 
+    # --- flat settings ---
 
-# --- bootstrap and surfaces ---
+    @classmethod
+    def from_settings(cls, **settings: Any) -> NodeConfig:
+        """A config from flat keys (``target_peers=3``), each routed to its component.
 
-LOG_FORMATS = ("auto", "json", "console")
-LOG_LEVELS = ("debug", "info", "warning", "error")
-MAX_URL_LENGTH = 2048
+        Components may be given whole too (``dialer=DialerConfig(...)``); flat keys
+        of that component then change the given one. An unknown key is a
+        :class:`TypeError`, a bad value the owning component's :class:`ValueError`.
+        """
+        return _with_settings(None, settings)
 
+    def with_settings(self, **settings: Any) -> NodeConfig:
+        """A copy with flat keys (and/or whole components) changed; see :meth:`from_settings`."""
+        return _with_settings(self, settings)
 
-def parse_host_port(text: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6); ``ValueError`` says what is wrong."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:7888, got {text!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        _check_ip("IPv6 host", host)
-    elif ":" in host:
-        raise ValueError(f"write an IPv6 host in brackets, e.g. [::1]:7888, got {text!r}")
-    port = int(port_text)
-    if not 0 <= port <= 0xFFFF:
-        raise ValueError(f"port must be 0..65535, got {port}")
-    return host, port
-
-
-def _check_http_url(name: str, url: str) -> None:
-    parts = urlsplit(url)
-    if (parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_LENGTH
-            or any(ch.isspace() for ch in url)):
-        raise ValueError(f"{name} entries must be http(s) URLs such as "
-                         f"http://boot.example:7888/status, got {url!r}")
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        raise ValueError(f"{name} entry {url!r} has a bad port: {exc}") from None
+    def settings(self) -> dict[str, Any]:
+        """Every flat key and its value (``policy`` as the :class:`AddressPolicy`)."""
+        return {name: getattr(self if owner.component is None else getattr(self, owner.component),
+                              name)
+                for name, owner in setting_fields().items()}
 
 
-def _check_surface_fields(config: NodeConfig) -> None:
-    for url in config.boot_urls:
-        _check_http_url("boot_urls", url)
-    for name in ("fetch_timeout", "fetch_retry_initial", "fetch_retry_max", "refetch_interval",
-                 "max_status_bytes", "max_status_addrs"):
-        _positive(name, getattr(config, name))
-    if config.fetch_retry_max < config.fetch_retry_initial:
-        raise ValueError("fetch_retry_max must be >= fetch_retry_initial")
-    if config.http_listen:
-        try:
-            parse_host_port(config.http_listen)
-        except ValueError as exc:
-            raise ValueError(f"http_listen: {exc}") from None
-    if config.log_format not in LOG_FORMATS:
-        raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, "
-                         f"got {config.log_format!r}")
-    if config.log_level not in LOG_LEVELS:
-        raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, "
-                         f"got {config.log_level!r}")
+class SettingField(NamedTuple):
+    """Where a flat setting key lives."""
+
+    component: str | None
+    """The NodeConfig field of the owning component; ``None`` = NodeConfig itself."""
+    owner: type
+    """The dataclass that declares the field."""
+    field: dataclasses.Field[Any]
+    """The field (its ``metadata`` may say ``setting=False``: code-only, not in files)."""
+
+
+@functools.cache
+def _setting_fields() -> Mapping[str, SettingField]:
+    found: dict[str, SettingField] = {}
+
+    def add(name: str, where: SettingField) -> None:
+        if name in found or name in components:
+            raise TypeError(f"setting {name!r} is declared twice "
+                            f"({found[name].owner.__name__ if name in found else 'NodeConfig'} "
+                            f"and {where.owner.__name__})")
+        found[name] = where
+
+    components = {spec.name: spec.metadata["component"] for spec in dataclasses.fields(NodeConfig)
+                  if "component" in spec.metadata}
+    for spec in dataclasses.fields(NodeConfig):
+        if spec.name not in components:
+            add(spec.name, SettingField(None, NodeConfig, spec))
+    for component, cls in components.items():
+        for spec in dataclasses.fields(cls):
+            add(spec.name, SettingField(component, cls, spec))
+    return types.MappingProxyType(found)
+
+
+def setting_fields() -> Mapping[str, SettingField]:
+    """Every flat key (NodeConfig's own fields and its components' fields), in
+    declaration order, with the component that owns it; found by reflection."""
+    return _setting_fields()
+
+
+def component_fields() -> dict[str, type]:
+    """NodeConfig field name -> component class, in declaration order."""
+    return {spec.name: spec.metadata["component"] for spec in dataclasses.fields(NodeConfig)
+            if "component" in spec.metadata}
+
+
+def _with_settings(base: NodeConfig | None, settings: Mapping[str, Any]) -> NodeConfig:
+    owners = setting_fields()
+    components = component_fields()
+    node_args: dict[str, Any] = {}
+    per_component: dict[str, dict[str, Any]] = {}
+    for key, value in settings.items():
+        if key in components:
+            node_args[key] = value
+        elif key in owners:
+            component = owners[key].component
+            if component is None:
+                node_args[key] = value
+            else:
+                per_component.setdefault(component, {})[key] = value
+        else:
+            raise TypeError(f"NodeConfig has no setting {key!r}")
+    for component, cls in components.items():  # declaration order: errors are predictable
+        if component in per_component:
+            given = node_args.get(component, None if base is None else getattr(base, component))
+            node_args[component] = (cls(**per_component[component]) if given is None
+                                    else dataclasses.replace(given, **per_component[component]))
+    return NodeConfig(**node_args) if base is None else dataclasses.replace(base, **node_args)
 
 
 # --- TLS for /wss ---
