@@ -1,6 +1,9 @@
 """One authenticated connection carrying many protocol streams.
 
-Frames, handshake and streams: (docs/architecture.md, "Wire protocol").
+Frames, handshake and streams: (docs/architecture.md, "Wire protocol"). The
+limits and timeouts are one :class:`~protocols.ConnectionConfig` (a node's
+``config.connection``), declared once in :mod:`protocols.wire`; its
+``idle_timeout`` is ``None`` by default (a connection never idles out).
 
 Theory of operation
 -------------------
