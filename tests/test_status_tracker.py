@@ -124,6 +124,20 @@ async def test_events_in_snapshots_out(autojump_clock: trio.testing.MockClock) -
         assert (stats.peers, stats.connections, stats.lifecycle) == (2, 1, Lifecycle.CONNECTED)
 
 
+async def test_events_waiting_together_make_one_snapshot(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with running(None) as h:
+        before = h.tracker.statistics().snapshots_published
+        for n, peer in enumerate(PEERS):  # send_nowait: the tracker cannot run in between
+            h.send.send_nowait(found(peer))
+            h.send.send_nowait(up(n + 1, peer))
+        await h.settle()
+        stats = h.tracker.statistics()
+        assert stats.changes == 2 * len(PEERS)  # every event applied ...
+        assert stats.snapshots_published == before + 1  # ... and published once
+        assert h.watch.get().connected_peers == tuple(sorted(PEERS))
+
+
 async def test_unknown_messages_are_logged_and_skipped(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
