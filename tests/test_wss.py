@@ -10,8 +10,10 @@ subprocess with the helpers of ``test_cli_node``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
+import json
 import re
 import signal
 import ssl
@@ -295,3 +297,56 @@ async def test_cli_help_lists_the_tls_flags(tmp_path: Path) -> None:
     for flag in ("--tls-cert", "--tls-key", "--tls-ca"):
         assert flag in node.stdout, flag
     assert "--tls-ca" in probe.stdout and "--tls-cert" not in probe.stdout
+
+
+# --- https:// bootstrap URLs ----------------------------------------------------------------
+
+
+async def _serve_status_over_https(pki: Pki, host: str, body: bytes,
+                                   task_status: trio.TaskStatus[int]) -> None:
+    """A minimal HTTPS server on ``host`` answering every request with ``body`` (JSON)."""
+    from actors.transport._tls import server_context
+
+    async def answer(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        with trio.move_on_after(LIMIT), contextlib.suppress(trio.BrokenResourceError):
+            # a client that does not trust the certificate aborts the TLS handshake
+            request = b""
+            while b"\r\n\r\n" not in request and len(request) < 65536:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return
+                request += chunk
+            await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                                  b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+                                  + body)
+            await stream.aclose()
+
+    listeners = await trio.open_ssl_over_tcp_listeners(
+        0, server_context(pki.cert, pki.key), host=host)
+    task_status.started(listeners[0].transport_listener.socket.getsockname()[1])
+    await trio.serve_listeners(answer, listeners)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["ca-trusted", "ca-not-trusted"])
+async def test_https_boot_urls_are_verified_with_tls_ca(pki: Pki, trusted: bool) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_node(NodeConfig(listen=("/ip4/127.0.81.3/tcp/0/ws",),
+                                        policy=LOOPBACK)) as boot, trio.open_nursery() as n:
+            body = json.dumps({"peers_count": 0, "peer_id": str(boot.peer_id),
+                               "peer_addrs": [str(boot.listen_addrs[0])]}).encode()
+            port = await n.start(_serve_status_over_https, pki, "127.0.81.1", body)
+            config = NodeConfig.from_settings(
+                listen=("/ip4/127.0.81.5/tcp/0/ws",), policy=LOOPBACK,
+                boot_urls=(f"https://127.0.81.1:{port}/status",),
+                tls_ca=pki.ca if trusted else None)
+            async with open_node(config) as newcomer:
+                if trusted:
+                    await newcomer.wait_for(_identified(boot.peer_id))
+                else:
+                    while not (urls := newcomer.statistics().bootstrap.urls)[0].fetches:
+                        await newcomer.activity.wait_past(newcomer.activity.count)
+                    error = urls[0].last_error or ""
+                    assert "tls: certificate verify failed" in error, error
+                    assert "operation not permitted" not in error  # not read as an errno
+                    assert not newcomer.snapshot().connected_peers
+            n.cancel_scope.cancel()

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import os
 import random
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ from protocols import (
 )
 
 from ..runtime import MailboxSender, Pulse, TimeoutDriver, Watch, get_logger
+from ..transport import client_context
 from ._messages import DialerCommand
 
 __all__ = ["ACTOR_NAME", "FALLBACK_SOURCE", "BootstrapFetcher", "ClientFactory"]
@@ -164,10 +166,11 @@ class BootstrapFetcher:
             self._log.info("bootstrap started", urls=list(self._plan.urls))
             await self._driver.run(partial(self._perform, client, nursery))
 
-    async def _perform(self, client: httpx.AsyncClient, nursery: trio.Nursery,
+    async def _perform(self, client: httpx.AsyncClient | None, nursery: trio.Nursery,
                        commands: list[BootstrapCommand]) -> None:
         for command in commands:
             if isinstance(command, FetchUrl):
+                assert client is not None, "a URL to fetch means there are boot URLs"
                 nursery.start_soon(self._fetch_and_report, client, command.url)
                 self._pulse.beat()  # a fetch is in flight
             else:
@@ -180,9 +183,14 @@ class BootstrapFetcher:
             self._driver.wake()
 
     @asynccontextmanager
-    async def _client(self) -> AsyncIterator[httpx.AsyncClient]:
+    async def _client(self) -> AsyncIterator[httpx.AsyncClient | None]:
+        """The HTTP client; None without boot URLs (nothing to fetch, nothing to load)."""
+        if not self._plan.urls:
+            yield None
+            return
         step = self._config.bootstrap.fetch_timeout / 2
         client = self._client_factory(
+            verify=client_context(self._config.tls_ca),
             timeout=httpx.Timeout(connect=step, read=step, write=step, pool=step),
             follow_redirects=True, max_redirects=MAX_REDIRECTS, trust_env=False,
             headers={"accept": "application/json", "accept-encoding": "identity",
@@ -314,12 +322,19 @@ def _describe(exc: BaseException) -> str:
 
     httpx reports a refused connection as ``ConnectError: all attempts to
     connect to HOST:PORT failed``; the ``connection refused`` is buried in its
-    cause chain (an exception group of ``ConnectionRefusedError``).
+    cause chain (an exception group of ``ConnectionRefusedError``). TLS errors
+    are OS errors too, but their errno is OpenSSL's: they are described by
+    their own reason (a failed certificate check names what failed).
     """
     text = str(exc) or type(exc).__name__
     root = _os_cause(exc)
     words = ""
-    if root is not None:
+    if isinstance(root, ssl.SSLCertVerificationError):  # its errno is not an OS errno
+        words = (f"tls: certificate verify failed: {root.verify_message} "
+                 "(is the server's CA in tls_ca?)")
+    elif isinstance(root, ssl.SSLError):
+        words = f"tls: {root.reason or root.strerror}".lower()
+    elif root is not None:
         words = (os.strerror(root.errno) if isinstance(root.errno, int) and root.errno > 0
                  else str(root.strerror or "")).lower()
     suffix = f" ({words})" if words and words not in text.lower() else ""

@@ -75,8 +75,8 @@ def add_node_flags(parser: argparse.ArgumentParser, *, probe: bool = False) -> N
         parser.add_argument("--tls-key", metavar="FILE",
                             help="PEM private key (unencrypted) of --tls-cert")
     parser.add_argument("--tls-ca", metavar="FILE",
-                        help="PEM CA certificates to trust when dialing /wss, in addition "
-                             "to the system CAs")
+                        help="PEM CA certificates to trust when dialing /wss and fetching "
+                             "https:// boot URLs, in addition to the system CAs")
     parser.add_argument("--listen", metavar="MULTIADDR", action="append",
                         help="listen address, repeatable (default /ip4/0.0.0.0/tcp/44000/ws"
                              + (", probe: port 0" if probe else "") + ")")

@@ -17,11 +17,14 @@ own messages (``[SSL] PEM lib``) do not say which file is wrong.
   of ``tls_ca`` when set. ``tls_ca`` *adds* to the system CAs rather than
   replacing them: a node dials peers learnt from bootstrap documents, some with
   publicly issued certificates, others in a lab signed by a private CA, and
-  the peer's identity is checked by the handshake anyway.
+  the peer's identity is checked by the handshake anyway. The same context
+  verifies ``https://`` bootstrap URLs, so one private CA serves a private
+  network's boot nodes and its ``/wss`` peers.
 """
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -61,8 +64,16 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
+@functools.lru_cache(maxsize=8)
 def client_context(ca: Path | None) -> ssl.SSLContext:
-    """The context for ``/wss`` dials: system CAs plus ``ca``; verification always on."""
+    """The context for ``/wss`` dials and ``https`` bootstrap fetches: system CAs plus
+    ``ca``; verification always on.
+
+    One context per CA file per process: loading the system's trusted CAs
+    takes tens of milliseconds, and one process may run many nodes (tests,
+    simulations). A context is never changed after it is made, so sharing it
+    is safe; a changed CA file is read again by a new process.
+    """
     context = ssl.create_default_context()
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED

@@ -100,8 +100,9 @@ class NodeConfig:
     tls_key: Path | None = None
     """PEM private key (unencrypted) of ``tls_cert``."""
     tls_ca: Path | None = None
-    """PEM CA certificates trusted when dialing ``/wss``, *in addition to* the system's
-    trusted CAs; ``None`` = system CAs only. Certificates are always verified."""
+    """PEM CA certificates trusted when dialing ``/wss`` and fetching ``https://`` boot
+    URLs, *in addition to* the system's trusted CAs; ``None`` = system CAs only.
+    Certificates are always verified."""
     # --- components (metadata "component": the class; setting_fields() reflects on it) ---
     dialer: DialerConfig = field(
         default_factory=DialerConfig, metadata={"component": DialerConfig})
