@@ -187,7 +187,9 @@ def test_per_peer_rate_limit_with_sliding_window() -> None:
     assert limiter.try_acquire(PEERS[1], 59.999) is None  # other peers unaffected
     assert limiter.try_acquire(peer, 60.0) is None  # the request at 0.0 left the window
     assert limiter.try_acquire(peer, 60.0) is RateLimitReason.PER_PEER
-    assert limiter.rejected[RateLimitReason.PER_PEER] == 2
+    stats = limiter.statistics()
+    assert stats.rejected == ((RateLimitReason.PER_PEER, 2),)
+    assert (stats.admitted, stats.tracked_peers) == (5, 2)
 
 
 def test_global_rate_limit() -> None:
@@ -198,7 +200,7 @@ def test_global_rate_limit() -> None:
     assert limiter.try_acquire(PEERS[60], 59.99) is RateLimitReason.GLOBAL
     assert limiter.try_acquire(PEERS[60], 60.0) is None  # the first admission expired
     assert limiter.try_acquire(PEERS[61], 60.0) is RateLimitReason.GLOBAL
-    assert limiter.admitted_total == 61
+    assert limiter.statistics().admitted == 61
 
 
 def test_concurrency_per_peer() -> None:
@@ -229,13 +231,14 @@ def test_memory_is_bounded() -> None:
     for i, peer in enumerate(PEERS):
         limiter.try_acquire(peer, float(i))
         limiter.release(peer)
-    assert limiter.tracked_peers == 60  # peers admitted at 0..9 s left the window at 69 s
+    # peers admitted at 0..9 s left the window at 69 s
+    assert limiter.statistics().tracked_peers == 60
     limiter.try_acquire(PEERS[0], 200.0)
-    assert limiter.tracked_peers == 1
+    assert limiter.statistics().tracked_peers == 1
     busy = RateLimiter()
     busy.try_acquire(PEERS[1], 0.0)  # never released: kept while in flight
     busy.try_acquire(PEERS[2], 500.0)
-    assert busy.tracked_peers == 2 and busy.in_flight(PEERS[1]) == 1
+    assert busy.statistics().tracked_peers == 2 and busy.in_flight(PEERS[1]) == 1
 
 
 def test_rate_limiter_validation() -> None:

@@ -346,7 +346,7 @@ def test_connection_cap_drops_and_counts() -> None:
     assert model.handle_event(up(2, PEERS[1]), 1.0)
     assert not model.handle_event(up(3, PEERS[2]), 1.0)
     assert model.connection_count == 2
-    assert model.dropped_connections == 1
+    assert model.statistics().dropped_connections == 1
 
 
 # --- bounds -------------------------------------------------------------------------
@@ -527,3 +527,17 @@ def test_peer_record_validation(changes: dict[str, object]) -> None:
 def test_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError):
         NodeModel(ME, max_peers=0)
+
+
+def test_statistics_are_frozen_and_count_what_the_model_holds() -> None:
+    model = NodeModel(ME)
+    model.handle_event(found(PEERS[0], PEERS[1]), 1.0)
+    model.handle_event(LISTEN, 1.0)
+    model.handle_event(probe(PEERS[1]), 1.5)  # held until its connection comes up
+    model.handle_event(up(1, PEERS[0]), 2.0)
+    model.handle_event(up(2, PEERS[0], Direction.INBOUND), 2.0)
+    stats = model.statistics()
+    assert (stats.lifecycle, stats.peers, stats.connections, stats.connected_peers,
+            stats.early_probes) == (S.CONNECTED, 2, 2, 1, 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.peers = 0  # type: ignore[misc]

@@ -83,6 +83,7 @@ __all__ = [
     "DialDataBudget",
     "RateLimitReason",
     "RateLimiter",
+    "RateLimiterStatistics",
     "RefusalReason",
     "choose_dial_address",
     "dial_data_chunks",
@@ -284,6 +285,16 @@ class RateLimitReason(enum.Enum):
     GLOBAL = "global-per-minute"
 
 
+@dataclass(frozen=True)
+class RateLimiterStatistics:
+    """What a :class:`RateLimiter` admitted and refused (monotonic), and whom it tracks now."""
+
+    admitted: int
+    rejected: tuple[tuple[RateLimitReason, int], ...]
+    """Refusals by the limit hit, in :class:`RateLimitReason` order."""
+    tracked_peers: int
+
+
 @dataclass
 class _PeerUsage:
     admitted: deque[float] = field(default_factory=deque)
@@ -314,12 +325,15 @@ class RateLimiter:
         self.window = window
         self._admitted: deque[float] = deque()
         self._peers: dict[PeerId, _PeerUsage] = {}
-        self.rejected: Counter[RateLimitReason] = Counter()
-        self.admitted_total = 0
+        self._rejected: Counter[RateLimitReason] = Counter()
+        self._admitted_total = 0
 
-    @property
-    def tracked_peers(self) -> int:
-        return len(self._peers)
+    def statistics(self) -> RateLimiterStatistics:
+        return RateLimiterStatistics(
+            admitted=self._admitted_total,
+            rejected=tuple((reason, self._rejected[reason]) for reason in RateLimitReason
+                           if self._rejected[reason]),
+            tracked_peers=len(self._peers))
 
     def in_flight(self, peer: PeerId) -> int:
         usage = self._peers.get(peer)
@@ -334,14 +348,14 @@ class RateLimiter:
         usage = self._peers.get(peer)
         reason = self._over_limit(usage)
         if reason is not None:
-            self.rejected[reason] += 1
+            self._rejected[reason] += 1
             return reason
         if usage is None:
             usage = self._peers[peer] = _PeerUsage()
         usage.admitted.append(now)
         usage.in_flight += 1
         self._admitted.append(now)
-        self.admitted_total += 1
+        self._admitted_total += 1
         return None
 
     def _over_limit(self, usage: _PeerUsage | None) -> RateLimitReason | None:

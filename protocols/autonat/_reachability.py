@@ -318,6 +318,10 @@ class Reachability:
     def distrusted_servers(self, now: float) -> frozenset[PeerId]:
         return frozenset(peer for peer, until in self._distrusted.items() if until > now)
 
+    def statistics(self) -> ReachabilityStatistics:
+        return ReachabilityStatistics(ignored=self._ignored,
+                                      distrusted_servers=len(self._distrusted))
+
     def snapshot(self) -> ReachabilityView:
         ordered = sorted(self._addrs.items(), key=lambda item: str(item[0]))
         details = tuple(
@@ -325,10 +329,7 @@ class Reachability:
                                 s.unreachable_votes, s.next_probe_at)
             for addr, s in ordered
         )
-        stats = ReachabilityStatistics(
-            ignored=self._ignored,
-            distrusted_servers=len(self._distrusted),
-        )
+        stats = self.statistics()
         return ReachabilityView(
             nat_status=self._nat_status,
             nat_status_since=self._nat_since,

@@ -86,6 +86,7 @@ __all__ = [
     "NodeEvent",
     "NodeModel",
     "NodeModelEvent",
+    "NodeModelStatistics",
     "NodeSnapshot",
     "ObservedAddr",
     "PeerRecord",
@@ -255,6 +256,21 @@ class StoredPeersLoaded:
     added: int
 
 
+@dataclass(frozen=True)
+class NodeModelStatistics:
+    """The model's size and what it refused, read now."""
+
+    lifecycle: Lifecycle
+    revision: int
+    peers: int
+    connections: int
+    connected_peers: int
+    observations: int
+    early_probes: int
+    dropped_connections: int
+    """``ConnectionUp`` events refused because ``max_connections`` were on record."""
+
+
 NodeModelEvent = StateChanged | LifecycleChanged | StoredPeersLoaded
 """What :class:`NodeModel` answers: ``LifecycleChanged`` comes before the
 ``StateChanged`` of the same step."""
@@ -292,7 +308,7 @@ class NodeModel:
         self._reach: ReachabilityUpdate | None = None
         self._early_probes: dict[PeerId, None] = {}
         """Bootstrap peers whose probe arrived before their ConnectionUp (oldest first)."""
-        self.dropped_connections = 0
+        self._dropped_connections = 0
 
     # --- reading -------------------------------------------------------------
 
@@ -323,6 +339,13 @@ class NodeModel:
 
     def is_connected(self, peer_id: PeerId) -> bool:
         return peer_id in self._connected
+
+    def statistics(self) -> NodeModelStatistics:
+        return NodeModelStatistics(
+            lifecycle=self._lifecycle, revision=self._revision, peers=len(self._peers),
+            connections=len(self._connections), connected_peers=len(self._connected),
+            observations=len(self._observed), early_probes=len(self._early_probes),
+            dropped_connections=self._dropped_connections)
 
     def store_records(self) -> list[PeerRecord]:
         """Records worth persisting (those with an address), most recently seen first."""
@@ -465,7 +488,7 @@ class NodeModel:
         if info.connection_id in self._connections or info.peer_id == self.local_peer_id:
             return False
         if len(self._connections) >= self.max_connections:
-            self.dropped_connections += 1
+            self._dropped_connections += 1
             return False
         self._connections[info.connection_id] = info
         self._connections_cache = None
