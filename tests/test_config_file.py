@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from actors import load_config_file
+from actors.node._storage import MAX_CONFIG_BYTES
 from protocols import (
     AddressPolicy,
     ConfigError,
@@ -205,3 +206,28 @@ def test_boot_toml_is_a_bootstrap_node() -> None:
     assert server.rate_per_peer_per_minute > default_server.rate_per_peer_per_minute
     assert config.http.http_listen == "0.0.0.0:7888"
     assert config.policy == defaults.policy  # a public boot node serves only public addresses
+
+
+# --- hostile files: every failure is one ConfigError naming the file ----------------------
+
+
+def test_deeply_nested_toml_is_a_config_error() -> None:
+    text = "a = " + "[" * 5000 + "]" * 5000
+    with pytest.raises(ConfigError, match=r"^f\.toml: .*nested too deeply"):
+        load_config_text(text, source="f.toml")
+
+
+def test_a_number_too_long_to_convert_names_its_line_and_key() -> None:
+    text = "[dialer]\ntarget_peers = " + "9" * 5000 + "\n"
+    with pytest.raises(ConfigError, match=r"^f\.toml: line 2 \(key target_peers\): a number "
+                                          r"far too long"):
+        load_config_text(text, source="f.toml")
+
+
+def test_a_huge_config_file_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "huge.toml"
+    path.write_text("#" * (MAX_CONFIG_BYTES + 1))
+    with pytest.raises(ConfigError, match="larger than"):
+        load_config_file(path)
+    path.write_text("target_peers = 3\n" + "#" * (MAX_CONFIG_BYTES - 100))
+    assert load_config_file(path) == {"target_peers": 3}

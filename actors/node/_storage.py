@@ -160,12 +160,20 @@ def read_at_most(path: Path, limit: int) -> bytes:
         return file.read(limit)
 
 
+MAX_CONFIG_BYTES: Final = 1024 * 1024
+"""A config file larger than this is refused unread (every documented key fits in 10 KB)."""
+
+
 def load_config_file(path: Path) -> Settings:
     """:func:`~protocols.load_config_text` on a file; an unreadable file is a ConfigError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_at_most(path, MAX_CONFIG_BYTES + 1)
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: config file larger than {MAX_CONFIG_BYTES} bytes; "
+                          "is this the right file?")
     return load_config_text(text, source=str(path))
 
 

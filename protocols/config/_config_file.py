@@ -133,6 +133,12 @@ def load_config_text(toml_text: str, *, source: str) -> Settings:
         document = tomllib.loads(toml_text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid as a config file: arrays or tables nested "
+                          "too deeply") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts
+        raise ConfigError(f"{source}: {_where_too_long(toml_text)}: {exc}".split(";")[0]
+                          ) from None
     keys = setting_keys()
     settings: Settings = {}
     where: dict[str, str] = {}
@@ -142,6 +148,16 @@ def load_config_text(toml_text: str, *, source: str) -> Settings:
         else:
             _load_key(name, value, "top level", keys, source, settings, where)
     return settings
+
+
+def _where_too_long(text: str) -> str:
+    """Where a number too long to convert sits (tomllib's error does not say)."""
+    match = re.search(r"[0-9_]{1000,}", text)
+    if match is None:
+        return "a value cannot be converted"
+    line = text.count("\n", 0, match.start()) + 1
+    key = text[text.rfind("\n", 0, match.start()) + 1:match.start()].split("=")[0].strip()
+    return f"line {line}{f' (key {key})' if key else ''}: a number far too long"
 
 
 def env_source(key: str) -> str:
