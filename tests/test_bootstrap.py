@@ -194,6 +194,34 @@ async def test_redirects_are_followed_but_limited(autojump_clock: trio.testing.M
     assert harness.outcomes() == {"ok": 1, "http_error": 1}
 
 
+@pytest.mark.parametrize("allowed", [False, True], ids=["refused", "configured"])
+async def test_a_redirect_to_another_host_is_refused_unless_configured(
+        autojump_clock: trio.testing.MockClock, allowed: bool) -> None:
+    body = _document(_public_addrs(2))
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        if request.url.host == "boot.example":
+            return httpx.Response(302, headers={"location": "http://victim.example/status"})
+        return _ok(body)
+
+    harness = Harness(handler, cross_host_redirects=allowed)
+    async with harness.running():
+        if allowed:
+            found = await harness.next_found()
+            assert len(found.addrs) == 2
+        else:
+            await trio.sleep(1)
+    if allowed:
+        assert asked == [URL, "http://victim.example/status"]
+    else:
+        assert asked == [URL]  # the third party was never contacted
+        assert harness.outcomes() == {"http_error": 1}
+        (status,) = harness.fetcher.statistics().urls
+        assert "redirect to another host (victim.example) refused" in (status.last_error or "")
+
+
 # --- failures -------------------------------------------------------------------------
 
 

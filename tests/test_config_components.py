@@ -55,7 +55,7 @@ TODAYS_DEFAULTS: dict[str, object] = {
     "rate_concurrent_per_peer": 2, "server_timeout": 30.0, "dialback_timeout": 5.0,
     "welcome_probes": False, "fetch_timeout": 10.0, "fetch_retry_initial": 2.0,
     "fetch_retry_max": 300.0, "max_status_bytes": 256 * 1024, "max_status_addrs": 256,
-    "refetch_interval": 30.0, "http_listen": "127.0.0.1:7888",
+    "refetch_interval": 30.0, "cross_host_redirects": False, "http_listen": "127.0.0.1:7888",
     "log_format": "auto", "log_level": "info", "tls_cert": None, "tls_key": None,
     "tls_ca": None,
 }
@@ -148,7 +148,8 @@ def _other_value(key: str, value: object) -> object:
         "dialback_source": "127.0.0.2", "http_listen": "", "log_format": "json",
         "log_level": "debug", "agent_version": "other/1", "key_file": Path("/k"),
         "data_dir": Path("/d"), "idle_timeout": 99.0, "autonat_server": False,
-        "allow_other_ip": False, "welcome_probes": True, "tls_cert": Path("/c.pem"),
+        "allow_other_ip": False, "welcome_probes": True, "cross_host_redirects": True,
+        "tls_cert": Path("/c.pem"),
         "tls_key": Path("/k.pem"), "tls_ca": Path("/ca.pem"), "max_connections": 99,
     }
     if key in changed:

@@ -19,7 +19,8 @@ One fetch, each step bounded:
 * ``httpx`` with connect/read/write/pool timeouts of half ``fetch_timeout``
   each, and ``trio.fail_after(fetch_timeout)`` around the whole fetch
   (redirects and body included), so a server that trickles bytes cannot hold
-  it longer. At most :data:`MAX_REDIRECTS` redirects. Environment proxy
+  it longer. At most :data:`MAX_REDIRECTS` redirects, to the same host name
+  only unless ``cross_host_redirects`` is on. Environment proxy
   settings are ignored (``trust_env=False``): a node dials peers directly, and
   so reads its boot servers directly.
 * The body is streamed and abandoned once it exceeds ``max_status_bytes``
@@ -193,6 +194,7 @@ class BootstrapFetcher:
             verify=client_context(self._config.tls_ca),
             timeout=httpx.Timeout(connect=step, read=step, write=step, pool=step),
             follow_redirects=True, max_redirects=MAX_REDIRECTS, trust_env=False,
+            event_hooks={"response": [self._check_redirect]},
             headers={"accept": "application/json", "accept-encoding": "identity",
                      "user-agent": self._config.agent_version})
         async with client:
@@ -220,6 +222,16 @@ class BootstrapFetcher:
                         retry_in=round(self._plan.retry_at(url) - now, 3))
         self._driver.wake()
         self._pulse.beat()  # the URL's status changed
+
+    async def _check_redirect(self, response: httpx.Response) -> None:
+        """Refuse a redirect to another host before it is followed (unless configured)."""
+        if not response.has_redirect_location or self._config.bootstrap.cross_host_redirects:
+            return
+        target = response.request.url.join(response.headers["location"])
+        if target.host != response.request.url.host:
+            raise _Rejected(FetchOutcome.HTTP_ERROR,
+                            f"redirect to another host ({target.host}) refused; set "
+                            "cross_host_redirects to follow it")
 
     async def _fetch(self, client: httpx.AsyncClient, url: str) -> _Result:
         limit = self._config.bootstrap.fetch_timeout

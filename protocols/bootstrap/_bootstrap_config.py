@@ -9,7 +9,8 @@ reading at most ``max_status_addrs`` addresses per document. A failing URL is
 retried after a jittered delay from ``fetch_retry_initial`` doubling up to
 ``fetch_retry_max``; while the node has fewer connections than its target,
 rounds repeat at most every ``refetch_interval`` seconds (doubling, up to
-16x, while the target stays out of reach). These values are the
+16x, while the target stays out of reach). A redirect is followed only to
+the same host name unless ``cross_host_redirects`` is on. These values are the
 ``bootstrap`` component of :class:`~protocols.NodeConfig`, declared only
 here and validated at construction with a :class:`ValueError` naming the
 field.
@@ -48,6 +49,10 @@ class BootstrapConfig:
     refetch_interval: float = 30.0
     """Minimum time between bootstrap rounds while connected peers < ``target_peers``;
     grows (doubling, up to 16x) while the target stays out of reach."""
+    cross_host_redirects: bool = False
+    """Follow a redirect from a boot URL to another host name. Off: such a redirect
+    is a failed fetch, so a boot server cannot send the node to fetch from a third
+    party (same-host redirects, e.g. http to https, are always followed)."""
 
     def __post_init__(self) -> None:
         for url in self.boot_urls:
