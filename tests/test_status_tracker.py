@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import stat
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -197,6 +198,24 @@ async def test_peers_survive_a_restart(
         assert not h.tracker.statistics().store_dirty  # memory equals the file
     assert os.listdir(tmp_path) == [PEER_STORE_FILE]  # no temp files left behind
     assert stat.S_IMODE((tmp_path / PEER_STORE_FILE).stat().st_mode) == 0o600
+
+
+async def test_temporaries_of_a_killed_save_are_removed_at_start(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    old = tmp_path / f".{PEER_STORE_FILE}.0123456789abcdef.tmp"  # a save killed long ago
+    young = tmp_path / f".{PEER_STORE_FILE}.fedcba9876543210.tmp"  # maybe a live writer
+    other = tmp_path / f".{PEER_STORE_FILE}.notours.tmp"
+    for path in (old, young, other):
+        path.write_bytes(b"{")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    with capture_logs() as logs:
+        async with running(tmp_path):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([young.name, other.name])
+    assert any(e["event"] == "removed temporary files left by an interrupted save"
+               and e["files"] == [str(old)] for e in logs)
 
 
 async def test_closing_the_mailbox_stops_the_tracker_and_saves(

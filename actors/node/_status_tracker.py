@@ -85,7 +85,7 @@ from protocols import (
 
 from ..runtime import Pulse, Watch, get_logger
 from ._messages import LOCAL_STOP
-from ._storage import atomic_write_bytes, read_at_most, rename_aside
+from ._storage import atomic_write_bytes, read_at_most, remove_stale_temporaries, rename_aside
 
 __all__ = ["PEER_STORE_FILE", "StatusTracker", "StatusTrackerStatistics"]
 
@@ -292,6 +292,10 @@ class StatusTracker:
         if path is None:
             return
         fresh = self.model.peers_revision == 0 and self._saved_revision is None
+        stale = await trio.to_thread.run_sync(remove_stale_temporaries, path)
+        if stale:
+            self._log.warning("removed temporary files left by an interrupted save",
+                              files=[str(f) for f in stale])
         records = await self._read_store(path)
         if records is not None:
             changes = self.model.handle_stored_peers(records, self._clock())

@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Final
 
@@ -62,6 +64,7 @@ __all__ = [
     "load_keypair",
     "load_or_create_keypair",
     "read_at_most",
+    "remove_stale_temporaries",
     "rename_aside",
     "save_keypair",
 ]
@@ -98,6 +101,31 @@ def _write(path: Path, data: bytes, mode: int, *, replace: bool) -> bool:
     if published:
         _fsync_directory(directory)
     return published
+
+
+STALE_AFTER: Final = 60.0
+"""A temporary file older than this (seconds) belongs to a writer that died."""
+
+
+def remove_stale_temporaries(path: Path, *, now: float | None = None) -> list[Path]:
+    """Delete ``.<name>.<16 hex>.tmp`` files of ``path`` left by a killed writer.
+
+    A write takes milliseconds, so one older than :data:`STALE_AFTER` is no
+    longer anybody's: a ``kill -9`` between creating and publishing it left it
+    behind. Younger ones may belong to a live writer and are kept. Returns
+    the files removed; files it cannot remove are skipped.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        token = candidate.name[len(path.name) + 2:-len(".tmp")]
+        if len(token) != 16 or any(ch not in "0123456789abcdef" for ch in token):
+            continue
+        with contextlib.suppress(OSError):
+            if now - candidate.lstat().st_mtime > STALE_AFTER:
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
 
 
 def _write_new_file(temp: Path, data: bytes, mode: int) -> None:
