@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from .transport import (
         DialError,
         FrameStream,
+        LocalDialError,
         MemoryFrameStream,
         MemoryNetwork,
         MemoryTransport,
@@ -181,6 +182,7 @@ __all__ = [
     "IdentifyResponderStatistics",
     "IdentifyState",
     "IdentifyStatistics",
+    "LocalDialError",
     "Mailbox",
     "MailboxClosed",
     "MailboxReceiver",

@@ -99,3 +99,22 @@ async def test_server_dials_back_from_its_dialback_source() -> None:
             assert len(dial_backs) >= 2
             listen_ports = {s.listen_addrs[0].port for s in servers}
             assert not {a.port for a in dial_backs} & listen_ports  # never the listen port
+
+
+async def test_a_dial_back_impossible_on_the_server_is_not_evidence_against_the_client() -> None:
+    # The servers' dialback_source is not an address of this machine: every dial-back
+    # fails at bind() with EADDRNOTAVAIL, on the server, before a packet leaves. That
+    # must be E_INTERNAL_ERROR (an error), never E_DIAL_ERROR (the client unreachable).
+    with trio.fail_after(30):
+        async with _servers(2, dialback_source="192.0.2.1") as servers, open_node(
+                _config("127.0.2.71")) as client:
+            for server in servers:
+                await client.connect(server.listen_addrs[0])
+            while sum(s.statistics().autonat_server.local_failures for s in servers) < 2:
+                await client.activity.wait_past(client.activity.count)
+            stats = client.statistics()
+            assert stats.probes.get("error", 0) >= 2
+            assert stats.probes.get("unreachable", 0) == 0
+            assert client.snapshot().nat_status == "unknown"  # no evidence, no verdict
+            answered = servers[0].statistics().autonat_server.by_status()
+            assert set(answered) == {"E_INTERNAL_ERROR/UNUSED"}

@@ -22,7 +22,11 @@ connection's nursery, bounded as a whole by ``server_timeout``:
    (optionally from ``dialback_source``), authenticate the requester there,
    send ``DialBack{nonce}`` on ``/libp2p/autonat/2/dial-back`` and wait for
    ``DialBackResponse``. Connection failure -> ``E_DIAL_ERROR``; connected
-   but the dial-back exchange failed -> ``E_DIAL_BACK_ERROR``;
+   but the dial-back exchange failed -> ``E_DIAL_BACK_ERROR``. A dial that
+   failed *on this host* (:class:`~actors.transport.LocalDialError`: out of
+   file descriptors or buffers, no free port, ``dialback_source`` not
+   usable) is answered ``E_INTERNAL_ERROR``: only a failure on the path to
+   the client is evidence that the client is unreachable;
 5. answer ``DialResponse(OK, addr_idx, dial_status)`` and report an
    :class:`~protocols.InboundProbe` to the StatusTracker (for every request,
    whatever the answer, so "fully connected" and ``probes_served`` work).
@@ -73,7 +77,7 @@ from ..connection import (
     open_connection,
 )
 from ..runtime import MailboxSender, get_logger
-from ..transport import Transport
+from ..transport import LocalDialError, Transport
 from ._messages import TrackerEvent
 
 
@@ -86,6 +90,8 @@ class AutonatServerStatistics:
     the only count of probes served (``/status`` ``probes_served`` is its total)."""
     dial_backs: int
     """Dial-backs attempted (a connection to a requester's address)."""
+    local_failures: int = 0
+    """Dial-backs that failed on this host (answered ``E_INTERNAL_ERROR``)."""
 
     def by_status(self) -> dict[str, int]:
         return dict(self.answered)
@@ -112,13 +118,14 @@ class AutonatServer:
                                    server.rate_per_peer_per_minute,
                                    server.rate_concurrent_per_peer)
         self._answered: Counter[str] = Counter()
-        self._dial_backs = 0
+        self._dial_backs = self._local_failures = 0
         self._log = get_logger("actors.autonat", actor="autonat-server",
                                node=str(keypair.peer_id))
 
     def statistics(self) -> AutonatServerStatistics:
         return AutonatServerStatistics(answered=tuple(sorted(self._answered.items())),
-                                       dial_backs=self._dial_backs)
+                                       dial_backs=self._dial_backs,
+                                       local_failures=self._local_failures)
 
     async def serve(self, stream: Stream[Connection]) -> None:
         peer = stream.connection.peer_id
@@ -152,6 +159,10 @@ class AutonatServer:
         if choice.dial_data:
             await self._collect_dial_data(stream, choice.index, choice.dial_data)
         dial_status = await self._dial_back(choice.addr, peer, request.nonce)
+        if dial_status is None:  # failed on our side: no evidence about the client
+            await self._answer(stream, peer, request, ResponseStatus.E_INTERNAL_ERROR,
+                               detail="dial-back failed on the server's side")
+            return
         await self._answer(stream, peer, request, ResponseStatus.OK, dial_status=dial_status,
                            addr_idx=choice.index, dialed=choice.addr)
 
@@ -165,7 +176,8 @@ class AutonatServer:
                 raise ValidationError(f"expected DialDataResponse, got {type(message).__name__}")
             budget.add(len(message.data))  # ValidationError past the requested amount
 
-    async def _dial_back(self, addr: WsAddress, peer: PeerId, nonce: int) -> DialStatus:
+    async def _dial_back(self, addr: WsAddress, peer: PeerId, nonce: int) -> DialStatus | None:
+        """Dial ``addr`` back and send the nonce; None when it failed for a local reason."""
         self._dial_backs += 1
         # The deadline covers connect + handshake only; it is lifted once connected
         # (the dial-back exchange has its own timeout). One scope around the whole
@@ -180,6 +192,12 @@ class AutonatServer:
                     connection = await stack.enter_async_context(open_connection(
                         frames, self._keypair, initiator=True, expected_peer=peer,
                         config=self._conn_config))
+                except LocalDialError as exc:
+                    self._local_failures += 1
+                    self._log.warning("dial-back impossible on this host; answering "
+                                      "E_INTERNAL_ERROR, not E_DIAL_ERROR", peer=str(peer),
+                                      addr=str(addr), error=str(exc))
+                    return None
                 except CONNECT_FAILURES as exc:
                     self._log.info("dial-back failed", peer=str(peer), addr=str(addr),
                                    error=str(exc))

@@ -7,8 +7,10 @@ May import: :mod:`actors.runtime`, :mod:`protocols`.
 from __future__ import annotations
 
 from ._framestream import (
+    LOCAL_DIAL_ERRNOS,
     DialError,
     FrameStream,
+    LocalDialError,
     Transport,
     TransportBroken,
     TransportClosed,
@@ -20,8 +22,10 @@ from ._ws_stream import WebSocketBroken, WebSocketFrameStream
 from ._ws_transport import WebSocketTransport
 
 __all__ = [
+    "LOCAL_DIAL_ERRNOS",
     "DialError",
     "FrameStream",
+    "LocalDialError",
     "MemoryFrameStream",
     "MemoryNetwork",
     "MemoryTransport",

@@ -21,9 +21,10 @@ our protocols an unexpected end of the connection is always a failure.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Final, Protocol
 
 import trio
 
@@ -54,6 +55,23 @@ class TransportBroken(TransportError):
 
 class DialError(TransportError):
     """A dial did not produce a connection (refused, unreachable, timed out, bad URL)."""
+
+
+class LocalDialError(DialError):
+    """A dial failed for a reason on *our* side: no file descriptors or buffers left, no
+    free port, no route or address for our source IP, a local policy. It says nothing
+    about the remote end (see :data:`LOCAL_DIAL_ERRNOS`)."""
+
+
+LOCAL_DIAL_ERRNOS: Final = frozenset({
+    errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM,  # out of resources
+    errno.EADDRNOTAVAIL, errno.EADDRINUSE,  # our source address or no free port
+    errno.ENETUNREACH, errno.EAFNOSUPPORT,  # our routing table / address family
+    errno.EACCES, errno.EPERM,  # a local firewall rule or policy
+})
+"""OS errors of ``connect`` that come from this host, not from the path to the peer.
+``ECONNREFUSED``, ``EHOSTUNREACH`` (an ICMP answer from the path) and timeouts are
+not among them: those are what the remote side or the network did."""
 
 
 class FrameStream(Protocol):

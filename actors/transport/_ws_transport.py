@@ -41,7 +41,7 @@ from trio_websocket import ConnectionClosed, wrap_client_stream, wrap_server_str
 from protocols import WsAddress
 
 from ..runtime import get_logger
-from ._framestream import DialError, StreamHandler
+from ._framestream import LOCAL_DIAL_ERRNOS, DialError, LocalDialError, StreamHandler
 from ._sockets import (
     connect_tcp,
     enable_keepalive,
@@ -205,6 +205,9 @@ class WebSocketTransport:
                         return await connect_tcp(ip, addr.port, bind_to=source,
                                                  source_ip=source_ip)
                     except OSError as exc:
+                        if exc.errno in LOCAL_DIAL_ERRNOS:  # not the peer's doing
+                            raise LocalDialError(f"cannot connect to {addr}: "
+                                                 f"{_error_text(exc)} (on this host)") from exc
                         errors.append(f"{ip}: {_error_text(exc)}")
         except trio.TooSlowError:
             raise DialError(f"cannot connect to {addr}: timed out after {timeout:g} s") from None
