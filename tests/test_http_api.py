@@ -26,9 +26,11 @@ from actors import (
     Node,
     NodeStatistics,
     StatusSource,
+    WebSocketTransport,
     open_node,
     serve_http,
 )
+from actors.transport._framestream import StreamHandler
 from protocols import (
     AddressPolicy,
     NodeConfig,
@@ -286,3 +288,35 @@ async def test_respond_without_a_server() -> None:
     doc = json.loads(api.respond("GET", "/status").body)
     own = WsAddress.parse(doc["peer_addrs"][0])
     assert own.peer_id == source.peer_id
+
+
+class _AnnouncingTransport(WebSocketTransport):
+    """Listens for real, but reports its listen addresses on another host (a victim)."""
+
+    def __init__(self, victim: str) -> None:
+        super().__init__()
+        self.victim = victim
+
+    async def listen(self, addr: WsAddress, handler: StreamHandler, *,
+                     task_status: trio.TaskStatus[list[WsAddress]] = trio.TASK_STATUS_IGNORED,
+                     ) -> None:
+        async with trio.open_nursery() as nursery:
+            bound: list[WsAddress] = await nursery.start(super().listen, addr, handler)
+            task_status.started([WsAddress(self.victim, b.kind, b.port, b.secure)
+                                 for b in bound])
+
+
+async def test_status_never_lists_an_address_a_peer_announces_for_another_host() -> None:
+    with trio.fail_after(40):
+        async with _network(2) as (boot, honest), open_node(
+                NodeConfig(listen=("/ip4/127.0.0.7/tcp/0/ws",), policy=LOOPBACK),
+                transport=_AnnouncingTransport("127.0.0.99")) as planter:
+            await planter.connect(boot.listen_addrs[0])
+            await boot.wait_for(lambda s: (r := s.peer(planter.peer_id)) is not None
+                                and any(a.host == "127.0.0.99" for a in r.addrs))
+            async with _served(boot, window=8) as client:
+                listed = {entry for _ in range(3)
+                          for entry in (await client.get("/status")).json()["peer_addrs"]}
+            assert {str(node.listen_addrs[0]) for node in honest} <= listed
+            assert not any("/127.0.0.99/" in entry for entry in listed)  # the victim
+            assert not any(str(planter.peer_id) in entry for entry in listed)

@@ -541,3 +541,20 @@ def test_statistics_are_frozen_and_count_what_the_model_holds() -> None:
             stats.early_probes) == (S.CONNECTED, 2, 2, 1, 1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         stats.peers = 0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("status", "dial_status", "verified"), [
+    (ResponseStatus.OK, DialStatus.OK, True),
+    (ResponseStatus.OK, DialStatus.E_DIAL_ERROR, False),
+    (ResponseStatus.E_INTERNAL_ERROR, DialStatus.UNUSED, False),
+])
+def test_a_successful_dial_back_verifies_that_address(
+        status: ResponseStatus, dial_status: DialStatus, verified: bool) -> None:
+    model = NodeModel(ME)
+    model.handle_event(up(1, PEERS[0], Direction.INBOUND), 1.0)
+    dialed = addr(7)
+    model.handle_event(InboundProbe(peer=PEERS[0], status=status, at=2.0,
+                                    dial_status=dial_status, dialed=dialed, requested=1), 2.0)
+    record = model.peer(PEERS[0])
+    assert record is not None
+    assert record.verified_addrs == ((dialed.with_peer_id(PEERS[0]),) if verified else ())

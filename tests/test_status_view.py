@@ -157,11 +157,31 @@ def test_confirmed_public_peers_are_connected_identified_and_routable() -> None:
             _record(4, "10.0.0.4"),                         # private only
             _record(5, "127.0.0.1", "34.83.216.5"),         # first routable address wins
         ),
-        connections=(_conn(1, 1), _conn(3, 3), _conn(4, 4), _conn(5, 5, Direction.OUTBOUND)))
+        connections=(_conn(1, 1), _conn(3, 3), _conn(5, 5, Direction.OUTBOUND),
+                     ConnectionInfo(4, _pid(4), Direction.INBOUND, _addr("10.0.0.1"),
+                                    _addr("10.0.0.4", port=50000), opened_at=1.0)))
     assert public_peer_addresses(snap, STRICT) == (
         str(_addr("34.83.216.1", _pid(1))), str(_addr("34.83.216.5", _pid(5))))
     with_private = public_peer_addresses(snap, AddressPolicy(allow_private=True))
     assert str(_addr("10.0.0.4", _pid(4))) in with_private
+
+
+def test_a_peer_cannot_point_newcomers_at_a_third_party() -> None:
+    # connected from 34.83.216.7, it announces a victim's address (and its own, later)
+    liar = _record(7, "8.8.8.8")
+    snap = _snapshot(peers=(liar,), connections=(_conn(1, 7),))
+    assert public_peer_addresses(snap, STRICT) == ()
+    honest_too = replace(liar, addrs=(_addr("8.8.8.8", _pid(7)), _addr("34.83.216.7", _pid(7))))
+    snap = _snapshot(peers=(honest_too,), connections=(_conn(1, 7),))
+    assert public_peer_addresses(snap, STRICT) == (str(_addr("34.83.216.7", _pid(7))),)
+
+
+def test_an_address_our_server_dialed_back_is_verified_on_any_ip() -> None:
+    # a multi-homed peer: connected from 34.83.216.8, reachable (proven) on 8.8.4.8
+    proven = _addr("8.8.4.8", _pid(8), port=4001)
+    record = replace(_record(8, "8.8.4.8"), verified_addrs=(proven,))
+    snap = _snapshot(peers=(record,), connections=(_conn(1, 8),))
+    assert public_peer_addresses(snap, STRICT) == (str(proven),)
 
 
 def test_peer_identified_by_protocols_only_counts() -> None:

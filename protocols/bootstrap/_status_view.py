@@ -24,12 +24,20 @@ Our own addresses (:func:`own_addresses`)
 Other peers, "confirmed public" (:func:`public_peer_addresses`)
     A peer counts as confirmed public when it is *connected* and has
     *answered Identify* (its record has an agent version or protocols), and
-    one of its known addresses - Identify listen addresses, which the
-    IdentifyActor already filters by the policy, and the address we dialed it
-    on - is routable. One address per peer is handed out (the most recently
-    learned routable one), so the window counts peers, not addresses. This is
-    weaker than proof: a peer behind a NAT may announce a public address it
-    cannot be reached on. This function is the one place that decides it.
+    one of its known addresses is routable and *verified*:
+
+    * its IP is the IP one of the peer's live connections comes from (or
+      goes to: the address we dialed it on) - a peer can point others only
+      at its own host, never at a third party's; or
+    * our AutoNAT server dialed it back there successfully
+      (``PeerRecord.verified_addrs``): proof that the peer is reachable at
+      that address, even on another IP (a multi-homed host, a port forward).
+
+    A self-announced address that is neither is never listed: with it, one
+    connected peer could make every newcomer that reads our document dial a
+    victim. One address per peer is handed out (dial-back proof first, then
+    the most recently learned), so the window counts peers, not addresses.
+    This function is the one place that decides it.
 
 Never a non-routable address
     Every address in the document - ``peer_addrs``, ``reachable_addrs`` and
@@ -53,7 +61,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from ..core import AddressPolicy, LocalProtocolError, WsAddress
+from ..core import AddressPolicy, IPAddress, LocalProtocolError, PeerId, WsAddress
 from ..node import NodeSnapshot, PeerRecord
 from ._round_robin import RoundRobin
 from ._status_doc import StatusDocument
@@ -133,14 +141,21 @@ def own_addresses(snapshot: NodeSnapshot, policy: AddressPolicy) -> tuple[str, .
 
 
 def public_peer_addresses(snapshot: NodeSnapshot, policy: AddressPolicy) -> tuple[str, ...]:
-    """One routable address (with ``/p2p/``) per confirmed public peer, in peer id order."""
-    connected = set(snapshot.connected_peers)
+    """One verified routable address (with ``/p2p/``) per confirmed public peer, in peer
+    id order (see "Other peers" in the module docstring)."""
+    seen_from: dict[PeerId, set[IPAddress | None]] = {}
+    for conn in snapshot.connections:
+        seen_from.setdefault(conn.peer_id, set()).add(conn.remote_addr.ip)
     chosen: list[str] = []
     for record in snapshot.peers:
-        if record.peer_id in connected and _identified(record):
-            address = next(iter(policy.filter(record.addrs)), None)
-            if address is not None:
-                chosen.append(str(address.with_peer_id(record.peer_id)))
+        ips = seen_from.get(record.peer_id)
+        if ips is None or not _identified(record):
+            continue
+        address = next((a for a in policy.filter((*record.verified_addrs, *record.addrs))
+                        if a in record.verified_addrs or (a.ip is not None and a.ip in ips)),
+                       None)
+        if address is not None:
+            chosen.append(str(address.with_peer_id(record.peer_id)))
     return tuple(chosen)
 
 

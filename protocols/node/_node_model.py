@@ -64,7 +64,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Final, TypeGuard, get_args
 
-from ..autonat import InboundProbe, NatMapping, NatStatus, ReachabilityUpdate
+from ..autonat import (
+    DialStatus,
+    InboundProbe,
+    NatMapping,
+    NatStatus,
+    ReachabilityUpdate,
+    ResponseStatus,
+)
 from ..core import LocalProtocolError, PeerId, WsAddress
 from ..identify import PeerIdentified
 from ._events import (
@@ -102,6 +109,7 @@ MAX_AGENT_LENGTH: Final = 128
 MAX_SOURCES_PER_PEER: Final = 4
 MAX_SOURCE_LENGTH: Final = 512
 MAX_LISTEN_ADDRS: Final = 64
+MAX_VERIFIED_PER_PEER: Final = 4
 
 NodeEvent = (PeersFound | ConnectionUp | ConnectionDown | PeerIdentified | ListenAddrsChanged
              | ReachabilityUpdate | InboundProbe)
@@ -134,6 +142,9 @@ class PeerRecord:
     protocols: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     from_bootstrap: bool = False
+    verified_addrs: tuple[WsAddress, ...] = ()
+    """Addresses our AutoNAT server dialed back successfully, newest first (proof that
+    the peer is reachable there; kept in memory only, not in the peer store)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.peer_id, PeerId):
@@ -157,6 +168,13 @@ class PeerRecord:
         )
         if not isinstance(self.from_bootstrap, bool):
             raise LocalProtocolError("from_bootstrap must be a bool")
+        if not isinstance(self.verified_addrs, tuple) \
+                or len(self.verified_addrs) > MAX_VERIFIED_PER_PEER:
+            raise LocalProtocolError(
+                f"verified_addrs must be a tuple of <= {MAX_VERIFIED_PER_PEER} addresses")
+        for addr in self.verified_addrs:
+            if not isinstance(addr, WsAddress) or addr.peer_id != self.peer_id:
+                raise LocalProtocolError(f"address {addr} does not end in /p2p/{self.peer_id}")
 
 
 @dataclass(frozen=True)
@@ -401,7 +419,8 @@ class NodeModel:
         elif isinstance(event, ReachabilityUpdate):
             changed = self._on_reachability(event)
         elif isinstance(event, InboundProbe):
-            changed = self._on_inbound_probe(event.peer, now)
+            changed = self._on_dialed_back(event, now)
+            changed = self._on_inbound_probe(event.peer, now) or changed
         else:
             raise LocalProtocolError(f"NodeModel cannot handle {type(event).__name__}")
         return self._changes(changed, before, now)
@@ -445,6 +464,21 @@ class NodeModel:
         return old is None or (old.nat_status, old.nat_mapping, old.reachable_addrs,
                                old.unreachable_addrs) != (
             event.nat_status, event.nat_mapping, event.reachable_addrs, event.unreachable_addrs)
+
+    def _on_dialed_back(self, event: InboundProbe, now: float) -> bool:
+        """Our server reached ``event.peer`` at ``event.dialed``: remember it as verified."""
+        record = self._peers.get(event.peer)
+        if (record is None or event.dialed is None or event.status is not ResponseStatus.OK
+                or event.dial_status is not DialStatus.OK):
+            return False
+        addr = event.dialed.with_peer_id(event.peer)
+        if record.verified_addrs[:1] == (addr,):
+            return False
+        verified = (addr, *(a for a in record.verified_addrs if a != addr))
+        self._peers[event.peer] = replace(record, verified_addrs=verified[:MAX_VERIFIED_PER_PEER],
+                                          last_seen=max(record.last_seen, now))
+        self._peers_changed()
+        return True
 
     def _on_inbound_probe(self, peer_id: PeerId, now: float) -> bool:
         """A probe from ``peer_id``: fully connected if it came from a bootstrap source.
