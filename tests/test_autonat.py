@@ -17,7 +17,14 @@ from typing import Any, cast
 import pytest
 import trio
 
-from actors import MemoryNetwork, MemoryTransport, Node, open_connection, open_node
+from actors import (
+    EXCHANGE_FAILURES,
+    MemoryNetwork,
+    MemoryTransport,
+    Node,
+    open_connection,
+    open_node,
+)
 from actors.connection._connection import Connection
 from actors.node._dialback import DialBackReceiver, PendingProbe
 from protocols import (
@@ -195,6 +202,40 @@ async def test_rate_limit_rejects_with_request_rejected(
             await trio.sleep(61)  # the per-minute window slides on
             reply, _ = await _request(conn, "/ip4/127.0.0.20/tcp/4001/ws")
             assert isinstance(reply, DialResponse) and reply.status == ResponseStatus.OK
+
+
+async def test_many_identities_on_one_host_cannot_take_the_servers_budget(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(120):
+        async with _cluster(net, 1, rate_global_per_minute=1200, rate_per_ip_per_minute=10,
+                            rate_per_subnet_per_minute=20) as (server,):
+            answers: list[ResponseStatus] = []
+            for _ in range(30):  # 30 fresh peer ids, all from 127.0.0.20
+                async with _bare(net, "127.0.0.20", server) as conn:
+                    reply, _ = await _request(conn, "/ip4/127.0.0.20/tcp/4001/ws")
+                    assert isinstance(reply, DialResponse)
+                    answers.append(reply.status)
+            assert answers.count(ResponseStatus.OK) == 10  # the host's budget, not 30
+            async with _bare(net, "127.0.9.20", server) as conn:  # another subnet: served
+                reply, _ = await _request(conn, "/ip4/127.0.9.20/tcp/4001/ws")
+                assert isinstance(reply, DialResponse) and reply.status == ResponseStatus.OK
+
+
+async def test_a_connection_that_keeps_sending_rejected_requests_is_closed(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(120):
+        async with _cluster(net, 1, rate_per_peer_per_minute=1) as (server,), \
+                _bare(net, "127.0.0.20", server) as conn:
+            statuses = []
+            with pytest.raises(EXCHANGE_FAILURES):
+                for _ in range(20):
+                    reply, _ = await _request(conn, "/ip4/127.0.0.20/tcp/4001/ws")
+                    assert isinstance(reply, DialResponse)
+                    statuses.append(reply.status)
+            assert statuses == [ResponseStatus.OK] + [ResponseStatus.E_REQUEST_REJECTED] * 8
+            assert server.statistics().autonat_server.closed_for_rejections == 1
 
 
 async def test_bootstrap_welcome_probe_makes_newcomer_fully_connected(

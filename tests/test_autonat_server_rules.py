@@ -263,3 +263,55 @@ def test_requesters_own_non_routable_ip_is_dialable_but_no_other() -> None:
     lan = choose_dial_address((private,), observed_ip=ipaddress.ip_address("10.0.0.5"),
                               policy=global_only, allow_other_ip=False)
     assert lan.accepted
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
+
+
+def test_many_peer_ids_on_one_host_share_that_hosts_limits() -> None:
+    limiter = RateLimiter(global_per_minute=1200, per_peer_per_minute=12,
+                          concurrent_per_peer=2, per_ip_per_minute=24,
+                          per_subnet_per_minute=48, concurrent_per_ip=4)
+    ids = [Keypair.generate().peer_id for _ in range(92)]
+    host = _ip("203.0.113.7")
+    admitted = 0
+    for peer in ids[:60]:  # 60 fresh identities, one host, one request each
+        if limiter.try_acquire(peer, 1.0, ip=host) is None:
+            admitted += 1
+            limiter.release(peer, ip=host)
+    assert admitted == 24  # the per-IP budget, however many ids
+    assert limiter.check(ids[60], 1.0, ip=host) is RateLimitReason.PER_IP
+    neighbour = _ip("203.0.113.8")  # same /24: shares the subnet budget
+    for peer in ids[60:90]:
+        limiter.try_acquire(peer, 2.0, ip=neighbour)
+        limiter.release(peer, ip=neighbour)
+    assert limiter.check(ids[90], 2.0, ip=_ip("203.0.113.9")) is RateLimitReason.PER_SUBNET
+    honest = _ip("198.51.100.1")  # another network is not affected at all
+    assert limiter.try_acquire(ids[91], 2.0, ip=honest) is None
+    stats = limiter.statistics()
+    assert dict(stats.rejected)[RateLimitReason.PER_IP] == 36 + 6  # 30 on the neighbour
+
+
+def test_concurrency_per_ip_and_mapped_addresses_count_as_ipv4() -> None:
+    limiter = RateLimiter(concurrent_per_peer=2, concurrent_per_ip=3)
+    host, mapped = _ip("203.0.113.7"), _ip("::ffff:203.0.113.7")
+    assert limiter.try_acquire(PEERS[0], 0.0, ip=host) is None
+    assert limiter.try_acquire(PEERS[1], 0.0, ip=mapped) is None
+    assert limiter.try_acquire(PEERS[2], 0.0, ip=host) is None
+    assert limiter.try_acquire(PEERS[3], 0.0, ip=mapped) is RateLimitReason.CONCURRENT_IP
+    limiter.release(PEERS[1], ip=mapped)
+    assert limiter.try_acquire(PEERS[3], 0.0, ip=host) is None
+
+
+def test_check_has_no_side_effects_and_memory_returns_to_empty() -> None:
+    limiter = RateLimiter(per_peer_per_minute=1)
+    host = _ip("203.0.113.7")
+    for _ in range(5):
+        assert limiter.check(PEERS[0], 0.0, ip=host) is None  # asking admits nothing
+    assert limiter.try_acquire(PEERS[0], 0.0, ip=host) is None
+    limiter.release(PEERS[0], ip=host)
+    assert limiter.statistics().tracked_networks == 2  # the IP and its /24
+    limiter.check(PEERS[1], 61.0)
+    stats = limiter.statistics()
+    assert (stats.tracked_peers, stats.tracked_networks, stats.admitted) == (0, 0, 1)

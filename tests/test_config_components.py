@@ -53,6 +53,8 @@ TODAYS_DEFAULTS: dict[str, object] = {
     "autonat_server": True, "dialback_source": None, "allow_other_ip": True,
     "rate_global_per_minute": 60, "rate_per_peer_per_minute": 12,
     "rate_concurrent_per_peer": 2, "server_timeout": 30.0, "dialback_timeout": 5.0,
+    "rate_per_ip_per_minute": 24, "rate_per_subnet_per_minute": 48,
+    "rate_concurrent_per_ip": 4,
     "welcome_probes": False, "fetch_timeout": 10.0, "fetch_retry_initial": 2.0,
     "fetch_retry_max": 300.0, "max_status_bytes": 256 * 1024, "max_status_addrs": 256,
     "refetch_interval": 30.0, "cross_host_redirects": False, "http_listen": "127.0.0.1:7888",

@@ -8,10 +8,13 @@ The Dialer registers :meth:`AutonatServer.serve` for
 ``/libp2p/autonat/2/dial-request``, so one request runs in the requesting
 connection's nursery, bounded as a whole by ``server_timeout``:
 
-1. read the ``DialRequest``;
-2. ask the sans-io :class:`~protocols.RateLimiter` (global per minute, per
-   peer per minute, concurrent per peer); over a limit the answer is
-   ``E_REQUEST_REJECTED`` and nothing is dialed;
+1. read the ``DialRequest`` (after the early rate check of step 2);
+2. ask the sans-io :class:`~protocols.RateLimiter` (global, per peer, per IP
+   and per subnet per minute; concurrent per peer and per IP) - once before
+   reading anything, so a flood costs no parsing, and again to admit the
+   request; over a limit the answer is ``E_REQUEST_REJECTED`` and nothing
+   is dialed. A connection whose requests were rejected
+   :data:`MAX_REJECTIONS_PER_CONNECTION` times is closed;
 3. :func:`~protocols.choose_dial_address` picks **exactly one** address - the
    first the server is willing to dial: never a relay, a DNS name or an
    address the :class:`~protocols.AddressPolicy` rejects, and an IP other than
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import math
 import random
+import weakref
 from collections import Counter
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -61,6 +65,7 @@ from protocols import (
     NodeConfig,
     PeerId,
     RateLimiter,
+    RateLimitReason,
     ResponseStatus,
     ValidationError,
     WsAddress,
@@ -80,6 +85,10 @@ from ..runtime import MailboxSender, get_logger
 from ..transport import LocalDialError, Transport
 from ._messages import TrackerEvent
 
+MAX_REJECTIONS_PER_CONNECTION = 8
+"""Rate-limited requests one connection may send before it is closed: an honest client
+backs off long before (it asks a few servers once per round); a flood is cut off."""
+
 
 @dataclass(frozen=True)
 class AutonatServerStatistics:
@@ -92,6 +101,8 @@ class AutonatServerStatistics:
     """Dial-backs attempted (a connection to a requester's address)."""
     local_failures: int = 0
     """Dial-backs that failed on this host (answered ``E_INTERNAL_ERROR``)."""
+    closed_for_rejections: int = 0
+    """Connections closed after :data:`MAX_REJECTIONS_PER_CONNECTION` rejected requests."""
 
     def by_status(self) -> dict[str, int]:
         return dict(self.answered)
@@ -116,7 +127,13 @@ class AutonatServer:
         server = config.autonat_server_config
         self.limiter = RateLimiter(server.rate_global_per_minute,
                                    server.rate_per_peer_per_minute,
-                                   server.rate_concurrent_per_peer)
+                                   server.rate_concurrent_per_peer,
+                                   per_ip_per_minute=server.rate_per_ip_per_minute,
+                                   per_subnet_per_minute=server.rate_per_subnet_per_minute,
+                                   concurrent_per_ip=server.rate_concurrent_per_ip)
+        self._rejections: weakref.WeakKeyDictionary[Connection, int] = \
+            weakref.WeakKeyDictionary()
+        self._closed_for_rejections = 0
         self._answered: Counter[str] = Counter()
         self._dial_backs = self._local_failures = 0
         self._log = get_logger("actors.autonat", actor="autonat-server",
@@ -125,24 +142,43 @@ class AutonatServer:
     def statistics(self) -> AutonatServerStatistics:
         return AutonatServerStatistics(answered=tuple(sorted(self._answered.items())),
                                        dial_backs=self._dial_backs,
-                                       local_failures=self._local_failures)
+                                       local_failures=self._local_failures,
+                                       closed_for_rejections=self._closed_for_rejections)
 
     async def serve(self, stream: Stream[Connection]) -> None:
-        peer = stream.connection.peer_id
+        connection = stream.connection
+        peer, ip = connection.peer_id, connection.remote_addr.ip
         with trio.fail_after(self._config.autonat_server_config.server_timeout):
+            early = self.limiter.check(peer, trio.current_time(), ip=ip)
+            if early is not None:  # refused before reading or parsing anything
+                await self._reject(stream, None, early)
+                return
             message = decode_autonat_message(await stream.receive())
             if not isinstance(message, DialRequest):
                 raise ValidationError(f"expected DialRequest, got {type(message).__name__}")
-            rejected = self.limiter.try_acquire(peer, trio.current_time())
+            rejected = self.limiter.try_acquire(peer, trio.current_time(), ip=ip)
             if rejected is not None:
-                self._log.info("dial request rejected", peer=str(peer), reason=rejected.value)
-                await self._answer(stream, peer, message, ResponseStatus.E_REQUEST_REJECTED,
-                                   detail=f"rate limit: {rejected.value}")
+                await self._reject(stream, message, rejected)
                 return
             try:
                 await self._handle(stream, peer, message)
             finally:
-                self.limiter.release(peer)
+                self.limiter.release(peer, ip=ip)
+
+    async def _reject(self, stream: Stream[Connection], request: DialRequest | None,
+                      reason: RateLimitReason) -> None:
+        """``E_REQUEST_REJECTED``; a connection that keeps asking is closed."""
+        connection = stream.connection
+        self._log.debug("dial request rejected", peer=str(connection.peer_id),
+                        reason=reason.value)
+        await self._answer(stream, connection.peer_id, request,
+                           ResponseStatus.E_REQUEST_REJECTED, detail=f"rate limit: {reason.value}")
+        count = self._rejections[connection] = self._rejections.get(connection, 0) + 1
+        if count >= MAX_REJECTIONS_PER_CONNECTION:
+            self._closed_for_rejections += 1
+            self._log.info("closing a connection that keeps sending rejected dial requests",
+                           peer=str(connection.peer_id), rejected=count)
+            await connection.aclose("too many rejected dial requests")
 
     async def _handle(self, stream: Stream[Connection], peer: PeerId, request: DialRequest) -> None:
         choice = choose_dial_address(
@@ -223,7 +259,7 @@ class AutonatServer:
         ok = isinstance(answer, DialBackResponse) and answer.status == DialBackStatus.OK
         return DialStatus.OK if ok else DialStatus.E_DIAL_BACK_ERROR
 
-    async def _answer(self, stream: Stream[Connection], peer: PeerId, request: DialRequest,
+    async def _answer(self, stream: Stream[Connection], peer: PeerId, request: DialRequest | None,
                       status: ResponseStatus, *, dial_status: DialStatus = DialStatus.UNUSED,
                       addr_idx: int = 0, dialed: WsAddress | None = None,
                       detail: str = "") -> None:
@@ -232,4 +268,5 @@ class AutonatServer:
         self._answered[f"{status.name}/{dial_status.name}"] += 1
         await self._tracker.send(InboundProbe(
             peer=peer, status=status, at=trio.current_time(), dial_status=dial_status,
-            dialed=dialed, requested=len(request.addrs), detail=detail))
+            dialed=dialed, requested=0 if request is None else len(request.addrs),
+            detail=detail))

@@ -8,10 +8,11 @@ servers at once about each candidate address, gives every probe
 ``probe_timeout`` seconds, and needs ``confidence`` agreeing answers for a
 verdict; ``welcome_probes`` makes it also probe through every newly connected
 AutoNAT peer once (what boot nodes do). The *server* side answers other
-nodes' dial requests within rate limits (global, per peer, concurrent per
-peer), bounds a whole request by ``server_timeout`` and one dial-back's
-connect and handshake by ``dialback_timeout``, may dial back from a chosen
-local IP (``dialback_source``) and may dial an IP other than the requester's
+nodes' dial requests within rate limits (global, per peer, per IP, per
+subnet; concurrent per peer and per IP), bounds a whole request by
+``server_timeout`` and one dial-back's connect and handshake by
+``dialback_timeout``, may dial back from a chosen local IP
+(``dialback_source``) and may dial an IP other than the requester's
 (``allow_other_ip``, after dial data).
 
 Whether a node serves the protocol at all is not a server setting but a
@@ -66,6 +67,12 @@ class AutonatServerConfig:
     """Dial requests served per minute and peer."""
     rate_concurrent_per_peer: int = 2
     """Dial requests of one peer served at once."""
+    rate_per_ip_per_minute: int = 24
+    """Dial requests served per minute and requester IP, whatever the peer ids."""
+    rate_per_subnet_per_minute: int = 48
+    """Dial requests served per minute and requester subnet (IPv4 /24, IPv6 /56)."""
+    rate_concurrent_per_ip: int = 4
+    """Dial requests from one IP served at once."""
     server_timeout: float = 30.0
     """Whole dial request on the server side, dial data and dial-back included."""
     dialback_timeout: float = 5.0
@@ -75,7 +82,9 @@ class AutonatServerConfig:
 
     def __post_init__(self) -> None:
         for name in ("rate_global_per_minute", "rate_per_peer_per_minute",
-                     "rate_concurrent_per_peer", "server_timeout", "dialback_timeout"):
+                     "rate_concurrent_per_peer", "rate_per_ip_per_minute",
+                     "rate_per_subnet_per_minute", "rate_concurrent_per_ip",
+                     "server_timeout", "dialback_timeout"):
             check_positive_setting(name, getattr(self, name))
         if self.dialback_source is not None:
             check_ip_setting("dialback_source", self.dialback_source)

@@ -43,13 +43,19 @@ Dial data (:class:`DialDataBudget`, :func:`dial_data_chunks`)
 
 Rate limits (:class:`RateLimiter`)
     Sliding one-minute windows: at most ``global_per_minute`` admitted
-    requests in total and ``per_peer_per_minute`` per peer, and at most
-    ``concurrent_per_peer`` requests in progress per peer. Only admitted
+    requests in total, ``per_peer_per_minute`` per peer, ``per_ip_per_minute``
+    per IP and ``per_subnet_per_minute`` per subnet (IPv4 /24, IPv6 /56; see
+    :mod:`protocols.core._networks`), and at most ``concurrent_per_peer``
+    requests in progress per peer and ``concurrent_per_ip`` per IP. Peer ids
+    are free, so the per-peer limits alone would let one host with many ids
+    use the whole global budget; the network limits stop that. Only admitted
     requests are counted, so a client hammering a full limiter cannot keep
     itself locked out for longer than the window. Over any limit the actor
-    answers ``E_REQUEST_REJECTED``. Memory is bounded: a peer is forgotten once
-    it has nothing in flight and no admission inside the window, so at most
-    ``global_per_minute`` peers plus those with requests in flight are held.
+    answers ``E_REQUEST_REJECTED``; :meth:`RateLimiter.check` lets it refuse
+    before reading the request at all. Every operation costs O(1) amortised,
+    and memory is bounded: a key is forgotten once it has nothing in flight
+    and no admission inside the window, so at most ``global_per_minute``
+    admissions plus the requests in flight are held.
 """
 
 from __future__ import annotations
@@ -59,12 +65,14 @@ import ipaddress
 import math
 import random
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from multiaddr import Multiaddr
 
 from ..core import (
+    DEFAULT_IPV4_PREFIX,
+    DEFAULT_IPV6_PREFIX,
     AddressError,
     AddressPolicy,
     IPAddress,
@@ -72,6 +80,8 @@ from ..core import (
     PeerId,
     ValidationError,
     WsAddress,
+    plain_ip,
+    subnet_of,
 )
 from ._autonat_msg import MAX_DIAL_DATA_CHUNK, ResponseStatus
 
@@ -278,10 +288,13 @@ class DialDataBudget:
 
 
 class RateLimitReason(enum.Enum):
-    """Which limit a request hit."""
+    """Which limit a request hit (checked in this order)."""
 
     CONCURRENT = "concurrent-per-peer"
+    CONCURRENT_IP = "concurrent-per-ip"
     PER_PEER = "per-peer-per-minute"
+    PER_IP = "per-ip-per-minute"
+    PER_SUBNET = "per-subnet-per-minute"
     GLOBAL = "global-per-minute"
 
 
@@ -293,12 +306,12 @@ class RateLimiterStatistics:
     rejected: tuple[tuple[RateLimitReason, int], ...]
     """Refusals by the limit hit, in :class:`RateLimitReason` order."""
     tracked_peers: int
+    tracked_networks: int = 0
+    """IPs and subnets with an admission inside the window or a request in flight."""
 
 
-@dataclass
-class _PeerUsage:
-    admitted: deque[float] = field(default_factory=deque)
-    in_flight: int = 0
+_Key = tuple[str, object]
+"""``("peer", PeerId)``, ``("ip", IPAddress)`` or ``("net", IPNetwork)``."""
 
 
 class RateLimiter:
@@ -310,11 +323,19 @@ class RateLimiter:
         per_peer_per_minute: int = 12,
         concurrent_per_peer: int = 2,
         *,
+        per_ip_per_minute: int = 24,
+        per_subnet_per_minute: int = 48,
+        concurrent_per_ip: int = 4,
         window: float = 60.0,
+        ipv4_prefix: int = DEFAULT_IPV4_PREFIX,
+        ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
     ) -> None:
         for name, value in (("global_per_minute", global_per_minute),
                             ("per_peer_per_minute", per_peer_per_minute),
-                            ("concurrent_per_peer", concurrent_per_peer)):
+                            ("concurrent_per_peer", concurrent_per_peer),
+                            ("per_ip_per_minute", per_ip_per_minute),
+                            ("per_subnet_per_minute", per_subnet_per_minute),
+                            ("concurrent_per_ip", concurrent_per_ip)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
         if not math.isfinite(window) or window <= 0:
@@ -322,69 +343,92 @@ class RateLimiter:
         self.global_per_minute = global_per_minute
         self.per_peer_per_minute = per_peer_per_minute
         self.concurrent_per_peer = concurrent_per_peer
+        self.per_ip_per_minute = per_ip_per_minute
+        self.per_subnet_per_minute = per_subnet_per_minute
+        self.concurrent_per_ip = concurrent_per_ip
         self.window = window
-        self._admitted: deque[float] = deque()
-        self._peers: dict[PeerId, _PeerUsage] = {}
+        self._prefixes = (ipv4_prefix, ipv6_prefix)
+        self._admitted: deque[tuple[float, tuple[_Key, ...]]] = deque()
+        self._recent: Counter[_Key] = Counter()
+        self._busy: Counter[_Key] = Counter()
         self._rejected: Counter[RateLimitReason] = Counter()
         self._admitted_total = 0
 
     def statistics(self) -> RateLimiterStatistics:
+        keys = set(self._recent) | set(self._busy)
+        peers = sum(1 for kind, _ in keys if kind == "peer")
         return RateLimiterStatistics(
             admitted=self._admitted_total,
             rejected=tuple((reason, self._rejected[reason]) for reason in RateLimitReason
                            if self._rejected[reason]),
-            tracked_peers=len(self._peers))
+            tracked_peers=peers, tracked_networks=len(keys) - peers)
 
     def in_flight(self, peer: PeerId) -> int:
-        usage = self._peers.get(peer)
-        return 0 if usage is None else usage.in_flight
+        return self._busy[("peer", peer)]
 
-    def try_acquire(self, peer: PeerId, now: float) -> RateLimitReason | None:
-        """Admit one request from ``peer`` at ``now`` (``None``) or say which limit it hit.
+    def check(self, peer: PeerId, now: float, *, ip: IPAddress | None = None
+              ) -> RateLimitReason | None:
+        """The limit a request from ``peer`` (on ``ip``) would hit at ``now``, or None.
 
-        An admitted request must be :meth:`release`\\ d when it ends.
+        Cheap (a few dictionary reads) and without side effects beyond
+        forgetting what left the window: the server calls it before reading
+        the request, to refuse a flood without parsing it.
         """
         self._expire(now)
-        usage = self._peers.get(peer)
-        reason = self._over_limit(usage)
-        if reason is not None:
-            self._rejected[reason] += 1
-            return reason
-        if usage is None:
-            usage = self._peers[peer] = _PeerUsage()
-        usage.admitted.append(now)
-        usage.in_flight += 1
-        self._admitted.append(now)
-        self._admitted_total += 1
-        return None
-
-    def _over_limit(self, usage: _PeerUsage | None) -> RateLimitReason | None:
-        in_flight = 0 if usage is None else usage.in_flight
-        recent = 0 if usage is None else len(usage.admitted)
-        if in_flight >= self.concurrent_per_peer:
+        peer_key, ip_key, net_key = self._keys(peer, ip)
+        if self._busy[peer_key] >= self.concurrent_per_peer:
             return RateLimitReason.CONCURRENT
-        if recent >= self.per_peer_per_minute:
+        if ip_key is not None and self._busy[ip_key] >= self.concurrent_per_ip:
+            return RateLimitReason.CONCURRENT_IP
+        if self._recent[peer_key] >= self.per_peer_per_minute:
             return RateLimitReason.PER_PEER
+        if ip_key is not None and self._recent[ip_key] >= self.per_ip_per_minute:
+            return RateLimitReason.PER_IP
+        if net_key is not None and self._recent[net_key] >= self.per_subnet_per_minute:
+            return RateLimitReason.PER_SUBNET
         if len(self._admitted) >= self.global_per_minute:
             return RateLimitReason.GLOBAL
         return None
 
-    def release(self, peer: PeerId) -> None:
-        """One admitted request from ``peer`` ended (unknown peers are ignored)."""
-        usage = self._peers.get(peer)
-        if usage is None or usage.in_flight == 0:
-            return
-        usage.in_flight -= 1
-        if not usage.in_flight and not usage.admitted:
-            del self._peers[peer]
+    def try_acquire(self, peer: PeerId, now: float, *, ip: IPAddress | None = None
+                    ) -> RateLimitReason | None:
+        """Admit one request from ``peer`` on ``ip`` at ``now`` (``None``) or say which
+        limit it hit. An admitted request must be :meth:`release`\\ d when it ends."""
+        reason = self.check(peer, now, ip=ip)
+        if reason is not None:
+            self._rejected[reason] += 1
+            return reason
+        keys = tuple(key for key in self._keys(peer, ip) if key is not None)
+        for key in keys:
+            self._recent[key] += 1
+        for key in keys[:2]:  # in flight: per peer and per IP
+            self._busy[key] += 1
+        self._admitted.append((now, keys))
+        self._admitted_total += 1
+        return None
+
+    def release(self, peer: PeerId, *, ip: IPAddress | None = None) -> None:
+        """One admitted request from ``peer`` (on ``ip``) ended; extra releases are ignored."""
+        for key in self._keys(peer, ip)[:2]:
+            if key is not None and self._busy[key] > 0:
+                self._busy[key] -= 1
+                if not self._busy[key]:
+                    del self._busy[key]
+
+    def _keys(self, peer: PeerId, ip: IPAddress | None
+              ) -> tuple[_Key, _Key | None, _Key | None]:
+        if ip is None:
+            return ("peer", peer), None, None
+        ip = plain_ip(ip)
+        subnet = subnet_of(ip, ipv4_prefix=self._prefixes[0], ipv6_prefix=self._prefixes[1])
+        return ("peer", peer), ("ip", ip), ("net", subnet)
 
     def _expire(self, now: float) -> None:
+        """Forget admissions older than the window: O(1) per admission, over its lifetime."""
         horizon = now - self.window
-        while self._admitted and self._admitted[0] <= horizon:
-            self._admitted.popleft()
-        for peer in list(self._peers):
-            usage = self._peers[peer]
-            while usage.admitted and usage.admitted[0] <= horizon:
-                usage.admitted.popleft()
-            if not usage.admitted and not usage.in_flight:
-                del self._peers[peer]
+        while self._admitted and self._admitted[0][0] <= horizon:
+            _, keys = self._admitted.popleft()
+            for key in keys:
+                self._recent[key] -= 1
+                if not self._recent[key]:
+                    del self._recent[key]

@@ -35,10 +35,19 @@ from ._errors import (
     ValidationError,
 )
 from ._identity import Keypair, PeerId, PublicKey
+from ._networks import (
+    DEFAULT_IPV4_PREFIX,
+    DEFAULT_IPV6_PREFIX,
+    IPNetwork,
+    plain_ip,
+    subnet_of,
+)
 from ._policy import AddressPolicy
 from ._settings_checks import check_ip_setting, check_positive_setting
 
 __all__ = [
+    "DEFAULT_IPV4_PREFIX",
+    "DEFAULT_IPV6_PREFIX",
     "HOST_KINDS",
     "AddressError",
     "AddressPolicy",
@@ -52,6 +61,7 @@ __all__ = [
     "HandshakeOrderError",
     "HandshakeTimeout",
     "IPAddress",
+    "IPNetwork",
     "InvalidKey",
     "KeyFileError",
     "Keypair",
@@ -73,4 +83,6 @@ __all__ = [
     "check_positive_setting",
     "describe",
     "parse_addresses",
+    "plain_ip",
+    "subnet_of",
 ]

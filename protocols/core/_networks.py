@@ -1,0 +1,40 @@
+"""Which network an IP belongs to, for limits that must hold per host and per subnet.
+
+Theory of operation
+-------------------
+Peer ids cost nothing: one host can make thousands. A limit that must stop
+one host (or one operator's block of addresses) is therefore also kept per
+IP and per *subnet*: the IPv4 /24 or the IPv6 /56 around the IP by default
+(what one customer or one small hosting allocation typically holds). An
+IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) counts as its IPv4 address,
+so a dual-stack listener cannot be used to dodge a limit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Final
+
+from ._addresses import IPAddress
+
+__all__ = ["DEFAULT_IPV4_PREFIX", "DEFAULT_IPV6_PREFIX", "IPNetwork", "plain_ip", "subnet_of"]
+
+DEFAULT_IPV4_PREFIX: Final = 24
+DEFAULT_IPV6_PREFIX: Final = 56
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def plain_ip(ip: IPAddress) -> IPAddress:
+    """``ip``, with an IPv4-mapped IPv6 address turned into its IPv4 address."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def subnet_of(ip: IPAddress, *, ipv4_prefix: int = DEFAULT_IPV4_PREFIX,
+              ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> IPNetwork:
+    """The subnet ``ip`` is counted in (see the module docstring)."""
+    ip = plain_ip(ip)
+    prefix = ipv4_prefix if ip.version == 4 else ipv6_prefix
+    return ipaddress.ip_network((ip, prefix), strict=False)
