@@ -124,6 +124,32 @@ async def test_connection_limit_holds(autojump_clock: trio.testing.MockClock) ->
             assert hub.statistics().dialer.inbound_refused > 3
 
 
+async def test_one_network_holding_every_slot_loses_one_to_a_newcomer_from_another(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with AsyncExitStack() as stack:
+            hub = await stack.enter_async_context(_node(
+                net, "127.0.0.1", max_connections=4, target_peers=1,
+                max_connections_per_subnet=8))
+            # no AutoNAT servers around: their dial-backs would take slots of their own
+            flood = [await stack.enter_async_context(
+                _node(net, f"127.0.1.{i}", target_peers=1, autonat_server=False))
+                for i in range(1, 6)]
+            for node in flood[:4]:  # one network takes every slot
+                await node.connect(hub.listen_addrs[0])
+            with pytest.raises(ConnectError):  # more of it: refused, never evicting its own
+                await flood[4].connect(hub.listen_addrs[0])
+            honest = await stack.enter_async_context(
+                _node(net, "127.0.9.1", target_peers=1, autonat_server=False))
+            await honest.connect(hub.listen_addrs[0])  # another network: admitted
+            snap = await hub.wait_for(lambda s: honest.peer_id in s.connected_peers
+                                      and len(s.connections) == 4)
+            assert flood[0].peer_id not in snap.connected_peers  # its oldest was evicted
+            admission = hub.statistics().dialer.admission
+            assert admission is not None and admission.evicted == 1
+
+
 async def test_lost_peer_is_redialed_with_backoff(
         autojump_clock: trio.testing.MockClock) -> None:
     net = MemoryNetwork()

@@ -53,18 +53,23 @@ refused by the connection layer.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
 import trio
 
 from protocols import (
+    AdmissionLimits,
+    AdmissionRefused,
+    AdmissionStatistics,
     ConnectionDown,
     ConnectionInfo,
     ConnectionUp,
     DialCommand,
     DialPlanner,
+    EvictConnection,
+    InboundAdmission,
     Keypair,
     ListenAddrsChanged,
     NodeConfig,
@@ -144,12 +149,41 @@ class DialerStatistics:
     """Dials in flight (planned and explicit)."""
     failing: tuple[DialFailure, ...] = ()
     """Peers whose latest dial failed and that have not connected since, oldest first."""
+    admission: AdmissionStatistics | None = None
+    """Inbound admission: slots in use, refusals by reason, evictions."""
 
 
 @dataclass
 class _Live:
     info: ConnectionInfo
     connection: Connection
+
+
+class _Busy(Collection[int]):
+    """Admission slots whose connection has open streams (never evicted); looked up
+    lazily, so the admission rules only pay for it when the node is full. A slot
+    still in its handshake (a bare frame stream) is not busy."""
+
+    def __init__(self, slots: dict[int, Connection | FrameStream]) -> None:
+        self._slots = slots
+
+    def __contains__(self, slot: object) -> bool:
+        connection = self._slots.get(slot)  # type: ignore[call-overload]
+        return isinstance(connection, Connection) and connection.statistics().open_streams > 0
+
+    def __iter__(self) -> Iterator[int]:
+        return (slot for slot in self._slots if slot in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def admission_limits(config: NodeConfig) -> AdmissionLimits:
+    dialer = config.dialer
+    return AdmissionLimits(
+        max_connections=dialer.max_connections, per_ip=dialer.max_connections_per_ip,
+        per_subnet=dialer.max_connections_per_subnet,
+        max_pending=dialer.max_pending_handshakes, pending_per_ip=dialer.max_pending_per_ip)
 
 
 def _dialed_by(connection: Connection, local: PeerId) -> bytes:
@@ -184,6 +218,9 @@ class Dialer:
         self._conn_config = config.connection
         self._live: dict[PeerId, _Live] = {}
         self._pending_inbound = self._secondary = 0
+        self._admission = InboundAdmission(admission_limits(config))
+        self._slots: dict[int, Connection | FrameStream] = {}
+        self._slot_ids = itertools.count(1)
         self._driver = TimeoutDriver[DialCommand](state.planner)
         self._counts = dict.fromkeys(
             ("dials_started", "dials_failed", "inbound_refused", "duplicates_closed"), 0)
@@ -194,10 +231,13 @@ class Dialer:
                                 inbound_pending=self._pending_inbound,
                                 secondary=self._secondary,
                                 dialing=self._state.planner.in_flight,
-                                failing=tuple(self._state.failing.values()), **self._counts)
+                                failing=tuple(self._state.failing.values()),
+                                admission=self._admission.statistics(), **self._counts)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._live, self._pending_inbound, self._secondary = {}, 0, 0
+        self._admission = InboundAdmission(admission_limits(self._config))  # no connection
+        self._slots = {}  # survives an incarnation: they all closed with its nursery
         self._driver = TimeoutDriver[DialCommand](self._state.planner)
         async with trio.open_nursery() as nursery:
             bound = await self._listen(nursery)
@@ -312,13 +352,12 @@ class Dialer:
     # --- inbound ------------------------------------------------------------
 
     async def _on_inbound(self, stream: FrameStream) -> None:
-        in_use = len(self._live) + self._pending_inbound + self._secondary
-        if in_use >= self._config.dialer.max_connections:
-            self._counts["inbound_refused"] += 1
-            self._log.info("inbound connection refused: connection limit reached",
-                           remote=str(stream.remote_addr))
-            await stream.aclose("connection limit reached")
+        """Admission first (pending and established slots, by IP), then the handshake."""
+        slot = await self._reserve(stream)
+        if slot is None:
             return
+        ip = stream.remote_addr.ip
+        assert ip is not None
         self._pending_inbound += 1
         admitted = False
         try:
@@ -326,18 +365,75 @@ class Dialer:
                                         handlers=self._handlers,
                                         config=self._conn_config) as connection:
                 self._pending_inbound -= 1
+                self._admission.handle_pending_ended(ip)
                 admitted = True
-                await self._serve(connection, None)
+                self._slots[slot] = connection
+                await self._serve(connection, None, slot=slot)
         except ConnectionFailed as exc:
             self._log.info("inbound handshake failed", remote=str(stream.remote_addr),
                            reason=exc.reason)
         finally:
             if not admitted:
                 self._pending_inbound -= 1
+                self._admission.handle_pending_ended(ip)
+            self._release(slot)
 
-    # --- a registered connection ---------------------------------------------
+    async def _reserve(self, stream: FrameStream) -> int | None:
+        """A pending and an established slot for an inbound connection, before its
+        handshake (so a refused client learns at once); None: refused and closed."""
+        ip = stream.remote_addr.ip
+        if ip is None:  # pragma: no cover - transports report IP addresses
+            await stream.aclose("no remote IP")
+            return None
+        refused = self._admission.handle_pending(ip)
+        if refused is None:
+            slot = next(self._slot_ids)
+            decision = self._admission.handle_established(slot, ip, inbound=True,
+                                                          protected=_Busy(self._slots))
+            if not isinstance(decision, AdmissionRefused):
+                self._slots[slot] = stream
+                if isinstance(decision, EvictConnection):
+                    await self._evict(decision, stream.remote_addr)
+                return slot
+            self._admission.handle_pending_ended(ip)
+            refused = decision
+        self._counts["inbound_refused"] += 1
+        self._log.info("inbound connection refused", remote=str(stream.remote_addr),
+                       reason=refused.reason)
+        await stream.aclose(refused.reason)
+        return None
 
-    async def _serve(self, connection: Connection, command: Connect | None) -> None:
+    async def _evict(self, decision: EvictConnection, newcomer: WsAddress) -> None:
+        victim = self._slots.pop(decision.connection_id, None)
+        if victim is None:  # pragma: no cover - every counted slot is in _slots
+            return
+        self._log.info("evicting an idle connection to admit a newcomer from another network",
+                       evicted=str(victim.remote_addr), subnet=str(decision.subnet),
+                       newcomer=str(newcomer))
+        await victim.aclose("evicted: the node is full and its network holds the most "
+                            "connections")
+
+    def _release(self, slot: int) -> None:
+        self._slots.pop(slot, None)
+        self._admission.handle_closed(slot)
+
+    async def _serve(self, connection: Connection, command: Connect | None, *,
+                     slot: int | None = None) -> None:
+        """Serve an authenticated connection; an outbound one takes its slot here."""
+        if slot is not None:
+            await self._serve_admitted(connection, command)
+            return
+        ip = connection.remote_addr.ip
+        assert ip is not None
+        slot = next(self._slot_ids)
+        self._admission.handle_established(slot, ip, inbound=False)  # never refused
+        self._slots[slot] = connection
+        try:
+            await self._serve_admitted(connection, command)
+        finally:
+            self._release(slot)
+
+    async def _serve_admitted(self, connection: Connection, command: Connect | None) -> None:
         existing = self._live.get(connection.peer_id)
         if existing is None:
             await self._serve_registered(connection, command)

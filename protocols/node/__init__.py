@@ -7,6 +7,13 @@ May import: :mod:`protocols.identify`, :mod:`protocols.autonat`,
 
 from __future__ import annotations
 
+from ._admission import (
+    AdmissionLimits,
+    AdmissionRefused,
+    AdmissionStatistics,
+    EvictConnection,
+    InboundAdmission,
+)
 from ._dial_plan import DialCommand, DialPeer, DialPlanner, DialPlanStatistics
 from ._dialer_config import DialerConfig
 from ._events import (
@@ -44,6 +51,9 @@ __all__ = [
     "KEY_FILE_SIZE",
     "LIFECYCLE_TRANSITIONS",
     "PEER_STORE_VERSION",
+    "AdmissionLimits",
+    "AdmissionRefused",
+    "AdmissionStatistics",
     "ConnectionDown",
     "ConnectionInfo",
     "ConnectionUp",
@@ -53,6 +63,8 @@ __all__ = [
     "DialPlanner",
     "DialerConfig",
     "Direction",
+    "EvictConnection",
+    "InboundAdmission",
     "Lifecycle",
     "LifecycleChanged",
     "LifecycleTrigger",

@@ -3,14 +3,17 @@
 Theory of operation
 -------------------
 The Dialer (docs/architecture.md, "Actors and messages") keeps ``target_peers``
-connections, never more than ``max_connections`` (inbound ones beyond it are
-refused), with at most ``dial_concurrency`` dials in flight, each bounded by
-``dial_timeout``; a lost peer is redialled after a jittered delay starting at
-``reconnect_initial`` and doubling up to ``reconnect_max``. These six values
-are the ``dialer`` component of :class:`~protocols.NodeConfig` and are
-declared only here. Construction validates them: each must be positive, the
-reconnect delays ordered, and the target within the cap; a violation raises
-:class:`ValueError` naming the field.
+connections, never more than ``max_connections``, and admits inbound ones
+fairly: per IP and per subnet caps, separate slots for handshakes in
+progress, and eviction instead of refusal when full (the admission rules are
+in ``protocols.node._admission``); with at most ``dial_concurrency`` dials in
+flight, each bounded by ``dial_timeout``; a lost peer is redialled after a
+jittered delay starting at ``reconnect_initial`` and doubling up to
+``reconnect_max``. These values are the ``dialer`` component of
+:class:`~protocols.NodeConfig` and are declared only here. Construction
+validates them: each must be positive, the reconnect delays ordered, and the
+target within the cap; a violation raises :class:`ValueError` naming the
+field.
 """
 
 from __future__ import annotations
@@ -29,7 +32,17 @@ class DialerConfig:
     target_peers: int = 8
     """Connections the Dialer tries to keep."""
     max_connections: int = 64
-    """Hard cap; inbound connections beyond it are refused."""
+    """Established connections. When full, an inbound newcomer from a less represented
+    network evicts the oldest idle inbound connection of the most represented one;
+    otherwise it is refused (see ``protocols.node._admission``)."""
+    max_connections_per_ip: int = 8
+    """Established inbound connections from one IP (peer ids cost nothing)."""
+    max_connections_per_subnet: int = 32
+    """Established inbound connections from one IPv4 /24 or IPv6 /56."""
+    max_pending_handshakes: int = 64
+    """Inbound connections in the handshake at once (they take no established slot)."""
+    max_pending_per_ip: int = 4
+    """Inbound connections from one IP in the handshake at once."""
     dial_concurrency: int = 8
     """Dials in flight at once."""
     dial_timeout: float = 10.0
@@ -41,7 +54,9 @@ class DialerConfig:
 
     def __post_init__(self) -> None:
         for name in ("target_peers", "max_connections", "dial_concurrency", "dial_timeout",
-                     "reconnect_initial", "reconnect_max"):
+                     "reconnect_initial", "reconnect_max", "max_connections_per_ip",
+                     "max_connections_per_subnet", "max_pending_handshakes",
+                     "max_pending_per_ip"):
             check_positive_setting(name, getattr(self, name))
         if self.reconnect_max < self.reconnect_initial:
             raise ValueError("reconnect_max must be >= reconnect_initial")
