@@ -53,7 +53,7 @@ def _boot_config(connections: int) -> NodeConfig:
 async def _client(net: MemoryNetwork, index: int, boot: WsAddress,
                   stop: trio.Event) -> None:
     keypair = Keypair.generate()
-    host = f"127.1.{index // 200}.{index % 200 + 2}"
+    host = f"127.{1 + index // 250}.{index % 250}.2"  # one /24 each: no admission cap hit
 
     async def identify(stream: Stream[Connection]) -> None:
         await stream.receive()
