@@ -1,5 +1,6 @@
 """The AutoNAT v2 protocol: messages, events, candidate addresses, server rules,
-reachability verdicts, NAT mapping classification and the probe scheduler.
+reachability verdicts, NAT mapping classification (batch and incremental, in the
+observation index) and the probe scheduler.
 
 May import: :mod:`protocols.wire`, :mod:`protocols.core` (not its sibling
 :mod:`protocols.identify`).
@@ -56,6 +57,7 @@ from ._nat_mapping import (
     analyse_nat_mapping,
     classify_nat_mapping,
 )
+from ._observation_index import ObservationIndex, ObservationIndexStatistics
 from ._probe_scheduler import (
     RETRY_SERVER,
     ProbeCommand,
@@ -110,6 +112,8 @@ __all__ = [
     "NatMappingReport",
     "NatStatus",
     "NatStatusChanged",
+    "ObservationIndex",
+    "ObservationIndexStatistics",
     "ProbeCommand",
     "ProbeOutcome",
     "ProbeResult",

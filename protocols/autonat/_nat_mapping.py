@@ -34,6 +34,9 @@ Rules, in order:
 3. Within a group, each observer peer counts once (its latest observation),
    and observers sharing one IP count once (the latest of them): one host can
    run many peer ids, so two of them are not independent vantage points.
+   "Latest" is the order of the input: pass observations oldest first (the
+   order they were made; :class:`~protocols.autonat.ObservationIndex` keeps
+   them so and computes the same verdict incrementally).
    An observer whose address is a DNS name counts by its peer id.
 4. The group judged is the one with at least ``min_observers`` (default 2)
    distinct observers whose scope ranks highest (public > private >
@@ -121,25 +124,44 @@ def _scope(ip: IPAddress, policy: AddressPolicy | None) -> str:
     return "private"
 
 
+def _classify_one(
+    obs: AddressObservation, policy: AddressPolicy | None
+) -> tuple[_Path, object, Endpoint] | None:
+    """Rules 1-3 for one observation: (path, independence key, observed endpoint), or None."""
+    seen, local = _plain_ip(obs.observed), _plain_ip(obs.local)
+    if seen is None or local is None:
+        return None
+    if policy is not None and not policy.is_routable_ip(seen):
+        return None
+    path = _Path((str(local), obs.local.port), seen.version, _scope(seen, policy))
+    observer_ip = _plain_ip(obs.observer_addr)
+    independence: object = observer_ip if observer_ip is not None else obs.observer
+    return path, independence, (str(seen), obs.observed.port)
+
+
 def _group(
     observations: Iterable[AddressObservation], policy: AddressPolicy | None
 ) -> dict[_Path, dict[PeerId, tuple[object, Endpoint]]]:
-    """path -> observer peer -> (independence key, observed endpoint); latest wins."""
+    """path -> observer peer -> (independence key, observed endpoint).
+
+    ``observations`` are oldest first: a later observation of the same observer
+    replaces the earlier one *and* moves it to the end, so each group's members
+    are in recency order (which :func:`_independent` relies on).
+    """
     groups: dict[_Path, dict[PeerId, tuple[object, Endpoint]]] = {}
     for obs in observations:
-        seen, local = _plain_ip(obs.observed), _plain_ip(obs.local)
-        if seen is None or local is None:
+        one = _classify_one(obs, policy)
+        if one is None:
             continue
-        if policy is not None and not policy.is_routable_ip(seen):
-            continue
-        path = _Path((str(local), obs.local.port), seen.version, _scope(seen, policy))
-        observer_ip = _plain_ip(obs.observer_addr)
-        independence: object = observer_ip if observer_ip is not None else obs.observer
-        groups.setdefault(path, {})[obs.observer] = (independence, (str(seen), obs.observed.port))
+        path, independence, endpoint = one
+        members = groups.setdefault(path, {})
+        members.pop(obs.observer, None)  # re-insert: the latest observation is the last
+        members[obs.observer] = (independence, endpoint)
     return groups
 
 
 def _independent(members: dict[PeerId, tuple[object, Endpoint]]) -> dict[object, Endpoint]:
+    """One view per independence key: that of its most recent member (members oldest first)."""
     views: dict[object, Endpoint] = {}
     for independence, endpoint in members.values():
         views.pop(independence, None)  # re-insert: the latest observer on an IP wins
@@ -153,26 +175,43 @@ def analyse_nat_mapping(
     policy: AddressPolicy | None = None,
     min_observers: int = 2,
 ) -> NatMappingReport:
-    """Classify our NAT's mapping behaviour; see the module docstring for the rules."""
+    """Classify our NAT's mapping behaviour; see the module docstring for the rules.
+
+    ``observations`` oldest first (rule 3: the latest observer on an IP wins).
+    """
     if isinstance(min_observers, bool) or not isinstance(min_observers, int) or min_observers < 2:
         raise ValueError(f"min_observers must be an int >= 2, got {min_observers!r}")
     views = {path: _independent(members) for path, members in _group(observations, policy).items()}
     eligible = [(path, v) for path, v in views.items() if len(v) >= min_observers]
     if not eligible:
-        most = max((len(v) for v in views.values()), default=0)
-        return NatMappingReport(
-            "unknown", f"{most} independent observer(s) of one local endpoint, need {min_observers}"
-        )
+        return _unknown(max((len(v) for v in views.values()), default=0), min_observers)
     path, view = max(eligible, key=lambda item: (SCOPE_RANK[item[0].scope], len(item[1])))
-    external = tuple(sorted(set(view.values())))
-    if external == (path.local,):
-        mapping: NatMapping = "none"
-        reason = "observers see our local endpoint"
-    elif len(external) == 1:
-        mapping, reason = "endpoint-independent", "observers agree on one external endpoint"
-    else:
-        mapping, reason = "endpoint-dependent", "observers see different external endpoints"
-    return NatMappingReport(mapping, reason, path.local, path.scope, len(view), external)
+    return _report(path, tuple(sorted(set(view.values()))), len(view))
+
+
+def _unknown(most: int, min_observers: int) -> NatMappingReport:
+    """Rule 4 found no group: ``most`` is the largest number of independent observers."""
+    return NatMappingReport(
+        "unknown", f"{most} independent observer(s) of one local endpoint, need {min_observers}"
+    )
+
+
+def _verdict(external_count: int, sees_local: bool) -> NatMapping:
+    """Rule 5 from the number of distinct external endpoints and whether ours is one."""
+    if external_count == 1:
+        return "none" if sees_local else "endpoint-independent"
+    return "endpoint-dependent"
+
+
+def _report(path: _Path, external: tuple[Endpoint, ...], observers: int) -> NatMappingReport:
+    """Rule 5 for the group judged: ``external`` its distinct endpoints, sorted."""
+    mapping = _verdict(len(external), path.local in external)
+    reason = {
+        "none": "observers see our local endpoint",
+        "endpoint-independent": "observers agree on one external endpoint",
+        "endpoint-dependent": "observers see different external endpoints",
+    }[mapping]
+    return NatMappingReport(mapping, reason, path.local, path.scope, observers, external)
 
 
 def classify_nat_mapping(
