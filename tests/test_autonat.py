@@ -26,18 +26,26 @@ from actors import (
     open_node,
 )
 from actors.connection._connection import Connection
+from actors.node._autonat_probe import AutonatProbe, AutonatState
 from actors.node._dialback import DialBackReceiver, PendingProbe
+from actors.node._messages import AutonatInput, ConnectionOpened, TrackerEvent
+from actors.runtime import Mailbox, Watch
 from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
     AddressPolicy,
     AutonatClientConfig,
+    ConnectionInfo,
     DialDataRequest,
     DialRequest,
     DialResponse,
     DialStatus,
+    Direction,
     Keypair,
     Lifecycle,
     NodeConfig,
+    NodeModel,
+    PeerIdentified,
+    ProbeScheduler,
     ResponseStatus,
     WsAddress,
     decode_autonat_message,
@@ -452,3 +460,52 @@ async def test_probe_actor_recomputes_candidates_only_when_addresses_change(
     # one recomputation per change of listen or observed addresses, not per snapshot
     assert 1 <= stats.candidate_recomputations <= 3 + len(snap.observed_addrs)
     assert stats.candidate_recomputations < snap.revision
+
+
+@pytest.mark.parametrize("identify_first", [True, False])
+async def test_probe_actor_takes_identify_before_or_after_the_connection(
+        identify_first: bool, autojump_clock: trio.testing.MockClock) -> None:
+    """The IdentifyActor's PeerIdentified and the Dialer's ConnectionOpened race: both orders."""
+    net = MemoryNetwork()
+    with trio.fail_after(30):
+        async with _cluster(net, 1) as (server,), _bare(net, "127.0.0.9", server) as conn:
+            me = Keypair.generate().peer_id
+            scheduler = ProbeScheduler(policy=LOOPBACK, rng=random.Random(1))
+            inbox = Mailbox[AutonatInput](8, name="autonat")
+            tracker = Mailbox[TrackerEvent](8, name="tracker")
+            probe = AutonatProbe(
+                config=_config("127.0.0.9"), receiver=DialBackReceiver(),
+                state=AutonatState(scheduler), inbox=inbox.receiver(), tracker=tracker.sender(),
+                watch=Watch(NodeModel(me).snapshot(0.0)), node=me)
+            identified = PeerIdentified(
+                server.peer_id, 1, (), WsAddress.parse("/ip4/127.0.0.9/tcp/5555/ws"),
+                conn.local_addr, (DIAL_REQUEST_PROTOCOL_ID,), "test", conn.remote_addr)
+            opened = ConnectionOpened(ConnectionInfo(
+                1, server.peer_id, Direction.OUTBOUND, conn.local_addr, conn.remote_addr, 0.0),
+                conn)
+            ourselves = PeerIdentified(me, 2, (), WsAddress.parse("/ip4/127.0.0.9/tcp/1/ws"),
+                                       conn.local_addr, (), "test", conn.remote_addr)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(probe.run)
+                messages = [identified, opened] if identify_first else [opened, identified]
+                for message in [ourselves, *messages]:
+                    await inbox.send(message)
+                await trio.sleep(1)
+                stats = scheduler.statistics()
+                assert (stats.servers_available, stats.observers) == (1, 1)
+                assert scheduler.is_autonat_server(server.peer_id)
+                nursery.cancel_scope.cancel()
+
+
+async def test_identify_feeds_the_probe_one_observation_per_peer(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with _cluster(net, 3) as servers, open_node(
+                _config("127.0.0.9"), transport=net.transport("127.0.0.9")) as client:
+            await _connect_all(client, servers)
+            await client.wait_for(lambda s: len(s.observed_addrs) == 3)
+            await trio.sleep(1)
+            scheduler = cast(Any, client)._autonat._scheduler
+            assert scheduler.statistics().observers == 3
+            assert scheduler.observation_statistics().rebuilds == 1  # listen addrs, once

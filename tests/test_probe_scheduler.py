@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
+    SAMPLE_SERVERS,
     AddressPolicy,
     DialResponse,
     DialStatus,
@@ -30,6 +31,7 @@ from protocols import (
     SmallNetworkWaitStarted,
     StartProbe,
     WsAddress,
+    choose_servers,
     claims_dial_back,
     probe_outcome,
 )
@@ -38,7 +40,6 @@ PEERS = sorted(Keypair.generate().peer_id for _ in range(8))
 LAB = AddressPolicy.from_strings(public_networks=["198.51.100.0/24"])
 LISTEN = (WsAddress.parse("/ip4/198.51.100.5/tcp/44000/ws"),)
 ME = LISTEN[0]
-NO_OBS: tuple[ObservedAddr, ...] = ()
 
 
 def _remote(i: int) -> WsAddress:
@@ -82,7 +83,7 @@ def test_first_probes_go_out_in_parallel_to_distinct_subnets_at_once() -> None:
     s = _sched()
     for i in range(4):  # servers 0 and 1 share a subnet
         assert _starts(_up(s, i, 0.0)) == []  # no candidate yet
-    starts = _starts(s.handle_addresses(LISTEN, NO_OBS, 0.0))
+    starts = _starts(s.handle_listen_addrs(LISTEN, 0.0))
     assert len(starts) == 3 and {p.addr for p in starts} == {ME}
     subnets = {str(_remote(PEERS.index(p.server))).split(".")[1] for p in starts}
     assert len(subnets) == 3  # one of servers 0/1, and servers 2 and 3
@@ -91,13 +92,13 @@ def test_first_probes_go_out_in_parallel_to_distinct_subnets_at_once() -> None:
 
 def test_one_server_and_a_candidate_are_enough_to_start() -> None:
     s = _sched()
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    s.handle_listen_addrs(LISTEN, 0.0)
     assert [(p.addr, p.server) for p in _starts(_up(s, 0, 0.5))] == [(ME, PEERS[0])]
 
 
 def test_server_appearing_mid_round_tops_it_up_at_once() -> None:
     s = _sched()
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    s.handle_listen_addrs(LISTEN, 0.0)
     first = _starts(_up(s, 0, 0.0))
     assert [p.server for p in first] == [PEERS[0]]
     assert [p.server for p in _starts(_up(s, 2, 1.0))] == [PEERS[2]]
@@ -107,7 +108,7 @@ def test_server_appearing_mid_round_tops_it_up_at_once() -> None:
 
 def test_unknown_address_is_not_topped_up_with_a_server_asked_within_retry_server() -> None:
     s = _sched()
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    s.handle_listen_addrs(LISTEN, 0.0)
     (probe,) = _starts(_up(s, 0, 0.0))
     assert _starts(_finish(s, probe, ProbeOutcome.REFUSED, 1.0)) == []  # not evidence
     assert _starts(s.handle_timeout(5.0)) == []
@@ -120,7 +121,7 @@ def test_unknown_address_is_not_topped_up_with_a_server_asked_within_retry_serve
 
 def test_liars_are_not_asked_again() -> None:
     s = _sched()
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    s.handle_listen_addrs(LISTEN, 0.0)
     for i in (0, 2, 3):
         _up(s, i, 0.0)
     (p0, p2, p3) = sorted(s.in_flight(), key=lambda p: p.server)
@@ -139,7 +140,7 @@ def test_liars_are_not_asked_again() -> None:
 
 def test_welcome_probe_once_per_peer_about_the_inbound_local_address() -> None:
     s = _sched(welcome=True, policy=AddressPolicy())  # loopback: no candidate of ours
-    s.handle_addresses((WsAddress.parse("/ip4/127.0.0.1/tcp/44000/ws"),), NO_OBS, 0.0)
+    s.handle_listen_addrs((WsAddress.parse("/ip4/127.0.0.1/tcp/44000/ws"),), 0.0)
     assert s.candidates == ()
     local = WsAddress.parse(f"/ip4/127.0.0.1/tcp/44000/ws/p2p/{PEERS[7]}")
     (welcome,) = _starts(_up(s, 0, 0.0, inbound=True, local=local))
@@ -159,7 +160,8 @@ def test_welcome_probe_asks_about_the_best_candidate() -> None:
         for i in (5, 6))
     listen = (WsAddress.parse("/ip4/198.51.100.5/tcp/44000/ws"),
               WsAddress.parse("/ip4/0.0.0.0/tcp/44000/ws"))
-    s.handle_addresses(listen, observed, 0.0)
+    s.handle_listen_addrs(listen, 0.0)
+    s.handle_observations(observed, 0.0)
     best = s.candidates[0]
     assert best == WsAddress.parse("/ip4/198.51.100.77/tcp/44000/ws")  # two observers
     assert best != min(s.candidates, key=str)
@@ -173,7 +175,7 @@ def test_welcome_probe_asks_about_the_best_candidate() -> None:
 
 def test_result_after_the_servers_connection_went_down_still_counts() -> None:
     s = _sched(threshold=1)
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    s.handle_listen_addrs(LISTEN, 0.0)
     (probe,) = _starts(_up(s, 0, 0.0))
     assert _starts(s.handle_connection_down(PEERS[0], 0.5)) == []
     assert s.statistics().in_flight == 1
@@ -185,7 +187,7 @@ def test_result_after_the_servers_connection_went_down_still_counts() -> None:
 
 def test_a_result_for_a_probe_not_in_flight_is_refused() -> None:
     s = _sched()
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    s.handle_listen_addrs(LISTEN, 0.0)
     (probe,) = _starts(_up(s, 0, 0.0))
     result = ProbeResult(ME, PEERS[0], ProbeOutcome.REFUSED, at=1.0)
     with pytest.raises(ProbeSchedulerError, match="probe 99, which is not in flight"):
@@ -205,7 +207,7 @@ def test_a_result_for_a_probe_not_in_flight_is_refused() -> None:
 
 def test_contacted_and_answered_servers() -> None:
     s = _sched()
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    s.handle_listen_addrs(LISTEN, 0.0)
     (probe,) = _starts(_up(s, 0, 0.0))
     s.handle_request_sent(probe.probe_id, 0.1)
     assert s.statistics().servers_contacted == (PEERS[0],)
@@ -218,7 +220,7 @@ def test_contacted_and_answered_servers() -> None:
 def test_identify_racing_ahead_of_connection_up() -> None:
     """Identify (or a reconnect) can reach the scheduler before ConnectionUp: no early probe."""
     s = _sched()
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    s.handle_listen_addrs(LISTEN, 0.0)
     assert _starts(s.handle_peer_identified(PEERS[0], (DIAL_REQUEST_PROTOCOL_ID,), 0.0)) == []
     (probe,) = _starts(s.handle_connection_up(PEERS[0], remote_addr=_remote(0), local_addr=ME,
                                               inbound=False, now=0.1))
@@ -235,7 +237,7 @@ def test_identify_racing_ahead_of_connection_up() -> None:
 
 def test_cancelled_and_restarted_probes_leave_flight_without_an_outcome() -> None:
     s = _sched()
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    s.handle_listen_addrs(LISTEN, 0.0)
     (probe,) = _starts(_up(s, 0, 0.0))
     s.handle_probe_cancelled(probe.probe_id, 0.1)
     assert s.statistics().in_flight == 0 and s.statistics().outcomes == ()
@@ -251,8 +253,8 @@ def test_cancelled_and_restarted_probes_leave_flight_without_an_outcome() -> Non
 
 def test_candidates_and_mapping_are_recomputed_only_when_addresses_change() -> None:
     s = _sched()
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)
-    s.handle_addresses(tuple(LISTEN), (), 1.0)  # equal, not identical: no recomputation
+    s.handle_listen_addrs(LISTEN, 0.0)
+    s.handle_listen_addrs(tuple(LISTEN), 1.0)  # equal, not identical: no recomputation
     _up(s, 0, 2.0)
     s.handle_timeout(3.0)
     assert s.statistics().candidate_recomputations == 1
@@ -260,7 +262,7 @@ def test_candidates_and_mapping_are_recomputed_only_when_addresses_change() -> N
         ObservedAddr(PEERS[i], WsAddress.parse(f"/ip4/198.51.100.{50 + i}/tcp/44000/ws"),
                      WsAddress.parse("/ip4/10.0.0.2/tcp/44000/ws"), _remote(i), at=0.0)
         for i in (5, 6))
-    commands = s.handle_addresses(LISTEN, observed, 4.0)
+    commands = s.handle_observations(observed, 4.0)  # two observations, one input
     stats = s.statistics()
     assert stats.candidate_recomputations == 2 and stats.nat_mapping == "endpoint-dependent"
     assert [c.update.nat_mapping for c in _publishes(commands)] == ["endpoint-dependent"]
@@ -272,7 +274,7 @@ def test_candidates_and_mapping_are_recomputed_only_when_addresses_change() -> N
 
 def test_evidence_expiry_returns_the_verdict_to_unknown_without_other_input() -> None:
     s = _sched()
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    s.handle_listen_addrs(LISTEN, 0.0)
     _up(s, 0, 0.0)
     _up(s, 2, 0.0)
     commands: list[ProbeCommand] = []
@@ -297,7 +299,7 @@ def test_evidence_expiry_returns_the_verdict_to_unknown_without_other_input() ->
 
 def test_small_network_wait_is_a_poll_timeout() -> None:
     s = _sched()
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    s.handle_listen_addrs(LISTEN, 0.0)
     commands = _up(s, 0, 0.0)
     (started,) = [c for c in commands if isinstance(c, SmallNetworkWaitStarted)]
     assert (started.wait.servers, started.wait.threshold, started.wait.until) == (1, 2, 5.0)
@@ -314,7 +316,7 @@ def test_small_network_wait_is_a_poll_timeout() -> None:
 def test_nothing_to_do_means_no_timeout() -> None:
     s = _sched()
     assert s.poll_timeout() is None
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)  # due at once, but no server: wait for input
+    s.handle_listen_addrs(LISTEN, 0.0)  # due at once, but no server: wait for input
     assert s.poll_timeout() is None
 
 
@@ -330,6 +332,8 @@ _op = st.one_of(
     st.tuples(st.just("finish"), st.integers(0, 50), st.sampled_from(_OUTCOMES)),
     st.tuples(st.just("time"), st.floats(0.0, 400.0), st.booleans()),
     st.tuples(st.just("addrs"), st.integers(0, 2), st.booleans()),
+    st.tuples(st.just("observe"), st.integers(0, 5), st.booleans()),
+    st.tuples(st.just("unobserve"), st.integers(0, 5), st.booleans()),
 )
 
 
@@ -374,9 +378,18 @@ def test_random_event_sequences_keep_the_probing_invariants(
             else:
                 now += a
             commands = s.handle_timeout(now)
+        elif kind == "addrs":
+            assert isinstance(a, int)
+            commands = s.handle_listen_addrs(_LISTENS[a], now)
+        elif kind == "observe":
+            assert isinstance(a, int) and isinstance(b, bool)
+            port = 44000 if b else 61000 + a
+            commands = s.handle_observation(ObservedAddr(
+                PEERS[a], WsAddress.parse(f"/ip4/198.51.100.77/tcp/{port}/ws"), ME, _remote(a),
+                at=now), now)
         else:
             assert isinstance(a, int)
-            commands = s.handle_addresses(_LISTENS[a], NO_OBS, now)
+            commands = s.handle_observation_removed(PEERS[a], now)
         for start in _starts(commands):  # only connected AutoNAT servers are asked
             assert start.server in connected and start.server in serving
         flying = s.in_flight()
@@ -390,7 +403,7 @@ def test_random_event_sequences_keep_the_probing_invariants(
 
 def test_peers_identified_together_get_one_diverse_round() -> None:
     s = _sched()
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    s.handle_listen_addrs(LISTEN, 0.0)
     for i in range(4):
         s.handle_connection_up(PEERS[i], remote_addr=_remote(i), local_addr=ME, inbound=False,
                                now=0.0)
@@ -402,7 +415,7 @@ def test_peers_identified_together_get_one_diverse_round() -> None:
 def test_the_last_published_view_is_the_schedulers_own() -> None:
     s = _sched(threshold=1)
     assert s.last_published is None
-    s.handle_addresses(LISTEN, NO_OBS, 0.0)
+    s.handle_listen_addrs(LISTEN, 0.0)
     (probe,) = _starts(_up(s, 0, 0.0))
     (publish,) = _publishes(_finish(s, probe, ProbeOutcome.REACHABLE, 1.0))
     assert s.last_published == publish.update
@@ -426,3 +439,110 @@ def test_reachability_wake_up_times_and_the_one_lied_rule() -> None:
     assert claims_dial_back(ok) and not claims_dial_back(None)
     assert probe_outcome(ok, dial_back_verified=False) is ProbeOutcome.LIED
     assert probe_outcome(ok, dial_back_verified=True) is ProbeOutcome.REACHABLE
+
+
+# --- observations, races, cost ----------------------------------------------------------------
+
+
+def _observed(i: int, observed: str = "/ip4/198.51.100.77/tcp/61000/ws") -> ObservedAddr:
+    return ObservedAddr(PEERS[i], WsAddress.parse(observed),
+                        WsAddress.parse("/ip4/10.0.0.2/tcp/51000/ws"), _remote(i), at=0.0)
+
+
+@pytest.mark.parametrize("order", ["identify first", "connection first"])
+def test_identify_with_observation_before_or_after_connection_up(order: str) -> None:
+    """The probe actor may see a peer's PeerIdentified before or after its ConnectionOpened."""
+    s = _sched(threshold=1)
+    s.handle_listen_addrs((WsAddress.parse("/ip4/0.0.0.0/tcp/44000/ws"),), 0.0)
+
+    def identify() -> list[ProbeCommand]:
+        return (s.handle_observation(_observed(0, "/ip4/198.51.100.77/tcp/44000/ws"), 0.1)
+                + s.handle_peer_identified(PEERS[0], (DIAL_REQUEST_PROTOCOL_ID,), 0.1))
+
+    def connect() -> list[ProbeCommand]:
+        return s.handle_connection_up(PEERS[0], remote_addr=_remote(0), local_addr=ME,
+                                      inbound=False, now=0.1)
+
+    first, second = (identify, connect) if order == "identify first" else (connect, identify)
+    assert _starts(first()) == []  # a candidate without a server, or a server without one
+    (probe,) = _starts(second())
+    assert (probe.addr, probe.server) == (WsAddress.parse("/ip4/198.51.100.77/tcp/44000/ws"),
+                                          PEERS[0])
+    assert s.is_autonat_server(PEERS[0]) and s.statistics().observers == 1
+
+
+def test_observations_replace_and_removal() -> None:
+    s = _sched()
+    s.handle_listen_addrs((WsAddress.parse("/ip4/0.0.0.0/tcp/44000/ws"),), 0.0)
+    s.handle_observation(_observed(0, "/ip4/198.51.100.77/tcp/44000/ws"), 0.0)
+    s.handle_observation(_observed(1, "/ip4/198.51.100.77/tcp/44000/ws"), 0.0)
+    assert s.nat_mapping == "endpoint-independent"
+    assert s.candidates == (WsAddress.parse("/ip4/198.51.100.77/tcp/44000/ws"),)
+    s.handle_observation(_observed(1, "/ip4/198.51.100.78/tcp/44000/ws"), 1.0)  # replaces
+    assert s.nat_mapping == "endpoint-dependent" and len(s.candidates) == 2
+    s.handle_observation_removed(PEERS[1], 2.0)
+    assert s.nat_mapping == "unknown"
+    assert s.candidates == (WsAddress.parse("/ip4/198.51.100.77/tcp/44000/ws"),)
+    recomputations = s.statistics().candidate_recomputations
+    s.handle_observation_removed(PEERS[1], 3.0)  # not held: nothing changes
+    assert s.statistics().candidate_recomputations == recomputations == 4
+    assert s.statistics().observers == 1
+
+
+def test_identified_peers_not_connected_are_remembered_within_max_observers() -> None:
+    s = ProbeScheduler(policy=LAB, rng=random.Random(1), max_observers=2)
+    for i in range(3):
+        s.handle_peer_identified(PEERS[i], (DIAL_REQUEST_PROTOCOL_ID,), 0.0)
+    assert [s.is_autonat_server(PEERS[i]) for i in range(3)] == [False, True, True]
+    s.handle_connection_up(PEERS[1], remote_addr=_remote(1), local_addr=ME, inbound=False,
+                           now=1.0)
+    s.handle_connection_down(PEERS[1], 2.0)  # remembered again, as the most recent
+    s.handle_peer_identified(PEERS[3], (DIAL_REQUEST_PROTOCOL_ID,), 3.0)
+    assert [s.is_autonat_server(PEERS[i]) for i in range(4)] == [False, True, False, True]
+
+
+def _many(n: int) -> list[PeerId]:
+    return [Keypair.generate().peer_id for _ in range(n)]
+
+
+def test_with_many_servers_a_step_chooses_among_a_bounded_sample(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Count the servers handed to choose_servers per step: never all 300 of them."""
+    import protocols.autonat._probe_scheduler as module
+
+    pools: list[int] = []
+
+    def counting(peers: list[object], *args: object, **kwargs: object) -> object:
+        peers = list(peers)
+        pools.append(len(peers))
+        return choose_servers(peers, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "choose_servers", counting)
+    s = _sched(probe_servers=3)
+    s.handle_listen_addrs(LISTEN, 0.0)
+    servers = _many(300)
+    for j, peer in enumerate(servers):
+        s.handle_peer_identified(peer, (DIAL_REQUEST_PROTOCOL_ID,), 0.0)
+        s.handle_connection_up(peer, remote_addr=WsAddress.parse(
+            f"/ip4/10.{j // 200}.{j % 200}.1/tcp/4001/ws"), local_addr=ME, inbound=False,
+            now=0.0)
+    assert s.statistics().servers_available == 300 and s.statistics().in_flight == 3
+    assert max(pools) <= SAMPLE_SERVERS  # the first round: 1..64 servers, then samples
+    for probe in s.in_flight():
+        _finish(s, probe, ProbeOutcome.REFUSED, 1.0)
+    assert len(s.in_flight()) == 3  # the unknown address is topped up from the sample
+    # every server asked recently or busy: the address parks, later steps ask no one
+    pools.clear()
+    for _ in range(100):
+        s.handle_timeout(2.0)
+    assert len(pools) <= 1
+
+
+def test_parked_address_is_replanned_when_a_server_appears() -> None:
+    s = _sched()
+    s.handle_listen_addrs(LISTEN, 0.0)
+    (probe,) = _starts(_up(s, 0, 0.0))
+    _finish(s, probe, ProbeOutcome.REFUSED, 1.0)  # asked within retry_server: parked
+    assert _starts(s.handle_timeout(2.0)) == []
+    assert [p.server for p in _starts(_up(s, 2, 3.0))] == [PEERS[2]]
+    assert s.poll_timeout() == 10.0  # the retry round (and server 0 again at 30.0)

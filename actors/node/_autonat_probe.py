@@ -9,12 +9,18 @@ The probing policy lives in the sans-io :class:`~protocols.ProbeScheduler`
 wait, what was last published); this actor only drives it, following
 (docs/architecture.md, "The sans-io contract"):
 
-* **inputs** - new connections from its inbox (``ConnectionOpened``), closed
-  connections (one task waits on each), and node snapshots, translated into
-  the scheduler's incremental inputs: addresses only when the listen or
-  observed addresses changed, peer protocols only for peers whose AutoNAT
-  support changed. A :class:`~actors.runtime.TimeoutDriver` runs the
-  scheduler's ``poll_timeout()`` / ``handle_timeout()`` between inputs;
+* **inputs** - its inbox carries new connections (``ConnectionOpened``, from
+  the Dialer) and Identify results (``PeerIdentified``, from the
+  IdentifyActor; for one peer either may come first, the scheduler accepts
+  both orders). A ``PeerIdentified`` becomes the scheduler's
+  ``handle_observation`` (when it carries an observed address) and
+  ``handle_peers_identified`` (its protocols): one observation at a time, so
+  no input costs work proportional to the number of connections. Closed
+  connections: one task waits on each. Node snapshots are only read for our
+  listen addresses, fed when the tuple changed (the model keeps the same
+  tuple object while they do not, so the usual check is one identity test).
+  A :class:`~actors.runtime.TimeoutDriver` runs the scheduler's
+  ``poll_timeout()`` / ``handle_timeout()`` between inputs;
 * **probes** - each :class:`~protocols.StartProbe` runs in its own task: a
   ``DialRequest`` with a fresh single-use nonce (issued by the
   :class:`DialBackReceiver` from :mod:`secrets`, never from the injected rng)
@@ -27,13 +33,13 @@ wait, what was last published); this actor only drives it, following
   StatusTracker; results, changes and the small-network wait are logged.
   Results are counted once, by the scheduler (``statistics()``).
 
-State that must survive a restart (the scheduler, live server connections)
-lives in :class:`AutonatState`, owned by the node.
+State that must survive a restart (the scheduler with its observations and
+servers, live server connections) lives in :class:`AutonatState`, owned by
+the node; messages sent while an incarnation restarts wait in the mailbox.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -48,7 +54,9 @@ from protocols import (
     NatStatusChanged,
     NodeConfig,
     NodeSnapshot,
+    ObservedAddr,
     PeerId,
+    PeerIdentified,
     ProbeCommand,
     ProbeOutcome,
     ProbeResult,
@@ -61,6 +69,7 @@ from protocols import (
     SmallNetworkWaitStarted,
     StartProbe,
     ValidationError,
+    WsAddress,
     claims_dial_back,
     decode_autonat_message,
     dial_data_chunks,
@@ -78,7 +87,7 @@ from ..runtime import (
     node_field,
 )
 from ._dialback import DialBackReceiver, PendingProbe
-from ._messages import ConnectionOpened, TrackerEvent
+from ._messages import AutonatInput, ConnectionOpened, TrackerEvent
 
 __all__ = ["DIAL_BACK_GRACE", "AutonatProbe", "AutonatState", "SmallNetworkWait",
            "reachability_log"]
@@ -115,7 +124,7 @@ class AutonatState:
 
 class AutonatProbe:
     def __init__(self, *, config: NodeConfig, receiver: DialBackReceiver, state: AutonatState,
-                 inbox: MailboxReceiver[ConnectionOpened], tracker: MailboxSender[TrackerEvent],
+                 inbox: MailboxReceiver[AutonatInput], tracker: MailboxSender[TrackerEvent],
                  watch: Watch[NodeSnapshot], node: PeerId | None = None,
                  pulse: Pulse | None = None) -> None:
         self._config = config
@@ -126,6 +135,7 @@ class AutonatProbe:
         self._tracker = tracker
         self._watch = watch
         self._pulse = pulse if pulse is not None else Pulse()
+        self._node = node
         self._driver = TimeoutDriver[ProbeCommand](self._scheduler)
         self._nursery: trio.Nursery | None = None
         self._log = get_logger("actors.autonat", actor="autonat-probe", **node_field(node))
@@ -145,15 +155,36 @@ class AutonatProbe:
             nursery.start_soon(self._follow_snapshots)
             nursery.start_soon(self._driver.run, self._execute)
             task_status.started()
-            async for opened in self._inbox:
-                peer, connection = opened.info.peer_id, opened.connection
-                self._state.connections[peer] = connection
-                nursery.start_soon(self._follow, peer, connection)
-                await self._execute(self._scheduler.handle_connection_up(
-                    peer, remote_addr=connection.remote_addr, local_addr=connection.local_addr,
-                    inbound=connection.direction is Direction.INBOUND,
-                    now=trio.current_time()))
+            async for message in self._inbox:
+                if isinstance(message, ConnectionOpened):
+                    await self._opened(message)
+                else:
+                    await self._identified(message)
             nursery.cancel_scope.cancel()
+
+    async def _opened(self, opened: ConnectionOpened) -> None:
+        assert self._nursery is not None
+        peer, connection = opened.info.peer_id, opened.connection
+        self._state.connections[peer] = connection
+        self._nursery.start_soon(self._follow, peer, connection)
+        await self._execute(self._scheduler.handle_connection_up(
+            peer, remote_addr=connection.remote_addr, local_addr=connection.local_addr,
+            inbound=connection.direction is Direction.INBOUND, now=trio.current_time()))
+
+    async def _identified(self, event: PeerIdentified) -> None:
+        """One Identify result: its observation of our address, then its protocols."""
+        if event.peer_id == self._node:
+            return  # ourselves (the node model ignores it too)
+        now = trio.current_time()
+        commands: list[ProbeCommand] = []
+        if event.observed_addr is not None:
+            commands += self._scheduler.handle_observation(ObservedAddr(
+                observer=event.peer_id, observed=event.observed_addr, local=event.local_addr,
+                observer_addr=event.observer_addr, at=now, connection_id=event.connection_id),
+                now)
+        commands += self._scheduler.handle_peers_identified(
+            [(event.peer_id, event.protocols)], now)
+        await self._execute(commands)
 
     async def _follow(self, peer: PeerId, connection: Connection) -> None:
         await connection.closed.wait()
@@ -162,23 +193,14 @@ class AutonatProbe:
             await self._execute(self._scheduler.handle_connection_down(peer, trio.current_time()))
 
     async def _follow_snapshots(self) -> None:
-        """Snapshots as the scheduler's incremental inputs (only what changed is fed)."""
-        previous: NodeSnapshot | None = None
+        """Our listen addresses from the snapshots: O(1) per snapshot while they stay."""
+        listen: tuple[WsAddress, ...] | None = None
         async for snap in self._watch.subscribe():
-            now = trio.current_time()
-            commands: list[ProbeCommand] = []
-            if previous is None or _changed(snap.listen_addrs, previous.listen_addrs) \
-                    or _changed(snap.observed_addrs, previous.observed_addrs):
-                commands += self._scheduler.handle_addresses(
-                    snap.listen_addrs, snap.observed_addrs, now)
-            if previous is None or _changed(snap.peers, previous.peers):
-                news = [(record.peer_id, record.protocols) for record in snap.peers
-                        if self._scheduler.is_autonat_server(record.peer_id)
-                        is not (DIAL_REQUEST_PROTOCOL_ID in record.protocols)]
-                if news:
-                    commands += self._scheduler.handle_peers_identified(news, now)
-            previous = snap
-            await self._execute(commands)
+            if snap.listen_addrs is listen or snap.listen_addrs == listen:
+                listen = snap.listen_addrs
+                continue
+            listen = snap.listen_addrs
+            await self._execute(self._scheduler.handle_listen_addrs(listen, trio.current_time()))
 
     # --- commands ------------------------------------------------------------------
 
@@ -277,7 +299,3 @@ class AutonatProbe:
                 for size in chunks:
                     await stream.send(DialDataResponse(data=bytes(size)).to_wire())
 
-
-def _changed(new: Sequence[object], old: Sequence[object]) -> bool:
-    """Cheap first: the same tuple object, or a different length, decides at once."""
-    return new is not old and (len(new) != len(old) or new != old)

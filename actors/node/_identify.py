@@ -16,7 +16,9 @@ Following rust-libp2p's split, Identify has two halves:
   it requests Identify (with ``identify_timeout``), validates the answer
   with :func:`~protocols.interpret_identify` (key must be the authenticated
   peer's, addresses filtered through the policy) and sends
-  ``PeerIdentified`` to the StatusTracker. When the addresses we advertise
+  ``PeerIdentified`` to the StatusTracker and to the AutoNAT probe (its
+  observation of our address and its protocols, one at a time, so the
+  probe never rescans all observations). When the addresses we advertise
   change it pushes a fresh Identify to every connected peer.
 
 The table of live connections is owned by the node (:class:`IdentifyState`),
@@ -46,13 +48,14 @@ from protocols import (
     NodeConfig,
     NodeSnapshot,
     PeerId,
+    PeerIdentified,
     RemoteProtocolError,
     WsAddress,
 )
 from protocols.identify import advertised_addrs, build_identify, interpret_identify
 
 from ..connection import EXCHANGE_FAILURES, Connection, Stream
-from ..runtime import MailboxReceiver, MailboxSender, Watch, get_logger
+from ..runtime import MailboxReceiver, MailboxSender, MessageSink, Watch, get_logger
 from ._messages import ConnectionOpened, IdentifyInput, IdentifyPushed, TrackerEvent
 
 
@@ -78,7 +81,8 @@ class IdentifyStatistics:
     """What the IdentifyActor did (monotonic counters)."""
 
     identified: int
-    """Identify answers and pushes accepted (each sent ``PeerIdentified`` to the tracker)."""
+    """Identify answers and pushes accepted (each sent ``PeerIdentified`` to the tracker
+    and the AutoNAT probe)."""
     failures: int
     """Our Identify requests that failed (reset, closed, invalid, timed out)."""
     pushes_rejected: int
@@ -143,8 +147,10 @@ class IdentifyState:
 class IdentifyActor:
     def __init__(self, *, responder: IdentifyResponder, config: NodeConfig,
                  state: IdentifyState, inbox: MailboxReceiver[IdentifyInput],
-                 tracker: MailboxSender[TrackerEvent], watch: Watch[NodeSnapshot]) -> None:
+                 tracker: MailboxSender[TrackerEvent], watch: Watch[NodeSnapshot],
+                 autonat: MessageSink[PeerIdentified] | None = None) -> None:
         self._responder = responder
+        self._autonat = autonat
         self._config = config
         self._state = state
         self._inbox = inbox
@@ -204,6 +210,8 @@ class IdentifyActor:
         self._log.debug("peer listen addrs", peer=str(info.peer_id),
                         addrs=[str(a.with_peer_id(None)) for a in listen])
         await self._tracker.send(outcome.event)
+        if self._autonat is not None:
+            await self._autonat.send(outcome.event)
 
     async def _accept_push(self, push: IdentifyPushed) -> None:
         info = self._state.connections.get(push.connection)

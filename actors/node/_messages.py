@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from protocols import ConnectionInfo, Identify, NodeEvent, PeersFound, WsAddress
+from protocols import ConnectionInfo, Identify, NodeEvent, PeerIdentified, PeersFound, WsAddress
 
 from ..connection import Connection
 from ..runtime import ReplySender
@@ -60,5 +60,8 @@ class IdentifyPushed:
 
 DialerCommand = PeersFound | Connect
 IdentifyInput = ConnectionOpened | IdentifyPushed
+AutonatInput = ConnectionOpened | PeerIdentified
+"""The AutonatProbe's inbox: connections from the Dialer, Identify results from the
+IdentifyActor (either may come first for one peer)."""
 TrackerEvent = NodeEvent
 """Everything the StatusTracker folds into the node model."""

@@ -81,8 +81,8 @@ from ._identify import (
     IdentifyStatistics,
 )
 from ._messages import (
+    AutonatInput,
     Connect,
-    ConnectionOpened,
     DialerCommand,
     DialFailed,
     IdentifyInput,
@@ -257,7 +257,7 @@ class _Mailboxes:
     tracker: Mailbox[TrackerEvent]
     dialer: Mailbox[DialerCommand]
     identify: Mailbox[IdentifyInput]
-    autonat: Mailbox[ConnectionOpened]
+    autonat: Mailbox[AutonatInput]
 
     @classmethod
     def create(cls, size: int) -> _Mailboxes:
@@ -310,14 +310,15 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     scheduler = ProbeScheduler(
         Reachability(ReachabilityConfig(threshold=config.autonat_client.confidence)),
         policy=config.policy, rng=rng, probe_servers=config.autonat_client.probe_servers,
-        welcome_probes=config.autonat_client.welcome_probes)
+        welcome_probes=config.autonat_client.welcome_probes,
+        max_observers=config.max_peers)  # as many observers as the node model keeps
     autonat = AutonatProbe(
         config=config, receiver=receiver, state=AutonatState(scheduler),
         inbox=boxes.autonat.receiver(), tracker=boxes.tracker.sender(), watch=watch,
         node=keys.peer_id, pulse=pulse)
     identify = IdentifyActor(responder=responder, config=config, state=IdentifyState(),
                              inbox=boxes.identify.receiver(), tracker=boxes.tracker.sender(),
-                             watch=watch)
+                             watch=watch, autonat=boxes.autonat.sender())
     dialer = Dialer(
         config=config, keypair=keys, transport=transport,
         state=DialerState(_planner(config, keys, rng)), inbox=boxes.dialer.receiver(),

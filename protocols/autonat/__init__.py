@@ -60,6 +60,7 @@ from ._nat_mapping import (
 from ._observation_index import ObservationIndex, ObservationIndexStatistics
 from ._probe_scheduler import (
     RETRY_SERVER,
+    SAMPLE_SERVERS,
     ProbeCommand,
     ProbeScheduler,
     ProbeSchedulerError,
@@ -90,6 +91,7 @@ __all__ = [
     "MAX_DIAL_DATA",
     "MIN_DIAL_DATA",
     "RETRY_SERVER",
+    "SAMPLE_SERVERS",
     "AddressObservation",
     "AddressReachability",
     "AddressRejection",

@@ -9,14 +9,19 @@ The scheduler decides *which server to ask about which of our addresses,
 when*; the probing actor performs the network exchanges it asks for and
 reports back. It owns:
 
-* **candidates and NAT mapping** - recomputed (with
-  :func:`candidate_addresses` and :func:`classify_nat_mapping`) only when the
-  listen or observed addresses actually changed
-  (:meth:`~ProbeScheduler.handle_addresses`), and handed to the
+* **candidates and NAT mapping** - kept by an :class:`ObservationIndex`
+  fed one change at a time: our listen addresses
+  (:meth:`~ProbeScheduler.handle_listen_addrs`), one peer's observation of
+  our address (:meth:`~ProbeScheduler.handle_observation`, from its
+  Identify; a newer one replaces the older) or its removal
+  (:meth:`~ProbeScheduler.handle_observation_removed`). The work is
+  proportional to what changed, not to the number of observers (see
+  :mod:`._observation_index`); changed candidates are handed to the
   :class:`Reachability` machine it wraps;
 * **servers** - connected peers (:meth:`~ProbeScheduler.handle_connection_up`
   / ``_down``) whose Identify lists the dial-request protocol
-  (:meth:`~ProbeScheduler.handle_peer_identified`; either may come first);
+  (:meth:`~ProbeScheduler.handle_peer_identified`; either may come first),
+  kept as a dict updated by those inputs only (never rebuilt per step);
 * **rounds and top-ups** - an address the machine says is due gets a full
   round: up to ``probe_servers`` servers at once, distinct subnets and IPs
   first (:func:`choose_servers`), never a distrusted (lying) server, never
@@ -39,6 +44,26 @@ must execute, in order: :class:`PublishReachability`,
 :class:`SmallNetworkWaitStarted` / :class:`SmallNetworkWaitEnded` (log
 lines) and :class:`StartProbe`. Every input ends with one *step*: expire
 evidence, recount servers, plan welcome probes, rounds and top-ups.
+
+Cost of a step
+--------------
+A step does no work proportional to the number of connections or servers
+S in the common case: the server count is ``len`` of the maintained dict;
+welcome probes look only at servers not welcomed yet (each peer is welcomed
+once; outbound ones wait, in their own set, for a candidate); a round or
+top-up looks at the at most ``candidate_limit`` candidates, and per
+candidate at its probes in flight (indexed by address), its evidence and
+distrusted servers (bounded by :class:`ReachabilityConfig`) and the servers
+asked about it within ``retry_server`` seconds (older entries are pruned).
+An unknown address for which no server could be chosen is *parked* until
+something could free one: a new server, a probe leaving flight, a
+reachability event, or the time at which a recent ask or the machine's own
+timeout expires. Choosing servers is O(S) only up to :data:`SAMPLE_SERVERS`
+servers (exactly :func:`choose_servers` over all of them); beyond that the
+pool is a random sample of that many eligible servers, drawn by index from
+an array of the servers (O(SAMPLE_SERVERS) draws, falling back to a scan of
+all servers only when most of them are excluded, i.e. when the exclusion
+set itself is of size O(S)).
 :meth:`~ProbeScheduler.poll_timeout` is the earliest future time at which
 :meth:`~ProbeScheduler.handle_timeout` would change something: an address
 coming due, evidence expiring or a liar being forgiven, the small-network
@@ -62,20 +87,22 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
 from ..core import AddressPolicy, LocalProtocolError, PeerId, WsAddress
-from ._autonat_candidates import ProbeServer, candidate_addresses, choose_servers
+from ._autonat_candidates import ProbeServer, choose_servers
 from ._autonat_events import NatMapping, ProbeResult, ReachabilityUpdate
 from ._autonat_msg import DIAL_REQUEST_PROTOCOL_ID
-from ._nat_mapping import AddressObservation, classify_nat_mapping
+from ._nat_mapping import AddressObservation
+from ._observation_index import ObservationIndex, ObservationIndexStatistics
 from ._reachability import Reachability, ReachabilityEvent
 
 __all__ = [
     "RETRY_SERVER",
+    "SAMPLE_SERVERS",
     "ProbeCommand",
     "ProbeScheduler",
     "ProbeSchedulerError",
@@ -89,6 +116,8 @@ __all__ = [
 
 RETRY_SERVER: Final = 30.0
 """An unknown address is not topped up with a server asked about it this recently."""
+SAMPLE_SERVERS: Final = 64
+"""Up to this many servers, a round chooses among all of them; beyond, among a sample."""
 
 
 class ProbeSchedulerError(LocalProtocolError):
@@ -168,7 +197,10 @@ class ProbeSchedulerStatistics:
     """Servers that sent us a DialResponse (whatever it said)."""
     candidates: int
     candidate_recomputations: int
-    """How often candidates and NAT mapping were recomputed (only on address changes)."""
+    """How many inputs changed the candidates or the NAT mapping (each applied
+    incrementally by the :class:`ObservationIndex`, never recomputed over all)."""
+    observers: int
+    """Observations of our address held (one per observer, at most ``max_observers``)."""
     nat_mapping: NatMapping
     small_network_wait: SmallNetworkWait | None
 
@@ -213,6 +245,7 @@ class ProbeScheduler:
         welcome_probes: bool = False,
         retry_server: float = RETRY_SERVER,
         candidate_limit: int = 16,
+        max_observers: int = 1000,
     ) -> None:
         if isinstance(probe_servers, bool) or not isinstance(probe_servers, int) \
                 or probe_servers < 1:
@@ -220,23 +253,33 @@ class ProbeScheduler:
         if not math.isfinite(retry_server) or retry_server < 0:
             raise ValueError(f"retry_server must be a finite number >= 0, got {retry_server!r}")
         self.reachability = reachability if reachability is not None else Reachability()
-        self._policy = policy
         self._rng = rng
         self._probe_servers = probe_servers
         self._welcome_probes = welcome_probes
         self._retry_server = retry_server
-        self._candidate_limit = candidate_limit
+        self._max_observers = max_observers
+        self._index = ObservationIndex(policy, limit=candidate_limit,
+                                       max_observers=max_observers)
         self._now = -math.inf
-        self._listen: tuple[WsAddress, ...] | None = None
-        self._observed: tuple[AddressObservation, ...] | None = None
         self._best: tuple[WsAddress, ...] = ()  # candidates, best first
         self._mapping: NatMapping = "unknown"
         self._published: ReachabilityUpdate | None = None
         self._connections: dict[PeerId, _Connection] = {}
-        self._autonat_peers: set[PeerId] = set()
+        self._connected_at: dict[PeerId, int] = {}  # order of connecting (welcome order)
+        self._connects = 0
+        self._serving: set[PeerId] = set()  # connected, Identify lists dial requests
+        self._serving_detached: OrderedDict[PeerId, None] = OrderedDict()  # same, not connected
+        self._servers: dict[PeerId, _Connection] = {}  # connected AutoNAT servers
+        self._server_ids: list[PeerId] = []  # the same, as an array (sampling by index)
+        self._server_at: dict[PeerId, int] = {}  # position in _server_ids
+        self._unwelcomed_in: dict[PeerId, None] = {}  # servers to welcome (inbound)
+        self._unwelcomed_out: dict[PeerId, None] = {}  # ... outbound: once we have a candidate
         self._in_flight: dict[int, _Probe] = {}
+        self._busy: dict[WsAddress, set[PeerId]] = {}  # servers with a probe in flight, by addr
         self._next_id = 1
         self._tried: dict[WsAddress, dict[PeerId, float]] = {}
+        self._parked: dict[WsAddress, tuple[int, float]] = {}  # addr -> (epoch, until)
+        self._epoch = 0  # bumped by whatever could free a server for an address
         self._welcomed: set[PeerId] = set()
         self._contacted: set[PeerId] = set()
         self._answered: set[PeerId] = set()
@@ -265,13 +308,22 @@ class ProbeScheduler:
         return self._published
 
     def is_autonat_server(self, peer: PeerId) -> bool:
-        """Did ``peer``'s latest Identify list the dial-request protocol?"""
-        return peer in self._autonat_peers
+        """Did ``peer``'s latest Identify list the dial-request protocol?
+
+        Remembered for every connected peer and for up to ``max_observers``
+        peers that are not connected (identified before their connection was
+        reported, or disconnected since), the least recent dropped first.
+        """
+        return peer in self._serving or peer in self._serving_detached
 
     def in_flight(self) -> tuple[StartProbe, ...]:
         """The probes started and not finished, by id."""
         return tuple(StartProbe(pid, p.addr, p.server, p.welcome)
                      for pid, p in sorted(self._in_flight.items()))
+
+    def observation_statistics(self) -> ObservationIndexStatistics:
+        """The observation index's counters (observers, addresses, operations)."""
+        return self._index.statistics()
 
     def statistics(self) -> ProbeSchedulerStatistics:
         c = self._counters
@@ -286,6 +338,7 @@ class ProbeScheduler:
             servers_answered=tuple(sorted(self._answered)),
             candidates=len(self.reachability.candidates),
             candidate_recomputations=c.recomputations,
+            observers=len(self._index),
             nat_mapping=self._mapping,
             small_network_wait=self._small_wait,
         )
@@ -296,7 +349,14 @@ class ProbeScheduler:
                              local_addr: WsAddress, inbound: bool,
                              now: float) -> list[ProbeCommand]:
         """``peer`` is connected (a newer connection replaces an older one)."""
+        if peer not in self._connections:
+            self._connects += 1
+            self._connected_at[peer] = self._connects
+            if peer in self._serving_detached:  # its Identify came first
+                del self._serving_detached[peer]
+                self._serving.add(peer)
         self._connections[peer] = _Connection(remote_addr, local_addr, inbound)
+        self._sync_server(peer)
         return self._step(now, [])
 
     def handle_connection_down(self, peer: PeerId, now: float) -> list[ProbeCommand]:
@@ -305,6 +365,11 @@ class ProbeScheduler:
             raise ProbeSchedulerError(
                 f"connection down for {peer}, which is not connected "
                 f"({len(self._connections)} connected)")
+        del self._connected_at[peer]
+        if peer in self._serving:
+            self._serving.discard(peer)
+            self._detach(peer)
+        self._sync_server(peer)
         return self._step(now, [])
 
     def handle_peer_identified(self, peer: PeerId, protocols: Iterable[str],
@@ -316,32 +381,46 @@ class ProbeScheduler:
                                 now: float) -> list[ProbeCommand]:
         """Several peers identified at once: one step, so one round sees all of them."""
         for peer, protocols in peers:
-            if DIAL_REQUEST_PROTOCOL_ID in protocols:
-                self._autonat_peers.add(peer)
+            serves = DIAL_REQUEST_PROTOCOL_ID in protocols
+            if peer in self._connections:
+                if serves:
+                    self._serving.add(peer)
+                else:
+                    self._serving.discard(peer)
+                self._sync_server(peer)
+            elif serves:
+                self._detach(peer)
             else:
-                self._autonat_peers.discard(peer)
+                self._serving_detached.pop(peer, None)
         return self._step(now, [])
 
-    def handle_addresses(self, listen_addrs: tuple[WsAddress, ...],
-                         observed_addrs: tuple[AddressObservation, ...],
-                         now: float) -> list[ProbeCommand]:
-        """Our listen or observed addresses (may have) changed.
+    def handle_listen_addrs(self, listen_addrs: Iterable[WsAddress],
+                            now: float) -> list[ProbeCommand]:
+        """Our listen addresses (may have) changed.
 
-        Candidates and NAT mapping are recomputed only when either differs
-        from what the previous call passed.
+        Equal addresses change nothing; different ones re-translate every
+        observation (O(observers); listen addresses change rarely).
         """
-        events: list[ReachabilityEvent] = []
-        if listen_addrs != self._listen or observed_addrs != self._observed:
-            self._listen, self._observed = listen_addrs, observed_addrs
-            self._counters.recomputations += 1
-            self._best = candidate_addresses(listen_addrs, observed_addrs, self._policy,
-                                             limit=self._candidate_limit)
-            events = self.reachability.handle_candidates(self._best, now)
-            self._mapping = classify_nat_mapping(observed_addrs, policy=self._policy)
-            live = set(self.reachability.candidates)
-            for addr in [a for a in self._tried if a not in live]:
-                del self._tried[addr]
-        return self._step(now, events)
+        changed = self._index.set_listen_addrs(listen_addrs)
+        return self._step(now, self._index_changed(changed, now))
+
+    def handle_observation(self, observation: AddressObservation,
+                           now: float) -> list[ProbeCommand]:
+        """A peer observed our address (Identify); it replaces that peer's older one."""
+        return self.handle_observations([observation], now)
+
+    def handle_observations(self, observations: Iterable[AddressObservation],
+                            now: float) -> list[ProbeCommand]:
+        """Several observations, oldest first, in one step."""
+        changed = False
+        for observation in observations:
+            changed = self._index.observe(observation) or changed
+        return self._step(now, self._index_changed(changed, now))
+
+    def handle_observation_removed(self, observer: PeerId, now: float) -> list[ProbeCommand]:
+        """Forget ``observer``'s observation of our address (none held: nothing changes)."""
+        changed = self._index.remove(observer)
+        return self._step(now, self._index_changed(changed, now))
 
     def handle_request_sent(self, probe_id: int, now: float) -> list[ProbeCommand]:
         """The dial request of ``probe_id`` went out (the server counts as contacted)."""
@@ -357,7 +436,7 @@ class ProbeScheduler:
             raise ProbeSchedulerError(
                 f"result about {result.addr} from {result.server} for probe {probe_id}, "
                 f"which asked {probe.server} about {probe.addr}")
-        del self._in_flight[probe_id]
+        self._land(probe_id)
         if answered:
             self._answered.add(probe.server)
         self._counters.outcomes[result.outcome.value] += 1
@@ -366,7 +445,7 @@ class ProbeScheduler:
     def handle_probe_cancelled(self, probe_id: int, now: float) -> list[ProbeCommand]:
         """``probe_id`` was never run or was abandoned: no result, not an outcome."""
         self._probe(probe_id, "cancellation")
-        del self._in_flight[probe_id]
+        self._land(probe_id)
         self._counters.cancelled += 1
         return self._step(now, [])
 
@@ -374,6 +453,8 @@ class ProbeScheduler:
         """The driver restarted: every probe it was running is gone without a result."""
         self._counters.cancelled += len(self._in_flight)
         self._in_flight.clear()
+        self._busy.clear()
+        self._epoch += 1
         return self._step(now, [])
 
     def handle_timeout(self, now: float) -> list[ProbeCommand]:
@@ -396,22 +477,82 @@ class ProbeScheduler:
                 f"(in flight: {sorted(self._in_flight) or 'none'})")
         return probe
 
+    def _land(self, probe_id: int) -> None:
+        """``probe_id`` leaves flight: its server may be asked about its address again."""
+        probe = self._in_flight.pop(probe_id)
+        busy = self._busy[probe.addr]
+        busy.discard(probe.server)
+        if not busy:
+            del self._busy[probe.addr]
+        self._epoch += 1
+
+    # --- servers and observations ----------------------------------------------
+
+    def _detach(self, peer: PeerId) -> None:
+        """Remember that ``peer`` (not connected) serves AutoNAT, within ``max_observers``."""
+        self._serving_detached.pop(peer, None)
+        self._serving_detached[peer] = None
+        while len(self._serving_detached) > self._max_observers:
+            self._serving_detached.popitem(last=False)
+
+    def _sync_server(self, peer: PeerId) -> None:
+        """Make ``peer``'s entries in the server dict, array and welcome sets current."""
+        conn = self._connections.get(peer)
+        if conn is not None and peer in self._serving:
+            if peer not in self._servers:
+                self._server_at[peer] = len(self._server_ids)
+                self._server_ids.append(peer)
+                self._epoch += 1  # a new server may be asked about parked addresses
+            self._servers[peer] = conn
+            if self._welcome_probes and peer not in self._welcomed:
+                waiting, other = ((self._unwelcomed_in, self._unwelcomed_out) if conn.inbound
+                                  else (self._unwelcomed_out, self._unwelcomed_in))
+                other.pop(peer, None)
+                waiting[peer] = None
+            return
+        if self._servers.pop(peer, None) is not None:
+            at, last = self._server_at.pop(peer), self._server_ids.pop()
+            if last != peer:
+                self._server_ids[at] = last
+                self._server_at[last] = at
+        self._unwelcomed_in.pop(peer, None)
+        self._unwelcomed_out.pop(peer, None)
+
+    def _index_changed(self, changed: bool, now: float) -> list[ReachabilityEvent]:
+        """Take over the index's candidates and mapping after it reported a change."""
+        if not changed:
+            return []
+        self._counters.recomputations += 1
+        self._mapping = self._index.nat_mapping
+        best = self._index.candidates
+        if best == self._best:
+            return []
+        self._best = best
+        events = self.reachability.handle_candidates(best, now)
+        live = set(self.reachability.candidates)
+        for addr in [a for a in self._tried if a not in live]:
+            del self._tried[addr]
+        for addr in [a for a in self._parked if a not in live]:
+            del self._parked[addr]
+        return events
+
     # --- one step ------------------------------------------------------------
 
     def _step(self, now: float, events: list[ReachabilityEvent]) -> list[ProbeCommand]:
         self._now = now
         reach = self.reachability
-        servers = {peer: conn for peer, conn in self._connections.items()
-                   if peer in self._autonat_peers}
-        starts = self._welcome(servers, now)
-        events = events + reach.handle_servers_available(len(servers), now)
+        servers = len(self._servers)
+        starts = self._welcome(now)
+        events = events + reach.handle_servers_available(servers, now)
         due = reach.poll_timeout()
         if due is not None and due <= now:
             events += reach.handle_timeout(now)
+        if events:
+            self._epoch += 1  # evidence, distrust or verdicts changed
         commands: list[ProbeCommand] = self._publish(events, now)
-        commands.extend(self._note_small_network(len(servers), now))
+        commands.extend(self._note_small_network(servers, now))
         commands.extend(starts)
-        commands.extend(self._plan(servers, now))
+        commands.extend(self._plan(now))
         return commands
 
     def _publish(self, events: list[ReachabilityEvent], now: float) -> list[ProbeCommand]:
@@ -443,39 +584,46 @@ class ProbeScheduler:
 
     def _start(self, addr: WsAddress, server: PeerId, now: float, *,
                welcome: bool = False) -> StartProbe | None:
-        if any(p.addr == addr and p.server == server for p in self._in_flight.values()):
+        busy = self._busy.setdefault(addr, set())
+        if server in busy:
             return None
+        busy.add(server)
         probe_id, self._next_id = self._next_id, self._next_id + 1
         self._in_flight[probe_id] = _Probe(addr, server, now, welcome)
         self._counters.started += 1
         self._counters.welcome += welcome
         return StartProbe(probe_id, addr, server, welcome)
 
-    def _welcome(self, servers: dict[PeerId, _Connection], now: float) -> list[ProbeCommand]:
+    def _welcome(self, now: float) -> list[ProbeCommand]:
         """One probe to every new AutoNAT peer (boot nodes probe their newcomers).
 
         Only the candidate kind counts as evidence for us; either way the
-        newcomer sees an inbound probe.
+        newcomer sees an inbound probe. Without a candidate only inbound
+        newcomers can be asked (about our end of their connection); outbound
+        ones wait for the first candidate. Newcomers go in the order they
+        connected. Cost: O(k log k) for the k welcomed now, each peer once.
         """
         if not self._welcome_probes:
             return []
+        ready = list(self._unwelcomed_in)
+        if self._best:
+            ready += self._unwelcomed_out
+        if not ready:
+            return []
+        ready.sort(key=self._connected_at.__getitem__)
         commands: list[ProbeCommand] = []
-        for peer, conn in servers.items():
-            if peer in self._welcomed:
-                continue
-            if self._best:
-                addr = self._best[0]
-            elif conn.inbound:
-                addr = conn.local_addr.with_peer_id(None)
-            else:
-                continue
+        for peer in ready:
+            conn = self._servers[peer]
+            addr = self._best[0] if self._best else conn.local_addr.with_peer_id(None)
             self._welcomed.add(peer)
+            self._unwelcomed_in.pop(peer, None)
+            self._unwelcomed_out.pop(peer, None)
             start = self._start(addr, peer, now, welcome=True)
             if start is not None:
                 commands.append(start)
         return commands
 
-    def _plan(self, servers: dict[PeerId, _Connection], now: float) -> list[ProbeCommand]:
+    def _plan(self, now: float) -> list[ProbeCommand]:
         """Full rounds for due addresses, top-ups for unknown ones (see the module doc)."""
         reach = self.reachability
         due = set(reach.addresses_needing_probe(now))
@@ -486,22 +634,21 @@ class ProbeScheduler:
             unknown = reach.verdict(addr) == "unknown"
             if not is_due and not unknown:
                 continue
-            busy = {p.server for p in self._in_flight.values() if p.addr == addr}
+            busy = self._busy.get(addr, set())
             evidence = reach.evidence_servers(addr, now)
             want = self._probe_servers - len(busy) - (0 if is_due else len(evidence))
-            if want <= 0:
+            if want <= 0 or (not is_due and self._is_parked(addr, now)):
                 continue
             tried = self._tried.setdefault(addr, {})
             skip = set(distrusted) | busy
             if not is_due:
-                skip |= {p for p, t in tried.items() if t + self._retry_server > now}
+                skip |= self._recently_tried(tried, now)
             if unknown:
                 skip |= evidence
-            options = [ProbeServer(peer, conn.remote_addr, (DIAL_REQUEST_PROTOCOL_ID,))
-                       for peer, conn in servers.items()]
-            chosen = [s.peer_id for s in
-                      choose_servers(options, want, exclude=skip, rng=self._rng)]
+            chosen = self._choose(want, skip)
             if not chosen:
+                if not is_due:
+                    self._park(addr, tried, now)
                 continue
             if is_due:
                 reach.handle_probe_started(addr, now)
@@ -511,3 +658,58 @@ class ProbeScheduler:
                 if start is not None:
                     commands.append(start)
         return commands
+
+    def _recently_tried(self, tried: dict[PeerId, float], now: float) -> set[PeerId]:
+        """Servers asked within ``retry_server``; older entries are dropped (never needed)."""
+        for peer in [p for p, t in tried.items() if t + self._retry_server <= now]:
+            del tried[peer]
+        return set(tried)
+
+    def _park(self, addr: WsAddress, tried: dict[PeerId, float], now: float) -> None:
+        """No server could be asked about ``addr``: skip it until one might be.
+
+        That is: until the epoch moves (a new server, a probe leaving flight,
+        a reachability event) or until the earliest of a recent ask expiring
+        and the reachability machine's own timeout (evidence expiry, a liar
+        forgiven) - both of which are in :meth:`poll_timeout`, so the driver
+        wakes then.
+        """
+        times = [t + self._retry_server for t in tried.values()]
+        reach_due = self.reachability.poll_timeout()
+        if reach_due is not None:
+            times.append(reach_due)
+        self._parked[addr] = (self._epoch, min(times, default=math.inf))
+
+    def _is_parked(self, addr: WsAddress, now: float) -> bool:
+        parked = self._parked.get(addr)
+        if parked is None:
+            return False
+        epoch, until = parked
+        if epoch == self._epoch and now < until:
+            return True
+        del self._parked[addr]
+        return False
+
+    def _choose(self, want: int, skip: set[PeerId]) -> list[PeerId]:
+        """Up to ``want`` servers not in ``skip``, spread over subnets (:func:`choose_servers`).
+
+        Over all servers when there are at most :data:`SAMPLE_SERVERS`; beyond,
+        over that many eligible ones drawn at random by index (at most
+        ``4 * SAMPLE_SERVERS`` draws; a full scan when they find too few, which
+        means most servers are in ``skip``).
+        """
+        if len(self._servers) <= SAMPLE_SERVERS:
+            pool: Iterable[PeerId] = self._servers
+        else:
+            ids = self._server_ids
+            sample: dict[PeerId, None] = {}
+            for _ in range(4 * SAMPLE_SERVERS):
+                peer = ids[self._rng.randrange(len(ids))]
+                if peer not in skip:
+                    sample[peer] = None
+                    if len(sample) == SAMPLE_SERVERS:
+                        break
+            pool = sample if len(sample) == SAMPLE_SERVERS else ids
+        options = [ProbeServer(peer, self._servers[peer].remote_addr, (DIAL_REQUEST_PROTOCOL_ID,))
+                   for peer in pool]
+        return [s.peer_id for s in choose_servers(options, want, exclude=skip, rng=self._rng)]
