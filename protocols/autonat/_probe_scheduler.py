@@ -45,6 +45,12 @@ must execute, in order: :class:`PublishReachability`,
 lines) and :class:`StartProbe`. Every input ends with one *step*: expire
 evidence, recount servers, plan welcome probes, rounds and top-ups.
 
+:meth:`~ProbeScheduler.poll_timeout` is the earliest future time at which
+:meth:`~ProbeScheduler.handle_timeout` would change something: an address
+coming due, evidence expiring or a liar being forgiven, the small-network
+review, a recently asked server becoming askable again. There is no fixed
+polling interval.
+
 Cost of a step
 --------------
 A step does no work proportional to the number of connections or servers
@@ -63,12 +69,9 @@ servers (exactly :func:`choose_servers` over all of them); beyond that the
 pool is a random sample of that many eligible servers, drawn by index from
 an array of the servers (O(SAMPLE_SERVERS) draws, falling back to a scan of
 all servers only when most of them are excluded, i.e. when the exclusion
-set itself is of size O(S)).
-:meth:`~ProbeScheduler.poll_timeout` is the earliest future time at which
-:meth:`~ProbeScheduler.handle_timeout` would change something: an address
-coming due, evidence expiring or a liar being forgiven, the small-network
-review, a recently asked server becoming askable again. There is no fixed
-polling interval.
+set itself is of size O(S)). Left O(N) on purpose: a change of listen
+addresses (every observation is translated again) and :meth:`statistics`
+(sorted tuples, read on demand).
 
 Probes are keyed by a ``probe_id`` the scheduler issues; nonces stay with the
 actor's dial-back receiver (64 bits from :mod:`secrets`). A probe is in
