@@ -20,8 +20,10 @@ Timeouts - every network wait is bounded, by a timeout or by the caller:
 
 * dial: resolve + TCP connect (including the port-reuse fallback) -
   ``connect_timeout``; TLS + WebSocket upgrade - ``handshake_timeout``.
-* listen: ``accept`` waits until the listener is cancelled; per connection,
-  TLS + upgrade - ``handshake_timeout``; then the handler owns the stream.
+* listen: ``accept`` waits until the listener is cancelled (the accept loop
+  of :mod:`actors.transport._accept` keeps file descriptors in reserve and
+  rides out resource errors); per connection, TLS + upgrade -
+  ``handshake_timeout``; then the handler owns the stream.
 * an open connection: see :mod:`actors.transport._ws_stream` (``send_timeout``,
   ``close_timeout``, the caller's scope for ``receive``).
 """
@@ -41,6 +43,7 @@ from trio_websocket import ConnectionClosed, wrap_client_stream, wrap_server_str
 from protocols import WsAddress
 
 from ..runtime import get_logger
+from ._accept import SocketBudget, accept_loop
 from ._framestream import LOCAL_DIAL_ERRNOS, DialError, LocalDialError, StreamHandler
 from ._sockets import (
     connect_tcp,
@@ -77,6 +80,7 @@ class WebSocketTransport:
         send_timeout: float = 30.0,
         close_timeout: float = 2.0,
         message_queue_size: int = 4,
+        budget: SocketBudget | None = None,
     ) -> None:
         self._settings = WsSettings(
             max_frame_bytes=max_frame_bytes,
@@ -89,6 +93,8 @@ class WebSocketTransport:
         self._server_ssl = server_ssl
         self._client_ssl = client_ssl
         self._listening: list[tuple[str, int]] = []  # (ip, port) of active listeners
+        self.sockets = budget if budget is not None else SocketBudget()
+        """Sockets held, inbound and outbound, against the file-descriptor limit."""
 
     async def listen(
         self,
@@ -113,7 +119,8 @@ class WebSocketTransport:
         try:
             serve = partial(self._serve_connection, handler=handler, secure=addr.secure)
             task_status.started([bound])
-            await trio.serve_listeners(serve, [trio.SocketListener(sock)])
+            await accept_loop(trio.SocketListener(sock), serve, self.sockets,
+                              where=str(bound))
         finally:
             self._listening.remove(endpoint)
             sock.close()
@@ -124,6 +131,7 @@ class WebSocketTransport:
     ) -> AsyncIterator[WebSocketFrameStream]:
         """``async with transport.dial(addr) as stream:``; DialError when no connection results."""
         socket_stream = await self._connect(addr, reuse_listen_port, source_ip)
+        self.sockets.take()
         try:
             async with reader_scope() as host:
                 stream = await self._client_handshake(host, socket_stream, addr)
@@ -133,6 +141,7 @@ class WebSocketTransport:
                     await stream.aclose("dialer closed the connection")
         finally:
             socket_stream.socket.close()  # already closed unless cancelled mid-handshake
+            self.sockets.give_back()
 
     # --- listening ----------------------------------------------------------
 
