@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 
-from actors import ConnectError, MemoryNetwork, Node, open_node
+from actors import ConnectError, MemoryNetwork, Node, node_registry, open_node, render_metrics
 from protocols import (
     AddressPolicy,
     ConnectionInfo,
@@ -148,6 +148,12 @@ async def test_one_network_holding_every_slot_loses_one_to_a_newcomer_from_anoth
             assert flood[0].peer_id not in snap.connected_peers  # its oldest was evicted
             admission = hub.statistics().dialer.admission
             assert admission is not None and admission.evicted == 1
+            metrics = render_metrics(node_registry(hub)).decode()
+            assert "autonat_inbound_evicted_total 1.0" in metrics
+            assert ('autonat_inbound_refusals_total{reason="too many connections from this '
+                    'network"}') not in metrics  # refused for the full node, not the network
+            assert 'autonat_inbound_refusals_total{reason="connection limit reached"} 1.0' \
+                in metrics
 
 
 async def test_lost_peer_is_redialed_with_backoff(

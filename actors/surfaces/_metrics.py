@@ -49,6 +49,8 @@ Metric names (all prefixed ``autonat_``)::
     connections{direction}             gauge    inbound|outbound
     dials_total{outcome}                counter  started|failed
     inbound_refused_total               counter
+    inbound_refusals_total{reason}      counter  admission refusals by limit
+    inbound_evicted_total               counter  idle connections evicted for newcomers
     identify_total{outcome}             counter  success|failure
     actor_restarts_total{actor}         counter  per supervised child
     actor_crashes_total{actor}          counter
@@ -88,7 +90,8 @@ METRIC_NAMES: Final = tuple(
     for name in (
         "node_info", "uptime_seconds", "lifecycle_state", "nat_status", "nat_mapping",
         "reachable_addresses", "peers_known", "peers_connected", "connections", "dials",
-        "inbound_refused", "identify", "actor_restarts", "actor_crashes", "actor_up",
+        "inbound_refused", "inbound_refusals", "inbound_evicted", "identify",
+        "actor_restarts", "actor_crashes", "actor_up",
         "supervisor_running", "supervisor_escalations", "probes_sent", "probes_served",
         "bootstrap_fetches",
     )
@@ -165,8 +168,15 @@ class NodeCollector:
         dials.add_metric(["failed"], stats.dialer.dials_failed)
         yield dials
         yield CounterMetricFamily(PREFIX + "inbound_refused",
-                                  "Inbound connections refused at the connection limit.",
+                                  "Inbound connections refused (every admission limit).",
                                   value=stats.dialer.inbound_refused)
+        admission = stats.dialer.admission
+        yield _counts(PREFIX + "inbound_refusals", "Inbound connections refused, by limit.",
+                      "reason", dict(admission.refused) if admission else {})
+        yield CounterMetricFamily(PREFIX + "inbound_evicted",
+                                  "Idle inbound connections evicted to admit a newcomer from "
+                                  "a less represented network.",
+                                  value=admission.evicted if admission else 0)
         identify = CounterMetricFamily(PREFIX + "identify", "Identify exchanges by outcome.",
                                        labels=["outcome"])
         identify.add_metric(["success"], stats.identify.identified)
