@@ -66,3 +66,15 @@ def test_the_facade_is_the_layers_own_objects() -> None:
         assert "no_such_name" in str(exc)
     else:
         raise AssertionError("an unknown name must raise AttributeError")
+
+
+def test_the_command_line_loads_no_http_server_until_a_command_needs_one() -> None:
+    # what `autonat probe` loads: the parser and every command's code, but neither
+    # hypercorn nor prometheus_client
+    heavy = ("hypercorn", "prometheus_client")
+    out = _python("import sys, actors.surfaces._cli, actors.surfaces._cli_commands; "
+                  f"print([m for m in {heavy!r} if m in sys.modules])")
+    assert (out.returncode, out.stdout.strip()) == (0, "[]"), out.stderr
+    out = _python("import sys, actors.surfaces; actors.surfaces.serve_http; "
+                  "print('hypercorn' in sys.modules)")
+    assert (out.returncode, out.stdout.strip()) == (0, "True"), out.stderr

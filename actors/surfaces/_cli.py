@@ -11,13 +11,12 @@ daemon treats SIGINT like SIGTERM: a clean shutdown, exit 0.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from protocols import KeyFileError
 
@@ -41,11 +40,26 @@ DISTRIBUTION = "trio-autonat"
 
 
 def version() -> str:
-    """The installed distribution's version (``importlib.metadata``)."""
+    """The installed distribution's version (``importlib.metadata``, loaded when asked)."""
+    import importlib.metadata  # here: 30 ms most commands never need
+
     try:
         return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return "unknown (not installed)"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: looks the version up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> NoReturn:
+        print(f"autonat {version()}")  # to stdout, as argparse's own version action
+        parser.exit()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,7 +102,7 @@ def build_parser() -> _Parser:
         description="NAT detection and bootstrapping node (libp2p peer ids, AutoNAT v2 over "
         "WebSockets).",
     )
-    parser.add_argument("--version", action="version", version=f"autonat {version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     key_help = f"key file (64-byte raw Ed25519 keypair; default: DATA_DIR/{KEY_FILE_NAME})"
 

@@ -50,7 +50,6 @@ from ._cli_settings import (
     host_port,
     load_node_config,
 )
-from ._http_api import serve_http
 
 EXIT_OK, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2
 MAPPING_GRACE = 2.0
@@ -188,6 +187,8 @@ async def _daemon(config: NodeConfig, keypair: Keypair | None = None) -> None:
             http = "off"
             if config.http.http_listen:
                 host, port = parse_host_port(config.http.http_listen)
+                from ._http_api import serve_http  # here: `probe` never loads hypercorn
+
                 bound = await nursery.start(serve_http, node, host, port)
                 http = f"http://{host_port(bound[0], bound[1])}"
             print(f"peer id {node.peer_id}", flush=True)
@@ -348,6 +349,8 @@ async def _demo() -> None:
         for boot in boots[1:]:
             await boots[0].connect(boot.listen_addrs[0])
         nursery = await stack.enter_async_context(trio.open_nursery())
+        from ._http_api import serve_http  # here: `probe` never loads hypercorn
+
         host, port = await nursery.start(serve_http, boots[0], "127.0.5.1", 0)
         url = f"http://{host_port(host, port)}/status"
         print(f"boot nodes: {', '.join(str(b.peer_id)[-8:] for b in boots)}; /status at {url}")
