@@ -102,38 +102,18 @@ class SetupResult:
 
 
 async def _ours_factory(info: dict[str, object]):  # type: ignore[no-untyped-def]
-    from actors import ConnectionConfig, Stream, WebSocketTransport, open_connection
-    from protocols import (
-        IDENTIFY_PROTOCOL_ID,
-        IDENTIFY_PUSH_PROTOCOL_ID,
-        AddressPolicy,
-        Identify,
-        Keypair,
-        WsAddress,
-    )
-    from protocols.identify import build_identify
+    from _ours import CONFIG, handlers, transport
+
+    from actors import open_connection
+    from protocols import IDENTIFY_PROTOCOL_ID, Identify, Keypair, WsAddress
 
     target = WsAddress.parse(str(info["addr"]))
-    transport = WebSocketTransport(connect_timeout=30.0, handshake_timeout=30.0)
-    config = ConnectionConfig(handshake_timeout=30.0, idle_timeout=None)
-    policy = AddressPolicy(allow_loopback=True)
+    dialer = transport()
 
     async def one(done: trio.Event, hold: trio.Event, keypair: Keypair) -> None:
-        async def serve_identify(stream: Stream) -> None:  # type: ignore[type-arg]
-            await stream.receive()
-            message = build_identify(
-                public_key=keypair.public_key, agent_version="bench-client/0",
-                listen_addrs=(), observed_addr=stream.connection.remote_addr,
-                protocols=(IDENTIFY_PROTOCOL_ID,), policy=policy)
-            await stream.send(message.to_wire(), fin=True)
-
-        async def serve_push(stream: Stream) -> None:  # type: ignore[type-arg]
-            await stream.receive()
-
-        handlers = {IDENTIFY_PROTOCOL_ID: serve_identify, IDENTIFY_PUSH_PROTOCOL_ID: serve_push}
-        async with transport.dial(target, reuse_listen_port=False) as frames, open_connection(
+        async with dialer.dial(target, reuse_listen_port=False) as frames, open_connection(
                 frames, keypair, initiator=True, expected_peer=target.peer_id,
-                handlers=handlers, config=config) as conn:
+                handlers=handlers(keypair), config=CONFIG) as conn:
             stream = await conn.open_stream(IDENTIFY_PROTOCOL_ID)
             Identify.from_wire(await stream.request({}, timeout=30.0))
             done.set()
