@@ -1,6 +1,6 @@
 """Server processes the benchmarks start (and kill) on loopback; one kind per run.
 
-``python benchmarks/servers.py KIND [--host H] [--max-connections N] [--http PORT]``
+``python benchmarks/servers.py KIND [--host H] [--max-connections N] [--probes] [--http]``
 prints one JSON line (its pid and address) and serves until SIGTERM/SIGINT:
 
 * ``ours``: a boot node (boot profile; ``--max-connections`` and the AutoNAT
@@ -40,20 +40,22 @@ async def _until_signalled() -> None:
 
 
 async def serve_ours(args: argparse.Namespace) -> None:
-    from actors import configure_logging, open_node
+    from actors import configure_logging, open_node, serve_http
 
     configure_logging("console", level="error")
     settings: dict[str, object] = {"max_connections": args.max_connections}
     if args.probes:
         settings |= {"rate_global_per_minute": 10**7, "rate_per_peer_per_minute": 10**7,
                      "rate_concurrent_per_peer": 10**4}
-    if args.http:
-        settings["http_listen"] = f"{args.host}:{args.http}"
     config = node_config(args.host, **settings)
-    async with open_node(config) as node:
+    async with open_node(config) as node, trio.open_nursery() as nursery:
+        http_port = 0
+        if args.http:  # the same HTTP API as `autonat boot` serves
+            _, http_port = await nursery.start(serve_http, node, args.host, 0)
         _announce(pid=_pid(), addr=str(node.listen_addrs[0].with_peer_id(node.peer_id)),
-                  peer_id=str(node.peer_id))
+                  peer_id=str(node.peer_id), http_port=http_port)
         await _until_signalled()
+        nursery.cancel_scope.cancel()
 
 
 async def serve_ws(args: argparse.Namespace) -> None:
@@ -123,7 +125,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--max-connections", type=int, default=512)
     parser.add_argument("--probes", action="store_true", help="raise AutoNAT rate limits")
-    parser.add_argument("--http", type=int, default=0, help="HTTP API port (ours)")
+    parser.add_argument("--http", action="store_true", help="serve the HTTP API (ours)")
     args = parser.parse_args()
     raise_nofile()
     runners = {"ours": serve_ours, "ws": serve_ws}
