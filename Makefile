@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck clean
+.PHONY: demo test lint typecheck clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +40,23 @@ clean:
 .PHONY: lab
 lab: $(STAMP)
 	$(BIN)/python -m tests.lab.run_matrix
+
+# Benchmarks (benchmarks/run.py): installs wrk and nginx (Debian packages, as root)
+# and matplotlib (the bench extra) when missing, then prints one table of ratios
+# against baselines measured in the same run; results and plots go to
+# benchmarks/results/. py-libp2p is installed by the runner into a virtualenv
+# under its temporary directory, never into .venv. BENCH_ARGS is passed on, e.g.
+# make bench BENCH_ARGS="--quick" or BENCH_ARGS="--only setup --sizes 1000,2000".
+BENCH_ARGS ?=
+
+bench: $(STAMP)
+	@need=""; \
+	command -v wrk >/dev/null 2>&1 || need="$$need wrk"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$$need nginx-light"; \
+	if [ -n "$$need" ]; then \
+		if [ "$$(id -u)" -ne 0 ]; then echo "missing$$need and not root: cannot install them" >&2; exit 1; fi; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need; \
+	fi
+	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
