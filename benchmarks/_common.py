@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import statistics
@@ -98,10 +99,8 @@ def child_server(kind: str, *args: str, timeout: float = 30.0) -> Iterator[Child
                             env=child_env())
     try:
         assert proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = ""
-        while not line and time.monotonic() < deadline and proc.poll() is None:
-            line = proc.stdout.readline()
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        line = proc.stdout.readline() if ready else ""
         if not line:
             raise RuntimeError(f"server {kind} did not start: {' '.join(cmd)}")
         yield Child(proc, json.loads(line))
