@@ -58,5 +58,7 @@ bench: $(STAMP)
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need; \
 	fi
-	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -c "import matplotlib" 2>/dev/null || { \
+		$(BIN)/pip install --quiet -e '.[dev,bench]' && \
+		$(BIN)/pip uninstall --quiet --yes trio-typing; }
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
