@@ -57,7 +57,6 @@ def setup_rows(args: argparse.Namespace, raw: dict[str, object]) -> list[Row]:
                 log(f"  up {result.up}/{size} total {fmt(result.total)} s "
                     f"rss/conn {fmt(result.rss_per_conn_kib)} KiB {result.status()}")
     raw["setup"] = [r.to_json() for r in runs]
-    sizes_arg = ",".join(str(s) for s in args.sizes)
     rows: list[Row] = []
 
     def pick(kind: str, size: int) -> list[setup_conn.SetupResult]:
@@ -97,7 +96,6 @@ def setup_rows(args: argparse.Namespace, raw: dict[str, object]) -> list[Row]:
                 partial = [f"{r.kind} at {r.up}" for r in ours + base if r.up and not r.complete]
                 row.note = "; ".join(sorted(set(partial))) or notes(ours + base)
                 rows.append(row)
-    del sizes_arg
     return rows
 
 
