@@ -1,8 +1,9 @@
 """Plots of ``results.json`` (``benchmarks/run.py``): set-up time and server RSS against N.
 
 Writes ``setup_time.png`` and ``server_rss.png`` (median over runs, one line per
-server kind). A size that ran out of its time budget is drawn at the time
-budget with a hollow marker and labelled with how many connections were up.
+server kind). A size that ran out of its time budget (in some run) is drawn at the time
+budget with a hollow marker, labelled with how many connections were up; RSS
+is drawn against the connections actually up.
 
 Run: ``python benchmarks/plot.py [RESULTS_JSON] [OUT_DIR]`` (needs matplotlib:
 ``pip install -e '.[bench]'``).
@@ -25,18 +26,24 @@ LABELS = {"ours": "ours (handshake + Identify)", "ws": "bare trio-websocket",
 
 
 def _series(setup: list[dict[str, object]], kind: str, key: str,
-            ) -> tuple[list[int], list[float], list[tuple[int, float, int]]]:
+            ) -> tuple[list[float], list[float], list[tuple[int, float, int]]]:
+    """Medians per size of the runs that have ``key``; sizes where none has it -> partial.
+
+    The x value is the median number of connections actually up (for RSS a size
+    that ran out of budget is drawn where it got to, not at N).
+    """
     sizes = sorted({int(r["size"]) for r in setup if r["kind"] == kind})  # type: ignore[call-overload]
     xs, ys, partial = [], [], []
     for size in sizes:
         runs = [r for r in setup if r["kind"] == kind and r["size"] == size]
-        values = [float(r[key]) for r in runs if r.get(key) is not None]  # type: ignore[arg-type]
-        if values and len(values) == len(runs):
-            xs.append(size)
-            ys.append(statistics.median(values))
-        elif key == "total_s":
-            up = int(statistics.median(int(r["up"]) for r in runs))  # type: ignore[call-overload]
-            partial.append((size, float(runs[0]["budget"]), up))  # type: ignore[arg-type]
+        good = [r for r in runs if r.get(key) is not None]
+        if good:
+            xs.append(statistics.median(float(r["up"]) for r in good))  # type: ignore[arg-type]
+            ys.append(statistics.median(float(r[key]) for r in good))  # type: ignore[arg-type]
+        if key == "total_s" and len(good) < len(runs):
+            short = [r for r in runs if r.get(key) is None]
+            up = int(statistics.median(int(r["up"]) for r in short))  # type: ignore[call-overload]
+            partial.append((size, float(short[0]["budget"]), up))  # type: ignore[arg-type]
     return xs, ys, partial
 
 
@@ -55,9 +62,9 @@ def plot(results: Path, out: Path) -> list[Path]:
             for size, budget, up in partial:
                 ax.plot([size], [budget], marker="o", fillstyle="none",
                         color=line[0].get_color())
-                ax.annotate(f"{up} up in {budget:g} s", (size, budget), fontsize=8,
+                ax.annotate(f"N={size}: {up} up in {budget:g} s", (size, budget), fontsize=8,
                             textcoords="offset points", xytext=(4, 4))
-        ax.set_xlabel("connections N")
+        ax.set_xlabel("connections up")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{ylabel.split(' (')[0]} - median of runs, {data.get('started', '')}",
                      fontsize=9)
