@@ -95,8 +95,10 @@ def stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes], grace: float = 3
 def child_server(kind: str, *args: str, timeout: float = 30.0) -> Iterator[Child]:
     """Run ``benchmarks/servers.py KIND ARGS`` until the block ends (killed on any exit)."""
     cmd = [PYTHON, str(HERE / "servers.py"), kind, *args]
+    # A session of its own: Ctrl-C reaches only the harness, which then stops the
+    # child here (a child dying first would look like a failed measurement).
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                            env=child_env())
+                            env=child_env(), start_new_session=True)
     try:
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], timeout)

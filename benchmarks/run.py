@@ -18,6 +18,7 @@ import contextlib
 import json
 import platform
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -298,9 +299,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     raise_nofile()
+    # Ctrl-C even when started with SIGINT ignored (a background job), and SIGTERM,
+    # end the run the same way: child servers stopped, temp dir removed, table printed.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     tmp = Path(tempfile.mkdtemp(prefix="autonat-bench-"))
     raw: dict[str, object] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "argv": sys.argv[1:],
@@ -321,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
                 started = time.monotonic()
                 rows += step()
                 log(f"{name} done in {time.monotonic() - started:.0f} s")
-    except KeyboardInterrupt:
+    except* KeyboardInterrupt:  # Trio may hand it over inside an exception group
         log("interrupted: printing what was measured")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

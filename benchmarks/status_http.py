@@ -101,7 +101,8 @@ def nginx_serving(body: bytes) -> Iterator[str]:
         conf = tmp / "nginx.conf"
         conf.write_text(NGINX_CONF.format(tmp=tmp, port=port))
         proc = subprocess.Popen([need("nginx"), "-c", str(conf), "-p", str(tmp)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
         try:
             url = f"http://127.0.0.1:{port}/status"
             if wait_http(url) != body:
