@@ -262,7 +262,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="small and short: N=1000, 20 s budget, 1 s loads (a smoke run)")
+                        help="small and short: N=1000, 60 s budget, 1 s loads (a smoke run)")
     parser.add_argument("--sizes", default=None,
                         help="connection counts for set-up and memory (default 1000,2000,5000,"
                              "10000; --quick: 1000)")
@@ -272,7 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=HERE / "results",
                         help="directory for results.json and the plots")
     parser.add_argument("--budget", type=float, default=None,
-                        help="seconds per set-up size and kind (default 120; --quick: 20)")
+                        help="seconds per set-up size and kind (default 120; --quick: 60)")
     parser.add_argument("--concurrency", type=int, default=32,
                         help="set-ups in flight at once")
     parser.add_argument("--probe-concurrency", default="1,10,100")
@@ -287,7 +287,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     quick = args.quick
     args.sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
                   else [1000] if quick else list(FULL_SIZES))
-    args.budget = args.budget if args.budget is not None else (20.0 if quick else 120.0)
+    args.budget = args.budget if args.budget is not None else (60.0 if quick else 120.0)
     args.seconds = args.seconds if args.seconds is not None else (1.0 if quick else 5.0)
     args.codec_seconds = args.codec_seconds or (0.2 if quick else 1.0)
     args.verdict_rounds = args.verdict_rounds or (3 if quick else 10)
