@@ -43,10 +43,16 @@ async def serve_ours(args: argparse.Namespace) -> None:
     from actors import configure_logging, open_node, serve_http
 
     configure_logging("console", level="error")
-    settings: dict[str, object] = {"max_connections": args.max_connections}
+    # every client of a benchmark comes from one loopback host: the per-host and
+    # per-network limits are raised with the count (they exist against floods)
+    n = args.max_connections
+    settings: dict[str, object] = {
+        "max_connections": n, "max_connections_per_ip": n, "max_connections_per_subnet": n,
+        "max_pending_handshakes": n, "max_pending_per_ip": n}
     if args.probes:
         settings |= {"rate_global_per_minute": 10**7, "rate_per_peer_per_minute": 10**7,
-                     "rate_concurrent_per_peer": 10**4}
+                     "rate_concurrent_per_peer": 10**4, "rate_per_ip_per_minute": 10**7,
+                     "rate_per_subnet_per_minute": 10**7, "rate_concurrent_per_ip": 10**4}
     config = node_config(args.host, **settings)
     async with open_node(config) as node, trio.open_nursery() as nursery:
         http_port = 0
