@@ -93,14 +93,24 @@ import random
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from typing import Final
 
-from ..core import AddressPolicy, LocalProtocolError, PeerId, WsAddress
+from ..core import AddressPolicy, PeerId, WsAddress
 from ._autonat_candidates import ProbeServer, choose_servers
 from ._autonat_events import NatMapping, ProbeResult, ReachabilityUpdate
 from ._autonat_msg import DIAL_REQUEST_PROTOCOL_ID
 from ._nat_mapping import AddressObservation
 from ._observation_index import ObservationIndex, ObservationIndexStatistics
+from ._probe_commands import (
+    ProbeCommand,
+    ProbeSchedulerError,
+    ProbeSchedulerStatistics,
+    PublishReachability,
+    SmallNetworkWait,
+    SmallNetworkWaitEnded,
+    SmallNetworkWaitStarted,
+    StartProbe,
+)
 from ._reachability import Reachability, ReachabilityEvent
 
 __all__ = [
@@ -121,91 +131,6 @@ RETRY_SERVER: Final = 30.0
 """An unknown address is not topped up with a server asked about it this recently."""
 SAMPLE_SERVERS: Final = 64
 """Up to this many servers, a round chooses among all of them; beyond, among a sample."""
-
-
-class ProbeSchedulerError(LocalProtocolError):
-    """An input the scheduler's state cannot accept (a driver bug); the message names both."""
-
-
-# --- commands ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StartProbe:
-    """Ask ``server`` (connected, AutoNAT) to dial ``addr``; report as ``probe_id``."""
-
-    probe_id: int
-    addr: WsAddress
-    server: PeerId
-    welcome: bool = False
-    """A welcome probe (boot nodes probe every newcomer once)."""
-
-
-@dataclass(frozen=True)
-class PublishReachability:
-    """Send ``update`` to the StatusTracker; ``events`` say what changed (for the log)."""
-
-    update: ReachabilityUpdate
-    events: tuple[ReachabilityEvent, ...]
-
-
-@dataclass(frozen=True)
-class SmallNetworkWait:
-    """Fewer AutoNAT servers than the threshold: wait before they may decide alone."""
-
-    servers: int
-    threshold: int
-    """The configured threshold (the number of servers a verdict normally needs)."""
-    wait_s: float
-    """The wait's full length (``ReachabilityConfig.small_network_settle``)."""
-    until: float
-    """When it ends (node time), unless more servers come first."""
-
-
-@dataclass(frozen=True)
-class SmallNetworkWaitStarted:
-    """A small-network wait began (or its end moved): log it."""
-
-    wait: SmallNetworkWait
-
-
-@dataclass(frozen=True)
-class SmallNetworkWaitEnded:
-    """The small-network wait is over: ``threshold_in_force`` now applies."""
-
-    servers: int
-    threshold_in_force: int
-
-
-ProbeCommand: TypeAlias = (
-    StartProbe | PublishReachability | SmallNetworkWaitStarted | SmallNetworkWaitEnded
-)
-
-
-@dataclass(frozen=True)
-class ProbeSchedulerStatistics:
-    """Counters since creation and the current state; tuples are sorted."""
-
-    outcomes: tuple[tuple[str, int], ...]
-    """Finished probes by outcome (``reachable``, ``unreachable``, ``lied``, ...)."""
-    probes_started: int
-    welcome_probes: int
-    in_flight: int
-    cancelled: int
-    servers_available: int
-    """Connected peers that serve AutoNAT dial requests, at the latest step."""
-    servers_contacted: tuple[PeerId, ...]
-    """Servers we sent a dial request to (answered or not)."""
-    servers_answered: tuple[PeerId, ...]
-    """Servers that sent us a DialResponse (whatever it said)."""
-    candidates: int
-    candidate_recomputations: int
-    """How many inputs changed the candidates or the NAT mapping (each applied
-    incrementally by the :class:`ObservationIndex`, never recomputed over all)."""
-    observers: int
-    """Observations of our address held (one per observer, at most ``max_observers``)."""
-    nat_mapping: NatMapping
-    small_network_wait: SmallNetworkWait | None
 
 
 # --- state ---------------------------------------------------------------------
