@@ -4,9 +4,10 @@ Ours: wall time of ``autonat probe --peer <boot 1> --peer <boot 2>
 --allow-loopback --json`` (process start to exit, NAT verdict included)
 against two local boot node processes - two, because a verdict needs two
 agreeing servers; against one the probe waits the documented 5 s
-small-network wait, which is policy, not cost. Baseline: wall time of ``benchmarks/libp2p_pair.py`` - two py-libp2p
-hosts on 127.0.0.1 in one process, connect and identify - run with the
-interpreter of a virtualenv that has ``libp2p`` from PyPI (never our .venv).
+small-network wait, which is policy, not cost. Baseline: wall time of
+``benchmarks/libp2p_pair.py`` - two py-libp2p hosts on 127.0.0.1 in one
+process, connect and identify - run with the interpreter of a virtualenv
+that has ``libp2p`` from PyPI (never our .venv).
 The ratio is ours / baseline (lower is better).
 
 Run: ``python benchmarks/whole_process.py --libp2p-python VENV/bin/python``

@@ -58,11 +58,8 @@ from ._nat_mapping import (
     classify_nat_mapping,
 )
 from ._observation_index import ObservationIndex, ObservationIndexStatistics
-from ._probe_scheduler import (
-    RETRY_SERVER,
-    SAMPLE_SERVERS,
+from ._probe_commands import (
     ProbeCommand,
-    ProbeScheduler,
     ProbeSchedulerError,
     ProbeSchedulerStatistics,
     PublishReachability,
@@ -71,6 +68,7 @@ from ._probe_scheduler import (
     SmallNetworkWaitStarted,
     StartProbe,
 )
+from ._probe_scheduler import RETRY_SERVER, SAMPLE_SERVERS, ProbeScheduler
 from ._reachability import (
     AddressReachability,
     AddressVerdict,

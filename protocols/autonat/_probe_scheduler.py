@@ -116,15 +116,7 @@ from ._reachability import Reachability, ReachabilityEvent
 __all__ = [
     "RETRY_SERVER",
     "SAMPLE_SERVERS",
-    "ProbeCommand",
     "ProbeScheduler",
-    "ProbeSchedulerError",
-    "ProbeSchedulerStatistics",
-    "PublishReachability",
-    "SmallNetworkWait",
-    "SmallNetworkWaitEnded",
-    "SmallNetworkWaitStarted",
-    "StartProbe",
 ]
 
 RETRY_SERVER: Final = 30.0
