@@ -316,8 +316,7 @@ class NodeModel:
         self._lifecycle_since = started_at
         self._listen: tuple[WsAddress, ...] = ()
         self._peers: SortedTable[PeerId, PeerRecord] = SortedTable()
-        self._connections: dict[int, ConnectionInfo] = {}
-        self._connections_cache: tuple[ConnectionInfo, ...] | None = ()
+        self._connections: SortedTable[int, ConnectionInfo] = SortedTable()
         self._connected: SortedTable[PeerId, int] = SortedTable()  # peer -> live connections
         self._observed: SortedTable[PeerId, ObservedAddr] = SortedTable()
         self._observed_order: dict[PeerId, None] = {}  # oldest observation first
@@ -374,16 +373,13 @@ class NodeModel:
     def snapshot(self, now: float) -> NodeSnapshot:
         started = self._start_clock(now)
         reach = self._reach
-        if self._connections_cache is None:
-            self._connections_cache = tuple(
-                self._connections[cid] for cid in sorted(self._connections))
         return NodeSnapshot(
             peer_id=self.local_peer_id,
             lifecycle=self._lifecycle,
             lifecycle_since=self._lifecycle_since if self._lifecycle_since is not None else started,
             listen_addrs=self._listen,
             peers=self._peers.values(),
-            connections=self._connections_cache,
+            connections=self._connections.values(),
             observed_addrs=self._observed.values(),
             started_at=started,
             updated_at=self._updated_at if self._updated_at is not None else started,
@@ -525,7 +521,6 @@ class NodeModel:
             self._dropped_connections += 1
             return False
         self._connections[info.connection_id] = info
-        self._connections_cache = None
         self._connected[info.peer_id] = self._connected.get(info.peer_id, 0) + 1
         dialed = [info.remote_addr] if info.direction is Direction.OUTBOUND else []
         self._update_peer(info.peer_id, now, addrs=dialed)
@@ -537,10 +532,9 @@ class NodeModel:
         return True
 
     def _on_connection_down(self, event: ConnectionDown, now: float) -> bool:
-        info = self._connections.pop(event.connection_id, None)
+        info = self._connections.pop(event.connection_id)
         if info is None:
             return False
-        self._connections_cache = None
         left = self._connected[info.peer_id] - 1
         if left:
             self._connected[info.peer_id] = left
