@@ -263,6 +263,10 @@ def test_connected_states_iff_live_connections(ops: list[tuple[str, int]]) -> No
         assert list(snap.peers) == sorted(snap.peers, key=lambda r: r.peer_id)
         assert all(snap.peer(r.peer_id) is r for r in snap.peers)
         assert all(model.is_connected(p) == (p in snap.connected_peers) for p in PEERS[:6])
+        assert set(model._idle) == {r.peer_id for r in snap.peers} - set(snap.connected_peers)
+        assert snap.local_ips == tuple(sorted(
+            {WsAddress(c.local_addr.host, c.local_addr.kind, 0, False)
+             for c in snap.connections}, key=str))
         assert set(snap.connected_peers) <= {rec.peer_id for rec in snap.peers}
 
 

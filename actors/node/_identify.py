@@ -63,7 +63,7 @@ def _advertised(snapshot: NodeSnapshot) -> tuple[WsAddress, ...]:
     """:func:`~protocols.identify.advertised_addrs` of ``snapshot``."""
     return advertised_addrs(
         listen_addrs=snapshot.listen_addrs, reachable_addrs=snapshot.reachable_addrs,
-        local_addrs=[conn.local_addr for conn in snapshot.connections])
+        local_addrs=snapshot.local_ips)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Final, TypeGuard, get_args
@@ -210,6 +211,9 @@ class NodeSnapshot:
     connected_peers: tuple[PeerId, ...] = ()
     """Peers with at least one live connection, sorted, without duplicates (derived
     from ``connections`` when not given; the model passes the list it maintains)."""
+    local_ips: tuple[WsAddress, ...] = ()
+    """Each distinct local IP of our live connections, once, as an address with port 0
+    (what a wildcard listener is reached at; derived like ``connected_peers``)."""
 
     def __post_init__(self) -> None:
         if self.nat_status not in get_args(NatStatus):
@@ -219,6 +223,9 @@ class NodeSnapshot:
         if self.connections and not self.connected_peers:
             object.__setattr__(self, "connected_peers",
                                tuple(sorted({conn.peer_id for conn in self.connections})))
+        if self.connections and not self.local_ips:
+            object.__setattr__(self, "local_ips", tuple(sorted(
+                {_ip_only(conn.local_addr) for conn in self.connections}, key=str)))
 
     @functools.cached_property
     def _peer_index(self) -> dict[PeerId, PeerRecord]:
@@ -230,6 +237,10 @@ class NodeSnapshot:
 
     def connections_to(self, peer_id: PeerId) -> tuple[ConnectionInfo, ...]:
         return tuple(conn for conn in self.connections if conn.peer_id == peer_id)
+
+
+def _ip_only(addr: WsAddress) -> WsAddress:
+    return WsAddress(addr.host, addr.kind, 0, False)
 
 
 def _merge_addrs(
@@ -318,6 +329,10 @@ class NodeModel:
         self._peers: SortedTable[PeerId, PeerRecord] = SortedTable()
         self._connections: SortedTable[int, ConnectionInfo] = SortedTable()
         self._connected: SortedTable[PeerId, int] = SortedTable()  # peer -> live connections
+        self._local_ips: Counter[WsAddress] = Counter()  # local IP -> live connections
+        self._local_ips_cache: tuple[WsAddress, ...] | None = ()
+        self._idle: dict[PeerId, None] = {}
+        """Peers without a live connection (the only ones eviction may choose)."""
         self._observed: SortedTable[PeerId, ObservedAddr] = SortedTable()
         self._observed_order: dict[PeerId, None] = {}  # oldest observation first
         self._revision = 0
@@ -389,6 +404,7 @@ class NodeModel:
             reachable_addrs=reach.reachable_addrs if reach else (),
             unreachable_addrs=reach.unreachable_addrs if reach else (),
             connected_peers=self._connected.keys(),
+            local_ips=self._local_ip_tuple(),
         )
 
     # --- changing ------------------------------------------------------------
@@ -430,6 +446,7 @@ class NodeModel:
             if record.peer_id == self.local_peer_id or record.peer_id in self._peers:
                 continue
             self._peers[record.peer_id] = record
+            self._idle[record.peer_id] = None  # stored peers are not connected yet
             added += 1
         if added:
             self._evict()
@@ -522,6 +539,8 @@ class NodeModel:
             return False
         self._connections[info.connection_id] = info
         self._connected[info.peer_id] = self._connected.get(info.peer_id, 0) + 1
+        self._idle.pop(info.peer_id, None)
+        self._count_local(info.local_addr, +1)
         dialed = [info.remote_addr] if info.direction is Direction.OUTBOUND else []
         self._update_peer(info.peer_id, now, addrs=dialed)
         self._finish_peer_updates(True)
@@ -535,11 +554,14 @@ class NodeModel:
         info = self._connections.pop(event.connection_id)
         if info is None:
             return False
+        self._count_local(info.local_addr, -1)
         left = self._connected[info.peer_id] - 1
         if left:
             self._connected[info.peer_id] = left
         else:
             self._connected.pop(info.peer_id)
+            if info.peer_id in self._peers:
+                self._idle[info.peer_id] = None
         if info.peer_id in self._peers:
             self._update_peer(info.peer_id, now)
             self._finish_peer_updates(True)
@@ -585,6 +607,8 @@ class NodeModel:
         old = self._peers.get(peer_id)
         if old is None:
             old = PeerRecord(peer_id, (), first_seen=now, last_seen=now)
+            if peer_id not in self._connected:
+                self._idle[peer_id] = None
         sources = old.sources
         if source and source not in sources:
             sources = (source, *sources)[:MAX_SOURCES_PER_PEER]
@@ -623,14 +647,27 @@ class NodeModel:
 
     def _evict(self) -> None:
         excess = len(self._peers) - self.max_peers
-        if excess <= 0 or len(self._peers) == len(self._connected):
+        if excess <= 0 or not self._idle:
             return  # within bounds, or every peer is connected (those are never evicted)
-        candidates = sorted(
-            (rec for _, rec in self._peers.items() if rec.peer_id not in self._connected),
-            key=lambda rec: rec.last_seen,
-        )
+        candidates = sorted((self._peers[pid] for pid in self._idle if pid in self._peers),
+                            key=lambda rec: rec.last_seen)
         for record in candidates[:excess]:
             self._peers.pop(record.peer_id)
+            del self._idle[record.peer_id]
+
+    def _count_local(self, addr: WsAddress, delta: int) -> None:
+        key = _ip_only(addr)
+        before = self._local_ips[key]
+        self._local_ips[key] = before + delta
+        if not self._local_ips[key]:
+            del self._local_ips[key]
+        if (before == 0) != (before + delta == 0):
+            self._local_ips_cache = None
+
+    def _local_ip_tuple(self) -> tuple[WsAddress, ...]:
+        if self._local_ips_cache is None:
+            self._local_ips_cache = tuple(sorted(self._local_ips, key=str))
+        return self._local_ips_cache
 
     def _trigger(self, trigger: LifecycleTrigger, now: float) -> bool:
         new = next_lifecycle(self._lifecycle, trigger)
