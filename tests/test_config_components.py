@@ -47,6 +47,7 @@ TODAYS_DEFAULTS: dict[str, object] = {
     "boot_urls": (), "target_peers": 8, "max_connections": 64, "dial_concurrency": 8,
     "dial_timeout": 10.0, "reconnect_initial": 1.0, "reconnect_max": 60.0,
     "handshake_timeout": 10.0, "stream_timeout": 30.0, "idle_timeout": None,
+    "inbound_idle_timeout": None,
     "max_streams": 64, "max_frame_bytes": 64 * 1024, "identify_timeout": 10.0,
     "agent_version": "trio-autonat/0.1.0", "mailbox_size": 256, "save_interval": 5.0,
     "max_peers": 1000, "probe_servers": 3, "probe_timeout": 15.0, "confidence": 2,
@@ -150,7 +151,8 @@ def _other_value(key: str, value: object) -> object:
         "boot_urls": ("http://b/status",),
         "dialback_source": "127.0.0.2", "http_listen": "", "log_format": "json",
         "log_level": "debug", "agent_version": "other/1", "key_file": Path("/k"),
-        "data_dir": Path("/d"), "idle_timeout": 99.0, "autonat_server": False,
+        "data_dir": Path("/d"), "idle_timeout": 99.0, "inbound_idle_timeout": 77.0,
+        "autonat_server": False,
         "allow_other_ip": False, "welcome_probes": True, "cross_host_redirects": True,
         "tls_cert": Path("/c.pem"),
         "tls_key": Path("/k.pem"), "tls_ca": Path("/ca.pem"), "max_connections": 99,
@@ -328,3 +330,28 @@ async def test_a_node_keeps_idle_connections_by_default(
     """The connection actor's old default of 300 s is gone: None is what nodes run with
     (with 300 s, connections here idle out about every 430 s)."""
     assert await _idle_closes({}, wait=1500.0) == []
+
+
+async def test_inbound_idle_timeout_closes_only_connections_the_peer_opened(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(600), capture_logs() as logs:
+        async with AsyncExitStack() as stack:
+            boot = await stack.enter_async_context(open_node(
+                _memory_config("127.0.78.1", inbound_idle_timeout=20.0),
+                transport=net.transport("127.0.78.1")))
+            other = await stack.enter_async_context(open_node(
+                _memory_config("127.0.78.3"), transport=net.transport("127.0.78.3")))
+            newcomer = await stack.enter_async_context(open_node(
+                _memory_config("127.0.78.2", target_peers=1),
+                transport=net.transport("127.0.78.2")))
+            await newcomer.connect(boot.listen_addrs[0])  # inbound at the boot node
+            await boot.connect(other.listen_addrs[0])  # outbound from the boot node
+            await trio.sleep(100)
+            snap = boot.snapshot()
+    closed = [(e.get("node"), e.get("reason")) for e in logs
+              if e["event"] == "connection down" and "idle for 20 s" in str(e.get("reason"))]
+    assert (str(boot.peer_id), "idle for 20 s with no open stream") in closed
+    assert other.peer_id in snap.connected_peers  # its own outbound connection is kept
+    assert ConnectionConfig(inbound_idle_timeout=20.0).for_inbound().idle_timeout == 20.0
+    assert ConnectionConfig().for_inbound() == ConnectionConfig()

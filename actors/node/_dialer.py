@@ -363,7 +363,7 @@ class Dialer:
         try:
             async with _open_connection(stream, self._keypair, initiator=False,
                                         handlers=self._handlers,
-                                        config=self._conn_config) as connection:
+                                        config=self._conn_config.for_inbound()) as connection:
                 self._pending_inbound -= 1
                 self._admission.handle_pending_ended(ip)
                 admitted = True

@@ -27,7 +27,7 @@ never idles out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from ..core import check_positive_setting
 from ._handshake import DEFAULT_HANDSHAKE_TIMEOUT
@@ -49,6 +49,10 @@ class ConnectionConfig:
     idle_timeout: float | None = None
     """Close a connection with no stream for this long; ``None`` keeps it (a node's
     Dialer maintains ``target_peers``, so idling out would only churn connections)."""
+    inbound_idle_timeout: float | None = None
+    """For connections the peer opened: close after this long without a stream;
+    ``None`` = ``idle_timeout``. A boot node sets it, so a newcomer that got its
+    verdict and went quiet gives its slot back."""
     max_streams: int = DEFAULT_MAX_STREAMS
     """Concurrent streams per connection and direction."""
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
@@ -61,7 +65,7 @@ class ConnectionConfig:
     def __post_init__(self) -> None:
         for spec in fields(self):
             value = getattr(self, spec.name)
-            if value is None and spec.name == "idle_timeout":
+            if value is None and spec.name in ("idle_timeout", "inbound_idle_timeout"):
                 continue
             integral = spec.type in ("int", int)
             if isinstance(value, bool) or not isinstance(value, int if integral else int | float):
@@ -73,6 +77,12 @@ class ConnectionConfig:
         except ValueError as exc:
             raise ValueError(f"max_frame_bytes is out of range ({exc}), "
                              f"got {self.max_frame_bytes!r}") from None
+
+    def for_inbound(self) -> ConnectionConfig:
+        """The config of a connection the peer opened (``inbound_idle_timeout`` applied)."""
+        if self.inbound_idle_timeout is None:
+            return self
+        return replace(self, idle_timeout=self.inbound_idle_timeout)
 
     def mux_limits(self) -> MuxLimits:
         """The sans-io stream mux's share of these limits."""
