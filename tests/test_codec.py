@@ -236,3 +236,17 @@ def test_require_names_the_missing_field() -> None:
         require({"a": 1}, "b", "thing")
     with pytest.raises(ValidationError, match="thing: expected a map, got array"):
         require([1], "b", "thing")  # type: ignore[arg-type]
+
+
+def test_valid_frames_are_checked_once_without_the_slow_walk(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # msgpack's own limits already hold for decoded frames; the path-building walk only
+    # runs to explain a problem (packing: after a fast pass said "look closer")
+    from protocols.wire import _codec
+
+    def walked(*args: object) -> None:
+        raise AssertionError("the slow walk ran for a valid frame")
+
+    monkeypatch.setattr(_codec, "_walk", walked)
+    frame = {"a": [1, "x" * 100, b"\x00" * 50, {"b": None, "c": True}], "é": "ü" * 10}
+    assert _codec.unpack(_codec.pack(frame)) == frame

@@ -140,8 +140,31 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> WireMap:
     obj = _unpackb(data, limits)
     if not isinstance(obj, dict):
         raise DecodeError(f"a frame must be a msgpack map, got {kind(obj)}")
-    check_wire_value(obj, limits)
+    # msgpack already enforced every length limit, string keys and no ext types
+    # (see _unpackb); left to check: the nesting depth, and no floats
+    if not _decoded_fits(obj, limits.max_depth):
+        _walk(obj, limits, "frame", 1)  # raises, naming the offending element
     return obj
+
+
+def _decoded_fits(obj: object, max_depth: int) -> bool:
+    """What msgpack's own limits leave open: no container deeper than ``max_depth``
+    and no float anywhere (a False answer sends the caller to the precise walk)."""
+    level: list[object] = [obj]
+    for _ in range(max_depth):
+        deeper: list[object] = []
+        for container in level:
+            items = container.values() if type(container) is dict else container
+            for item in items:  # type: ignore[attr-defined]
+                kind_ = type(item)
+                if kind_ is list or kind_ is dict:
+                    deeper.append(item)
+                elif kind_ is float:
+                    return False
+        if not deeper:
+            return True
+        level = deeper
+    return False
 
 
 def _unpackb(data: bytes | bytearray | memoryview, limits: Limits) -> object:
@@ -200,8 +223,46 @@ def _build_map(pairs: list[tuple[object, object]]) -> dict[object, object]:
 
 def check_wire_value(value: object, limits: Limits = STRUCTURAL_LIMITS,
                      path: str = "frame") -> None:
-    """Raise unless ``value`` is a :data:`WireValue` within ``limits``."""
-    _walk(value, limits, path, 1)
+    """Raise unless ``value`` is a :data:`WireValue` within ``limits``.
+
+    A fast pass (:func:`_fits`) accepts the common case without building a
+    path for every element; only when it says no does the precise walk run,
+    to raise the same error naming the offending element.
+    """
+    if not _fits(value, limits, 1):
+        _walk(value, limits, path, 1)
+
+
+def _fits(value: object, limits: Limits, depth: int) -> bool:
+    """True when ``value`` is certainly valid (exact types only); False means "look closer"."""
+    kind_ = type(value)
+    if kind_ is str:
+        if value.isascii():  # type: ignore[attr-defined]
+            return len(value) <= limits.max_str_len  # type: ignore[arg-type]
+        return _utf8_fits(value, limits.max_str_len)  # type: ignore[arg-type]
+    if kind_ is bytes:
+        return len(value) <= limits.max_bin_len  # type: ignore[arg-type]
+    if kind_ is int:
+        return _MSGPACK_INT_MIN <= value <= U64_MAX  # type: ignore[operator]
+    if value is None or kind_ is bool:
+        return True
+    if depth > limits.max_depth:
+        return False
+    if kind_ is list:
+        return len(value) <= limits.max_array_len and all(  # type: ignore[arg-type]
+            _fits(item, limits, depth + 1) for item in value)  # type: ignore[attr-defined]
+    if kind_ is dict:
+        return len(value) <= limits.max_map_len and all(  # type: ignore[arg-type]
+            type(key) is str and _fits(key, limits, depth) and _fits(item, limits, depth + 1)
+            for key, item in value.items())  # type: ignore[attr-defined]
+    return False
+
+
+def _utf8_fits(text: str, limit: int) -> bool:
+    try:
+        return len(text.encode("utf-8")) <= limit
+    except UnicodeEncodeError:
+        return False
 
 
 def _walk(value: object, limits: Limits, path: str, depth: int) -> None:
