@@ -106,3 +106,39 @@ def test_work_per_connection_does_not_grow_with_connections() -> None:
     assert growth < MAX_GROWTH, (
         f"{large:.0f} calls per connection at {LARGE} connections vs {small:.0f} at {SMALL}: "
         f"x{growth:.2f}; something scans all connections per event")
+
+
+def _task_names() -> list[str]:
+    names, stack = [], [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        names.append(task.name)
+        stack.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
+    return names
+
+
+async def _actor_tasks_per_idle_connection(count: int) -> float:
+    net = MemoryNetwork()
+    stop = trio.Event()
+    async with AsyncExitStack() as stack:
+        boot = await stack.enter_async_context(open_node(
+            _boot_config(count), transport=net.transport("127.0.0.1")))
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        await trio.sleep(60)
+        before = sum(1 for name in _task_names() if name.startswith("actors.node."))
+        for index in range(count):
+            nursery.start_soon(_client, net, index, boot.listen_addrs[0], stop)
+        with trio.fail_after(600):
+            await boot.wait_for(_identified(count))
+        await trio.sleep(60)  # idle: Identify and the welcome probes are done
+        after = sum(1 for name in _task_names() if name.startswith("actors.node."))
+        stop.set()
+    return (after - before) / count
+
+
+def test_node_actors_keep_no_task_per_idle_connection() -> None:
+    """Identify and the AutoNAT client learn of ends from the Dialer, not from a task each."""
+    per_connection = trio.run(_actor_tasks_per_idle_connection, SMALL,
+                              clock=trio.testing.MockClock(autojump_threshold=0))
+    assert per_connection < 0.5, (
+        f"{per_connection:.2f} actor tasks per idle connection: an actor waits on each one")

@@ -16,7 +16,9 @@ wait, what was last published); this actor only drives it, following
   ``handle_observation`` (when it carries an observed address) and
   ``handle_peers_identified`` (its protocols): one observation at a time, so
   no input costs work proportional to the number of connections. Closed
-  connections: one task waits on each. Node snapshots are only read for our
+  connections arrive as the Dialer's ``ConnectionGone`` (a
+  :class:`~actors.node._sweep.ClosedSweep` catches any notice lost while
+  the node stops or this actor restarts). Node snapshots are only read for our
   listen addresses, fed when the tuple changed (the model keeps the same
   tuple object while they do not, so the usual check is one identity test).
   A :class:`~actors.runtime.TimeoutDriver` runs the scheduler's
@@ -87,7 +89,8 @@ from ..runtime import (
     node_field,
 )
 from ._dialback import DialBackReceiver, PendingProbe
-from ._messages import AutonatInput, ConnectionOpened, TrackerEvent
+from ._messages import AutonatInput, ConnectionGone, ConnectionOpened, TrackerEvent
+from ._sweep import ClosedSweep
 
 __all__ = ["DIAL_BACK_GRACE", "AutonatProbe", "AutonatState", "SmallNetworkWait",
            "reachability_log"]
@@ -130,6 +133,7 @@ class AutonatProbe:
         self._config = config
         self._receiver = receiver
         self._state = state
+        self._sweep = ClosedSweep(state.connections, lambda _peer, connection: connection)
         self._scheduler = state.scheduler
         self._inbox = inbox
         self._tracker = tracker
@@ -150,23 +154,23 @@ class AutonatProbe:
             self._nursery = nursery
             # the previous incarnation's probe tasks died with it
             await self._execute(self._scheduler.handle_driver_restart(trio.current_time()))
-            for peer, connection in list(self._state.connections.items()):
-                nursery.start_soon(self._follow, peer, connection)
+            await self._forget(self._sweep.now())  # ends a previous incarnation missed
             nursery.start_soon(self._follow_snapshots)
             nursery.start_soon(self._driver.run, self._execute)
             task_status.started()
             async for message in self._inbox:
                 if isinstance(message, ConnectionOpened):
                     await self._opened(message)
+                elif isinstance(message, ConnectionGone):
+                    await self._gone(message)
                 else:
                     await self._identified(message)
             nursery.cancel_scope.cancel()
 
     async def _opened(self, opened: ConnectionOpened) -> None:
-        assert self._nursery is not None
         peer, connection = opened.info.peer_id, opened.connection
         self._state.connections[peer] = connection
-        self._nursery.start_soon(self._follow, peer, connection)
+        await self._forget(self._sweep.maybe())
         await self._execute(self._scheduler.handle_connection_up(
             peer, remote_addr=connection.remote_addr, local_addr=connection.local_addr,
             inbound=connection.direction is Direction.INBOUND, now=trio.current_time()))
@@ -186,10 +190,15 @@ class AutonatProbe:
             [(event.peer_id, event.protocols)], now)
         await self._execute(commands)
 
-    async def _follow(self, peer: PeerId, connection: Connection) -> None:
-        await connection.closed.wait()
-        if self._state.connections.get(peer) is connection:
+    async def _gone(self, gone: ConnectionGone) -> None:
+        peer = gone.info.peer_id
+        if self._state.connections.get(peer) is gone.connection:
             del self._state.connections[peer]
+            await self._forget([peer])
+
+    async def _forget(self, peers: list[PeerId]) -> None:
+        """Tell the scheduler that these peers' connections (already out of the table) ended."""
+        for peer in peers:
             await self._execute(self._scheduler.handle_connection_down(peer, trio.current_time()))
 
     async def _follow_snapshots(self) -> None:

@@ -32,7 +32,9 @@ Every connection runs in this nursery, so if the Dialer crashes its
 connections go with it and the next incarnation rebuilds them from the
 planner. A registered connection is announced as ``ConnectionUp`` to the
 StatusTracker and ``ConnectionOpened`` (with the live handle) to the
-IdentifyActor; its end as ``ConnectionDown``.
+IdentifyActor and the AutonatProbe; its end as ``ConnectionDown`` to the
+first and ``ConnectionGone`` to the others, so none of them needs a task per
+connection to notice.
 
 **One registered connection per peer.** A second connection from or to a
 peer we are already connected to is *secondary*: it is served (its streams
@@ -98,6 +100,8 @@ from ..transport import FrameStream, Transport
 from ._messages import (
     LOCAL_STOP,
     Connect,
+    ConnectionGone,
+    ConnectionNotice,
     ConnectionOpened,
     DialerCommand,
     DialFailed,
@@ -202,7 +206,7 @@ class Dialer:
         state: DialerState,
         inbox: MailboxReceiver[DialerCommand],
         tracker: MailboxSender[TrackerEvent],
-        listeners: Sequence[MessageSink[ConnectionOpened]],
+        listeners: Sequence[MessageSink[ConnectionNotice]],
         handlers: Mapping[str, ProtocolHandler],
         pulse: Pulse | None = None,
     ) -> None:
@@ -497,9 +501,10 @@ class Dialer:
             raise
         finally:
             reason = LOCAL_STOP if stopping else connection.close_reason or "connection ended"
-            await self._unregister(info, reason, stopping=stopping)
+            await self._unregister(info, connection, reason, stopping=stopping)
 
-    async def _unregister(self, info: ConnectionInfo, reason: str, *, stopping: bool) -> None:
+    async def _unregister(self, info: ConnectionInfo, connection: Connection, reason: str, *,
+                          stopping: bool) -> None:
         live = self._live.get(info.peer_id)
         if live is not None and live.info.connection_id == info.connection_id:
             del self._live[info.peer_id]
@@ -517,3 +522,5 @@ class Dialer:
             self._driver.wake()
         with trio.CancelScope(shield=True), trio.move_on_after(DOWN_NOTICE_TIMEOUT):
             await self._tracker.send(ConnectionDown(info.connection_id, info.peer_id, reason))
+            for listener in self._listeners:
+                await listener.send(ConnectionGone(info, connection, reason))

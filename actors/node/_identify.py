@@ -23,7 +23,10 @@ Following rust-libp2p's split, Identify has two halves:
 
 The table of live connections is owned by the node (:class:`IdentifyState`),
 so an incarnation that crashed and was restarted still knows whom to push
-to; connections opened meanwhile wait in the mailbox.
+to; connections opened meanwhile wait in the mailbox. An entry leaves the
+table on the Dialer's ``ConnectionGone`` (no task waits per connection),
+and a :class:`~actors.node._sweep.ClosedSweep` removes any whose notice was
+lost.
 
 Each half counts what it does and reports it as a frozen snapshot:
 :meth:`IdentifyResponder.statistics` (requests answered, pushes received)
@@ -56,7 +59,8 @@ from protocols.identify import advertised_addrs, build_identify, interpret_ident
 
 from ..connection import EXCHANGE_FAILURES, Connection, Stream
 from ..runtime import MailboxReceiver, MailboxSender, MessageSink, Watch, get_logger
-from ._messages import ConnectionOpened, IdentifyInput, IdentifyPushed, TrackerEvent
+from ._messages import ConnectionGone, ConnectionOpened, IdentifyInput, IdentifyPushed, TrackerEvent
+from ._sweep import ClosedSweep
 
 
 def _advertised(snapshot: NodeSnapshot) -> tuple[WsAddress, ...]:
@@ -167,15 +171,19 @@ class IdentifyActor:
             push_failures=self._push_failures)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        connections = self._state.connections
+        sweep = ClosedSweep(connections, lambda connection, _info: connection)
+        sweep.now()  # ends the previous incarnation may have missed
         async with trio.open_nursery() as nursery:
-            for connection, info in list(self._state.connections.items()):
-                nursery.start_soon(self._follow, connection, info)
             nursery.start_soon(self._push_on_change, nursery)
             task_status.started()
             async for item in self._inbox:
                 if isinstance(item, ConnectionOpened):
-                    self._state.connections[item.connection] = item.info
+                    connections[item.connection] = item.info
+                    sweep.maybe()
                     nursery.start_soon(self._identify, item.connection, item.info)
+                elif isinstance(item, ConnectionGone):
+                    connections.pop(item.connection, None)
                 else:
                     await self._accept_push(item)
             nursery.cancel_scope.cancel()
@@ -189,11 +197,6 @@ class IdentifyActor:
         except EXCHANGE_FAILURES as exc:  # StreamTimeout included
             self._failures += 1
             log.info("identify failed", error=f"{type(exc).__name__}: {exc}")
-        await self._follow(connection, info)
-
-    async def _follow(self, connection: Connection, info: ConnectionInfo) -> None:
-        await connection.closed.wait()
-        self._state.connections.pop(connection, None)
 
     async def _accept(self, message: Identify, info: ConnectionInfo) -> None:
         outcome = interpret_identify(

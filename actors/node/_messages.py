@@ -51,6 +51,19 @@ class ConnectionOpened:
 
 
 @dataclass(frozen=True)
+class ConnectionGone:
+    """A connection announced by :class:`ConnectionOpened` has ended (``reason``).
+
+    Sent by the Dialer to the same listeners, after the connection's
+    ``closed`` event, so that they need no task per connection to notice.
+    """
+
+    info: ConnectionInfo
+    connection: Connection
+    reason: str
+
+
+@dataclass(frozen=True)
 class IdentifyPushed:
     """A peer pushed a new Identify (``/ipfs/id/push/1.0.0``) on a connection."""
 
@@ -59,8 +72,10 @@ class IdentifyPushed:
 
 
 DialerCommand = PeersFound | Connect
-IdentifyInput = ConnectionOpened | IdentifyPushed
-AutonatInput = ConnectionOpened | PeerIdentified
+ConnectionNotice = ConnectionOpened | ConnectionGone
+"""What the Dialer tells its listeners (Identify, AutoNAT) about each connection."""
+IdentifyInput = ConnectionOpened | ConnectionGone | IdentifyPushed
+AutonatInput = ConnectionOpened | ConnectionGone | PeerIdentified
 """The AutonatProbe's inbox: connections from the Dialer, Identify results from the
 IdentifyActor (either may come first for one peer)."""
 TrackerEvent = NodeEvent
