@@ -62,6 +62,9 @@ class FakeSource:
     def statistics(self) -> NodeStatistics:
         return self.stats
 
+    def probes_served(self) -> int:
+        return self.statistics().autonat_server.total_answered
+
 
 async def _frozen_source() -> FakeSource:
     config = NodeConfig(listen=("/ip4/127.0.0.1/tcp/0/ws",), policy=LOOPBACK)

@@ -44,6 +44,9 @@ class FakeSource:
     def statistics(self) -> NodeStatistics:
         return self.stats
 
+    def probes_served(self) -> int:
+        return self.statistics().autonat_server.total_answered
+
 
 @asynccontextmanager
 async def _pair() -> AsyncIterator[tuple[Node, Node]]:

@@ -20,6 +20,7 @@ from protocols import (
     PeerRecord,
     RoundRobin,
     StatusDocument,
+    StatusListing,
     ValidationError,
     WsAddress,
     build_status_document,
@@ -199,6 +200,22 @@ def test_successive_documents_rotate_the_window() -> None:
     handed_out = {entry for w in windows for entry in w[1:]}
     assert handed_out == set(public_peer_addresses(snap, STRICT))
     assert windows[0] != windows[1]
+
+
+def test_a_kept_listing_gives_the_same_documents_and_rotates_the_window() -> None:
+    records = tuple(_record(i, f"34.83.216.{i}") for i in range(1, 6))
+    snap = _snapshot(peers=records, connections=tuple(_conn(i, i) for i in range(1, 6)),
+                     observed_addrs=(_observed(1, "34.83.215.9"),))
+    listing = StatusListing.of(snap, STRICT)
+    fresh, kept = RoundRobin(window=2), RoundRobin(window=2)
+    for _ in range(4):
+        assert _doc(snap, rr=kept, listing=listing) == _doc(snap, rr=fresh)
+
+
+def test_a_listing_of_another_snapshot_is_refused() -> None:
+    listing = StatusListing.of(_snapshot(), STRICT)
+    with pytest.raises(LocalProtocolError, match="another snapshot"):
+        _doc(_snapshot(revision=4), listing=listing)
 
 
 def test_observed_addresses_are_distinct_routable_and_capped() -> None:

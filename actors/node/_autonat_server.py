@@ -145,6 +145,11 @@ class AutonatServer:
                                        local_failures=self._local_failures,
                                        closed_for_rejections=self._closed_for_rejections)
 
+    @property
+    def total_answered(self) -> int:
+        """Dial requests answered so far, without building the statistics."""
+        return self._answered.total()
+
     async def serve(self, stream: Stream[Connection]) -> None:
         connection = stream.connection
         peer, ip = connection.peer_id, connection.remote_addr.ip

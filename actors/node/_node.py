@@ -236,6 +236,10 @@ class Node:
             autonat_client=self._autonat.statistics(), autonat_server=self._server.statistics(),
             dial_back=self._receiver.statistics(), bootstrap=self._fetcher.statistics())
 
+    def probes_served(self) -> int:
+        """AutoNAT dial requests this node's server answered (``/status``'s ``probes_served``)."""
+        return self._server.total_answered
+
     async def add_peers(self, addrs: list[WsAddress] | tuple[WsAddress, ...], *,
                         source: str = "api", from_bootstrap: bool = False) -> None:
         """Hand candidate peers (``.../p2p/<id>``) to the Dialer, as a bootstrap fetch would."""

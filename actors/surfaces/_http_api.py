@@ -5,7 +5,10 @@ Theory of operation
 :class:`HttpApi` is a small ASGI application. Every request is answered
 synchronously from one ``source.snapshot()`` (and ``source.statistics()``)
 - immutable values - so a response is consistent and no request can block
-or disturb the actors. Routes:
+or disturb the actors. ``/status`` keeps the :class:`~protocols.StatusListing`
+of the last snapshot (the part that scans peers and connections) and
+rebuilds it only when the snapshot changed; a request then costs its
+round-robin window and the JSON of one small document, at any number of peers. Routes:
 
 ``GET /status``
     ``application/json``: the Pyrsia-compatible document built by
@@ -61,7 +64,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
-from protocols import RoundRobin, build_status_document, status_document
+from protocols import RoundRobin, StatusListing, build_status_document, status_document
 
 from ..runtime import get_logger
 from ._metrics import (
@@ -151,6 +154,7 @@ class HttpApi:
                                        clock=clock)
         self._log = get_logger("actors.http", actor="http-api", node=str(source.peer_id))
         self._requests = self._errors = self._status_served = 0
+        self._listing: StatusListing | None = None
 
     def statistics(self) -> HttpApiStatistics:
         return HttpApiStatistics(self._requests, self._errors, self._status_served)
@@ -183,15 +187,19 @@ class HttpApi:
 
     def _status(self, reached_at: str | None) -> HttpResponse:
         snapshot = self._source.snapshot()
-        served = self._source.statistics().autonat_server.total_answered
+        policy = self._source.config.policy
+        listing = self._listing
+        if listing is None or listing.snapshot is not snapshot:
+            listing = self._listing = StatusListing.of(snapshot, policy)
         document = status_document(
             snapshot,
-            policy=self._source.config.policy,
+            policy=policy,
             round_robin=self._round_robin,
             version=self.version,
             uptime_s=round(max(0.0, self._clock() - snapshot.started_at), 3),
-            probes_served=served,
+            probes_served=self._source.probes_served(),
             reached_at=reached_at,
+            listing=listing,
         )
         self._status_served += 1
         return HttpResponse(200, JSON_TYPE, build_status_document(document))

@@ -115,6 +115,10 @@ class StatusSource(Protocol):
 
     def statistics(self) -> NodeStatistics: ...
 
+    def probes_served(self) -> int:
+        """AutoNAT dial requests answered so far (cheaper than a whole ``statistics()``)."""
+        ...
+
 
 class NodeCollector:
     """A Prometheus collector reading ``source`` at every scrape; see the module docstring."""

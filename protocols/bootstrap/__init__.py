@@ -32,7 +32,7 @@ from ._status_doc import (
     build_status_document,
     parse_status_document,
 )
-from ._status_view import own_addresses, public_peer_addresses, status_document
+from ._status_view import StatusListing, own_addresses, public_peer_addresses, status_document
 
 __all__ = [
     "DEFAULT_FETCH_BACKOFF",
@@ -51,6 +51,7 @@ __all__ = [
     "SkipKind",
     "SkippedEntry",
     "StatusDocument",
+    "StatusListing",
     "StatusScalar",
     "StatusValue",
     "build_status_document",

@@ -31,6 +31,7 @@ Everything decoded from outside raises :class:`InvalidKey` (keys) or
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 from dataclasses import dataclass, field
 from typing import Final, NoReturn
@@ -173,6 +174,11 @@ class PeerId:
             return None
 
     def __str__(self) -> str:
+        return self._text
+
+    @functools.cached_property
+    def _text(self) -> str:
+        """The base58btc form, computed once per instance (logs and documents print it often)."""
         return base58.b58encode(self.multihash).decode("ascii")
 
     def __repr__(self) -> str:
