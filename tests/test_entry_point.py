@@ -70,9 +70,10 @@ def test_the_facade_is_the_layers_own_objects() -> None:
 
 def test_the_command_line_loads_no_http_server_until_a_command_needs_one() -> None:
     # what `autonat probe` loads: the parser and every command's code, but neither
-    # hypercorn nor prometheus_client
-    heavy = ("hypercorn", "prometheus_client")
-    out = _python("import sys, actors.surfaces._cli, actors.surfaces._cli_commands; "
+    # hypercorn nor prometheus_client, and no HTTP client until a boot URL is fetched
+    heavy = ("hypercorn", "prometheus_client", "httpx")
+    out = _python("import sys, actors.surfaces._cli, actors.surfaces._cli_commands, "
+                  "actors.surfaces._cli_probe, actors.node; "
                   f"print([m for m in {heavy!r} if m in sys.modules])")
     assert (out.returncode, out.stdout.strip()) == (0, "[]"), out.stderr
     out = _python("import sys, actors.surfaces; actors.surfaces.serve_http; "

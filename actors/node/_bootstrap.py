@@ -56,11 +56,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import httpx
 import structlog
 import trio
+
+if TYPE_CHECKING:  # httpx is imported when there is a URL to fetch (start-up time)
+    import httpx
 
 from protocols import (
     AddressSelection,
@@ -96,7 +98,7 @@ MAX_SKIP_LINES: Final = 8
 FETCH_JITTER: Final = 0.2
 
 Logger = structlog.typing.FilteringBoundLogger
-ClientFactory = Callable[..., httpx.AsyncClient]
+ClientFactory = Callable[..., "httpx.AsyncClient"]
 """Called with ``httpx.AsyncClient`` keyword arguments; tests add a ``transport``."""
 
 
@@ -136,7 +138,7 @@ class BootstrapFetcher:
         watch: Watch[NodeSnapshot],
         local_peer: PeerId,
         rng: random.Random | None = None,
-        client_factory: ClientFactory = httpx.AsyncClient,
+        client_factory: ClientFactory | None = None,
         plan: BootstrapPlan | None = None,
         pulse: Pulse | None = None,
     ) -> None:
@@ -146,7 +148,7 @@ class BootstrapFetcher:
         self._watch = watch
         self._local_peer = local_peer
         self._rng = rng if rng is not None else random.Random()
-        self._client_factory = client_factory
+        self._client_factory = client_factory  # None: httpx.AsyncClient
         self._plan = plan if plan is not None else plan_for(config, self._rng)
         self._driver = TimeoutDriver[BootstrapCommand](self._plan)
         self._log = get_logger("actors.bootstrap", actor=ACTOR_NAME, node=str(local_peer))
@@ -189,8 +191,11 @@ class BootstrapFetcher:
         if not self._plan.urls:
             yield None
             return
+        import httpx
+
         step = self._config.bootstrap.fetch_timeout / 2
-        client = self._client_factory(
+        factory = self._client_factory if self._client_factory is not None else httpx.AsyncClient
+        client = factory(
             verify=client_context(self._config.tls_ca),
             timeout=httpx.Timeout(connect=step, read=step, write=step, pool=step),
             follow_redirects=True, max_redirects=MAX_REDIRECTS, trust_env=False,
@@ -234,6 +239,8 @@ class BootstrapFetcher:
                             "cross_host_redirects to follow it")
 
     async def _fetch(self, client: httpx.AsyncClient, url: str) -> _Result:
+        import httpx
+
         limit = self._config.bootstrap.fetch_timeout
         try:
             with trio.fail_after(limit):

@@ -17,7 +17,6 @@ import time
 from contextlib import AsyncExitStack
 from typing import Any
 
-import httpx
 import trio
 
 from protocols import (
@@ -304,6 +303,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"--http: {exc}") from exc
     url = f"http://{host_port(host, port)}/status"
+    import httpx  # here: the commands that need no HTTP client start faster
+
     try:
         response = httpx.get(url, timeout=5.0, trust_env=False)
         response.raise_for_status()
@@ -365,6 +366,8 @@ async def _demo() -> None:
             snap = await newcomer.wait_for(_fully_connected)
             print(f"  lifecycle: {snap.lifecycle.value} after {time.monotonic() - start:.3f} s "
                   f"({len(snap.connected_peers)} peers, probed by a bootstrap peer)")
+        import httpx
+
         async with httpx.AsyncClient(trust_env=False) as client:
             document = (await client.get(url)).json()
         print(f"boot node /status: {json.dumps(document)}")
