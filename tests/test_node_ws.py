@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from actors import ConnectError, Node, open_node
+from actors.runtime import TIMER_TASK_NAME, current_timer_service
 from protocols import AddressPolicy, Keypair, Lifecycle, NodeConfig, NodeSnapshot
 
 LOOPBACK = AddressPolicy(allow_loopback=True)
@@ -110,9 +111,13 @@ async def test_clean_shutdown_leaves_no_sockets_files_or_tasks(tmp_path: Path) -
             assert _open_fds() >= fds_before + 3 + 6  # 3 listeners, 3 connections x 2 ends
     assert _open_fds() == fds_before
     assert _task_count(trio.lowlevel.current_root_task()) == tasks_before
+    timers = current_timer_service()
+    assert timers is not None and len(timers) == 0  # every connection's timer disarmed
     assert (tmp_path / "peers.json").exists()
 
 
 def _task_count(task: trio.lowlevel.Task) -> int:
-    return 1 + sum(_task_count(child) for nursery in task.child_nurseries
-                   for child in nursery.child_tasks)
+    """Tasks under ``task``, but not the run's timer service (one per run, started on first use)."""
+    own = 0 if task.name == TIMER_TASK_NAME else 1
+    return own + sum(_task_count(child) for nursery in task.child_nurseries
+                     for child in nursery.child_tasks)

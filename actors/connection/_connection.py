@@ -14,8 +14,8 @@ there - bad signature, wrong peer id, silence, the peer hanging up - closes
 the frame stream with the reason and raises :class:`ConnectionFailed` out of
 the ``async with``: there is no connection to use.
 
-Then three tasks run in the connection's own nursery, next to one task per
-inbound stream handler:
+Then two tasks run in the connection's own nursery, next to one task per
+inbound stream handler, and a timer:
 
 * the **reader** feeds each frame to the :class:`~protocols.StreamMux`,
   starts the handler registered for a new stream's protocol (the mux itself
@@ -29,9 +29,14 @@ inbound stream handler:
   stream behind. Stream senders wait while ``send_buffer`` frames are queued;
   control frames (error replies) are always queued, and a peer that makes
   them pile up past a hard limit without reading gets disconnected;
-* the **timer** sleeps until the mux's next stream deadline (expired streams
-  are reset on both sides with ``stream-timeout``) or until the connection
+* the **timer** fires at the mux's next stream deadline (expired streams
+  are reset on both sides with ``stream-timeout``) or once the connection
   has been idle - no live stream, no frame either way - for ``idle_timeout``.
+  It is not a task of its own: :func:`~actors.runtime.call_at` registers it
+  with the run's one timer task, so an idle connection costs no sleeping
+  task. It is re-armed only when a deadline moves earlier (a new stream);
+  the idle deadline, which moves with every frame, is checked when the
+  timer fires and armed again for the real time.
 
 After the handshake a misbehaving peer never raises into the caller: a
 protocol violation, a lost transport, the idle timeout or :meth:`aclose`
@@ -64,6 +69,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 import trio
@@ -94,7 +100,7 @@ from protocols import (
     WsAddress,
 )
 
-from ..runtime import get_logger, node_field
+from ..runtime import call_at, get_logger, node_field
 from ..transport import FrameStream, TransportBroken, TransportError
 from ._stream import CONNECTION_CLOSED, Stream, StreamFailure, StreamReset
 
@@ -219,7 +225,7 @@ class Connection:
                               protocols=self._handlers)
         self._streams: dict[int, Stream[Connection]] = {}
         self._outbox = _Outbox(config.send_buffer, config.send_buffer + _CONTROL_ALLOWANCE)
-        self._timer = trio.lowlevel.ParkingLot()
+        self._timer = call_at(math.inf, self._on_timer)
         self._nursery: trio.Nursery | None = None
         self._last_activity = self.opened_at
         self._frames_received = self._frames_sent = self._handler_errors = 0
@@ -288,7 +294,7 @@ class Connection:
         stream.mark_reset_by_us()
         self._streams.pop(stream.stream_id, None)
         self._outbox.wake()
-        self._timer.unpark_all()
+        self._rearm()
 
     # --- tasks --------------------------------------------------------------
 
@@ -297,7 +303,7 @@ class Connection:
             self._nursery = nursery
             nursery.start_soon(self._read_loop)
             nursery.start_soon(self._write_loop)
-            nursery.start_soon(self._timer_loop)
+            self._rearm()
             task_status.started()
 
     async def _read_loop(self) -> None:
@@ -338,21 +344,22 @@ class Connection:
             self._last_activity = trio.current_time()
             self._outbox.sent()
 
-    async def _timer_loop(self) -> None:
-        while True:
-            with trio.move_on_at(self._next_wakeup()):
-                await self._timer.park()
-            now = trio.current_time()
-            for event in self._mux.handle_timeout(now):
-                if isinstance(event, StreamErrored):
-                    self._break(event.stream_id, event.code, "the stream timed out")
-                elif isinstance(event, SendFrame) and not await self._queue(event.data):
-                    return
-            idle_timeout = self.config.idle_timeout
-            if idle_timeout is not None and now >= self._idle_deadline():
-                await self._shutdown(f"idle for {idle_timeout:g} s with no open stream",
-                                     normal=True)
+    def _on_timer(self) -> None:
+        """The run's timer service calls this at our earliest deadline (or later)."""
+        if self.close_reason is not None:
+            return
+        now = trio.current_time()
+        for event in self._mux.handle_timeout(now):
+            if isinstance(event, StreamErrored):
+                self._break(event.stream_id, event.code, "the stream timed out")
+            elif isinstance(event, SendFrame) and not self._outbox.put(event.data):
+                self._shutdown_soon("the peer is not reading (send queue overflow)")
                 return
+        idle_timeout = self.config.idle_timeout
+        if idle_timeout is not None and now >= self._idle_deadline():
+            self._shutdown_soon(f"idle for {idle_timeout:g} s with no open stream", normal=True)
+            return
+        self._rearm()
 
     async def _run_handler(self, handler: ProtocolHandler, stream: Stream[Connection]) -> None:
         log = self._log.bind(stream=stream.stream_id, protocol=stream.protocol)
@@ -404,20 +411,20 @@ class Connection:
         stream = Stream(self, stream_id, protocol, inbound=inbound,
                         buffer=self.config.stream_buffer, send=self._send_on, reset=self._reset)
         self._streams[stream_id] = stream
-        self._timer.unpark_all()
+        self._rearm()
         return stream
 
     def _forget_if_done(self, stream: Stream[Connection]) -> None:
         if self._mux.stream_state(stream.stream_id) not in _LIVE:
             self._streams.pop(stream.stream_id, None)
-            self._timer.unpark_all()
+            self._rearm()
 
     def _break(self, stream_id: int, code: str, detail: str) -> None:
         stream = self._streams.pop(stream_id, None)
         if stream is not None:
             stream.mark_broken(code, detail)
         self._outbox.wake()
-        self._timer.unpark_all()
+        self._rearm()
 
     async def _queue(self, frame: bytes) -> bool:
         if not self._outbox.put(frame):
@@ -425,9 +432,21 @@ class Connection:
             return False
         return True
 
-    def _shutdown_soon(self, reason: str) -> None:
+    def _shutdown_soon(self, reason: str, *, normal: bool = False) -> None:
         assert self._nursery is not None
-        self._nursery.start_soon(self._shutdown, reason)
+        self._nursery.start_soon(partial(self._shutdown, reason, normal=normal))
+
+    def _rearm(self) -> None:
+        """Make the timer fire no later than our next deadline.
+
+        A later deadline (the idle timeout moves with every frame) is left
+        alone: the timer fires early and :meth:`_on_timer` arms it again.
+        """
+        if self.close_reason is not None:
+            return  # the timer was cancelled for good
+        wakeup = self._next_wakeup()
+        if wakeup < self._timer.deadline:
+            self._timer.reschedule(wakeup)
 
     def _next_wakeup(self) -> float:
         deadline = self._mux.poll_timeout()
@@ -453,6 +472,7 @@ class Connection:
         if self.close_reason is not None:
             return
         self.close_reason = reason
+        self._timer.cancel()
         (self._log.debug if normal else self._log.info)("connection closed", reason=reason)
         for stream_id in list(self._streams):
             self._break(stream_id, CONNECTION_CLOSED, reason)

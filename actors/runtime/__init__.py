@@ -1,5 +1,6 @@
 """Bottom layer of :mod:`actors`: mailboxes, child specs, the supervisor, watches, logging,
-the :class:`TimeoutDriver` that runs a sans-io machine's timer, and the :class:`Pulse`
+the :class:`TimeoutDriver` that runs a sans-io machine's timer, :func:`call_at` (one
+timer task for the deadlines of every connection), and the :class:`Pulse`
 that tells readers of statistics when to read again.
 
 Every actor logs, so the logger factory (:func:`get_logger`, quiet until the
@@ -35,9 +36,11 @@ from ._mailbox import (
 )
 from ._pulse import Pulse
 from ._supervisor import Supervisor, SupervisorEscalation
+from ._timers import TIMER_TASK_NAME, Timer, TimerService, call_at, current_timer_service
 from ._watch import Watch, WatchClosed, WatchStatistics, WatchSubscription
 
 __all__ = [
+    "TIMER_TASK_NAME",
     "ActorGone",
     "ChildRun",
     "ChildSpec",
@@ -60,12 +63,16 @@ __all__ = [
     "SupervisorStatistics",
     "TimedMachine",
     "TimeoutDriver",
+    "Timer",
+    "TimerService",
     "Watch",
     "WatchClosed",
     "WatchStatistics",
     "WatchSubscription",
     "call",
+    "call_at",
     "configure_logging",
+    "current_timer_service",
     "get_logger",
     "node_field",
 ]
