@@ -23,7 +23,10 @@ Timeouts - every network wait is bounded, by a timeout or by the caller:
 * listen: ``accept`` waits until the listener is cancelled (the accept loop
   of :mod:`actors.transport._accept` keeps file descriptors in reserve and
   rides out resource errors); per connection, TLS + upgrade -
-  ``handshake_timeout``; then the handler owns the stream.
+  ``handshake_timeout``, and only while the connection has a place among
+  those awaiting the upgrade (``upgrade_limits``: per IP, per subnet and in
+  total, see :mod:`actors.transport._upgrade_gate`); then the handler owns
+  the stream.
 * an open connection: see :mod:`actors.transport._ws_stream` (``send_timeout``,
   ``close_timeout``, the caller's scope for ``receive``).
 """
@@ -40,7 +43,7 @@ from urllib.parse import urlsplit
 import trio
 from trio_websocket import ConnectionClosed, wrap_client_stream, wrap_server_stream
 
-from protocols import WsAddress
+from protocols import UpgradeLimits, WsAddress
 
 from ..runtime import get_logger
 from ._accept import SocketBudget, accept_loop
@@ -54,6 +57,7 @@ from ._sockets import (
     reuse_source,
     socket_address,
 )
+from ._upgrade_gate import UpgradeGate
 from ._ws_stream import ReaderHost, WebSocketFrameStream, WsSettings, reader_scope
 
 RECEIVE_BUFFER_BYTES = 16 * 1024
@@ -66,7 +70,8 @@ class WebSocketTransport:
     """Dials and listens on ``/ws`` and ``/wss`` multiaddrs (see the module docstring).
 
     ``server_ssl`` is required to listen on ``/wss``; ``client_ssl`` defaults to
-    ``ssl.create_default_context()`` for ``/wss`` dials.
+    ``ssl.create_default_context()`` for ``/wss`` dials. ``upgrade_limits`` cap the
+    inbound connections awaiting the TLS + WebSocket upgrade.
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class WebSocketTransport:
         close_timeout: float = 2.0,
         message_queue_size: int = 4,
         budget: SocketBudget | None = None,
+        upgrade_limits: UpgradeLimits | None = None,
     ) -> None:
         self._settings = WsSettings(
             max_frame_bytes=max_frame_bytes,
@@ -95,6 +101,8 @@ class WebSocketTransport:
         self._listening: list[tuple[str, int]] = []  # (ip, port) of active listeners
         self.sockets = budget if budget is not None else SocketBudget()
         """Sockets held, inbound and outbound, against the file-descriptor limit."""
+        self.upgrades = UpgradeGate(upgrade_limits)
+        """Inbound connections awaiting the upgrade, shared by every listener."""
 
     async def listen(
         self,
@@ -160,7 +168,8 @@ class WebSocketTransport:
     ) -> None:
         enable_keepalive(socket_stream.socket)
         async with reader_scope() as host:
-            stream = await self._server_handshake(host, socket_stream, secure)
+            stream = await self.upgrades.upgrade(
+                socket_stream, partial(self._server_handshake, host, socket_stream, secure))
             if stream is None:
                 return
             try:

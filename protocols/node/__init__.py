@@ -45,12 +45,21 @@ from ._node_model import (
     StoredPeersLoaded,
 )
 from ._peer_store import PEER_STORE_VERSION, decode_peer_store, encode_peer_store
+from ._upgrade_queue import (
+    UPGRADE_REFUSAL_REASONS,
+    EvictUpgrade,
+    UpgradeLimits,
+    UpgradeQueue,
+    UpgradeRefused,
+    UpgradeStatistics,
+)
 
 __all__ = [
     "KEY_FILE_MODE",
     "KEY_FILE_SIZE",
     "LIFECYCLE_TRANSITIONS",
     "PEER_STORE_VERSION",
+    "UPGRADE_REFUSAL_REASONS",
     "AdmissionLimits",
     "AdmissionRefused",
     "AdmissionStatistics",
@@ -64,6 +73,7 @@ __all__ = [
     "DialerConfig",
     "Direction",
     "EvictConnection",
+    "EvictUpgrade",
     "InboundAdmission",
     "Lifecycle",
     "LifecycleChanged",
@@ -79,6 +89,10 @@ __all__ = [
     "PeersFound",
     "StateChanged",
     "StoredPeersLoaded",
+    "UpgradeLimits",
+    "UpgradeQueue",
+    "UpgradeRefused",
+    "UpgradeStatistics",
     "check_key_file_metadata",
     "decode_key_file",
     "decode_peer_store",
