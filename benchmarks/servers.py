@@ -48,7 +48,8 @@ async def serve_ours(args: argparse.Namespace) -> None:
     n = args.max_connections
     settings: dict[str, object] = {
         "max_connections": n, "max_connections_per_ip": n, "max_connections_per_subnet": n,
-        "max_pending_handshakes": n, "max_pending_per_ip": n}
+        "max_pending_handshakes": n, "max_pending_per_ip": n, "max_pending_upgrades": n,
+        "max_pending_upgrades_per_ip": n, "max_pending_upgrades_per_subnet": n}
     if args.probes:
         settings |= {"rate_global_per_minute": 10**7, "rate_per_peer_per_minute": 10**7,
                      "rate_concurrent_per_peer": 10**4, "rate_per_ip_per_minute": 10**7,

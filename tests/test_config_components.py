@@ -57,6 +57,8 @@ TODAYS_DEFAULTS: dict[str, object] = {
     "rate_per_ip_per_minute": 24, "rate_per_subnet_per_minute": 48,
     "rate_concurrent_per_ip": 4, "max_connections_per_ip": 8,
     "max_connections_per_subnet": 32, "max_pending_handshakes": 64, "max_pending_per_ip": 4,
+    "max_pending_upgrades": 256, "max_pending_upgrades_per_ip": 8,
+    "max_pending_upgrades_per_subnet": 32,
     "welcome_probes": False, "fetch_timeout": 10.0, "fetch_retry_initial": 2.0,
     "fetch_retry_max": 300.0, "max_status_bytes": 256 * 1024, "max_status_addrs": 256,
     "refetch_interval": 30.0, "cross_host_redirects": False, "http_listen": "127.0.0.1:7888",

@@ -10,10 +10,17 @@ import trio
 import trio.testing
 from structlog.testing import capture_logs
 
-from actors import FrameStream, WebSocketTransport, open_connection
+from actors import (
+    FrameStream,
+    WebSocketTransport,
+    node_registry,
+    open_connection,
+    open_node,
+    render_metrics,
+)
 from actors.transport._accept import SocketBudget
 from actors.transport._upgrade_gate import LOG_INTERVAL, UpgradeGate
-from protocols import Keypair, UpgradeLimits, WsAddress
+from protocols import AddressPolicy, Keypair, NodeConfig, UpgradeLimits, WsAddress
 
 GATE_WARNING = "inbound connections refused or evicted before the WebSocket upgrade"
 
@@ -97,3 +104,27 @@ async def test_refusals_are_logged_once_per_interval_with_their_counts(
         gate._note("upgrade_full", "198.51.100.1")
     assert [e["counts"] for e in logs] == [{"upgrade_ip": 1},
                                            {"upgrade_ip": 4, "upgrade_full": 1}]
+
+
+async def test_a_node_takes_its_caps_from_the_config_and_exports_the_refusals() -> None:
+    config = NodeConfig.from_settings(
+        listen=("/ip4/127.0.0.1/tcp/0/ws",), policy=AddressPolicy(allow_loopback=True),
+        http_listen="", max_pending_upgrades_per_ip=1)
+    raw: list[trio.SocketStream] = []
+    with trio.fail_after(20):
+        async with open_node(config) as node:
+            port = node.listen_addrs[0].port
+            try:
+                for _ in range(3):
+                    raw.append(await trio.open_tcp_stream("127.0.0.1", port,
+                                                          local_address="127.0.0.2"))
+                while (stats := node.statistics().upgrades) is None or stats.pending < 1 \
+                        or sum(n for _, n in stats.refused) < 2:
+                    await trio.sleep(0.005)
+                metrics = render_metrics(node_registry(node)).decode()
+            finally:
+                for stream in raw:
+                    stream.socket.close()
+    assert 'autonat_inbound_refusals_total{reason="upgrade_ip"} 2.0' in metrics
+    assert "autonat_inbound_refused_total 2.0" in metrics
+    assert "autonat_inbound_upgrades_evicted_total 0.0" in metrics

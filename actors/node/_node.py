@@ -53,6 +53,7 @@ from protocols import (
     ProbeSchedulerStatistics,
     Reachability,
     ReachabilityConfig,
+    UpgradeStatistics,
     WsAddress,
 )
 
@@ -117,6 +118,9 @@ class NodeStatistics:
     dial_back: DialBackStatistics
     """Dial-backs we received for our own probes."""
     bootstrap: BootstrapStatistics
+    upgrades: UpgradeStatistics | None = None
+    """Inbound connections awaiting the WebSocket upgrade: refusals by reason, evictions
+    (None for a transport without such a queue, e.g. the in-memory one)."""
 
     # Views of ``autonat_client`` (read-only; nothing here is counted twice).
 
@@ -160,7 +164,7 @@ class Node:
                  tracker: StatusTracker, identify: IdentifyActor,
                  responder: IdentifyResponder, autonat: AutonatProbe,
                  server: AutonatServer, receiver: DialBackReceiver,
-                 fetcher: BootstrapFetcher) -> None:
+                 fetcher: BootstrapFetcher, transport: Transport) -> None:
         self.keypair = keypair
         self.config = config
         self._watch = watch
@@ -175,6 +179,7 @@ class Node:
         self._server = server
         self._receiver = receiver
         self._fetcher = fetcher
+        self._transport = transport
 
     @property
     def peer_id(self) -> PeerId:
@@ -234,7 +239,9 @@ class Node:
             tracker=self._tracker.statistics(), identify=self._identify.statistics(),
             identify_responder=self._responder.statistics(),
             autonat_client=self._autonat.statistics(), autonat_server=self._server.statistics(),
-            dial_back=self._receiver.statistics(), bootstrap=self._fetcher.statistics())
+            dial_back=self._receiver.statistics(), bootstrap=self._fetcher.statistics(),
+            upgrades=(self._transport.upgrades.statistics()
+                      if isinstance(self._transport, WebSocketTransport) else None))
 
     def probes_served(self) -> int:
         """AutoNAT dial requests this node's server answered (``/status``'s ``probes_served``)."""
@@ -278,7 +285,8 @@ def _default_transport(config: NodeConfig) -> WebSocketTransport:
     return WebSocketTransport(server_ssl=server_ssl, client_ssl=client_ssl,
                               max_frame_bytes=config.connection.max_frame_bytes,
                               connect_timeout=config.dialer.dial_timeout,
-                              handshake_timeout=config.connection.handshake_timeout)
+                              handshake_timeout=config.connection.handshake_timeout,
+                              upgrade_limits=config.dialer.upgrade_limits())
 
 
 def _planner(config: NodeConfig, keys: Keypair, rng: random.Random) -> DialPlanner:
@@ -341,7 +349,7 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     return Node(keypair=keys, config=config, watch=watch, pulse=pulse, dialer_box=boxes.dialer,
                 supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify,
                 responder=responder, autonat=autonat, server=server, receiver=receiver,
-                fetcher=fetcher)
+                fetcher=fetcher, transport=transport)
 
 
 @asynccontextmanager

@@ -23,7 +23,10 @@ needs wiring beyond the node itself, so
 
 * state gauges (lifecycle, NAT status and mapping, reachable addresses,
   peers, connections): the StatusTracker's :class:`~protocols.NodeSnapshot`;
-* ``dials``, ``inbound_refused``: ``statistics().dialer`` (the Dialer);
+* ``dials``, ``inbound_refused``: ``statistics().dialer`` (the Dialer), plus
+  ``statistics().upgrades`` (the WebSocket transport's queue of connections
+  awaiting the upgrade) for ``inbound_refusals{reason="upgrade_..."}`` and
+  ``inbound_upgrades_evicted``;
 * ``identify``: ``statistics().identify`` (the IdentifyActor; ``success`` is
   an Identify answer or push accepted, ``failure`` a request that failed);
 * ``actor_*``, ``supervisor_*``: ``statistics().supervisor``;
@@ -49,8 +52,10 @@ Metric names (all prefixed ``autonat_``)::
     connections{direction}             gauge    inbound|outbound
     dials_total{outcome}                counter  started|failed
     inbound_refused_total               counter
-    inbound_refusals_total{reason}      counter  admission refusals by limit
+    inbound_refusals_total{reason}      counter  admission refusals by limit, and
+                                                 upgrade_ip|upgrade_subnet|upgrade_full
     inbound_evicted_total               counter  idle connections evicted for newcomers
+    inbound_upgrades_evicted_total      counter  connections awaiting the upgrade evicted
     identify_total{outcome}             counter  success|failure
     actor_restarts_total{actor}         counter  per supervised child
     actor_crashes_total{actor}          counter
@@ -90,7 +95,8 @@ METRIC_NAMES: Final = tuple(
     for name in (
         "node_info", "uptime_seconds", "lifecycle_state", "nat_status", "nat_mapping",
         "reachable_addresses", "peers_known", "peers_connected", "connections", "dials",
-        "inbound_refused", "inbound_refusals", "inbound_evicted", "identify",
+        "inbound_refused", "inbound_refusals", "inbound_evicted", "inbound_upgrades_evicted",
+        "identify",
         "actor_restarts", "actor_crashes", "actor_up",
         "supervisor_running", "supervisor_escalations", "probes_sent", "probes_served",
         "bootstrap_fetches",
@@ -171,16 +177,22 @@ class NodeCollector:
         dials.add_metric(["started"], stats.dialer.dials_started)
         dials.add_metric(["failed"], stats.dialer.dials_failed)
         yield dials
+        admission, upgrades = stats.dialer.admission, stats.upgrades
+        refusals = dict(upgrades.refused) if upgrades else {}
         yield CounterMetricFamily(PREFIX + "inbound_refused",
                                   "Inbound connections refused (every admission limit).",
-                                  value=stats.dialer.inbound_refused)
-        admission = stats.dialer.admission
+                                  value=stats.dialer.inbound_refused + sum(refusals.values()))
+        refusals |= dict(admission.refused) if admission else {}
         yield _counts(PREFIX + "inbound_refusals", "Inbound connections refused, by limit.",
-                      "reason", dict(admission.refused) if admission else {})
+                      "reason", refusals)
         yield CounterMetricFamily(PREFIX + "inbound_evicted",
                                   "Idle inbound connections evicted to admit a newcomer from "
                                   "a less represented network.",
                                   value=admission.evicted if admission else 0)
+        yield CounterMetricFamily(PREFIX + "inbound_upgrades_evicted",
+                                  "Inbound connections awaiting the WebSocket upgrade evicted "
+                                  "to admit a newcomer from a less represented network.",
+                                  value=upgrades.evicted if upgrades else 0)
         identify = CounterMetricFamily(PREFIX + "identify", "Identify exchanges by outcome.",
                                        labels=["outcome"])
         identify.add_metric(["success"], stats.identify.identified)
