@@ -49,6 +49,7 @@ TODAYS_DEFAULTS: dict[str, object] = {
     "handshake_timeout": 10.0, "stream_timeout": 30.0, "idle_timeout": None,
     "inbound_idle_timeout": None,
     "max_streams": 64, "max_frame_bytes": 64 * 1024, "identify_timeout": 10.0,
+    "max_refusals": 8, "refusal_window": 60.0,
     "agent_version": "trio-autonat/0.1.0", "mailbox_size": 256, "save_interval": 5.0,
     "max_peers": 1000, "probe_servers": 3, "probe_timeout": 15.0, "confidence": 2,
     "autonat_server": True, "dialback_source": None, "allow_other_ip": True,

@@ -20,7 +20,10 @@ inbound stream handler, and a timer:
 * the **reader** feeds each frame to the :class:`~protocols.StreamMux`,
   starts the handler registered for a new stream's protocol (the mux itself
   refuses unknown protocols with ``unsupported-protocol`` and streams beyond
-  ``max_streams`` with ``too-many-streams``), and delivers messages to the
+  ``max_streams`` with ``too-many-streams``; such refusals, and the requests
+  handlers refuse through :meth:`Connection.count_refusal`, close the
+  connection once ``max_refusals`` fell within ``refusal_window``, see
+  :mod:`protocols.wire._refusals`), and delivers messages to the
   streams' bounded inboxes - a full inbox pauses the reader, which is the
   backpressure towards the peer;
 * the **writer** is the only task that sends on the frame stream. Frames are
@@ -229,6 +232,7 @@ class Connection:
         self._nursery: trio.Nursery | None = None
         self._last_activity = self.opened_at
         self._frames_received = self._frames_sent = self._handler_errors = 0
+        self._refusals = config.new_refusal_window()
         self._log = get_logger("actors.connection", actor="connection", **node_field(local_peer),
                                peer=str(self.peer_id), direction=self.direction.value)
 
@@ -255,6 +259,15 @@ class Connection:
             await self._shutdown(reason, flush=True, normal=True)
         else:
             await self.closed.wait()
+
+    def count_refusal(self, what: str) -> bool:
+        """One more request of the peer's was refused; True when that closes the connection
+        (in a moment: already queued answers still go out)."""
+        verdict = self._refusals.handle_refused(trio.current_time())
+        if verdict is not None and self._nursery is not None:
+            self._nursery.start_soon(partial(self._shutdown, f"{verdict.reason}, the last: {what}",
+                                             flush=True))
+        return verdict is not None
 
     def statistics(self) -> ConnectionStatistics:
         return ConnectionStatistics(
@@ -406,6 +419,7 @@ class Connection:
         elif isinstance(event, InboundStreamRejected):
             self._log.info("refused inbound stream", stream=event.stream_id,
                            protocol=event.protocol, code=event.code)
+            self.count_refusal(f"stream refused with {event.code}")
 
     def _add_stream(self, stream_id: int, protocol: str, *, inbound: bool) -> Stream[Connection]:
         stream = Stream(self, stream_id, protocol, inbound=inbound,

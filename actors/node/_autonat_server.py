@@ -13,8 +13,10 @@ connection's nursery, bounded as a whole by ``server_timeout``:
    and per subnet per minute; concurrent per peer and per IP) - once before
    reading anything, so a flood costs no parsing, and again to admit the
    request; over a limit the answer is ``E_REQUEST_REJECTED`` and nothing
-   is dialed. A connection whose requests were rejected
-   :data:`MAX_REJECTIONS_PER_CONNECTION` times is closed;
+   is dialed. Each rejection counts as a refusal of the connection
+   (:meth:`~actors.connection.Connection.count_refusal`), which closes it
+   once ``max_refusals`` (8 by default) of its requests or streams were
+   refused within ``refusal_window``;
 3. :func:`~protocols.choose_dial_address` picks **exactly one** address - the
    first the server is willing to dial: never a relay, a DNS name or an
    address the :class:`~protocols.AddressPolicy` rejects, and an IP other than
@@ -42,7 +44,6 @@ from __future__ import annotations
 
 import math
 import random
-import weakref
 from collections import Counter
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -85,10 +86,6 @@ from ..runtime import MailboxSender, get_logger
 from ..transport import LocalDialError, Transport
 from ._messages import TrackerEvent
 
-MAX_REJECTIONS_PER_CONNECTION = 8
-"""Rate-limited requests one connection may send before it is closed: an honest client
-backs off long before (it asks a few servers once per round); a flood is cut off."""
-
 
 @dataclass(frozen=True)
 class AutonatServerStatistics:
@@ -102,7 +99,8 @@ class AutonatServerStatistics:
     local_failures: int = 0
     """Dial-backs that failed on this host (answered ``E_INTERNAL_ERROR``)."""
     closed_for_rejections: int = 0
-    """Connections closed after :data:`MAX_REJECTIONS_PER_CONNECTION` rejected requests."""
+    """Connections closed when a rejected request was their ``max_refusals``-th refusal
+    within ``refusal_window``."""
 
     def by_status(self) -> dict[str, int]:
         return dict(self.answered)
@@ -131,8 +129,6 @@ class AutonatServer:
                                    per_ip_per_minute=server.rate_per_ip_per_minute,
                                    per_subnet_per_minute=server.rate_per_subnet_per_minute,
                                    concurrent_per_ip=server.rate_concurrent_per_ip)
-        self._rejections: weakref.WeakKeyDictionary[Connection, int] = \
-            weakref.WeakKeyDictionary()
         self._closed_for_rejections = 0
         self._answered: Counter[str] = Counter()
         self._dial_backs = self._local_failures = 0
@@ -178,12 +174,8 @@ class AutonatServer:
                         reason=reason.value)
         await self._answer(stream, connection.peer_id, request,
                            ResponseStatus.E_REQUEST_REJECTED, detail=f"rate limit: {reason.value}")
-        count = self._rejections[connection] = self._rejections.get(connection, 0) + 1
-        if count >= MAX_REJECTIONS_PER_CONNECTION:
+        if connection.count_refusal(f"dial request rejected ({reason.value})"):
             self._closed_for_rejections += 1
-            self._log.info("closing a connection that keeps sending rejected dial requests",
-                           peer=str(connection.peer_id), rejected=count)
-            await connection.aclose("too many rejected dial requests")
 
     async def _handle(self, stream: Stream[Connection], peer: PeerId, request: DialRequest) -> None:
         choice = choose_dial_address(

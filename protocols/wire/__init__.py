@@ -69,6 +69,7 @@ from ._mux import (
     StreamMux,
     StreamState,
 )
+from ._refusals import CloseForRefusals, RefusalWindow
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
@@ -79,6 +80,7 @@ __all__ = [
     "U32_MAX",
     "U64_MAX",
     "Auth",
+    "CloseForRefusals",
     "ConnectionConfig",
     "ErrorCode",
     "ErrorFrame",
@@ -98,6 +100,7 @@ __all__ = [
     "MuxEvent",
     "MuxLimits",
     "MuxStatistics",
+    "RefusalWindow",
     "SendFrame",
     "StreamErrored",
     "StreamFrame",

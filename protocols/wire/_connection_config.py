@@ -9,7 +9,9 @@ per stream and the frames queued for sending. :class:`ConnectionConfig` holds
 all of them and is the only place they are declared: a node's
 :class:`~protocols.NodeConfig` carries one as its ``connection`` component
 (settings ``handshake_timeout``, ``stream_timeout``, ``idle_timeout``,
-``max_streams``, ``max_frame_bytes``), the connection actor runs with it, and
+``max_streams``, ``max_frame_bytes``, ``max_refusals``, ``refusal_window``),
+the connection actor runs with it (its :class:`~protocols.RefusalWindow`
+comes from :meth:`ConnectionConfig.new_refusal_window`), and
 the sans-io :class:`~protocols.StreamMux` gets its share through
 :meth:`ConnectionConfig.mux_limits`. The defaults of the mux limits are the
 :mod:`protocols.wire._mux` constants, so a bare :class:`MuxLimits` and a bare
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field, fields, replace
 from ..core import check_positive_setting
 from ._handshake import DEFAULT_HANDSHAKE_TIMEOUT
 from ._mux import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_STREAMS, DEFAULT_STREAM_TIMEOUT, MuxLimits
+from ._refusals import DEFAULT_MAX_REFUSALS, DEFAULT_REFUSAL_WINDOW, RefusalWindow
 
 __all__ = ["ConnectionConfig"]
 
@@ -57,6 +60,11 @@ class ConnectionConfig:
     """Concurrent streams per connection and direction."""
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     """Largest frame (WebSocket message) accepted or sent."""
+    max_refusals: int = DEFAULT_MAX_REFUSALS
+    """Refused requests of the peer's (streams the mux refused, requests a rate limit
+    refused) within ``refusal_window`` that close the connection."""
+    refusal_window: float = DEFAULT_REFUSAL_WINDOW
+    """Seconds over which ``max_refusals`` are counted."""
     stream_buffer: int = field(default=16, metadata=_NOT_A_SETTING)
     """Messages buffered per stream before the reader waits for its consumer."""
     send_buffer: int = field(default=32, metadata=_NOT_A_SETTING)
@@ -88,3 +96,7 @@ class ConnectionConfig:
         """The sans-io stream mux's share of these limits."""
         return MuxLimits(max_streams=self.max_streams, stream_timeout=self.stream_timeout,
                          max_frame_bytes=self.max_frame_bytes)
+
+    def new_refusal_window(self) -> RefusalWindow:
+        """A fresh count of one connection's refused requests."""
+        return RefusalWindow(self.max_refusals, self.refusal_window)
