@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-import ipaddress
+from ipaddress import ip_address as ip
+from ipaddress import ip_network as net
 
 import pytest
 
 from protocols import (
-    EvictUpgrade,
+    AdmissionRefused,
+    EvictConnection,
     LocalProtocolError,
     UpgradeLimits,
     UpgradeQueue,
-    UpgradeRefused,
 )
-
-
-def ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    return ipaddress.ip_address(text)
-
-
-def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(text)
 
 
 def test_an_ip_or_a_subnet_at_its_cap_is_refused_and_others_go_on() -> None:
     queue = UpgradeQueue(UpgradeLimits(max_pending=100, per_ip=2, per_subnet=3))
     assert queue.handle_accepted(1, ip("203.0.113.7")) is None
     assert queue.handle_accepted(2, ip("::ffff:203.0.113.7")) is None  # the same host
-    assert queue.handle_accepted(3, ip("203.0.113.7")) == UpgradeRefused("upgrade_ip")
+    assert queue.handle_accepted(3, ip("203.0.113.7")) == AdmissionRefused("upgrade_ip")
     assert queue.handle_accepted(4, ip("203.0.113.8")) is None
-    assert queue.handle_accepted(5, ip("203.0.113.9")) == UpgradeRefused("upgrade_subnet")
+    assert queue.handle_accepted(5, ip("203.0.113.9")) == AdmissionRefused("upgrade_subnet")
     assert queue.handle_accepted(6, ip("198.51.100.1")) is None  # another network
     queue.handle_done(1)
     assert queue.handle_accepted(7, ip("203.0.113.9")) is None
@@ -44,16 +37,16 @@ def test_a_full_queue_evicts_the_oldest_of_the_most_represented_subnet() -> None
         assert queue.handle_accepted(ticket, ip(f"203.0.113.{ticket + 1}")) is None
     assert queue.handle_accepted(10, ip("198.51.100.1")) is None
     assert queue.handle_accepted(11, ip("198.51.100.2")) is None  # full: 4 + 2
-    assert queue.handle_accepted(20, ip("192.0.2.1")) == EvictUpgrade(0, net("203.0.113.0/24"))
-    assert queue.handle_accepted(21, ip("192.0.2.2")) == EvictUpgrade(1, net("203.0.113.0/24"))
+    assert queue.handle_accepted(20, ip("192.0.2.1")) == EvictConnection(0, net("203.0.113.0/24"))
+    assert queue.handle_accepted(21, ip("192.0.2.2")) == EvictConnection(1, net("203.0.113.0/24"))
     # now 203.0.113/24: 2, 198.51.100/24: 2, 192.0.2/24: 2; a third from 192.0.2 would
     # make 3, more than any other: refused; so is another from the flooder
-    assert queue.handle_accepted(22, ip("192.0.2.3")) == UpgradeRefused("upgrade_full")
-    assert queue.handle_accepted(5, ip("203.0.113.9")) == UpgradeRefused("upgrade_full")
+    assert queue.handle_accepted(22, ip("192.0.2.3")) == AdmissionRefused("upgrade_full")
+    assert queue.handle_accepted(5, ip("203.0.113.9")) == AdmissionRefused("upgrade_full")
     # a fourth network still evicts, from one of the subnets with two
     decision = queue.handle_accepted(30, ip("10.1.2.3"))
-    assert isinstance(decision, EvictUpgrade) and decision.ticket in (2, 10, 20)
-    queue.handle_done(decision.ticket)  # the evicted one's task reports too: ignored
+    assert isinstance(decision, EvictConnection) and decision.connection_id in (2, 10, 20)
+    queue.handle_done(decision.connection_id)  # the evicted one's task reports too: ignored
     assert queue.statistics().pending == 6 and queue.statistics().evicted == 3
 
 
@@ -61,7 +54,7 @@ def test_a_flooder_cannot_evict_its_own_connections() -> None:
     queue = UpgradeQueue(UpgradeLimits(max_pending=4, per_ip=8, per_subnet=8))
     for ticket in range(4):
         assert queue.handle_accepted(ticket, ip("203.0.113.7")) is None
-    assert queue.handle_accepted(4, ip("203.0.113.8")) == UpgradeRefused("upgrade_full")
+    assert queue.handle_accepted(4, ip("203.0.113.8")) == AdmissionRefused("upgrade_full")
     assert queue.statistics().evicted == 0
 
 
@@ -76,18 +69,18 @@ def test_the_largest_subnet_is_tracked_as_counts_go_up_and_down() -> None:
     queue.handle_accepted(5, ip("203.0.113.1"))
     queue.handle_accepted(6, ip("203.0.113.1"))
     queue.handle_accepted(7, ip("203.0.113.1"))  # full again: 198.51.100/24: 2, 203.0.113/24: 3
-    assert queue.handle_accepted(8, ip("192.0.2.1")) == EvictUpgrade(5, net("203.0.113.0/24"))
+    assert queue.handle_accepted(8, ip("192.0.2.1")) == EvictConnection(5, net("203.0.113.0/24"))
     # 203.0.113/24: 2, 198.51.100/24: 2; a second from 192.0.2 would make 2 as well
-    assert queue.handle_accepted(9, ip("192.0.2.2")) == UpgradeRefused("upgrade_full")
+    assert queue.handle_accepted(9, ip("192.0.2.2")) == AdmissionRefused("upgrade_full")
     assert queue.handle_accepted(10, ip("10.0.0.1")) in (
-        EvictUpgrade(3, net("198.51.100.0/24")), EvictUpgrade(6, net("203.0.113.0/24")))
+        EvictConnection(3, net("198.51.100.0/24")), EvictConnection(6, net("203.0.113.0/24")))
 
 
 def test_ipv6_counts_per_56_and_every_count_returns_to_zero() -> None:
     queue = UpgradeQueue(UpgradeLimits(max_pending=50, per_ip=1, per_subnet=2))
     assert queue.handle_accepted(1, ip("2001:db8:0:1::1")) is None
     assert queue.handle_accepted(2, ip("2001:db8:0:2::1")) is None  # the same /56
-    assert queue.handle_accepted(3, ip("2001:db8:0:3::1")) == UpgradeRefused("upgrade_subnet")
+    assert queue.handle_accepted(3, ip("2001:db8:0:3::1")) == AdmissionRefused("upgrade_subnet")
     assert queue.handle_accepted(4, ip("2001:db8:0:100::1")) is None  # another /56
     with pytest.raises(LocalProtocolError):
         queue.handle_accepted(4, ip("192.0.2.1"))

@@ -36,7 +36,13 @@ from typing import Final, TypeVar
 
 import trio
 
-from protocols import EvictUpgrade, UpgradeLimits, UpgradeQueue, UpgradeRefused, UpgradeStatistics
+from protocols import (
+    AdmissionRefused,
+    EvictConnection,
+    UpgradeLimits,
+    UpgradeQueue,
+    UpgradeStatistics,
+)
 
 from ..runtime import get_logger
 
@@ -89,11 +95,11 @@ class UpgradeGate:
         except OSError:  # already gone
             return False
         decision = self._queue.handle_accepted(ticket, ipaddress.ip_address(host.split("%")[0]))
-        if isinstance(decision, UpgradeRefused):
+        if isinstance(decision, AdmissionRefused):
             self._note(decision.reason, host)
             return False
-        if isinstance(decision, EvictUpgrade):
-            self._waiting[decision.ticket].cancel()
+        if isinstance(decision, EvictConnection):
+            self._waiting[decision.connection_id].cancel()
             self._note("evicted", str(decision.subnet))
         return True
 

@@ -39,6 +39,8 @@ from ._networks import (
     DEFAULT_IPV4_PREFIX,
     DEFAULT_IPV6_PREFIX,
     IPNetwork,
+    check_network_limits,
+    count_down,
     plain_ip,
     subnet_of,
 )
@@ -80,7 +82,9 @@ __all__ = [
     "ValidationError",
     "WsAddress",
     "check_ip_setting",
+    "check_network_limits",
     "check_positive_setting",
+    "count_down",
     "describe",
     "parse_addresses",
     "plain_ip",

@@ -47,10 +47,8 @@ from ._node_model import (
 from ._peer_store import PEER_STORE_VERSION, decode_peer_store, encode_peer_store
 from ._upgrade_queue import (
     UPGRADE_REFUSAL_REASONS,
-    EvictUpgrade,
     UpgradeLimits,
     UpgradeQueue,
-    UpgradeRefused,
     UpgradeStatistics,
 )
 
@@ -73,7 +71,6 @@ __all__ = [
     "DialerConfig",
     "Direction",
     "EvictConnection",
-    "EvictUpgrade",
     "InboundAdmission",
     "Lifecycle",
     "LifecycleChanged",
@@ -91,7 +88,6 @@ __all__ = [
     "StoredPeersLoaded",
     "UpgradeLimits",
     "UpgradeQueue",
-    "UpgradeRefused",
     "UpgradeStatistics",
     "check_key_file_metadata",
     "decode_key_file",

@@ -55,6 +55,8 @@ from ..core import (
     IPAddress,
     IPNetwork,
     LocalProtocolError,
+    check_network_limits,
+    count_down,
     plain_ip,
     subnet_of,
 )
@@ -81,13 +83,9 @@ class AdmissionLimits:
     ipv6_prefix: int = DEFAULT_IPV6_PREFIX
 
     def __post_init__(self) -> None:
-        for name in ("max_connections", "per_ip", "per_subnet", "max_pending",
-                     "pending_per_ip"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if not 0 <= self.ipv4_prefix <= 32 or not 0 <= self.ipv6_prefix <= 128:
-            raise ValueError("ipv4_prefix must be 0..32 and ipv6_prefix 0..128")
+        check_network_limits(self, ("max_connections", "per_ip", "per_subnet", "max_pending",
+                                    "pending_per_ip"),
+                             ipv4_prefix=self.ipv4_prefix, ipv6_prefix=self.ipv6_prefix)
 
 
 @dataclass(frozen=True)
@@ -157,9 +155,7 @@ class InboundAdmission:
         if self._pending[ip] <= 0:
             raise LocalProtocolError(f"admission: no handshake in progress from {ip}")
         self._pending_total -= 1
-        self._pending[ip] -= 1
-        if not self._pending[ip]:
-            del self._pending[ip]
+        count_down(self._pending, ip)
 
     # --- established --------------------------------------------------------------
 
@@ -196,12 +192,8 @@ class InboundAdmission:
         entry = self._established.pop(connection_id, None)
         if entry is None:
             return
-        self._per_ip[entry.ip] -= 1
-        if not self._per_ip[entry.ip]:
-            del self._per_ip[entry.ip]
-        self._per_subnet[entry.subnet] -= 1
-        if not self._per_subnet[entry.subnet]:
-            del self._per_subnet[entry.subnet]
+        count_down(self._per_ip, entry.ip)
+        count_down(self._per_subnet, entry.subnet)
         if entry.inbound:
             ids = self._inbound_by_subnet[entry.subnet]
             del ids[connection_id]

@@ -9,18 +9,21 @@ opens many TCP connections and never sends the upgrade request holds
 descriptors until the process runs into its reserve, and then every honest
 newcomer is refused. :class:`UpgradeQueue` counts these connections - in
 total, per IP and per subnet (IPv4 /24, IPv6 /56 by default, see
-:mod:`protocols.core._networks`) - and decides, for each newcomer, one of:
+:mod:`protocols.core._networks`) - and decides, for each newcomer, one
+of (the answers the admission of authenticated connections gives, see
+:mod:`protocols.node._admission`):
 
 * go on (None): it joins the queue;
-* :class:`UpgradeRefused`: close it at once - its IP already has
+* :class:`~protocols.AdmissionRefused`: close it at once - its IP already has
   ``per_ip`` connections waiting (reason ``upgrade_ip``), or its subnet
   ``per_subnet`` (``upgrade_subnet``), or the queue is full and nothing may
   be evicted for it (``upgrade_full``);
-* :class:`EvictUpgrade`: the queue was full; the caller cancels the named
-  waiting connection and closes its socket, and the newcomer joins. The
-  victim is the *oldest* waiting connection of the *most-represented*
-  subnet, provided that subnet has more waiting connections than the
-  newcomer's would have after joining. So a network that fills the queue
+* :class:`~protocols.EvictConnection`: the queue was full; the caller
+  cancels the named waiting connection (``connection_id`` is its ticket)
+  and closes its socket, and the newcomer joins. The victim is the
+  *oldest* waiting connection of the *most-represented* subnet, provided
+  that subnet has more waiting connections than the newcomer's would have
+  after joining. So a network that fills the queue
   loses its oldest connections to newcomers from other networks, but can
   never evict its own connections to make room for more of them.
 
@@ -49,21 +52,17 @@ from ..core import (
     IPAddress,
     IPNetwork,
     LocalProtocolError,
+    check_network_limits,
+    count_down,
     plain_ip,
     subnet_of,
 )
+from ._admission import AdmissionRefused, EvictConnection
 
-__all__ = [
-    "UPGRADE_REFUSAL_REASONS",
-    "EvictUpgrade",
-    "UpgradeLimits",
-    "UpgradeQueue",
-    "UpgradeRefused",
-    "UpgradeStatistics",
-]
+__all__ = ["UPGRADE_REFUSAL_REASONS", "UpgradeLimits", "UpgradeQueue", "UpgradeStatistics"]
 
 UPGRADE_REFUSAL_REASONS: Final = ("upgrade_ip", "upgrade_subnet", "upgrade_full")
-"""Every :attr:`UpgradeRefused.reason`: per-IP cap, per-subnet cap, queue full."""
+"""Every refusal reason of the queue: per-IP cap, per-subnet cap, queue full."""
 
 
 @dataclass(frozen=True)
@@ -77,27 +76,8 @@ class UpgradeLimits:
     ipv6_prefix: int = DEFAULT_IPV6_PREFIX
 
     def __post_init__(self) -> None:
-        for name in ("max_pending", "per_ip", "per_subnet"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if not 0 <= self.ipv4_prefix <= 32 or not 0 <= self.ipv6_prefix <= 128:
-            raise ValueError("ipv4_prefix must be 0..32 and ipv6_prefix 0..128")
-
-
-@dataclass(frozen=True)
-class UpgradeRefused:
-    """Close the newcomer at once; ``reason`` is one of :data:`UPGRADE_REFUSAL_REASONS`."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class EvictUpgrade:
-    """Admit the newcomer after cancelling ``ticket`` (already forgotten here)."""
-
-    ticket: int
-    subnet: IPNetwork
+        check_network_limits(self, ("max_pending", "per_ip", "per_subnet"),
+                             ipv4_prefix=self.ipv4_prefix, ipv6_prefix=self.ipv6_prefix)
 
 
 @dataclass(frozen=True)
@@ -131,7 +111,7 @@ class UpgradeQueue:
     _evicted: int = 0
 
     def handle_accepted(self, ticket: int, ip: IPAddress
-                        ) -> UpgradeRefused | EvictUpgrade | None:
+                        ) -> AdmissionRefused | EvictConnection | None:
         """A connection from ``ip`` was accepted: None (it waits), evict, or refuse."""
         if ticket in self._waiting:
             raise LocalProtocolError(f"upgrade queue: ticket {ticket} is already waiting")
@@ -155,9 +135,7 @@ class UpgradeQueue:
         entry = self._waiting.pop(ticket, None)
         if entry is None:
             return
-        self._per_ip[entry.ip] -= 1
-        if not self._per_ip[entry.ip]:
-            del self._per_ip[entry.ip]
+        count_down(self._per_ip, entry.ip)
         tickets = self._by_subnet[entry.subnet]
         del tickets[ticket]
         self._recount(entry.subnet, len(tickets) + 1, len(tickets))
@@ -196,7 +174,7 @@ class UpgradeQueue:
         elif before == self._largest and before not in self._buckets:
             self._largest = after  # one less: this subnet (or none at all) is now largest
 
-    def _evict_for(self, subnet: IPNetwork) -> EvictUpgrade | None:
+    def _evict_for(self, subnet: IPNetwork) -> EvictConnection | None:
         """The oldest ticket of the most-represented subnet, if that subnet has more
         waiting than the newcomer's would have after joining."""
         if self._largest <= self._count(subnet) + 1:
@@ -205,8 +183,8 @@ class UpgradeQueue:
         victim = next(iter(self._by_subnet[crowded]))
         self.handle_done(victim)
         self._evicted += 1
-        return EvictUpgrade(victim, crowded)
+        return EvictConnection(victim, crowded)
 
-    def _refuse(self, reason: str) -> UpgradeRefused:
+    def _refuse(self, reason: str) -> AdmissionRefused:
         self._refused[reason] += 1
-        return UpgradeRefused(reason)
+        return AdmissionRefused(reason)
