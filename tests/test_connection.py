@@ -381,8 +381,9 @@ async def test_streams_half_close_and_carry_many_messages(
         await stream.send({}, fin=True)  # an empty final message is still delivered
 
     with trio.fail_after(TIMEOUT):
-        async with connected(handlers_b={"/count": count},
-                             config_b=ConnectionConfig(stream_buffer=2)) as p:
+        small_window = ConnectionConfig(stream_buffer=2)  # both ends must agree on it
+        async with connected(handlers_b={"/count": count}, config_a=small_window,
+                             config_b=small_window) as p:
             stream = await p.a.open_stream("/count")
             for n in range(20):
                 await stream.send({"n": n})

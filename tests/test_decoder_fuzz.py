@@ -33,6 +33,7 @@ from protocols import (
     Identify,
     ProtocolError,
     StreamFrame,
+    WindowUpdate,
     WireMap,
     WireMessage,
     WireValue,
@@ -69,6 +70,7 @@ DECODERS: dict[str, Callable[[bytes], object]] = {
 
 FROM_WIRE: list[Callable[[WireMap], WireMessage]] = [
     Hello.from_wire, Auth.from_wire, StreamFrame.from_wire, ErrorFrame.from_wire,
+    WindowUpdate.from_wire,
     Identify.from_wire, DialRequest.from_wire, DialDataRequest.from_wire,
     DialDataResponse.from_wire, DialResponse.from_wire, DialBack.from_wire,
     DialBackResponse.from_wire, decode_autonat_message,
@@ -104,7 +106,7 @@ wire_values: st.SearchStrategy[object] = st.recursive(  # floats too: not WireVa
     max_leaves=10,
 )
 
-KEYS = ["t", "v", "key", "nonce", "sig", "s", "p", "m", "fin", "err", "type", "addrs",
+KEYS = ["t", "v", "key", "nonce", "sig", "s", "p", "m", "fin", "err", "w", "type", "addrs",
         "addr_idx", "num_bytes", "data", "status", "dial_status", "protocol_version",
         "agent_version", "public_key", "listen_addrs", "observed_addr", "protocols"]
 

@@ -48,6 +48,7 @@ from protocols import (
     ResponseStatus,
     StreamFrame,
     ValidationError,
+    WindowUpdate,
     WireMap,
     WireMessage,
     WireValue,
@@ -106,6 +107,7 @@ GOLDEN_CASES: dict[str, tuple[WireMessage, Decoder]] = {
     "error_frame": (ErrorFrame(5, ErrorCode.UNSUPPORTED_PROTOCOL), decode_stream_frame),
     "error_frame_max_stream_id": (ErrorFrame(2**32 - 1, ErrorCode.STREAM_TIMEOUT),
                                   decode_stream_frame),
+    "window_update": (WindowUpdate(7, 8), decode_stream_frame),
     "identify": (IDENTIFY_FULL, decode_identify),
     "identify_minimal": (IDENTIFY_MINIMAL, decode_identify),
     "dial_request": (DIAL_REQUEST, decode_autonat),
@@ -144,7 +146,7 @@ def test_golden_vector_both_ways(name: str, golden: dict[str, str]) -> None:
 
 def test_golden_vectors_cover_every_message_type() -> None:
     covered = {type(msg) for msg, _ in GOLDEN_CASES.values()}
-    assert covered == {Hello, Auth, StreamFrame, ErrorFrame, Identify, DialRequest,
+    assert covered == {Hello, Auth, StreamFrame, ErrorFrame, WindowUpdate, Identify, DialRequest,
                        DialDataRequest, DialDataResponse, DialResponse, DialBack,
                        DialBackResponse}
 
@@ -217,8 +219,8 @@ def test_handshake_frames_round_trip(frame: Hello | Auth) -> None:
     assert decode_handshake_frame(frame.encode()) == frame
 
 
-@given(stream_frames | error_frames)
-def test_stream_frames_round_trip(frame: StreamFrame | ErrorFrame) -> None:
+@given(stream_frames | error_frames | st.builds(WindowUpdate, u32, st.integers(1, 2**32 - 1)))
+def test_stream_frames_round_trip(frame: StreamFrame | ErrorFrame | WindowUpdate) -> None:
     if isinstance(frame, StreamFrame):
         assume(_depth(frame.message) <= DEFAULT_LIMITS.max_depth - 1)
     assert decode_stream_frame(frame.encode()) == frame
@@ -340,6 +342,13 @@ def test_invalid_handshake_frames_cannot_be_constructed() -> None:
         ({"s": 1, "err": 3, "fin": True}, ValidationError,
          "error frame.err: expected a string, got integer"),
         ({"s": 1, "err": "x", "m": {}, "fin": True}, ValidationError, "both 'm' and 'err'"),
+        ({"s": 1, "w": 1, "m": {}, "fin": False}, ValidationError, "both 'm' and 'w'"),
+        ({"s": 1, "w": 1, "err": "x", "fin": True}, ValidationError, "both 'err' and 'w'"),
+        ({"w": 1}, ValidationError, "window update: missing field 's'"),
+        ({"s": 1, "w": 0}, ValidationError, r"window update.w: 0 is out of range \[1, "),
+        ({"s": 1, "w": 2**32}, ValidationError, "window update.w: 4294967296 is out of range"),
+        ({"s": 1, "w": True}, ValidationError, "window update.w: expected an integer, got bool"),
+        ({"s": 1, "w": "8"}, ValidationError, "window update.w: expected an integer, got string"),
         ({"t": "hello", "s": 1}, HandshakeOrderError,
          "unexpected handshake frame 'hello' after the handshake"),
         ({"s": 1, "m": {"x": 1.5}, "fin": False}, DecodeError,
@@ -358,6 +367,12 @@ def test_stream_frame_protocol_is_optional_and_nil_means_absent() -> None:
     assert "p" not in frame.to_wire()
 
 
+def test_window_update_ignores_unknown_keys() -> None:
+    frame = decode_stream_frame(raw({"s": 3, "w": 8, "fin": False, "later": [1]}))
+    assert frame == WindowUpdate(3, 8)
+    assert frame.to_wire() == {"s": 3, "w": 8}
+
+
 def test_unknown_error_codes_are_kept() -> None:
     frame = decode_stream_frame(raw({"s": 7, "err": "future-code", "fin": True}))
     assert frame == ErrorFrame(7, "future-code")
@@ -367,7 +382,8 @@ def test_unknown_error_codes_are_kept() -> None:
 
 def test_error_codes() -> None:
     assert [c.value for c in ErrorCode] == ["unsupported-protocol", "too-many-streams",
-                                            "stream-timeout", "bad-message", "internal-error"]
+                                            "stream-timeout", "bad-message", "internal-error",
+                                            "flow-control"]
 
 
 def test_invalid_stream_frames_cannot_be_constructed() -> None:

@@ -24,14 +24,21 @@ inbound stream handler, and a timer:
   handlers refuse through :meth:`Connection.count_refusal`, close the
   connection once ``max_refusals`` fell within ``refusal_window``, see
   :mod:`protocols.wire._refusals`), and delivers messages to the
-  streams' bounded inboxes - a full inbox pauses the reader, which is the
-  backpressure towards the peer;
+  streams' inboxes. It never waits for a stream: backpressure towards the
+  peer is per stream (flow control, :mod:`protocols.wire._flow`). The peer
+  may send ``stream_buffer`` messages on a stream ahead of its consumer, so
+  an inbox cannot overflow; each message a consumer takes returns its credit
+  (the mux batches the window updates, queued like any frame), and a peer
+  that sends beyond its credit has that stream reset with ``flow-control``.
+  A stream nobody reads therefore stalls only itself, never the connection;
 * the **writer** is the only task that sends on the frame stream. Frames are
   encoded and queued in one synchronous step (the outbox), so their order
   always matches the mux state and a cancelled sender can never leave half a
-  stream behind. Stream senders wait while ``send_buffer`` frames are queued;
-  control frames (error replies) are always queued, and a peer that makes
-  them pile up past a hard limit without reading gets disconnected;
+  stream behind. A stream sender first waits for send credit on its stream
+  (woken when the peer's window update arrives), then while ``send_buffer``
+  frames are queued; a bare fin needs no credit. Control frames (error
+  replies, window updates) are always queued, and a peer that makes them
+  pile up past a hard limit without reading gets disconnected;
 * the **timer** fires at the mux's next stream deadline (expired streams
   are reset on both sides with ``stream-timeout``) or once the connection
   has been idle - no live stream, no frame either way - for ``idle_timeout``.
@@ -94,6 +101,7 @@ from protocols import (
     PeerId,
     PublicKey,
     RemoteProtocolError,
+    SendCreditGranted,
     SendFrame,
     StreamErrored,
     StreamMessage,
@@ -114,7 +122,8 @@ DEFAULT_CLOSE_REASON: Final = "closed by this side"
 FLUSH_GRACE: Final = 1.0
 """Seconds :meth:`Connection.aclose` waits for queued frames to go out."""
 _CONTROL_ALLOWANCE: Final = 256
-"""Error replies that may queue beyond ``send_buffer`` before the peer counts as not reading."""
+"""Control frames (error replies, window updates) that may queue beyond ``send_buffer``
+before the peer counts as not reading."""
 
 
 class ConnectionFailed(Exception):
@@ -280,11 +289,15 @@ class Connection:
     async def _send_on(self, stream: Stream[Connection], message: WireMap | None,
                        fin: bool) -> None:
         await trio.lowlevel.checkpoint()
-        stream.check_sendable()
-        while not self._outbox.has_room():
-            await self._outbox.wait()
-            stream.check_sendable()
         sid = stream.stream_id
+        while True:  # nothing changes until both waits are over: cancellation-safe
+            stream.check_sendable()
+            if message is not None and self._mux.send_credit(sid) == 0:
+                await stream.wait_for_credit()
+            elif not self._outbox.has_room():
+                await self._outbox.wait()
+            else:
+                break
         if message is None:
             frames = [self._mux.encode_fin(sid)]
         elif fin and message == {}:
@@ -308,6 +321,13 @@ class Connection:
         self._streams.pop(stream.stream_id, None)
         self._outbox.wake()
         self._rearm()
+
+    def _consumed(self, stream: Stream[Connection], count: int) -> None:
+        if self.close_reason is not None or self._mux.stream_state(stream.stream_id) not in _LIVE:
+            return  # nothing more will come on it: no credit to return
+        for event in self._mux.handle_consumed(stream.stream_id, count):
+            if isinstance(event, SendFrame) and not self._outbox.put(event.data):
+                self._shutdown_soon("the peer is not reading (send queue overflow)")
 
     # --- tasks --------------------------------------------------------------
 
@@ -341,7 +361,7 @@ class Connection:
                     if not await self._queue(event.data):
                         return
                 else:
-                    await self._apply(event)
+                    self._apply(event)
 
     async def _write_loop(self) -> None:
         while True:
@@ -396,7 +416,7 @@ class Connection:
 
     # --- helpers ------------------------------------------------------------
 
-    async def _apply(self, event: MuxEvent) -> None:
+    def _apply(self, event: MuxEvent) -> None:
         """Act on one mux event other than :class:`SendFrame` (the loops queue those)."""
         if self.close_reason is not None:
             return
@@ -405,17 +425,22 @@ class Connection:
             if stream is None:
                 return
             if event.message is not None:
-                await stream.deliver(event.message)
+                stream.deliver(event.message)
             if event.fin:
                 stream.end_of_input()
                 self._forget_if_done(stream)
+        elif isinstance(event, SendCreditGranted):
+            stream = self._streams.get(event.stream_id)
+            if stream is not None:
+                stream.credit_granted()
         elif isinstance(event, InboundStreamOpened):
             stream = self._add_stream(event.stream_id, event.protocol, inbound=True)
             assert self._nursery is not None
             self._nursery.start_soon(self._run_handler, self._handlers[event.protocol], stream,
                                      name=f"stream {event.stream_id} {event.protocol}")
         elif isinstance(event, StreamErrored):
-            self._break(event.stream_id, event.code, "reset by the peer")
+            self._break(event.stream_id, event.code, "reset by the peer" if event.by_peer
+                        else "the peer sent beyond its flow-control window")
         elif isinstance(event, InboundStreamRejected):
             self._log.info("refused inbound stream", stream=event.stream_id,
                            protocol=event.protocol, code=event.code)
@@ -423,7 +448,7 @@ class Connection:
 
     def _add_stream(self, stream_id: int, protocol: str, *, inbound: bool) -> Stream[Connection]:
         stream = Stream(self, stream_id, protocol, inbound=inbound,
-                        buffer=self.config.stream_buffer, send=self._send_on, reset=self._reset)
+                        send=self._send_on, reset=self._reset, consumed=self._consumed)
         self._streams[stream_id] = stream
         self._rearm()
         return stream

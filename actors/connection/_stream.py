@@ -2,20 +2,33 @@
 
 Theory of operation
 -------------------
-A :class:`Stream` is a thin handle: the connection's reader task puts the
-peer's messages into the stream's bounded inbox (a Trio memory channel; a
-full inbox pauses the reader, which is the only backpressure towards the
-peer), and :meth:`Stream.send` asks the connection to encode a frame and
-queue it for the connection's single writer task. The stream state itself
-lives in the connection's :class:`~protocols.StreamMux`.
+A :class:`Stream` is a thin handle: the connection's reader task appends the
+peer's messages to the stream's inbox without ever waiting, and
+:meth:`Stream.send` asks the connection to encode a frame and queue it for
+the connection's single writer task. The stream state itself lives in the
+connection's :class:`~protocols.StreamMux`.
+
+Backpressure is per stream (flow control, :mod:`protocols.wire._flow`): the
+peer may send at most a window of messages (``stream_buffer``) ahead of our
+consumer, so the inbox - a deque with a parking lot for the reader - holds
+at most that many and delivery never blocks; one stream nobody reads cannot
+stall its connection. Each message :meth:`~Stream.receive` takes off the
+inbox is reported to the connection (the ``consumed`` callable), which
+grants the credit back to the peer in batches. The other way round,
+:meth:`~Stream.send` waits (cancellably, nothing is queued until it
+returns) while the peer granted us no credit; the connection wakes it
+through :meth:`~Stream.credit_granted`. Messages that arrive after this side
+closed the stream are dropped and reported consumed at once, so a peer that
+keeps sending until its own fin is not held up.
 
 A stream knows its connection only through a narrow interface, so this
-module does not import the connection's: the ``send`` and ``reset``
-callables it is built with, and ``connection`` (any :class:`StreamOwner`,
-kept for the stream's handlers, which need the real connection). The
-connection tells the stream what happened through its methods
-(:meth:`~Stream.deliver`, :meth:`~Stream.mark_fin_sent`,
-:meth:`~Stream.mark_broken`, ...), never by writing its attributes.
+module does not import the connection's: the ``send``, ``reset`` and
+``consumed`` callables it is built with, and ``connection`` (any
+:class:`StreamOwner`, kept for the stream's handlers, which need the real
+connection). The connection tells the stream what happened through its
+methods (:meth:`~Stream.deliver`, :meth:`~Stream.credit_granted`,
+:meth:`~Stream.mark_fin_sent`, :meth:`~Stream.mark_broken`, ...), never by
+writing its attributes.
 
 Errors follow trio's split between "you closed it" and "it broke". Every
 way the *other end* (or the path to it) can end an exchange is a
@@ -26,8 +39,9 @@ with :class:`~protocols.RemoteProtocolError` for a reply it cannot decode:
 * :class:`StreamEnded` - :meth:`~Stream.receive` after the peer finished its
   side (sent fin) and every message was received.
 * :class:`StreamReset` - the stream broke: the peer sent an error frame, the
-  stream outlived its timeout, or the connection ended
-  (code :data:`CONNECTION_CLOSED`). ``code`` is the wire error code.
+  stream outlived its timeout, the peer sent beyond its flow-control window
+  (code ``flow-control``), or the connection ended (code
+  :data:`CONNECTION_CLOSED`). ``code`` is the wire error code.
 * :class:`StreamTimeout` - :meth:`~Stream.request` got no reply in time (also
   a ``trio.TooSlowError``).
 * :class:`~actors.connection.ConnectionEnded` - a new stream was asked of a
@@ -36,8 +50,9 @@ with :class:`~protocols.RemoteProtocolError` for a reply it cannot decode:
   stream (or, for :meth:`~Stream.send`, already sent fin): a usage error,
   deliberately not a :class:`StreamFailure`.
 
-A stream the peer resets (or that times out) also cancels the handler task
-serving it, because nothing useful can follow. A reset *we* send does not.
+A stream the peer resets (or that times out, or that the peer overfilled)
+also cancels the handler task serving it, because nothing useful can
+follow. A reset *we* send does not.
 
 :meth:`Stream.request` is the one-shot exchange most protocols here use:
 send one message as our whole side (``fin``), read one reply, close.
@@ -45,8 +60,8 @@ send one message as our whole side (``fin``), read one reply, close.
 
 from __future__ import annotations
 
-import contextlib
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Final, Generic, Protocol, TypeVar
@@ -100,26 +115,34 @@ class Stream(Generic[OwnerT]):
     """One stream: ``send`` / ``receive`` whole messages (maps), ``aclose`` or ``reset``.
 
     ``connection`` is the connection carrying the stream (a
-    :class:`~actors.Connection`). The connection builds the stream with two
+    :class:`~actors.Connection`). The connection builds the stream with three
     callables: ``send(stream, message, fin)`` encodes and queues a frame
-    (``message=None``: a bare fin), waiting while the send queue is full;
-    ``reset(stream, code)`` queues an error frame and forgets the stream.
+    (``message=None``: a bare fin), waiting while the stream has no send
+    credit or the send queue is full; ``reset(stream, code)`` queues an
+    error frame and forgets the stream; ``consumed(stream, count)`` reports
+    messages taken off the inbox, so their credit goes back to the peer.
     """
 
     def __init__(self, connection: OwnerT, stream_id: int, protocol: str, *,
-                 inbound: bool, buffer: int,
+                 inbound: bool,
                  send: Callable[[Stream[OwnerT], WireMap | None, bool], Awaitable[None]],
-                 reset: Callable[[Stream[OwnerT], str], None]) -> None:
+                 reset: Callable[[Stream[OwnerT], str], None],
+                 consumed: Callable[[Stream[OwnerT], int], None]) -> None:
         self.connection = connection
         self.stream_id = stream_id
         self.protocol = protocol
         self.inbound = inbound
         self._send_frame = send
         self._reset_stream = reset
-        self._inbox_send, self._inbox = trio.open_memory_channel[WireMap](buffer)
+        self._consumed = consumed
+        self._inbox: deque[WireMap] = deque()
+        self._input_ended = False
+        self._arrivals = trio.lowlevel.ParkingLot()
+        self._credit = trio.lowlevel.ParkingLot()
         self._broken: tuple[str, str] | None = None
         self._reset_by_us = False
         self._closed_by_us = False
+        self._reading_stopped = False
         self._sent_fin = False
         self._handler_scope: trio.CancelScope | None = None
 
@@ -130,7 +153,10 @@ class Stream(Generic[OwnerT]):
     # --- public API ---------------------------------------------------------
 
     async def send(self, message: WireMap, *, fin: bool = False) -> None:
-        """Send one message; ``fin`` makes it our last. Waits while the send queue is full.
+        """Send one message; ``fin`` makes it our last.
+
+        Waits while the peer granted no credit on this stream (it is not
+        reading) or the connection's send queue is full.
 
         Raises :class:`StreamReset` if the stream broke, ``trio.ClosedResourceError``
         after our fin or reset, and a :class:`~protocols.ProtocolError` subclass if
@@ -139,17 +165,21 @@ class Stream(Generic[OwnerT]):
         await self._send_frame(self, message, fin)
 
     async def receive(self) -> WireMap:
-        """The peer's next message; :class:`StreamEnded` after its fin."""
-        self.check_receivable()
-        try:
-            return await self._inbox.receive()
-        except trio.EndOfChannel:
-            if self._broken is not None:
-                raise StreamReset(*self._broken) from None
-            raise StreamEnded(f"the peer finished stream {self.stream_id} "
-                              f"({self.protocol})") from None
-        except trio.ClosedResourceError:
-            raise trio.ClosedResourceError("this side closed the stream") from None
+        """The peer's next message; :class:`StreamEnded` after its fin.
+
+        Taking a message returns its credit to the peer (see the module docstring).
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            self.check_receivable()
+            if self._inbox:
+                message = self._inbox.popleft()
+                self._consumed(self, 1)
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return message
+            if self._input_ended:
+                raise StreamEnded(f"the peer finished stream {self.stream_id} ({self.protocol})")
+            await self._arrivals.park()
 
     async def reset(self, code: str = ErrorCode.INTERNAL_ERROR) -> None:
         """Abort the stream with an error frame carrying ``code``; no-op once it ended."""
@@ -162,7 +192,7 @@ class Stream(Generic[OwnerT]):
         Never raises for a stream that already broke; the peer may keep sending
         until its own fin (those messages are discarded) or the stream timeout.
         """
-        self._inbox.close()
+        self._stop_reading()
         try:
             if self.done_locally or self._closed_by_us:
                 await trio.lowlevel.checkpoint()
@@ -226,22 +256,41 @@ class Stream(Generic[OwnerT]):
             raise trio.ClosedResourceError(f"already sent fin on stream {self.stream_id}")
 
     def check_receivable(self) -> None:
-        if self._reset_by_us or self._closed_by_us:
+        if self._reset_by_us or self._reading_stopped:
             raise trio.ClosedResourceError(f"stream {self.stream_id} was closed by this side")
         if self._broken is not None:
             raise StreamReset(*self._broken)
 
-    async def deliver(self, message: WireMap) -> None:
-        """Hand one of the peer's messages to the reader of this stream (or drop it)."""
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._inbox_send.send(message)  # raises when this side stopped reading
+    async def wait_for_credit(self) -> None:
+        """Park until the peer grants credit or the stream changes (callers re-check)."""
+        await self._credit.park()
+
+    def deliver(self, message: WireMap) -> None:
+        """Hand one of the peer's messages to the reader; never blocks.
+
+        The peer's window bounds the inbox. After this side stopped reading the
+        message is dropped and its credit returned at once.
+        """
+        if self._reading_stopped or self._reset_by_us:
+            self._consumed(self, 1)
+            return
+        self._inbox.append(message)
+        self._arrivals.unpark_all()
 
     def end_of_input(self) -> None:
-        self._inbox_send.close()
+        """The peer sent fin: :meth:`receive` raises :class:`StreamEnded` once the inbox is
+        empty."""
+        self._input_ended = True
+        self._arrivals.unpark_all()
+
+    def credit_granted(self) -> None:
+        """The peer granted send credit: wake the senders waiting for it."""
+        self._credit.unpark_all()
 
     def mark_fin_sent(self) -> None:
         """The connection queued our fin: nothing more may be sent."""
         self._sent_fin = True
+        self._credit.unpark_all()
 
     def cancel_when_broken(self, scope: trio.CancelScope) -> None:
         """Cancel ``scope`` (the handler serving this stream) if the stream breaks."""
@@ -249,14 +298,30 @@ class Stream(Generic[OwnerT]):
 
     def mark_reset_by_us(self) -> None:
         self._reset_by_us = True
-        self._inbox_send.close()
-        self._inbox.close()
+        self._inbox.clear()  # the stream is gone from the mux: no credit to return
+        self._wake_all()
 
     def mark_broken(self, code: str, detail: str) -> None:
         """The peer reset it, it timed out, or the connection ended: wake and cancel users."""
         if self._broken is not None or self._reset_by_us:
             return
         self._broken = (code, detail)
-        self._inbox_send.close()
+        self._inbox.clear()
+        self._wake_all()
         if self._handler_scope is not None:
             self._handler_scope.cancel()
+
+    # --- helpers ------------------------------------------------------------
+
+    def _stop_reading(self) -> None:
+        """Drop the unread messages (returning their credit) and refuse further reads."""
+        self._reading_stopped = True
+        dropped = len(self._inbox)
+        self._inbox.clear()
+        if dropped:
+            self._consumed(self, dropped)
+        self._arrivals.unpark_all()
+
+    def _wake_all(self) -> None:
+        self._arrivals.unpark_all()
+        self._credit.unpark_all()

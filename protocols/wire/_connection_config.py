@@ -19,7 +19,12 @@ the sans-io :class:`~protocols.StreamMux` gets its share through
 
 ``stream_buffer`` and ``send_buffer`` tune the connection actor's queues; they
 are not configuration-file settings (field metadata ``setting=False``), but
-code may set them.
+code may set them. ``stream_buffer`` is also the per-stream flow-control
+window (``MuxLimits.stream_window``), which is part of the wire protocol:
+both ends of a connection must use the same value. (With different values
+the side with the larger window has the streams it overfills reset with
+``flow-control``, and the other side may wait for credit its peer only
+grants after half of its larger window, until the stream times out.)
 
 Validation happens at construction: a wrong type or a value that is not
 positive raises :class:`ValueError` naming the field
@@ -32,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 
 from ..core import check_positive_setting
+from ._flow import DEFAULT_STREAM_WINDOW
 from ._handshake import DEFAULT_HANDSHAKE_TIMEOUT
 from ._mux import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_STREAMS, DEFAULT_STREAM_TIMEOUT, MuxLimits
 from ._refusals import DEFAULT_MAX_REFUSALS, DEFAULT_REFUSAL_WINDOW, RefusalWindow
@@ -65,8 +71,9 @@ class ConnectionConfig:
     refused) within ``refusal_window`` that close the connection."""
     refusal_window: float = DEFAULT_REFUSAL_WINDOW
     """Seconds over which ``max_refusals`` are counted."""
-    stream_buffer: int = field(default=16, metadata=_NOT_A_SETTING)
-    """Messages buffered per stream before the reader waits for its consumer."""
+    stream_buffer: int = field(default=DEFAULT_STREAM_WINDOW, metadata=_NOT_A_SETTING)
+    """Messages a peer may send on a stream ahead of its consumer: the stream's
+    flow-control window, hence the most its inbox ever holds."""
     send_buffer: int = field(default=32, metadata=_NOT_A_SETTING)
     """Frames queued for the writer before stream senders wait."""
 
@@ -95,7 +102,7 @@ class ConnectionConfig:
     def mux_limits(self) -> MuxLimits:
         """The sans-io stream mux's share of these limits."""
         return MuxLimits(max_streams=self.max_streams, stream_timeout=self.stream_timeout,
-                         max_frame_bytes=self.max_frame_bytes)
+                         max_frame_bytes=self.max_frame_bytes, stream_window=self.stream_buffer)
 
     def new_refusal_window(self) -> RefusalWindow:
         """A fresh count of one connection's refused requests."""

@@ -17,8 +17,12 @@ After the handshake every frame belongs to a stream::
 
     {"s": <stream id>, "p": <protocol id, first frame only>, "m": <map>, "fin": <bool>}
     {"s": <stream id>, "err": <code>, "fin": true}
+    {"s": <stream id>, "w": <credit, 1 .. 2**32-1>}
 
-Frames are told apart by the presence of ``"err"``. A stream frame's
+Frames are told apart by which of ``"m"``, ``"err"`` and ``"w"`` they carry
+(exactly one). The third kind, :class:`WindowUpdate`, grants the peer more
+send credit on a stream (per-stream flow control, see
+:mod:`protocols.wire._flow`); it carries no message and never ends a stream. A stream frame's
 ``"m"`` is an opaque :data:`WireMap` here; the protocol modules
 (:mod:`protocols.identify._identify_msg`, :mod:`protocols.autonat._autonat_msg`) turn it into
 typed messages. Stream-id parity, which side may open which stream, and
@@ -73,6 +77,8 @@ class ErrorCode(enum.StrEnum):
     STREAM_TIMEOUT = "stream-timeout"
     BAD_MESSAGE = "bad-message"
     INTERNAL_ERROR = "internal-error"
+    FLOW_CONTROL = "flow-control"
+    """The peer sent a message on a stream beyond the credit it was granted."""
 
 
 def handshake_payload(their_nonce: bytes, my_public_key_protobuf: bytes) -> bytes:
@@ -229,7 +235,28 @@ class ErrorFrame(WireMessage):
         return cls(stream_id=_check_stream_id(require(obj, "s", where), where), code=code)
 
 
-Frame: TypeAlias = StreamFrame | ErrorFrame
+@dataclass(frozen=True, slots=True)
+class WindowUpdate(WireMessage):
+    """Grants the peer ``credit`` more messages on a stream (flow control)."""
+
+    stream_id: int
+    credit: int
+
+    def __post_init__(self) -> None:
+        _check_stream_id(self.stream_id, "window update")
+        check_int(self.credit, "window update.w", 1, U32_MAX)
+
+    def to_wire(self) -> WireMap:
+        return {"s": self.stream_id, "w": self.credit}
+
+    @classmethod
+    def from_wire(cls, obj: WireMap) -> Self:
+        where = "window update"
+        return cls(stream_id=_check_stream_id(require(obj, "s", where), where),
+                   credit=check_int(require(obj, "w", where), f"{where}.w", 1, U32_MAX))
+
+
+Frame: TypeAlias = StreamFrame | ErrorFrame | WindowUpdate
 
 
 def decode_stream_frame(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Frame:
@@ -238,8 +265,11 @@ def decode_stream_frame(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Frame:
     if "t" in obj:
         raise HandshakeOrderError(f"unexpected handshake frame {show(obj['t'])} "
                                   "after the handshake")
+    present = [key for key in ("m", "err", "w") if key in obj]
+    if len(present) > 1:
+        raise ValidationError(f"stream frame: has both {present[0]!r} and {present[1]!r}")
     if "err" in obj:
-        if "m" in obj:
-            raise ValidationError("stream frame: has both 'm' and 'err'")
         return ErrorFrame.from_wire(obj)
+    if "w" in obj:
+        return WindowUpdate.from_wire(obj)
     return StreamFrame.from_wire(obj)

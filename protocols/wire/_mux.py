@@ -13,7 +13,9 @@ the frames to send in reply, in order; :meth:`~StreamMux.poll_timeout` is
 the earliest stream deadline and :meth:`~StreamMux.handle_timeout` resets
 the streams that reached theirs. The caller asks
 :meth:`~StreamMux.encode_message`, :meth:`~StreamMux.encode_fin` and
-:meth:`~StreamMux.encode_error` for the bytes of its own frames. Time is an
+:meth:`~StreamMux.encode_error` for the bytes of its own frames, and reports
+with :meth:`~StreamMux.handle_consumed` the messages its application has
+read, which returns the window update to send when one is due. Time is an
 argument (``now``); nothing here sleeps.
 
 Stream ids: the dialer (``initiator=True``) opens odd ids 1, 3, 5 ..., the
@@ -37,6 +39,15 @@ fin=True)``. Consequently an empty map cannot be a stream's final message in
 the same frame; :meth:`~StreamMux.encode_message` refuses it (send the empty
 message, then :meth:`~StreamMux.encode_fin`).
 
+Flow control (:mod:`protocols.wire._flow`): every stream has a window of
+``MuxLimits.stream_window`` messages each way. :meth:`~StreamMux.send_credit`
+is what we may still send; a window update from the peer raises it and gives
+:class:`SendCreditGranted`, which is when a waiting sender should retry.
+Inbound messages use up the peer's credit, and :meth:`~StreamMux.handle_consumed`
+grants it back in batches. So the caller can deliver every message at once
+into an inbox of ``stream_window`` places: it can never overflow, and one
+stream's slow consumer never holds up the others.
+
 What the peer can get wrong, and what happens:
 
 * *stream-level trouble* is answered with an error frame and the connection
@@ -44,24 +55,35 @@ What the peer can get wrong, and what happens:
   (``too-many-streams``) or for a protocol we do not serve
   (``unsupported-protocol``). The caller also sees
   :class:`InboundStreamRejected`.
+* a message beyond the stream's window resets *that stream* with
+  ``flow-control``: :class:`StreamErrored` (``by_peer=False``) then the error
+  frame, and later frames in flight on it are dropped like any after our
+  reset. Only the stream is lost because the harm - more input than we have
+  room for - is confined to it, and the message is dropped before it costs
+  anything; a peer whose window setting differs from ours thus loses the
+  streams it overfills, not its other traffic.
 * *connection-level violations* raise :class:`~protocols.StreamError` (or
   the decoder's :class:`~protocols.DecodeError` /
   :class:`~protocols.FrameTooLarge` / :class:`~protocols.ValidationError`):
   an undecodable or oversized frame, a new stream with our parity, a new
   stream without ``"p"``, ``"p"`` on a stream that is already open or on an
-  id that already ended, a frame after the peer's fin or reset. The mux is
+  id that already ended, a frame after the peer's fin or reset, a window
+  update for a stream the peer cannot know or beyond 2**32 - 1 credit. The mux is
   then *failed* and refuses further input; the caller closes the connection
   with the message.
 
 What *we* can get wrong raises :class:`~protocols.LocalProtocolError`, naming
 the stream and its state, and leaves the mux unchanged: sending on a stream
-that is unknown, ended or whose half we closed, an invalid protocol id or
+that is unknown, ended or whose half we closed, sending a message without
+send credit, consuming more messages than arrived, an invalid protocol id or
 error code, an empty final message, any call after the mux failed.
 
 Races that legal peers produce are never violations. Frames already in
 flight when *we* reset a stream (explicitly, by timeout, or by rejecting it)
 are dropped silently, as are error frames for streams that are already gone
-(both sides timed out at once). To tell those apart from violations the mux
+(both sides timed out at once), and window updates for streams that already
+ended or on which we already sent fin (the peer keeps reading after its own
+fin, so its updates can cross ours). To tell those apart from violations the mux
 remembers how the last ``MuxLimits.remembered_streams`` streams ended;
 frames for older, forgotten ids are dropped.
 
@@ -82,12 +104,14 @@ from typing import Final, TypeAlias
 from ..core import LocalProtocolError, ProtocolError, StreamError, StreamLimitReached
 from ._codec import DEFAULT_LIMITS, U32_MAX, Limits, WireMap
 from ._events import SendFrame
+from ._flow import DEFAULT_STREAM_WINDOW, FlowWindow
 from ._frames import (
     MAX_ERROR_CODE_LEN,
     MAX_PROTOCOL_ID_LEN,
     ErrorCode,
     ErrorFrame,
     StreamFrame,
+    WindowUpdate,
     decode_stream_frame,
 )
 
@@ -108,12 +132,19 @@ class MuxLimits:
     """Largest frame accepted or produced."""
     remembered_streams: int = 1024
     """How many ended streams are remembered to tell stale frames from violations."""
+    stream_window: int = DEFAULT_STREAM_WINDOW
+    """Messages either side may send on a stream ahead of the receiver's consumer.
+
+    Part of the wire protocol: both ends of a connection must use the same value."""
 
     def __post_init__(self) -> None:
-        for name in ("max_streams", "max_frame_bytes", "remembered_streams"):
+        for name in ("max_streams", "max_frame_bytes", "remembered_streams", "stream_window"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"MuxLimits.{name} must be a positive integer, got {value!r}")
+        if self.stream_window > U32_MAX:
+            raise ValueError(f"MuxLimits.stream_window must be at most {U32_MAX}, "
+                             f"got {self.stream_window!r}")
         timeout = self.stream_timeout
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
             raise ValueError(f"MuxLimits.stream_timeout must be a positive number, got {timeout!r}")
@@ -187,8 +218,17 @@ class StreamMessage:
 
 
 @dataclass(frozen=True)
+class SendCreditGranted:
+    """The peer granted credit on one of our streams: ``credit`` messages may be sent now."""
+
+    stream_id: int
+    credit: int
+
+
+@dataclass(frozen=True)
 class StreamErrored:
-    """The stream is reset: by the peer's error frame, or by our timeout."""
+    """The stream is reset: by the peer's error frame, by our timeout, or by us because
+    the peer sent beyond its window (``flow-control``)."""
 
     stream_id: int
     code: str
@@ -196,7 +236,7 @@ class StreamErrored:
 
 
 MuxEvent: TypeAlias = (InboundStreamOpened | InboundStreamRejected | StreamMessage
-                       | StreamErrored | SendFrame)
+                       | StreamErrored | SendCreditGranted | SendFrame)
 
 
 @dataclass(frozen=True)
@@ -213,6 +253,9 @@ class MuxStatistics:
     frames_received: int
     frames_sent: int
     frames_dropped: int
+    window_updates_sent: int
+    window_updates_received: int
+    flow_control_resets: int
 
 
 @dataclass
@@ -221,6 +264,7 @@ class _Stream:
     protocol: str
     local: bool
     deadline: float
+    flow: FlowWindow
     state: StreamState = StreamState.OPEN
     announced: bool = False
 
@@ -298,26 +342,66 @@ class StreamMux:
         stream_id = self._next_local
         self._next_local += 2
         deadline = now + self.limits.stream_timeout
-        self._streams[stream_id] = _Stream(stream_id, protocol, local=True, deadline=deadline)
+        self._streams[stream_id] = _Stream(stream_id, protocol, local=True, deadline=deadline,
+                                           flow=FlowWindow.open(self.limits.stream_window))
         self._counts["opened_outbound"] += 1
         return stream_id
+
+    def send_credit(self, stream_id: int) -> int:
+        """Messages we may still send on a stream before the peer grants more.
+
+        Raises :class:`~protocols.LocalProtocolError` when the stream cannot send.
+        """
+        return self._sendable(stream_id).flow.send_credit
 
     def encode_message(self, stream_id: int, message: WireMap, *, fin: bool = False) -> bytes:
         """The frame carrying ``message`` on a live stream; ``fin`` closes our half.
 
-        Raises :class:`~protocols.LocalProtocolError` when the stream cannot send
-        (unknown, ended, our half closed) or for an empty final message (see the
-        module docstring), and a :class:`~protocols.ProtocolError` subclass when the message is
-        not encodable under the frame limits. The state is unchanged on error.
+        Spends one credit. Raises :class:`~protocols.LocalProtocolError` when the
+        stream cannot send (unknown, ended, our half closed, no send credit) or
+        for an empty final message (see the module docstring), and a
+        :class:`~protocols.ProtocolError` subclass when the message is not
+        encodable under the frame limits. The state is unchanged on error.
         """
         if fin and message == {}:
             raise LocalProtocolError("an empty map cannot be a final message (it reads as a bare "
                                      "fin); send it without fin, then encode_fin()")
-        return self._encode(self._sendable(stream_id), message, fin)
+        stream = self._sendable(stream_id)
+        if stream.flow.send_credit == 0:
+            raise LocalProtocolError(f"stream {stream_id} has no send credit; wait until "
+                                     "send_credit() is positive (the peer grants it as it reads)")
+        data = self._encode(stream, message, fin)
+        stream.flow.spend()
+        return data
 
     def encode_fin(self, stream_id: int) -> bytes:
-        """A bare fin: close our half without a message."""
+        """A bare fin: close our half without a message (costs no credit)."""
         return self._encode(self._sendable(stream_id), {}, True)
+
+    def handle_consumed(self, stream_id: int, count: int = 1) -> list[MuxEvent]:
+        """Our application consumed ``count`` of a stream's messages.
+
+        Returns the :class:`SendFrame` of a window update once half the window
+        was consumed, else ``[]``; also ``[]`` for a stream that ended or whose
+        peer sent fin (it can send nothing more). Raises
+        :class:`~protocols.LocalProtocolError` for a stream never seen, a
+        ``count`` below 1 or more than arrived unconsumed.
+        """
+        self._check_usable()
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise LocalProtocolError(f"consumed count must be a positive integer, got {count!r}")
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            if self.stream_state(stream_id) is None:
+                raise LocalProtocolError(f"stream {stream_id} is unknown")
+            return []
+        credit = stream.flow.consume(count)
+        if credit == 0 or stream.state not in _CAN_RECEIVE:
+            return []
+        data = WindowUpdate(stream_id, credit).encode(self._frame_limits)
+        self._counts["window_updates_sent"] += 1
+        self._counts["frames_sent"] += 1
+        return [SendFrame(data)]
 
     def encode_error(self, stream_id: int, code: str) -> bytes:
         """Reset a live stream: its error frame.
@@ -362,6 +446,8 @@ class StreamMux:
             self._counts["frames_received"] += 1
             if isinstance(frame, ErrorFrame):
                 return self._on_error_frame(frame)
+            if isinstance(frame, WindowUpdate):
+                return self._on_window_update(frame)
             return self._on_stream_frame(frame, now)
         except ProtocolError as exc:
             self._failure = str(exc)
@@ -375,6 +461,23 @@ class StreamMux:
         self._counts["reset_by_peer"] += 1
         return [StreamErrored(frame.stream_id, frame.code, by_peer=True)]
 
+    def _on_window_update(self, frame: WindowUpdate) -> list[MuxEvent]:
+        sid = frame.stream_id
+        stream = self._streams.get(sid)
+        if stream is None or not stream.announced:
+            if sid == 0:
+                raise StreamError("stream id 0 is reserved")
+            if self._is_ours(sid) and (stream is not None or sid >= self._next_local):
+                raise self._parity_error(sid)  # a stream of ours the peer cannot know yet
+            if not self._is_ours(sid) and sid > self._remote_high:
+                raise StreamError(f"stream {sid}: window update for a stream the peer "
+                                  "never opened")
+            return self._drop()  # the stream ended while the update was in flight
+        self._counts["window_updates_received"] += 1
+        if stream.state not in _CAN_SEND:
+            return []  # we already sent fin: the credit came too late to matter
+        return [SendCreditGranted(sid, stream.flow.grant(frame.credit))]
+
     def _on_stream_frame(self, frame: StreamFrame, now: float) -> list[MuxEvent]:
         sid = frame.stream_id
         stream = self._streams.get(sid)
@@ -387,7 +490,7 @@ class StreamMux:
                               "that is already open")
         if stream.state not in _CAN_RECEIVE:
             raise StreamError(f"stream {sid}: frame after the peer's fin")
-        return [self._deliver(stream, frame)]
+        return self._deliver(stream, frame)
 
     def _on_unknown_stream(self, frame: StreamFrame, now: float) -> list[MuxEvent]:
         sid = frame.stream_id
@@ -423,10 +526,11 @@ class StreamMux:
             self._counts["rejected_unsupported"] += 1
             return self._reject(sid, protocol, ErrorCode.UNSUPPORTED_PROTOCOL)
         deadline = now + self.limits.stream_timeout
-        stream = _Stream(sid, protocol, local=False, deadline=deadline, announced=True)
+        stream = _Stream(sid, protocol, local=False, deadline=deadline, announced=True,
+                         flow=FlowWindow.open(self.limits.stream_window))
         self._streams[sid] = stream
         self._counts["opened_inbound"] += 1
-        return [InboundStreamOpened(sid, protocol), self._deliver(stream, frame)]
+        return [InboundStreamOpened(sid, protocol), *self._deliver(stream, frame)]
 
     # --- helpers ------------------------------------------------------------
 
@@ -466,11 +570,21 @@ class StreamMux:
             self._move(stream, _Fin.SENT)
         return data
 
-    def _deliver(self, stream: _Stream, frame: StreamFrame) -> StreamMessage:
+    def _deliver(self, stream: _Stream, frame: StreamFrame) -> list[MuxEvent]:
         bare_fin = frame.fin and frame.message == {}
+        if not bare_fin and not stream.flow.accept():
+            return self._reset_over_window(stream)
         if frame.fin:
             self._move(stream, _Fin.RECEIVED)
-        return StreamMessage(stream.stream_id, None if bare_fin else frame.message, frame.fin)
+        return [StreamMessage(stream.stream_id, None if bare_fin else frame.message, frame.fin)]
+
+    def _reset_over_window(self, stream: _Stream) -> list[MuxEvent]:
+        code = ErrorCode.FLOW_CONTROL.value
+        reply = ErrorFrame(stream.stream_id, code).encode(self._frame_limits)
+        self._end(stream, _Ending.RESET_BY_US)
+        for counter in ("flow_control_resets", "reset_by_us", "frames_sent"):
+            self._counts[counter] += 1
+        return [StreamErrored(stream.stream_id, code, by_peer=False), SendFrame(reply)]
 
     def _move(self, stream: _Stream, fin: _Fin) -> None:
         stream.state = _TRANSITIONS[(stream.state, fin)]
@@ -511,5 +625,5 @@ def _is_token(value: object, max_len: int) -> bool:
 _COUNTERS: Final = (
     "opened_inbound", "opened_outbound", "rejected_too_many", "rejected_unsupported",
     "timed_out", "reset_by_peer", "reset_by_us", "frames_received", "frames_sent",
-    "frames_dropped",
+    "frames_dropped", "window_updates_sent", "window_updates_received", "flow_control_resets",
 )
