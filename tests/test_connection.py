@@ -36,6 +36,7 @@ from protocols import (
     SendFrame,
     StreamFrame,
     StreamLimitReached,
+    WindowUpdate,
     WsAddress,
     decode_stream_frame,
 )
@@ -539,6 +540,124 @@ async def test_peer_that_floods_without_reading_is_disconnected(
                         await fs_b.send(StreamFrame(sid, "/nope", {}, False).encode())
                 await conn.closed.wait()
                 assert conn.close_reason is not None and "not reading" in conn.close_reason
+
+
+# --- flow control ---------------------------------------------------------------------------
+
+WINDOW = ConnectionConfig().stream_buffer  # each stream's flow-control window (messages)
+
+
+async def test_a_stream_nobody_reads_does_not_stall_its_connection(
+        autojump_clock: trio.testing.MockClock) -> None:
+    reading, drained = trio.Event(), trio.Event()
+    received: list[int] = []
+    sent = 0
+
+    async def sink(stream: Stream) -> None:
+        await reading.wait()  # a consumer that stopped reading
+        while True:
+            try:
+                received.append(int(str((await stream.receive())["n"])))
+            except StreamEnded:
+                drained.set()
+                return
+
+    with trio.fail_after(TIMEOUT):
+        async with connected(handlers_b={"/sink": sink, "/echo": echo}) as p:
+            stalled = await p.a.open_stream("/sink")
+
+            async def flood() -> None:
+                nonlocal sent
+                for n in range(3 * WINDOW):
+                    await stalled.send({"n": n})
+                    sent += 1
+                await stalled.aclose()
+
+            start = trio.current_time()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(flood)
+                await trio.testing.wait_all_tasks_blocked()
+                reply = await (await p.a.open_stream("/echo")).request({"n": 7})
+                assert reply["echo"] == 7
+                elapsed = trio.current_time() - start
+                assert elapsed < 1.0 < p.a.config.stream_timeout  # old code: the stream timeout
+                await trio.testing.wait_all_tasks_blocked()
+                assert sent == WINDOW  # parked for credit, not failed
+                assert p.b.statistics().mux.flow_control_resets == 0
+                reading.set()
+            await drained.wait()
+            assert received == list(range(3 * WINDOW))  # the sender resumed: all, in order
+            assert p.a.statistics().mux.window_updates_received >= 2
+
+
+async def test_a_sender_waiting_for_credit_can_be_cancelled(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async def never_read(stream: Stream) -> None:
+        await trio.sleep_forever()
+
+    with trio.fail_after(TIMEOUT):
+        async with connected(handlers_b={"/never": never_read}) as p:
+            stream = await p.a.open_stream("/never")
+            for n in range(WINDOW):
+                await stream.send({"n": n})
+            frames_before = p.a.statistics().mux.frames_sent
+            with trio.move_on_after(5) as waited:
+                await stream.send({"n": WINDOW})
+            assert waited.cancelled_caught
+            assert p.a.statistics().mux.frames_sent == frames_before  # nothing half-sent
+            await stream.aclose()  # a bare fin needs no credit
+            assert p.a.statistics().mux.frames_sent == frames_before + 1
+
+
+async def test_window_updates_reach_a_raw_peer_as_the_handler_reads(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async def drain(stream: Stream) -> None:
+        while True:
+            await stream.receive()
+
+    fs_a, fs_b = memory_stream_pair(A_ADDR, B_ADDR)
+    key_b = Keypair.generate()
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(raw_handshake, fs_b, key_b)
+            async with open_connection(fs_a, Keypair.generate(), initiator=True,
+                                       expected_peer=key_b.peer_id, handlers={"/drain": drain}):
+                await fs_b.send(StreamFrame(2, "/drain", {"n": 0}, False).encode())
+                for n in range(1, WINDOW):
+                    await fs_b.send(StreamFrame(2, None, {"n": n}, False).encode())
+                grants = [decode_stream_frame(await fs_b.receive()) for _ in range(2)]
+                assert grants == [WindowUpdate(2, WINDOW // 2)] * 2
+
+
+async def test_a_raw_peer_ignoring_the_window_loses_only_that_stream(
+        autojump_clock: trio.testing.MockClock) -> None:
+    cancelled = trio.Event()
+
+    async def never_read(stream: Stream) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    fs_a, fs_b = memory_stream_pair(A_ADDR, B_ADDR)
+    key_b = Keypair.generate()
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(raw_handshake, fs_b, key_b)
+            async with open_connection(fs_a, Keypair.generate(), initiator=True,
+                                       expected_peer=key_b.peer_id,
+                                       handlers={"/never": never_read, "/echo": echo}) as conn:
+                await fs_b.send(StreamFrame(2, "/never", {"n": 0}, False).encode())
+                for n in range(1, 2 * WINDOW):  # a window's worth, then more
+                    await fs_b.send(StreamFrame(2, None, {"n": n}, False).encode())
+                assert decode_stream_frame(await fs_b.receive()) == ErrorFrame(2, "flow-control")
+                await cancelled.wait()  # the handler of the overfilled stream is cancelled
+                await fs_b.send(StreamFrame(4, "/echo", {"n": 9}, True).encode())
+                answer = decode_stream_frame(await fs_b.receive())
+                assert isinstance(answer, StreamFrame) and answer.message["echo"] == 9
+                stats = conn.statistics()
+                assert conn.close_reason is None
+                assert (stats.mux.flow_control_resets, stats.mux.frames_dropped) == (1, WINDOW - 1)
 
 
 def test_config_is_validated() -> None:

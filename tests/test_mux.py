@@ -23,12 +23,13 @@ from protocols import (
     decode_stream_frame,
 )
 from protocols.wire._events import SendFrame
-from protocols.wire._frames import StreamFrame
+from protocols.wire._frames import StreamFrame, WindowUpdate
 from protocols.wire._mux import (
     InboundStreamOpened,
     InboundStreamRejected,
     MuxEvent,
     MuxLimits,
+    SendCreditGranted,
     StreamErrored,
     StreamMessage,
     StreamMux,
@@ -353,9 +354,152 @@ def test_statistics_count_traffic() -> None:
 
 def test_limits_are_validated() -> None:
     for bad in ({"max_streams": 0}, {"stream_timeout": 0}, {"max_frame_bytes": 2**30},
-                {"remembered_streams": True}, {"stream_timeout": "1"}):
+                {"remembered_streams": True}, {"stream_timeout": "1"}, {"stream_window": 0},
+                {"stream_window": 2**32}):
         with pytest.raises(ValueError):
             MuxLimits(**bad)
+
+
+# --- flow control ---------------------------------------------------------------------
+
+
+def update(sid: int, credit: int) -> bytes:
+    return WindowUpdate(sid, credit).encode()
+
+
+def test_sending_spends_credit_and_stops_at_zero() -> None:
+    dialer, _ = pair(stream_window=4)
+    sid = dialer.open_stream("/a", 0.0)
+    for left in (3, 2, 1, 0):
+        dialer.encode_message(sid, {"n": left})
+        assert dialer.send_credit(sid) == left
+    with pytest.raises(LocalProtocolError, match="no send credit"):
+        dialer.encode_message(sid, {"n": -1})
+    with pytest.raises(LocalProtocolError, match="no send credit"):
+        dialer.encode_message(sid, {"n": -1}, fin=True)
+    assert dialer.statistics().frames_sent == 4  # the refusals changed nothing
+    decode_stream_frame(dialer.encode_fin(sid))  # a bare fin is free
+    with pytest.raises(LocalProtocolError, match="already sent fin"):
+        dialer.send_credit(sid)
+
+
+def test_error_frames_are_free_both_ways() -> None:
+    dialer, listener = pair(stream_window=1)
+    sid = dialer.open_stream("/a", 0.0)
+    listener.handle_frame(dialer.encode_message(sid, {}), 0.0)
+    assert listener.handle_frame(dialer.encode_error(sid, "bad-message"), 0.0) == [
+        StreamErrored(sid, "bad-message", by_peer=True)]
+    other = dialer.open_stream("/a", 0.0)
+    listener.handle_frame(dialer.encode_message(other, {}), 0.0)
+    back = dialer.handle_frame(listener.encode_error(other, "internal-error"), 0.0)
+    assert back == [StreamErrored(other, "internal-error", by_peer=True)]
+
+
+def test_consumed_messages_are_granted_back_in_batches() -> None:
+    dialer, listener = pair(stream_window=4)
+    sid = dialer.open_stream("/a", 0.0)
+    for n in range(4):
+        listener.handle_frame(dialer.encode_message(sid, {"n": n}), 0.0)
+    assert listener.handle_consumed(sid) == []  # 1 of 4: below half the window
+    grant = replies(listener.handle_consumed(sid))  # 2 of 4: half the window
+    assert [decode_stream_frame(data) for data in grant] == [WindowUpdate(sid, 2)]
+    assert dialer.handle_frame(grant[0], 0.0) == [SendCreditGranted(sid, 2)]
+    assert dialer.send_credit(sid) == 2
+    assert listener.handle_consumed(sid, 2) == [SendFrame(update(sid, 2))]
+    assert dialer.handle_frame(update(sid, 2), 0.0) == [SendCreditGranted(sid, 4)]
+    assert (listener.statistics().window_updates_sent,
+            dialer.statistics().window_updates_received) == (2, 2)
+
+
+def test_a_window_of_one_grants_every_message() -> None:
+    dialer, listener = pair(stream_window=1)
+    sid = dialer.open_stream("/a", 0.0)
+    for n in range(3):
+        listener.handle_frame(dialer.encode_message(sid, {"n": n}), 0.0)
+        dialer.handle_frame(replies(listener.handle_consumed(sid))[0], 0.0)
+    assert dialer.send_credit(sid) == 1
+
+
+def test_message_beyond_the_window_resets_only_that_stream() -> None:
+    listener = StreamMux(initiator=False, limits=MuxLimits(stream_window=2))
+    listener.handle_frame(frame(1, p="/a"), 0.0)
+    listener.handle_frame(frame(1), 0.0)
+    out = listener.handle_frame(frame(1, fin=True), 0.0)  # the third message: no credit left
+    assert out[0] == StreamErrored(1, "flow-control", by_peer=False)
+    assert [decode_stream_frame(data) for data in replies(out)] == [ErrorFrame(1, "flow-control")]
+    assert listener.stream_state(1) is StreamState.RESET
+    assert listener.handle_frame(frame(1), 0.0) == []  # in flight behind it: dropped
+    assert listener.handle_frame(frame(3, p="/a"), 0.0)[0] == InboundStreamOpened(3, "/a")
+    stats = listener.statistics()
+    assert (stats.flow_control_resets, stats.reset_by_us, stats.frames_dropped) == (1, 1, 1)
+    assert listener.failure is None
+
+
+def test_a_bare_fin_needs_no_credit() -> None:
+    listener = StreamMux(initiator=False, limits=MuxLimits(stream_window=1))
+    listener.handle_frame(frame(1, p="/a"), 0.0)
+    assert listener.handle_frame(frame(1, {}, fin=True), 0.0) == [StreamMessage(1, None, True)]
+
+
+def test_no_credit_is_granted_once_the_peer_sent_fin() -> None:
+    dialer, listener = pair(stream_window=2)
+    sid = dialer.open_stream("/a", 0.0)
+    listener.handle_frame(dialer.encode_message(sid, {"n": 1}), 0.0)
+    listener.handle_frame(dialer.encode_message(sid, {"n": 2}, fin=True), 0.0)
+    assert listener.handle_consumed(sid, 2) == []  # the peer can send nothing more
+    listener.encode_fin(sid)  # now closed and forgotten on this side
+    assert listener.handle_consumed(sid) == []
+
+
+def test_consuming_what_did_not_arrive_is_a_local_error() -> None:
+    dialer, listener = pair()
+    sid = dialer.open_stream("/a", 0.0)
+    with pytest.raises(LocalProtocolError, match="never received"):
+        dialer.handle_consumed(sid)  # not even announced
+    listener.handle_frame(dialer.encode_message(sid, {}), 0.0)
+    with pytest.raises(LocalProtocolError, match="only 1 arrived"):
+        listener.handle_consumed(sid, 2)
+    for bad in (0, -1, True):
+        with pytest.raises(LocalProtocolError, match="positive integer"):
+            listener.handle_consumed(sid, bad)
+    with pytest.raises(LocalProtocolError, match="never received"):
+        listener.handle_consumed(99)
+    listener.handle_consumed(sid)  # the refusals changed nothing
+
+
+def test_late_window_updates_are_dropped() -> None:
+    dialer, listener = pair()
+    sid = dialer.open_stream("/a", 0.0)
+    listener.handle_frame(dialer.encode_message(sid, {}), 0.0)
+    assert dialer.handle_frame(listener.encode_message(sid, {"r": 1}, fin=True), 0.0)
+    dialer.encode_message(sid, {"last": 1}, fin=True)  # both fins: the stream is closed
+    assert dialer.handle_frame(update(sid, 8), 0.0) == []  # the peer read on after its fin
+    reset = dialer.open_stream("/a", 0.0)
+    dialer.encode_message(reset, {})
+    dialer.encode_error(reset, "internal-error")
+    assert dialer.handle_frame(update(reset, 8), 0.0) == []
+    half = dialer.open_stream("/a", 0.0)
+    dialer.encode_fin(half)
+    assert dialer.handle_frame(update(half, 8), 0.0) == []  # after our fin: too late to matter
+    assert dialer.statistics().frames_dropped == 2
+    assert dialer.failure is None
+
+
+@pytest.mark.parametrize("sid", [0, 1, 3, 2])
+def test_window_update_for_a_stream_the_peer_cannot_know_is_a_violation(sid: int) -> None:
+    dialer = StreamMux(initiator=True)
+    dialer.open_stream("/a", 0.0)  # 1: allocated but never announced; 3: never allocated
+    with pytest.raises(StreamError, match="window update for a stream the peer cannot know"):
+        dialer.handle_frame(update(sid, 1), 0.0)
+    assert dialer.failure is not None
+
+
+def test_window_update_overflowing_the_credit_is_a_violation() -> None:
+    dialer, listener = pair()
+    sid = dialer.open_stream("/a", 0.0)
+    listener.handle_frame(dialer.encode_message(sid, {}), 0.0)
+    with pytest.raises(StreamError, match="overflows the send credit"):
+        dialer.handle_frame(update(sid, 2**32 - 1), 0.0)
 
 
 # --- hypothesis: hostile input only ever raises ProtocolError ---------------------------
@@ -375,16 +519,18 @@ _stream_frames = st.builds(
     lambda sid, p, m, fin: StreamFrame(sid, p, m, fin).encode(),
     st.integers(0, 12), st.none() | st.sampled_from(["/a", "/b"]), _messages, st.booleans())
 _error_frames = st.builds(lambda sid: err(sid, "bad-message"), st.integers(0, 12))
+_window_updates = st.builds(update, st.integers(0, 12), st.integers(1, 3))
 _local_ops = st.tuples(st.sampled_from(["open", "send", "fin", "reset", "expire"]),
                        st.integers(0, 5), st.floats(0, 3))
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_stream_frames | _error_frames | _local_ops, max_size=30), st.booleans())
+@given(st.lists(_stream_frames | _error_frames | _window_updates | _local_ops, max_size=30),
+       st.booleans())
 def test_random_frames_and_local_operations(steps: list[bytes | tuple[str, int, float]],
                                             initiator: bool) -> None:
-    mux = StreamMux(initiator=initiator, limits=MuxLimits(max_streams=2, stream_timeout=2.0),
-                    protocols={"/a"})
+    mux = StreamMux(initiator=initiator, protocols={"/a"},
+                    limits=MuxLimits(max_streams=2, stream_timeout=2.0, stream_window=2))
     now = 0.0
     for step in steps:
         if isinstance(step, bytes):
@@ -404,6 +550,9 @@ def _check_events(mux: StreamMux, events: list[MuxEvent]) -> None:
     for reply in replies(events):
         assert isinstance(decode_stream_frame(reply), ErrorFrame)
     for event in events:
+        if isinstance(event, SendCreditGranted):
+            assert mux.send_credit(event.stream_id) == event.credit
+    for event in events:
         if isinstance(event, InboundStreamOpened):
             assert event.stream_id % 2 == (0 if mux.initiator else 1)
 
@@ -420,6 +569,10 @@ def _local_op(mux: StreamMux, op: str, pick: int, now: float) -> None:
             assert mux.statistics().open_outbound == 2
     elif op in ("send", "fin") and sendable:
         sid = sendable[pick % len(sendable)]
+        if op == "send" and mux.send_credit(sid) == 0:
+            with pytest.raises(LocalProtocolError, match="no send credit"):
+                mux.encode_message(sid, {"n": pick})
+            return
         data = mux.encode_message(sid, {"n": pick}) if op == "send" else mux.encode_fin(sid)
         assert decode_stream_frame(data).stream_id == sid
     elif op == "reset" and live:
@@ -439,19 +592,22 @@ def _local_op(mux: StreamMux, op: str, pick: int, now: float) -> None:
 class TwoPeers(RuleBasedStateMachine):
     """A dialer and a listener exchange frames over two FIFO links with random timing.
 
-    Legal traffic - including crossing resets, timeouts and refused streams -
-    must never raise, and each side receives a prefix of what the other sent,
-    in order.
+    Legal traffic - including crossing resets, timeouts, refused streams and
+    window updates crossing fins - must never raise, each side receives a
+    prefix of what the other sent, in order, and a sender that waits for
+    credit while its peer consumes never overruns the window.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        limits = MuxLimits(max_streams=2, stream_timeout=3.0, remembered_streams=4)
+        limits = MuxLimits(max_streams=2, stream_timeout=3.0, remembered_streams=4,
+                           stream_window=2)
         self.muxes = {side: StreamMux(initiator=(side == "d"), limits=limits,
                                       protocols={"/a", "/b"}) for side in "dl"}
         self.links: dict[str, list[bytes]] = {"d": [], "l": []}  # frames in flight *to* side
         self.sent: dict[tuple[str, int], list[WireMap]] = defaultdict(list)
         self.got: dict[tuple[str, int], list[WireMap]] = defaultdict(list)
+        self.unread: dict[tuple[str, int], int] = defaultdict(int)  # (reader, stream)
         self.now = 0.0
         self.counter = 0
 
@@ -475,6 +631,8 @@ class TwoPeers(RuleBasedStateMachine):
         if not sendable:
             return
         sid = sendable[pick % len(sendable)]
+        if self.muxes[side].send_credit(sid) == 0:
+            return  # an honest sender waits for credit
         self.counter += 1
         message: WireMap = {"n": self.counter}
         self.sent[(side, sid)].append(message)
@@ -497,6 +655,15 @@ class TwoPeers(RuleBasedStateMachine):
         self.links[self.other(side)].extend(replies(events))
         self._record(side, events)
 
+    @rule(side=st.sampled_from("dl"), pick=st.integers(0, 10))
+    def consume(self, side: str, pick: int) -> None:
+        unread = sorted(key for key, count in self.unread.items() if key[0] == side and count)
+        if not unread:
+            return
+        key = unread[pick % len(unread)]
+        self.unread[key] -= 1
+        self.links[self.other(side)].extend(replies(self.muxes[side].handle_consumed(key[1])))
+
     @rule(dt=st.floats(0.1, 2.0))
     def tick(self, dt: float) -> None:
         self.now += dt
@@ -507,6 +674,8 @@ class TwoPeers(RuleBasedStateMachine):
         for event in events:
             if isinstance(event, StreamMessage) and event.message is not None:
                 self.got[(self.other(side), event.stream_id)].append(event.message)
+                self.unread[(side, event.stream_id)] += 1
+            assert not (isinstance(event, StreamErrored) and event.code == "flow-control")
 
     @invariant()
     def received_is_a_prefix_of_sent(self) -> None:

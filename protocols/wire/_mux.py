@@ -391,9 +391,9 @@ class StreamMux:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise LocalProtocolError(f"consumed count must be a positive integer, got {count!r}")
         stream = self._streams.get(stream_id)
-        if stream is None:
-            if self.stream_state(stream_id) is None:
-                raise LocalProtocolError(f"stream {stream_id} is unknown")
+        if stream is None or not stream.announced:
+            if stream is not None or self._never_opened(stream_id):
+                raise LocalProtocolError(f"stream {stream_id} never received anything")
             return []
         credit = stream.flow.consume(count)
         if credit == 0 or stream.state not in _CAN_RECEIVE:
@@ -465,13 +465,9 @@ class StreamMux:
         sid = frame.stream_id
         stream = self._streams.get(sid)
         if stream is None or not stream.announced:
-            if sid == 0:
-                raise StreamError("stream id 0 is reserved")
-            if self._is_ours(sid) and (stream is not None or sid >= self._next_local):
-                raise self._parity_error(sid)  # a stream of ours the peer cannot know yet
-            if not self._is_ours(sid) and sid > self._remote_high:
+            if stream is not None or self._never_opened(sid):
                 raise StreamError(f"stream {sid}: window update for a stream the peer "
-                                  "never opened")
+                                  "cannot know")
             return self._drop()  # the stream ended while the update was in flight
         self._counts["window_updates_received"] += 1
         if stream.state not in _CAN_SEND:
@@ -540,6 +536,14 @@ class StreamMux:
 
     def _is_ours(self, stream_id: int) -> bool:
         return (stream_id % 2 == 1) == self.initiator
+
+    def _never_opened(self, stream_id: int) -> bool:
+        """No stream ever had this id: not even one that ended and was forgotten."""
+        if stream_id == 0:
+            return True
+        if self._is_ours(stream_id):
+            return stream_id >= self._next_local
+        return stream_id > self._remote_high
 
     def _parity_error(self, stream_id: int) -> StreamError:
         mine, theirs = ("odd", "even") if self.initiator else ("even", "odd")
