@@ -167,19 +167,22 @@ class Stream(Generic[OwnerT]):
     async def receive(self) -> WireMap:
         """The peer's next message; :class:`StreamEnded` after its fin.
 
-        Taking a message returns its credit to the peer (see the module docstring).
+        Taking a message returns its credit to the peer (see the module
+        docstring). A message that arrived while we waited is returned even if
+        the stream broke right after it; the next call raises.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            self.check_receivable()
-            if self._inbox:
-                message = self._inbox.popleft()
-                self._consumed(self, 1)
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return message
+        self.check_receivable()
+        while not self._inbox:
             if self._input_ended:
                 raise StreamEnded(f"the peer finished stream {self.stream_id} ({self.protocol})")
             await self._arrivals.park()
+            if not self._inbox:
+                self.check_receivable()
+        message = self._inbox.popleft()
+        self._consumed(self, 1)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return message
 
     async def reset(self, code: str = ErrorCode.INTERNAL_ERROR) -> None:
         """Abort the stream with an error frame carrying ``code``; no-op once it ended."""
@@ -306,7 +309,6 @@ class Stream(Generic[OwnerT]):
         if self._broken is not None or self._reset_by_us:
             return
         self._broken = (code, detail)
-        self._inbox.clear()
         self._wake_all()
         if self._handler_scope is not None:
             self._handler_scope.cancel()
