@@ -438,9 +438,12 @@ class Connection:
             assert self._nursery is not None
             self._nursery.start_soon(self._run_handler, self._handlers[event.protocol], stream,
                                      name=f"stream {event.stream_id} {event.protocol}")
+        elif isinstance(event, StreamErrored) and event.by_peer:
+            self._break(event.stream_id, event.code, "reset by the peer")
         elif isinstance(event, StreamErrored):
-            self._break(event.stream_id, event.code, "reset by the peer" if event.by_peer
-                        else "the peer sent beyond its flow-control window")
+            self._log.info("reset a stream the peer sent beyond its flow-control window",
+                           stream=event.stream_id, code=event.code)
+            self._break(event.stream_id, event.code, "the peer sent beyond its window")
         elif isinstance(event, InboundStreamRejected):
             self._log.info("refused inbound stream", stream=event.stream_id,
                            protocol=event.protocol, code=event.code)
