@@ -14,8 +14,10 @@ there - bad signature, wrong peer id, silence, the peer hanging up - closes
 the frame stream with the reason and raises :class:`ConnectionFailed` out of
 the ``async with``: there is no connection to use.
 
-Then two tasks run in the connection's own nursery, next to one task per
-inbound stream handler, and a timer:
+Then two tasks run next to one task per inbound stream handler, and a
+timer. They share ``open_connection``'s nursery with the caller's body, each
+in a cancel scope the connection owns, so ending the connection cancels
+exactly them (a nursery of its own would cost one more task per connection):
 
 * the **reader** feeds each frame to the :class:`~protocols.StreamMux`,
   starts the handler registered for a new stream's protocol (the mux itself
@@ -100,6 +102,7 @@ from protocols import (
     MuxStatistics,
     PeerId,
     PublicKey,
+    RefusalWindow,
     RemoteProtocolError,
     SendCreditGranted,
     SendFrame,
@@ -239,9 +242,10 @@ class Connection:
         self._outbox = _Outbox(config.send_buffer, config.send_buffer + _CONTROL_ALLOWANCE)
         self._timer = call_at(math.inf, self._on_timer)
         self._nursery: trio.Nursery | None = None
+        self._scopes: set[trio.CancelScope] = set()
         self._last_activity = self.opened_at
         self._frames_received = self._frames_sent = self._handler_errors = 0
-        self._refusals = config.new_refusal_window()
+        self._refusals: RefusalWindow | None = None  # made at the first refusal (memory)
         self._log = get_logger("actors.connection", actor="connection", **node_field(local_peer),
                                peer=str(self.peer_id), direction=self.direction.value)
 
@@ -272,6 +276,8 @@ class Connection:
     def count_refusal(self, what: str) -> bool:
         """One more request of the peer's was refused; True when that closes the connection
         (in a moment: already queued answers still go out)."""
+        if self._refusals is None:
+            self._refusals = self.config.new_refusal_window()
         verdict = self._refusals.handle_refused(trio.current_time())
         if verdict is not None and self._nursery is not None:
             self._nursery.start_soon(partial(self._shutdown, f"{verdict.reason}, the last: {what}",
@@ -331,13 +337,36 @@ class Connection:
 
     # --- tasks --------------------------------------------------------------
 
-    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._read_loop)
-            nursery.start_soon(self._write_loop)
-            self._rearm()
-            task_status.started()
+    def _start(self, nursery: trio.Nursery) -> None:
+        """Run the reader and the writer in ``nursery`` (see :meth:`_start_scoped`)."""
+        self._nursery = nursery
+        self._start_scoped(self._read_loop)
+        self._start_scoped(self._write_loop)
+        self._rearm()
+
+    def _start_scoped(self, async_fn: Callable[..., Awaitable[None]], *args: object,
+                      name: str | None = None) -> trio.CancelScope:
+        """Start a task of this connection in a cancel scope that :meth:`_shutdown` cancels.
+
+        The tasks share ``open_connection``'s nursery with the caller's body
+        instead of a nursery of their own (which would cost a task per
+        connection), so ending the connection cancels exactly these scopes.
+        The scope exists before the task does: one cancelled before the task
+        ran makes it return at its first checkpoint.
+        """
+        scope = trio.CancelScope()
+        self._scopes.add(scope)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._in_scope, scope, async_fn, *args, name=name or async_fn)
+        return scope
+
+    async def _in_scope(self, scope: trio.CancelScope, async_fn: Callable[..., Awaitable[None]],
+                        *args: object) -> None:
+        try:
+            with scope:
+                await async_fn(*args)
+        finally:
+            self._scopes.discard(scope)
 
     async def _read_loop(self) -> None:
         while True:
@@ -396,23 +425,22 @@ class Connection:
 
     async def _run_handler(self, handler: ProtocolHandler, stream: Stream[Connection]) -> None:
         log = self._log.bind(stream=stream.stream_id, protocol=stream.protocol)
-        with trio.CancelScope() as scope:
-            stream.cancel_when_broken(scope)
-            try:
-                await handler(stream)
-            except StreamReset as exc:
-                log.debug("stream reset under its handler", code=exc.code, detail=exc.detail)
-                return
-            except EXCHANGE_FAILURES as exc:
-                log.info("stream handler stopped: unusable input from the peer", error=str(exc))
-                await stream.reset(ErrorCode.BAD_MESSAGE)
-                return
-            except Exception:
-                self._handler_errors += 1
-                log.exception("stream handler crashed")
-                await stream.reset(ErrorCode.INTERNAL_ERROR)
-                return
-            await stream.aclose()
+        # runs in its own scope (_start_scoped), which the stream cancels if it breaks
+        try:
+            await handler(stream)
+        except StreamReset as exc:
+            log.debug("stream reset under its handler", code=exc.code, detail=exc.detail)
+            return
+        except EXCHANGE_FAILURES as exc:
+            log.info("stream handler stopped: unusable input from the peer", error=str(exc))
+            await stream.reset(ErrorCode.BAD_MESSAGE)
+            return
+        except Exception:
+            self._handler_errors += 1
+            log.exception("stream handler crashed")
+            await stream.reset(ErrorCode.INTERNAL_ERROR)
+            return
+        await stream.aclose()
 
     # --- helpers ------------------------------------------------------------
 
@@ -435,9 +463,9 @@ class Connection:
                 stream.credit_granted()
         elif isinstance(event, InboundStreamOpened):
             stream = self._add_stream(event.stream_id, event.protocol, inbound=True)
-            assert self._nursery is not None
-            self._nursery.start_soon(self._run_handler, self._handlers[event.protocol], stream,
-                                     name=f"stream {event.stream_id} {event.protocol}")
+            scope = self._start_scoped(self._run_handler, self._handlers[event.protocol], stream,
+                                       name=f"stream {event.stream_id} {event.protocol}")
+            stream.cancel_when_broken(scope)
         elif isinstance(event, StreamErrored) and event.by_peer:
             self._break(event.stream_id, event.code, "reset by the peer")
         elif isinstance(event, StreamErrored):
@@ -524,8 +552,8 @@ class Connection:
                 with trio.move_on_after(FLUSH_GRACE):
                     await self._outbox.wait_drained()
         finally:
-            if self._nursery is not None:
-                self._nursery.cancel_scope.cancel()
+            for scope in list(self._scopes):
+                scope.cancel()
             with trio.CancelScope(shield=True):
                 await self._frame_stream.aclose(reason)
             self.closed.set()
@@ -592,7 +620,7 @@ async def open_connection(
     connection = Connection(frame_stream, peer, initiator=initiator,
                             handlers=handlers or {}, config=config, local_peer=keypair.peer_id)
     async with trio.open_nursery() as nursery:
-        await nursery.start(connection._run)
+        connection._start(nursery)
         try:
             yield connection
         finally:
