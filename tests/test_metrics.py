@@ -190,3 +190,22 @@ async def test_registries_are_per_node(autojump_clock: trio.testing.MockClock) -
     assert ids == {str(a.peer_id), str(b.peer_id)}
     global_names = {family.name for family in REGISTRY.collect()}
     assert not any(name.startswith("autonat_") for name in global_names)
+
+
+async def test_trio_tasks_counts_the_tasks_of_the_run() -> None:
+    from actors.surfaces._metrics import trio_task_count
+
+    before = trio_task_count()
+    assert before is not None and before >= 1
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(trio.sleep_forever)
+        await trio.testing.wait_all_tasks_blocked()
+        assert trio_task_count() == before + 5
+        nursery.cancel_scope.cancel()
+
+
+def test_trio_tasks_is_left_out_outside_trio() -> None:
+    from actors.surfaces._metrics import trio_task_count
+
+    assert trio_task_count() is None

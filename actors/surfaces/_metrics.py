@@ -65,6 +65,12 @@ Metric names (all prefixed ``autonat_``)::
     probes_sent_total{status}           counter  our probes by outcome
     probes_served_total{status}         counter  dial requests answered, status/dial_status
     bootstrap_fetches_total{outcome}    counter  /status fetches by outcome
+    trio_tasks                          gauge    live Trio tasks of the process
+
+``trio_tasks`` is the one family not read from the node: it counts the tasks
+under ``trio.lowlevel.current_root_task()`` at scrape time (a leak of tasks
+shows as a count that keeps growing; ``benchmarks/soak.py`` plots it). It is
+left out when the collector runs outside Trio.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Final, Protocol
 
+import trio
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -99,7 +106,7 @@ METRIC_NAMES: Final = tuple(
         "identify",
         "actor_restarts", "actor_crashes", "actor_up",
         "supervisor_running", "supervisor_escalations", "probes_sent", "probes_served",
-        "bootstrap_fetches",
+        "bootstrap_fetches", "trio_tasks",
     )
 )
 """Family names as ``text_string_to_metric_families`` reports them (counters without ``_total``)."""
@@ -142,6 +149,10 @@ class NodeCollector:
         yield from self._connection_metrics(snapshot, stats)
         yield from self._actor_metrics(stats)
         yield from self._autonat_metrics(stats)
+        tasks = trio_task_count()
+        if tasks is not None:
+            yield GaugeMetricFamily(PREFIX + "trio_tasks", "Live Trio tasks of the process.",
+                                    value=tasks)
 
     def _state_metrics(self, snapshot: NodeSnapshot) -> Iterator[Metric]:
         info = GaugeMetricFamily(PREFIX + "node_info", "Node identity (always 1).",
@@ -226,6 +237,22 @@ class NodeCollector:
              "Bootstrap /status fetches, by outcome."),
         ):
             yield _counts(PREFIX + name, doc, label, counts)
+
+
+def trio_task_count() -> int | None:
+    """Tasks in this Trio run (the root task included); None outside Trio."""
+    try:
+        pending = [trio.lowlevel.current_root_task()]
+    except RuntimeError:
+        return None
+    count = 0
+    while pending:
+        task = pending.pop()
+        if task is None:
+            continue
+        count += 1
+        pending.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
+    return count
 
 
 def _counts(name: str, doc: str, label: str, counts: Mapping[str, int]) -> CounterMetricFamily:
