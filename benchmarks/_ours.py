@@ -20,6 +20,7 @@ from protocols import (
     DialBackResponse,
     DialBackStatus,
     Keypair,
+    WsAddress,
     decode_autonat_message,
 )
 from protocols.identify import build_identify
@@ -32,15 +33,20 @@ def transport() -> WebSocketTransport:
     return WebSocketTransport(connect_timeout=30.0, handshake_timeout=30.0)
 
 
-def handlers(keypair: Keypair, *, dial_back: bool = False) -> Mapping[str, ProtocolHandler]:
-    """Identify (answer and push) and, with ``dial_back``, the AutoNAT dial-back."""
+def handlers(keypair: Keypair, *, dial_back: bool = False,
+             listen_addrs: tuple[WsAddress, ...] = ()) -> Mapping[str, ProtocolHandler]:
+    """Identify (answer and push) and, with ``dial_back``, the AutoNAT dial-back.
+
+    ``listen_addrs`` are announced in our Identify answers (none by default).
+    """
     protocols = (IDENTIFY_PROTOCOL_ID, IDENTIFY_PUSH_PROTOCOL_ID)
 
     async def serve_identify(stream: Stream) -> None:  # type: ignore[type-arg]
         await stream.receive()
         message = build_identify(
-            public_key=keypair.public_key, agent_version="bench-client/0", listen_addrs=(),
-            observed_addr=stream.connection.remote_addr, protocols=protocols, policy=POLICY)
+            public_key=keypair.public_key, agent_version="bench-client/0",
+            listen_addrs=listen_addrs, observed_addr=stream.connection.remote_addr,
+            protocols=protocols, policy=POLICY)
         await stream.send(message.to_wire(), fin=True)
 
     async def serve_push(stream: Stream) -> None:  # type: ignore[type-arg]
