@@ -127,9 +127,11 @@ async def _hold(kind: str, lab: Lab, ip: str, limiter: trio.CapacityLimiter, sto
 
 async def hold_flood(lab: Lab, kind: str, sources: Sequence[str], per_source: int, *,
                      name: str, concurrency: int = 32, settle: float = 1.5,
-                     linger: float = 0.0, probe: bool = True) -> Result:
+                     linger: float = 0.0, probe: bool = True,
+                     during: Callable[[], Awaitable[str]] | None = None) -> Result:
     """Open ``per_source`` connections of ``kind`` from each IP of ``sources``, hold them,
-    probe honestly, then wait up to ``linger`` s for the node to close what it kept."""
+    probe honestly (and run ``during``, whose text joins *held*), then wait up to
+    ``linger`` s for the node to close what it kept."""
     holds = Holds(tried=len(sources) * per_source)
     stop = trio.Event()
     limiter = trio.CapacityLimiter(concurrency)
@@ -144,6 +146,7 @@ async def hold_flood(lab: Lab, kind: str, sources: Sequence[str], per_source: in
         await trio.sleep(settle)
         holds.settled_at = trio.current_time()
         held = holds.live
+        extra = await during() if during else ""
         verdict = await honest_probe(lab) if probe else None
         with trio.move_on_after(linger):
             while holds.live:
@@ -152,7 +155,8 @@ async def hold_flood(lab: Lab, kind: str, sources: Sequence[str], per_source: in
         stop.set()
     evicted = await metric(lab.target, "autonat_inbound_evicted_total") - evicted_before
     return Result(
-        attack=name, tried=f"{holds.tried:,}", held=_held_text(held, evicted),
+        attack=name, tried=f"{holds.tried:,}",
+        held="; ".join(t for t in (_held_text(held, evicted), extra) if t),
         close=_close_text(holds, still_open, linger), honest=verdict, gauge=gauge,
         facts={"tried": holds.tried, "held": held, "evicted": evicted,
                "still_open": still_open, "failed": holds.failed})

@@ -49,7 +49,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from actors import Connection, ProtocolHandler, open_connection
+from actors import Connection, FrameStream, ProtocolHandler, open_connection
 from benchmarks._common import ROOT, child_env, free_port, stop, vm_rss_kib
 from benchmarks._ours import CONFIG, handlers, transport
 from protocols import Keypair, WsAddress
@@ -268,13 +268,25 @@ async def open_bare(target: WsAddress, source_ip: str, *,
         yield conn
 
 
-async def time_until_closed(conn: Connection, limit: float) -> float | None:
-    """Seconds until the node closes ``conn``; None if still open after ``limit``."""
-    began = trio.current_time()
-    with trio.move_on_after(limit):
-        await conn.closed.wait()
-        return trio.current_time() - began
-    return None
+@asynccontextmanager
+async def open_prober(target: WsAddress, ip: str) -> AsyncIterator[tuple[Connection, WsAddress]]:
+    """A connection from ``ip`` whose key also answers dial-backs at a listener on ``ip``;
+    yields the connection and the listener's address (to put in dial requests)."""
+    keypair = Keypair.generate()
+    table = handlers(keypair, dial_back=True)
+
+    async def accept(frames: FrameStream) -> None:
+        with contextlib.suppress(Exception):
+            async with open_connection(frames, keypair, initiator=False, handlers=table,
+                                       config=CONFIG) as conn:
+                await conn.closed.wait()
+
+    async with trio.open_nursery() as nursery:
+        [bound] = await nursery.start(transport().listen, WsAddress.parse(f"/ip4/{ip}/tcp/0/ws"),
+                                      accept)
+        async with open_bare(target, ip, keypair=keypair, table=table) as conn:
+            yield conn, bound
+        nursery.cancel_scope.cancel()
 
 
 def host_ips(prefix: str, count: int, first: int = 1) -> Sequence[str]:
