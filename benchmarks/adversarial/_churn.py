@@ -105,7 +105,7 @@ async def planner_churn(lab: Lab, cycles: int = 10_000, concurrency: int = 32,
                "peak_peers": peak_peers[0], "final_peers": final_peers})
 
 
-# --- 7: config bombs ------------------------------------------------------------------------
+# --- 7: config bombs ----------
 
 BOMBS = {
     "nested": "a = " + "[" * 5000 + "]" * 5000 + "\n",

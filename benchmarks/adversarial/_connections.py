@@ -175,12 +175,14 @@ def _close_text(holds: Holds, still_open: int, linger: float) -> str:
     return "; ".join(parts) or "-"
 
 
-# --- the attacks of the table -------------------------------------------------------------
+# --- the attacks of the table ----------
 
 
-async def idle_one_host(lab: Lab, count: int = 200) -> Result:
-    """1a: one host opens ``count`` authenticated idle connections with fresh keys."""
-    return await hold_flood(lab, "authenticated", ["127.0.0.2"], count,
+async def idle_one_host(lab: Lab, count: int = 200, probe: bool = True) -> Result:
+    """1a: one host opens ``count`` authenticated idle connections with fresh keys, a few
+    at a time (so the per-IP cap of established connections decides, not the pending one)."""
+    return await hold_flood(lab, "authenticated", ["127.0.0.2"], count, probe=probe,
+                            concurrency=4,
                             name="1a idle authenticated conns, one host, fresh keys")
 
 

@@ -8,16 +8,17 @@ hosts and networks: a socket bound to 127.0.0.2 is "the attacker host",
 source addresses exactly as it would see them on the internet (its limits
 count per IP and per /24).
 
-:func:`open_lab` starts three boot nodes, each a ``python -m actors.cli boot``
-subprocess with ``--allow-loopback``, its own data directory and fixed free
-ports found at start-up:
+:func:`open_lab` starts three boot nodes at once, each a ``python -m
+actors.cli boot`` subprocess with ``--allow-loopback``, its own data
+directory, a key written beforehand and fixed free ports, so every address is
+known before any process runs:
 
 * two helpers (``B`` on 127.0.5.2, ``C`` on 127.0.5.3);
-* the **target** (127.0.0.1), started last with ``--peer B --peer C``, so its
-  connections to them are outbound (never evicted) and its ``/status`` lists
-  three AutoNAT servers. An honest newcomer bootstrapping from it therefore
+* the **target** (127.0.0.1) with ``--peer B --peer C``, so its connections
+  to them are outbound (never evicted) and its ``/status`` lists three
+  AutoNAT servers. An honest newcomer bootstrapping from it therefore
   reaches the confidence of two agreeing servers without the small-network
-  wait.
+  wait. The lab is ready once the target is connected to both.
 
 :func:`honest_probe` runs ``autonat probe --boot-url <target>/status`` from
 127.0.9.x (another /24 than every attacker) and returns its verdict and its
@@ -41,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from actors import Connection, FrameStream, ProtocolHandler, open_connection
+from actors import Connection, FrameStream, ProtocolHandler, open_connection, save_keypair
 from benchmarks._common import ROOT, child_env, free_port, stop, vm_rss_kib
 from benchmarks._ours import CONFIG, handlers, transport
 from protocols import Keypair, WsAddress
@@ -60,6 +61,8 @@ HELPER_IPS = ("127.0.5.2", "127.0.5.3")
 HONEST_IP = "127.0.9.1"
 START_TIMEOUT = 30.0
 PROBE_TIMEOUT = 30.0
+SETTLE = 3.0
+"""Seconds the target idles after an attack before its RSS "after" is read."""
 
 
 def autonat_command(*args: str) -> list[str]:
@@ -94,36 +97,46 @@ class BootNode:
         return f"http://{self.ip}:{self.http_port}/metrics"
 
 
-@contextlib.contextmanager
-def boot_process(ip: str, data_dir: Path, *extra: str,
-                 preexec: object = None) -> Iterator[BootNode]:
-    """Start ``autonat boot`` on ``ip`` (fixed free ports); killed when the block ends."""
+def start_boot(ip: str, data_dir: Path, *extra: str, preexec: object = None) -> BootNode:
+    """Start ``autonat boot`` on ``ip`` with fixed free ports and a key written here,
+    so its address is known before it runs; :func:`wait_ready` waits for it."""
+    keypair = Keypair.generate()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    save_keypair(data_dir / "key", keypair)
     port, http_port = free_port(ip), free_port(ip)
     args = ["boot", "--listen", f"/ip4/{ip}/tcp/{port}/ws", "--http", f"{ip}:{http_port}",
-            "--data-dir", str(data_dir), "--allow-loopback", "--log-level", "error",
-            "--log-format", "json", *extra]
+            "--data-dir", str(data_dir), "--key", str(data_dir / "key"), "--allow-loopback",
+            "--log-level", "error", "--log-format", "json", *extra]
     proc = subprocess.Popen(autonat_command(*args), cwd=ROOT, env=child_env(),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True,
                             preexec_fn=preexec)  # type: ignore[arg-type]
-    try:
-        node = BootNode(proc, ip, port, http_port)
-        node.peer_id = _wait_for_status(node)
-        yield node
-    finally:
-        stop(proc)
+    return BootNode(proc, ip, port, http_port, str(keypair.peer_id))
 
 
-def _wait_for_status(node: BootNode) -> str:
+def wait_ready(node: BootNode) -> None:
+    """Until the node serves /status (its listeners are up by then)."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if node.proc.poll() is not None:
             raise RuntimeError(f"autonat boot on {node.ip} exited with {node.proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            document = httpx.get(node.status_url, timeout=1.0, trust_env=False).json()
-            return str(document["peer_id"])
-        time.sleep(0.1)
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(node.status_url, timeout=1.0, trust_env=False).status_code == 200:
+                return
+        time.sleep(0.05)
     raise RuntimeError(f"autonat boot on {node.ip} did not serve /status in {START_TIMEOUT} s")
+
+
+@contextlib.contextmanager
+def boot_process(ip: str, data_dir: Path, *extra: str,
+                 preexec: object = None) -> Iterator[BootNode]:
+    """One ``autonat boot`` for the duration of the block (killed on any exit)."""
+    node = start_boot(ip, data_dir, *extra, preexec=preexec)
+    try:
+        wait_ready(node)
+        yield node
+    finally:
+        stop(node.proc)
 
 
 @dataclass
@@ -135,15 +148,25 @@ class Lab:
 
 @contextlib.contextmanager
 def open_lab(*target_flags: str, preexec: object = None) -> Iterator[Lab]:
-    """Helpers B and C, then the target dialing both; see the module docstring."""
-    with tempfile.TemporaryDirectory(prefix="autonat-adv-") as tmp, contextlib.ExitStack() as st:
+    """Helpers B and C and the target dialing both, started at once; see the module
+    docstring. ``target_flags`` are extra ``autonat boot`` flags of the target."""
+    with tempfile.TemporaryDirectory(prefix="autonat-adv-") as tmp:
         base = Path(tmp)
-        helpers = tuple(st.enter_context(boot_process(ip, base / ip)) for ip in HELPER_IPS)
-        peers = [arg for h in helpers for arg in ("--peer", str(h.addr))]
-        target = st.enter_context(boot_process(TARGET_IP, base / TARGET_IP, *peers,
-                                               *target_flags, preexec=preexec))
-        _wait_until(lambda: _connections(target) >= len(helpers), 20.0)
-        yield Lab(target, helpers, base)
+        nodes: list[BootNode] = []
+        try:
+            nodes += [start_boot(ip, base / ip) for ip in HELPER_IPS]
+            peers = [arg for h in nodes for arg in ("--peer", str(h.addr))]
+            nodes.append(start_boot(TARGET_IP, base / TARGET_IP, *peers, *target_flags,
+                                    preexec=preexec))
+            for node in nodes:
+                wait_ready(node)
+            target = nodes[-1]
+            if not _wait_until(lambda: _connections(target) >= len(HELPER_IPS), 20.0):
+                raise RuntimeError("the target did not connect to its helpers")
+            yield Lab(target, tuple(nodes[:-1]), base)
+        finally:
+            for node in nodes:
+                stop(node.proc)
 
 
 def _connections(node: BootNode) -> int:
@@ -152,16 +175,16 @@ def _connections(node: BootNode) -> int:
     return 0
 
 
-def _wait_until(predicate: object, seconds: float) -> bool:
+def _wait_until(predicate: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return True
-        time.sleep(0.2)
+        time.sleep(0.05)
     return False
 
 
-# --- the honest client ---------------------------------------------------------------
+# --- the honest client ----------
 
 
 @dataclass
@@ -192,7 +215,7 @@ async def honest_probe(lab: Lab, ip: str = HONEST_IP, timeout: float = PROBE_TIM
     return Verdict("killed", time.monotonic() - began)
 
 
-# --- the target's resources ----------------------------------------------------------
+# --- the target's resources ----------
 
 
 def cpu_seconds(pid: int) -> float:
@@ -226,9 +249,9 @@ class Gauge:
             self.peak = max(self.peak, vm_rss_kib(self.pid))
             await trio.sleep(interval)
 
-    async def finish(self, settle: float = 3.0) -> None:
+    async def finish(self) -> None:
         self.cpu_after = cpu_seconds(self.pid)
-        await trio.sleep(settle)
+        await trio.sleep(SETTLE)
         self.after = vm_rss_kib(self.pid)
         self.peak = max(self.peak, self.after)
 
@@ -252,7 +275,7 @@ async def measured(pid: int) -> AsyncIterator[Gauge]:
         nursery.cancel_scope.cancel()
 
 
-# --- the attackers' client ------------------------------------------------------------
+# --- the attackers' client ----------
 
 
 @asynccontextmanager
@@ -294,7 +317,7 @@ def host_ips(prefix: str, count: int, first: int = 1) -> Sequence[str]:
     return [f"{prefix}.{first + i}" for i in range(count)]
 
 
-# --- one row of the table ---------------------------------------------------------------
+# --- one row of the table ----------
 
 
 @dataclass

@@ -82,7 +82,7 @@ async def dial_request(conn: Connection, addr: WsAddress, nonce: int) -> str:
     return f"{answer.status.name}/{answer.dial_status.name}"
 
 
-# --- 3: dial-request flood -------------------------------------------------------------
+# --- 3: dial-request flood ----------
 
 
 async def dial_flood(lab: Lab, requests: int = 5000, seconds: float = 20.0,
@@ -139,7 +139,7 @@ async def dial_flood(lab: Lab, requests: int = 5000, seconds: float = 20.0,
                "rejected": answers[f"{REJECTED.name}/UNUSED"]})
 
 
-# --- 4: /status poisoning -----------------------------------------------------------------
+# --- 4: /status poisoning ----------
 
 
 async def status_poison(lab: Lab, one_host: int = 8, hosts: int = 20,
@@ -181,7 +181,7 @@ async def status_poison(lab: Lab, one_host: int = 8, hosts: int = 20,
         facts={"tried": len(sources), "poisoned": len(poisoned), "honest_listed": honest_listed})
 
 
-# --- 5: file-descriptor pressure ------------------------------------------------------------
+# --- 5: file-descriptor pressure ----------
 
 NOFILE_LIMIT = 256
 
@@ -220,7 +220,7 @@ async def fd_pressure(lab: Lab, hosts: int = 400, dial_backs: int = 10) -> Resul
     return result
 
 
-# --- 9: stalled stream --------------------------------------------------------------------
+# --- 9: stalled stream ----------
 
 
 async def _identify_rtt(conn: Connection, limit: float) -> float | None:
