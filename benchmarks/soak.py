@@ -40,6 +40,7 @@ import argparse
 import contextlib
 import csv
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -210,6 +211,12 @@ def summary(samples: list[Sample], warmup: float) -> list[str]:
     return lines
 
 
+def read_csv(path: Path) -> list[Sample]:
+    with path.open(newline="") as source:
+        return [Sample(**{k: (float(v) if k == "t" else int(v)) for k, v in row.items()})
+                for row in csv.DictReader(source)]
+
+
 def write_csv(samples: list[Sample], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as out:
@@ -225,6 +232,7 @@ def plot(samples: list[Sample], path: Path, warmup: float) -> None:
     import matplotlib.pyplot as plt
 
     minutes = [s.t / 60 for s in samples]
+    full = store_full_at(samples)
     fig, axes = plt.subplots(4, 1, figsize=(8, 9), sharex=True)
     for ax, values, label in (
         (axes[0], [s.rss_kib / 1024 for s in samples], "RSS (MiB)"),
@@ -233,6 +241,7 @@ def plot(samples: list[Sample], path: Path, warmup: float) -> None:
     ):
         ax.plot(minutes, values, marker=".")
         ax.axvline(warmup / 60, color="grey", linestyle=":", linewidth=1)
+        ax.axvline(full / 60, color="grey", linestyle="--", linewidth=1)
         ax.set_ylabel(label)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
@@ -242,7 +251,7 @@ def plot(samples: list[Sample], path: Path, warmup: float) -> None:
     axes[3].grid(alpha=0.3)
     axes[0].set_title(f"autonat boot, {samples[-1].lives:,} client connections "
                       f"({len(samples)} samples)")
-    axes[3].set_xlabel("minutes (dotted: end of warm-up)")
+    axes[3].set_xlabel("minutes (dotted: --warmup; dashed: peer store full)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -259,18 +268,28 @@ def main() -> None:
                         help="share of lives that send a dial request")
     parser.add_argument("--csv", type=Path, default=RESULTS / "soak.csv")
     parser.add_argument("--png", type=Path, default=PLOTS / "soak.png")
+    parser.add_argument("--replot", action="store_true",
+                        help="no run: plot and summarise the samples of --csv")
     args = parser.parse_args()
+    if args.replot:
+        report(read_csv(args.csv), args)
+        return
     if not 1 <= args.clients <= 250:
         parser.error("--clients must be 1..250 (one source IP each, 127.0.1.x)")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # finally: kill the nodes
     raise_nofile()
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="autonat-soak-") as tmp, \
             boot_process("127.0.0.1", Path(tmp)) as node:
         samples = trio.run(soak, node, args)
     write_csv(samples, args.csv)
-    plot(samples, args.png, args.warmup)
     print(f"soak: {args.duration:g} s, {args.clients} clients, "
           f"wall {time.monotonic() - began:.0f} s; {args.csv}, {args.png}")
+    report(samples, args)
+
+
+def report(samples: list[Sample], args: argparse.Namespace) -> None:
+    plot(samples, args.png, args.warmup)
     for line in summary(samples, args.warmup):
         print(line)
     full = store_full_at(samples)

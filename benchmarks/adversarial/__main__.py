@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -83,6 +84,7 @@ def main() -> None:
     unknown = [n for n in chosen if n not in order]
     if unknown:
         parser.error(f"unknown attack(s): {', '.join(unknown)}")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # finally: kill the nodes
     raise_nofile()
     results = []
     for number in chosen:
@@ -97,6 +99,9 @@ def main() -> None:
                                 "honest": asdict(r.honest) if r.honest else None}
                                for r in results], indent=1))
     print(table(results))
+    for result in results:
+        for note in result.notes:
+            print(f"\n{result.attack.split()[0]}: {note}")
 
 
 if __name__ == "__main__":

@@ -169,7 +169,7 @@ def _held_text(held: int, evicted: float) -> str:
 def _close_text(holds: Holds, still_open: int, linger: float) -> str:
     parts = [f"refused: {median_text(holds.refused_after)}"] if holds.refused_after else []
     if holds.held_closed_after:
-        parts.append(f"held: {median_text(holds.held_closed_after)}")
+        parts.append(f"kept ones closed after {median_text(holds.held_closed_after)}")
     if still_open and linger:
         parts.append(f"{still_open} open after {linger:g} s")
     return "; ".join(parts) or "-"

@@ -334,6 +334,8 @@ class Result:
     honest: Verdict | None = None
     gauge: Gauge | None = None
     facts: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """Details printed under the table (e.g. why attempts failed)."""
 
     def cells(self) -> list[str]:
         honest = self.honest.text() if self.honest else "-"
