@@ -213,7 +213,7 @@ def summary(samples: list[Sample], warmup: float) -> list[str]:
 
 def read_csv(path: Path) -> list[Sample]:
     with path.open(newline="") as source:
-        return [Sample(**{k: (float(v) if k == "t" else int(v)) for k, v in row.items()})
+        return [Sample(float(row.pop("t")), **{k: int(v) for k, v in row.items()})
                 for row in csv.DictReader(source)]
 
 

@@ -41,7 +41,7 @@ def _short_settle(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def attack(run: Callable[[Lab], Awaitable[Result]], *flags: str,
-           preexec: object = None) -> Result:
+           preexec: Callable[[], object] | None = None) -> Result:
     with open_lab(*flags, preexec=preexec) as lab:
         return trio.run(run, lab)
 

@@ -151,5 +151,5 @@ async def config_bombs() -> Result:
         held=f"{one_line}/{len(outcomes)} one-line errors, exit "
         + "/".join(str(code) for _, code, _, _ in outcomes),
         close=f"{slowest:.2f} s to exit", honest=None, gauge=None,
-        facts={"one_line": one_line, "files": len(outcomes)}
+        facts={"one_line": float(one_line), "files": float(len(outcomes))}
         | {f"lines_{name}": len(lines) for name, _, lines, _ in outcomes})

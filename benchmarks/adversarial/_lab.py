@@ -97,7 +97,11 @@ class BootNode:
         return f"http://{self.ip}:{self.http_port}/metrics"
 
 
-def start_boot(ip: str, data_dir: Path, *extra: str, preexec: object = None) -> BootNode:
+Preexec = Callable[[], object] | None
+"""A ``preexec_fn`` for the child (e.g. lower its limits), or None."""
+
+
+def start_boot(ip: str, data_dir: Path, *extra: str, preexec: Preexec = None) -> BootNode:
     """Start ``autonat boot`` on ``ip`` with fixed free ports and a key written here,
     so its address is known before it runs; :func:`wait_ready` waits for it."""
     keypair = Keypair.generate()
@@ -110,7 +114,7 @@ def start_boot(ip: str, data_dir: Path, *extra: str, preexec: object = None) -> 
     proc = subprocess.Popen(autonat_command(*args), cwd=ROOT, env=child_env(),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=preexec)  # type: ignore[arg-type]
+                            preexec_fn=preexec)
     return BootNode(proc, ip, port, http_port, str(keypair.peer_id))
 
 
@@ -129,7 +133,7 @@ def wait_ready(node: BootNode) -> None:
 
 @contextlib.contextmanager
 def boot_process(ip: str, data_dir: Path, *extra: str,
-                 preexec: object = None) -> Iterator[BootNode]:
+                 preexec: Preexec = None) -> Iterator[BootNode]:
     """One ``autonat boot`` for the duration of the block (killed on any exit)."""
     node = start_boot(ip, data_dir, *extra, preexec=preexec)
     try:
@@ -147,7 +151,7 @@ class Lab:
 
 
 @contextlib.contextmanager
-def open_lab(*target_flags: str, preexec: object = None) -> Iterator[Lab]:
+def open_lab(*target_flags: str, preexec: Preexec = None) -> Iterator[Lab]:
     """Helpers B and C and the target dialing both, started at once; see the module
     docstring. ``target_flags`` are extra ``autonat boot`` flags of the target."""
     with tempfile.TemporaryDirectory(prefix="autonat-adv-") as tmp:
