@@ -13,10 +13,6 @@ The ``*_without_*`` tests run the same attack with the defence configured
 away and check that the attacker then wins: proof that the measurement can
 see the difference (the test above it would fail).
 
-Attacks 8 (connections that never finish the WebSocket upgrade) and 9 (a
-stalled stream) are ``xfail(strict=True)``: their defences are not built
-yet, and once they are, the tests pass and the markers must go.
-
 Timing here is real (separate processes), so only coarse bounds are asserted
 (a refused connection is closed within seconds, not at a timeout).
 """
@@ -152,17 +148,15 @@ def test_config_bombs_end_autonat_boot_with_one_line() -> None:
     assert result.facts["one_line"] == result.facts["files"] == 2
 
 
-# --- 8 and 9: defences under construction ----------
+# --- 8 and 9: connections that never upgrade, a stalled stream ----------
 
 
-@pytest.mark.xfail(strict=True, reason="no per-IP bound on connections awaiting the upgrade yet")
 def test_one_host_cannot_hold_many_connections_that_never_upgrade() -> None:
     result = attack(lambda lab: _connections.no_upgrade(lab, count=40, linger=0.0))
     assert result.facts["held"] <= 8
     honest_public(result)
 
 
-@pytest.mark.xfail(strict=True, reason="no per-stream flow control yet")
 def test_a_stalled_stream_does_not_stall_the_other_streams_of_its_connection() -> None:
     result = attack(lambda lab: _protocols.stalled_stream(lab, limit=8.0))
     assert 0 <= result.facts["during"] < 1.0
