@@ -13,6 +13,6 @@ honest ``autonat probe`` must still get its verdict. Modules:
 * ``_churn`` - planner churn (6) and config bombs (7);
 * ``__main__`` - the runner and its table.
 
-RELIABILITY.md holds the table of the last full run and the soak figures
+The README's "Reliability" section holds the table of the last full run and the soak figures
 (``benchmarks/soak.py``); tests/test_adversarial.py runs each attack small.
 """
