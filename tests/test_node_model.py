@@ -369,6 +369,27 @@ def test_eviction_drops_least_recently_seen_but_never_connected_peers() -> None:
     assert kept == {PEERS[0], PEERS[3], PEERS[5]}
 
 
+def test_a_peer_that_just_left_is_evicted_after_those_idle_longer() -> None:
+    model = NodeModel(ME, max_peers=3)
+    model.handle_event(up(1, PEERS[0]), 0.0)
+    model.handle_event(found(PEERS[1]), 1.0)
+    model.handle_event(found(PEERS[2]), 2.0)
+    model.handle_event(down(1, PEERS[0]), 3.0)  # now idle, and the most recently seen
+    model.handle_event(found(PEERS[3]), 4.0)
+    model.handle_event(found(PEERS[4]), 5.0)
+    assert {rec.peer_id for rec in model.snapshot(5.0).peers} == {PEERS[0], PEERS[3], PEERS[4]}
+
+
+def test_stored_peers_are_evicted_in_last_seen_order_whatever_the_file_order() -> None:
+    model = NodeModel(ME, max_peers=2)
+    stored = [PeerRecord(p, (addr(n + 1, peer=p),), first_seen=0.0, last_seen=seen)
+              for n, (p, seen) in enumerate([(PEERS[0], 9.0), (PEERS[1], 3.0), (PEERS[2], 7.0)])]
+    model.handle_stored_peers(stored, 10.0)
+    assert {rec.peer_id for rec in model.snapshot(10.0).peers} == {PEERS[0], PEERS[2]}
+    model.handle_event(found(PEERS[3]), 11.0)  # the oldest stored one (seen at 7) goes
+    assert {rec.peer_id for rec in model.snapshot(11.0).peers} == {PEERS[0], PEERS[3]}
+
+
 def test_eviction_bound_holds_for_one_big_batch() -> None:
     model = NodeModel(ME, max_peers=4)
     model.handle_event(found(*PEERS), 1.0)

@@ -59,6 +59,7 @@ Snapshots
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -332,7 +333,8 @@ class NodeModel:
         self._local_ips: Counter[WsAddress] = Counter()  # local IP -> live connections
         self._local_ips_cache: tuple[WsAddress, ...] | None = ()
         self._idle: dict[PeerId, None] = {}
-        """Peers without a live connection (the only ones eviction may choose)."""
+        """Peers with a record and no live connection (the only ones eviction may
+        choose), least recently seen first (:meth:`_seen_idle`)."""
         self._observed: SortedTable[PeerId, ObservedAddr] = SortedTable()
         self._observed_order: dict[PeerId, None] = {}  # oldest observation first
         self._revision = 0
@@ -448,7 +450,10 @@ class NodeModel:
             self._peers[record.peer_id] = record
             self._idle[record.peer_id] = None  # stored peers are not connected yet
             added += 1
-        if added:
+        if added:  # once, at start: back into least-recently-seen order
+            self._idle = dict.fromkeys(sorted(
+                (pid for pid in self._idle if pid in self._peers),
+                key=lambda pid: self._peers[pid].last_seen))
             self._evict()
             self._peers_changed()
         return [StoredPeersLoaded(added), *self._changes(bool(added), self._lifecycle, now)]
@@ -490,6 +495,7 @@ class NodeModel:
         verified = (addr, *(a for a in record.verified_addrs if a != addr))
         self._peers[event.peer] = replace(record, verified_addrs=verified[:MAX_VERIFIED_PER_PEER],
                                           last_seen=max(record.last_seen, now))
+        self._seen_idle(event.peer)
         self._peers_changed()
         return True
 
@@ -622,6 +628,7 @@ class NodeModel:
             sources=sources,
             from_bootstrap=old.from_bootstrap or from_bootstrap,
         )
+        self._seen_idle(peer_id)
 
     def _finish_peer_updates(self, changed: bool) -> bool:
         if changed:
@@ -645,15 +652,23 @@ class NodeModel:
             del self._observed_order[oldest]
             self._observed.pop(oldest)
 
+    def _seen_idle(self, peer_id: PeerId) -> None:
+        """``peer_id``'s ``last_seen`` became ``now``: if idle, it goes to the back of ``_idle``.
+
+        So ``_idle`` stays in least-recently-seen order (time never goes back)
+        and eviction takes from its front without sorting.
+        """
+        if peer_id in self._idle:
+            del self._idle[peer_id]
+            self._idle[peer_id] = None
+
     def _evict(self) -> None:
         excess = len(self._peers) - self.max_peers
         if excess <= 0 or not self._idle:
             return  # within bounds, or every peer is connected (those are never evicted)
-        candidates = sorted((self._peers[pid] for pid in self._idle if pid in self._peers),
-                            key=lambda rec: rec.last_seen)
-        for record in candidates[:excess]:
-            self._peers.pop(record.peer_id)
-            del self._idle[record.peer_id]
+        for peer_id in list(itertools.islice(self._idle, excess)):
+            del self._idle[peer_id]
+            self._peers.pop(peer_id)
 
     def _count_local(self, addr: WsAddress, delta: int) -> None:
         key = _ip_only(addr)
