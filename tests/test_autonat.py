@@ -28,7 +28,8 @@ from actors import (
 from actors.connection._connection import Connection
 from actors.node._autonat_probe import AutonatProbe, AutonatState
 from actors.node._dialback import DialBackReceiver, PendingProbe
-from actors.node._messages import AutonatInput, ConnectionOpened, TrackerEvent
+from actors.node._messages import AutonatInput, ConnectionGone, ConnectionOpened, TrackerEvent
+from actors.node._sweep import MIN_SWEEP_SIZE
 from actors.runtime import Mailbox, Watch
 from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
@@ -495,6 +496,50 @@ async def test_probe_actor_takes_identify_before_or_after_the_connection(
                 assert (stats.servers_available, stats.observers) == (1, 1)
                 assert scheduler.is_autonat_server(server.peer_id)
                 nursery.cancel_scope.cancel()
+
+
+class _ClosedConnection:
+    """Just what the probe actor reads of a connection that already ended."""
+
+    def __init__(self, index: int) -> None:
+        self.remote_addr = WsAddress.parse(f"/ip4/127.0.1.{index % 250}/tcp/{4000 + index}/ws")
+        self.local_addr = WsAddress.parse("/ip4/127.0.0.9/tcp/4001/ws")
+        self.direction = Direction.INBOUND
+        self.closed = trio.Event()
+        self.closed.set()
+
+
+async def test_probe_actor_survives_connections_that_closed_before_they_were_announced(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """Churn: a connection's ConnectionOpened arrives after it closed, its ConnectionGone
+    later still; sweeping closed connections must not end one before it started."""
+    me = Keypair.generate().peer_id
+    scheduler = ProbeScheduler(policy=LOOPBACK, rng=random.Random(1))
+    inbox = Mailbox[AutonatInput](8, name="autonat")
+    tracker = Mailbox[TrackerEvent](1024, name="tracker")
+    state = AutonatState(scheduler)
+    probe = AutonatProbe(
+        config=_config("127.0.0.9"), receiver=DialBackReceiver(), state=state,
+        inbox=inbox.receiver(), tracker=tracker.sender(),
+        watch=Watch(NodeModel(me).snapshot(0.0)), node=me)
+    count = 3 * MIN_SWEEP_SIZE
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(probe.run)
+            messages: list[AutonatInput] = []
+            for index in range(count):
+                peer = Keypair.generate().peer_id
+                conn = cast(Connection, _ClosedConnection(index))
+                info = ConnectionInfo(index, peer, Direction.INBOUND, conn.local_addr,
+                                      conn.remote_addr, 0.0)
+                messages.append(ConnectionOpened(info, conn))
+                messages.append(ConnectionGone(info, conn, "closed by the peer"))
+            for message in messages[::2] + messages[1::2]:  # every Gone after every Opened
+                await inbox.send(message)
+            await trio.sleep(1)
+            assert state.connections == {}
+            assert scheduler.statistics().servers_available == 0
+            nursery.cancel_scope.cancel()
 
 
 async def test_identify_feeds_the_probe_one_observation_per_peer(

@@ -169,8 +169,10 @@ class AutonatProbe:
 
     async def _opened(self, opened: ConnectionOpened) -> None:
         peer, connection = opened.info.peer_id, opened.connection
-        self._state.connections[peer] = connection
+        # sweep first: the new connection may have closed already, and its end must
+        # reach the scheduler after its start (its ConnectionGone follows in the inbox)
         await self._forget(self._sweep.maybe())
+        self._state.connections[peer] = connection
         await self._execute(self._scheduler.handle_connection_up(
             peer, remote_addr=connection.remote_addr, local_addr=connection.local_addr,
             inbound=connection.direction is Direction.INBOUND, now=trio.current_time()))
