@@ -233,6 +233,21 @@ def test_identify_round_trips(message: Identify) -> None:
     assert decode_identify(data) == message
 
 
+@given(identifies)
+def test_identify_size_bound_never_underestimates(message: Identify) -> None:
+    # from_wire skips the exact size only when this bound already fits
+    assert message.size_bound() >= message.encoded_size()
+
+
+def test_identify_encode_still_checks_limits_tighter_than_its_fields() -> None:
+    message = Identify("p", "a" * 100, ED25519_KEY, (), None, ())
+    assert len(message.encode()) == message.encoded_size()
+    with pytest.raises(FrameTooLarge, match="exceeds the limit of 50"):
+        message.encode(Limits(max_str_len=50))
+    with pytest.raises(FrameTooLarge, match="exceeds the limit of 64 bytes"):
+        message.encode(Limits(max_frame_size=64))
+
+
 @given(autonat_messages)
 def test_autonat_messages_round_trip(message: WireMessage) -> None:
     assert decode_autonat(message.encode()) == message

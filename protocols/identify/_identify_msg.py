@@ -27,6 +27,7 @@ Bounds: at most :data:`MAX_LISTEN_ADDRS` addresses of at most
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final, Self
 
@@ -56,6 +57,8 @@ MAX_LISTEN_ADDRS: Final = 32
 MAX_PROTOCOLS: Final = 64
 MAX_VERSION_LEN: Final = 256
 MAX_PROTOCOL_LEN: Final = 256
+_MAP_OVERHEAD: Final = 96
+"""The map header and its six keys with their headers (85 bytes), rounded up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,34 +101,71 @@ class Identify(WireMessage):
 
     def encode(self, limits: Limits = DEFAULT_LIMITS, *,
                max_size: int = MAX_IDENTIFY_SIZE) -> bytes:
-        """The message map as msgpack; FrameTooLarge when above ``max_size``."""
-        data = pack(self.to_wire(), limits)
+        """The message map as msgpack; FrameTooLarge when above ``max_size``.
+
+        The constructor already checked every field against bounds that lie
+        within ``limits`` (the usual case), so the value walk of :func:`pack`
+        would check it twice; it runs only for tighter ``limits``.
+        """
+        wire = self.to_wire()
+        if limits is not DEFAULT_LIMITS and not _fields_within(limits):
+            data = pack(wire, limits)
+        else:
+            data = msgpack.packb(wire, use_bin_type=True)
+            if len(data) > limits.max_frame_size:
+                raise FrameTooLarge(f"identify: frame of {len(data)} bytes exceeds the limit "
+                                    f"of {limits.max_frame_size} bytes")
         _check_size(len(data), max_size)
         return data
 
+    def size_bound(self) -> int:
+        """An upper bound of :meth:`encoded_size`, in one pass over the field lengths.
+
+        Every string and byte string costs at most its length plus a 5-byte
+        header (UTF-8 at most 4 bytes per character, 1 when ASCII), each array
+        5 more, and the map with its keys :data:`_MAP_OVERHEAD`.
+        """
+        strings = (self.protocol_version, self.agent_version, *self.protocols)
+        blobs = (self.public_key, *self.listen_addrs,
+                 *(() if self.observed_addr is None else (self.observed_addr,)))
+        text = sum(map(len, strings))
+        if not all(map(str.isascii, strings)):
+            text *= 4
+        return _MAP_OVERHEAD + text + sum(map(len, blobs)) + 5 * (len(strings) + len(blobs) + 2)
+
     @classmethod
     def from_wire(cls, obj: WireMap, *, max_size: int = MAX_IDENTIFY_SIZE) -> Self:
-        """Build from a wire map; the canonical encoding must fit ``max_size``."""
+        """Build from a wire map; the canonical encoding must fit ``max_size``.
+
+        The fields are checked once, by the constructor (whose messages name
+        them as ``identify.<field>``); this only finds them and turns arrays
+        into tuples. The exact encoded size is computed only when the cheap
+        :meth:`size_bound` does not already prove it fits.
+        """
         where = "identify"
         observed = obj.get("observed_addr") if isinstance(obj, dict) else None
         message = cls(
-            protocol_version=check_str(require(obj, "protocol_version", where),
-                                       f"{where}.protocol_version", 0, MAX_VERSION_LEN),
-            agent_version=check_str(require(obj, "agent_version", where),
-                                    f"{where}.agent_version", 0, MAX_VERSION_LEN),
-            public_key=check_bytes(require(obj, "public_key", where), f"{where}.public_key",
-                                   1, MAX_PUBLIC_KEY_SIZE),
-            listen_addrs=check_bytes_tuple(
-                wire_tuple(require(obj, "listen_addrs", where), f"{where}.listen_addrs"),
-                f"{where}.listen_addrs", 0, MAX_LISTEN_ADDRS, MAX_MULTIADDR_SIZE),
-            observed_addr=None if observed is None else check_bytes(
-                observed, f"{where}.observed_addr", 1, MAX_MULTIADDR_SIZE),
-            protocols=check_str_tuple(
-                wire_tuple(require(obj, "protocols", where), f"{where}.protocols"),
-                f"{where}.protocols", 0, MAX_PROTOCOLS, MAX_PROTOCOL_LEN),
+            protocol_version=require(obj, "protocol_version", where),  # type: ignore[arg-type]
+            agent_version=require(obj, "agent_version", where),  # type: ignore[arg-type]
+            public_key=require(obj, "public_key", where),  # type: ignore[arg-type]
+            listen_addrs=wire_tuple(  # type: ignore[arg-type]
+                require(obj, "listen_addrs", where), f"{where}.listen_addrs"),
+            observed_addr=observed,  # type: ignore[arg-type]
+            protocols=wire_tuple(  # type: ignore[arg-type]
+                require(obj, "protocols", where), f"{where}.protocols"),
         )
-        _check_size(message.encoded_size(), max_size)
+        if message.size_bound() > max_size:
+            _check_size(message.encoded_size(), max_size)
         return message
+
+
+@functools.lru_cache(maxsize=16)
+def _fields_within(limits: Limits) -> bool:
+    """Do the constructor's field bounds already imply every value fits ``limits``?"""
+    return (limits.max_str_len >= max(MAX_VERSION_LEN, MAX_PROTOCOL_LEN)
+            and limits.max_bin_len >= max(MAX_PUBLIC_KEY_SIZE, MAX_MULTIADDR_SIZE)
+            and limits.max_array_len >= max(MAX_LISTEN_ADDRS, MAX_PROTOCOLS)
+            and limits.max_map_len >= 6 and limits.max_depth >= 2)
 
 
 def _check_size(size: int, max_size: int) -> None:

@@ -203,19 +203,26 @@ def _translate(exc: Exception) -> DecodeError:
     return DecodeError(f"not valid msgpack ({type(exc).__name__}: {show(text)})")
 
 
+_STR_ONLY: Final = frozenset({str})
+
+
 def _reject_ext(code: int, data: bytes) -> object:
     raise DecodeError(f"ext types are not allowed (ext type {code})")
 
 
 def _build_map(pairs: list[tuple[object, object]]) -> dict[object, object]:
-    result: dict[object, object] = {}
-    for key, value in pairs:
+    """A decoded map: string keys only, none twice (checked in C when all is well)."""
+    result = dict(pairs)
+    if len(result) == len(pairs) and _STR_ONLY.issuperset(map(type, result)):
+        return result
+    seen: set[object] = set()
+    for key, _value in pairs:
         if not isinstance(key, str):
             raise DecodeError(f"map keys must be strings, got {kind(key)}")
-        if key in result:
+        if key in seen:
             raise DecodeError(f"duplicate map key {show(key)}")
-        result[key] = value
-    return result
+        seen.add(key)
+    return result  # str subclasses cannot come out of msgpack; kept for safety
 
 
 # --- the value universe ------------------------------------------------------
@@ -374,7 +381,7 @@ def check_str(value: object, field: str, min_len: int, max_len: int) -> str:
     """A printable string of ``min_len`` to ``max_len`` UTF-8 bytes."""
     if not isinstance(value, str):
         raise ValidationError(f"{field}: expected a string, got {kind(value)}")
-    size = _utf8_len(value, field, ValidationError)
+    size = len(value) if value.isascii() else _utf8_len(value, field, ValidationError)
     if not min_len <= size <= max_len:
         raise ValidationError(f"{field}: expected {min_len} to {max_len} UTF-8 bytes, "
                               f"got {size}")
@@ -397,14 +404,21 @@ def check_bytes_tuple(value: object, field: str, min_count: int, max_count: int,
                       max_len: int) -> tuple[bytes, ...]:
     """A tuple of non-empty bytes items, each at most ``max_len`` long."""
     items = check_tuple(value, field, min_count, max_count)
-    return tuple(check_bytes(item, f"{field}[{i}]", 1, max_len) for i, item in enumerate(items))
+    for i, item in enumerate(items):
+        if type(item) is not bytes or not 1 <= len(item) <= max_len:
+            check_bytes(item, f"{field}[{i}]", 1, max_len)  # raises, naming the item
+    return items  # type: ignore[return-value]  # every item was checked
 
 
 def check_str_tuple(value: object, field: str, min_count: int, max_count: int,
                     max_len: int) -> tuple[str, ...]:
     """A tuple of non-empty printable strings, each at most ``max_len`` bytes."""
     items = check_tuple(value, field, min_count, max_count)
-    return tuple(check_str(item, f"{field}[{i}]", 1, max_len) for i, item in enumerate(items))
+    for i, item in enumerate(items):
+        if not (type(item) is str and item.isascii() and 1 <= len(item) <= max_len
+                and item.isprintable()):
+            check_str(item, f"{field}[{i}]", 1, max_len)  # raises, or passes non-ASCII text
+    return items  # type: ignore[return-value]  # every item was checked
 
 
 def wire_tuple(value: WireValue, field: str) -> tuple[WireValue, ...]:
