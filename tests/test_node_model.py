@@ -36,7 +36,7 @@ from protocols import (
     next_lifecycle,
 )
 from protocols.node._lifecycle import missing_pairs
-from protocols.node._node_model import MAX_ADDRS_PER_PEER, MAX_PROTOCOLS_PER_PEER
+from protocols.node._snapshot import MAX_ADDRS_PER_PEER, MAX_PROTOCOLS_PER_PEER
 
 S, T = Lifecycle, LifecycleTrigger
 

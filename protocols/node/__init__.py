@@ -38,13 +38,11 @@ from ._node_model import (
     NodeModel,
     NodeModelEvent,
     NodeModelStatistics,
-    NodeSnapshot,
-    ObservedAddr,
-    PeerRecord,
     StateChanged,
     StoredPeersLoaded,
 )
 from ._peer_store import PEER_STORE_VERSION, decode_peer_store, encode_peer_store
+from ._snapshot import NodeSnapshot, ObservedAddr, PeerRecord
 from ._upgrade_queue import (
     UPGRADE_REFUSAL_REASONS,
     UpgradeLimits,

@@ -46,7 +46,7 @@ from ..core import (
     WsAddress,
     describe,
 )
-from ._node_model import MAX_ADDRS_PER_PEER, PeerRecord
+from ._snapshot import MAX_ADDRS_PER_PEER, PeerRecord
 
 __all__ = ["PEER_STORE_VERSION", "decode_peer_store", "encode_peer_store"]
 
