@@ -390,6 +390,17 @@ def test_stored_peers_are_evicted_in_last_seen_order_whatever_the_file_order() -
     assert {rec.peer_id for rec in model.snapshot(11.0).peers} == {PEERS[0], PEERS[3]}
 
 
+def test_churning_peers_that_only_dialed_in_cannot_flush_dialable_ones() -> None:
+    model = NodeModel(ME, max_peers=4)
+    model.handle_event(found(PEERS[0], PEERS[1]), 1.0)  # dialable, and the oldest
+    for n in range(2, 10):  # fresh ids that connect in and leave: no address at all
+        model.handle_event(up(n, PEERS[n], Direction.INBOUND), float(n))
+        model.handle_event(down(n, PEERS[n]), float(n) + 0.5)
+    kept = {rec.peer_id for rec in model.snapshot(11.0).peers}
+    assert {PEERS[0], PEERS[1]} <= kept and len(kept) == 4
+    assert kept - {PEERS[0], PEERS[1]} == {PEERS[8], PEERS[9]}  # the newest bare ones
+
+
 def test_eviction_bound_holds_for_one_big_batch() -> None:
     model = NodeModel(ME, max_peers=4)
     model.handle_event(found(*PEERS), 1.0)

@@ -42,13 +42,15 @@ Peers
 
 Bounds
     Everything is capped: at most ``max_peers`` records (the least recently
-    seen peer without a live connection is evicted first; connected peers
-    are never evicted), ``max_connections`` connections, one observation per
+    seen peer without a live connection is evicted first - among those
+    without an address this node could dial before any with one, so peers
+    that only dialed in cannot flush dialable ones; connected peers are
+    never evicted), ``max_connections`` connections, one observation per
     observer and at most ``max_peers`` observers (oldest dropped), and per
     record the ``MAX_*`` constants of :mod:`protocols.node._snapshot` (longer
     input is truncated, never rejected, because it already passed the
     producers' validation). Eviction costs O(1) per new peer: idle peers are
-    kept in least-recently-seen order.
+    kept in least-recently-seen order (:class:`_IdlePeers`).
 
 Snapshots
     :meth:`NodeModel.snapshot` returns a :class:`NodeSnapshot`: frozen, only
@@ -62,7 +64,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TypeGuard
 
@@ -179,6 +181,63 @@ NodeModelEvent = StateChanged | LifecycleChanged | StoredPeersLoaded
 ``StateChanged`` of the same step."""
 
 
+def _dialable(record: PeerRecord) -> bool:
+    """Does the record hold an address this node could dial the peer at?"""
+    return bool(record.addrs or record.verified_addrs)
+
+
+class _IdlePeers:
+    """Peers with a record and no live connection: the only ones eviction may choose.
+
+    Two queues, each in least-recently-seen order (a peer seen again moves to
+    the back; time never goes back, so no sorting): peers without an
+    address - nobody can dial them; they only ever dialed in - and peers
+    with one. Eviction takes the bare ones first, so a host churning fresh
+    peer ids into a boot node pushes out its own kind before any peer the
+    node could dial again.
+    """
+
+    def __init__(self) -> None:
+        self._bare: dict[PeerId, None] = {}
+        self._addressed: dict[PeerId, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._bare) + len(self._addressed)
+
+    def __contains__(self, peer_id: PeerId) -> bool:
+        return peer_id in self._bare or peer_id in self._addressed
+
+    def __iter__(self) -> Iterator[PeerId]:
+        """In eviction order."""
+        return itertools.chain(self._bare, self._addressed)
+
+    def add(self, peer_id: PeerId, addressed: bool) -> None:
+        """``peer_id`` is idle (again) and was just seen: to the back of its queue."""
+        self.discard(peer_id)
+        (self._addressed if addressed else self._bare)[peer_id] = None
+
+    def seen(self, peer_id: PeerId, addressed: bool) -> None:
+        """``peer_id`` was seen again: if idle, it moves to the back (of the right queue)."""
+        if peer_id in self:
+            self.add(peer_id, addressed)
+
+    def discard(self, peer_id: PeerId) -> None:
+        self._bare.pop(peer_id, None)
+        self._addressed.pop(peer_id, None)
+
+    def oldest(self, count: int) -> list[PeerId]:
+        """The ``count`` peers to evict first: bare ones, then addressed ones."""
+        chosen = list(itertools.islice(self._bare, count))
+        return chosen + list(itertools.islice(self._addressed, count - len(chosen)))
+
+    def sort(self, last_seen: dict[PeerId, float]) -> None:
+        """Re-establish the order from ``last_seen`` (after loading stored peers)."""
+        for queue in (self._bare, self._addressed):
+            ordered = sorted(queue, key=last_seen.__getitem__)
+            queue.clear()
+            queue.update(dict.fromkeys(ordered))
+
+
 class NodeModel:
     """Sans-io state of one node; see the module docstring."""
 
@@ -205,9 +264,8 @@ class NodeModel:
         self._connected: SortedTable[PeerId, int] = SortedTable()  # peer -> live connections
         self._local_ips: Counter[WsAddress] = Counter()  # local IP -> live connections
         self._local_ips_cache: tuple[WsAddress, ...] | None = ()
-        self._idle: dict[PeerId, None] = {}
-        """Peers with a record and no live connection (the only ones eviction may
-        choose), least recently seen first (:meth:`_seen_idle`)."""
+        self._idle = _IdlePeers()
+        """Peers with a record and no live connection, in eviction order (:class:`_IdlePeers`)."""
         self._observed: SortedTable[PeerId, ObservedAddr] = SortedTable()
         self._observed_order: dict[PeerId, None] = {}  # oldest observation first
         self._revision = 0
@@ -321,12 +379,10 @@ class NodeModel:
             if record.peer_id == self.local_peer_id or record.peer_id in self._peers:
                 continue
             self._peers[record.peer_id] = record
-            self._idle[record.peer_id] = None  # stored peers are not connected yet
+            self._idle.add(record.peer_id, _dialable(record))  # not connected yet
             added += 1
         if added:  # once, at start: back into least-recently-seen order
-            self._idle = dict.fromkeys(sorted(
-                (pid for pid in self._idle if pid in self._peers),
-                key=lambda pid: self._peers[pid].last_seen))
+            self._idle.sort({pid: rec.last_seen for pid, rec in self._peers.items()})
             self._evict()
             self._peers_changed()
         return [StoredPeersLoaded(added), *self._changes(bool(added), self._lifecycle, now)]
@@ -368,7 +424,7 @@ class NodeModel:
         verified = (addr, *(a for a in record.verified_addrs if a != addr))
         self._peers[event.peer] = replace(record, verified_addrs=verified[:MAX_VERIFIED_PER_PEER],
                                           last_seen=max(record.last_seen, now))
-        self._seen_idle(event.peer)
+        self._idle.seen(event.peer, True)  # it has a verified address now
         self._peers_changed()
         return True
 
@@ -418,7 +474,7 @@ class NodeModel:
             return False
         self._connections[info.connection_id] = info
         self._connected[info.peer_id] = self._connected.get(info.peer_id, 0) + 1
-        self._idle.pop(info.peer_id, None)
+        self._idle.discard(info.peer_id)
         self._count_local(info.local_addr, +1)
         dialed = [info.remote_addr] if info.direction is Direction.OUTBOUND else []
         self._update_peer(info.peer_id, now, addrs=dialed)
@@ -440,7 +496,7 @@ class NodeModel:
         else:
             self._connected.pop(info.peer_id)
             if info.peer_id in self._peers:
-                self._idle[info.peer_id] = None
+                self._idle.add(info.peer_id, _dialable(self._peers[info.peer_id]))
         if info.peer_id in self._peers:
             self._update_peer(info.peer_id, now)
             self._finish_peer_updates(True)
@@ -487,7 +543,7 @@ class NodeModel:
         if old is None:
             old = PeerRecord(peer_id, (), first_seen=now, last_seen=now)
             if peer_id not in self._connected:
-                self._idle[peer_id] = None
+                self._idle.add(peer_id, False)  # filed again below, with its addresses
         sources = old.sources
         if source and source not in sources:
             sources = (source, *sources)[:MAX_SOURCES_PER_PEER]
@@ -501,7 +557,7 @@ class NodeModel:
             sources=sources,
             from_bootstrap=old.from_bootstrap or from_bootstrap,
         )
-        self._seen_idle(peer_id)
+        self._idle.seen(peer_id, _dialable(self._peers[peer_id]))
 
     def _finish_peer_updates(self, changed: bool) -> bool:
         if changed:
@@ -525,22 +581,12 @@ class NodeModel:
             del self._observed_order[oldest]
             self._observed.pop(oldest)
 
-    def _seen_idle(self, peer_id: PeerId) -> None:
-        """``peer_id``'s ``last_seen`` became ``now``: if idle, it goes to the back of ``_idle``.
-
-        So ``_idle`` stays in least-recently-seen order (time never goes back)
-        and eviction takes from its front without sorting.
-        """
-        if peer_id in self._idle:
-            del self._idle[peer_id]
-            self._idle[peer_id] = None
-
     def _evict(self) -> None:
         excess = len(self._peers) - self.max_peers
         if excess <= 0 or not self._idle:
             return  # within bounds, or every peer is connected (those are never evicted)
-        for peer_id in list(itertools.islice(self._idle, excess)):
-            del self._idle[peer_id]
+        for peer_id in self._idle.oldest(excess):
+            self._idle.discard(peer_id)
             self._peers.pop(peer_id)
 
     def _count_local(self, addr: WsAddress, delta: int) -> None:
