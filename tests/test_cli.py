@@ -53,6 +53,15 @@ def test_id_uses_data_dir_from_environment(tmp_path: Path) -> None:
     assert (tmp_path / "p2p_keypair.ser").exists()
 
 
+def test_id_uses_the_key_file_from_environment_like_node_does(tmp_path: Path) -> None:
+    key = tmp_path / "elsewhere.key"
+    out = _autonat("id", "--json", env_extra={"AUTONAT_KEY_FILE": str(key),
+                                              "AUTONAT_DATA_DIR": str(tmp_path / "data")})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["key_file"] == str(key) and key.exists()
+    assert not (tmp_path / "data").exists()
+
+
 @pytest.mark.parametrize(
     ("content", "mode", "needle"),
     [(b"\x00" * 10, 0o600, "64"), (os.urandom(64), 0o600, "match"),

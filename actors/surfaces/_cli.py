@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -73,10 +74,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(status, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _key_path(args: argparse.Namespace) -> Path:
+def _key_path(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Path:
+    """``--key``, else ``$AUTONAT_KEY_FILE``, else the data directory's key file - the
+    key ``autonat node`` would use with the same flags and environment."""
     if args.key is not None:
-        return Path(args.key)
-    return default_data_dir() / KEY_FILE_NAME
+        return Path(args.key).expanduser()
+    if environ.get("AUTONAT_KEY_FILE"):
+        return Path(environ["AUTONAT_KEY_FILE"]).expanduser()
+    return default_data_dir(environ) / KEY_FILE_NAME
 
 
 def cmd_id(args: argparse.Namespace) -> int:
