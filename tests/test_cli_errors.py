@@ -32,6 +32,8 @@ from test_cli_node import (
 )
 
 from actors import open_node, serve_http
+from actors.surfaces._cli_settings import bind_problems
+from protocols import NodeConfig
 
 NOT_HERE = "192.0.2.1"
 
@@ -68,6 +70,32 @@ async def test_listening_on_an_address_this_machine_lacks_is_one_line(
                                    f"(is {NOT_HERE} an address of this machine?)")
     assert "another node" not in line and "in use" not in line
     assert not (tmp_path / "p2p_keypair.ser").exists()  # failed before doing anything
+
+
+def test_a_listen_name_that_does_not_resolve_is_one_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the check the CLI runs before starting; the resolver is replaced (no query leaves)
+    def no_such_name(*_args: object, **_kwargs: object) -> object:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    listen = "/dns4/peer.example.net/tcp/4001/ws"
+    config = NodeConfig.from_settings(listen=(listen,), http_listen="")
+    assert bind_problems(config) == [
+        f"cannot listen on {listen}: cannot resolve 'peer.example.net': Name or service not "
+        "known (is the name right? an IP address avoids the lookup)"]
+
+
+def test_a_listen_name_is_checked_on_the_address_it_resolves_to(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def resolves_here(*_args: object, **_kwargs: object) -> object:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (NOT_HERE, 4001))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolves_here)
+    config = NodeConfig.from_settings(listen=("/dns4/peer.example.net/tcp/4001/ws",),
+                                      http_listen="")
+    [problem] = bind_problems(config)
+    assert "an address of this machine" in problem
 
 
 async def test_an_http_address_this_machine_lacks_is_one_line(tmp_path: Path) -> None:

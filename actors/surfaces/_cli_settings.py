@@ -271,6 +271,17 @@ def _bind_problem(what: str, host: str, port: int) -> str | None:
     return f"cannot listen on {what}: {reason}{bind_hint(error, host, port)}"
 
 
+def _name_problem(what: str, host: str, port: int) -> str | None:
+    """A ``/dns4``/``/dns6`` listen address: its name must resolve, to an IP we can bind."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return (f"cannot listen on {what}: cannot resolve {host!r}: {reason} "
+                "(is the name right? an IP address avoids the lookup)")
+    return _bind_problem(what, str(infos[0][4][0]), port)
+
+
 def host_port(host: str, port: int) -> str:
     """``HOST:PORT``, an IPv6 host in brackets (``[::1]:7888``), as in a URL."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -305,8 +316,9 @@ def bind_problems(config: NodeConfig) -> list[str]:
     """Listen and HTTP addresses that cannot be bound right now, one line each with a hint
     matching the errno (checked before starting, so a taken port or an address this
     machine does not have is one clear line instead of a restart loop in the Dialer)."""
-    problems = [_bind_problem(str(addr), addr.host, addr.port)
-                for addr in config.listen_addrs if addr.ip is not None]
+    problems = [_bind_problem(str(addr), addr.host, addr.port) if addr.ip is not None
+                else _name_problem(str(addr), addr.host, addr.port)
+                for addr in config.listen_addrs]
     if config.http.http_listen:
         host, port = parse_host_port(config.http.http_listen)
         problems.append(_bind_problem(f"{config.http.http_listen} (HTTP API)", host, port))
