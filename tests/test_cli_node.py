@@ -518,6 +518,35 @@ async def test_a_busy_explicit_port_is_a_one_line_error(tmp_path: Path, which: s
     _one_line_error(out, 1, str(port))
 
 
+async def test_boot_and_node_on_one_machine_are_two_identities(tmp_path: Path) -> None:
+    """The README's first session: ``autonat boot``, then ``autonat node`` against it, both
+    with their default data directories - two keys, and the node connects to the boot node."""
+    boot_args = ("--listen", "/ip4/127.0.77.1/tcp/0/ws", "--http", "127.0.77.1:0",
+                 "--allow-loopback")
+    node_args = ("--listen", "/ip4/127.0.77.2/tcp/0/ws", "--http", "127.0.77.2:0",
+                 "--allow-loopback")
+    with trio.fail_after(60):
+        async with _daemon(tmp_path, "boot", *boot_args) as boot, _daemon(
+                tmp_path, "node", *node_args, "--boot-url", f"{boot.url}/status") as node:
+            assert node.peer_id != boot.peer_id
+            listing = await _status_listing(f"{boot.url}/status", node.listening[0])
+            assert node.listening[0] in listing.json()["peer_addrs"]
+    assert (tmp_path / "xdg" / "trio-autonat" / "boot" / "p2p_keypair.ser").exists()
+    assert (tmp_path / "xdg" / "trio-autonat" / "p2p_keypair.ser").exists()
+
+
+async def test_a_second_node_on_the_same_data_directory_is_a_one_line_error(
+        tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with _daemon(tmp_path, "node", "--listen", "/ip4/127.0.77.3/tcp/0/ws", "--http",
+                           "", "--data-dir", str(tmp_path / "data")) as first:
+            out = await _run(tmp_path, "node", "--listen", "/ip4/127.0.77.4/tcp/0/ws",
+                             "--http", "", "--data-dir", str(tmp_path / "data"))
+            pid = first.process.pid
+    _one_line_error(out, 1, f"data directory {tmp_path / 'data'} is in use by another autonat "
+                            f"process (pid {pid})", "--data-dir")
+
+
 # --- help ----------------------------------------------------------------------------------
 
 

@@ -10,11 +10,16 @@ in reverse order, the peer store is saved, the HTTP server drains).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
+import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -123,26 +128,64 @@ def _run_daemon(args: argparse.Namespace, profile: str) -> int:
     problems = bind_problems(config)
     if problems:
         raise CliError("; ".join(problems))
-    keypair, created = _keypair(config)
-    configure_logging(config.logging.log_format, config.logging.log_level)
-    log = get_logger("actors.cli", actor="cli")
-    log.info("configuration loaded", profile=loaded.profile, profile_file=loaded.profile_file,
-             config_file=None if loaded.config_file is None else str(loaded.config_file),
-             key_file=None if config.key_file is None else str(config.key_file))
-    if created:
-        log.warning("created a new key file", key_file=str(config.key_file))
-    for warning in (*loaded.warnings, *notes):
-        log.warning(warning)
-    try:
-        trio.run(_daemon, config, keypair)
-    except BaseException as exc:  # user-facing causes become one line, the rest re-raise
-        if is_interrupt(exc):
-            raise
-        cause = user_facing_cause(exc)
-        if cause is None:
-            raise
-        raise CliError(_cause_line(cause)) from exc
+    with data_dir_lock(config.data_dir):
+        keypair, created = _keypair(config)
+        configure_logging(config.logging.log_format, config.logging.log_level)
+        log = get_logger("actors.cli", actor="cli")
+        log.info("configuration loaded", profile=loaded.profile, profile_file=loaded.profile_file,
+                 config_file=None if loaded.config_file is None else str(loaded.config_file),
+                 key_file=None if config.key_file is None else str(config.key_file))
+        if created:
+            log.warning("created a new key file", key_file=str(config.key_file))
+        for warning in (*loaded.warnings, *notes):
+            log.warning(warning)
+        try:
+            trio.run(_daemon, config, keypair)
+        except BaseException as exc:  # user-facing causes become one line, the rest re-raise
+            if is_interrupt(exc):
+                raise
+            cause = user_facing_cause(exc)
+            if cause is None:
+                raise
+            raise CliError(_cause_line(cause)) from exc
     return EXIT_OK
+
+
+LOCK_FILE_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path | None) -> Iterator[None]:
+    """Hold ``data_dir`` for this process: one node per data directory (and so per key).
+
+    An advisory ``flock`` on ``<data_dir>/.lock``, which holds the pid of its
+    owner; the kernel releases it when the process ends, however it ends, so
+    a crashed node never leaves the directory locked. A second node pointed
+    at the same directory stops with one line instead of sharing the key.
+    """
+    if data_dir is None:
+        yield
+        return
+    if data_dir.exists() and not data_dir.is_dir():
+        raise CliError(f"data directory {data_dir} is not a directory (see --data-dir)")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(data_dir / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise CliError(f"cannot use data directory {data_dir}: {exc.strerror or exc} "
+                       "(see --data-dir)") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            raise CliError(f"data directory {data_dir} is in use by another autonat process "
+                           f"(pid {holder}); give this one its own with --data-dir DIR") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
 
 
 def _cause_line(cause: Exception) -> str:

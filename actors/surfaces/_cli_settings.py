@@ -102,6 +102,17 @@ def default_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
     return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "trio-autonat"
 
 
+def profile_data_dir(profile: str, environ: Mapping[str, str] = os.environ) -> Path:
+    """The data directory a profile uses when none is configured.
+
+    A boot node keeps its own (``<default>/boot``), so that ``autonat boot``
+    and ``autonat node`` on one machine - the README's first session - are two
+    identities, not one key dialing itself.
+    """
+    base = default_data_dir(environ)
+    return base / "boot" if profile == "boot" else base
+
+
 def flag_settings(args: argparse.Namespace) -> Settings:
     """The settings the user gave as flags (unset flags are absent)."""
     settings: Settings = {}
@@ -202,7 +213,7 @@ def load_node_config(args: argparse.Namespace, *, profile: str | None,
         chosen_keys = chosen_keys | set(layer) if by_user else chosen_keys - set(layer)
     explicit = frozenset(chosen_keys)
     if profile and merged.get("data_dir") in (None, ""):
-        merged["data_dir"] = default_data_dir(environ)
+        merged["data_dir"] = profile_data_dir(profile, environ)
     key_file = merged.get("key_file")
     if profile and key_file in (None, ""):
         data_dir = merged["data_dir"]
