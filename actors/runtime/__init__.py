@@ -35,7 +35,7 @@ from ._mailbox import (
     call,
 )
 from ._pulse import Pulse
-from ._supervisor import Supervisor, SupervisorEscalation
+from ._supervisor import InjectedFault, Supervisor, SupervisorEscalation
 from ._timers import TIMER_TASK_NAME, Timer, TimerService, call_at, current_timer_service
 from ._watch import Watch, WatchClosed, WatchStatistics, WatchSubscription
 
@@ -48,6 +48,7 @@ __all__ = [
     "ChildState",
     "ChildStatistics",
     "DriverStatistics",
+    "InjectedFault",
     "Mailbox",
     "MailboxClosed",
     "MailboxReceiver",

@@ -24,8 +24,8 @@ marked gone when the supervisor gives the child up, so senders fail fast.
 
 What a supervisor reports about its children lives here too:
 :class:`ChildState` and the frozen snapshots :class:`ChildStatistics` and
-:class:`SupervisorStatistics` (``restarts`` and ``crashes`` only grow, so they
-map directly onto Prometheus counters).
+:class:`SupervisorStatistics` (``restarts``, ``crashes`` and ``faults_injected``
+only grow, so they map directly onto Prometheus counters).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class ChildState(Enum):
 
 @dataclass(frozen=True)
 class ChildStatistics:
-    """Counters of one child; ``restarts`` and ``crashes`` only grow."""
+    """Counters of one child; ``restarts``, ``crashes`` and ``faults_injected`` only grow."""
 
     name: str
     restart: Restart
@@ -118,6 +118,8 @@ class ChildStatistics:
     restarts: int
     crashes: int
     last_error: str | None
+    faults_injected: int = 0
+    """Crashes caused on purpose by :meth:`Supervisor.inject_fault` (among ``crashes``)."""
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,23 @@ uses its own nursery fails with an ``ExceptionGroup``. Groups that hold a
 single exception (nested any depth) are unwrapped for logging, statistics and
 ``__cause__``; larger groups are kept whole.
 
+Fault injection: :meth:`Supervisor.inject_fault` crashes a running child
+on purpose, for tests and operations (chaos drills, checking that a restart
+really leaves no task, connection or file descriptor behind). Each
+incarnation runs inside a cancel scope of its own; ``inject_fault`` cancels
+it, so the incarnation's code unwinds exactly as it does when a task of its
+own nursery crashes (``finally`` blocks run, its nursery and everything in it
+close), and then :class:`InjectedFault` is raised in the child's task at the
+incarnation boundary. From there it takes the path of any other crash:
+recorded as the child's last error, logged with its traceback, counted in
+``crashes`` and ``restarts`` (and in ``faults_injected``), checked against the
+restart intensity and delayed by the child's backoff. An injected fault
+therefore spends the restart budget like a real one: at the defaults (5
+restarts in 10 s, supervisor-wide) injections spaced more than
+``within / max_restarts`` seconds apart never escalate. Only a RUNNING child
+(started, no fault pending) can be crashed; anything else is refused with
+``RuntimeError``, so one call is always one crash.
+
 The supervisor returns normally when no child is left running (all stopped
 or failed without escalation), and when it is restarted by a parent it starts
 over: fresh intensity window, fresh backoff, revived mailboxes. Counters in
@@ -81,6 +98,7 @@ from ._logsetup import get_logger
 __all__ = [
     "ChildState",
     "ChildStatistics",
+    "InjectedFault",
     "Supervisor",
     "SupervisorEscalation",
     "SupervisorStatistics",
@@ -98,6 +116,15 @@ class SupervisorEscalation(Exception):
         super().__init__(message)
         self.supervisor = supervisor
         self.child = child
+
+
+class InjectedFault(Exception):
+    """The crash :meth:`Supervisor.inject_fault` raises into a running child, on purpose."""
+
+    def __init__(self, child: str, reason: str) -> None:
+        super().__init__(f"fault injected into {child!r}: {reason}")
+        self.child = child
+        self.reason = reason
 
 
 class _IncarnationStatus:
@@ -127,7 +154,10 @@ class _Child:
         self.incarnation = 0
         self.restarts = 0
         self.crashes = 0
+        self.faults_injected = 0
         self.last_error: str | None = None
+        self.fault_scope: trio.CancelScope | None = None  # of the running incarnation
+        self.fault: InjectedFault | None = None  # injected, not raised yet
         self.new_run()
 
     def new_run(self) -> None:
@@ -146,6 +176,7 @@ class _Child:
             restarts=self.restarts,
             crashes=self.crashes,
             last_error=self.last_error,
+            faults_injected=self.faults_injected,
         )
 
 
@@ -215,6 +246,28 @@ class Supervisor:
             escalations=self._escalations,
             children=tuple(child.statistics() for child in self._children),
         )
+
+    def inject_fault(self, child_name: str, reason: str = "injected for testing") -> None:
+        """Crash the running incarnation of ``child_name`` with :class:`InjectedFault`.
+
+        For tests and operations; see "Fault injection" in the module docstring.
+        Raises ``KeyError`` for an unknown child and ``RuntimeError`` unless the
+        child is RUNNING with no fault already pending.
+        """
+        child = self._find(child_name)
+        if child.state is not ChildState.RUNNING or child.fault_scope is None:
+            raise RuntimeError(f"child {child_name!r} is {child.state.value}, not running")
+        if child.fault is not None:
+            raise RuntimeError(f"child {child_name!r} already has a fault pending")
+        child.fault = InjectedFault(child_name, reason)
+        child.faults_injected += 1
+        child.fault_scope.cancel()
+
+    def _find(self, child_name: str) -> _Child:
+        for child in self._children:
+            if child.spec.name == child_name:
+                return child
+        raise KeyError(child_name)
 
     # -- the supervisor's own task ------------------------------------------
 
@@ -358,11 +411,16 @@ class Supervisor:
             self._notify()
 
         status = _IncarnationStatus(on_started)
+        child.fault_scope = trio.CancelScope()
         try:
-            with start_scope:
+            with start_scope, child.fault_scope:
                 await spec.run(task_status=status)
+            self._raise_injected(child)
         except Exception as exc:
             return _unwrap(exc)
+        finally:
+            child.fault_scope = None
+            child.fault = None
         if start_scope.cancelled_caught:
             return ChildStartError(
                 f"child {spec.name!r} did not call task_status.started() "
@@ -373,6 +431,12 @@ class Supervisor:
                 f"child {spec.name!r} returned without calling task_status.started()"
             )
         return None
+
+    @staticmethod
+    def _raise_injected(child: _Child) -> None:
+        """Raise a fault injected into the incarnation that just ended (its own crash)."""
+        if child.fault is not None:
+            raise child.fault
 
     # -- decisions ------------------------------------------------------------
 
