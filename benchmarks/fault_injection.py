@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import httpx
 import trio
 
-from actors import Node, configure_logging, open_node, serve_http
+from actors import ChildState, Node, configure_logging, open_node, serve_http
 from protocols import AddressPolicy, NodeConfig
 
 ACTORS = ("bootstrap", "dialer", "identify", "autonat", "status-tracker")
@@ -141,7 +141,7 @@ async def get_verdict(url: str) -> str | None:
 
 async def wait_running(node: Node, name: str) -> None:
     with trio.fail_after(30):
-        while node.supervisor.statistics().child(name).state.value != "running":
+        while node.supervisor.statistics().child(name).state is not ChildState.RUNNING:
             await trio.sleep(0.01)
 
 
