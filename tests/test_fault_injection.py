@@ -31,6 +31,7 @@ from typing import Any
 import structlog
 import trio
 import trio.testing
+from supervisor_support import count_tasks
 
 from actors import ChildState, HttpApi, MemoryFrameStream, MemoryNetwork, Node, open_node
 from protocols import AddressPolicy, NodeConfig
@@ -51,16 +52,6 @@ class Resources:
     connections: int
     memory_streams: int
     channel_ends: int
-
-
-def count_tasks() -> int:
-    def walk(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(walk(child) for nursery in task.child_nurseries
-                       for child in nursery.child_tasks)
-
-    root = trio.lowlevel.current_root_task()
-    assert root is not None
-    return walk(root)
 
 
 def resources(node: Node) -> Resources:
