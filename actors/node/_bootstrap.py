@@ -23,6 +23,9 @@ One fetch, each step bounded:
   only unless ``cross_host_redirects`` is on. Environment proxy
   settings are ignored (``trust_env=False``): a node dials peers directly, and
   so reads its boot servers directly.
+  No connection is kept for the next fetch (no keep-alive pool): fetches are
+  seconds to minutes apart, longer than servers keep an idle connection, and
+  a pooled one the server closed would hold a half-closed socket until then.
 * The body is streamed and abandoned once it exceeds ``max_status_bytes``
   (a declared ``Content-Length`` over the limit is refused before reading).
   Only identity encoding is accepted (asked for with ``Accept-Encoding:
@@ -199,6 +202,7 @@ class BootstrapFetcher:
             verify=client_context(self._config.tls_ca),
             timeout=httpx.Timeout(connect=step, read=step, write=step, pool=step),
             follow_redirects=True, max_redirects=MAX_REDIRECTS, trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
             event_hooks={"response": [self._check_redirect]},
             headers={"accept": "application/json", "accept-encoding": "identity",
                      "user-agent": self._config.agent_version})
