@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import multiaddr.protocols
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from multiaddr import Multiaddr
 
@@ -211,6 +212,10 @@ _PEERS = st.one_of(
 )
 
 
+_MULTIADDR_PROTOCOL_NAMES = frozenset(
+    protocol.name for protocol in multiaddr.protocols.REGISTRY._names_to_protocols.values())
+
+
 @st.composite
 def ws_addresses(draw: st.DrawFn) -> WsAddress:
     kind = draw(st.sampled_from(["ip4", "ip6", "dns", "dns4", "dns6"]))
@@ -228,12 +233,15 @@ def ws_addresses(draw: st.DrawFn) -> WsAddress:
 
 
 @given(ws_addresses())
+@example(WsAddress(host="ws", kind="dns", port=0, secure=True))  # a host named like a protocol
 def test_round_trips(addr: WsAddress) -> None:
     assert WsAddress.parse(str(addr)) == addr
     assert WsAddress.parse(addr.to_bytes()) == addr
     assert WsAddress.parse(addr.to_multiaddr()) == addr
-    # Independent oracle: the multiaddr package encodes our string to our bytes.
-    assert Multiaddr(str(addr)).to_bytes() == addr.to_bytes()
+    # Independent oracle: the multiaddr package encodes our string to our bytes - except
+    # for a host named like a protocol (/dns/ws/...), which its string parser cannot take
+    if addr.host not in _MULTIADDR_PROTOCOL_NAMES:
+        assert Multiaddr(str(addr)).to_bytes() == addr.to_bytes()
     assert WsAddress.parse(str(Multiaddr(addr.to_bytes()))) == addr
     from_url = WsAddress.from_url(addr.url(), addr.peer_id)
     assert (from_url.host, from_url.port, from_url.secure) == (addr.host, addr.port, addr.secure)

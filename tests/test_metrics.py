@@ -171,13 +171,14 @@ async def test_statistics_are_frozen(autojump_clock: trio.testing.MockClock) -> 
 async def test_supervisor_and_child_counters(autojump_clock: trio.testing.MockClock) -> None:
     source = await _fake()
     sup = source.stats.supervisor
-    dialer = replace(sup.child("dialer"), restarts=4, crashes=5)
+    dialer = replace(sup.child("dialer"), restarts=4, crashes=5, faults_injected=3)
     source.stats = replace(source.stats, supervisor=replace(
         sup, running=False, escalations=2,
         children=tuple(dialer if c.name == "dialer" else c for c in sup.children)))
     families = _scrape(source, clock=lambda: source.snap.started_at + 42.0)
     assert _value(families["autonat_actor_restarts"], actor="dialer") == 4
     assert _value(families["autonat_actor_crashes"], actor="dialer") == 5
+    assert _value(families["autonat_actor_faults_injected"], actor="dialer") == 3
     assert _value(families["autonat_supervisor_running"]) == 0
     assert _value(families["autonat_supervisor_escalations"]) == 2
     assert _value(families["autonat_uptime_seconds"]) == 42.0

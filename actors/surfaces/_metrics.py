@@ -59,6 +59,7 @@ Metric names (all prefixed ``autonat_``)::
     identify_total{outcome}             counter  success|failure
     actor_restarts_total{actor}         counter  per supervised child
     actor_crashes_total{actor}          counter
+    actor_faults_injected_total{actor}  counter  crashes caused by Supervisor.inject_fault
     actor_up{actor}                     gauge    1 while the child runs
     supervisor_running                  gauge
     supervisor_escalations_total        counter
@@ -104,7 +105,7 @@ METRIC_NAMES: Final = tuple(
         "reachable_addresses", "peers_known", "peers_connected", "connections", "dials",
         "inbound_refused", "inbound_refusals", "inbound_evicted", "inbound_upgrades_evicted",
         "identify",
-        "actor_restarts", "actor_crashes", "actor_up",
+        "actor_restarts", "actor_crashes", "actor_faults_injected", "actor_up",
         "supervisor_running", "supervisor_escalations", "probes_sent", "probes_served",
         "bootstrap_fetches", "trio_tasks",
     )
@@ -215,13 +216,17 @@ class NodeCollector:
                                        labels=["actor"])
         crashes = CounterMetricFamily(PREFIX + "actor_crashes", "Crashes per supervised actor.",
                                       labels=["actor"])
+        injected = CounterMetricFamily(PREFIX + "actor_faults_injected",
+                                       "Crashes caused on purpose (Supervisor.inject_fault).",
+                                       labels=["actor"])
         up = GaugeMetricFamily(PREFIX + "actor_up", "1 while the supervised actor runs.",
                                labels=["actor"])
         for child in stats.supervisor.children:
             restarts.add_metric([child.name], child.restarts)
             crashes.add_metric([child.name], child.crashes)
+            injected.add_metric([child.name], child.faults_injected)
             up.add_metric([child.name], 1 if child.state is ChildState.RUNNING else 0)
-        yield from (restarts, crashes, up)
+        yield from (restarts, crashes, injected, up)
         yield GaugeMetricFamily(PREFIX + "supervisor_running", "1 while the supervisor runs.",
                                 value=1 if stats.supervisor.running else 0)
         yield CounterMetricFamily(PREFIX + "supervisor_escalations",
