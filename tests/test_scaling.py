@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import cProfile
 import pstats
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import trio
@@ -24,7 +25,7 @@ import trio.testing
 
 import actors
 import protocols
-from actors import Connection, MemoryNetwork, Stream, open_connection, open_node
+from actors import Connection, MemoryNetwork, Node, Stream, open_connection, open_node
 from protocols import (
     IDENTIFY_PROTOCOL_ID,
     AddressPolicy,
@@ -75,20 +76,31 @@ def _identified(count: int):  # type: ignore[no-untyped-def]
     return check
 
 
-async def _connect_clients(count: int, profile: cProfile.Profile) -> None:
+@asynccontextmanager
+async def _boot_node(count: int) -> AsyncIterator[tuple[Callable[[int], None], Node]]:
+    """A boot node on the memory network, and ``start(index)`` to connect client ``index``."""
     net = MemoryNetwork()
     stop = trio.Event()
     async with AsyncExitStack() as stack:
         boot = await stack.enter_async_context(open_node(
             _boot_config(count), transport=net.transport("127.0.0.1")))
         nursery = await stack.enter_async_context(trio.open_nursery())
+
+        def start(index: int) -> None:
+            nursery.start_soon(_client, net, index, boot.listen_addrs[0], stop)
+
+        yield start, boot
+        stop.set()
+
+
+async def _connect_clients(count: int, profile: cProfile.Profile) -> None:
+    async with _boot_node(count) as (start, boot):
         with trio.fail_after(600):
             profile.enable()
             for index in range(count):
-                nursery.start_soon(_client, net, index, boot.listen_addrs[0], stop)
+                start(index)
                 await boot.wait_for(_identified(index + 1))
             profile.disable()
-        stop.set()
 
 
 def _calls_per_connection(count: int) -> float:
@@ -118,21 +130,15 @@ def _task_names() -> list[str]:
 
 
 async def _actor_tasks_per_idle_connection(count: int) -> float:
-    net = MemoryNetwork()
-    stop = trio.Event()
-    async with AsyncExitStack() as stack:
-        boot = await stack.enter_async_context(open_node(
-            _boot_config(count), transport=net.transport("127.0.0.1")))
-        nursery = await stack.enter_async_context(trio.open_nursery())
+    async with _boot_node(count) as (start, boot):
         await trio.sleep(60)
         before = sum(1 for name in _task_names() if name.startswith("actors.node."))
         for index in range(count):
-            nursery.start_soon(_client, net, index, boot.listen_addrs[0], stop)
+            start(index)
         with trio.fail_after(600):
             await boot.wait_for(_identified(count))
         await trio.sleep(60)  # idle: Identify and the welcome probes are done
         after = sum(1 for name in _task_names() if name.startswith("actors.node."))
-        stop.set()
     return (after - before) / count
 
 
