@@ -37,11 +37,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+import struct
 import sys
+from typing import Final
 
 import trio
 
-from protocols import WsAddress
+from protocols import PathRtt, WsAddress
 
 from ..runtime import get_logger
 from ._framestream import DialError
@@ -147,6 +149,32 @@ def enable_keepalive(sock: trio.socket.SocketType) -> None:
             sock.setsockopt(level, name, value)
         except OSError as exc:
             _log.debug("keepalive option unavailable", option=name, error=str(exc))
+
+
+_TCP_INFO_RTT: Final = struct.Struct("=II")
+_TCP_INFO_RTT_OFFSET: Final = 68
+"""Where Linux's ``struct tcp_info`` keeps ``tcpi_rtt`` and ``tcpi_rttvar`` (microseconds)."""
+
+
+def path_rtt(sock: socket.socket | trio.socket.SocketType) -> PathRtt | None:
+    """The kernel's smoothed round-trip time of a connected TCP socket (``TCP_INFO``).
+
+    None where the platform has no ``TCP_INFO``, the socket is not TCP, or
+    the connection has no RTT sample yet; the caller then plans without one.
+    """
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None or sys.platform != "linux":
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, option, 104)
+    except OSError:
+        return None
+    if len(raw) < _TCP_INFO_RTT_OFFSET + _TCP_INFO_RTT.size:
+        return None
+    rtt_us, rttvar_us = _TCP_INFO_RTT.unpack_from(raw, _TCP_INFO_RTT_OFFSET)
+    if rtt_us == 0:
+        return None
+    return PathRtt(srtt=rtt_us / 1e6, rttvar=rttvar_us / 1e6)
 
 
 def _share_port(sock: trio.socket.SocketType) -> None:

@@ -51,6 +51,7 @@ from ._autonat_server_rules import (
     choose_dial_address,
     dial_data_chunks,
 )
+from ._dialback_timing import DialBackPlan, PathRtt, plan_dial_back
 from ._nat_mapping import (
     AddressObservation,
     NatMappingReport,
@@ -98,6 +99,7 @@ __all__ = [
     "AutonatMessage",
     "AutonatServerConfig",
     "DialBack",
+    "DialBackPlan",
     "DialBackResponse",
     "DialBackStatus",
     "DialChoice",
@@ -114,6 +116,7 @@ __all__ = [
     "NatStatusChanged",
     "ObservationIndex",
     "ObservationIndexStatistics",
+    "PathRtt",
     "ProbeCommand",
     "ProbeOutcome",
     "ProbeResult",
@@ -147,5 +150,6 @@ __all__ = [
     "decode_autonat_message",
     "dial_back_mismatch",
     "dial_data_chunks",
+    "plan_dial_back",
     "probe_outcome",
 ]
