@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import trio
@@ -104,6 +105,21 @@ async def raw_handshake(fs: MemoryFrameStream, key: Keypair) -> None:
             assert isinstance(event, SendFrame)
             await fs.send(event.data)
         events = handshake.handle_frame(await fs.receive(), trio.current_time())
+
+@asynccontextmanager
+async def connection_to_raw_peer(*, buffer: int | None = None, **kwargs: Any,
+                                 ) -> AsyncIterator[tuple[Connection, MemoryFrameStream]]:
+    """Our side (the initiator, with ``kwargs`` for ``open_connection``) and the raw frame
+    stream of a peer the test plays by hand after :func:`raw_handshake`."""
+    fs_a, fs_b = (memory_stream_pair(A_ADDR, B_ADDR) if buffer is None
+                  else memory_stream_pair(A_ADDR, B_ADDR, buffer=buffer))
+    key_b = Keypair.generate()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(raw_handshake, fs_b, key_b)
+        async with open_connection(fs_a, Keypair.generate(), initiator=True,
+                                   expected_peer=key_b.peer_id, **kwargs) as conn:
+            yield conn, fs_b
+
 
 
 def connection_tasks() -> list[str]:
@@ -477,69 +493,55 @@ async def test_idle_connection_closes_itself(autojump_clock: trio.testing.MockCl
 
 async def test_rejections_and_error_frames_reach_a_raw_peer(
         autojump_clock: trio.testing.MockClock) -> None:
-    fs_a, fs_b = memory_stream_pair(A_ADDR, B_ADDR)
-    key_b = Keypair.generate()
     with trio.fail_after(TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(raw_handshake, fs_b, key_b)
-            async with open_connection(fs_a, Keypair.generate(), initiator=True,
-                                       expected_peer=key_b.peer_id, handlers={"/echo": echo}):
-                await fs_b.send(StreamFrame(2, "/other", {}, False).encode())
-                assert decode_stream_frame(await fs_b.receive()) == ErrorFrame(
-                    2, "unsupported-protocol")
-                await fs_b.send(StreamFrame(4, "/echo", {"n": 9}, True).encode())
-                answer = decode_stream_frame(await fs_b.receive())
-                assert isinstance(answer, StreamFrame)
-                assert (answer.stream_id, answer.message["echo"], answer.fin) == (4, 9, True)
+        async with connection_to_raw_peer(handlers={"/echo": echo}) as (_, fs_b):
+            await fs_b.send(StreamFrame(2, "/other", {}, False).encode())
+            assert decode_stream_frame(await fs_b.receive()) == ErrorFrame(
+                2, "unsupported-protocol")
+            await fs_b.send(StreamFrame(4, "/echo", {"n": 9}, True).encode())
+            answer = decode_stream_frame(await fs_b.receive())
+            assert isinstance(answer, StreamFrame)
+            assert (answer.stream_id, answer.message["echo"], answer.fin) == (4, 9, True)
 
 
 async def test_senders_wait_when_the_peer_does_not_read(
         autojump_clock: trio.testing.MockClock) -> None:
-    fs_a, fs_b = memory_stream_pair(A_ADDR, B_ADDR, buffer=8)
-    key_b = Keypair.generate()
     sent = 0
     with trio.fail_after(TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(raw_handshake, fs_b, key_b)
-            async with open_connection(fs_a, Keypair.generate(), initiator=True,
-                                       expected_peer=key_b.peer_id,
-                                       config=ConnectionConfig(send_buffer=4)) as conn:
-                stream = await conn.open_stream("/x")
+        async with connection_to_raw_peer(
+                buffer=8, config=ConnectionConfig(send_buffer=4)) as (conn, fs_b), \
+                trio.open_nursery() as nursery:
+            stream = await conn.open_stream("/x")
 
-                async def flood() -> None:
-                    nonlocal sent
-                    with pytest.raises(trio.ClosedResourceError, match="reset by this side"):
-                        for n in range(1000):
-                            await stream.send({"n": n})
-                            sent += 1
+            async def flood() -> None:
+                nonlocal sent
+                with pytest.raises(trio.ClosedResourceError, match="reset by this side"):
+                    for n in range(1000):
+                        await stream.send({"n": n})
+                        sent += 1
 
-                nursery.start_soon(flood)
-                await trio.testing.wait_all_tasks_blocked()
-                assert sent == 8 + 1 + 4  # transport buffer, the writer's frame, the outbox
-                assert conn.statistics().queued_frames == 5
-                for _ in range(3):
-                    await fs_b.receive()
-                await trio.testing.wait_all_tasks_blocked()
-                assert sent == 16
-                await stream.reset()
+            nursery.start_soon(flood)
+            await trio.testing.wait_all_tasks_blocked()
+            assert sent == 8 + 1 + 4  # transport buffer, the writer's frame, the outbox
+            assert conn.statistics().queued_frames == 5
+            for _ in range(3):
+                await fs_b.receive()
+            await trio.testing.wait_all_tasks_blocked()
+            assert sent == 16
+            await stream.reset()
 
 
 async def test_peer_that_floods_without_reading_is_disconnected(
         autojump_clock: trio.testing.MockClock) -> None:
-    fs_a, fs_b = memory_stream_pair(A_ADDR, B_ADDR, buffer=8)
-    key_b = Keypair.generate()
     with trio.fail_after(TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(raw_handshake, fs_b, key_b)
-            # refusals do not count here: the send queue overflows first
-            async with open_connection(fs_a, Keypair.generate(), initiator=True,
-                                       expected_peer=key_b.peer_id,
-                                       config=ConnectionConfig(max_refusals=10**6)) as conn:
-                with pytest.raises(TransportBroken):
-                    for sid in range(2, 2000, 2):  # refused streams, never reading the refusals
-                        await fs_b.send(StreamFrame(sid, "/nope", {}, False).encode())
-                await conn.closed.wait()
-                assert conn.close_reason is not None and "not reading" in conn.close_reason
+        # refusals do not count here: the send queue overflows first
+        async with connection_to_raw_peer(
+                buffer=8, config=ConnectionConfig(max_refusals=10**6)) as (conn, fs_b):
+            with pytest.raises(TransportBroken):
+                for sid in range(2, 2000, 2):  # refused streams, never reading the refusals
+                    await fs_b.send(StreamFrame(sid, "/nope", {}, False).encode())
+            await conn.closed.wait()
+            assert conn.close_reason is not None and "not reading" in conn.close_reason
 
 
 # --- flow control ---------------------------------------------------------------------------
@@ -615,18 +617,13 @@ async def test_window_updates_reach_a_raw_peer_as_the_handler_reads(
         while True:
             await stream.receive()
 
-    fs_a, fs_b = memory_stream_pair(A_ADDR, B_ADDR)
-    key_b = Keypair.generate()
     with trio.fail_after(TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(raw_handshake, fs_b, key_b)
-            async with open_connection(fs_a, Keypair.generate(), initiator=True,
-                                       expected_peer=key_b.peer_id, handlers={"/drain": drain}):
-                await fs_b.send(StreamFrame(2, "/drain", {"n": 0}, False).encode())
-                for n in range(1, WINDOW):
-                    await fs_b.send(StreamFrame(2, None, {"n": n}, False).encode())
-                grants = [decode_stream_frame(await fs_b.receive()) for _ in range(2)]
-                assert grants == [WindowUpdate(2, WINDOW // 2)] * 2
+        async with connection_to_raw_peer(handlers={"/drain": drain}) as (_, fs_b):
+            await fs_b.send(StreamFrame(2, "/drain", {"n": 0}, False).encode())
+            for n in range(1, WINDOW):
+                await fs_b.send(StreamFrame(2, None, {"n": n}, False).encode())
+            grants = [decode_stream_frame(await fs_b.receive()) for _ in range(2)]
+            assert grants == [WindowUpdate(2, WINDOW // 2)] * 2
 
 
 async def test_a_raw_peer_ignoring_the_window_loses_only_that_stream(
@@ -639,25 +636,20 @@ async def test_a_raw_peer_ignoring_the_window_loses_only_that_stream(
         finally:
             cancelled.set()
 
-    fs_a, fs_b = memory_stream_pair(A_ADDR, B_ADDR)
-    key_b = Keypair.generate()
     with trio.fail_after(TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(raw_handshake, fs_b, key_b)
-            async with open_connection(fs_a, Keypair.generate(), initiator=True,
-                                       expected_peer=key_b.peer_id,
-                                       handlers={"/never": never_read, "/echo": echo}) as conn:
-                await fs_b.send(StreamFrame(2, "/never", {"n": 0}, False).encode())
-                for n in range(1, 2 * WINDOW):  # a window's worth, then more
-                    await fs_b.send(StreamFrame(2, None, {"n": n}, False).encode())
-                assert decode_stream_frame(await fs_b.receive()) == ErrorFrame(2, "flow-control")
-                await cancelled.wait()  # the handler of the overfilled stream is cancelled
-                await fs_b.send(StreamFrame(4, "/echo", {"n": 9}, True).encode())
-                answer = decode_stream_frame(await fs_b.receive())
-                assert isinstance(answer, StreamFrame) and answer.message["echo"] == 9
-                stats = conn.statistics()
-                assert conn.close_reason is None
-                assert (stats.mux.flow_control_resets, stats.mux.frames_dropped) == (1, WINDOW - 1)
+        async with connection_to_raw_peer(
+                handlers={"/never": never_read, "/echo": echo}) as (conn, fs_b):
+            await fs_b.send(StreamFrame(2, "/never", {"n": 0}, False).encode())
+            for n in range(1, 2 * WINDOW):  # a window's worth, then more
+                await fs_b.send(StreamFrame(2, None, {"n": n}, False).encode())
+            assert decode_stream_frame(await fs_b.receive()) == ErrorFrame(2, "flow-control")
+            await cancelled.wait()  # the handler of the overfilled stream is cancelled
+            await fs_b.send(StreamFrame(4, "/echo", {"n": 9}, True).encode())
+            answer = decode_stream_frame(await fs_b.receive())
+            assert isinstance(answer, StreamFrame) and answer.message["echo"] == 9
+            stats = conn.statistics()
+            assert conn.close_reason is None
+            assert (stats.mux.flow_control_resets, stats.mux.frames_dropped) == (1, WINDOW - 1)
 
 
 def test_config_is_validated() -> None:
