@@ -37,6 +37,7 @@ from protocols import (
     AutonatClientConfig,
     ConnectionInfo,
     DialDataRequest,
+    DialDataResponse,
     DialRequest,
     DialResponse,
     DialStatus,
@@ -45,11 +46,14 @@ from protocols import (
     Lifecycle,
     NodeConfig,
     NodeModel,
+    PathStats,
     PeerIdentified,
     ProbeScheduler,
     ResponseStatus,
     WsAddress,
     decode_autonat_message,
+    dial_data_chunks,
+    plan_dial_back,
 )
 
 LOOPBACK = AddressPolicy(allow_loopback=True)
@@ -276,6 +280,46 @@ async def test_silently_dropped_dial_backs_give_private_after_the_dialback_timeo
             assert 4.0 <= waited < 5.0
 
 
+async def test_a_measured_path_lets_servers_give_up_after_a_few_round_trips(
+        autojump_clock: trio.testing.MockClock) -> None:
+    # 100 ms RTT, 20 ms variation, no loss seen: three attempts 0.1 s apart, give-up
+    # after the last one's retransmission timeout (0.2 + 0.18 s), not dialback_timeout
+    path = PathStats(srtt=0.1, rttvar=0.02, segments_sent=30)
+    plan = plan_dial_back(path, ceiling=4.0)
+    net = MemoryNetwork(blackholed={"127.0.0.9"}, path=path)
+    with trio.fail_after(120):
+        async with _cluster(net, 3, dialback_timeout=4.0) as servers, open_node(
+                _config("127.0.0.9"), transport=net.transport("127.0.0.9")) as client:
+            start = trio.current_time()
+            await _connect_all(client, servers)
+            snap = await client.wait_for(lambda s: s.nat_status != "unknown")
+            waited = trio.current_time() - start
+    assert snap.nat_status == "private"
+    assert plan.give_up_after == pytest.approx(0.38)
+    assert plan.give_up_after <= waited < plan.give_up_after + 0.1
+
+
+async def test_a_path_that_is_not_the_requesters_gets_the_fixed_timeout(
+        autojump_clock: trio.testing.MockClock) -> None:
+    # the client asks about an address at another IP (after dial data): the request's
+    # connection says nothing about that path, so the server waits dialback_timeout
+    net = MemoryNetwork(blackholed={"127.0.0.77"},
+                        path=PathStats(srtt=0.1, rttvar=0.02, segments_sent=30))
+    with trio.fail_after(60):
+        async with _cluster(net, 1, dialback_timeout=4.0) as (server,), \
+                _bare(net, "127.0.0.20", server) as conn:
+            reply, stream = await _request(conn, "/ip4/127.0.0.77/tcp/4001/ws")
+            assert isinstance(reply, DialDataRequest)
+            for size in dial_data_chunks(reply.num_bytes):
+                await stream.send(DialDataResponse(data=bytes(size)).to_wire())
+            start = trio.current_time()
+            response = decode_autonat_message(await stream.receive())
+            waited = trio.current_time() - start
+    assert isinstance(response, DialResponse)
+    assert response.dial_status is DialStatus.E_DIAL_ERROR
+    assert 4.0 <= waited < 4.5
+
+
 async def test_probe_results_are_counted_once_by_the_scheduler(
         autojump_clock: trio.testing.MockClock) -> None:
     net = MemoryNetwork(dial_filter=_firewall("127.0.0.9"))
@@ -358,8 +402,10 @@ async def test_dial_back_on_another_of_our_listeners_is_not_evidence(
             swap = {first: second, second: first}
 
             def make(original: Any) -> Any:
-                async def elsewhere(addr: WsAddress, peer: Any, nonce: int) -> DialStatus:
-                    wrong: DialStatus = await original(swap[addr.with_peer_id(None)], peer, nonce)
+                async def elsewhere(addr: WsAddress, peer: Any, nonce: int,
+                                    plan: Any) -> DialStatus:
+                    wrong: DialStatus = await original(swap[addr.with_peer_id(None)], peer,
+                                                       nonce, plan)
                     return wrong
                 return elsewhere
 
@@ -385,9 +431,9 @@ async def test_a_replayed_nonce_is_counted_once(
                 _config("127.0.0.9"), transport=net.transport("127.0.0.9")) as client:
 
             def make(original: Any) -> Any:
-                async def twice(addr: WsAddress, peer: Any, nonce: int) -> DialStatus:
-                    await original(addr, peer, nonce)
-                    replay: DialStatus = await original(addr, peer, nonce)
+                async def twice(addr: WsAddress, peer: Any, nonce: int, plan: Any) -> DialStatus:
+                    await original(addr, peer, nonce, plan)
+                    replay: DialStatus = await original(addr, peer, nonce, plan)
                     return replay
                 return twice
 
@@ -408,9 +454,9 @@ async def _nonces_of_a_client_seeded_with(seed: int, monkeypatch: pytest.MonkeyP
     nonces: list[int] = []
 
     def make(original: Any) -> Any:
-        async def record(addr: WsAddress, peer: Any, nonce: int) -> DialStatus:
+        async def record(addr: WsAddress, peer: Any, nonce: int, plan: Any) -> DialStatus:
             nonces.append(nonce)
-            status: DialStatus = await original(addr, peer, nonce)
+            status: DialStatus = await original(addr, peer, nonce, plan)
             return status
         return record
 

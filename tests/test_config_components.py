@@ -55,6 +55,7 @@ TODAYS_DEFAULTS: dict[str, object] = {
     "autonat_server": True, "dialback_source": None, "allow_other_ip": True,
     "rate_global_per_minute": 60, "rate_per_peer_per_minute": 12,
     "rate_concurrent_per_peer": 2, "server_timeout": 30.0, "dialback_timeout": 5.0,
+    "dialback_floor": 0.3,
     "rate_per_ip_per_minute": 24, "rate_per_subnet_per_minute": 48,
     "rate_concurrent_per_ip": 4, "max_connections_per_ip": 8,
     "max_connections_per_subnet": 32, "max_pending_handshakes": 64, "max_pending_per_ip": 4,

@@ -100,6 +100,7 @@ from protocols import (
     Keypair,
     MuxEvent,
     MuxStatistics,
+    PathStats,
     PeerId,
     PublicKey,
     RefusalWindow,
@@ -272,6 +273,10 @@ class Connection:
             await self._shutdown(reason, flush=True, normal=True)
         else:
             await self.closed.wait()
+
+    def path_stats(self) -> PathStats | None:
+        """The transport's measurement of the path to the peer (RTT, loss), if it has one."""
+        return self._frame_stream.path_stats()
 
     def count_refusal(self, what: str) -> bool:
         """One more request of the peer's was refused; True when that closes the connection

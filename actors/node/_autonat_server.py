@@ -24,7 +24,14 @@ connection's nursery, bounded as a whole by ``server_timeout``:
    data (amplification prevention) or, with ``allow_other_ip = false``, never.
    Nothing acceptable -> ``E_DIAL_REFUSED``;
 4. dial back on a **fresh** connection that never reuses our listen port
-   (optionally from ``dialback_source``), authenticate the requester there,
+   (optionally from ``dialback_source``). The connect phase follows a
+   :class:`~protocols.ConnectPlan` made from the request connection's own
+   path measurement (:func:`~protocols.plan_dial_back`: hedged attempts about
+   one RTT apart, as many as the path's loss calls for, and a give-up a few
+   retransmission timeouts later, never before ``dialback_floor``); a
+   dial-back to another IP than the requester's, or without a measurement,
+   waits the fixed ``dialback_timeout``, which also bounds connect plus
+   handshake in every case. Then authenticate the requester there,
    send ``DialBack{nonce}`` on ``/libp2p/autonat/2/dial-back`` and wait for
    ``DialBackResponse``. Connection failure -> ``E_DIAL_ERROR``; connected
    but the dial-back exchange failed -> ``E_DIAL_BACK_ERROR``. A dial that
@@ -52,6 +59,7 @@ import trio
 
 from protocols import (
     DIAL_BACK_PROTOCOL_ID,
+    ConnectPlan,
     DialBack,
     DialBackResponse,
     DialBackStatus,
@@ -72,6 +80,7 @@ from protocols import (
     WsAddress,
     choose_dial_address,
     decode_autonat_message,
+    plan_dial_back,
 )
 
 from ..connection import (
@@ -191,7 +200,8 @@ class AutonatServer:
             return
         if choice.dial_data:
             await self._collect_dial_data(stream, choice.index, choice.dial_data)
-        dial_status = await self._dial_back(choice.addr, peer, request.nonce)
+        dial_status = await self._dial_back(choice.addr, peer, request.nonce,
+                                            self._plan(stream.connection, choice.addr))
         if dial_status is None:  # failed on our side: no evidence about the client
             await self._answer(stream, peer, request, ResponseStatus.E_INTERNAL_ERROR,
                                detail="dial-back failed on the server's side")
@@ -209,19 +219,22 @@ class AutonatServer:
                 raise ValidationError(f"expected DialDataResponse, got {type(message).__name__}")
             budget.add(len(message.data))  # ValidationError past the requested amount
 
-    async def _dial_back(self, addr: WsAddress, peer: PeerId, nonce: int) -> DialStatus | None:
+    async def _dial_back(self, addr: WsAddress, peer: PeerId, nonce: int,
+                         plan: ConnectPlan) -> DialStatus | None:
         """Dial ``addr`` back and send the nonce; None when it failed for a local reason."""
         self._dial_backs += 1
-        # The deadline covers connect + handshake only; it is lifted once connected
-        # (the dial-back exchange has its own timeout). One scope around the whole
-        # stack, because the contexts it enters own nurseries that exit later.
-        with trio.CancelScope(deadline=trio.current_time()
-                              + self._config.autonat_server_config.dialback_timeout) as connecting:
+        ceiling = self._config.autonat_server_config.dialback_timeout
+        # The transport gives up the connect phase as ``plan`` says; the ceiling covers
+        # connect + handshake and is lifted once connected (the dial-back exchange has
+        # its own timeout). One scope around the whole stack, because the contexts it
+        # enters own nurseries that exit later.
+        with trio.CancelScope(deadline=trio.current_time() + ceiling) as connecting:
             async with AsyncExitStack() as stack:
                 try:
                     frames = await stack.enter_async_context(self._transport.dial(
                         addr.with_peer_id(peer), reuse_listen_port=False,
-                        source_ip=self._config.autonat_server_config.dialback_source))
+                        source_ip=self._config.autonat_server_config.dialback_source,
+                        connect_plan=plan))
                     connection = await stack.enter_async_context(open_connection(
                         frames, self._keypair, initiator=True, expected_peer=peer,
                         config=self._conn_config))
@@ -233,14 +246,23 @@ class AutonatServer:
                     return None
                 except CONNECT_FAILURES as exc:
                     self._log.info("dial-back failed", peer=str(peer), addr=str(addr),
-                                   error=str(exc))
+                                   error=str(exc), attempts=len(plan.attempts),
+                                   give_up_after=round(plan.give_up_after, 3))
                     return DialStatus.E_DIAL_ERROR
                 connecting.deadline = math.inf
                 return await self._send_dial_back(connection, peer, nonce)
         self._log.info("dial-back failed", peer=str(peer), addr=str(addr),
-                       error=f"no connection within "
-                             f"{self._config.autonat_server_config.dialback_timeout:g} s")
+                       error=f"no connection and handshake within {ceiling:g} s")
         return DialStatus.E_DIAL_ERROR
+
+    def _plan(self, connection: Connection, addr: WsAddress) -> ConnectPlan:
+        """The connect phase of a dial-back to ``addr`` of the requester of ``connection``:
+        planned from that connection's path when ``addr`` is at its IP, else the fixed
+        ``dialback_timeout`` (another IP is another path)."""
+        server = self._config.autonat_server_config
+        same_path = addr.host == connection.remote_addr.host
+        return plan_dial_back(connection.path_stats() if same_path else None,
+                              ceiling=server.dialback_timeout, floor=server.dialback_floor)
 
     async def _send_dial_back(self, connection: Connection, peer: PeerId,
                               nonce: int) -> DialStatus:

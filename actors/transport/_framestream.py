@@ -28,7 +28,7 @@ from typing import Final, Protocol
 
 import trio
 
-from protocols import WsAddress
+from protocols import ConnectPlan, PathStats, WsAddress
 
 
 class TransportError(Exception):
@@ -87,6 +87,11 @@ class FrameStream(Protocol):
         """The peer's end as we see it - the address Identify reports as observed."""
         ...
 
+    def path_stats(self) -> PathStats | None:
+        """The path's round trip and loss as the OS measures them, None when it does not
+        (AutoNAT servers plan their dial-backs from it)."""
+        ...
+
     async def send(self, frame: bytes) -> None:
         """Send one frame. Raises TransportClosed or TransportBroken."""
         ...
@@ -122,7 +127,8 @@ class Transport(Protocol):
         ...
 
     def dial(
-        self, addr: WsAddress, *, reuse_listen_port: bool = True, source_ip: str | None = None
+        self, addr: WsAddress, *, reuse_listen_port: bool = True, source_ip: str | None = None,
+        connect_plan: ConnectPlan | None = None,
     ) -> AbstractAsyncContextManager[FrameStream]:
         """``async with transport.dial(addr) as stream:`` - raises DialError on entry.
 
@@ -132,5 +138,9 @@ class Transport(Protocol):
         the OS allows (so NATs map it like the listener); AutoNAT dial-backs pass
         False to always use a fresh ephemeral port, and may pass ``source_ip`` to
         dial from that local IP (an error, not a fallback, when it cannot).
+        ``connect_plan`` (AutoNAT dial-backs) replaces the connect timeout for
+        the connect phase: hedged attempts from fresh ports and an earlier
+        give-up, see :func:`~protocols.plan_dial_back`; the handshakes after
+        it keep their own timeouts.
         """
         ...

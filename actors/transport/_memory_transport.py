@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from protocols import WsAddress
+from protocols import ConnectPlan, PathStats, WsAddress
 
 from ._framestream import DialError, StreamHandler, TransportBroken, TransportClosed
 
@@ -65,6 +65,8 @@ class MemoryFrameStream:
         self._closed = False
         self.close_reason = ""
         self._other: MemoryFrameStream | None = None  # set by memory_stream_pair
+        self.path: PathStats | None = None
+        """What :meth:`path_stats` reports (set from :attr:`MemoryNetwork.path`)."""
 
     def _peer_closed(self) -> TransportBroken:
         reason = self._other.close_reason if self._other is not None else ""
@@ -77,6 +79,9 @@ class MemoryFrameStream:
     @property
     def remote_addr(self) -> WsAddress:
         return self._remote
+
+    def path_stats(self) -> PathStats | None:
+        return self.path
 
     async def send(self, frame: bytes) -> None:
         if self._closed:
@@ -132,6 +137,9 @@ class MemoryNetwork:
     _ports: itertools.count[int] = field(default_factory=lambda: itertools.count(40000))
     dials: list[DialRecord] = field(default_factory=list)
     blackholed: set[str] = field(default_factory=set)
+    path: PathStats | None = None
+    """What every stream reports as its path (None: unmeasured, like a platform
+    without ``TCP_INFO``); tests set it to model a path's round trip."""
 
     def transport(self, host: str) -> MemoryTransport:
         return MemoryTransport(self, host)
@@ -171,9 +179,19 @@ class MemoryTransport:
 
     @asynccontextmanager
     async def dial(
-        self, addr: WsAddress, *, reuse_listen_port: bool = True, source_ip: str | None = None
+        self, addr: WsAddress, *, reuse_listen_port: bool = True, source_ip: str | None = None,
+        connect_plan: ConnectPlan | None = None,
     ) -> AsyncIterator[MemoryFrameStream]:
-        stream = await self._connect(addr, reuse_listen_port, source_ip)
+        stream: MemoryFrameStream | None
+        if connect_plan is None:
+            stream = await self._connect(addr, reuse_listen_port, source_ip)
+        else:  # one attempt stands for them all: memory loses nothing
+            stream = None
+            with trio.move_on_after(connect_plan.give_up_after):
+                stream = await self._connect(addr, reuse_listen_port, source_ip)
+            if stream is None:
+                raise DialError(f"cannot connect to {addr}: no answer within "
+                                f"{connect_plan.give_up_after:.2f} s")
         try:
             yield stream
         finally:
@@ -197,6 +215,7 @@ class MemoryTransport:
         if listener is None:
             raise DialError(f"connection refused: nothing listens on {remote}")
         ours, theirs = memory_stream_pair(local, remote)
+        ours.path = theirs.path = self._network.path
         listener.nursery.start_soon(_serve, listener.handler, theirs)
         return ours
 

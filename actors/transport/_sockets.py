@@ -43,10 +43,10 @@ from typing import Final
 
 import trio
 
-from protocols import PathRtt, WsAddress
+from protocols import ConnectPlan, PathStats, WsAddress
 
 from ..runtime import get_logger
-from ._framestream import DialError
+from ._framestream import LOCAL_DIAL_ERRNOS, DialError
 
 LISTEN_BACKLOG = 128
 
@@ -152,21 +152,26 @@ def enable_keepalive(sock: trio.socket.SocketType) -> None:
 
 
 _TCP_INFO_RTT: Final = struct.Struct("=II")
-_TCP_INFO_RTT_OFFSET: Final = 68
-"""Where Linux's ``struct tcp_info`` keeps ``tcpi_rtt`` and ``tcpi_rttvar`` (microseconds)."""
+_TCP_INFO_RTT_OFFSET: Final = 68  # tcpi_rtt, tcpi_rttvar (microseconds)
+_TCP_INFO_COUNT: Final = struct.Struct("=I")
+_TCP_INFO_RETRANS_OFFSET: Final = 100  # tcpi_total_retrans
+_TCP_INFO_SEGS_OUT_OFFSET: Final = 136  # tcpi_segs_out (Linux 4.2 and later)
+_TCP_INFO_BYTES: Final = 160
 
 
-def path_rtt(sock: socket.socket | trio.socket.SocketType) -> PathRtt | None:
-    """The kernel's smoothed round-trip time of a connected TCP socket (``TCP_INFO``).
+def path_stats(sock: socket.socket | trio.socket.SocketType) -> PathStats | None:
+    """The kernel's view of a connected TCP socket's path (``TCP_INFO``): smoothed RTT
+    and its variation, segments sent and retransmitted.
 
     None where the platform has no ``TCP_INFO``, the socket is not TCP, or
     the connection has no RTT sample yet; the caller then plans without one.
+    A kernel too old to count segments reports zero of both.
     """
     option = getattr(socket, "TCP_INFO", None)
     if option is None or sys.platform != "linux":
         return None
     try:
-        raw = sock.getsockopt(socket.IPPROTO_TCP, option, 104)
+        raw = sock.getsockopt(socket.IPPROTO_TCP, option, _TCP_INFO_BYTES)
     except OSError:
         return None
     if len(raw) < _TCP_INFO_RTT_OFFSET + _TCP_INFO_RTT.size:
@@ -174,7 +179,12 @@ def path_rtt(sock: socket.socket | trio.socket.SocketType) -> PathRtt | None:
     rtt_us, rttvar_us = _TCP_INFO_RTT.unpack_from(raw, _TCP_INFO_RTT_OFFSET)
     if rtt_us == 0:
         return None
-    return PathRtt(srtt=rtt_us / 1e6, rttvar=rttvar_us / 1e6)
+    sent = retransmitted = 0
+    if len(raw) >= _TCP_INFO_SEGS_OUT_OFFSET + _TCP_INFO_COUNT.size:
+        (retransmitted,) = _TCP_INFO_COUNT.unpack_from(raw, _TCP_INFO_RETRANS_OFFSET)
+        (sent,) = _TCP_INFO_COUNT.unpack_from(raw, _TCP_INFO_SEGS_OUT_OFFSET)
+    return PathStats(srtt=rtt_us / 1e6, rttvar=rttvar_us / 1e6, segments_sent=sent,
+                     retransmitted=retransmitted)
 
 
 def _share_port(sock: trio.socket.SocketType) -> None:
@@ -213,6 +223,52 @@ async def connect_tcp(
                 error=str(exc),
             )
     return await _connect(ip, port, None)
+
+
+class ConnectGaveUp(OSError):
+    """No attempt of a :class:`~protocols.ConnectPlan` connected before it gave up."""
+
+
+async def connect_planned(ip: str, port: int, plan: ConnectPlan, *,
+                          source_ip: str | None = None) -> trio.SocketStream:
+    """Connect to ``(ip, port)`` following ``plan``: attempts from fresh ephemeral ports
+    started at the plan's times, the first that connects wins and the others are closed.
+
+    A refusal or an ICMP error from the path ends the race at once (the peer
+    answered). An attempt that failed on this host (:data:`LOCAL_DIAL_ERRNOS`)
+    does not; if no attempt connects, that local error is raised, because a
+    plan that could not send its attempts is no evidence about the peer.
+    Raises :class:`ConnectGaveUp` at ``plan.give_up_after``.
+    """
+    won: list[trio.SocketStream] = []
+    failures: list[OSError] = []
+
+    async def attempt(delay: float, race: trio.CancelScope) -> None:
+        await trio.sleep(delay)
+        try:
+            stream = await _connect(ip, port, None, source_ip=source_ip)
+        except OSError as exc:
+            failures.append(exc)
+            if exc.errno not in LOCAL_DIAL_ERRNOS:
+                race.cancel()
+            return
+        if won:  # another attempt connected in the same moment
+            stream.socket.close()
+            return
+        won.append(stream)
+        race.cancel()
+
+    with trio.move_on_after(plan.give_up_after):
+        async with trio.open_nursery() as nursery:
+            for delay in plan.attempts:
+                nursery.start_soon(attempt, delay, nursery.cancel_scope)
+    if won:
+        return won[0]
+    peer = [exc for exc in failures if exc.errno not in LOCAL_DIAL_ERRNOS]
+    if peer or failures:
+        raise (peer or failures)[0]
+    raise ConnectGaveUp(errno.ETIMEDOUT, f"no answer to {len(plan.attempts)} connection "
+                        f"attempt(s) within {plan.give_up_after:.2f} s")
 
 
 async def _connect(ip: str, port: int, bind_to: tuple[str, int] | None, *,

@@ -45,10 +45,11 @@ from functools import partial
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, WebSocketConnection
 
-from protocols import WsAddress
+from protocols import PathStats, WsAddress
 
 from ..runtime import get_logger
 from ._framestream import TransportBroken, TransportClosed
+from ._sockets import path_stats
 
 CLOSE_NORMAL = 1000
 CLOSE_UNSUPPORTED_DATA = 1003
@@ -258,6 +259,15 @@ class WebSocketFrameStream:
     @property
     def remote_addr(self) -> WsAddress:
         return self._remote
+
+    def path_stats(self) -> PathStats | None:
+        """The kernel's RTT and loss counts of the TCP connection under the WebSocket."""
+        stream = self._stream
+        if isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        if not isinstance(stream, trio.SocketStream):
+            return None
+        return path_stats(stream.socket)
 
     async def send(self, frame: bytes) -> None:
         """Send one binary frame; bounded by ``send_timeout``, which aborts the connection."""

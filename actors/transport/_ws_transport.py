@@ -43,12 +43,13 @@ from urllib.parse import urlsplit
 import trio
 from trio_websocket import ConnectionClosed, wrap_client_stream, wrap_server_stream
 
-from protocols import UpgradeLimits, WsAddress
+from protocols import ConnectPlan, UpgradeLimits, WsAddress
 
 from ..runtime import get_logger
 from ._accept import SocketBudget, accept_loop
 from ._framestream import LOCAL_DIAL_ERRNOS, DialError, LocalDialError, StreamHandler
 from ._sockets import (
+    connect_planned,
     connect_tcp,
     enable_keepalive,
     family_for,
@@ -135,10 +136,11 @@ class WebSocketTransport:
 
     @asynccontextmanager
     async def dial(
-        self, addr: WsAddress, *, reuse_listen_port: bool = True, source_ip: str | None = None
+        self, addr: WsAddress, *, reuse_listen_port: bool = True, source_ip: str | None = None,
+        connect_plan: ConnectPlan | None = None,
     ) -> AsyncIterator[WebSocketFrameStream]:
         """``async with transport.dial(addr) as stream:``; DialError when no connection results."""
-        socket_stream = await self._connect(addr, reuse_listen_port, source_ip)
+        socket_stream = await self._connect(addr, reuse_listen_port, source_ip, connect_plan)
         self.sockets.take()
         try:
             async with reader_scope() as host:
@@ -211,7 +213,8 @@ class WebSocketTransport:
     # --- dialing ------------------------------------------------------------
 
     async def _connect(self, addr: WsAddress, reuse_listen_port: bool,
-                       source_ip: str | None = None) -> trio.SocketStream:
+                       source_ip: str | None = None,
+                       plan: ConnectPlan | None = None) -> trio.SocketStream:
         timeout = self._settings.connect_timeout
         try:
             with trio.fail_after(timeout):
@@ -220,6 +223,9 @@ class WebSocketTransport:
                 for ip in ips[:MAX_DIAL_IPS]:
                     source = reuse_source(self._listening, ip) if reuse_listen_port else None
                     try:
+                        if plan is not None:
+                            return await connect_planned(ip, addr.port, plan,
+                                                         source_ip=source_ip)
                         return await connect_tcp(ip, addr.port, bind_to=source,
                                                  source_ip=source_ip)
                     except OSError as exc:

@@ -51,7 +51,7 @@ from ._autonat_server_rules import (
     choose_dial_address,
     dial_data_chunks,
 )
-from ._dialback_timing import DialBackPlan, PathRtt, plan_dial_back
+from ._dialback_timing import ConnectPlan, PathStats, attempts_needed, plan_dial_back
 from ._nat_mapping import (
     AddressObservation,
     NatMappingReport,
@@ -98,8 +98,8 @@ __all__ = [
     "AutonatClientConfig",
     "AutonatMessage",
     "AutonatServerConfig",
+    "ConnectPlan",
     "DialBack",
-    "DialBackPlan",
     "DialBackResponse",
     "DialBackStatus",
     "DialChoice",
@@ -116,7 +116,7 @@ __all__ = [
     "NatStatusChanged",
     "ObservationIndex",
     "ObservationIndexStatistics",
-    "PathRtt",
+    "PathStats",
     "ProbeCommand",
     "ProbeOutcome",
     "ProbeResult",
@@ -142,6 +142,7 @@ __all__ = [
     "SmallNetworkWaitStarted",
     "StartProbe",
     "analyse_nat_mapping",
+    "attempts_needed",
     "candidate_addresses",
     "choose_dial_address",
     "choose_servers",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core import check_ip_setting, check_positive_setting
+from ..core import ConfigError, check_ip_setting, check_positive_setting
 
 __all__ = ["AutonatClientConfig", "AutonatServerConfig"]
 
@@ -76,15 +76,23 @@ class AutonatServerConfig:
     server_timeout: float = 30.0
     """Whole dial request on the server side, dial data and dial-back included."""
     dialback_timeout: float = 5.0
-    """A dial-back's connect + handshake. Shorter than ``dial_timeout``: a client
-    behind a NAT or firewall that silently drops the dial-back learns it is
-    unreachable after this long (it covers two TCP SYN retransmissions)."""
+    """A dial-back's connect + handshake, at most. Shorter than ``dial_timeout``: it
+    covers two TCP SYN retransmissions. It is the ceiling of the adaptive give-up:
+    where the request's connection has an RTT measurement, the connect phase gives up
+    after a few retransmission timeouts of that path (see ``dialback_floor``)."""
+    dialback_floor: float = 0.3
+    """Seconds: the adaptive give-up of a dial-back's connect phase is never sooner
+    (scheduling and jitter on fast paths). Equal to ``dialback_timeout``: the fixed
+    timeout of old (hedged attempts still go out)."""
 
     def __post_init__(self) -> None:
         for name in ("rate_global_per_minute", "rate_per_peer_per_minute",
                      "rate_concurrent_per_peer", "rate_per_ip_per_minute",
                      "rate_per_subnet_per_minute", "rate_concurrent_per_ip",
-                     "server_timeout", "dialback_timeout"):
+                     "server_timeout", "dialback_timeout", "dialback_floor"):
             check_positive_setting(name, getattr(self, name))
+        if self.dialback_floor > self.dialback_timeout:
+            raise ConfigError(f"dialback_floor ({self.dialback_floor:g} s) must not exceed "
+                              f"dialback_timeout ({self.dialback_timeout:g} s)")
         if self.dialback_source is not None:
             check_ip_setting("dialback_source", self.dialback_source)

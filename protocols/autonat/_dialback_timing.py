@@ -1,4 +1,4 @@
-"""When a dial-back may give up: a timeout from the measured path, and hedged attempts.
+"""When a dial-back may give up: a plan from the measured path, with hedged attempts.
 
 Theory of operation
 -------------------
@@ -7,35 +7,49 @@ when silence is evidence. A fixed timeout (``dialback_timeout``, 5 s) is
 right for the slowest path and makes every private verdict behind a NAT
 that silently drops take that long. But the server already knows the path:
 the client's request came over a TCP connection whose kernel keeps a
-smoothed round-trip time and its variation (``tcpi_rtt``/``tcpi_rttvar``,
-microseconds; :class:`PathRtt`). TCP's own retransmission timeout is
-``srtt + 4 * rttvar`` (RFC 6298): once that has passed, the answer to a
-packet is not merely late, it is lost.
+smoothed round-trip time and its variation, and counts the segments it
+sent and retransmitted (``TCP_INFO``; :class:`PathStats`). TCP's own
+retransmission timeout is ``srtt + 4 * rttvar`` (RFC 6298): once that has
+passed, the answer to a packet is not merely late, it is lost.
 
-:func:`plan_dial_back` turns a measurement into a :class:`DialBackPlan` for
+:func:`plan_dial_back` turns a measurement into a :class:`ConnectPlan` for
 the *connect* phase of the dial-back (SYN to SYN-ACK; once connected the
-path is proven and the rest runs under the usual timeouts):
+path is proven and the rest runs under the usual handshake timeouts):
 
 * ``attempts`` - start times, relative to the dial-back's start, of the
-  connection attempts: the first at once, then one *hedge* per
-  retransmission timeout (each a fresh SYN from a fresh port), so a single
-  lost SYN or SYN-ACK does not become evidence. The kernel's own SYN
-  retransmission waits a full second; the hedges do not wait for it.
-* ``give_up_after`` - when the silence counts: one retransmission timeout
-  after the last attempt started, scaled by ``slack``, never below ``floor``
-  (scheduling and jitter on a fast path) nor above ``ceiling`` (the fixed
-  ``dialback_timeout``).
+  connection attempts: the first at once, then one *hedge* about every
+  round trip (``spacing``: the smoothed RTT, at least ``min_spacing``),
+  each a fresh SYN from a fresh port. A lost SYN or SYN-ACK kills one
+  attempt; the kernel would retransmit it only after a full second, the
+  hedges do not wait for that.
+* how many attempts: enough that all of them failing on a reachable client
+  is unlikely (below ``miss_target``). An attempt fails when its SYN or its
+  SYN-ACK is lost, ``q = 1 - (1 - p)^2`` for a loss rate ``p`` per
+  direction, so ``n`` attempts all fail with ``q^n``. ``p`` is estimated
+  from the request's own connection - retransmitted segments over segments
+  sent, with one loss and two segments added (Laplace's rule), so a short
+  clean connection still assumes a little loss and a lossy one gets more
+  attempts - capped at ``max_attempts``.
+* ``give_up_after`` - when the silence counts: the last attempt gets one
+  retransmission timeout to be answered, and no plan gives up before
+  ``rtos`` retransmission timeouts, nor before ``floor`` (scheduling and
+  jitter on a fast path), nor after ``ceiling`` (the fixed
+  ``dialback_timeout``). Attempts that could not start before the give-up
+  are dropped.
 
 Without a measurement (no ``TCP_INFO`` on this platform, or a connection
-too young to have a sample) the plan is the fixed ceiling with no hedges -
-the behaviour before this module. Everything is a pure function of its
-arguments: no clock, no sockets (the measurement is read by
-``actors.transport._sockets.path_rtt``).
+too young to have an RTT sample) the plan is the fixed ceiling with one
+attempt - the behaviour before this module. Everything is a pure function of
+its arguments: no clock, no sockets (the measurement is read by
+``actors.transport._sockets.path_stats``; the transport follows the plan).
 
-Status: the AutoNAT server does not follow these plans yet; it still waits
-the fixed ``dialback_timeout``. Following them waits for lab scenarios with
-added delay and loss that can show the hedged, earlier give-up never turns
-a reachable client into a wrong "unreachable".
+Why this cannot turn a reachable client into a wrong "unreachable" more
+often than ``miss_target`` per dial-back: a client that is reachable answers
+every SYN that arrives within about one RTT, the last attempt still has a
+full retransmission timeout (which already includes four deviations of the
+RTT) when the plan gives up, and the client itself needs ``confidence``
+servers agreeing before it believes "unreachable" - a later success
+overturns it.
 """
 
 from __future__ import annotations
@@ -46,32 +60,45 @@ from typing import Final
 
 from ..core import LocalProtocolError
 
-__all__ = ["DEFAULT_FLOOR", "DEFAULT_HEDGES", "DEFAULT_SLACK", "DialBackPlan", "PathRtt",
-           "plan_dial_back"]
+__all__ = ["DEFAULT_FLOOR", "DEFAULT_MAX_ATTEMPTS", "DEFAULT_MISS_TARGET", "DEFAULT_RTOS",
+           "ConnectPlan", "PathStats", "plan_dial_back"]
 
 DEFAULT_FLOOR: Final = 0.3
 """Seconds: no dial-back gives up sooner, whatever the path (scheduling, jitter)."""
-DEFAULT_HEDGES: Final = 2
-"""Extra connection attempts after the first, one per retransmission timeout."""
-DEFAULT_SLACK: Final = 1.5
-"""How many retransmission timeouts the last attempt gets before silence counts."""
+DEFAULT_RTOS: Final = 1.5
+"""No dial-back gives up before this many retransmission timeouts."""
+DEFAULT_MAX_ATTEMPTS: Final = 12
+"""At most this many connection attempts (SYNs from fresh ports) per dial-back."""
+DEFAULT_MISS_TARGET: Final = 1e-3
+"""Plan enough attempts that all failing on a reachable client is this unlikely."""
 MIN_RTO: Final = 0.05
 """Seconds: the retransmission timeout used for a path faster than this (loopback)."""
+MIN_SPACING: Final = 0.05
+"""Seconds: hedges are never closer together than this."""
+MAX_LOSS: Final = 0.5
+"""The loss estimate is capped here: beyond it no number of attempts is convincing."""
 
 
 @dataclass(frozen=True)
-class PathRtt:
-    """The kernel's view of one TCP connection's round trip, in seconds."""
+class PathStats:
+    """The kernel's view of one TCP connection: round trip (seconds) and loss (segments)."""
 
     srtt: float
     rttvar: float
+    segments_sent: int = 0
+    retransmitted: int = 0
 
     def __post_init__(self) -> None:
         for name in ("srtt", "rttvar"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) \
                     or not math.isfinite(value) or value < 0:
-                raise LocalProtocolError(f"PathRtt.{name} must be a finite number >= 0, "
+                raise LocalProtocolError(f"PathStats.{name} must be a finite number >= 0, "
+                                         f"got {value!r}")
+        for name in ("segments_sent", "retransmitted"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise LocalProtocolError(f"PathStats.{name} must be an integer >= 0, "
                                          f"got {value!r}")
 
     @property
@@ -80,9 +107,16 @@ class PathRtt:
         :data:`MIN_RTO`)."""
         return max(MIN_RTO, self.srtt + 4 * self.rttvar)
 
+    @property
+    def loss(self) -> float:
+        """Estimated loss per direction: (retransmitted + 1) / (sent + 2), at most
+        :data:`MAX_LOSS`."""
+        sent = max(self.segments_sent, self.retransmitted)
+        return min(MAX_LOSS, (self.retransmitted + 1) / (sent + 2))
+
 
 @dataclass(frozen=True)
-class DialBackPlan:
+class ConnectPlan:
     """When to start each connection attempt, and when to give up (seconds from the start)."""
 
     attempts: tuple[float, ...]
@@ -90,21 +124,40 @@ class DialBackPlan:
     measured: bool
     """False: no measurement, the fixed ceiling applies."""
 
+    def __post_init__(self) -> None:
+        if not self.attempts or self.attempts[0] != 0 or list(self.attempts) != sorted(
+                self.attempts) or self.attempts[-1] >= self.give_up_after:
+            raise LocalProtocolError(f"bad connect plan: attempts {self.attempts} must start "
+                                     f"at 0, ascend and start before {self.give_up_after}")
 
-def plan_dial_back(path: PathRtt | None, *, ceiling: float, floor: float = DEFAULT_FLOOR,
-                   hedges: int = DEFAULT_HEDGES, slack: float = DEFAULT_SLACK) -> DialBackPlan:
+
+def attempts_needed(loss: float, *, miss_target: float = DEFAULT_MISS_TARGET,
+                    max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> int:
+    """How many attempts make all of them failing less likely than ``miss_target``."""
+    fail = 1 - (1 - loss) ** 2  # the SYN or the SYN-ACK lost
+    if fail <= 0:
+        return 1
+    return max(1, min(max_attempts, math.ceil(math.log(miss_target) / math.log(fail))))
+
+
+def plan_dial_back(path: PathStats | None, *, ceiling: float, floor: float = DEFAULT_FLOOR,
+                   rtos: float = DEFAULT_RTOS, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                   miss_target: float = DEFAULT_MISS_TARGET,
+                   min_spacing: float = MIN_SPACING) -> ConnectPlan:
     """The connect-phase plan for a dial-back over a path measured as ``path``."""
-    _check(ceiling=ceiling, floor=floor, slack=slack)
-    if isinstance(hedges, bool) or not isinstance(hedges, int) or hedges < 0:
-        raise LocalProtocolError(f"hedges must be an integer >= 0, got {hedges!r}")
+    _check(ceiling=ceiling, floor=floor, rtos=rtos, min_spacing=min_spacing)
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise LocalProtocolError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+    if not 0 < miss_target < 1:
+        raise LocalProtocolError(f"miss_target must be in (0, 1), got {miss_target!r}")
     if path is None:
-        return DialBackPlan(attempts=(0.0,), give_up_after=ceiling, measured=False)
-    rto = path.rto
-    attempts = tuple(n * rto for n in range(hedges + 1))
-    wait = attempts[-1] + slack * rto
-    give_up = min(ceiling, max(floor, wait))
-    return DialBackPlan(attempts=tuple(a for a in attempts if a < give_up),
-                        give_up_after=give_up, measured=True)
+        return ConnectPlan(attempts=(0.0,), give_up_after=ceiling, measured=False)
+    count = attempts_needed(path.loss, miss_target=miss_target, max_attempts=max_attempts)
+    spacing = max(min_spacing, path.srtt)
+    wait = (count - 1) * spacing + path.rto
+    give_up = min(ceiling, max(floor, rtos * path.rto, wait))
+    attempts = tuple(n * spacing for n in range(count) if n * spacing < give_up)
+    return ConnectPlan(attempts=attempts, give_up_after=give_up, measured=True)
 
 
 def _check(**values: float) -> None:
