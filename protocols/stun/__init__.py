@@ -1,0 +1,72 @@
+"""STUN over UDP: the message codec (RFC 8489, RFC 5780 attributes).
+
+All sans-io.
+
+May import: :mod:`protocols.core`.
+"""
+
+from __future__ import annotations
+
+from ._datagram import Datagram
+from ._stun_codec import (
+    BINDING,
+    HEADER_SIZE,
+    MAGIC_COOKIE,
+    MAX_MESSAGE_SIZE,
+    Attribute,
+    AttrType,
+    ChangeRequest,
+    DecodedMessage,
+    Endpoint,
+    ErrorCode,
+    MappedAddress,
+    Nonce,
+    OtherAddress,
+    Realm,
+    ResponseOrigin,
+    Software,
+    StunClass,
+    StunDecodeError,
+    StunMessage,
+    UnknownAttribute,
+    UnknownAttributes,
+    Username,
+    XorMappedAddress,
+    attribute_size,
+    decode_message,
+    encode_message,
+    long_term_key,
+    short_term_key,
+)
+
+__all__ = [
+    "BINDING",
+    "HEADER_SIZE",
+    "MAGIC_COOKIE",
+    "MAX_MESSAGE_SIZE",
+    "AttrType",
+    "Attribute",
+    "ChangeRequest",
+    "Datagram",
+    "DecodedMessage",
+    "Endpoint",
+    "ErrorCode",
+    "MappedAddress",
+    "Nonce",
+    "OtherAddress",
+    "Realm",
+    "ResponseOrigin",
+    "Software",
+    "StunClass",
+    "StunDecodeError",
+    "StunMessage",
+    "UnknownAttribute",
+    "UnknownAttributes",
+    "Username",
+    "XorMappedAddress",
+    "attribute_size",
+    "decode_message",
+    "encode_message",
+    "long_term_key",
+    "short_term_key",
+]
