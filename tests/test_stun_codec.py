@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import struct
 
@@ -318,10 +319,8 @@ def test_round_trip(message: StunMessage, fingerprint: bool, key: bytes | None,
 
 @given(st.binary(max_size=200))
 def test_decoding_random_bytes_raises_only_the_codec_error(data: bytes) -> None:
-    try:
+    with contextlib.suppress(StunDecodeError):
         decode_message(data)
-    except StunDecodeError:
-        pass
 
 
 @given(messages, st.data())
@@ -331,10 +330,8 @@ def test_decoding_corrupted_messages_raises_only_the_codec_error(message: StunMe
     for _ in range(data.draw(st.integers(1, 4))):
         index = data.draw(st.integers(0, len(encoded) - 1))
         encoded[index] = data.draw(st.integers(0, 255))
-    try:
+    with contextlib.suppress(StunDecodeError):
         decode_message(bytes(encoded[:data.draw(st.integers(0, len(encoded)))]))
-    except StunDecodeError:
-        pass
 
 
 def test_the_codec_error_is_a_decode_error() -> None:
