@@ -1,6 +1,8 @@
-"""STUN over UDP: the message codec (RFC 8489, RFC 5780 attributes).
+"""STUN over UDP: the message codec (RFC 8489, RFC 5780 attributes) and the Binding
+responder with behaviour-discovery support.
 
-All sans-io.
+All sans-io: the responder takes datagrams and time and returns
+:class:`Datagram` values to send.
 
 May import: :mod:`protocols.core`.
 """
@@ -8,6 +10,7 @@ May import: :mod:`protocols.core`.
 from __future__ import annotations
 
 from ._datagram import Datagram
+from ._rate_limit import TokenBuckets
 from ._stun_codec import (
     BINDING,
     HEADER_SIZE,
@@ -38,6 +41,13 @@ from ._stun_codec import (
     long_term_key,
     short_term_key,
 )
+from ._stun_responder import (
+    StunAddresses,
+    StunResponder,
+    StunResponderConfig,
+    StunResponderStatistics,
+    check_no_amplification,
+)
 
 __all__ = [
     "BINDING",
@@ -57,14 +67,20 @@ __all__ = [
     "Realm",
     "ResponseOrigin",
     "Software",
+    "StunAddresses",
     "StunClass",
     "StunDecodeError",
     "StunMessage",
+    "StunResponder",
+    "StunResponderConfig",
+    "StunResponderStatistics",
+    "TokenBuckets",
     "UnknownAttribute",
     "UnknownAttributes",
     "Username",
     "XorMappedAddress",
     "attribute_size",
+    "check_no_amplification",
     "decode_message",
     "encode_message",
     "long_term_key",
