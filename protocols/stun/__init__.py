@@ -1,8 +1,9 @@
-"""STUN over UDP: the message codec (RFC 8489, RFC 5780 attributes) and the Binding
-responder with behaviour-discovery support.
+"""STUN over UDP: the message codec (RFC 8489, RFC 5780 attributes), the Binding
+responder with behaviour-discovery support, and the RFC 5780 discovery client.
 
-All sans-io: the responder takes datagrams and time and returns
-:class:`Datagram` values to send.
+All sans-io: the responder and the discovery machine take datagrams and time
+and return :class:`Datagram` values to send; :mod:`actors.transport` drives
+them on UDP sockets.
 
 May import: :mod:`protocols.core`.
 """
@@ -10,6 +11,15 @@ May import: :mod:`protocols.core`.
 from __future__ import annotations
 
 from ._datagram import Datagram
+from ._discovery import (
+    BehaviourDiscovery,
+    DiscoveryFinished,
+    DiscoveryState,
+    DiscoveryStatistics,
+    NatBehaviour,
+    Retransmission,
+    UdpProfile,
+)
 from ._rate_limit import TokenBuckets
 from ._stun_codec import (
     BINDING,
@@ -56,16 +66,22 @@ __all__ = [
     "MAX_MESSAGE_SIZE",
     "AttrType",
     "Attribute",
+    "BehaviourDiscovery",
     "ChangeRequest",
     "Datagram",
     "DecodedMessage",
+    "DiscoveryFinished",
+    "DiscoveryState",
+    "DiscoveryStatistics",
     "Endpoint",
     "ErrorCode",
     "MappedAddress",
+    "NatBehaviour",
     "Nonce",
     "OtherAddress",
     "Realm",
     "ResponseOrigin",
+    "Retransmission",
     "Software",
     "StunAddresses",
     "StunClass",
@@ -75,6 +91,7 @@ __all__ = [
     "StunResponderConfig",
     "StunResponderStatistics",
     "TokenBuckets",
+    "UdpProfile",
     "UnknownAttribute",
     "UnknownAttributes",
     "Username",
