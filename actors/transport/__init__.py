@@ -1,5 +1,6 @@
 """Transports: the :class:`FrameStream` seam, WebSocket (``/ws``, ``/wss``) and
-in-memory transports, socket options and TLS contexts.
+in-memory transports, socket options and TLS contexts; STUN over UDP (server and
+behaviour-discovery client).
 
 May import: :mod:`actors.runtime`, :mod:`protocols`.
 """
@@ -17,6 +18,7 @@ from ._framestream import (
     TransportError,
 )
 from ._memory_transport import MemoryFrameStream, MemoryNetwork, MemoryTransport, memory_stream_pair
+from ._stun_udp import StunServer, StunServerStatistics, discover_udp_profile, open_stun_server
 from ._tls import check_tls_files, client_context, server_context
 from ._ws_stream import WebSocketBroken, WebSocketFrameStream
 from ._ws_transport import WebSocketTransport
@@ -29,6 +31,8 @@ __all__ = [
     "MemoryFrameStream",
     "MemoryNetwork",
     "MemoryTransport",
+    "StunServer",
+    "StunServerStatistics",
     "Transport",
     "TransportBroken",
     "TransportClosed",
@@ -38,6 +42,8 @@ __all__ = [
     "WebSocketTransport",
     "check_tls_files",
     "client_context",
+    "discover_udp_profile",
     "memory_stream_pair",
+    "open_stun_server",
     "server_context",
 ]
