@@ -126,6 +126,13 @@ def test_change_request_without_alternate_is_420() -> None:
     assert len(sent.payload) <= len(data) + 28 + 8 + FINGERPRINT
 
 
+def test_change_request_asking_for_no_change_is_answered_without_alternate() -> None:
+    responder = StunResponder(StunAddresses(P))
+    sent, message = only(answer(responder, request(ChangeRequest(False, False))))
+    assert message.cls is StunClass.SUCCESS
+    assert sent.source == P
+
+
 def test_unknown_comprehension_required_attribute_is_420_optional_is_ignored() -> None:
     responder = StunResponder(StunAddresses(P, A))
     priority = UnknownAttribute(0x0024, b"\x6e\x00\x01\xff")

@@ -175,7 +175,7 @@ class _Transaction:
     outcome: _Outcome | None = field(default=None)
 
 
-_PROGRESS: Final = {
+_ACCEPTS: Final = {
     # state -> inputs it accepts
     DiscoveryState.IDLE: {"start", "timeout"},
     DiscoveryState.TEST_I: {"datagram", "timeout"},
@@ -218,7 +218,7 @@ class BehaviourDiscovery:
         return self._profile
 
     def _accept(self, event: str) -> None:
-        if event not in _PROGRESS[self._state]:
+        if event not in _ACCEPTS[self._state]:
             raise LocalProtocolError(
                 f"BehaviourDiscovery: {event} not accepted in state {self._state.value}")
 

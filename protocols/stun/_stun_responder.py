@@ -33,10 +33,11 @@ requests lack the magic cookie and are not answered at all (their
 and/or the other port. It is honoured when an alternate is configured; the
 answer always goes to the request's own source address (the attribute that
 would redirect it, ``RESPONSE-PORT``, is not supported and so draws a 420).
-Without an alternate, a CHANGE-REQUEST is answered with error 420 (Unknown
-Attribute) listing it, as RFC 5780 asks of servers that cannot change
-address; any other unknown comprehension-required attribute draws the same
-420 listing it, per RFC 8489.
+Without an alternate, a CHANGE-REQUEST that asks for a change is answered
+with error 420 (Unknown Attribute) listing it, as RFC 5780 asks of servers
+that cannot change address (one asking for no change is answered as if it
+were absent: RFC 3489-era clients send it in every test); any other unknown
+comprehension-required attribute draws the same 420 listing it, per RFC 8489.
 
 **No amplification.** Every answer obeys, checked in code before it is
 returned (:func:`check_no_amplification`, a :class:`LocalProtocolError` if
@@ -269,6 +270,8 @@ class StunResponder:
             return []
         unknown = request.unknown_required()
         change = request.first(ChangeRequest)
+        if change is not None and not (change.change_ip or change.change_port):
+            change = None  # asks for no change (older clients send it in every test)
         if change is not None and self._addresses.alternate is None:
             unknown = (*unknown, int(AttrType.CHANGE_REQUEST))
         if unknown:
