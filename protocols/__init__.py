@@ -13,6 +13,8 @@ from the layers below it, siblings on one level not importing each other
     bootstrap            /status document and view, fetch plan, BootstrapConfig
     node                 node events, lifecycle, node model, dial plan, peer store, key file
     identify | autonat   Identify messages and rules | AutoNAT messages and decisions
+      | stun             | STUN codec, responder and behaviour discovery (used as
+                         ``protocols.stun``; its names are not re-exported here)
     wire                 msgpack codec, frames, handshake, stream mux
     core                 identity, addresses, address policy, backoff, errors
 """
