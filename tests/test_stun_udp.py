@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket as stdsocket
 
+import pytest
 import trio
 import trio.testing
 
@@ -116,3 +117,11 @@ async def test_discovery_against_a_silent_server_ends_unknown(
             elapsed = trio.current_time() - start
         assert profile.mapping is NatBehaviour.UNKNOWN
         assert elapsed == 5.0
+
+
+@pytest.mark.parametrize("alternate", [Endpoint.of("127.0.0.1", 0), Endpoint.of("::1", 0),
+                                       Endpoint.of("127.0.0.2", 40001)])
+async def test_an_unusable_alternate_is_refused_before_binding(alternate: Endpoint) -> None:
+    with pytest.raises(ValueError, match="alternate"):
+        async with open_stun_server(Endpoint.of("127.0.0.1", 40001), alternate):
+            pass  # pragma: no cover

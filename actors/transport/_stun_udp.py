@@ -174,6 +174,11 @@ async def open_stun_server(primary: Endpoint, alternate: Endpoint | None = None,
     """Serve STUN on ``primary`` (and the RFC 5780 combinations with ``alternate``) until
     the block exits. Ports may be 0; :attr:`StunServer.addresses` has the bound ones."""
     config = config or StunResponderConfig()
+    if alternate is not None:  # what StunAddresses will insist on, before binding anything
+        if alternate.ip == primary.ip or alternate.ip.version != primary.ip.version:
+            raise ValueError("the alternate needs another IP of the primary's family")
+        if alternate.port != 0 and alternate.port == primary.port:
+            raise ValueError("the alternate needs another port than the primary")
     addresses, sockets = await _bind_all(primary, alternate)
     try:
         server = StunServer(StunResponder(addresses, config), sockets)
