@@ -320,6 +320,40 @@ async def test_a_path_that_is_not_the_requesters_gets_the_fixed_timeout(
     assert 4.0 <= waited < 4.5
 
 
+async def _answer_to_a_dial_back_served_by(handler: Any) -> DialResponse:
+    """What a server answers when the address it dials back is served by ``handler`` (a
+    raw frame-stream handler at 127.0.0.20:4001, not a node)."""
+    net = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(net.transport("127.0.0.20").listen,
+                            WsAddress.parse("/ip4/127.0.0.20/tcp/4001/ws"), handler)
+        async with _cluster(net, 1) as (server,), _bare(net, "127.0.0.20", server) as conn:
+            reply, _ = await _request(conn, "/ip4/127.0.0.20/tcp/4001/ws")
+        nursery.cancel_scope.cancel()
+    assert isinstance(reply, DialResponse)
+    return reply
+
+
+async def test_a_dial_back_that_connects_but_never_finishes_its_handshake_is_no_evidence(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async def silent(stream: Any) -> None:  # accepts the connection, never says hello
+        await trio.sleep_forever()
+    with trio.fail_after(120):
+        reply = await _answer_to_a_dial_back_served_by(silent)
+    assert reply.status == ResponseStatus.OK
+    assert reply.dial_status == DialStatus.E_DIAL_BACK_ERROR  # not E_DIAL_ERROR
+
+
+async def test_a_dial_back_whose_handshake_the_peer_fails_is_unreachable(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async def hang_up(stream: Any) -> None:  # something else listens there: it hangs up
+        await stream.aclose("not an autonat node")
+    with trio.fail_after(120):
+        reply = await _answer_to_a_dial_back_served_by(hang_up)
+    assert reply.status == ResponseStatus.OK
+    assert reply.dial_status == DialStatus.E_DIAL_ERROR
+
+
 async def test_probe_results_are_counted_once_by_the_scheduler(
         autojump_clock: trio.testing.MockClock) -> None:
     net = MemoryNetwork(dial_filter=_firewall("127.0.0.9"))

@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from actors.transport import DialError, WebSocketTransport, _sockets
+from actors.transport import DialError, HandshakeTimedOut, WebSocketTransport, _sockets
 from actors.transport._sockets import ConnectGaveUp, connect_planned, path_stats
 from protocols import ConnectPlan, LocalProtocolError, PathStats, WsAddress, plan_dial_back
 from protocols.autonat import attempts_needed
@@ -247,3 +247,29 @@ async def test_the_websocket_transport_follows_the_plan_to_a_listener_that_drops
                 async with transport.dial(addr, reuse_listen_port=False, connect_plan=PLAN):
                     pass  # pragma: no cover - never connects
     assert trio.current_time() == pytest.approx(PLAN.give_up_after)
+
+
+async def test_a_websocket_upgrade_that_times_out_is_told_apart_from_no_connection(
+        autojump_clock: trio.testing.MockClock) -> None:
+    # the TCP connection is made (the kernel accepts it), nobody answers the upgrade
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        addr = WsAddress.parse(f"/ip4/127.0.0.1/tcp/{listener.getsockname()[1]}/ws")
+        transport = WebSocketTransport(handshake_timeout=2.0)
+        with pytest.raises(HandshakeTimedOut, match="timed out after 2 s"):
+            async with transport.dial(addr, reuse_listen_port=False, connect_plan=PLAN):
+                pass  # pragma: no cover - never upgrades
+
+
+async def test_a_refused_websocket_dial_is_a_plain_dial_error(
+        autojump_clock: trio.testing.MockClock) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))  # bound, not listening: the kernel answers RST
+        addr = WsAddress.parse(f"/ip4/127.0.0.1/tcp/{unused.getsockname()[1]}/ws")
+        with pytest.raises(DialError) as caught:
+            async with WebSocketTransport().dial(addr, reuse_listen_port=False,
+                                                 connect_plan=PLAN):
+                pass  # pragma: no cover - refused
+    assert not isinstance(caught.value, HandshakeTimedOut)
+    assert trio.current_time() < PLAN.attempts[1]  # the refusal ended the race at once

@@ -95,6 +95,7 @@ from protocols import (
     HandshakeError,
     HandshakeFailed,
     HandshakeResult,
+    HandshakeTimeout,
     InboundStreamOpened,
     InboundStreamRejected,
     Keypair,
@@ -131,11 +132,15 @@ before the peer counts as not reading."""
 
 
 class ConnectionFailed(Exception):
-    """The handshake failed; the frame stream is already closed with ``reason``."""
+    """The handshake failed; the frame stream is already closed with ``reason``.
 
-    def __init__(self, reason: str) -> None:
+    ``timed_out``: the peer did not finish it in time (on a lossy path, not proof
+    that the peer is not there), as opposed to a failure the peer caused."""
+
+    def __init__(self, reason: str, *, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.timed_out = timed_out
 
 
 class ConnectionEnded(StreamFailure):
@@ -577,7 +582,7 @@ async def _authenticate(frame_stream: FrameStream, keypair: Keypair, *,
         reason = f"handshake failed: {exc}"
         with trio.CancelScope(shield=True):
             await frame_stream.aclose(reason)
-        raise ConnectionFailed(reason) from exc
+        raise ConnectionFailed(reason, timed_out=isinstance(exc, HandshakeTimeout)) from exc
 
 
 async def _drive_handshake(frame_stream: FrameStream, handshake: Handshake) -> HandshakeResult:

@@ -30,11 +30,13 @@ connection's nursery, bounded as a whole by ``server_timeout``:
    one RTT apart, as many as the path's loss calls for, and a give-up a few
    retransmission timeouts later, never before ``dialback_floor``); a
    dial-back to another IP than the requester's, or without a measurement,
-   waits the fixed ``dialback_timeout``, which also bounds connect plus
-   handshake in every case. Then authenticate the requester there,
+   waits the fixed ``dialback_timeout``. The handshakes after the connect
+   run under their own timeouts. Then authenticate the requester there,
    send ``DialBack{nonce}`` on ``/libp2p/autonat/2/dial-back`` and wait for
-   ``DialBackResponse``. Connection failure -> ``E_DIAL_ERROR``; connected
-   but the dial-back exchange failed -> ``E_DIAL_BACK_ERROR``. A dial that
+   ``DialBackResponse``. No connection, or a handshake the peer failed
+   (refused the upgrade, wrong peer id) -> ``E_DIAL_ERROR``; connected but a
+   handshake timed out or the dial-back exchange failed ->
+   ``E_DIAL_BACK_ERROR`` (something answered: no evidence of unreachability). A dial that
    failed *on this host* (:class:`~actors.transport.LocalDialError`: out of
    file descriptors or buffers, no free port, ``dialback_source`` not
    usable) is answered ``E_INTERNAL_ERROR``: only a failure on the path to
@@ -49,7 +51,6 @@ registered with the Dialer, so it does not count as a peer connection here.
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter
 from contextlib import AsyncExitStack
@@ -88,11 +89,12 @@ from ..connection import (
     EXCHANGE_FAILURES,
     Connection,
     ConnectionConfig,
+    ConnectionFailed,
     Stream,
     open_connection,
 )
 from ..runtime import MailboxSender, get_logger
-from ..transport import LocalDialError, Transport
+from ..transport import HandshakeTimedOut, LocalDialError, Transport
 from ._messages import TrackerEvent
 
 
@@ -221,39 +223,39 @@ class AutonatServer:
 
     async def _dial_back(self, addr: WsAddress, peer: PeerId, nonce: int,
                          plan: ConnectPlan) -> DialStatus | None:
-        """Dial ``addr`` back and send the nonce; None when it failed for a local reason."""
+        """Dial ``addr`` back and send the nonce; None when it failed for a local reason.
+
+        ``plan`` bounds the connect phase (the transport gives up as it says); the
+        handshakes after it run under their own timeouts. Only a failure to connect
+        or a handshake the peer failed is ``E_DIAL_ERROR``: a handshake that timed out
+        after the connection was made means something answered at ``addr`` over a
+        slow or lossy path - no evidence either way, ``E_DIAL_BACK_ERROR``.
+        """
         self._dial_backs += 1
-        ceiling = self._config.autonat_server_config.dialback_timeout
-        # The transport gives up the connect phase as ``plan`` says; the ceiling covers
-        # connect + handshake and is lifted once connected (the dial-back exchange has
-        # its own timeout). One scope around the whole stack, because the contexts it
-        # enters own nurseries that exit later.
-        with trio.CancelScope(deadline=trio.current_time() + ceiling) as connecting:
-            async with AsyncExitStack() as stack:
-                try:
-                    frames = await stack.enter_async_context(self._transport.dial(
-                        addr.with_peer_id(peer), reuse_listen_port=False,
-                        source_ip=self._config.autonat_server_config.dialback_source,
-                        connect_plan=plan))
-                    connection = await stack.enter_async_context(open_connection(
-                        frames, self._keypair, initiator=True, expected_peer=peer,
-                        config=self._conn_config))
-                except LocalDialError as exc:
-                    self._local_failures += 1
-                    self._log.warning("dial-back impossible on this host; answering "
-                                      "E_INTERNAL_ERROR, not E_DIAL_ERROR", peer=str(peer),
-                                      addr=str(addr), error=str(exc))
-                    return None
-                except CONNECT_FAILURES as exc:
-                    self._log.info("dial-back failed", peer=str(peer), addr=str(addr),
-                                   error=str(exc), attempts=len(plan.attempts),
-                                   give_up_after=round(plan.give_up_after, 3))
-                    return DialStatus.E_DIAL_ERROR
-                connecting.deadline = math.inf
-                return await self._send_dial_back(connection, peer, nonce)
-        self._log.info("dial-back failed", peer=str(peer), addr=str(addr),
-                       error=f"no connection and handshake within {ceiling:g} s")
-        return DialStatus.E_DIAL_ERROR
+        async with AsyncExitStack() as stack:
+            try:
+                frames = await stack.enter_async_context(self._transport.dial(
+                    addr.with_peer_id(peer), reuse_listen_port=False,
+                    source_ip=self._config.autonat_server_config.dialback_source,
+                    connect_plan=plan))
+                connection = await stack.enter_async_context(open_connection(
+                    frames, self._keypair, initiator=True, expected_peer=peer,
+                    config=self._conn_config))
+            except LocalDialError as exc:
+                self._local_failures += 1
+                self._log.warning("dial-back impossible on this host; answering "
+                                  "E_INTERNAL_ERROR, not E_DIAL_ERROR", peer=str(peer),
+                                  addr=str(addr), error=str(exc))
+                return None
+            except CONNECT_FAILURES as exc:
+                timed_out = isinstance(exc, HandshakeTimedOut) or (
+                    isinstance(exc, ConnectionFailed) and exc.timed_out)
+                self._log.info("dial-back failed", peer=str(peer), addr=str(addr),
+                               error=str(exc), attempts=len(plan.attempts),
+                               give_up_after=round(plan.give_up_after, 3),
+                               connected=timed_out)
+                return DialStatus.E_DIAL_BACK_ERROR if timed_out else DialStatus.E_DIAL_ERROR
+            return await self._send_dial_back(connection, peer, nonce)
 
     def _plan(self, connection: Connection, addr: WsAddress) -> ConnectPlan:
         """The connect phase of a dial-back to ``addr`` of the requester of ``connection``:

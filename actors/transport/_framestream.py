@@ -57,6 +57,11 @@ class DialError(TransportError):
     """A dial did not produce a connection (refused, unreachable, timed out, bad URL)."""
 
 
+class HandshakeTimedOut(DialError):
+    """A dial connected, but the transport's handshake (TLS, WebSocket upgrade) did not
+    finish in time: something answered at the address, over a slow or lossy path."""
+
+
 class LocalDialError(DialError):
     """A dial failed for a reason on *our* side: no file descriptors or buffers left, no
     free port, no route or address for our source IP, a local policy. It says nothing

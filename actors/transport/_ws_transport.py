@@ -47,7 +47,13 @@ from protocols import ConnectPlan, UpgradeLimits, WsAddress
 
 from ..runtime import get_logger
 from ._accept import SocketBudget, accept_loop
-from ._framestream import LOCAL_DIAL_ERRNOS, DialError, LocalDialError, StreamHandler
+from ._framestream import (
+    LOCAL_DIAL_ERRNOS,
+    DialError,
+    HandshakeTimedOut,
+    LocalDialError,
+    StreamHandler,
+)
 from ._sockets import (
     connect_planned,
     connect_tcp,
@@ -272,10 +278,12 @@ class WebSocketTransport:
                 )
                 return WebSocketFrameStream(ws, stream, addresses, host, self._settings)
             failure = host.handshake_failure(timeout)
+            timed_out = host.error is None and not host.stopped
         except (OSError, trio.BrokenResourceError, ConnectionClosed) as exc:
-            failure = _error_text(exc)
+            failure, timed_out = _error_text(exc), False
         await trio.aclose_forcefully(stream)
-        raise DialError(f"WebSocket handshake with {addr} failed: {failure}")
+        error = HandshakeTimedOut if timed_out else DialError
+        raise error(f"WebSocket handshake with {addr} failed: {failure}")
 
     def _client_context(self) -> ssl.SSLContext:
         if self._client_ssl is None:

@@ -76,10 +76,11 @@ class AutonatServerConfig:
     server_timeout: float = 30.0
     """Whole dial request on the server side, dial data and dial-back included."""
     dialback_timeout: float = 5.0
-    """A dial-back's connect + handshake, at most. Shorter than ``dial_timeout``: it
-    covers two TCP SYN retransmissions. It is the ceiling of the adaptive give-up:
-    where the request's connection has an RTT measurement, the connect phase gives up
-    after a few retransmission timeouts of that path (see ``dialback_floor``)."""
+    """A dial-back's connect phase (SYN to SYN-ACK), at most; the handshakes after it
+    have their own timeouts. Shorter than ``dial_timeout``: it covers two TCP SYN
+    retransmissions. It is the ceiling of the adaptive give-up: where the request's
+    connection has an RTT measurement, the connect phase gives up after a few
+    retransmission timeouts of that path (see ``dialback_floor``)."""
     dialback_floor: float = 0.3
     """Seconds: the adaptive give-up of a dial-back's connect phase is never sooner
     (scheduling and jitter on fast paths). Equal to ``dialback_timeout``: the fixed
