@@ -30,7 +30,9 @@ from protocols import (
     Auth,
     DecodeError,
     DialBack,
+    DialBackAttempt,
     DialBackResponse,
+    DialBackSource,
     DialBackStatus,
     DialDataRequest,
     DialDataResponse,
@@ -114,6 +116,11 @@ GOLDEN_CASES: dict[str, tuple[WireMessage, Decoder]] = {
     "dial_data_request": (DialDataRequest(addr_idx=1, num_bytes=50_000), decode_autonat),
     "dial_data_response": (DialDataResponse(data=b"\x00" * 16), decode_autonat),
     "dial_response_ok": (DialResponse(ResponseStatus.OK, 0, DialStatus.OK), decode_autonat),
+    "dial_response_dial_backs": (
+        DialResponse(ResponseStatus.OK, 0, DialStatus.E_DIAL_ERROR,
+                     (DialBackAttempt(DialBackSource.CONTACTED_IP, DialStatus.OK),
+                      DialBackAttempt(DialBackSource.OTHER_IP, DialStatus.E_DIAL_ERROR))),
+        decode_autonat),
     "dial_response_refused": (
         DialResponse(ResponseStatus.E_DIAL_REFUSED, 0, DialStatus.UNUSED), decode_autonat),
     "dial_back": (DialBack(nonce=2**64 - 1), decode_autonat),
@@ -208,7 +215,11 @@ autonat_messages = st.one_of(
     st.builds(DialDataRequest, addr_idx=u32, num_bytes=u64),
     st.builds(DialDataResponse, data=st.binary(min_size=1, max_size=4096)),
     st.builds(DialResponse, status=st.sampled_from(ResponseStatus), addr_idx=u32,
-              dial_status=st.sampled_from(DialStatus)),
+              dial_status=st.sampled_from(DialStatus),
+              dial_backs=st.lists(st.builds(DialBackAttempt,
+                                            source=st.sampled_from(DialBackSource),
+                                            dial_status=st.sampled_from(DialStatus)),
+                                  max_size=2, unique_by=lambda a: a.source).map(tuple)),
     st.builds(DialBack, nonce=u64),
     st.builds(DialBackResponse, status=st.sampled_from(DialBackStatus)),
 )
@@ -498,6 +509,21 @@ def test_autonat_wire_layout() -> None:
         "type": "dial-response", "status": 200, "addr_idx": 1, "dial_status": 100}
 
 
+def test_dial_backs_are_optional_on_the_wire() -> None:
+    """Omitted when empty (older peers' bytes unchanged); absent decodes as none reported."""
+    plain = {"type": "dial-response", "status": 200, "addr_idx": 0, "dial_status": 200}
+    assert decode_autonat_message(plain) == DialResponse(ResponseStatus.OK, 0, DialStatus.OK)
+    both = DialResponse(ResponseStatus.OK, 0, DialStatus.E_DIAL_ERROR,
+                        (DialBackAttempt(DialBackSource.CONTACTED_IP, DialStatus.OK),
+                         DialBackAttempt(DialBackSource.OTHER_IP, DialStatus.E_DIAL_ERROR)))
+    assert both.to_wire()["dial_backs"] == [{"source": 1, "dial_status": 200},
+                                            {"source": 2, "dial_status": 100}]
+    assert both.attempt(DialBackSource.CONTACTED_IP) is DialStatus.OK
+    assert both.attempt(DialBackSource.OTHER_IP) is DialStatus.E_DIAL_ERROR
+    assert DialResponse(ResponseStatus.OK, 0, DialStatus.OK).attempt(
+        DialBackSource.OTHER_IP) is None
+
+
 def test_integer_statuses_are_stored_as_enum_members() -> None:
     response = DialResponse(200, 0, 101)  # type: ignore[arg-type]
     assert response.status is ResponseStatus.OK
@@ -530,6 +556,19 @@ def test_integer_statuses_are_stored_as_enum_members() -> None:
          "dial-data-response.data: expected 1 to 4096 bytes, got 0"),
         ({"type": "dial-data-response", "data": b"x" * 4097},
          "dial-data-response.data: expected 1 to 4096 bytes, got 4097"),
+        ({"type": "dial-response", "status": 200, "addr_idx": 0, "dial_status": 0,
+          "dial_backs": [{"source": 3, "dial_status": 200}]},
+         r"dial-response.dial_backs\[0\].source: unknown DialBackSource value 3"),
+        ({"type": "dial-response", "status": 200, "addr_idx": 0, "dial_status": 0,
+          "dial_backs": [{"source": 1, "dial_status": 200}, {"source": 1, "dial_status": 0}]},
+         "dial-response.dial_backs: one attempt per source at most"),
+        ({"type": "dial-response", "status": 200, "addr_idx": 0, "dial_status": 0,
+          "dial_backs": [{"source": 1, "dial_status": 200}] * 3},
+         "dial-response.dial_backs: expected 0 to 2 items, got 3"),
+        ({"type": "dial-response", "status": 200, "addr_idx": 0, "dial_status": 0,
+          "dial_backs": [7]}, r"dial-response.dial_backs\[0\]: expected a map, got int"),
+        ({"type": "dial-response", "status": 200, "addr_idx": 0, "dial_status": 0,
+          "dial_backs": {}}, "dial-response.dial_backs: expected an array"),
         ({"type": "dial-response", "status": 201, "addr_idx": 0, "dial_status": 0},
          r"dial-response.status: unknown ResponseStatus value 201 \(known: E_INTERNAL_ERROR=0"),
         ({"type": "dial-response", "status": 200, "addr_idx": 0, "dial_status": 1},

@@ -11,7 +11,8 @@ with a ``"type"`` tag, carried as a stream frame's ``"m"``::
       {"type": "dial-request", "addrs": [bytes, ...], "nonce": u64}
       {"type": "dial-data-request", "addr_idx": u32, "num_bytes": u64}
       {"type": "dial-data-response", "data": bytes (1..4096)}
-      {"type": "dial-response", "status": int, "addr_idx": u32, "dial_status": int}
+      {"type": "dial-response", "status": int, "addr_idx": u32, "dial_status": int,
+       "dial_backs": [{"source": int, "dial_status": int}, ...]   (optional, ours)}
     dial-back stream (server -> client on a fresh connection, and the answer)
       {"type": "dial-back", "nonce": u64}
       {"type": "dial-back-response", "status": int}
@@ -21,6 +22,13 @@ IntEnums with the spec's numbers; a value the spec does not define is a
 :class:`~protocols.ValidationError`, because guessing what an unknown status
 means would turn a peer's word into evidence. Which message may appear on
 which stream, and in which order, is the probe state machine's business.
+
+``dial_backs`` is our backward-compatible addition (docs/architecture.md,
+"AutoNAT server rules"): what a server that measures filtering attempted
+and what happened to each attempt, one entry per :class:`DialBackSource`
+(at most two, distinct sources). It is omitted when empty, so a response
+without it encodes exactly as before, and older decoders ignore unknown
+keys; a response without it decodes as ``dial_backs=()``.
 
 Bounds: 1 to :data:`MAX_DIAL_ADDRS` candidate addresses per request (the
 server dials only one), each a binary multiaddr of at most
@@ -47,6 +55,7 @@ from ..wire import (
     check_enum,
     check_int,
     check_tag,
+    check_tuple,
     kind,
     require,
     show,
@@ -76,6 +85,18 @@ class DialStatus(enum.IntEnum):
     E_DIAL_ERROR = 100
     E_DIAL_BACK_ERROR = 101
     OK = 200
+
+
+class DialBackSource(enum.IntEnum):
+    """Where a server's dial-back came from (``DialResponse.dial_backs``).
+
+    ``CONTACTED_IP``: the IP the client sent its request to, on a fresh
+    ephemeral port; ``OTHER_IP``: the server's second address
+    (``dialback_source``), an IP the client never contacted.
+    """
+
+    CONTACTED_IP = 1
+    OTHER_IP = 2
 
 
 class DialBackStatus(enum.IntEnum):
@@ -163,8 +184,53 @@ class DialDataResponse(WireMessage):
 
 
 @dataclass(frozen=True, slots=True)
+class DialBackAttempt:
+    """One dial-back a server attempted for a request, and how it went."""
+
+    source: DialBackSource
+    dial_status: DialStatus
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source", check_enum(self.source, DialBackSource,
+                                                      "dial_backs.source"))
+        object.__setattr__(self, "dial_status", check_enum(self.dial_status, DialStatus,
+                                                           "dial_backs.dial_status"))
+
+    def to_wire(self) -> WireMap:
+        return {"source": int(self.source), "dial_status": int(self.dial_status)}
+
+
+MAX_DIAL_BACKS: Final = len(DialBackSource)
+
+
+def _check_dial_backs(value: object, field: str) -> tuple[DialBackAttempt, ...]:
+    items = check_tuple(value, field, 0, MAX_DIAL_BACKS)
+    attempts: list[DialBackAttempt] = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict):  # from the wire
+            where = f"{field}[{i}]"
+            item = DialBackAttempt(
+                source=check_enum(require(item, "source", where), DialBackSource,
+                                  f"{where}.source"),
+                dial_status=check_enum(require(item, "dial_status", where), DialStatus,
+                                       f"{where}.dial_status"))
+        if not isinstance(item, DialBackAttempt):
+            raise ValidationError(f"{field}[{i}]: expected a map, got {kind(item)}")
+        attempts.append(item)
+    if len({attempt.source for attempt in attempts}) != len(attempts):
+        raise ValidationError(f"{field}: one attempt per source at most")
+    return tuple(attempts)
+
+
+@dataclass(frozen=True, slots=True)
 class DialResponse(WireMessage):
     """Server's verdict on a request; ``dial_status`` says how its dial went.
+
+    ``dial_backs`` (optional, ours): every dial-back attempted for the
+    request, by source (see the module docstring); empty from servers that
+    do not report them. ``dial_status`` stays the reachability answer: the
+    dial-back from the second address when the server has one, else the one
+    from its primary address.
 
     Integer values are accepted and stored as the enum member.
     """
@@ -174,6 +240,7 @@ class DialResponse(WireMessage):
     status: ResponseStatus
     addr_idx: int
     dial_status: DialStatus
+    dial_backs: tuple[DialBackAttempt, ...] = ()
 
     def __post_init__(self) -> None:
         status = check_enum(self.status, ResponseStatus, f"{self.TYPE}.status")
@@ -181,14 +248,28 @@ class DialResponse(WireMessage):
         dial_status = check_enum(self.dial_status, DialStatus, f"{self.TYPE}.dial_status")
         object.__setattr__(self, "status", status)
         object.__setattr__(self, "dial_status", dial_status)
+        object.__setattr__(self, "dial_backs",
+                           _check_dial_backs(self.dial_backs, f"{self.TYPE}.dial_backs"))
+
+    def attempt(self, source: DialBackSource) -> DialStatus | None:
+        """How the dial-back from ``source`` went, or None when none was reported."""
+        for attempt in self.dial_backs:
+            if attempt.source == source:
+                return attempt.dial_status
+        return None
 
     def to_wire(self) -> WireMap:
-        return {TYPE_KEY: self.TYPE, "status": int(self.status), "addr_idx": self.addr_idx,
-                "dial_status": int(self.dial_status)}
+        wire: WireMap = {TYPE_KEY: self.TYPE, "status": int(self.status),
+                         "addr_idx": self.addr_idx, "dial_status": int(self.dial_status)}
+        if self.dial_backs:
+            wire["dial_backs"] = [attempt.to_wire() for attempt in self.dial_backs]
+        return wire
 
     @classmethod
     def from_wire(cls, obj: WireMap) -> Self:
         check_tag(obj, TYPE_KEY, cls.TYPE, cls.TYPE)
+        field = f"{cls.TYPE}.dial_backs"
+        backs = obj.get("dial_backs", [])
         return cls(
             status=check_enum(require(obj, "status", cls.TYPE), ResponseStatus,
                               f"{cls.TYPE}.status"),
@@ -196,6 +277,7 @@ class DialResponse(WireMessage):
                                0, U32_MAX),
             dial_status=check_enum(require(obj, "dial_status", cls.TYPE), DialStatus,
                                    f"{cls.TYPE}.dial_status"),
+            dial_backs=_check_dial_backs(wire_tuple(backs, field), field),
         )
 
 
