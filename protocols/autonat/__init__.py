@@ -17,6 +17,7 @@ from ._autonat_candidates import (
 from ._autonat_config import AutonatClientConfig, AutonatServerConfig
 from ._autonat_events import (
     InboundProbe,
+    NatFiltering,
     NatMapping,
     NatStatus,
     ProbeOutcome,
@@ -54,6 +55,13 @@ from ._autonat_server_rules import (
     dial_data_chunks,
 )
 from ._dialback_timing import ConnectPlan, PathStats, attempts_needed, plan_dial_back
+from ._nat_filtering import (
+    FilteringEvidence,
+    NatFilteringChanged,
+    NatFilteringVotes,
+    dial_back_proves_reachable,
+    filtering_vote,
+)
 from ._nat_mapping import (
     AddressObservation,
     NatMappingReport,
@@ -113,7 +121,11 @@ __all__ = [
     "DialRequest",
     "DialResponse",
     "DialStatus",
+    "FilteringEvidence",
     "InboundProbe",
+    "NatFiltering",
+    "NatFilteringChanged",
+    "NatFilteringVotes",
     "NatMapping",
     "NatMappingReport",
     "NatStatus",
@@ -154,7 +166,9 @@ __all__ = [
     "classify_nat_mapping",
     "decode_autonat_message",
     "dial_back_mismatch",
+    "dial_back_proves_reachable",
     "dial_data_chunks",
+    "filtering_vote",
     "plan_dial_back",
     "probe_outcome",
 ]

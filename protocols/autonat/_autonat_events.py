@@ -19,6 +19,9 @@ from ._autonat_msg import DialStatus, ResponseStatus
 
 NatStatus = Literal["public", "private", "unknown"]
 NatMapping = Literal["none", "endpoint-independent", "endpoint-dependent", "unknown"]
+NatFiltering = Literal["endpoint-independent", "address-dependent",
+                       "address-and-port-dependent", "unknown"]
+"""TCP filtering as RFC 4787 names it (:mod:`protocols.autonat._nat_filtering`)."""
 
 
 class ProbeOutcome(enum.Enum):
@@ -129,3 +132,4 @@ class ReachabilityUpdate:
     unreachable_addrs: tuple[WsAddress, ...]
     nat_mapping: NatMapping
     at: float
+    nat_filtering: NatFiltering = "unknown"

@@ -197,6 +197,11 @@ class ObservationIndex:
         """The current observations, oldest first (O(N): for tests and diagnostics)."""
         return tuple(entry.observation for entry in self._entries.values())
 
+    def observed_by(self, observer: PeerId) -> frozenset[WsAddress]:
+        """The candidate addresses ``observer``'s current observation stands for (O(1))."""
+        entry = self._entries.get(observer)
+        return frozenset() if entry is None else entry.translated
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -97,8 +97,9 @@ from typing import Final
 
 from ..core import AddressPolicy, PeerId, WsAddress
 from ._autonat_candidates import ProbeServer, choose_servers
-from ._autonat_events import NatMapping, ProbeResult, ReachabilityUpdate
+from ._autonat_events import NatFiltering, NatMapping, ProbeResult, ReachabilityUpdate
 from ._autonat_msg import DIAL_REQUEST_PROTOCOL_ID
+from ._nat_filtering import FilteringEvidence, NatFilteringVotes
 from ._nat_mapping import AddressObservation
 from ._observation_index import ObservationIndex, ObservationIndexStatistics
 from ._probe_commands import (
@@ -173,6 +174,7 @@ class ProbeScheduler:
         if not math.isfinite(retry_server) or retry_server < 0:
             raise ValueError(f"retry_server must be a finite number >= 0, got {retry_server!r}")
         self.reachability = reachability if reachability is not None else Reachability()
+        self.filtering = NatFilteringVotes(self.reachability)
         self._rng = rng
         self._probe_servers = probe_servers
         self._welcome_probes = welcome_probes
@@ -212,6 +214,10 @@ class ProbeScheduler:
     @property
     def nat_mapping(self) -> NatMapping:
         return self._mapping
+
+    @property
+    def nat_filtering(self) -> NatFiltering:
+        return self.filtering.nat_filtering
 
     @property
     def candidates(self) -> tuple[WsAddress, ...]:
@@ -349,8 +355,14 @@ class ProbeScheduler:
         return []
 
     def handle_probe_finished(self, probe_id: int, result: ProbeResult, now: float, *,
-                              answered: bool) -> list[ProbeCommand]:
-        """``probe_id`` ended with ``result``; ``answered``: the server sent a DialResponse."""
+                              answered: bool, filtering: FilteringEvidence | None = None
+                              ) -> list[ProbeCommand]:
+        """``probe_id`` ended with ``result``; ``answered``: the server sent a DialResponse.
+
+        ``filtering``: which of its dial-backs arrived and what the server reported
+        about each (:mod:`._nat_filtering`); it votes on ``nat_filtering`` once the
+        reachability machine has seen ``result`` (so a lie is already distrusted).
+        """
         probe = self._probe(probe_id, "result")
         if result.server != probe.server or result.addr.with_peer_id(None) != probe.addr:
             raise ProbeSchedulerError(
@@ -360,7 +372,10 @@ class ProbeScheduler:
         if answered:
             self._answered.add(probe.server)
         self._counters.outcomes[result.outcome.value] += 1
-        return self._step(now, self.reachability.handle_probe_result(result, now))
+        events = self.reachability.handle_probe_result(result, now)
+        mapped = probe.addr in self._index.observed_by(probe.server)
+        self.filtering.handle_probe_result(result, filtering, mapped=mapped, now=now)
+        return self._step(now, events)
 
     def handle_probe_cancelled(self, probe_id: int, now: float) -> list[ProbeCommand]:
         """``probe_id`` was never run or was abandoned: no result, not an outcome."""
@@ -383,7 +398,8 @@ class ProbeScheduler:
     def poll_timeout(self) -> float | None:
         """The earliest future time at which :meth:`handle_timeout` changes something."""
         now, reach = self._now, self.reachability
-        times = [reach.next_probe_at(after=now), reach.poll_timeout()]
+        times = [reach.next_probe_at(after=now), reach.poll_timeout(),
+                 self.filtering.poll_timeout()]
         for addr, tried in self._tried.items():
             if reach.verdict(addr) == "unknown":
                 times.extend(t + self._retry_server for t in tried.values())
@@ -450,6 +466,7 @@ class ProbeScheduler:
         self._best = best
         events = self.reachability.handle_candidates(best, now)
         live = set(self.reachability.candidates)
+        self.filtering.handle_candidates(live, now)
         for addr in [a for a in self._tried if a not in live]:
             del self._tried[addr]
         for addr in [a for a in self._parked if a not in live]:
@@ -467,6 +484,8 @@ class ProbeScheduler:
         due = reach.poll_timeout()
         if due is not None and due <= now:
             events += reach.handle_timeout(now)
+        if self.filtering.needs_review(now):
+            self.filtering.handle_timeout(now)
         if events:
             self._epoch += 1  # evidence, distrust or verdicts changed
         commands: list[ProbeCommand] = self._publish(events, now)
@@ -476,13 +495,16 @@ class ProbeScheduler:
         return commands
 
     def _publish(self, events: list[ReachabilityEvent], now: float) -> list[ProbeCommand]:
-        published = "unknown" if self._published is None else self._published.nat_mapping
-        if not events and self._mapping == published:
+        last = self._published
+        published = ("unknown", "unknown") if last is None else (last.nat_mapping,
+                                                               last.nat_filtering)
+        if not events and (self._mapping, self.filtering.nat_filtering) == published:
             return []
         view = self.reachability.snapshot()
         self._published = ReachabilityUpdate(
             nat_status=view.nat_status, reachable_addrs=view.reachable_addrs,
-            unreachable_addrs=view.unreachable_addrs, nat_mapping=self._mapping, at=now)
+            unreachable_addrs=view.unreachable_addrs, nat_mapping=self._mapping, at=now,
+            nat_filtering=self.filtering.nat_filtering)
         return [PublishReachability(self._published, tuple(events))]
 
     def _note_small_network(self, servers: int, now: float) -> list[ProbeCommand]:

@@ -87,9 +87,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias, TypeVar
 
 from ..core import Backoff, PeerId, WsAddress
 from ._autonat_events import NatStatus, ProbeOutcome, ProbeResult
@@ -107,6 +107,7 @@ __all__ = [
     "ReachabilityView",
     "claims_dial_back",
     "probe_outcome",
+    "vote_verdict",
 ]
 
 AddressVerdict = Literal["reachable", "unreachable", "unknown"]
@@ -149,6 +150,28 @@ def probe_outcome(
     if response.dial_status == DialStatus.E_DIAL_ERROR:
         return ProbeOutcome.UNREACHABLE
     return ProbeOutcome.ERROR
+
+
+_V = TypeVar("_V", bound=str)
+
+
+def vote_verdict(current: _V | Literal["unknown"], votes: Mapping[_V, int],
+                 threshold: int) -> _V | Literal["unknown"]:
+    """The vote rule with hysteresis (module docstring, "Votes"), for any set of values.
+
+    The value with the most votes wins once it has ``threshold`` of them and
+    more than any other value; otherwise the verdict stays ``current``, and is
+    ``unknown`` when there are no votes at all. Reachability votes
+    ``reachable``/``unreachable``; NAT filtering reuses it for its three values.
+    """
+    live = {value: count for value, count in votes.items() if count > 0}
+    if not live:
+        return "unknown"
+    best = max(live.values())
+    leaders = [value for value, count in live.items() if count == best]
+    if best >= threshold and len(leaders) == 1:
+        return leaders[0]
+    return current
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -516,12 +539,8 @@ class Reachability:
         return self._servers_since + self.config.small_network_settle
 
     def _decide(self, current: AddressVerdict, yes: int, no: int) -> AddressVerdict:
-        threshold = self._threshold
-        if yes >= threshold and yes > no:
-            return "reachable"
-        if no >= threshold and no > yes:
-            return "unreachable"
-        return current if yes + no else "unknown"
+        votes: dict[AddressVerdict, int] = {"reachable": yes, "unreachable": no}
+        return vote_verdict(current, votes, self._threshold)
 
     def _update_nat_status(self, now: float) -> list[ReachabilityEvent]:
         verdicts = {state.verdict for state in self._addrs.values()}
