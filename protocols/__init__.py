@@ -116,6 +116,7 @@ from .identify import (
 from .autonat import (
     DIAL_BACK_PROTOCOL_ID,
     DIAL_REQUEST_PROTOCOL_ID,
+    MAX_DIAL_BACKS,
     MAX_DIAL_DATA,
     MIN_DIAL_DATA,
     RETRY_SERVER,
@@ -317,6 +318,7 @@ __all__ = [
     "LIFECYCLE_TRANSITIONS",
     "LOG_FORMATS",
     "LOG_LEVELS",
+    "MAX_DIAL_BACKS",
     "MAX_DIAL_DATA",
     "MAX_IDENTIFY_SIZE",
     "MAX_URL_LENGTH",

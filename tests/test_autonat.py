@@ -135,7 +135,7 @@ async def test_servers_that_say_ok_without_dialing_back_cannot_make_us_public(
         async with _cluster(net, 3) as servers, open_node(
                 _config("127.0.0.9"), transport=net.transport("127.0.0.9")) as client:
             for server in servers:
-                async def lie(*args: Any) -> DialStatus:
+                async def lie(*args: Any, **kwargs: Any) -> DialStatus:
                     return DialStatus.OK
                 monkeypatch.setattr(server._server, "_dial_back", lie)
             await _connect_all(client, servers)
@@ -437,9 +437,9 @@ async def test_dial_back_on_another_of_our_listeners_is_not_evidence(
 
             def make(original: Any) -> Any:
                 async def elsewhere(addr: WsAddress, peer: Any, nonce: int,
-                                    plan: Any) -> DialStatus:
+                                    plan: Any, **kw: Any) -> DialStatus:
                     wrong: DialStatus = await original(swap[addr.with_peer_id(None)], peer,
-                                                       nonce, plan)
+                                                       nonce, plan, **kw)
                     return wrong
                 return elsewhere
 
@@ -465,9 +465,10 @@ async def test_a_replayed_nonce_is_counted_once(
                 _config("127.0.0.9"), transport=net.transport("127.0.0.9")) as client:
 
             def make(original: Any) -> Any:
-                async def twice(addr: WsAddress, peer: Any, nonce: int, plan: Any) -> DialStatus:
-                    await original(addr, peer, nonce, plan)
-                    replay: DialStatus = await original(addr, peer, nonce, plan)
+                async def twice(addr: WsAddress, peer: Any, nonce: int, plan: Any,
+                                **kw: Any) -> DialStatus:
+                    await original(addr, peer, nonce, plan, **kw)
+                    replay: DialStatus = await original(addr, peer, nonce, plan, **kw)
                     return replay
                 return twice
 
@@ -488,9 +489,10 @@ async def _nonces_of_a_client_seeded_with(seed: int, monkeypatch: pytest.MonkeyP
     nonces: list[int] = []
 
     def make(original: Any) -> Any:
-        async def record(addr: WsAddress, peer: Any, nonce: int, plan: Any) -> DialStatus:
+        async def record(addr: WsAddress, peer: Any, nonce: int, plan: Any,
+                         **kw: Any) -> DialStatus:
             nonces.append(nonce)
-            status: DialStatus = await original(addr, peer, nonce, plan)
+            status: DialStatus = await original(addr, peer, nonce, plan, **kw)
             return status
         return record
 

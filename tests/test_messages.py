@@ -113,6 +113,8 @@ GOLDEN_CASES: dict[str, tuple[WireMessage, Decoder]] = {
     "identify": (IDENTIFY_FULL, decode_identify),
     "identify_minimal": (IDENTIFY_MINIMAL, decode_identify),
     "dial_request": (DIAL_REQUEST, decode_autonat),
+    "dial_request_filtering": (DialRequest(addrs=(ADDR_A,), nonce=1, filtering=True),
+                               decode_autonat),
     "dial_data_request": (DialDataRequest(addr_idx=1, num_bytes=50_000), decode_autonat),
     "dial_data_response": (DialDataResponse(data=b"\x00" * 16), decode_autonat),
     "dial_response_ok": (DialResponse(ResponseStatus.OK, 0, DialStatus.OK), decode_autonat),
@@ -211,7 +213,7 @@ identifies = st.builds(
 )
 autonat_messages = st.one_of(
     st.builds(DialRequest, addrs=st.lists(addrs, min_size=1, max_size=16).map(tuple),
-              nonce=u64),
+              nonce=u64, filtering=st.booleans()),
     st.builds(DialDataRequest, addr_idx=u32, num_bytes=u64),
     st.builds(DialDataResponse, data=st.binary(min_size=1, max_size=4096)),
     st.builds(DialResponse, status=st.sampled_from(ResponseStatus), addr_idx=u32,
@@ -511,6 +513,9 @@ def test_autonat_wire_layout() -> None:
 
 def test_dial_backs_are_optional_on_the_wire() -> None:
     """Omitted when empty (older peers' bytes unchanged); absent decodes as none reported."""
+    assert "filtering" not in DialRequest(addrs=(ADDR_A,), nonce=1).to_wire()
+    assert not decode_autonat_message({"type": "dial-request", "addrs": [ADDR_A],
+                                       "nonce": 1}).filtering  # type: ignore[union-attr]
     plain = {"type": "dial-response", "status": 200, "addr_idx": 0, "dial_status": 200}
     assert decode_autonat_message(plain) == DialResponse(ResponseStatus.OK, 0, DialStatus.OK)
     both = DialResponse(ResponseStatus.OK, 0, DialStatus.E_DIAL_ERROR,
@@ -548,6 +553,8 @@ def test_integer_statuses_are_stored_as_enum_members() -> None:
         ({"type": "dial-request", "addrs": [ADDR_A], "nonce": True},
          "dial-request.nonce: expected an integer, got bool"),
         ({"type": "dial-request", "addrs": [ADDR_A]}, "dial-request: missing field 'nonce'"),
+        ({"type": "dial-request", "addrs": [ADDR_A], "nonce": 1, "filtering": 1},
+         "dial-request.filtering: expected a bool, got int"),
         ({"type": "dial-data-request", "addr_idx": 2**32, "num_bytes": 1},
          "dial-data-request.addr_idx: 4294967296 is out of range"),
         ({"type": "dial-data-request", "addr_idx": 0, "num_bytes": False},

@@ -29,8 +29,13 @@ wait, what was last published); this actor only drives it, following
   on the existing connection, dial data if the server asks for a sane amount
   (at most ``MAX_DIAL_DATA`` bytes), then the ``DialResponse``. The result
   counts as *reachable* only when the receiver saw our nonce arrive on a new
-  inbound connection, on the listener of the address under test; a server's
-  OK without it is recorded as a lie (:func:`~protocols.probe_outcome`);
+  inbound connection, on the listener of the address under test - from the
+  server's second address when the server reports a dial-back from there
+  (:func:`~protocols.dial_back_proves_reachable`); a server's OK without it
+  is recorded as a lie (:func:`~protocols.probe_outcome`). Which dial-backs
+  arrived from the IP we contacted and which from another IP, with what the
+  server reported about each, goes to the scheduler as
+  :class:`~protocols.FilteringEvidence` (``nat_filtering``);
 * **reporting** - every :class:`~protocols.PublishReachability` goes to the
   StatusTracker; results, changes and the small-network wait are logged.
   Results are counted once, by the scheduler (``statistics()``).
@@ -53,6 +58,7 @@ from protocols import (
     DialRequest,
     DialResponse,
     Direction,
+    FilteringEvidence,
     NatStatusChanged,
     NodeConfig,
     NodeSnapshot,
@@ -74,6 +80,7 @@ from protocols import (
     WsAddress,
     claims_dial_back,
     decode_autonat_message,
+    dial_back_proves_reachable,
     dial_data_chunks,
     probe_outcome,
 )
@@ -246,7 +253,7 @@ class AutonatProbe:
             await self._execute(self._scheduler.handle_probe_cancelled(
                 start.probe_id, trio.current_time()))
             return
-        result, answered = await self._ask(connection, start)
+        result, answered, evidence = await self._ask(connection, start)
         if result.outcome is ProbeOutcome.LIED:
             self._log.warning("server said OK but no dial-back arrived: not evidence",
                               server=str(server), addr=str(addr))
@@ -256,10 +263,12 @@ class AutonatProbe:
             self._log.info("probe result", server=str(server), addr=str(addr),
                            outcome=result.outcome.value, **detail)
         await self._execute(self._scheduler.handle_probe_finished(
-            start.probe_id, result, trio.current_time(), answered=answered))
+            start.probe_id, result, trio.current_time(), answered=answered, filtering=evidence))
 
-    async def _ask(self, connection: Connection, start: StartProbe) -> tuple[ProbeResult, bool]:
-        """Run one probe; returns its result and whether the server answered at all."""
+    async def _ask(self, connection: Connection, start: StartProbe
+                   ) -> tuple[ProbeResult, bool, FilteringEvidence]:
+        """Run one probe; returns its result, whether the server answered at all, and
+        what it showed about filtering."""
         addr, server = start.addr, start.server
         started = trio.current_time()
         pending = PendingProbe(addr, server, started, connection,
@@ -270,28 +279,30 @@ class AutonatProbe:
         try:
             with trio.move_on_after(self._config.autonat_client.probe_timeout) as scope:
                 response = await self._exchange(connection, start, nonce)
-                if claims_dial_back(response) and not pending.verified.is_set():
-                    with trio.move_on_after(DIAL_BACK_GRACE):
-                        await pending.verified.wait()
+                with trio.move_on_after(DIAL_BACK_GRACE):  # a claimed dial-back may lag
+                    while _missing(_evidence(pending, connection, response), response):
+                        await pending.next_arrival()
             timed_out = scope.cancelled_caught and response is None
         except _PROBE_FAILURES as exc:
             timed_out, detail = False, f"{type(exc).__name__}: {exc}"
         finally:
             self._receiver.forget(nonce)
-        outcome = probe_outcome(response, dial_back_verified=pending.verified.is_set(),
+        evidence = _evidence(pending, connection, response)
+        outcome = probe_outcome(response,
+                                dial_back_verified=dial_back_proves_reachable(evidence, response),
                                 timed_out=timed_out)
         if response is not None and not detail:
             detail = f"status={response.status.name} dial_status={response.dial_status.name}"
         result = ProbeResult(addr=addr, server=server, outcome=outcome, at=trio.current_time(),
                              detail=detail[:200])
-        return result, response is not None
+        return result, response is not None, evidence
 
     async def _exchange(self, connection: Connection, start: StartProbe,
                         nonce: int) -> DialResponse | None:
         stream = await connection.open_stream(DIAL_REQUEST_PROTOCOL_ID)
         async with stream:
             await stream.send(DialRequest(addrs=(start.addr.with_peer_id(None).to_bytes(),),
-                                          nonce=nonce).to_wire())
+                                          nonce=nonce, filtering=True).to_wire())
             self._scheduler.handle_request_sent(start.probe_id, trio.current_time())
             self._pulse.beat()  # servers_contacted changed
             while True:
@@ -310,3 +321,17 @@ class AutonatProbe:
                 for size in chunks:
                     await stream.send(DialDataResponse(data=bytes(size)).to_wire())
 
+
+
+def _evidence(pending: PendingProbe, connection: Connection,
+              response: DialResponse | None) -> FilteringEvidence:
+    """Our arrivals (from the server IP we contacted or another) and the server's report."""
+    contacted, other = pending.arrived_from(connection.remote_addr.ip)
+    return FilteringEvidence.from_probe(response, arrived_contacted=contacted,
+                                        arrived_other=other)
+
+
+def _missing(evidence: FilteringEvidence, response: DialResponse | None) -> bool:
+    """The server claims a dial-back we have not seen (yet)."""
+    return evidence.lied or (claims_dial_back(response)
+                             and not dial_back_proves_reachable(evidence, response))

@@ -41,7 +41,25 @@ connection's nursery, bounded as a whole by ``server_timeout``:
    file descriptors or buffers, no free port, ``dialback_source`` not
    usable) is answered ``E_INTERNAL_ERROR``: only a failure on the path to
    the client is evidence that the client is unreachable;
-5. answer ``DialResponse(OK, addr_idx, dial_status)`` and report an
+   A server with a second address makes **two** dial-backs to the chosen
+   address, concurrently, when the request asks for it
+   (``DialRequest.filtering``: a client that cannot tell the two apart would
+   take the same-IP one for reachability) and the address is at the
+   requester's observed IP (never
+   an extra one to another IP: no amplification), both with the request's
+   nonce and the same connect plan: (a) from ``dialback_source`` - the
+   reachability dial-back, whose result is ``dial_status`` exactly as
+   before - and (b) from the IP the client contacted, on a fresh ephemeral
+   port. ``DialResponse.dial_backs`` reports both (``OTHER_IP``,
+   ``CONTACTED_IP``); the client learns its NAT's filtering from which of
+   them arrived (:mod:`protocols.autonat._nat_filtering`). A server without
+   a second address (or whose second address is the one the client
+   contacted) makes today's single dial-back and reports it as
+   ``CONTACTED_IP``: a client then learns whether a same-IP, fresh-port
+   packet gets in, which can show ``address-and-port-dependent`` filtering
+   but cannot tell ``endpoint-independent`` from ``address-dependent``. A
+   dial-back that failed on this host is reported ``UNUSED`` (no evidence);
+5. answer ``DialResponse(OK, addr_idx, dial_status, dial_backs)`` and report an
    :class:`~protocols.InboundProbe` to the StatusTracker (for every request,
    whatever the answer, so "fully connected" and ``probes_served`` work).
 
@@ -51,6 +69,7 @@ registered with the Dialer, so it does not count as a peer connection here.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections import Counter
 from contextlib import AsyncExitStack
@@ -62,7 +81,9 @@ from protocols import (
     DIAL_BACK_PROTOCOL_ID,
     ConnectPlan,
     DialBack,
+    DialBackAttempt,
     DialBackResponse,
+    DialBackSource,
     DialBackStatus,
     DialDataBudget,
     DialDataRequest,
@@ -96,6 +117,14 @@ from ..connection import (
 from ..runtime import MailboxSender, get_logger
 from ..transport import HandshakeTimedOut, LocalDialError, Transport
 from ._messages import TrackerEvent
+
+
+def plain_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+             ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``ip``, an IPv4-mapped IPv6 address as its IPv4 address."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 @dataclass(frozen=True)
@@ -202,14 +231,50 @@ class AutonatServer:
             return
         if choice.dial_data:
             await self._collect_dial_data(stream, choice.index, choice.dial_data)
-        dial_status = await self._dial_back(choice.addr, peer, request.nonce,
-                                            self._plan(stream.connection, choice.addr))
+        dial_status, attempts = await self._dial_backs_for(stream.connection, choice.addr,
+                                                           peer, request)
         if dial_status is None:  # failed on our side: no evidence about the client
             await self._answer(stream, peer, request, ResponseStatus.E_INTERNAL_ERROR,
-                               detail="dial-back failed on the server's side")
+                               detail="dial-back failed on the server's side",
+                               dial_backs=attempts)
             return
         await self._answer(stream, peer, request, ResponseStatus.OK, dial_status=dial_status,
-                           addr_idx=choice.index, dialed=choice.addr)
+                           addr_idx=choice.index, dialed=choice.addr, dial_backs=attempts)
+
+    async def _dial_backs_for(self, connection: Connection, addr: WsAddress, peer: PeerId,
+                              request: DialRequest
+                              ) -> tuple[DialStatus | None, tuple[DialBackAttempt, ...]]:
+        """The reachability dial-back and, when it measures filtering, the same-IP one.
+
+        Returns the reachability ``dial_status`` (None: failed on our side) and
+        the attempts to report, in :class:`DialBackSource` order; a dial-back
+        that failed on our side is reported ``UNUSED`` (no evidence), so that a
+        client does not take the other one for the reachability dial-back.
+        """
+        nonce = request.nonce
+        plan = self._plan(connection, addr)
+        second = self._config.autonat_server_config.dialback_source
+        contacted = connection.local_addr.ip
+        if second is not None and contacted is not None \
+                and plain_ip(ipaddress.ip_address(second)) == plain_ip(contacted):
+            second = None  # the client contacted our second address: it is no "other" IP
+        to_requester = addr.ip is not None and connection.remote_addr.ip is not None \
+            and plain_ip(addr.ip) == plain_ip(connection.remote_addr.ip)
+        if second is None or not to_requester or contacted is None or not request.filtering:
+            source = DialBackSource.CONTACTED_IP if second is None else DialBackSource.OTHER_IP
+            status = await self._dial_back(addr, peer, nonce, plan, source_ip=second)
+            return status, (DialBackAttempt(source, status or DialStatus.UNUSED),)
+        results: dict[DialBackSource, DialStatus | None] = {}
+
+        async def attempt(source: DialBackSource, source_ip: str) -> None:
+            results[source] = await self._dial_back(addr, peer, nonce, plan, source_ip=source_ip)
+
+        async with trio.open_nursery() as nursery:  # concurrently: the answer is no slower
+            nursery.start_soon(attempt, DialBackSource.CONTACTED_IP, str(plain_ip(contacted)))
+            nursery.start_soon(attempt, DialBackSource.OTHER_IP, second)
+        reported = tuple(DialBackAttempt(source, results.get(source) or DialStatus.UNUSED)
+                         for source in DialBackSource)
+        return results.get(DialBackSource.OTHER_IP), reported
 
     async def _collect_dial_data(self, stream: Stream[Connection], index: int, amount: int) -> None:
         """Ask for ``amount`` bytes first: dialing another IP must cost the client more."""
@@ -222,7 +287,7 @@ class AutonatServer:
             budget.add(len(message.data))  # ValidationError past the requested amount
 
     async def _dial_back(self, addr: WsAddress, peer: PeerId, nonce: int,
-                         plan: ConnectPlan) -> DialStatus | None:
+                         plan: ConnectPlan, *, source_ip: str | None) -> DialStatus | None:
         """Dial ``addr`` back and send the nonce; None when it failed for a local reason.
 
         ``plan`` bounds the connect phase (the transport gives up as it says); the
@@ -236,8 +301,7 @@ class AutonatServer:
             try:
                 frames = await stack.enter_async_context(self._transport.dial(
                     addr.with_peer_id(peer), reuse_listen_port=False,
-                    source_ip=self._config.autonat_server_config.dialback_source,
-                    connect_plan=plan))
+                    source_ip=source_ip, connect_plan=plan))
                 connection = await stack.enter_async_context(open_connection(
                     frames, self._keypair, initiator=True, expected_peer=peer,
                     config=self._conn_config))
@@ -283,8 +347,9 @@ class AutonatServer:
     async def _answer(self, stream: Stream[Connection], peer: PeerId, request: DialRequest | None,
                       status: ResponseStatus, *, dial_status: DialStatus = DialStatus.UNUSED,
                       addr_idx: int = 0, dialed: WsAddress | None = None,
-                      detail: str = "") -> None:
-        response = DialResponse(status=status, addr_idx=addr_idx, dial_status=dial_status)
+                      detail: str = "", dial_backs: tuple[DialBackAttempt, ...] = ()) -> None:
+        response = DialResponse(status=status, addr_idx=addr_idx, dial_status=dial_status,
+                                dial_backs=dial_backs)
         await stream.send(response.to_wire(), fin=True)
         self._answered[f"{status.name}/{dial_status.name}"] += 1
         await self._tracker.send(InboundProbe(

@@ -16,9 +16,13 @@ for that protocol, runs in that connection's nursery and marks the pending
 probe *verified* only when all of this holds:
 
 * the nonce is one we are waiting for, and it has not verified a dial-back
-  already: a nonce is **single-use**, a second ``DialBack`` with it (a
-  replay) is "nonce already used" - also after the probe ended, while the
-  nonce is remembered; after that it is simply unknown;
+  from the same source IP already: a server that measures filtering dials
+  back twice with one nonce, from two IPs (see
+  :mod:`protocols.autonat._nat_filtering`), so a nonce verifies at most one
+  dial-back per source IP and at most ``MAX_DIAL_BACKS`` in all; another
+  ``DialBack`` with it (a replay) is "nonce already used" - also after the
+  probe ended, while the nonce is remembered; after that it is simply
+  unknown;
 * the connection is **inbound** (the server dialed us: that is the whole
   point) and is not the connection the request itself went over;
 * the connection was opened after the probe started;
@@ -29,6 +33,9 @@ probe *verified* only when all of this holds:
   dials another of our addresses - one it already knows works - proves
   nothing about the one we asked about.
 
+Each verified arrival records the source IP of its connection
+(``PendingProbe.sources``): the server's address the request went to, or
+another one (its second address), which is what filtering is judged by.
 Anything else is counted as unexpected, logged with the reason and otherwise
 ignored; the server's ``DialResponse`` alone never verifies anything. Either
 way the handler answers ``DialBackResponse(OK)`` so an honest server can
@@ -37,12 +44,14 @@ finish cleanly.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from dataclasses import dataclass, field
 
 import trio
 
 from protocols import (
+    MAX_DIAL_BACKS,
     DialBack,
     DialBackResponse,
     DialBackStatus,
@@ -56,6 +65,8 @@ from protocols import (
 
 from ..connection import Connection, Stream
 from ..runtime import get_logger, node_field
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 DIAL_BACK_TIMEOUT = 10.0
 """Seconds a dial-back stream may take to deliver its one message."""
@@ -75,6 +86,35 @@ class PendingProbe:
     """Our bound listen addresses when the probe started (see ``dial_back_mismatch``)."""
     verified: trio.Event = field(default_factory=trio.Event)
     arrived_on: WsAddress | None = None
+    sources: list[IPAddress] = field(default_factory=list)
+    """The source IP of every verified dial-back, in order of arrival."""
+    _arrival: trio.Event = field(default_factory=trio.Event)
+
+    def record(self, source: IPAddress | None, local: WsAddress) -> None:
+        """One verified dial-back from ``source`` arrived on ``local``."""
+        if source is not None:
+            self.sources.append(_plain(source))
+        if self.arrived_on is None:
+            self.arrived_on = local
+        self.verified.set()
+        arrival, self._arrival = self._arrival, trio.Event()
+        arrival.set()
+
+    async def next_arrival(self) -> None:
+        """Return once another verified dial-back arrives."""
+        await self._arrival.wait()
+
+    def arrived_from(self, ip: IPAddress | None) -> tuple[bool, bool]:
+        """(a dial-back came from ``ip``, one came from another IP)."""
+        target = None if ip is None else _plain(ip)
+        return (any(s == target for s in self.sources),
+                any(s != target for s in self.sources))
+
+
+def _plain(ip: IPAddress) -> IPAddress:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 @dataclass(frozen=True)
@@ -94,8 +134,8 @@ class DialBackReceiver:
 
     def __init__(self, *, timeout: float = DIAL_BACK_TIMEOUT, node: PeerId | None = None) -> None:
         self._pending: dict[int, PendingProbe] = {}
-        # recently issued nonces, oldest first -> has it verified a dial-back?
-        self._issued: dict[int, bool] = {}
+        # recently issued nonces, oldest first -> source IPs of the dial-backs it verified
+        self._issued: dict[int, tuple[IPAddress | None, ...]] = {}
         self._timeout = timeout
         self._verified = 0
         self._unexpected = 0
@@ -111,10 +151,10 @@ class DialBackReceiver:
         while nonce in self._issued or nonce in self._pending:
             nonce = secrets.randbits(64)
         self._pending[nonce] = probe
-        self._remember(nonce, used=False)
+        self._remember(nonce, ())
         return nonce
 
-    def _remember(self, nonce: int, *, used: bool) -> None:
+    def _remember(self, nonce: int, used: tuple[IPAddress | None, ...]) -> None:
         self._issued[nonce] = used
         while len(self._issued) > NONCE_MEMORY:
             del self._issued[next(iter(self._issued))]
@@ -134,14 +174,16 @@ class DialBackReceiver:
             raise ValidationError(f"expected DialBack on the dial-back stream, got "
                                   f"{type(message).__name__}")
         probe = self._pending.get(message.nonce)
-        if self._issued.get(message.nonce):
+        source = connection.remote_addr.ip
+        source = None if source is None else _plain(source)
+        used = self._issued.get(message.nonce, ())
+        if source in used or len(used) >= MAX_DIAL_BACKS:
             problem: str | None = "nonce already used"
         else:
             problem = self._problem(probe, connection)
         if probe is not None and problem is None:
-            self._remember(message.nonce, used=True)
-            probe.arrived_on = connection.local_addr
-            probe.verified.set()
+            self._remember(message.nonce, (*used, source))
+            probe.record(source, connection.local_addr)
             self._verified += 1
             self._log.debug("dial-back verified", peer=str(connection.peer_id),
                             addr=str(probe.addr), local=str(connection.local_addr))

@@ -27,6 +27,7 @@ from ._autonat_events import (
 from ._autonat_msg import (
     DIAL_BACK_PROTOCOL_ID,
     DIAL_REQUEST_PROTOCOL_ID,
+    MAX_DIAL_BACKS,
     AutonatMessage,
     DialBack,
     DialBackAttempt,
@@ -97,6 +98,7 @@ from ._reachability import (
 __all__ = [
     "DIAL_BACK_PROTOCOL_ID",
     "DIAL_REQUEST_PROTOCOL_ID",
+    "MAX_DIAL_BACKS",
     "MAX_DIAL_DATA",
     "MIN_DIAL_DATA",
     "RETRY_SERVER",

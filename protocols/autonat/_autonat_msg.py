@@ -8,7 +8,8 @@ wraps messages in a protobuf ``oneof``, each of our messages is a msgpack map
 with a ``"type"`` tag, carried as a stream frame's ``"m"``::
 
     dial-request stream (client -> server, server -> client)
-      {"type": "dial-request", "addrs": [bytes, ...], "nonce": u64}
+      {"type": "dial-request", "addrs": [bytes, ...], "nonce": u64,
+       "filtering": true   (optional, ours)}
       {"type": "dial-data-request", "addr_idx": u32, "num_bytes": u64}
       {"type": "dial-data-response", "data": bytes (1..4096)}
       {"type": "dial-response", "status": int, "addr_idx": u32, "dial_status": int,
@@ -23,7 +24,13 @@ IntEnums with the spec's numbers; a value the spec does not define is a
 means would turn a peer's word into evidence. Which message may appear on
 which stream, and in which order, is the probe state machine's business.
 
-``dial_backs`` is our backward-compatible addition (docs/architecture.md,
+``filtering`` (a request) and ``dial_backs`` (its response) are our
+backward-compatible additions. A client that sets ``filtering`` can tell
+the server's two dial-backs apart, so the server may make both; a client
+that does not (an older one, or another implementation) counts any arrival
+of its nonce as reachability, so it gets today's single dial-back, else an
+address-restricted NAT would let the extra same-IP dial-back in and make it
+believe it is public. ``dial_backs`` is (docs/architecture.md,
 "AutoNAT server rules"): what a server that measures filtering attempted
 and what happened to each attempt, one entry per :class:`DialBackSource`
 (at most two, distinct sources). It is omitted when empty, so a response
@@ -50,6 +57,7 @@ from ..wire import (
     U64_MAX,
     WireMap,
     WireMessage,
+    check_bool,
     check_bytes,
     check_bytes_tuple,
     check_enum,
@@ -107,19 +115,29 @@ class DialBackStatus(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class DialRequest(WireMessage):
-    """Client asks the server to dial one of ``addrs`` and send back ``nonce``."""
+    """Client asks the server to dial one of ``addrs`` and send back ``nonce``.
+
+    ``filtering`` (optional, ours): the client tells dial-backs from the
+    address it contacted and from another apart, so the server may make both
+    (see the module docstring); omitted on the wire when false.
+    """
 
     TYPE: ClassVar[str] = "dial-request"
 
     addrs: tuple[bytes, ...]
     nonce: int
+    filtering: bool = False
 
     def __post_init__(self) -> None:
         _check_addrs(self.addrs, f"{self.TYPE}.addrs")
         check_int(self.nonce, f"{self.TYPE}.nonce", 0, U64_MAX)
+        check_bool(self.filtering, f"{self.TYPE}.filtering")
 
     def to_wire(self) -> WireMap:
-        return {TYPE_KEY: self.TYPE, "addrs": list(self.addrs), "nonce": self.nonce}
+        wire: WireMap = {TYPE_KEY: self.TYPE, "addrs": list(self.addrs), "nonce": self.nonce}
+        if self.filtering:
+            wire["filtering"] = True
+        return wire
 
     @classmethod
     def from_wire(cls, obj: WireMap) -> Self:
@@ -128,6 +146,7 @@ class DialRequest(WireMessage):
         return cls(
             addrs=_check_addrs(wire_tuple(require(obj, "addrs", cls.TYPE), field), field),
             nonce=check_int(require(obj, "nonce", cls.TYPE), f"{cls.TYPE}.nonce", 0, U64_MAX),
+            filtering=check_bool(obj.get("filtering", False), f"{cls.TYPE}.filtering"),
         )
 
 
