@@ -46,8 +46,9 @@ AUTONAT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "actors
 LOOPBACK = AddressPolicy(allow_loopback=True)
 START_LIMIT = 20.0
 STOP_LIMIT = 10.0
-PROBE_KEYS = {"peer_id", "nat_status", "nat_mapping", "reachable_addrs", "unreachable_addrs",
-              "observed_addrs", "servers", "servers_contacted", "reason", "elapsed_s"}
+PROBE_KEYS = {"peer_id", "nat_status", "nat_mapping", "nat_filtering", "reachable_addrs",
+              "unreachable_addrs", "observed_addrs", "servers", "servers_contacted", "reason",
+              "elapsed_s"}
 NAT_MAPPINGS = {"none", "endpoint-independent", "endpoint-dependent", "unknown"}
 _names = itertools.count()
 

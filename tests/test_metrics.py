@@ -108,6 +108,10 @@ async def test_real_node_metrics_parse_and_are_plausible(
     assert [s.labels["state"] for s in lifecycle if s.value == 1] == [snap.lifecycle.value]
     assert sum(s.value for s in families["autonat_nat_status"]) == 1
     assert _value(families["autonat_nat_status"], status=snap.nat_status) == 1
+    filtering = families["autonat_nat_filtering"]
+    assert {s.labels["filtering"] for s in filtering} == {
+        "endpoint-independent", "address-dependent", "address-and-port-dependent", "unknown"}
+    assert [s.labels["filtering"] for s in filtering if s.value == 1] == [snap.nat_filtering]
     actors = {s.labels["actor"] for s in families["autonat_actor_restarts"]}
     assert actors == {child.name for child in stats.supervisor.children}
     assert {"status-tracker", "identify", "dialer"} <= actors

@@ -89,7 +89,7 @@ def test_fields_one_by_one() -> None:
     snap = _snapshot(
         peers=peers, connections=(_conn(1, 1), _conn(2, 2), _conn(3, 2)),
         nat_status="public", nat_mapping="endpoint-independent",
-        reachable_addrs=(_addr("34.83.215.1"),),
+        nat_filtering="address-dependent", reachable_addrs=(_addr("34.83.215.1"),),
         observed_addrs=(_observed(1, "34.83.215.1"), _observed(2, "34.83.215.1")))
     doc = _doc(snap)
     assert doc.peer_id == str(ME)
@@ -104,7 +104,8 @@ def test_fields_one_by_one() -> None:
     assert doc.probes_served == 7
     assert doc.version == "1.2.3"
     assert dict(doc.extra) == {"reachable_addrs": ("/ip4/34.83.215.1/tcp/44000/ws",),
-                               "observed_addrs": ("/ip4/34.83.215.1/tcp/44000/ws",)}
+                               "observed_addrs": ("/ip4/34.83.215.1/tcp/44000/ws",),
+                               "nat_filtering": "address-dependent"}
 
 
 def test_document_is_pyrsia_shaped_and_parses() -> None:

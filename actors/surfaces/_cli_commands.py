@@ -312,6 +312,7 @@ async def _probe(config: NodeConfig, timeout: float,
         "peer_id": str(snap.peer_id),
         "nat_status": snap.nat_status,
         "nat_mapping": snap.nat_mapping,
+        "nat_filtering": snap.nat_filtering,
         "reachable_addrs": [str(a) for a in snap.reachable_addrs],
         "unreachable_addrs": [str(a) for a in snap.unreachable_addrs],
         "observed_addrs": sorted({str(o.observed) for o in snap.observed_addrs}),
@@ -325,6 +326,7 @@ async def _probe(config: NodeConfig, timeout: float,
 def _print_probe(result: dict[str, Any]) -> None:
     print(f"nat status   {result['nat_status']}")
     print(f"nat mapping  {result['nat_mapping']}")
+    print(f"nat filtering {result['nat_filtering']}")
     for key, label in (("reachable_addrs", "reachable "), ("unreachable_addrs", "unreachable"),
                        ("observed_addrs", "observed as")):
         for addr in result[key]:

@@ -47,6 +47,7 @@ Metric names (all prefixed ``autonat_``)::
     lifecycle_state{state}              gauge    1 on the current lifecycle
     nat_status{status}                  gauge    1 on public|private|unknown
     nat_mapping{mapping}                gauge    1 on the current mapping
+    nat_filtering{filtering}            gauge    1 on the current TCP filtering
     reachable_addresses                 gauge
     peers_known / peers_connected       gauge
     connections{direction}             gauge    inbound|outbound
@@ -78,13 +79,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Final, Protocol
+from typing import Final, Protocol, get_args
 
 import trio
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from protocols import Direction, Lifecycle, NatMapping, NatStatus, NodeConfig, NodeSnapshot, PeerId
+from protocols import (
+    Direction,
+    Lifecycle,
+    NatFiltering,
+    NatMapping,
+    NatStatus,
+    NodeConfig,
+    NodeSnapshot,
+    PeerId,
+)
 
 from ..node import NodeStatistics
 from ..runtime import ChildState
@@ -102,6 +112,7 @@ METRIC_NAMES: Final = tuple(
     PREFIX + name
     for name in (
         "node_info", "uptime_seconds", "lifecycle_state", "nat_status", "nat_mapping",
+        "nat_filtering",
         "reachable_addresses", "peers_known", "peers_connected", "connections", "dials",
         "inbound_refused", "inbound_refusals", "inbound_evicted", "inbound_upgrades_evicted",
         "identify",
@@ -115,6 +126,7 @@ METRIC_NAMES: Final = tuple(
 _NAT_STATUSES: Final[tuple[NatStatus, ...]] = ("public", "private", "unknown")
 _NAT_MAPPINGS: Final[tuple[NatMapping, ...]] = (
     "none", "endpoint-independent", "endpoint-dependent", "unknown")
+_NAT_FILTERINGS: Final[tuple[NatFiltering, ...]] = get_args(NatFiltering)
 
 class StatusSource(Protocol):
     """What the HTTP API and the metrics read from a node (``actors.Node`` is one)."""
@@ -168,6 +180,8 @@ class NodeCollector:
                        _NAT_STATUSES, snapshot.nat_status)
         yield _one_hot(PREFIX + "nat_mapping", "1 on the current NAT mapping verdict.",
                        "mapping", _NAT_MAPPINGS, snapshot.nat_mapping)
+        yield _one_hot(PREFIX + "nat_filtering", "1 on the current TCP filtering verdict.",
+                       "filtering", _NAT_FILTERINGS, snapshot.nat_filtering)
         yield GaugeMetricFamily(PREFIX + "reachable_addresses",
                                 "Own addresses confirmed reachable by AutoNAT.",
                                 value=len(snapshot.reachable_addrs))

@@ -52,8 +52,8 @@ Our extra fields
     ``nat_status``, ``nat_mapping``, ``state`` (the lifecycle value),
     ``connections`` (live connections), ``probes_served``, ``uptime_s`` and
     ``version`` are first-class :class:`StatusDocument` fields;
-    ``reachable_addrs`` and ``observed_addrs`` (our address as peers saw it,
-    distinct values, without ``/p2p/``) go into ``extra``. Readers ignore
+    ``reachable_addrs``, ``observed_addrs`` (our address as peers saw it,
+    distinct values, without ``/p2p/``) and ``nat_filtering`` go into ``extra``. Readers ignore
     fields they do not know, so a Pyrsia client reads our document unchanged.
 """
 
@@ -155,7 +155,7 @@ def status_document(
         connections=len(snapshot.connections),
         probes_served=probes_served,
         version=version,
-        extra=listing.extra,
+        extra=(*listing.extra, ("nat_filtering", snapshot.nat_filtering)),
     )
 
 

@@ -338,6 +338,7 @@ class NodeModel:
             unreachable_addrs=reach.unreachable_addrs if reach else (),
             connected_peers=self._connected.keys(),
             local_ips=self._local_ip_tuple(),
+            nat_filtering=reach.nat_filtering if reach else "unknown",
         )
 
     # --- changing ------------------------------------------------------------
@@ -409,8 +410,9 @@ class NodeModel:
         old = self._reach
         self._reach = event
         return old is None or (old.nat_status, old.nat_mapping, old.reachable_addrs,
-                               old.unreachable_addrs) != (
-            event.nat_status, event.nat_mapping, event.reachable_addrs, event.unreachable_addrs)
+                               old.unreachable_addrs, old.nat_filtering) != (
+            event.nat_status, event.nat_mapping, event.reachable_addrs, event.unreachable_addrs,
+            event.nat_filtering)
 
     def _on_dialed_back(self, event: InboundProbe, now: float) -> bool:
         """Our server reached ``event.peer`` at ``event.dialed``: remember it as verified."""

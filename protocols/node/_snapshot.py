@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Final, get_args
 
-from ..autonat import NatMapping, NatStatus
+from ..autonat import NatFiltering, NatMapping, NatStatus
 from ..core import LocalProtocolError, PeerId, WsAddress
 from ._events import ConnectionInfo
 from ._lifecycle import Lifecycle
@@ -140,12 +140,16 @@ class NodeSnapshot:
     local_ips: tuple[WsAddress, ...] = ()
     """Each distinct local IP of our live connections, once, as an address with port 0
     (what a wildcard listener is reached at; derived like ``connected_peers``)."""
+    nat_filtering: NatFiltering = "unknown"
+    """TCP filtering (:mod:`protocols.autonat._nat_filtering`)."""
 
     def __post_init__(self) -> None:
         if self.nat_status not in get_args(NatStatus):
             raise LocalProtocolError(f"nat_status must be one of {get_args(NatStatus)}")
         if self.nat_mapping not in get_args(NatMapping):
             raise LocalProtocolError(f"nat_mapping must be one of {get_args(NatMapping)}")
+        if self.nat_filtering not in get_args(NatFiltering):
+            raise LocalProtocolError(f"nat_filtering must be one of {get_args(NatFiltering)}")
         if self.connections and not self.connected_peers:
             object.__setattr__(self, "connected_peers",
                                tuple(sorted({conn.peer_id for conn in self.connections})))
