@@ -185,7 +185,8 @@ class ProbeOutcome:
     def got(self) -> str:
         if self.doc is None:
             return f"error (exit {self.returncode})"
-        return f"{self.doc.get('nat_status')}, {self.doc.get('nat_mapping')}"
+        return (f"{self.doc.get('nat_status')}, {self.doc.get('nat_mapping')}, "
+                f"filtering {self.doc.get('nat_filtering')}")
 
 
 def run_probe(ns: Namespace, boot_urls: Sequence[str], *, label: str,
@@ -229,6 +230,9 @@ def judge(expect: Expectation, face_addr: str, outcome: ProbeOutcome) -> list[st
     if expect.nat_mapping is not None and doc.get("nat_mapping") != expect.nat_mapping:
         problems.append(f"nat_mapping {doc.get('nat_mapping')!r}, "
                         f"expected {expect.nat_mapping!r}")
+    if expect.nat_filtering is not None and doc.get("nat_filtering") != expect.nat_filtering:
+        problems.append(f"nat_filtering {doc.get('nat_filtering')!r}, "
+                        f"expected {expect.nat_filtering!r}")
     reachable = [str(addr) for addr in doc.get("reachable_addrs") or []]
     at_face = any(addr.split("/p2p/")[0] == face_addr for addr in reachable)
     if expect.reachable_at_face and not at_face:

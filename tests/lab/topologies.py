@@ -250,6 +250,50 @@ def build_address_restricted(lab: Lab) -> Topology:
     return Topology(lab, internet, boots, host, LAN_HOST_IP, ROUTER_WAN_IP, [router])
 
 
+_FULL_CONE_NFT = """\
+table ip lab_nat {{
+    set mapped {{
+        type inet_service
+        flags dynamic,timeout
+        timeout 10m
+    }}
+    chain prerouting {{
+        type nat hook prerouting priority dstnat; policy accept;
+        iifname "wan" tcp dport @mapped dnat to {host}
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan" masquerade
+    }}
+    chain forward {{
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        iifname "lan" oifname "wan" ct state new update @mapped {{ tcp sport }} accept
+        iifname "wan" oifname "lan" ct status dnat tcp dport @mapped accept
+    }}
+    chain input {{
+        type filter hook input priority filter; policy accept;
+        iifname "wan" ct state established,related accept
+        iifname "wan" drop
+    }}
+}}
+"""
+
+
+def build_full_cone(lab: Lab) -> Topology:
+    """Full cone NAT (endpoint-independent filtering, nftables).
+
+    Port-preserving masquerade; once the host has connected out from a port
+    (the set ``@mapped``), inbound connections to that port of the router
+    are forwarded to the host from any IP and port. Nothing is forwarded
+    before the host used the port (unlike ``port_forward``).
+    """
+    internet, boots = _internet_with_boots(lab, 3)
+    router, host = _home_router(lab, internet, ROUTER_WAN_IP)
+    router.nft(_FULL_CONE_NFT.format(host=LAN_HOST_IP))
+    return Topology(lab, internet, boots, host, LAN_HOST_IP, ROUTER_WAN_IP, [router])
+
+
 def build_double_nat(lab: Lab) -> Topology:
     """Scenario 8: home NAT behind a carrier-grade NAT (100.64.0.0/10), both masquerading."""
     internet, boots = _internet_with_boots(lab, 3)
@@ -272,16 +316,20 @@ def build_double_nat(lab: Lab) -> Topology:
 
 @dataclass(frozen=True)
 class Expectation:
-    """What ``autonat probe --json`` must say. ``nat_mapping=None``: not asserted."""
+    """What ``autonat probe --json`` must say. ``nat_mapping`` / ``nat_filtering``
+    ``None``: not asserted."""
 
     nat_status: str
     nat_mapping: str | None
     reachable_at_face: bool
+    nat_filtering: str | None = None
 
     def describe(self) -> str:
         text = self.nat_status
         if self.nat_mapping is not None:
             text += f", {self.nat_mapping}"
+        if self.nat_filtering is not None:
+            text += f", filtering {self.nat_filtering}"
         return text
 
 
@@ -312,30 +360,35 @@ class Scenario:
     informational: bool = False
 
 
+EI, AD, APD = "endpoint-independent", "address-dependent", "address-and-port-dependent"
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("public", "public host, no NAT", build_public,
-             Expectation("public", "none", True), PlainTcp("same", "ok", "ok")),
+             Expectation("public", "none", True, EI), PlainTcp("same", "ok", "ok")),
     Scenario("masquerade", "NAT: masquerade (port-restricted)", build_masquerade,
-             Expectation("private", "endpoint-independent", False),
+             Expectation("private", "endpoint-independent", False, APD),
              PlainTcp("preserved", "timeout", "timeout")),
     Scenario("symmetric", "NAT: symmetric (--random-fully)", build_symmetric,
              Expectation("private", "endpoint-dependent", False),
              PlainTcp("random", "timeout", "timeout")),
     Scenario("port_forward", "NAT: listen port forwarded (DNAT)", build_port_forward,
-             Expectation("public", "endpoint-independent", True),
+             Expectation("public", "endpoint-independent", True, EI),
+             PlainTcp("preserved", "ok", "ok")),
+    Scenario("full_cone", "NAT: full cone (endpoint-independent filtering)", build_full_cone,
+             Expectation("public", "endpoint-independent", True, EI),
              PlainTcp("preserved", "ok", "ok")),
     Scenario("firewall_drop", "host firewall: DROP inbound", build_firewall_drop,
-             Expectation("private", "none", False), PlainTcp("same", "timeout", "timeout")),
+             Expectation("private", "none", False, APD), PlainTcp("same", "timeout", "timeout")),
     Scenario("firewall_reject", "host firewall: REJECT inbound", build_firewall_reject,
-             Expectation("private", "none", False), PlainTcp("same", "refused", "refused")),
+             Expectation("private", "none", False, APD), PlainTcp("same", "refused", "refused")),
     Scenario("address_restricted", "NAT: address-restricted, dialback_source",
-             build_address_restricted, Expectation("private", "endpoint-independent", False),
+             build_address_restricted, Expectation("private", "endpoint-independent", False, AD),
              PlainTcp("preserved", "ok", "timeout")),
     Scenario("address_restricted_contrast", "  same, boot nodes WITHOUT dialback_source",
-             build_address_restricted, Expectation("public", "endpoint-independent", True),
+             build_address_restricted,
+             Expectation("public", "endpoint-independent", True, "unknown"),
              PlainTcp("preserved", "ok", "timeout"), dialback_source=False, informational=True),
     Scenario("double_nat", "double NAT (CGNAT + home NAT)", build_double_nat,
-             Expectation("private", "endpoint-independent", False),
+             Expectation("private", "endpoint-independent", False, APD),
              PlainTcp("preserved", "timeout", "timeout")),
 )
 SCENARIOS_BY_KEY = {scenario.key: scenario for scenario in SCENARIOS}
