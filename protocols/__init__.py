@@ -190,6 +190,7 @@ from .autonat import (
     filtering_vote,
     plan_dial_back,
     probe_outcome,
+    seen_at,
 )
 
 # isort: split
@@ -539,6 +540,7 @@ __all__ = [
     "probe_outcome",
     "public_peer_addresses",
     "refetch_backoff",
+    "seen_at",
     "select_addresses",
     "setting_fields",
     "setting_keys",

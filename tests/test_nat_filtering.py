@@ -33,6 +33,7 @@ from protocols import (
     WsAddress,
     dial_back_proves_reachable,
     filtering_vote,
+    seen_at,
 )
 
 SERVERS = sorted(Keypair.generate().peer_id for _ in range(6))
@@ -246,6 +247,7 @@ def test_a_small_network_lowers_the_threshold_as_for_reachability() -> None:
 LAB = AddressPolicy.from_strings(public_networks=["198.51.100.0/24"])
 LOCAL = WsAddress.parse("/ip4/10.0.0.2/tcp/44000/ws")
 MAPPED = WsAddress.parse("/ip4/198.51.100.77/tcp/44000/ws")
+RANDOM_PORT = WsAddress.parse("/ip4/198.51.100.77/tcp/61000/ws")
 
 
 def _server(i: int) -> WsAddress:
@@ -264,6 +266,10 @@ def test_scheduler_votes_apd_only_where_the_server_saw_the_mapping() -> None:
                                                      local_addr=LOCAL, inbound=False, now=0.0)
                    if isinstance(c, StartProbe)]
     assert {p.server for p in starts} == set(SERVERS[:3]) and {p.addr for p in starts} == {MAPPED}
+    # server 1 now sees us at another port (as behind a symmetric NAT): no mapping to it
+    # at the probed address, even though its observation translates to that candidate
+    s.handle_observation(ObservedAddr(SERVERS[1], RANDOM_PORT, LOCAL, _server(1), at=0.5), 0.5)
+    assert MAPPED in s.candidates
     s.handle_observation_removed(SERVERS[2], 0.5)  # server 2 no longer vouches for the mapping
     published: list[PublishReachability] = []
     for probe in starts:
@@ -271,7 +277,35 @@ def test_scheduler_votes_apd_only_where_the_server_saw_the_mapping() -> None:
         published += [c for c in s.handle_probe_finished(
             probe.probe_id, result, 1.0, answered=True,
             filtering=_ev(False, False, ERR, ERR)) if isinstance(c, PublishReachability)]
-    assert s.filtering.votes(MAPPED) == {SERVERS[0]: APD, SERVERS[1]: APD}
+    assert s.filtering.votes(MAPPED) == {SERVERS[0]: APD}
+    assert s.nat_filtering == "unknown"
+    assert published == [] or published[-1].update.nat_filtering == "unknown"
+
+
+def test_scheduler_reaches_apd_with_two_servers_that_saw_the_mapping() -> None:
+    s = ProbeScheduler(Reachability(ReachabilityConfig(threshold=2)), policy=LAB,
+                       rng=random.Random(1))
+    s.handle_listen_addrs((LOCAL,), 0.0)
+    starts: list[StartProbe] = []
+    for i in range(2):
+        s.handle_observation(ObservedAddr(SERVERS[i], MAPPED, LOCAL, _server(i), at=0.0), 0.0)
+        s.handle_peer_identified(SERVERS[i], (DIAL_REQUEST_PROTOCOL_ID,), 0.0)
+        starts += [c for c in s.handle_connection_up(SERVERS[i], remote_addr=_server(i),
+                                                     local_addr=LOCAL, inbound=False, now=0.0)
+                   if isinstance(c, StartProbe)]
+    published: list[PublishReachability] = []
+    for probe in starts:
+        result = ProbeResult(probe.addr, probe.server, ProbeOutcome.UNREACHABLE, 1.0)
+        published += [c for c in s.handle_probe_finished(
+            probe.probe_id, result, 1.0, answered=True,
+            filtering=_ev(False, False, ERR, ERR)) if isinstance(c, PublishReachability)]
     assert s.nat_filtering == APD
     assert published[-1].update.nat_filtering == APD
     assert s.last_published is not None and s.last_published.nat_filtering == APD
+
+
+def test_seen_at_is_the_observation_itself_not_a_translation() -> None:
+    assert seen_at(MAPPED, MAPPED)
+    assert seen_at(WsAddress.parse("/ip6/::ffff:198.51.100.77/tcp/44000/ws"), MAPPED)
+    assert not seen_at(RANDOM_PORT, MAPPED)
+    assert not seen_at(None, MAPPED)

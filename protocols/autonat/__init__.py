@@ -62,6 +62,7 @@ from ._nat_filtering import (
     NatFilteringVotes,
     dial_back_proves_reachable,
     filtering_vote,
+    seen_at,
 )
 from ._nat_mapping import (
     AddressObservation,
@@ -173,4 +174,5 @@ __all__ = [
     "filtering_vote",
     "plan_dial_back",
     "probe_outcome",
+    "seen_at",
 ]

@@ -24,8 +24,9 @@ One probe's vote (:func:`filtering_vote`), first rule that applies:
    one failed to connect (``E_DIAL_ERROR``) -> ``address-dependent``;
 4. the ``CONTACTED_IP`` one did not arrive, the server says it failed to
    connect, and the server itself observed us at exactly the probed address
-   (``mapped``: our NAT holds a live mapping from that address to the
-   server, the connection the request came over) ->
+   (``mapped``, :func:`seen_at`: the server's own Identify observation of
+   us is that IP and port, so our NAT holds a live mapping from that
+   address to the server) ->
    ``address-and-port-dependent``: a packet from the very IP that mapping
    talks to, to the mapped port, was dropped because it came from another
    port;
@@ -69,7 +70,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..core import LocalProtocolError, PeerId, WsAddress
+from ..core import LocalProtocolError, PeerId, WsAddress, plain_ip
 from ._autonat_events import NatFiltering, ProbeOutcome, ProbeResult
 from ._autonat_msg import DialBackSource, DialResponse, DialStatus
 from ._reachability import Reachability, vote_verdict
@@ -81,6 +82,7 @@ __all__ = [
     "NatFilteringVotes",
     "dial_back_proves_reachable",
     "filtering_vote",
+    "seen_at",
 ]
 
 _CLAIM_BASED: tuple[NatFiltering, ...] = ("address-dependent", "address-and-port-dependent")
@@ -136,6 +138,15 @@ def filtering_vote(evidence: FilteringEvidence, *, mapped: bool) -> NatFiltering
     if evidence.contacted_attempt == DialStatus.E_DIAL_ERROR and mapped:
         return "address-and-port-dependent"
     return None
+
+
+def seen_at(observed: WsAddress | None, addr: WsAddress) -> bool:
+    """``mapped`` of rule 4: the server's own observation of us is exactly ``addr``'s IP
+    and port - a live mapping to the server there, not a translation of it to our
+    listen port (which a symmetric NAT does not map)."""
+    if observed is None or observed.ip is None or addr.ip is None:
+        return False
+    return plain_ip(observed.ip) == plain_ip(addr.ip) and observed.port == addr.port
 
 
 def dial_back_proves_reachable(evidence: FilteringEvidence, response: DialResponse | None) -> bool:

@@ -197,10 +197,10 @@ class ObservationIndex:
         """The current observations, oldest first (O(N): for tests and diagnostics)."""
         return tuple(entry.observation for entry in self._entries.values())
 
-    def observed_by(self, observer: PeerId) -> frozenset[WsAddress]:
-        """The candidate addresses ``observer``'s current observation stands for (O(1))."""
+    def observed_by(self, observer: PeerId) -> WsAddress | None:
+        """The address ``observer`` currently sees us at (its observation), or None (O(1))."""
         entry = self._entries.get(observer)
-        return frozenset() if entry is None else entry.translated
+        return None if entry is None else entry.observation.observed
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -99,7 +99,7 @@ from ..core import AddressPolicy, PeerId, WsAddress
 from ._autonat_candidates import ProbeServer, choose_servers
 from ._autonat_events import NatFiltering, NatMapping, ProbeResult, ReachabilityUpdate
 from ._autonat_msg import DIAL_REQUEST_PROTOCOL_ID
-from ._nat_filtering import FilteringEvidence, NatFilteringVotes
+from ._nat_filtering import FilteringEvidence, NatFilteringVotes, seen_at
 from ._nat_mapping import AddressObservation
 from ._observation_index import ObservationIndex, ObservationIndexStatistics
 from ._probe_commands import (
@@ -373,7 +373,7 @@ class ProbeScheduler:
             self._answered.add(probe.server)
         self._counters.outcomes[result.outcome.value] += 1
         events = self.reachability.handle_probe_result(result, now)
-        mapped = probe.addr in self._index.observed_by(probe.server)
+        mapped = seen_at(self._index.observed_by(probe.server), probe.addr)
         self.filtering.handle_probe_result(result, filtering, mapped=mapped, now=now)
         return self._step(now, events)
 

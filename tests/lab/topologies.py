@@ -368,7 +368,7 @@ SCENARIOS: tuple[Scenario, ...] = (
              Expectation("private", "endpoint-independent", False, APD),
              PlainTcp("preserved", "timeout", "timeout")),
     Scenario("symmetric", "NAT: symmetric (--random-fully)", build_symmetric,
-             Expectation("private", "endpoint-dependent", False),
+             Expectation("private", "endpoint-dependent", False, "unknown"),
              PlainTcp("random", "timeout", "timeout")),
     Scenario("port_forward", "NAT: listen port forwarded (DNAT)", build_port_forward,
              Expectation("public", "endpoint-independent", True, EI),
