@@ -149,6 +149,7 @@ class AutonatProbe:
         self._node = node
         self._driver = TimeoutDriver[ProbeCommand](self._scheduler)
         self._nursery: trio.Nursery | None = None
+        self._filtering_logged = "unknown"
         self._log = get_logger("actors.autonat", actor="autonat-probe", **node_field(node))
 
     def statistics(self) -> ProbeSchedulerStatistics:
@@ -233,6 +234,11 @@ class AutonatProbe:
         for command in commands:
             if isinstance(command, PublishReachability):
                 await self._tracker.send(command.update)
+                if command.update.nat_filtering != self._filtering_logged:
+                    self._log.info("nat filtering changed",
+                                   nat_filtering=command.update.nat_filtering,
+                                   previous=self._filtering_logged)
+                    self._filtering_logged = command.update.nat_filtering
                 for event in command.events:
                     message, fields = reachability_log(event)
                     self._log.info(message, **fields)

@@ -186,6 +186,7 @@ class NatFilteringVotes:
         self._verdicts: dict[WsAddress, NatFiltering] = {}
         self._overall: NatFiltering = "unknown"
         self._threshold = reachability.threshold
+        self._next_expiry: float | None = None
 
     @property
     def nat_filtering(self) -> NatFiltering:
@@ -226,10 +227,8 @@ class NatFilteringVotes:
         return self._evaluate(now)
 
     def poll_timeout(self) -> float | None:
-        """When the oldest vote expires, or None."""
-        ttl = self._reach.config.evidence_ttl
-        return min((v.at + ttl for votes in self._votes.values() for v in votes.values()),
-                   default=None)
+        """When the oldest vote expires, or None (kept by every evaluation: O(1) here)."""
+        return self._next_expiry
 
     def handle_timeout(self, now: float) -> list[NatFilteringChanged]:
         """Expire old votes; follow a change of the threshold in force."""
@@ -257,6 +256,8 @@ class NatFilteringVotes:
                 del self._votes[addr]
         for addr in [a for a in self._verdicts if a not in self._votes]:
             del self._verdicts[addr]
+        self._next_expiry = min((v.at + ttl for votes in self._votes.values()
+                                 for v in votes.values()), default=None)
         decided = set(self._verdicts.values())
         new: NatFiltering = decided.pop() if len(decided) == 1 else "unknown"
         if new == self._overall:
