@@ -362,8 +362,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(document))
         return EXIT_OK
-    for key in ("peer_id", "state", "nat_status", "nat_mapping", "connections", "peers_count",
-                "probes_served", "uptime_s", "version"):
+    for key in ("peer_id", "state", "nat_status", "nat_mapping", "nat_filtering", "connections",
+                "peers_count", "probes_served", "uptime_s", "version"):
         if key in document:
             print(f"{key:<16}{document[key]}")
     for key in ("reachable_addrs", "observed_addrs", "peer_addrs"):
