@@ -48,7 +48,7 @@ START_LIMIT = 20.0
 STOP_LIMIT = 10.0
 PROBE_KEYS = {"peer_id", "nat_status", "nat_mapping", "nat_filtering", "reachable_addrs",
               "unreachable_addrs", "observed_addrs", "servers", "servers_contacted", "reason",
-              "elapsed_s"}
+              "elapsed_s", "total_s"}
 NAT_MAPPINGS = {"none", "endpoint-independent", "endpoint-dependent", "unknown"}
 _names = itertools.count()
 
@@ -374,6 +374,7 @@ def _check_probe_shape(out: subprocess.CompletedProcess[str]) -> dict[str, Any]:
         for addr in result[key]:
             WsAddress.parse(addr)
     assert isinstance(result["elapsed_s"], float) and result["elapsed_s"] >= 0
+    assert isinstance(result["total_s"], float) and result["total_s"] >= result["elapsed_s"]
     # a reason exactly when there is no verdict
     assert (result["reason"] is None) == (result["nat_status"] != "unknown"), result
     assert result["reason"] is None or (isinstance(result["reason"], str) and result["reason"])

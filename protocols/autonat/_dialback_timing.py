@@ -27,9 +27,9 @@ path is proven and the rest runs under the usual handshake timeouts):
   SYN-ACK is lost, ``q = 1 - (1 - p)^2`` for a loss rate ``p`` per
   direction, so ``n`` attempts all fail with ``q^n``. ``p`` is estimated
   from the request's own connection - retransmitted segments over segments
-  sent, with one loss and two segments added (Laplace's rule), so a short
-  clean connection still assumes a little loss and a lossy one gets more
-  attempts - capped at ``max_attempts``.
+  sent, with half a loss and one segment added (the Jeffreys estimate), so a
+  short clean connection still assumes a little loss, a long clean one very
+  little, and a lossy one gets more attempts - capped at ``max_attempts``.
 * ``give_up_after`` - when the silence counts: the last attempt gets one
   retransmission timeout to be answered, and no plan gives up before
   ``rtos`` retransmission timeouts, nor before ``floor`` (scheduling and
@@ -109,10 +109,10 @@ class PathStats:
 
     @property
     def loss(self) -> float:
-        """Estimated loss per direction: (retransmitted + 1) / (sent + 2), at most
+        """Estimated loss per direction: (retransmitted + 0.5) / (sent + 1), at most
         :data:`MAX_LOSS`."""
         sent = max(self.segments_sent, self.retransmitted)
-        return min(MAX_LOSS, (self.retransmitted + 1) / (sent + 2))
+        return min(MAX_LOSS, (self.retransmitted + 0.5) / (sent + 1))
 
 
 @dataclass(frozen=True)
