@@ -46,7 +46,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 PROJECT_PREFIX = "ta-"
-REQUIRED_TOOLS = ("ip", "iptables", "nft")
+REQUIRED_TOOLS = ("ip", "iptables", "nft", "ethtool")
 _SHORT_NAME = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 _IFNAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$")
 
@@ -64,11 +64,11 @@ def unavailable_reason(tools: Sequence[str] = REQUIRED_TOOLS) -> str | None:
     if not sys.platform.startswith("linux"):
         return "the NAT lab needs Linux network namespaces"
     if os.geteuid() != 0:
-        return "the NAT lab needs root (ip netns, iptables, nftables)"
+        return "the NAT lab needs root (ip netns, iptables, nftables, ethtool)"
     missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
         return (f"the NAT lab needs {', '.join(missing)} on PATH "
-                "(Debian packages: iproute2 iptables nftables)")
+                "(Debian packages: iproute2 iptables nftables ethtool)")
     return None
 
 
@@ -469,7 +469,7 @@ while time.monotonic() < end:
 """
 
 _TCP_CLIENT = r"""
-import json, socket, sys
+import errno, json, socket, struct, sys, time
 ip, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 src = (sys.argv[4], int(sys.argv[5])) if len(sys.argv) > 5 else None
 s = socket.socket()
@@ -478,13 +478,23 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
 s.settimeout(timeout)
 try:
     if src: s.bind(src)
+    started = time.monotonic()
     s.connect((ip, port))
+    connect_s = time.monotonic() - started
     data = s.recv(200).decode().split()
-    print(json.dumps({"ok": True, "seen_as": [data[0], int(data[1])]}))
-except socket.timeout:
-    print(json.dumps({"ok": False, "error": "timeout"}))
+    print(json.dumps({"ok": True, "seen_as": [data[0], int(data[1])], "connect_s": connect_s}))
 except OSError as exc:
-    print(json.dumps({"ok": False, "error": type(exc).__name__}))
+    # abort (RST, no FIN_WAIT/TIME_WAIT), so a retry from the same source port can connect
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    if isinstance(exc, socket.timeout):
+        error = "timeout"
+    elif type(exc) is OSError:
+        error = f"OSError {errno.errorcode.get(exc.errno or 0, exc.errno)}"
+    else:
+        error = type(exc).__name__
+    print(json.dumps({"ok": False, "error": error}))
+finally:
+    s.close()
 """
 
 
@@ -495,6 +505,8 @@ class ConnectResult:
     ok: bool
     seen_as: tuple[str, int] | None = None
     error: str | None = None
+    connect_s: float | None = None
+    """How long ``connect()`` took (SYN to SYN-ACK: one round trip), when it succeeded."""
 
 
 def tcp_listen(ns: Namespace, ip: str, port: int, *, label: str,
@@ -516,5 +528,6 @@ def tcp_connect(ns: Namespace, ip: str, port: int, *, timeout: float = 2.0,
                   timeout=timeout + 10.0)
     doc = json.loads(proc.stdout)
     if doc["ok"]:
-        return ConnectResult(True, seen_as=(doc["seen_as"][0], int(doc["seen_as"][1])))
+        return ConnectResult(True, seen_as=(doc["seen_as"][0], int(doc["seen_as"][1])),
+                             connect_s=float(doc["connect_s"]))
     return ConnectResult(False, error=str(doc["error"]))
