@@ -34,10 +34,24 @@ host contacted and from one it never contacted.
 
 from __future__ import annotations
 
+import functools
+import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from .netlab import Lab, Namespace, tcp_connect, tcp_listen
+from .linkem import OFFLOAD_OFF, LinkProfile
+from .netlab import (
+    ConnectResult,
+    Lab,
+    LabError,
+    LabProcess,
+    Namespace,
+    tcp_connect,
+    tcp_listen,
+)
 
 LISTEN_PORT = 44000
 HTTP_PORT = 7888
@@ -55,6 +69,29 @@ CGN_INNER_IP, CGN_HOME_IP = "100.64.0.1", "100.64.0.2"
 # --- topology building blocks ------------------------------------------------------------
 
 
+@dataclass
+class EmulatedLink:
+    """A link namespace between a participant and the bridge, and its emulator process."""
+
+    ns: Namespace
+    proc: LabProcess
+    profile: LinkProfile
+
+    def stop(self) -> dict[str, Any]:
+        """Stop the emulator and return its statistics (its last stdout line)."""
+        self.proc.stop(grace=5.0)
+        lines = self.proc.stdout().strip().splitlines()
+        if not lines:
+            raise LabError(f"{self.proc.label} printed no statistics\n{self.proc.tail()}")
+        doc: dict[str, Any] = json.loads(lines[-1])
+        return doc
+
+
+def _offloads_off(ns: Namespace, ifname: str) -> None:
+    """Raw-frame forwarding needs plain frames: no TSO/GSO/GRO, no checksum offload."""
+    ns.run("ethtool", "-K", ifname, *OFFLOAD_OFF)
+
+
 class Internet:
     """The flat public segment: a bridge in namespace ``inet``."""
 
@@ -63,17 +100,44 @@ class Internet:
         self.ns = lab.namespace("inet")
         lab.bridge(self.ns, "br0")
         self._ports = 0
+        self.links: list[EmulatedLink] = []
 
-    def attach(self, ns: Namespace, ifname: str, ip: str, *extra_ips: str) -> None:
-        """Plug ``ns`` in as ``ifname`` with ``ip`` (and ``extra_ips``), all ``/24``."""
+    def attach(self, ns: Namespace, ifname: str, ip: str, *extra_ips: str,
+               link: LinkProfile | None = None) -> None:
+        """Plug ``ns`` in as ``ifname`` with ``ip`` (and ``extra_ips``), all ``/24``.
+
+        With ``link``, a namespace ``link<N>`` sits between the bridge port and
+        ``ns`` (``inet:pN <-> link:uplink``, ``link:downlink <-> ns:ifname``) and runs the
+        link emulator (:mod:`.linkem`) with that profile in both directions.
+        """
         self._ports += 1
         port = f"p{self._ports}"
-        self.lab.veth(self.ns, port, ns, ifname)
+        if link is None:
+            self.lab.veth(self.ns, port, ns, ifname)
+        else:
+            self._emulated(port, ns, ifname, link)
         self.ns.ip("link", "set", port, "master", "br0")
         for addr in (ip, *extra_ips):
             ns.add_addr(ifname, f"{addr}/24")
         if not any(addr.startswith("203.0.113.") for addr in (ip, *extra_ips)):
             ns.add_route("203.0.113.0/24", "dev", ifname)
+
+    def _emulated(self, port: str, ns: Namespace, ifname: str, profile: LinkProfile) -> None:
+        index = len(self.links) + 1
+        link_ns = self.lab.namespace(f"link{index}")
+        self.lab.veth(self.ns, port, link_ns, "uplink")
+        self.lab.veth(link_ns, "downlink", ns, ifname)
+        ends = ((self.ns, port), (link_ns, "uplink"), (link_ns, "downlink"), (ns, ifname))
+        for where, name in ends:
+            _offloads_off(where, name)
+        argv = [sys.executable, str(Path(__file__).with_name("linkem.py")), "--a", "uplink",
+                "--b", "downlink", *profile.argv(), "--seed", str(index)]
+        proc = link_ns.spawn(f"linkem{index}", argv)
+        self.lab.wait_until(lambda: "ready" in proc.stderr() or not proc.running(),
+                            timeout=10.0, what=f"link emulator {index} to start")
+        if not proc.running():
+            raise LabError(f"link emulator {index} failed to start\n{proc.tail()}")
+        self.links.append(EmulatedLink(link_ns, proc, profile))
 
 
 @dataclass(frozen=True)
@@ -100,6 +164,8 @@ class Topology:
     host_ip: str
     face_ip: str
     routers: list[Namespace] = field(default_factory=list)
+    link: LinkProfile | None = None
+    """The emulated access link of the host under test (its router's WAN behind a NAT)."""
 
     @property
     def face_addr(self) -> str:
@@ -145,27 +211,32 @@ def _masquerade(router: Namespace, *, random_fully: bool = False) -> None:
     router.iptables("-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE", *extra)
 
 
-def _home_router(lab: Lab, internet: Internet, wan_ip: str) -> tuple[Namespace, Namespace]:
+def _home_router(lab: Lab, internet: Internet, wan_ip: str,
+                 link: LinkProfile | None = None) -> tuple[Namespace, Namespace]:
     router = lab.namespace("router", forwarding=True)
-    internet.attach(router, "wan", wan_ip)
+    internet.attach(router, "wan", wan_ip, link=link)
     return router, _home_lan(lab, router)
 
 
-def build_public(lab: Lab) -> Topology:
-    """Scenario 1 (and the base of 5, 6): a host with a public address, no NAT."""
+def build_public(lab: Lab, link: LinkProfile | None = None) -> Topology:
+    """Scenario 1 (and the base of 5, 6): a host with a public address, no NAT.
+
+    ``link``: the host's access link is emulated (delay, jitter, loss)."""
     internet, boots = _internet_with_boots(lab, 3)
     host = lab.namespace("host")
-    internet.attach(host, "eth0", PUBLIC_HOST_IP)
-    return Topology(lab, internet, boots, host, PUBLIC_HOST_IP, PUBLIC_HOST_IP)
+    internet.attach(host, "eth0", PUBLIC_HOST_IP, link=link)
+    return Topology(lab, internet, boots, host, PUBLIC_HOST_IP, PUBLIC_HOST_IP, link=link)
 
 
-def build_masquerade(lab: Lab) -> Topology:
-    """Scenario 2: port-preserving masquerade with port-restricted filtering."""
+def build_masquerade(lab: Lab, link: LinkProfile | None = None) -> Topology:
+    """Scenario 2: port-preserving masquerade with port-restricted filtering.
+
+    ``link``: the router's WAN link is emulated (delay, jitter, loss)."""
     internet, boots = _internet_with_boots(lab, 3)
-    router, host = _home_router(lab, internet, ROUTER_WAN_IP)
+    router, host = _home_router(lab, internet, ROUTER_WAN_IP, link)
     _masquerade(router)
     _stateful_wan_filter(router)
-    return Topology(lab, internet, boots, host, LAN_HOST_IP, ROUTER_WAN_IP, [router])
+    return Topology(lab, internet, boots, host, LAN_HOST_IP, ROUTER_WAN_IP, [router], link=link)
 
 
 def build_symmetric(lab: Lab) -> Topology:
@@ -358,6 +429,8 @@ class Scenario:
     plain_tcp: PlainTcp
     dialback_source: bool = True
     informational: bool = False
+    link: LinkProfile | None = None
+    """The host's emulated access link (``LINK_SCENARIOS``); ``None``: a plain veth."""
 
 
 EI, AD, APD = "endpoint-independent", "address-dependent", "address-and-port-dependent"
@@ -391,7 +464,37 @@ SCENARIOS: tuple[Scenario, ...] = (
              Expectation("private", "endpoint-independent", False, APD),
              PlainTcp("preserved", "timeout", "timeout")),
 )
-SCENARIOS_BY_KEY = {scenario.key: scenario for scenario in SCENARIOS}
+
+LINK_PROFILES: tuple[LinkProfile, ...] = (
+    LinkProfile(40.0),
+    LinkProfile(150.0, jitter_ms=20.0),
+    LinkProfile(50.0, loss=0.02),
+    LinkProfile(50.0, loss=0.10),
+    LinkProfile(50.0, loss=0.25),
+)
+"""Access-link profiles, per direction: "40 ms" is 40 ms one-way each way (+80 ms RTT)."""
+
+
+def _link_scenarios() -> tuple[Scenario, ...]:
+    """For every link profile: a public host (``public_<tag>``) and the same host behind
+    the port-restricted masquerade (``masquerade_<tag>``), the link on its access link."""
+    scenarios = []
+    for profile in LINK_PROFILES:
+        scenarios.append(Scenario(
+            f"public_{profile.key}", f"public host, link {profile.describe()}",
+            functools.partial(build_public, link=profile),
+            Expectation("public", "none", True), PlainTcp("same", "ok", "ok"), link=profile))
+        scenarios.append(Scenario(
+            f"masquerade_{profile.key}", f"NAT: masquerade, link {profile.describe()}",
+            functools.partial(build_masquerade, link=profile),
+            Expectation("private", "endpoint-independent", False),
+            PlainTcp("preserved", "timeout", "timeout"), link=profile))
+    return tuple(scenarios)
+
+
+LINK_SCENARIOS: tuple[Scenario, ...] = _link_scenarios()
+"""The delay/loss scenarios, run apart from ``SCENARIOS`` (``run_matrix --links``)."""
+SCENARIOS_BY_KEY = {scenario.key: scenario for scenario in (*SCENARIOS, *LINK_SCENARIOS)}
 
 
 # --- the boot cluster -------------------------------------------------------------------
@@ -430,15 +533,18 @@ PLAIN_PORT = 9000
 def check_plain_tcp(topo: Topology, spec: PlainTcp) -> list[str]:
     """Check ``spec`` against the built topology with tiny TCP tools; return the problems.
 
-    The tools are stopped before returning, so the node can use the ports afterwards.
+    Through an emulated link, timeouts grow with the link's round trip and, on a
+    lossy link, every connection is tried up to :data:`LOSSY_ATTEMPTS` times (see
+    :func:`_connect`). The tools are stopped before returning, so the node can use
+    the ports afterwards.
     """
     tools = [tcp_listen(boot.ns, boot.ip, PLAIN_PORT, label=f"tcp-{boot.ns.short}")
              for boot in topo.boots[:3]]
     try:
         seen = []
         for boot in topo.boots[:3]:
-            result = tcp_connect(topo.host, boot.ip, PLAIN_PORT,
-                                 source=(topo.host_ip, LISTEN_PORT))
+            result = _connect(topo, topo.host, boot.ip, PLAIN_PORT, base_timeout=2.0,
+                              source=(topo.host_ip, LISTEN_PORT))
             if result.seen_as is None:
                 return [f"outbound to {boot.ip} failed: {result.error}"]
             seen.append(result.seen_as)
@@ -451,12 +557,48 @@ def check_plain_tcp(topo: Topology, spec: PlainTcp) -> list[str]:
             tool.stop(grace=2.0)
 
 
+LOSSY_ATTEMPTS = 3
+"""Connection attempts through a lossy link. One attempt sends SYNs at 0, 1 and 3 s;
+at 25 % loss each way a SYN's round trip fails with p = 0.44, so an open port looks
+closed to one attempt with p = 0.44**3 = 0.08 and to three with p = 0.0007."""
+
+
+def _attempt_timeout(base: float, link: LinkProfile | None) -> float:
+    """``base`` plus two round trips of the link; on a lossy link at least three SYNs."""
+    if link is None:
+        return base
+    rtt = 2.0 * (link.delay_ms + link.jitter_ms) / 1000.0
+    timeout = base + 2.0 * rtt
+    return max(timeout, 3.5 + 2.0 * rtt) if link.loss > 0.0 else timeout
+
+
+def _connect(topo: Topology, ns: Namespace, ip: str, port: int, *, base_timeout: float,
+             source: tuple[str, int]) -> ConnectResult:
+    """:func:`tcp_connect`, retried through a lossy link until a definite answer.
+
+    A connection or a refusal (RST) is definite - loss cannot forge either - so the
+    first one ends the attempts. A timeout may be the loss's doing, so on a lossy
+    link it counts only when all :data:`LOSSY_ATTEMPTS` attempts time out (then a
+    dropping firewall is what the check still demands). Without loss: one attempt,
+    exactly as before.
+    """
+    link = topo.link
+    attempts = LOSSY_ATTEMPTS if link is not None and link.loss > 0.0 else 1
+    timeout = _attempt_timeout(base_timeout, link)
+    result = ConnectResult(False, error="no attempt")
+    for _ in range(attempts):
+        result = tcp_connect(ns, ip, port, timeout=timeout, source=source)
+        if result.ok or result.error != "timeout":
+            return result
+    return result
+
+
 def _check_inbound(topo: Topology, spec: PlainTcp) -> list[str]:
     problems = []
     boot = topo.boots[0]
     for source_ip, want in ((boot.ip, spec.inbound_contacted), (boot.alt_ip, spec.inbound_other)):
-        result = tcp_connect(boot.ns, topo.face_ip, LISTEN_PORT, timeout=1.5,
-                             source=(source_ip, 0))
+        result = _connect(topo, boot.ns, topo.face_ip, LISTEN_PORT, base_timeout=1.5,
+                          source=(source_ip, 0))
         got = "ok" if result.ok else _inbound_error(result.error)
         if got != want:
             problems.append(f"inbound from {source_ip} to {topo.face_ip}:{LISTEN_PORT}: "
