@@ -17,6 +17,11 @@ Scenarios are independent, so they run in parallel threads (``--jobs``); a
 scenario's runs are sequential. Ctrl-C (or SIGTERM) sets a cancel event every
 lab polls; each lab tears down in its own thread and the interrupt propagates.
 
+``--links`` runs instead the delay/loss scenarios (``LINK_SCENARIOS``: a public
+host and a masqueraded one behind an emulated access link, see ``linkem``),
+whose probes get ``LINK_PROBE_TIMEOUT``; below the table it prints what each
+link emulator forwarded and lost.
+
 ``make lab`` runs this module and prints a Markdown table (scenario, expected,
 got, time to verdict); the exit status is non-zero on any wrong verdict. The
 pytest suite (``test_nat_lab.py``) runs the same jobs and asserts per run.
@@ -53,6 +58,7 @@ from .netlab import (
 from .topologies import (
     HTTP_PORT,
     LB_IP,
+    LINK_SCENARIOS,
     LISTEN_PORT,
     PUBLIC_NETWORKS,
     SCENARIOS,
@@ -67,6 +73,10 @@ from .topologies import (
 
 RUNS = 5
 PROBE_TIMEOUT = 30.0
+LINK_PROBE_TIMEOUT = 60.0
+"""The probe's ``--timeout`` through an emulated link: a 25 % lossy link loses SYNs
+(retransmitted after 1, 3, 7 s ...) on the way to the boot nodes and back, so a
+probe can need several times the ~5-12 s of a private verdict."""
 CLUSTER_URL = f"http://{LB_IP}:{HTTP_PORT}/status"
 CLUSTER_EXPECT = Expectation("public", "none", True)
 NODE_EXPECT = Expectation("private", "endpoint-independent", False)
@@ -285,6 +295,8 @@ class ScenarioResult:
     diagnostics: list[str] = field(default_factory=list)
     log_dir: Path | None = None
     duration_s: float = 0.0
+    link_stats: list[dict[str, Any]] = field(default_factory=list)
+    """The link emulators' statistics (JSON from ``linkem``), read before teardown."""
 
     def wrong(self) -> int:
         return sum(1 for run in self.runs if run.problems)
@@ -306,14 +318,16 @@ def run_scenario(scenario: Scenario, *, runs: int, tmp_root: Path,
                 return result
             boots = start_boot_nodes(lab, topo.boots, dialback_source=scenario.dialback_source)
             urls = [boot.site.status_url for boot in boots]
+            timeout = PROBE_TIMEOUT if scenario.link is None else LINK_PROBE_TIMEOUT
             for index in range(1, runs + 1):
                 lab.check_cancelled()
-                outcome = run_probe(topo.host, urls, label=f"probe{index}")
+                outcome = run_probe(topo.host, urls, label=f"probe{index}", timeout=timeout)
                 problems = judge(scenario.expect, topo.face_addr, outcome)
                 problems += [f"{boot.proc.label} died" for boot in boots if not boot.proc.running()]
                 result.runs.append(RunRecord(index, outcome, problems))
                 if problems:
                     result.diagnostics.append(diagnose(outcome, problems, boots, topo))
+            result.link_stats = [link.stop() for link in topo.internet.links]
     except LabCancelled:
         raise
     except Exception as exc:  # a lab failure is a result too: reported, not hidden
@@ -494,8 +508,10 @@ def _slow_first(scenario: Scenario) -> int:
 
 
 def run_all(scenarios: Sequence[Scenario], *, runs: int, tmp_root: Path, jobs: int,
-            cluster: bool, cluster_probes: int = 3) -> Matrix:
-    """Run the scenario jobs (and the cluster job) in ``jobs`` threads; Ctrl-C cancels all."""
+            cluster: bool, cluster_probes: int = 3, link_runs: int | None = None) -> Matrix:
+    """Run the scenario jobs (and the cluster job) in ``jobs`` threads; Ctrl-C cancels all.
+
+    ``link_runs``: probe runs of the scenarios with an emulated link (default ``runs``)."""
     matrix = Matrix()
     cancel = threading.Event()
     started = time.monotonic()
@@ -505,8 +521,9 @@ def run_all(scenarios: Sequence[Scenario], *, runs: int, tmp_root: Path, jobs: i
         if cluster:
             cluster_future = pool.submit(run_cluster, tmp_root=tmp_root, probes=cluster_probes,
                                          cancel=cancel)
-        futures = {sc.key: pool.submit(run_scenario, sc, runs=runs, tmp_root=tmp_root,
-                                       cancel=cancel)
+        futures = {sc.key: pool.submit(run_scenario, sc,
+                                       runs=runs if sc.link is None or link_runs is None
+                                       else link_runs, tmp_root=tmp_root, cancel=cancel)
                    for sc in sorted(scenarios, key=_slow_first)}
         for scenario in scenarios:
             matrix.scenarios[scenario.key] = futures[scenario.key].result()
@@ -534,27 +551,52 @@ def _got(records: Sequence[RunRecord]) -> str:
     return ", ".join(f"{got} ({n}/{len(records)})" for got, n in counts.most_common()) or "-"
 
 
+def _right(records: Sequence[RunRecord]) -> str:
+    return f"{sum(1 for run in records if not run.problems)}/{len(records)}"
+
+
 def format_table(matrix: Matrix) -> str:
-    """The Markdown table: scenario | expected | got | time to verdict, plus notes."""
-    lines = ["| scenario | expected | got | time to verdict (probe elapsed_s): median (min-max) |",
-             "| --- | --- | --- | --- |"]
+    """The Markdown table: scenario | expected | got | right | time to verdict."""
+    lines = ["| scenario | expected | got | right | "
+             "time to verdict (probe elapsed_s): median (min-max) |",
+             "| --- | --- | --- | --- | --- |"]
     for result in matrix.scenarios.values():
         sc = result.scenario
         expected = sc.expect.describe() + (" (contrast)" if sc.informational else "")
         got = _got(result.runs) if result.error is None else f"LAB ERROR: {result.error[:80]}"
-        lines.append(f"| {sc.title.strip()} | {expected} | {got} | {_times(result.runs)} |")
+        lines.append(f"| {sc.title.strip()} | {expected} | {got} | {_right(result.runs)} | "
+                     f"{_times(result.runs)} |")
     cluster = matrix.cluster
     if cluster is not None:
         expected = CLUSTER_EXPECT.describe()
         for name, records in (("boot cluster behind nginx (4 boot nodes)", cluster.probes_before),
                               ("boot cluster, one boot node killed", cluster.probes_after)):
             got = _got(records) if cluster.error is None else f"LAB ERROR: {cluster.error[:80]}"
-            lines.append(f"| {name} | {expected} | {got} | {_times(records)} |")
+            lines.append(f"| {name} | {expected} | {got} | {_right(records)} | "
+                         f"{_times(records)} |")
         doc = cluster.node_status or {}
         got = f"{doc.get('nat_status')}, {doc.get('nat_mapping')}, {doc.get('state')}"
+        right = f"{int(not node_problems(cluster))}/1"
         lines.append(f"| `autonat node` behind NAT via the cluster URL (after the kill) | "
-                     f"{NODE_EXPECT.describe()}, fully_connected | {got} | "
+                     f"{NODE_EXPECT.describe()}, fully_connected | {got} | {right} | "
                      f"{cluster.node_s:.2f} s (from process start) |")
+    return "\n".join(lines)
+
+
+def format_link_stats(matrix: Matrix) -> str:
+    """One line per emulated link: frames forwarded and lost in each direction."""
+    lines = []
+    for result in matrix.scenarios.values():
+        for stats in result.link_stats:
+            parts = []
+            for name, counts in sorted(stats.items()):
+                if not isinstance(counts, dict) or "->" not in name:
+                    continue
+                ipv4 = max(1, int(counts["ipv4_received"]))
+                parts.append(f"{name} {counts['forwarded']} forwarded, {counts['dropped_loss']} "
+                             f"lost ({100.0 * counts['dropped_loss'] / ipv4:.1f} % of IPv4), "
+                             f"{counts['dropped_queue']} over the queue limit")
+            lines.append(f"{result.scenario.key}: " + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -598,7 +640,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=RUNS, help="probe runs per scenario")
     parser.add_argument("--jobs", type=int, default=6, help="scenarios run in parallel")
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS_BY_KEY),
-                        help="only this scenario (repeatable; default: all)")
+                        help="only this scenario (repeatable; default: all but the link "
+                        "scenarios)")
+    parser.add_argument("--links", action="store_true",
+                        help="only the delay/loss scenarios (emulated access links); "
+                        "implies --no-cluster")
     parser.add_argument("--no-cluster", action="store_true", help="skip the nginx boot cluster")
     parser.add_argument("--keep-logs", action="store_true", help="keep the logs even on success")
     return parser.parse_args(argv)
@@ -614,6 +660,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if reason is not None:
         print(f"NAT lab cannot run: {reason}", file=sys.stderr)
         return 1
+    if args.links:
+        args.no_cluster = True
     if not args.no_cluster and shutil.which("nginx") is None:
         print("NAT lab: nginx not found (Debian package nginx-light); use --no-cluster",
               file=sys.stderr)
@@ -621,7 +669,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     removed = cleanup_stale()
     if removed:
         print(f"removed {len(removed)} stale lab namespaces", file=sys.stderr)
-    scenarios = [SCENARIOS_BY_KEY[key] for key in args.scenario] if args.scenario else SCENARIOS
+    scenarios: Sequence[Scenario] = SCENARIOS
+    if args.scenario:
+        scenarios = [SCENARIOS_BY_KEY[key] for key in args.scenario]
+    elif args.links:
+        scenarios = LINK_SCENARIOS
     tmp_root = Path(tempfile.mkdtemp(prefix="ta-lab-"))
     signal.signal(signal.SIGTERM, _raise_interrupt)
     print(f"NAT lab: {len(scenarios)} scenarios x {args.runs} runs"
@@ -634,6 +686,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\ninterrupted: lab torn down; logs kept in {tmp_root}", file=sys.stderr)
         return 130
     print(format_table(matrix))
+    link_stats = format_link_stats(matrix)
+    if link_stats:
+        print(f"\nlink emulators (whole scenario, all runs):\n{link_stats}")
     total, wrong, problems = summary(matrix)
     if matrix.cluster is not None and matrix.cluster.error is None:
         print(f"\n/status through nginx: {len(set(matrix.cluster.fetched_before))} boot nodes in "
