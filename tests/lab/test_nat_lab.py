@@ -6,11 +6,17 @@ parallel threads, see ``run_matrix``) and every test below asserts one part of
 what they recorded, so a failure names the scenario and run, with the probe's
 JSON, its log tail, the boot nodes' log tails and the routers' rulesets.
 Select with ``pytest -m lab``; ``AUTONAT_LAB_JOBS`` sets the parallelism.
+
+The delay/loss scenarios (``LINK_SCENARIOS``) run in the same parallel jobs but
+probe only ``LINK_RUNS`` (1) time each, to keep ``make test`` within minutes;
+``run_matrix --links --runs 10`` gives their figures. The link emulator itself
+is tested on its own (delay seen by TCP connect, loss fraction of a UDP stream).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -23,21 +29,34 @@ from pathlib import Path
 
 import pytest
 
-from .netlab import Lab, LabError, cleanup_stale, list_namespaces, run, unavailable_reason
+from .linkem import LinkProfile
+from .netlab import (
+    Lab,
+    LabError,
+    cleanup_stale,
+    list_namespaces,
+    run,
+    tcp_connect,
+    tcp_listen,
+    unavailable_reason,
+)
 from .run_matrix import (
     RUNS,
     Matrix,
     ScenarioResult,
     cluster_problems,
+    format_link_stats,
     format_table,
     node_problems,
     run_all,
 )
-from .topologies import SCENARIOS, SCENARIOS_BY_KEY
+from .topologies import LINK_SCENARIOS, SCENARIOS, SCENARIOS_BY_KEY, Internet
 
 pytestmark = pytest.mark.lab
 
 KEYS = [scenario.key for scenario in SCENARIOS]
+LINK_KEYS = [scenario.key for scenario in LINK_SCENARIOS]
+LINK_RUNS = 1
 TEST_PREFIX = "tatest-"
 _REASON = unavailable_reason()
 
@@ -66,7 +85,7 @@ def _selected(items: Sequence[pytest.Item]) -> tuple[list[str], bool]:
         if "key" in params:
             keys.add(str(params["key"]))
         cluster = cluster or item.name.startswith("test_cluster")
-    return [key for key in KEYS if key in keys], cluster
+    return [key for key in (*KEYS, *LINK_KEYS) if key in keys], cluster
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +99,10 @@ def lab_run(request: pytest.FixtureRequest,
     before = _root_namespace_state()
     matrix = run_all([SCENARIOS_BY_KEY[key] for key in keys], runs=RUNS,
                      tmp_root=tmp_path_factory.mktemp("natlab"),
-                     jobs=int(os.environ.get("AUTONAT_LAB_JOBS", "6")), cluster=cluster)
+                     jobs=int(os.environ.get("AUTONAT_LAB_JOBS", "6")), cluster=cluster,
+                     link_runs=LINK_RUNS)
     after = _root_namespace_state()
-    sys.stderr.write("\n" + format_table(matrix) + "\n")
+    sys.stderr.write("\n" + format_table(matrix) + "\n" + format_link_stats(matrix) + "\n")
     yield matrix, before, after
 
 
@@ -102,7 +122,7 @@ def _scenario(matrix: Matrix, key: str) -> ScenarioResult:
 # --- the scenarios -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("key", [*KEYS, *LINK_KEYS])
 def test_topology_does_what_the_scenario_says_to_plain_tcp(matrix: Matrix, key: str) -> None:
     result = matrix.scenarios[key]
     assert result.plain_problems == [], "\n".join(result.diagnostics)
@@ -116,6 +136,17 @@ def test_probe_verdict(matrix: Matrix, key: str, run_index: int) -> None:
     record = result.runs[run_index - 1]
     detail = [text for text in result.diagnostics if text.startswith(record.outcome.label + ":")]
     assert record.problems == [], f"(logs: {result.log_dir})\n" + "\n".join(detail)
+
+
+@pytest.mark.parametrize("key", LINK_KEYS)
+def test_probe_verdict_through_an_emulated_link(matrix: Matrix, key: str) -> None:
+    result = _scenario(matrix, key)
+    assert len(result.runs) == LINK_RUNS, f"{len(result.runs)} runs recorded"
+    for record in result.runs:
+        detail = [text for text in result.diagnostics
+                  if text.startswith(record.outcome.label + ":")]
+        assert record.problems == [], f"(logs: {result.log_dir})\n" + "\n".join(detail)
+    assert len(result.link_stats) == 1, result.link_stats
 
 
 # --- the boot cluster behind one URL -----------------------------------------------------
@@ -283,3 +314,83 @@ def test_lab_tears_down_on_ctrl_c_and_sigterm(signum: int, tmp_path: Path) -> No
             proc.kill()
             proc.wait(timeout=10)
         cleanup_stale(TEST_PREFIX)
+
+
+# --- the link emulator -------------------------------------------------------------------
+
+
+def test_link_emulator_delays_tcp_connect_by_one_round_trip(tmp_path: Path) -> None:
+    """Through a 50 ms (one-way, each way) link, connect() takes one round trip: >= 100 ms."""
+    _require_lab()
+    with Lab(prefix=TEST_PREFIX, tmp_dir=tmp_path) as lab:
+        internet = Internet(lab)
+        server, client = lab.namespace("server"), lab.namespace("client")
+        internet.attach(server, "eth0", "198.51.100.2")
+        internet.attach(client, "eth0", "198.51.100.3", link=LinkProfile(50.0))
+        tcp_listen(server, "198.51.100.2", 9000, label="server", lifetime=60.0)
+        times = []
+        for _ in range(4):
+            result = tcp_connect(client, "198.51.100.2", 9000, timeout=5.0)
+            assert result.ok and result.connect_s is not None, result
+            assert result.seen_as is not None and result.seen_as[0] == "198.51.100.3"
+            times.append(result.connect_s)
+        stats = internet.links[0].stop()
+    sys.stderr.write(f"\nconnect through a 50 ms link: {[f'{t:.4f}' for t in times]} s\n")
+    assert min(times) >= 0.100, times
+    assert max(times[1:]) < 0.5, times  # the first one also waits for ARP (one more RTT)
+    for direction in ("uplink->downlink", "downlink->uplink"):
+        assert stats[direction]["forwarded"] > 0 and stats[direction]["dropped_loss"] == 0
+
+
+_UDP_SINK = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.settimeout(0.5)
+print("ready", flush=True)
+count, last, end = 0, None, time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end and (last is None or time.monotonic() - last < 2.0):
+    try:
+        s.recv(2048)
+    except socket.timeout:
+        continue
+    count += 1
+    last = time.monotonic()
+print(count, flush=True)
+"""
+
+_UDP_SOURCE = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(int(sys.argv[3])):
+    s.sendto(i.to_bytes(4, "big") * 25, (sys.argv[1], int(sys.argv[2])))
+    time.sleep(0.001)
+"""
+
+
+def test_link_emulator_loses_the_configured_fraction(tmp_path: Path) -> None:
+    """A 25 % lossy link drops 25 % of a UDP stream (binomial bounds), forwards the rest."""
+    _require_lab()
+    sent = 2000
+    with Lab(prefix=TEST_PREFIX, tmp_dir=tmp_path) as lab:
+        internet = Internet(lab)
+        sink_ns, source_ns = lab.namespace("sink"), lab.namespace("source")
+        internet.attach(sink_ns, "eth0", "198.51.100.2")
+        internet.attach(source_ns, "eth0", "198.51.100.3", link=LinkProfile(50.0, loss=0.25))
+        sink = sink_ns.spawn("sink", [sys.executable, "-c", _UDP_SINK, "198.51.100.2", "9001",
+                                      "30"])
+        lab.wait_until(lambda: "ready" in sink.stdout(), timeout=10.0, what="the UDP sink")
+        source_ns.run(sys.executable, "-c", _UDP_SOURCE, "198.51.100.2", "9001", str(sent),
+                      timeout=30.0)
+        sink.wait(timeout=40.0)
+        received = int(sink.stdout().split()[-1])
+        stats = internet.links[0].stop()
+    out = stats["downlink->uplink"]
+    fraction = out["dropped_loss"] / out["ipv4_received"]
+    sys.stderr.write(f"\n25 % loss link: {json.dumps(out)}; sink got {received}/{sent}\n")
+    assert out["ipv4_received"] >= sent, out  # every datagram reached the emulator
+    assert 0.20 <= fraction <= 0.30, out  # 25 % +- 5 standard deviations (n = 2000)
+    assert out["dropped_queue"] == 0 and out["dropped_send"] == 0, out
+    assert 0.70 * sent <= received <= 0.80 * sent, received
+    assert received <= out["forwarded"], (received, out)
