@@ -10,8 +10,7 @@ Select with ``pytest -m lab``; ``AUTONAT_LAB_JOBS`` sets the parallelism.
 The delay/loss scenarios (``LINK_SCENARIOS``) run in the same parallel jobs but
 probe only ``LINK_RUNS`` (1) time each, to keep ``make test`` within minutes
 (they add about 40 s on 2 cores); ``run_matrix --links --runs 10`` gives their
-figures. All but ``LINK_LEFT_OUT`` run: every link profile behind the NAT, and
-every one but the 25 % loss with a public host (see ``LINK_LEFT_OUT`` for why).
+figures. Every link profile runs, with a public host and behind the NAT.
 The link emulator itself is tested on its own (delay seen by TCP connect, loss
 fraction of a UDP stream).
 """
@@ -58,14 +57,7 @@ from .topologies import LINK_SCENARIOS, SCENARIOS, SCENARIOS_BY_KEY, Internet
 pytestmark = pytest.mark.lab
 
 KEYS = [scenario.key for scenario in SCENARIOS]
-LINK_LEFT_OUT = {
-    "public_d50l25": "the boot nodes' fixed 5 s dialback_timeout (connect + handshake) is "
-                     "too short for a 25 % lossy path: 1 of 10 runs judged this public host "
-                     "private (run_matrix --links --runs 10), which would make `make test` "
-                     "fail at random; put it back once dial-backs are timed from the path",
-}
-"""Link scenarios not in the suite, and why (``run_matrix --links`` still runs them)."""
-LINK_KEYS = [scenario.key for scenario in LINK_SCENARIOS if scenario.key not in LINK_LEFT_OUT]
+LINK_KEYS = [scenario.key for scenario in LINK_SCENARIOS]
 LINK_RUNS = 1
 TEST_PREFIX = "tatest-"
 _REASON = unavailable_reason()

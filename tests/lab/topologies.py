@@ -388,20 +388,34 @@ def build_double_nat(lab: Lab) -> Topology:
 @dataclass(frozen=True)
 class Expectation:
     """What ``autonat probe --json`` must say. ``nat_mapping`` / ``nat_filtering``
-    ``None``: not asserted."""
+    ``None``: not asserted.
+
+    ``mapping_may_be_unknown``: ``nat_mapping`` may also be ``unknown`` - on a very
+    lossy path the probe can end at its verdict before two observers saw the listen
+    port (a dial from it failed, or fell back to an ephemeral port). Unknown is an
+    honest answer; any other wrong value still fails.
+    """
 
     nat_status: str
     nat_mapping: str | None
     reachable_at_face: bool
     nat_filtering: str | None = None
+    mapping_may_be_unknown: bool = False
 
     def describe(self) -> str:
         text = self.nat_status
         if self.nat_mapping is not None:
             text += f", {self.nat_mapping}"
+            if self.mapping_may_be_unknown:
+                text += " (or unknown)"
         if self.nat_filtering is not None:
             text += f", filtering {self.nat_filtering}"
         return text
+
+    def mapping_ok(self, got: object) -> bool:
+        if self.nat_mapping is None or got == self.nat_mapping:
+            return True
+        return self.mapping_may_be_unknown and got == "unknown"
 
 
 @dataclass(frozen=True)
@@ -467,6 +481,7 @@ SCENARIOS: tuple[Scenario, ...] = (
 
 LINK_PROFILES: tuple[LinkProfile, ...] = (
     LinkProfile(40.0),
+    LinkProfile(50.0),
     LinkProfile(150.0, jitter_ms=20.0),
     LinkProfile(50.0, loss=0.02),
     LinkProfile(50.0, loss=0.10),
@@ -475,19 +490,27 @@ LINK_PROFILES: tuple[LinkProfile, ...] = (
 """Access-link profiles, per direction: "40 ms" is 40 ms one-way each way (+80 ms RTT)."""
 
 
+VERY_LOSSY = 0.25
+"""From this loss rate on, ``nat_mapping`` may honestly stay ``unknown`` (see
+:class:`Expectation`); ``nat_status`` must still be right."""
+
+
 def _link_scenarios() -> tuple[Scenario, ...]:
     """For every link profile: a public host (``public_<tag>``) and the same host behind
     the port-restricted masquerade (``masquerade_<tag>``), the link on its access link."""
     scenarios = []
     for profile in LINK_PROFILES:
+        lossy = profile.loss >= VERY_LOSSY
         scenarios.append(Scenario(
             f"public_{profile.key}", f"public host, link {profile.describe()}",
             functools.partial(build_public, link=profile),
-            Expectation("public", "none", True), PlainTcp("same", "ok", "ok"), link=profile))
+            Expectation("public", "none", True, mapping_may_be_unknown=lossy),
+            PlainTcp("same", "ok", "ok"), link=profile))
         scenarios.append(Scenario(
             f"masquerade_{profile.key}", f"NAT: masquerade, link {profile.describe()}",
             functools.partial(build_masquerade, link=profile),
-            Expectation("private", "endpoint-independent", False),
+            Expectation("private", "endpoint-independent", False,
+                        mapping_may_be_unknown=lossy),
             PlainTcp("preserved", "timeout", "timeout"), link=profile))
     return tuple(scenarios)
 
