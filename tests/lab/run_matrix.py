@@ -30,7 +30,6 @@ pytest suite (``test_nat_lab.py``) runs the same jobs and asserts per run.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import signal
 import statistics
@@ -39,7 +38,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,12 +54,25 @@ from .netlab import (
     cleanup_stale,
     unavailable_reason,
 )
+from .processes import (
+    PROBE_TIMEOUT,
+    ProbeOutcome,
+    RunningNode,
+    diagnose,
+    http_get,
+    http_get_json,
+    judge,
+    log_tail,
+    policy_flags,
+    run_probe,
+    start_boot_nodes,
+    wait_for_status,
+)
 from .topologies import (
     HTTP_PORT,
     LB_IP,
     LINK_SCENARIOS,
     LISTEN_PORT,
-    PUBLIC_NETWORKS,
     SCENARIOS,
     SCENARIOS_BY_KEY,
     BootSite,
@@ -72,7 +84,6 @@ from .topologies import (
 )
 
 RUNS = 5
-PROBE_TIMEOUT = 30.0
 LINK_PROBE_TIMEOUT = 60.0
 """The probe's ``--timeout`` through an emulated link: a 25 % lossy link loses SYNs
 (retransmitted after 1, 3, 7 s ...) on the way to the boot nodes and back, so a
@@ -81,198 +92,6 @@ CLUSTER_URL = f"http://{LB_IP}:{HTTP_PORT}/status"
 CLUSTER_EXPECT = Expectation("public", "none", True)
 NODE_EXPECT = Expectation("private", "endpoint-independent", False)
 CLUSTER_FETCHES = 8
-
-# --- autonat processes -------------------------------------------------------------------
-
-_HTTP_GET = r"""
-import json, sys, urllib.request
-try:
-    with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as resp:
-        print(json.dumps({"status": resp.status, "body": resp.read(1 << 20).decode()}))
-except Exception as exc:
-    print(json.dumps({"status": None, "error": f"{type(exc).__name__}: {exc}"}))
-"""
-
-
-def http_get(ns: Namespace, url: str, *, timeout: float = 3.0) -> dict[str, Any]:
-    """GET ``url`` from inside ``ns``: ``{"status": int|None, "body"|"error": str}``."""
-    proc = ns.run(sys.executable, "-c", _HTTP_GET, url, str(timeout), timeout=timeout + 10.0)
-    doc: dict[str, Any] = json.loads(proc.stdout)
-    return doc
-
-
-def http_get_json(ns: Namespace, url: str, *, timeout: float = 3.0) -> dict[str, Any] | None:
-    """The JSON object at ``url`` (fetched from inside ``ns``) on HTTP 200, else ``None``."""
-    doc = http_get(ns, url, timeout=timeout)
-    if doc.get("status") != 200:
-        return None
-    try:
-        body = json.loads(doc["body"])
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def _policy_flags() -> list[str]:
-    return [flag for cidr in PUBLIC_NETWORKS for flag in ("--public-network", cidr)]
-
-
-@dataclass
-class RunningNode:
-    """A running ``autonat boot``/``node`` process and its peer id (from its ``/status``)."""
-
-    site: BootSite
-    proc: LabProcess
-    peer_id: str = ""
-
-
-def boot_argv(lab: Lab, index: int, site: BootSite, *, dialback_source: bool,
-              sibling_urls: Sequence[str] = ()) -> list[str]:
-    data_dir = lab.tmp / f"boot{index}-data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [*autonat_argv(), "boot", "--listen", f"/ip4/{site.ip}/tcp/{LISTEN_PORT}/ws",
-            "--http", f"{site.ip}:{HTTP_PORT}", "--data-dir", str(data_dir), *_policy_flags(),
-            "--log-format", "json", "--log-level", "debug"]
-    if dialback_source:
-        argv += ["--dialback-source", site.alt_ip]
-    for url in sibling_urls:
-        argv += ["--boot-url", url]
-    return argv
-
-
-def start_boot_nodes(lab: Lab, sites: Sequence[BootSite], *, dialback_source: bool,
-                     siblings: bool = False) -> list[RunningNode]:
-    """Start ``autonat boot`` at every site; return once each serves ``/status``.
-
-    ``siblings``: every boot node also bootstraps from the other sites' URLs.
-    """
-    nodes = []
-    for index, site in enumerate(sites, start=1):
-        urls = [other.status_url for other in sites if other is not site] if siblings else []
-        argv = boot_argv(lab, index, site, dialback_source=dialback_source, sibling_urls=urls)
-        nodes.append(RunningNode(site, site.ns.spawn(f"boot{index}", argv)))
-    for node in nodes:
-        node.peer_id = str(wait_for_status(lab, node)["peer_id"])
-    return nodes
-
-
-def wait_for_status(lab: Lab, node: RunningNode, *, timeout: float = 30.0,
-                    accept: Callable[[dict[str, Any]], bool] = lambda doc: True,
-                    what: str = "/status") -> dict[str, Any]:
-    """Poll the node's ``/status`` (from its own namespace) until ``accept(doc)``."""
-    found: list[dict[str, Any]] = []
-
-    def ready() -> bool:
-        if not node.proc.running():
-            raise LabError(f"{node.proc.label} exited with {node.proc.popen.returncode}\n"
-                           f"{node.proc.tail()}")
-        doc = http_get_json(node.site.ns, node.site.status_url, timeout=1.0)
-        if doc is not None and accept(doc):
-            found.append(doc)
-        return bool(found)
-
-    lab.wait_until(ready, timeout=timeout, interval=0.2, what=f"{node.proc.label} {what}")
-    return found[0]
-
-
-@dataclass(frozen=True)
-class ProbeOutcome:
-    """One ``autonat probe --json`` run: exit status, its JSON (if any), wall time."""
-
-    label: str
-    returncode: int
-    doc: dict[str, Any] | None
-    wall_s: float
-    stdout_path: Path
-    stderr_path: Path
-
-    @property
-    def elapsed_s(self) -> float:
-        """Time to verdict as the probe measured it (wall time when it printed none)."""
-        value = self.doc.get("elapsed_s") if self.doc is not None else None
-        return float(value) if isinstance(value, int | float) else self.wall_s
-
-    def got(self) -> str:
-        if self.doc is None:
-            return f"error (exit {self.returncode})"
-        return (f"{self.doc.get('nat_status')}, {self.doc.get('nat_mapping')}, "
-                f"filtering {self.doc.get('nat_filtering')}")
-
-
-def run_probe(ns: Namespace, boot_urls: Sequence[str], *, label: str,
-              timeout: float = PROBE_TIMEOUT) -> ProbeOutcome:
-    """Run ``autonat probe --json`` in ``ns`` (fresh in-memory key), bounded in time."""
-    argv = [*autonat_argv(), "probe", "--listen", f"/ip4/0.0.0.0/tcp/{LISTEN_PORT}/ws",
-            *_policy_flags(), "--timeout", f"{timeout:g}", "--json",
-            "--log-format", "json", "--log-level", "debug"]
-    for url in boot_urls:
-        argv += ["--boot-url", url]
-    started = time.monotonic()
-    proc = ns.spawn(label, argv)
-    try:
-        proc.wait(timeout + 20.0)
-    except LabCancelled:
-        proc.stop(grace=3.0)
-        raise
-    except LabError:
-        pass  # ignored its own --timeout: stopped below, judged "no JSON", logs kept
-    code = proc.stop(grace=3.0)
-    doc: dict[str, Any] | None = None
-    try:
-        parsed = json.loads(proc.stdout())
-        doc = parsed if isinstance(parsed, dict) else None
-    except ValueError:
-        doc = None
-    return ProbeOutcome(label, -999 if code is None else code, doc,
-                        time.monotonic() - started, proc.stdout_path, proc.stderr_path)
-
-
-def judge(expect: Expectation, face_addr: str, outcome: ProbeOutcome) -> list[str]:
-    """Every way ``outcome`` differs from ``expect`` (empty: the verdict is right)."""
-    doc = outcome.doc
-    if doc is None:
-        return [f"no JSON from the probe (exit {outcome.returncode})"]
-    problems = []
-    if outcome.returncode != 0:
-        problems.append(f"exit status {outcome.returncode}, expected 0")
-    if doc.get("nat_status") != expect.nat_status:
-        problems.append(f"nat_status {doc.get('nat_status')!r}, expected {expect.nat_status!r}")
-    if not expect.mapping_ok(doc.get("nat_mapping")):
-        problems.append(f"nat_mapping {doc.get('nat_mapping')!r}, "
-                        f"expected {expect.nat_mapping!r}")
-    if expect.nat_filtering is not None and doc.get("nat_filtering") != expect.nat_filtering:
-        problems.append(f"nat_filtering {doc.get('nat_filtering')!r}, "
-                        f"expected {expect.nat_filtering!r}")
-    reachable = [str(addr) for addr in doc.get("reachable_addrs") or []]
-    at_face = any(addr.split("/p2p/")[0] == face_addr for addr in reachable)
-    if expect.reachable_at_face and not at_face:
-        problems.append(f"reachable_addrs {reachable} lack {face_addr}")
-    if not expect.reachable_at_face and reachable:
-        problems.append(f"reachable_addrs {reachable}, expected none")
-    return problems
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return ""
-
-
-def diagnose(outcome: ProbeOutcome, problems: Sequence[str], boots: Sequence[RunningNode],
-             topo: Topology | None) -> str:
-    """What a reader needs to tell a lab fault from a node bug."""
-    parts = [f"{outcome.label}: " + "; ".join(problems),
-             f"probe JSON: {json.dumps(outcome.doc)}",
-             f"--- {outcome.label} stderr (tail) ---\n{_tail(outcome.stderr_path)}"]
-    for boot in boots:
-        state = "running" if boot.proc.running() else f"exited {boot.proc.popen.returncode}"
-        parts.append(f"--- {boot.proc.label} {boot.peer_id} ({state}) stderr (tail) ---\n"
-                     f"{_tail(boot.proc.stderr_path, 15)}")
-    if topo is not None:
-        parts.append(f"--- firewall ---\n{topo.firewall_dump()}")
-    return "\n".join(parts)
-
 
 # --- scenario jobs -----------------------------------------------------------------------
 
@@ -378,7 +197,8 @@ def start_nginx(lab: Lab, ns: Namespace, upstreams: Sequence[str]) -> LabProcess
 
     def listening() -> bool:
         if not proc.running():
-            raise LabError(f"nginx exited\n{proc.tail()}\n{_tail(lab.tmp / 'nginx-startup.log')}")
+            startup = log_tail(lab.tmp / "nginx-startup.log")
+            raise LabError(f"nginx exited\n{proc.tail()}\n{startup}")
         error = str(http_get(ns, f"http://{LB_IP}:{HTTP_PORT}/healthz", timeout=1.0).get("error"))
         return "Connection refused" not in error
 
@@ -430,7 +250,7 @@ def _node_behind_nat(lab: Lab, topo: Topology, result: ClusterResult) -> None:
     data_dir = lab.tmp / "node-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [*autonat_argv(), "node", "--listen", f"/ip4/0.0.0.0/tcp/{LISTEN_PORT}/ws",
-            "--http", f"{topo.host_ip}:{HTTP_PORT}", "--data-dir", str(data_dir), *_policy_flags(),
+            "--http", f"{topo.host_ip}:{HTTP_PORT}", "--data-dir", str(data_dir), *policy_flags(),
             "--boot-url", CLUSTER_URL,
             "--log-format", "json", "--log-level", "debug"]
     started = time.monotonic()
