@@ -16,6 +16,7 @@ import trio.testing
 from structlog.testing import capture_logs
 
 from actors import MemoryNetwork, load_config_file, open_node
+from protocols.stun import StunServerConfig, UdpDiscoveryConfig
 from protocols import (
     AddressPolicy,
     AutonatClientConfig,
@@ -66,11 +67,16 @@ TODAYS_DEFAULTS: dict[str, object] = {
     "refetch_interval": 30.0, "cross_host_redirects": False, "http_listen": "127.0.0.1:7888",
     "log_format": "auto", "log_level": "info", "tls_cert": None, "tls_key": None,
     "tls_ca": None,
+    "stun_listen": "", "stun_alternate": None, "stun_ip_rate": 5.0, "stun_ip_burst": 20,
+    "stun_subnet_rate": 20.0, "stun_subnet_burst": 80, "stun_global_rate": 1000.0,
+    "stun_global_burst": 2000, "udp_discovery": True, "udp_rto": 0.5, "udp_sends": 4,
+    "udp_discovery_timeout": 20.0, "udp_discovery_interval": 1800.0,
 }
 OWNERS = {
     DialerConfig: "dialer", ConnectionConfig: "connection",
     AutonatClientConfig: "autonat_client", AutonatServerConfig: "autonat_server_config",
     BootstrapConfig: "bootstrap", HttpConfig: "http", LoggingConfig: "logging",
+    StunServerConfig: "stun", UdpDiscoveryConfig: "udp",
 }
 
 
@@ -160,6 +166,8 @@ def _other_value(key: str, value: object) -> object:
         "allow_other_ip": False, "welcome_probes": True, "cross_host_redirects": True,
         "tls_cert": Path("/c.pem"),
         "tls_key": Path("/k.pem"), "tls_ca": Path("/ca.pem"), "max_connections": 99,
+        "stun_listen": "127.0.0.1:3478", "stun_alternate": "none", "udp_discovery": False,
+        "udp_rto": 0.25, "udp_sends": 3,
     }
     if key in changed:
         return changed[key]
@@ -252,6 +260,18 @@ def test_every_key_of_the_shipped_files_still_loads(name: str) -> None:
     (HttpConfig, {"http_listen": "[nope]:1"}, "http_listen: IPv6 host must be an IP address"),
     (LoggingConfig, {"log_format": "xml"}, "log_format must be one of auto, json, console"),
     (LoggingConfig, {"log_level": "loud"}, "log_level must be one of debug, info"),
+    (StunServerConfig, {"stun_listen": "stun.example:3478"},
+     "stun_listen: 'stun.example' is not an IP address"),
+    (StunServerConfig, {"stun_listen": "127.0.0.1:65536"}, "stun_listen: port must be 0..65535"),
+    (StunServerConfig, {"stun_listen": "[::1"}, "stun_listen: expected [IPv6]:PORT"),
+    (StunServerConfig, {"stun_alternate": "3479"}, "stun_alternate must name an IP"),
+    (StunServerConfig, {"stun_ip_rate": 0.0}, "stun_ip_rate must be > 0"),
+    (StunServerConfig, {"stun_global_burst": 0}, "stun_global_burst must be an int >= 1"),
+    (UdpDiscoveryConfig, {"udp_rto": 0.0}, "udp_rto must be > 0, got 0.0"),
+    (UdpDiscoveryConfig, {"udp_sends": 11}, "udp_sends must be an integer 1..10"),
+    (UdpDiscoveryConfig, {"udp_discovery_timeout": 10.0},
+     "udp_discovery_timeout (10 s) must be >= 16.5 s"),
+    (UdpDiscoveryConfig, {"udp_discovery_interval": 0.0}, "udp_discovery_interval must be > 0"),
 ])
 def test_each_component_validates_its_fields(cls: type, kwargs: dict[str, Any],
                                              message: str) -> None:

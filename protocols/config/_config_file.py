@@ -9,7 +9,7 @@ keys are the setting names of :class:`NodeConfig` plus the four address-policy k
 * :func:`load_config_text` - a TOML document (``actors.load_config_file``
   reads it from a file). Keys may sit at the top level
   or in the tables listed in :data:`CONFIG_SECTIONS` (``[node]``, ``[policy]``,
-  ``[dialer]``, ``[autonat]``, ``[bootstrap]``, ``[http]``, ``[log]``). The
+  ``[dialer]``, ``[autonat]``, ``[stun]``, ``[bootstrap]``, ``[http]``, ``[log]``). The
   tables exist only for readability: ``[dialer] target_peers = 8`` and a
   top-level ``target_peers = 8`` mean the same, and setting a key twice is an
   error. ``config/default.toml`` documents every key.
@@ -31,7 +31,8 @@ last, so a value ``NodeConfig`` rejects is reported with where it came from.
 
 The keys are flat although :class:`NodeConfig` is not: it composes one
 component per part of the node (``dialer``, ``connection``, ``autonat_client``,
-``autonat_server_config``, ``bootstrap``, ``http``, ``logging``), and
+``autonat_server_config``, ``bootstrap``, ``http``, ``logging``, ``stun``,
+``udp``), and
 :func:`~protocols.config._node_config.setting_fields` says, by reflecting on
 the dataclasses, which component owns each key (a key names exactly one
 field; a field with metadata ``setting=False`` is for code only).
@@ -87,7 +88,8 @@ Settings = dict[str, SettingValue]
 LayerSource = str | Mapping[str, str]
 """Where a layer came from: one name for all its keys, or a name per key."""
 
-CONFIG_SECTIONS: Final = ("node", "policy", "dialer", "autonat", "bootstrap", "http", "log")
+CONFIG_SECTIONS: Final = ("node", "policy", "dialer", "autonat", "stun", "bootstrap", "http",
+                          "log")
 ENV_PREFIX: Final = "AUTONAT_"
 ENV_ALLOWLIST: Final = frozenset({"AUTONAT_CONFIG"})
 """Variables read by the CLI itself (which config file to load), not settings."""

@@ -18,6 +18,8 @@ field                       class                     declared in
 ``bootstrap``               :class:`BootstrapConfig`  :mod:`protocols.bootstrap`
 ``http``                    :class:`HttpConfig`       :mod:`protocols.config`
 ``logging``                 :class:`LoggingConfig`    :mod:`protocols.config`
+``stun``                    :class:`StunServerConfig` :mod:`protocols.stun`
+``udp``                     :class:`UdpDiscoveryConfig`   :mod:`protocols.stun`
 ==========================  ========================  =========================
 
 (``autonat_server_config`` is not called ``autonat_server`` because that name
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +61,8 @@ from ..autonat import AutonatClientConfig, AutonatServerConfig
 from ..bootstrap import BootstrapConfig
 from ..core import AddressPolicy, WsAddress, check_positive_setting
 from ..node import DialerConfig
+from ..stun import DEFAULT_STUN_PORT, Endpoint, StunServerConfig, UdpDiscoveryConfig
+from ..stun import parse_stun_host_port as _stun_host_port
 from ..wire import ConnectionConfig
 from ._surface_config import HttpConfig, LoggingConfig
 
@@ -125,6 +130,12 @@ class NodeConfig:
     logging: LoggingConfig = field(
         default_factory=LoggingConfig, metadata={"component": LoggingConfig})
     """Log format and level."""
+    stun: StunServerConfig = field(
+        default_factory=StunServerConfig, metadata={"component": StunServerConfig})
+    """The STUN server (off unless ``stun_listen`` is set) and its rate limits."""
+    udp: UdpDiscoveryConfig = field(
+        default_factory=UdpDiscoveryConfig, metadata={"component": UdpDiscoveryConfig})
+    """Measuring our UDP NAT profile against STUN servers peers advertise."""
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -144,6 +155,7 @@ class NodeConfig:
         for name in ("mailbox_size", "max_peers", "identify_timeout", "save_interval"):
             check_positive_setting(name, getattr(self, name))
         _check_tls_fields(self)
+        self.stun_addresses()
 
     @property
     def listen_addrs(self) -> tuple[WsAddress, ...]:
@@ -152,6 +164,55 @@ class NodeConfig:
     @property
     def peer_addrs(self) -> tuple[WsAddress, ...]:
         return tuple(WsAddress.parse(text) for text in self.peers)
+
+    def stun_addresses(self) -> tuple[Endpoint, Endpoint | None] | None:
+        """The STUN server's primary and RFC 5780 alternate address (None: no server).
+
+        ``stun_listen = "PORT"`` takes the IP of the first IP listen address; the
+        alternate is ``stun_alternate``, else ``dialback_source`` on the primary port
+        + 1 when the primary IP is a concrete one of the same family (a wildcard
+        primary cannot be told from the alternate: no alternate then). Port 0 for
+        the primary gives 0 (any free port) for a derived alternate too. Raises
+        ValueError naming the setting for an impossible combination.
+        """
+        stun = self.stun
+        if not stun.enabled:
+            return None
+        ip, port = _stun_host_port("stun_listen", stun.stun_listen, DEFAULT_STUN_PORT)
+        assert port is not None
+        if ip is None:
+            ip = next((a.ip for a in self.listen_addrs if a.ip is not None),
+                      Endpoint.of("0.0.0.0", 0).ip)
+        primary = Endpoint(ip, port)
+        text, source = stun.stun_alternate, "stun_alternate"
+        if text is None:  # derived from dialback_source, where that can work
+            derived = self.autonat_server_config.dialback_source
+            if derived is None or ip.is_unspecified:
+                return primary, None
+            other = ipaddress.ip_address(derived)
+            if other == ip or other.version != ip.version:
+                return primary, None
+            text, source = derived, "dialback_source"
+        elif text.lower() == "none":
+            return primary, None
+        alt_ip, alt_port = _stun_host_port(source, text, None)
+        assert alt_ip is not None
+        if alt_port is None:
+            if port == 0xFFFF:
+                raise ValueError(f"{source}: the primary STUN port is 65535, so the alternate "
+                                 "needs a port of its own (stun_alternate = \"IP:PORT\")")
+            alt_port = port + 1 if port else 0
+        if ip.is_unspecified:
+            raise ValueError(f"stun_alternate needs the STUN server on a concrete IP, not "
+                             f"{ip}: set stun_listen = \"IP:PORT\" (one of this machine's "
+                             "addresses)")
+        if alt_ip.version != ip.version or alt_ip == ip:
+            raise ValueError(f"stun_alternate: {alt_ip} must be another IP of the primary's "
+                             f"family (the primary STUN IP is {ip})")
+        if alt_port and alt_port == port:
+            raise ValueError(f"stun_alternate: port {alt_port} must differ from the primary "
+                             "STUN port")
+        return primary, Endpoint(alt_ip, alt_port)
 
     # --- flat settings ---
 

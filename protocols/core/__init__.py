@@ -46,6 +46,7 @@ from ._networks import (
 )
 from ._policy import AddressPolicy
 from ._settings_checks import check_ip_setting, check_positive_setting
+from ._udp_address import UdpAddress
 
 __all__ = [
     "DEFAULT_IPV4_PREFIX",
@@ -79,6 +80,7 @@ __all__ = [
     "StatusDocumentError",
     "StreamError",
     "StreamLimitReached",
+    "UdpAddress",
     "ValidationError",
     "WsAddress",
     "check_ip_setting",

@@ -51,6 +51,12 @@ from ._stun_codec import (
     long_term_key,
     short_term_key,
 )
+from ._stun_config import (
+    DEFAULT_STUN_PORT,
+    StunServerConfig,
+    UdpDiscoveryConfig,
+    parse_stun_host_port,
+)
 from ._stun_responder import (
     StunAddresses,
     StunResponder,
@@ -61,6 +67,7 @@ from ._stun_responder import (
 
 __all__ = [
     "BINDING",
+    "DEFAULT_STUN_PORT",
     "HEADER_SIZE",
     "MAGIC_COOKIE",
     "MAX_MESSAGE_SIZE",
@@ -90,7 +97,9 @@ __all__ = [
     "StunResponder",
     "StunResponderConfig",
     "StunResponderStatistics",
+    "StunServerConfig",
     "TokenBuckets",
+    "UdpDiscoveryConfig",
     "UdpProfile",
     "UnknownAttribute",
     "UnknownAttributes",
@@ -101,5 +110,6 @@ __all__ = [
     "decode_message",
     "encode_message",
     "long_term_key",
+    "parse_stun_host_port",
     "short_term_key",
 ]
