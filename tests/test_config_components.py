@@ -16,7 +16,6 @@ import trio.testing
 from structlog.testing import capture_logs
 
 from actors import MemoryNetwork, load_config_file, open_node
-from protocols.stun import StunServerConfig, UdpDiscoveryConfig
 from protocols import (
     AddressPolicy,
     AutonatClientConfig,
@@ -37,6 +36,7 @@ from protocols import (
     setting_fields,
     setting_keys,
 )
+from protocols.stun import StunServerConfig, UdpDiscoveryConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 LOOPBACK = AddressPolicy(allow_loopback=True)
