@@ -83,6 +83,10 @@ IDENTIFY_FULL = Identify(
                DIAL_BACK_PROTOCOL_ID),
 )
 IDENTIFY_MINIMAL = Identify("", "", ED25519_KEY, (), None, ())
+# /ip4/198.51.100.7/udp/3478: a STUN server with an RFC 5780 alternate
+STUN_ADDR = bytes.fromhex("04c63364079102 0d96".replace(" ", ""))
+IDENTIFY_STUN = Identify("trio-autonat/1", "trio-autonat/0.1.0", ED25519_KEY, (ADDR_A,), ADDR_B,
+                         (IDENTIFY_PROTOCOL_ID,), stun_addrs=(STUN_ADDR,), stun_alternate=True)
 DIAL_REQUEST = DialRequest(addrs=(ADDR_A, ADDR_B), nonce=0x0123456789ABCDEF)
 
 Decoder = Callable[[bytes], object]
@@ -112,6 +116,7 @@ GOLDEN_CASES: dict[str, tuple[WireMessage, Decoder]] = {
     "window_update": (WindowUpdate(7, 8), decode_stream_frame),
     "identify": (IDENTIFY_FULL, decode_identify),
     "identify_minimal": (IDENTIFY_MINIMAL, decode_identify),
+    "identify_stun": (IDENTIFY_STUN, decode_identify),
     "dial_request": (DIAL_REQUEST, decode_autonat),
     "dial_request_filtering": (DialRequest(addrs=(ADDR_A,), nonce=1, filtering=True),
                                decode_autonat),
@@ -210,6 +215,8 @@ identifies = st.builds(
     listen_addrs=st.lists(st.binary(min_size=1, max_size=64), max_size=8).map(tuple),
     observed_addr=st.none() | st.binary(min_size=1, max_size=256),
     protocols=st.lists(labels, max_size=8).map(tuple),
+    stun_addrs=st.lists(st.binary(min_size=1, max_size=32), max_size=4).map(tuple),
+    stun_alternate=st.booleans(),
 )
 autonat_messages = st.one_of(
     st.builds(DialRequest, addrs=st.lists(addrs, min_size=1, max_size=16).map(tuple),
@@ -439,6 +446,8 @@ def test_identify_wire_layout() -> None:
     assert list(wire) == ["protocol_version", "agent_version", "public_key", "listen_addrs",
                           "observed_addr", "protocols"]
     assert "observed_addr" not in IDENTIFY_MINIMAL.to_wire()
+    assert "stun_addrs" not in wire and "stun_alternate" not in wire  # as before STUN
+    assert list(IDENTIFY_STUN.to_wire())[-2:] == ["stun_addrs", "stun_alternate"]
     assert IDENTIFY_PROTOCOL_ID == "/ipfs/id/1.0.0"
     assert IDENTIFY_PUSH_PROTOCOL_ID == "/ipfs/id/push/1.0.0"
 
@@ -463,6 +472,10 @@ def _identify_wire(**changes: WireValue) -> WireMap:
         (_identify_wire(agent_version="x" * 257), "identify.agent_version: expected 0 to 256"),
         (_identify_wire(protocol_version=None),
          "identify.protocol_version: expected a string, got nil"),
+        (_identify_wire(stun_addrs=[b"x"] * 5), "identify.stun_addrs: expected 0 to 4"),
+        (_identify_wire(stun_addrs=[b"x" * 33]), r"identify.stun_addrs\[0\]: expected 1 to 32"),
+        (_identify_wire(stun_addrs=b"x"), "identify.stun_addrs: expected an array, got bytes"),
+        (_identify_wire(stun_alternate=1), "identify.stun_alternate: expected a boolean"),
     ],
 )
 def test_bad_identify(wire: WireMap, fragment: str) -> None:

@@ -11,12 +11,21 @@ Identify; the encoding is ours: one msgpack map carried as a stream frame's
 
     {"protocol_version": str, "agent_version": str, "public_key": bytes,
      "listen_addrs": [bytes, ...], "observed_addr": bytes (omitted if unknown),
-     "protocols": [str, ...]}
+     "protocols": [str, ...],
+     "stun_addrs": [bytes, ...] (omitted if none), "stun_alternate": true (omitted if false)}
 
 Addresses stay binary multiaddrs here; :mod:`protocols` address code parses
 them, so a peer sending one unusable address does not make the whole message
 invalid. The same message is sent on the push protocol when our addresses
 change.
+
+``stun_addrs`` (our extension, docs/architecture.md "STUN (UDP)") lists the
+STUN servers the peer runs, as binary multiaddrs ``/ip4|ip6/<ip>/udp/<port>``
+(:class:`~protocols.UdpAddress`), and ``stun_alternate`` says that they
+answer RFC 5780 ``CHANGE-REQUEST`` from a second address. Both are left out
+when empty, so a message without STUN encodes exactly as before, and a
+decoder that does not know them ignores them (libp2p readers skip unknown
+fields too): old and new peers interoperate both ways.
 
 Bounds: at most :data:`MAX_LISTEN_ADDRS` addresses of at most
 :data:`~protocols.wire._codec.MAX_MULTIADDR_SIZE` bytes each, at most
@@ -33,7 +42,7 @@ from typing import Final, Self
 
 import msgpack
 
-from ..core import FrameTooLarge
+from ..core import FrameTooLarge, ValidationError
 from ..wire import (
     DEFAULT_LIMITS,
     MAX_MULTIADDR_SIZE,
@@ -45,6 +54,7 @@ from ..wire import (
     check_bytes_tuple,
     check_str,
     check_str_tuple,
+    kind,
     pack,
     require,
     wire_tuple,
@@ -57,8 +67,12 @@ MAX_LISTEN_ADDRS: Final = 32
 MAX_PROTOCOLS: Final = 64
 MAX_VERSION_LEN: Final = 256
 MAX_PROTOCOL_LEN: Final = 256
-_MAP_OVERHEAD: Final = 96
-"""The map header and its six keys with their headers (85 bytes), rounded up."""
+MAX_STUN_ADDRS: Final = 4
+MAX_STUN_ADDR_SIZE: Final = 32
+"""A binary ``/ip6/<ip>/udp/<port>`` is 21 bytes."""
+_MAP_OVERHEAD: Final = 128
+"""The map header and its eight keys with their headers, the boolean and the
+``stun_addrs`` array header (117 bytes), rounded up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +85,8 @@ class Identify(WireMessage):
     listen_addrs: tuple[bytes, ...]
     observed_addr: bytes | None
     protocols: tuple[str, ...]
+    stun_addrs: tuple[bytes, ...] = ()
+    stun_alternate: bool = False
 
     def __post_init__(self) -> None:
         check_str(self.protocol_version, "identify.protocol_version", 0, MAX_VERSION_LEN)
@@ -82,6 +98,11 @@ class Identify(WireMessage):
             check_bytes(self.observed_addr, "identify.observed_addr", 1, MAX_MULTIADDR_SIZE)
         check_str_tuple(self.protocols, "identify.protocols", 0, MAX_PROTOCOLS,
                         MAX_PROTOCOL_LEN)
+        check_bytes_tuple(self.stun_addrs, "identify.stun_addrs", 0, MAX_STUN_ADDRS,
+                          MAX_STUN_ADDR_SIZE)
+        if not isinstance(self.stun_alternate, bool):
+            raise ValidationError(
+                f"identify.stun_alternate: expected a boolean, got {kind(self.stun_alternate)}")
 
     def to_wire(self) -> WireMap:
         wire: WireMap = {
@@ -93,6 +114,10 @@ class Identify(WireMessage):
         if self.observed_addr is not None:
             wire["observed_addr"] = self.observed_addr
         wire["protocols"] = list(self.protocols)
+        if self.stun_addrs:
+            wire["stun_addrs"] = list(self.stun_addrs)
+        if self.stun_alternate:
+            wire["stun_alternate"] = True
         return wire
 
     def encoded_size(self) -> int:
@@ -126,7 +151,7 @@ class Identify(WireMessage):
         5 more, and the map with its keys :data:`_MAP_OVERHEAD`.
         """
         strings = (self.protocol_version, self.agent_version, *self.protocols)
-        blobs = (self.public_key, *self.listen_addrs,
+        blobs = (self.public_key, *self.listen_addrs, *self.stun_addrs,
                  *(() if self.observed_addr is None else (self.observed_addr,)))
         text = sum(map(len, strings))
         if not all(map(str.isascii, strings)):
@@ -144,6 +169,8 @@ class Identify(WireMessage):
         """
         where = "identify"
         observed = obj.get("observed_addr") if isinstance(obj, dict) else None
+        stun = obj.get("stun_addrs", []) if isinstance(obj, dict) else []
+        alternate = obj.get("stun_alternate", False) if isinstance(obj, dict) else False
         message = cls(
             protocol_version=require(obj, "protocol_version", where),  # type: ignore[arg-type]
             agent_version=require(obj, "agent_version", where),  # type: ignore[arg-type]
@@ -153,6 +180,8 @@ class Identify(WireMessage):
             observed_addr=observed,  # type: ignore[arg-type]
             protocols=wire_tuple(  # type: ignore[arg-type]
                 require(obj, "protocols", where), f"{where}.protocols"),
+            stun_addrs=wire_tuple(stun, f"{where}.stun_addrs"),  # type: ignore[arg-type]
+            stun_alternate=alternate,  # type: ignore[arg-type]
         )
         if message.size_bound() > max_size:
             _check_size(message.encoded_size(), max_size)
@@ -165,7 +194,7 @@ def _fields_within(limits: Limits) -> bool:
     return (limits.max_str_len >= max(MAX_VERSION_LEN, MAX_PROTOCOL_LEN)
             and limits.max_bin_len >= max(MAX_PUBLIC_KEY_SIZE, MAX_MULTIADDR_SIZE)
             and limits.max_array_len >= max(MAX_LISTEN_ADDRS, MAX_PROTOCOLS)
-            and limits.max_map_len >= 6 and limits.max_depth >= 2)
+            and limits.max_map_len >= 8 and limits.max_depth >= 2)
 
 
 def _check_size(size: int, max_size: int) -> None:

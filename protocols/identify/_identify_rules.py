@@ -25,6 +25,13 @@ Both come from untrusted peers, so this module is deliberately strict:
   never plant a non-routable address in our peer store. The observed
   address is kept as reported (without a peer id): whether it is usable as
   a reachability candidate is decided later, by the AutoNAT logic.
+* **STUN servers** (``stun_addrs``): we advertise ours (a wildcard IP
+  replaced by the local IP of the connection the message goes out on, so
+  the peer gets the IP it reached us at) when the policy calls it routable;
+  of a peer's we keep only entries whose IP is the IP its connection comes
+  from (the rule of docs/architecture.md, "Bootstrap /status": a peer can
+  point us only at its own host, so it cannot make us send datagrams to a
+  third party) and that the policy calls routable.
 
 Nothing here does I/O; the IdentifyActor drives it.
 """
@@ -40,10 +47,11 @@ from ..core import (
     InvalidKey,
     PeerId,
     PublicKey,
+    UdpAddress,
     ValidationError,
     WsAddress,
 )
-from ._identify_msg import Identify
+from ._identify_msg import MAX_STUN_ADDRS, Identify
 
 IDENTIFY_PROTOCOL_VERSION = "trio-autonat/1.0.0"
 MAX_ADVERTISED = 16
@@ -66,6 +74,10 @@ class PeerIdentified:
     protocols: tuple[str, ...]
     agent_version: str
     observer_addr: WsAddress
+    stun_addrs: tuple[UdpAddress, ...] = ()
+    """The peer's STUN servers, each on the IP its connection comes from."""
+    stun_alternate: bool = False
+    """They answer RFC 5780 CHANGE-REQUEST (the server has a second address)."""
 
 
 @dataclass(frozen=True)
@@ -110,14 +122,22 @@ def build_identify(
     observed_addr: WsAddress | None,
     protocols: Iterable[str],
     policy: AddressPolicy,
+    stun_addrs: Iterable[UdpAddress] = (),
+    stun_alternate: bool = False,
 ) -> Identify:
-    """Our Identify answer for one connection (``observed_addr`` = its remote end)."""
+    """Our Identify answer for one connection (``observed_addr`` = its remote end).
+
+    ``stun_addrs`` are our STUN servers as the peer can reach them (wildcards
+    already replaced); those the policy rejects are left out.
+    """
     advertised: list[bytes] = []
     for addr in listen_addrs:
         plain = addr.with_peer_id(None)
         if policy.is_routable(plain) and plain.to_bytes() not in advertised:
             advertised.append(plain.to_bytes())
     observed = observed_addr.with_peer_id(None).to_bytes() if observed_addr else None
+    stun = tuple(dict.fromkeys(a.to_bytes() for a in stun_addrs
+                               if policy.is_routable_ip(a.ip)))[:MAX_STUN_ADDRS]
     return Identify(
         protocol_version=IDENTIFY_PROTOCOL_VERSION,
         agent_version=agent_version,
@@ -125,6 +145,8 @@ def build_identify(
         listen_addrs=tuple(advertised[:MAX_ADVERTISED]),
         observed_addr=observed,
         protocols=tuple(protocols),
+        stun_addrs=stun,
+        stun_alternate=bool(stun) and stun_alternate,
     )
 
 
@@ -148,6 +170,7 @@ def interpret_identify(
     skipped: list[tuple[str, str]] = []
     listen = _accept_listen_addrs(message.listen_addrs, peer_id, policy, skipped)
     observed = _parse_observed(message.observed_addr, skipped)
+    stun = _accept_stun_addrs(message.stun_addrs, remote_addr, policy, skipped)
     event = PeerIdentified(
         peer_id=peer_id,
         connection_id=connection_id,
@@ -157,8 +180,29 @@ def interpret_identify(
         protocols=message.protocols,
         agent_version=message.agent_version,
         observer_addr=remote_addr,
+        stun_addrs=stun,
+        stun_alternate=bool(stun) and message.stun_alternate,
     )
     return IdentifyOutcome(event, tuple(skipped))
+
+
+def _accept_stun_addrs(raw_addrs: tuple[bytes, ...], remote_addr: WsAddress,
+                       policy: AddressPolicy,
+                       skipped: list[tuple[str, str]]) -> tuple[UdpAddress, ...]:
+    accepted: list[UdpAddress] = []
+    for raw in raw_addrs:
+        try:
+            addr = UdpAddress.parse(raw)
+        except AddressError as exc:
+            skipped.append((raw.hex(), f"stun address: {exc}"))
+            continue
+        if addr.ip != remote_addr.ip:
+            skipped.append((str(addr), f"stun address not on the peer's IP {remote_addr.host}"))
+        elif not policy.is_routable_ip(addr.ip):
+            skipped.append((str(addr), "stun address not routable under the address policy"))
+        elif addr not in accepted:
+            accepted.append(addr)
+    return tuple(accepted)
 
 
 def _accept_listen_addrs(
