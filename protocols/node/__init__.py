@@ -1,7 +1,7 @@
 """The node's own state: connection events, the lifecycle table, the node model
 that folds every event, the dial plan, the peer store encoding and the key file format.
 
-May import: :mod:`protocols.identify`, :mod:`protocols.autonat`,
+May import: :mod:`protocols.identify`, :mod:`protocols.autonat`, :mod:`protocols.stun`,
 :mod:`protocols.wire`, :mod:`protocols.core`.
 """
 

@@ -76,6 +76,13 @@ from ..autonat import (
 )
 from ..core import LocalProtocolError, PeerId, WsAddress
 from ..identify import PeerIdentified
+from ..stun import (
+    UNKNOWN_UDP_PROFILE,
+    StunAddresses,
+    StunServerBound,
+    UdpProfile,
+    UdpProfileMeasured,
+)
 from ._events import (
     ConnectionDown,
     ConnectionInfo,
@@ -116,7 +123,7 @@ __all__ = [
 ]
 
 NodeEvent = (PeersFound | ConnectionUp | ConnectionDown | PeerIdentified | ListenAddrsChanged
-             | ReachabilityUpdate | InboundProbe)
+             | ReachabilityUpdate | InboundProbe | StunServerBound | UdpProfileMeasured)
 
 
 def _merge_addrs(
@@ -271,6 +278,8 @@ class NodeModel:
         self._revision = 0
         self._peers_revision = 0
         self._reach: ReachabilityUpdate | None = None
+        self._stun_server: StunAddresses | None = None
+        self._udp: UdpProfile = UNKNOWN_UDP_PROFILE
         self._early_probes: dict[PeerId, None] = {}
         """Bootstrap peers whose probe arrived before their ConnectionUp (oldest first)."""
         self._dropped_connections = 0
@@ -339,6 +348,8 @@ class NodeModel:
             connected_peers=self._connected.keys(),
             local_ips=self._local_ip_tuple(),
             nat_filtering=reach.nat_filtering if reach else "unknown",
+            stun_server=self._stun_server,
+            udp=self._udp,
         )
 
     # --- changing ------------------------------------------------------------
@@ -367,6 +378,10 @@ class NodeModel:
         elif isinstance(event, InboundProbe):
             changed = self._on_dialed_back(event, now)
             changed = self._on_inbound_probe(event.peer, now) or changed
+        elif isinstance(event, StunServerBound):
+            changed, self._stun_server = self._stun_server != event.addresses, event.addresses
+        elif isinstance(event, UdpProfileMeasured):
+            changed, self._udp = self._udp != event.profile, event.profile
         else:
             raise LocalProtocolError(f"NodeModel cannot handle {type(event).__name__}")
         return self._changes(changed, before, now)

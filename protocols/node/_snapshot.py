@@ -26,6 +26,7 @@ from typing import Final, get_args
 
 from ..autonat import NatFiltering, NatMapping, NatStatus
 from ..core import LocalProtocolError, PeerId, WsAddress
+from ..stun import UNKNOWN_UDP_PROFILE, StunAddresses, UdpProfile
 from ._events import ConnectionInfo
 from ._lifecycle import Lifecycle
 
@@ -142,6 +143,11 @@ class NodeSnapshot:
     (what a wildcard listener is reached at; derived like ``connected_peers``)."""
     nat_filtering: NatFiltering = "unknown"
     """TCP filtering (:mod:`protocols.autonat._nat_filtering`)."""
+    stun_server: StunAddresses | None = None
+    """Where our STUN server answers (None: it does not run)."""
+    udp: UdpProfile = UNKNOWN_UDP_PROFILE
+    """Our UDP NAT profile (mapping, filtering) from RFC 5780 discovery; unknown until
+    measured."""
 
     def __post_init__(self) -> None:
         if self.nat_status not in get_args(NatStatus):
