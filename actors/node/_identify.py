@@ -19,7 +19,11 @@ Following rust-libp2p's split, Identify has two halves:
   ``PeerIdentified`` to the StatusTracker and to the AutoNAT probe (its
   observation of our address and its protocols, one at a time, so the
   probe never rescans all observations). When the addresses we advertise
-  change it pushes a fresh Identify to every connected peer.
+  change it pushes a fresh Identify to every connected peer. Our STUN server
+  (the snapshot's ``stun_server``) is advertised as ``stun_addrs``, a
+  wildcard IP replaced by the local IP of the connection; a change of it is
+  pushed like an address change. Each ``PeerIdentified`` also goes to the
+  UDP profiler (its STUN servers), when the node runs one.
 
 The table of live connections is owned by the node (:class:`IdentifyState`),
 so an incarnation that crashed and was restarted still knows whom to push
@@ -53,9 +57,11 @@ from protocols import (
     PeerId,
     PeerIdentified,
     RemoteProtocolError,
+    UdpAddress,
     WsAddress,
 )
 from protocols.identify import advertised_addrs, build_identify, interpret_identify
+from protocols.stun import StunAddresses
 
 from ..connection import EXCHANGE_FAILURES, Connection, Stream
 from ..runtime import MailboxReceiver, MailboxSender, MessageSink, Watch, get_logger
@@ -68,6 +74,19 @@ def _advertised(snapshot: NodeSnapshot) -> tuple[WsAddress, ...]:
     return advertised_addrs(
         listen_addrs=snapshot.listen_addrs, reachable_addrs=snapshot.reachable_addrs,
         local_addrs=snapshot.local_ips)
+
+
+def stun_addrs_for(server: StunAddresses | None, local: WsAddress) -> tuple[UdpAddress, ...]:
+    """Our STUN server as a peer that reached us at ``local`` can reach it: a wildcard
+    primary on ``local``'s IP (when of the same family)."""
+    if server is None or server.primary.port == 0:
+        return ()
+    ip = server.primary.ip
+    if ip.is_unspecified:
+        if local.ip is None or local.ip.version != ip.version or local.ip.is_unspecified:
+            return ()
+        ip = local.ip
+    return (UdpAddress(ip, server.primary.port),)
 
 
 @dataclass(frozen=True)
@@ -119,11 +138,15 @@ class IdentifyResponder:
         return self._keypair.peer_id
 
     def message_for(self, connection: Connection) -> Identify:
+        snapshot = self._watch.get()
+        stun = snapshot.stun_server
         return build_identify(
             public_key=self._keypair.public_key, agent_version=self._config.agent_version,
-            listen_addrs=_advertised(self._watch.get()),
+            listen_addrs=_advertised(snapshot),
             observed_addr=connection.remote_addr, protocols=self.protocols,
-            policy=self._config.policy)
+            policy=self._config.policy,
+            stun_addrs=stun_addrs_for(stun, connection.local_addr),
+            stun_alternate=stun is not None and stun.alternate is not None)
 
     async def serve_request(self, stream: Stream[Connection]) -> None:
         """``/ipfs/id/1.0.0``: the opener sends one (empty) message; we answer and finish."""
@@ -145,16 +168,18 @@ class IdentifyState:
     """Outlives incarnations: live connections and what we last advertised."""
 
     connections: dict[Connection, ConnectionInfo] = field(default_factory=dict)
-    advertised: tuple[WsAddress, ...] | None = None
+    advertised: tuple[tuple[WsAddress, ...], StunAddresses | None] | None = None
 
 
 class IdentifyActor:
     def __init__(self, *, responder: IdentifyResponder, config: NodeConfig,
                  state: IdentifyState, inbox: MailboxReceiver[IdentifyInput],
                  tracker: MailboxSender[TrackerEvent], watch: Watch[NodeSnapshot],
-                 autonat: MessageSink[PeerIdentified] | None = None) -> None:
+                 autonat: MessageSink[PeerIdentified] | None = None,
+                 udp: MessageSink[PeerIdentified] | None = None) -> None:
         self._responder = responder
         self._autonat = autonat
+        self._udp = udp
         self._config = config
         self._state = state
         self._inbox = inbox
@@ -215,6 +240,8 @@ class IdentifyActor:
         await self._tracker.send(outcome.event)
         if self._autonat is not None:
             await self._autonat.send(outcome.event)
+        if self._udp is not None:
+            await self._udp.send(outcome.event)
 
     async def _accept_push(self, push: IdentifyPushed) -> None:
         info = self._state.connections.get(push.connection)
@@ -228,7 +255,7 @@ class IdentifyActor:
 
     async def _push_on_change(self, nursery: trio.Nursery) -> None:
         async for snapshot in self._watch.subscribe():
-            current = _advertised(snapshot)
+            current = (_advertised(snapshot), snapshot.stun_server)
             previous, self._state.advertised = self._state.advertised, current
             if previous is None or previous == current:
                 continue

@@ -6,8 +6,11 @@ Theory of operation
 outlive an actor incarnation - the mailboxes, the node model, the dial
 planner, the snapshot :class:`Watch` - then starts the actors under one
 one_for_one :class:`Supervisor` in a nursery of its own, in dependency
-order: StatusTracker (everyone reports to it), IdentifyActor, Dialer (which
-starts listening and dialing). The body of the ``async with`` runs once all
+order: StatusTracker (everyone reports to it), the STUN server (when
+``stun_listen`` is set: bound before any peer connects, so every Identify
+advertises it), IdentifyActor, AutonatProbe, the UDP profiler (when
+``udp_discovery`` is on), Dialer (which starts listening and dialing),
+BootstrapFetcher. The body of the ``async with`` runs once all
 of them signalled readiness; leaving it cancels the supervisor, which stops
 the actors in reverse order (the tracker last, so it saves the peer store
 after the final ``ConnectionDown`` events).
@@ -48,6 +51,7 @@ from protocols import (
     NodeModel,
     NodeSnapshot,
     PeerId,
+    PeerIdentified,
     PeersFound,
     ProbeScheduler,
     ProbeSchedulerStatistics,
@@ -56,6 +60,7 @@ from protocols import (
     UpgradeStatistics,
     WsAddress,
 )
+from protocols.stun import UdpDiscoveryPlan, UdpDiscoveryStatistics
 
 from ..connection import ProtocolHandler
 from ..runtime import (
@@ -91,6 +96,7 @@ from ._messages import (
 )
 from ._status_tracker import StatusTracker, StatusTrackerStatistics
 from ._storage import load_or_create_keypair
+from ._stun import StunServerActor, StunStatistics, UdpProfiler
 
 CONNECT_TIMEOUT_SLACK = 5.0
 
@@ -121,6 +127,10 @@ class NodeStatistics:
     upgrades: UpgradeStatistics | None = None
     """Inbound connections awaiting the WebSocket upgrade: refusals by reason, evictions
     (None for a transport without such a queue, e.g. the in-memory one)."""
+    stun: StunStatistics | None = None
+    """Our STUN server's counters (None: ``stun_listen`` is off)."""
+    udp_discovery: UdpDiscoveryStatistics | None = None
+    """Our UDP profile measurements (None: ``udp_discovery`` is off)."""
 
     # Views of ``autonat_client`` (read-only; nothing here is counted twice).
 
@@ -164,7 +174,9 @@ class Node:
                  tracker: StatusTracker, identify: IdentifyActor,
                  responder: IdentifyResponder, autonat: AutonatProbe,
                  server: AutonatServer, receiver: DialBackReceiver,
-                 fetcher: BootstrapFetcher, transport: Transport) -> None:
+                 fetcher: BootstrapFetcher, transport: Transport,
+                 stun_server: StunServerActor | None = None,
+                 udp_profiler: UdpProfiler | None = None) -> None:
         self.keypair = keypair
         self.config = config
         self._watch = watch
@@ -180,6 +192,8 @@ class Node:
         self._receiver = receiver
         self._fetcher = fetcher
         self._transport = transport
+        self._stun_server = stun_server
+        self._udp_profiler = udp_profiler
 
     @property
     def peer_id(self) -> PeerId:
@@ -241,7 +255,9 @@ class Node:
             autonat_client=self._autonat.statistics(), autonat_server=self._server.statistics(),
             dial_back=self._receiver.statistics(), bootstrap=self._fetcher.statistics(),
             upgrades=(self._transport.upgrades.statistics()
-                      if isinstance(self._transport, WebSocketTransport) else None))
+                      if isinstance(self._transport, WebSocketTransport) else None),
+            stun=self._stun_server.statistics() if self._stun_server else None,
+            udp_discovery=self._udp_profiler.statistics() if self._udp_profiler else None)
 
     def probes_served(self) -> int:
         """AutoNAT dial requests this node's server answered (``/status``'s ``probes_served``)."""
@@ -269,11 +285,13 @@ class _Mailboxes:
     dialer: Mailbox[DialerCommand]
     identify: Mailbox[IdentifyInput]
     autonat: Mailbox[AutonatInput]
+    udp: Mailbox[PeerIdentified]
 
     @classmethod
     def create(cls, size: int) -> _Mailboxes:
         return cls(Mailbox(size, name="status-tracker"), Mailbox(size, name="dialer"),
-                   Mailbox(size, name="identify"), Mailbox(size, name="autonat"))
+                   Mailbox(size, name="identify"), Mailbox(size, name="autonat"),
+                   Mailbox(size, name="udp-profile"))
 
 
 def _default_transport(config: NodeConfig) -> WebSocketTransport:
@@ -328,9 +346,16 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         config=config, receiver=receiver, state=AutonatState(scheduler),
         inbox=boxes.autonat.receiver(), tracker=boxes.tracker.sender(), watch=watch,
         node=keys.peer_id, pulse=pulse)
+    stun_server = (StunServerActor(config=config, tracker=boxes.tracker.sender(), watch=watch,
+                                   node=keys.peer_id) if config.stun.enabled else None)
+    udp_profiler = (UdpProfiler(
+        config=config, plan=UdpDiscoveryPlan(interval=config.udp.udp_discovery_interval),
+        inbox=boxes.udp.receiver(), tracker=boxes.tracker.sender(), watch=watch,
+        node=keys.peer_id, pulse=pulse) if config.udp.udp_discovery else None)
     identify = IdentifyActor(responder=responder, config=config, state=IdentifyState(),
                              inbox=boxes.identify.receiver(), tracker=boxes.tracker.sender(),
-                             watch=watch, autonat=boxes.autonat.sender())
+                             watch=watch, autonat=boxes.autonat.sender(),
+                             udp=boxes.udp.sender() if udp_profiler else None)
     dialer = Dialer(
         config=config, keypair=keys, transport=transport,
         state=DialerState(_planner(config, keys, rng)), inbox=boxes.dialer.receiver(),
@@ -339,17 +364,23 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         pulse=pulse)
     fetcher = BootstrapFetcher(config=config, dialer=boxes.dialer.sender(), watch=watch,
                                local_peer=keys.peer_id, rng=rng, pulse=pulse)
+    children = [ChildSpec("status-tracker", tracker.run, mailbox=boxes.tracker)]
+    if stun_server is not None:  # before the Dialer: every Identify advertises it
+        children.append(ChildSpec("stun-server", stun_server.run))
+    children += [ChildSpec("identify", identify.run, mailbox=boxes.identify),
+                 ChildSpec("autonat", autonat.run, mailbox=boxes.autonat)]
+    if udp_profiler is not None:
+        children.append(ChildSpec("udp-profile", udp_profiler.run, mailbox=boxes.udp))
+    children += [ChildSpec("dialer", dialer.run, mailbox=boxes.dialer),
+                 ChildSpec("bootstrap", fetcher.run)]
     supervisor = Supervisor(
-        [ChildSpec("status-tracker", tracker.run, mailbox=boxes.tracker),
-         ChildSpec("identify", identify.run, mailbox=boxes.identify),
-         ChildSpec("autonat", autonat.run, mailbox=boxes.autonat),
-         ChildSpec("dialer", dialer.run, mailbox=boxes.dialer),
-         ChildSpec("bootstrap", fetcher.run)],
+        children,
         name=f"node-{str(keys.peer_id)[-6:]}", rng=rng)
     return Node(keypair=keys, config=config, watch=watch, pulse=pulse, dialer_box=boxes.dialer,
                 supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify,
                 responder=responder, autonat=autonat, server=server, receiver=receiver,
-                fetcher=fetcher, transport=transport)
+                fetcher=fetcher, transport=transport, stun_server=stun_server,
+                udp_profiler=udp_profiler)
 
 
 @asynccontextmanager

@@ -38,7 +38,10 @@ needs wiring beyond the node itself, so
   reports its total as ``probes_served`` (the snapshot's ``probes_served``,
   the tracker's view, is not exported);
 * ``bootstrap_fetches``: ``statistics().bootstrap`` (the BootstrapFetcher's
-  fetch plan), by outcome.
+  fetch plan), by outcome;
+* ``udp_mapping``, ``udp_filtering``: the snapshot's ``udp`` (our UDP NAT
+  profile); ``stun_*``: ``statistics().stun`` (our STUN server, zero when it
+  does not run) and ``statistics().udp_discovery`` (our discovery runs).
 
 Metric names (all prefixed ``autonat_``)::
 
@@ -67,6 +70,11 @@ Metric names (all prefixed ``autonat_``)::
     probes_sent_total{status}           counter  our probes by outcome
     probes_served_total{status}         counter  dial requests answered, status/dial_status
     bootstrap_fetches_total{outcome}    counter  /status fetches by outcome
+    udp_mapping{mapping}                gauge    1 on the current UDP mapping behaviour
+    udp_filtering{filtering}            gauge    1 on the current UDP filtering behaviour
+    stun_responses_total{kind}          counter  our STUN server: success|changed|error
+    stun_dropped_total{reason}          counter  requests it did not answer, by reason
+    udp_discovery_runs_total{result}    counter  our RFC 5780 runs: complete|incomplete
     trio_tasks                          gauge    live Trio tasks of the process
 
 ``trio_tasks`` is the one family not read from the node: it counts the tasks
@@ -95,6 +103,7 @@ from protocols import (
     NodeSnapshot,
     PeerId,
 )
+from protocols.stun import NatBehaviour
 
 from ..node import NodeStatistics
 from ..runtime import ChildState
@@ -118,7 +127,8 @@ METRIC_NAMES: Final = tuple(
         "identify",
         "actor_restarts", "actor_crashes", "actor_faults_injected", "actor_up",
         "supervisor_running", "supervisor_escalations", "probes_sent", "probes_served",
-        "bootstrap_fetches", "trio_tasks",
+        "bootstrap_fetches", "trio_tasks", "udp_mapping", "udp_filtering", "stun_responses",
+        "stun_dropped", "udp_discovery_runs",
     )
 )
 """Family names as ``text_string_to_metric_families`` reports them (counters without ``_total``)."""
@@ -162,6 +172,7 @@ class NodeCollector:
         yield from self._connection_metrics(snapshot, stats)
         yield from self._actor_metrics(stats)
         yield from self._autonat_metrics(stats)
+        yield from self._udp_metrics(snapshot, stats)
         tasks = trio_task_count()
         if tasks is not None:
             yield GaugeMetricFamily(PREFIX + "trio_tasks", "Live Trio tasks of the process.",
@@ -256,6 +267,25 @@ class NodeCollector:
              "Bootstrap /status fetches, by outcome."),
         ):
             yield _counts(PREFIX + name, doc, label, counts)
+
+
+    def _udp_metrics(self, snapshot: NodeSnapshot, stats: NodeStatistics) -> Iterator[Metric]:
+        values = [value.value for value in NatBehaviour]
+        yield _one_hot(PREFIX + "udp_mapping", "1 on the current UDP mapping behaviour.",
+                       "mapping", values, snapshot.udp.mapping.value)
+        yield _one_hot(PREFIX + "udp_filtering", "1 on the current UDP filtering behaviour.",
+                       "filtering", values, snapshot.udp.filtering.value)
+        stun = stats.stun
+        yield _counts(PREFIX + "stun_responses", "STUN responses our server sent, by kind.",
+                      "kind", {"success": stun.answered if stun else 0,
+                               "changed": stun.changed if stun else 0,
+                               "error": stun.errors if stun else 0})
+        yield _counts(PREFIX + "stun_dropped", "STUN datagrams our server did not answer.",
+                      "reason", dict(stun.dropped) if stun else {})
+        runs = stats.udp_discovery
+        yield _counts(PREFIX + "udp_discovery_runs", "Our RFC 5780 discovery runs, by result.",
+                      "result", {"complete": runs.complete if runs else 0,
+                                 "incomplete": runs.runs - runs.complete if runs else 0})
 
 
 def trio_task_count() -> int | None:

@@ -10,7 +10,8 @@ A Pyrsia node serves::
 
 Our nodes serve the same three fields first, then optional ones
 (``nat_status``, ``nat_mapping``, ``state``, ``uptime_s``, ``connections``,
-``probes_served``, ``version``) and any ``extra`` scalar fields. Readers ignore
+``probes_served``, ``version``, ``udp`` - an object ``{"mapping", "filtering"}``)
+and any ``extra`` scalar fields. Readers ignore
 fields they do not know, so old and new nodes interoperate.
 
 :func:`parse_status_document` treats the body as hostile. The size is checked
@@ -81,6 +82,8 @@ class StatusDocument:
     probes_served: int | None = None
     version: str | None = None
     extra: tuple[tuple[str, StatusValue], ...] = ()
+    udp: tuple[tuple[str, str], ...] | None = None
+    """Our UDP NAT profile, written as the object ``{"mapping": ..., "filtering": ...}``."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.peer_id, str) or not self.peer_id:
@@ -102,6 +105,11 @@ class StatusDocument:
         if self.uptime_s is not None and not _is_duration(self.uptime_s):
             raise ValidationError(f"uptime_s must be a finite number >= 0, got {self.uptime_s!r}")
         _check_extra(self.extra)
+        if self.udp is not None and not (isinstance(self.udp, tuple) and all(
+                isinstance(pair, tuple) and len(pair) == 2
+                and all(isinstance(part, str) for part in pair) for pair in self.udp)):
+            raise ValidationError(f"udp must be a tuple of (name, value) strings, got "
+                                  f"{self.udp!r}")
 
 
 @dataclass(frozen=True)
@@ -152,7 +160,7 @@ def build_status_document(doc: StatusDocument) -> bytes:
     for spec in fields(doc):
         value = getattr(doc, spec.name)
         if spec.name not in _REQUIRED and spec.name != "extra" and value is not None:
-            out[spec.name] = value
+            out[spec.name] = dict(value) if spec.name == "udp" else value
     for key, extra_value in doc.extra:
         out[key] = list(extra_value) if isinstance(extra_value, tuple) else extra_value
     return json.dumps(out, separators=(",", ":"), allow_nan=False).encode("utf-8")

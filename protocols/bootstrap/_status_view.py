@@ -53,7 +53,10 @@ Our extra fields
     ``connections`` (live connections), ``probes_served``, ``uptime_s`` and
     ``version`` are first-class :class:`StatusDocument` fields;
     ``reachable_addrs``, ``observed_addrs`` (our address as peers saw it,
-    distinct values, without ``/p2p/``) and ``nat_filtering`` go into ``extra``. Readers ignore
+    distinct values, without ``/p2p/``) and ``nat_filtering`` go into ``extra``, and so does
+    ``stun_addrs`` (our STUN server, ``/ip4/<ip>/udp/<port>``; a wildcard IP
+    given as the IPs of our own listed addresses; left out without a server).
+    ``udp`` is our UDP NAT profile, ``{"mapping": ..., "filtering": ...}``. Readers ignore
     fields they do not know, so a Pyrsia client reads our document unchanged.
 """
 
@@ -65,7 +68,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from ..core import AddressPolicy, IPAddress, LocalProtocolError, PeerId, WsAddress
+from ..core import AddressPolicy, IPAddress, LocalProtocolError, PeerId, UdpAddress, WsAddress
 from ..node import NodeSnapshot, PeerRecord
 from ._round_robin import RoundRobin
 from ._status_doc import StatusDocument
@@ -106,6 +109,7 @@ class StatusListing:
                 ("reachable_addrs", _plain(policy.filter(snapshot.reachable_addrs))),
                 ("observed_addrs",
                  _plain(policy.filter(o.observed for o in snapshot.observed_addrs))),
+                *_stun_extra(snapshot, policy),
             ),
         )
 
@@ -156,6 +160,8 @@ def status_document(
         probes_served=probes_served,
         version=version,
         extra=(*listing.extra, ("nat_filtering", snapshot.nat_filtering)),
+        udp=(("mapping", snapshot.udp.mapping.value),
+             ("filtering", snapshot.udp.filtering.value)),
     )
 
 
@@ -198,6 +204,22 @@ def public_peer_addresses(snapshot: NodeSnapshot, policy: AddressPolicy) -> tupl
         if address is not None:
             chosen.append(str(address.with_peer_id(record.peer_id)))
     return tuple(chosen)
+
+
+def _stun_extra(snapshot: NodeSnapshot,
+                policy: AddressPolicy) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``("stun_addrs", (...))`` when our STUN server runs and has a routable address."""
+    server = snapshot.stun_server
+    if server is None or server.primary.port == 0:
+        return ()
+    ip, port = server.primary.ip, server.primary.port
+    ips = [ip] if not ip.is_unspecified else [
+        a.ip for a in (policy.filter(snapshot.reachable_addrs)
+                       or policy.filter(snapshot.listen_addrs))
+        if a.ip is not None and a.ip.version == ip.version and not a.ip.is_unspecified]
+    listed = tuple(dict.fromkeys(str(UdpAddress(one, port)) for one in ips
+                                 if policy.is_routable_ip(one)))[:MAX_LISTED_ADDRS]
+    return (("stun_addrs", listed),) if listed else ()
 
 
 def _identified(record: PeerRecord) -> bool:

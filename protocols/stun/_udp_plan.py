@@ -167,6 +167,10 @@ class UdpDiscoveryPlan:
         if alternate and (old is None or not old.alternate) and _known(self._published) < 2:
             self._make_due(now)
 
+    def server_peers(self) -> tuple[PeerId, ...]:
+        """Peers whose STUN servers are known (at most :data:`MAX_SERVERS`)."""
+        return tuple(self._servers)
+
     def handle_peer_gone(self, peer: PeerId) -> None:
         self._servers.pop(peer, None)
 
