@@ -125,27 +125,28 @@ class StunServerActor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         where = f"{self._primary}/udp" + (f" (alternate {self._alternate})"
                                           if self._alternate else "")
+        server: StunServer | None = None
         try:
-            server_cm = open_stun_server(self._primary, self._alternate, self._responder_config)
-            server = await server_cm.__aenter__()
+            async with open_stun_server(self._primary, self._alternate,
+                                        self._responder_config) as server:
+                self._server = server
+                addresses = server.addresses
+                await self._tracker.send(StunServerBound(addresses))
+                with trio.move_on_after(SNAPSHOT_WAIT):
+                    await self._watch.wait_for(lambda snap: snap.stun_server == addresses)
+                self._log.info("stun server running",
+                               addresses=[str(a) for a in addresses.locals()])
+                task_status.started()
+                await trio.sleep_forever()
         except OSError as exc:
+            if server is not None:
+                raise
             raise OSError(exc.errno, f"cannot serve STUN on {where}: "
                                      f"{exc.strerror or exc}{stun_bind_hint(exc)}") from None
-        try:
-            self._server = server
-            addresses = server.addresses
-            await self._tracker.send(StunServerBound(addresses))
-            with trio.move_on_after(SNAPSHOT_WAIT):
-                await self._watch.wait_for(lambda snap: snap.stun_server == addresses)
-            self._log.info("stun server running",
-                           addresses=[str(a) for a in addresses.locals()])
-            task_status.started()
-            await trio.sleep_forever()
         finally:
             self._server = None
-            _add(self._totals, self._dropped, server)
-            with trio.CancelScope(shield=True):
-                await server_cm.__aexit__(None, None, None)
+            if server is not None:
+                _add(self._totals, self._dropped, server)
 
 
 def _add(totals: Counter[str], dropped: Counter[str], server: StunServer) -> None:
