@@ -15,8 +15,8 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors import HttpApi, Node, open_node
-from actors.transport import discover_udp_profile
 from actors.node import NodeStatistics
+from actors.transport import discover_udp_profile
 from protocols import AddressPolicy, ConfigError, NodeConfig, build_node_config
 from protocols.stun import NatBehaviour
 
