@@ -47,8 +47,8 @@ LOOPBACK = AddressPolicy(allow_loopback=True)
 START_LIMIT = 20.0
 STOP_LIMIT = 10.0
 PROBE_KEYS = {"peer_id", "nat_status", "nat_mapping", "nat_filtering", "reachable_addrs",
-              "unreachable_addrs", "observed_addrs", "servers", "servers_contacted", "reason",
-              "elapsed_s", "total_s"}
+              "unreachable_addrs", "observed_addrs", "servers", "servers_contacted", "udp",
+              "reason", "elapsed_s", "total_s"}
 NAT_MAPPINGS = {"none", "endpoint-independent", "endpoint-dependent", "unknown"}
 _names = itertools.count()
 

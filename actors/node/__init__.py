@@ -1,5 +1,5 @@
 """The node: its actors (Dialer, Identify, AutoNAT probe and server, dial-back
-receiver, bootstrap fetcher, status tracker), their messages, the node
+receiver, bootstrap fetcher, status tracker, STUN server and UDP profiler), their messages, the node
 assembly (:func:`open_node`) and file storage (crash-safe writes, the key file).
 
 May import: :mod:`actors.connection`, :mod:`actors.transport`,
@@ -31,6 +31,7 @@ from ._storage import (
     load_or_create_keypair,
     save_keypair,
 )
+from ._stun import StunServerActor, StunStatistics, UdpProfiler, stun_bind_hint
 
 __all__ = [
     "PEER_STORE_FILE",
@@ -57,6 +58,9 @@ __all__ = [
     "SmallNetworkWait",
     "StatusTracker",
     "StatusTrackerStatistics",
+    "StunServerActor",
+    "StunStatistics",
+    "UdpProfiler",
     "atomic_write_bytes",
     "create_exclusive",
     "load_config_file",
@@ -64,4 +68,5 @@ __all__ = [
     "load_or_create_keypair",
     "open_node",
     "save_keypair",
+    "stun_bind_hint",
 ]

@@ -44,6 +44,7 @@ from ._cli_probe import (
     probe_facts,
     progress_stream,
     wait_for_mapping,
+    wait_for_udp,
     wait_for_verdict,
 )
 from ._cli_settings import (
@@ -59,6 +60,10 @@ EXIT_OK, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2
 MAPPING_GRACE = 2.0
 """After a verdict, how long ``probe`` may wait for the NAT mapping to be known too: only
 while another observer can still come (see :func:`._cli_probe.mapping_grace_useful`)."""
+UDP_GRACE = 8.0
+"""Then how long it may wait for the UDP profile: only while a STUN server is known and a
+run is under way (:func:`._cli_probe.udp_grace_useful`). A NAT that filters is recognised
+when the filtering tests time out (5.5 s at the default udp_rto and udp_sends)."""
 
 
 class CliError(Exception):
@@ -300,6 +305,7 @@ async def _probe(config: NodeConfig, timeout: float,
             decided = time.monotonic()
             if reason is None:
                 await wait_for_mapping(node, progress, MAPPING_GRACE)
+                await wait_for_udp(node, progress, UDP_GRACE)
         snap = node.snapshot()
         stats = node.statistics()
         if snap.nat_status != "unknown":
@@ -322,6 +328,7 @@ async def _probe(config: NodeConfig, timeout: float,
         "observed_addrs": sorted({str(o.observed) for o in snap.observed_addrs}),
         "servers": [str(s) for s in servers],
         "servers_contacted": [str(s) for s in stats.servers_contacted],
+        "udp": {"mapping": snap.udp.mapping.value, "filtering": snap.udp.filtering.value},
         "reason": reason,
         "elapsed_s": elapsed,
         "total_s": total,
@@ -336,6 +343,8 @@ def _print_probe(result: dict[str, Any]) -> None:
                        ("observed_addrs", "observed as")):
         for addr in result[key]:
             print(f"{label}  {addr}")
+    udp = result["udp"]
+    print(f"udp          mapping {udp['mapping']}, filtering {udp['filtering']}")
     print(f"servers      {len(result['servers'])} answered, "
           f"{len(result['servers_contacted'])} asked")
     if result["reason"]:

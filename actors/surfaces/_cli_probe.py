@@ -33,6 +33,11 @@ function of those facts, tested without a network or a terminal:
   finished Identify yet and the observers plus those peers span at least two
   distinct IPs, or a dial or bootstrap fetch is still in flight (it may bring
   a new peer). Otherwise no further observer can come and the wait is skipped.
+* :func:`udp_grace_useful` - after that the probe waits up to ``UDP_GRACE``
+  seconds for the UDP profile (``udp``), but only while a STUN server is
+  known and a discovery run is in flight or about to start; a node that
+  knows no STUN server reports ``unknown`` without waiting, so the TCP
+  verdict never waits for UDP.
 * :func:`progress_lines` - on a terminal, one line per phase on stderr:
   fetching (which URLs / how many ``--peer``), connected N peers, probing N
   servers, waiting for more servers (the small-network wait and its length),
@@ -49,6 +54,7 @@ from typing import Final, Protocol
 import trio
 
 from protocols import BootUrlStatus, NodeConfig, NodeSnapshot, WsAddress
+from protocols.stun import NatBehaviour, UdpDiscoveryStatistics
 
 from ..node import DialFailure, Node, NodeStatistics, SmallNetworkWait
 
@@ -63,12 +69,16 @@ __all__ = [
     "probe_facts",
     "progress_lines",
     "progress_stream",
+    "udp_grace_useful",
     "wait_for_mapping",
+    "wait_for_udp",
     "wait_for_verdict",
 ]
 
 MIN_OBSERVERS: Final = 2
 """Independent observers the NAT mapping classification needs (its default)."""
+UDP_NEXT_RUN_SLACK: Final = 2.0
+"""A discovery run due within this many seconds counts as about to start."""
 MAX_DETAILS: Final = 4
 """Failures named in a reason, per kind (URLs, dials)."""
 
@@ -365,3 +375,37 @@ async def wait_for_mapping(node: Node, progress: ProgressPrinter, grace: float) 
                               "classify the NAT mapping")
                 announced = True
             await node.activity.wait_past(seen)
+
+
+# --- the UDP profile grace ---------------------------------------------------------------------
+
+
+def udp_grace_useful(snap: NodeSnapshot, udp: UdpDiscoveryStatistics | None,
+                     now: float) -> bool:
+    """Whether waiting can still make ``udp`` known: a STUN server is known and a run is in
+    flight, has not happened yet, or is due within :data:`UDP_NEXT_RUN_SLACK` s."""
+    unknown = NatBehaviour.UNKNOWN
+    if udp is None or unknown not in (snap.udp.mapping, snap.udp.filtering):
+        return False
+    if udp.running:
+        return True
+    if not udp.servers:
+        return False
+    return udp.runs == 0 or (udp.next_run_at is not None
+                             and udp.next_run_at <= now + UDP_NEXT_RUN_SLACK)
+
+
+async def wait_for_udp(node: Node, progress: ProgressPrinter, grace: float) -> None:
+    """Up to ``grace`` s for the UDP profile, but only while :func:`udp_grace_useful`."""
+    announced = False
+    with trio.move_on_after(grace):
+        while True:
+            seen = node.activity.count
+            if not udp_grace_useful(node.snapshot(), node.statistics().udp_discovery,
+                                    trio.current_time()):
+                return
+            if not announced:
+                progress.note(f"probe: waiting up to {grace:g} s for the UDP profile (STUN)")
+                announced = True
+            with trio.move_on_after(UDP_NEXT_RUN_SLACK):  # a run due soon starts by time
+                await node.activity.wait_past(seen)

@@ -36,8 +36,9 @@ from protocols import (
     load_config_text,
     parse_host_port,
 )
+from protocols.stun import Endpoint
 
-from ..node import load_config_file
+from ..node import load_config_file, stun_bind_hint
 
 PROFILE_PACKAGE = "actors._profiles"
 """The package the profiles ship in (``config/*.toml``, mapped by ``pyproject.toml``)."""
@@ -240,12 +241,13 @@ def node_config(args: argparse.Namespace, *, profile: str | None,
     return load_node_config(args, profile=profile, extra=extra, environ=environ).config
 
 
-def bind_error(host: str, port: int) -> OSError | None:
+def bind_error(host: str, port: int, *, udp: bool = False) -> OSError | None:
     """Why ``(host, port)`` cannot be bound right now (None: it can). Binds, never sends."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as probe:
+            if not udp:  # the STUN server binds its UDP sockets without SO_REUSEADDR
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             probe.bind((host, port))
@@ -254,8 +256,8 @@ def bind_error(host: str, port: int) -> OSError | None:
     return None
 
 
-def _port_free(host: str, port: int) -> bool:
-    error = bind_error(host, port)
+def _port_free(host: str, port: int, *, udp: bool = False) -> bool:
+    error = bind_error(host, port, udp=udp)
     return error is None or error.errno != errno.EADDRINUSE
 
 
@@ -304,8 +306,9 @@ def free_default_ports(config: NodeConfig,
 
     Two nodes started with default settings on one machine (``autonat boot``
     and ``autonat node`` in two terminals) would otherwise collide on 44000
-    and 7888. Ports the user chose explicitly are never changed: a busy one is
-    an error. Returns the new config and one warning per change.
+    and 7888 (two boot nodes also on STUN's 3478). Ports the user chose
+    explicitly are never changed: a busy one is an error. Returns the new
+    config and one warning per change.
     """
     notes: list[str] = []
     listen = list(config.listen)
@@ -320,11 +323,30 @@ def free_default_ports(config: NodeConfig,
         if port and not _port_free(host, port):
             http = host_port(host, 0)
             notes.append(f"default HTTP port {port} is busy; using a free port")
-    return config.with_settings(listen=tuple(listen), http_listen=http), notes
+    config = config.with_settings(listen=tuple(listen), http_listen=http)
+    stun = config.stun_addresses()
+    if stun is not None and "stun_listen" not in explicit:
+        primary, alternate = stun
+        busy = [e for e in _stun_sockets(primary, alternate)
+                if e.port and not _port_free(str(e.ip), e.port, udp=True)]
+        if busy:
+            host = str(primary.ip) if ":" not in str(primary.ip) else f"[{primary.ip}]"
+            config = config.with_settings(stun_listen=f"{host}:0")
+            notes.append(f"default STUN port {primary.port} is busy; using a free port "
+                         "(peers learn it through Identify)")
+    return config, notes
+
+
+def _stun_sockets(primary: Endpoint, alternate: Endpoint | None) -> list[Endpoint]:
+    """The addresses a STUN server binds: the primary, or all four RFC 5780 combinations."""
+    if alternate is None:
+        return [primary]
+    return [primary, Endpoint(primary.ip, alternate.port), Endpoint(alternate.ip, primary.port),
+            alternate]
 
 
 def bind_problems(config: NodeConfig) -> list[str]:
-    """Listen and HTTP addresses that cannot be bound right now, one line each with a hint
+    """Listen, HTTP and STUN addresses that cannot be bound right now, one line each with a hint
     matching the errno (checked before starting, so a taken port or an address this
     machine does not have is one clear line instead of a restart loop in the Dialer)."""
     problems = [_bind_problem(str(addr), addr.host, addr.port) if addr.ip is not None
@@ -333,4 +355,14 @@ def bind_problems(config: NodeConfig) -> list[str]:
     if config.http.http_listen:
         host, port = parse_host_port(config.http.http_listen)
         problems.append(_bind_problem(f"{config.http.http_listen} (HTTP API)", host, port))
+    stun = config.stun_addresses()
+    if stun is not None:
+        for endpoint in _stun_sockets(*stun):
+            if endpoint.port == 0:
+                continue
+            error = bind_error(str(endpoint.ip), endpoint.port, udp=True)
+            if error is not None:
+                problems.append(f"cannot serve STUN on {endpoint}/udp: "
+                                f"{error.strerror or error}{stun_bind_hint(error)}")
+                break
     return [problem for problem in problems if problem]
