@@ -66,6 +66,11 @@ def test_we_advertise_routable_stun_addresses_with_the_alternate_flag() -> None:
     hidden = _identify(stun, policy=AddressPolicy())  # loopback is not routable by default
     assert hidden.stun_addrs == () and not hidden.stun_alternate
     assert "stun_addrs" not in hidden.to_wire()
+    # ... but the peer that reached us on 127.0.0.1 may learn our server there
+    reached = build_identify(public_key=KEYS.public_key, agent_version="t/1", listen_addrs=(),
+                             observed_addr=LOCAL, protocols=(), policy=AddressPolicy(),
+                             stun_addrs=stun, stun_alternate=True, reached_ip=stun[0].ip)
+    assert reached.stun_addrs == (stun[0].to_bytes(),)
 
 
 def test_we_accept_a_peers_stun_address_only_on_its_own_ip() -> None:

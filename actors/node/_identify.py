@@ -146,7 +146,8 @@ class IdentifyResponder:
             observed_addr=connection.remote_addr, protocols=self.protocols,
             policy=self._config.policy,
             stun_addrs=stun_addrs_for(stun, connection.local_addr),
-            stun_alternate=stun is not None and stun.alternate is not None)
+            stun_alternate=stun is not None and stun.alternate is not None,
+            reached_ip=connection.local_addr.ip)
 
     async def serve_request(self, stream: Stream[Connection]) -> None:
         """``/ipfs/id/1.0.0``: the opener sends one (empty) message; we answer and finish."""

@@ -27,7 +27,8 @@ Both come from untrusted peers, so this module is deliberately strict:
   a reachability candidate is decided later, by the AutoNAT logic.
 * **STUN servers** (``stun_addrs``): we advertise ours (a wildcard IP
   replaced by the local IP of the connection the message goes out on, so
-  the peer gets the IP it reached us at) when the policy calls it routable;
+  the peer gets the IP it reached us at) when the policy calls it routable
+  or it is on the IP the peer reached us at;
   of a peer's we keep only entries whose IP is the IP its connection comes
   from (the rule of docs/architecture.md, "Bootstrap /status": a peer can
   point us only at its own host, so it cannot make us send datagrams to a
@@ -45,6 +46,7 @@ from ..core import (
     AddressError,
     AddressPolicy,
     InvalidKey,
+    IPAddress,
     PeerId,
     PublicKey,
     UdpAddress,
@@ -124,11 +126,15 @@ def build_identify(
     policy: AddressPolicy,
     stun_addrs: Iterable[UdpAddress] = (),
     stun_alternate: bool = False,
+    reached_ip: IPAddress | None = None,
 ) -> Identify:
     """Our Identify answer for one connection (``observed_addr`` = its remote end).
 
     ``stun_addrs`` are our STUN servers as the peer can reach them (wildcards
-    already replaced); those the policy rejects are left out.
+    already replaced); those the policy rejects are left out, but for one on
+    ``reached_ip``, the local IP of this connection: the peer reached us
+    there, so telling this peer is no leak (as ``/status`` does with the
+    address a request arrived on).
     """
     advertised: list[bytes] = []
     for addr in listen_addrs:
@@ -137,7 +143,8 @@ def build_identify(
             advertised.append(plain.to_bytes())
     observed = observed_addr.with_peer_id(None).to_bytes() if observed_addr else None
     stun = tuple(dict.fromkeys(a.to_bytes() for a in stun_addrs
-                               if policy.is_routable_ip(a.ip)))[:MAX_STUN_ADDRS]
+                               if a.ip == reached_ip or policy.is_routable_ip(a.ip)
+                               ))[:MAX_STUN_ADDRS]
     return Identify(
         protocol_version=IDENTIFY_PROTOCOL_VERSION,
         agent_version=agent_version,
