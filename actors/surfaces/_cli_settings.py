@@ -53,6 +53,7 @@ _FLAG_KEYS = {
     "allow_loopback": "allow_loopback", "dialback_source": "dialback_source",
     "log_format": "log_format", "log_level": "log_level",
     "tls_cert": "tls_cert", "tls_key": "tls_key", "tls_ca": "tls_ca",
+    "stun_listen": "stun_listen", "stun_alternate": "stun_alternate",
 }
 
 
@@ -70,6 +71,12 @@ def add_node_flags(parser: argparse.ArgumentParser, *, probe: bool = False) -> N
                             help="where the peer store and default key live")
         parser.add_argument("--dialback-source", metavar="IP",
                             help="local IP to dial AutoNAT dial-backs from")
+        parser.add_argument("--stun-listen", metavar="[IP:]PORT",
+                            help="serve STUN over UDP there ('' = no STUN; boot: 3478 on "
+                                 "the listen IP)")
+        parser.add_argument("--stun-alternate", metavar="IP[:PORT]",
+                            help="RFC 5780 second STUN address ('none'; default: "
+                                 "--dialback-source, port + 1)")
         parser.add_argument("--tls-cert", metavar="FILE",
                             help="PEM certificate chain to serve /wss listen addresses "
                                  "(needs --tls-key)")
