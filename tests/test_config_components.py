@@ -166,7 +166,7 @@ def _other_value(key: str, value: object) -> object:
         "allow_other_ip": False, "welcome_probes": True, "cross_host_redirects": True,
         "tls_cert": Path("/c.pem"),
         "tls_key": Path("/k.pem"), "tls_ca": Path("/ca.pem"), "max_connections": 99,
-        "stun_listen": "127.0.0.1:3478", "stun_alternate": "none", "udp_discovery": False,
+        "stun_listen": "127.0.0.1:3478", "stun_alternate": "127.0.0.2", "udp_discovery": False,
         "udp_rto": 0.25, "udp_sends": 3,
     }
     if key in changed:

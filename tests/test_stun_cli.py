@@ -18,10 +18,10 @@ from protocols import NodeConfig
 async def test_probe_json_reports_the_udp_profile_measured_against_a_boot_node(
         tmp_path: Path) -> None:
     flags = ("--listen", "/ip4/127.0.74.1/tcp/0/ws", "--http", "127.0.74.1:0",
-             "--data-dir", str(tmp_path / "boot"), "--dialback-source", "127.0.74.2")
+             "--data-dir", str(tmp_path / "boot"), "--dialback-source", "127.0.74.2",
+             "--stun-alternate", "127.0.74.3")
     with trio.fail_after(60):
-        # the boot profile serves STUN on the listen IP (3478, the alternate on the
-        # dialback_source IP, port 3479)
+        # the boot profile serves STUN on the listen IP (3478; the alternate 3479)
         async with _daemon(tmp_path, "boot", *flags) as boot:
             status = (await _get(f"{boot.url}/status")).json()
             probe = await _run(tmp_path, "probe", "--boot-url", f"{boot.url}/status",

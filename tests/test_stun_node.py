@@ -18,7 +18,7 @@ from actors import HttpApi, Node, open_node
 from actors.node import NodeStatistics
 from actors.transport import discover_udp_profile
 from protocols import AddressPolicy, ConfigError, NodeConfig, build_node_config
-from protocols.stun import NatBehaviour
+from protocols.stun import Endpoint, NatBehaviour
 
 LOOPBACK = AddressPolicy(allow_loopback=True)
 EI = NatBehaviour.ENDPOINT_INDEPENDENT
@@ -30,24 +30,26 @@ def _config(host: str, **settings: Any) -> NodeConfig:
 
 
 def _boot(host: str = "127.0.0.1", alternate: str | None = "127.0.0.2") -> NodeConfig:
-    return _config(host, stun_listen=f"{host}:0", stun_alternate=alternate or "none")
+    return _config(host, stun_listen=f"{host}:0", stun_alternate=alternate)
 
 
 # --- configuration -------------------------------------------------------------------------
 
 
-def test_stun_addresses_follow_listen_and_dialback_source() -> None:
+def test_stun_addresses_follow_listen_and_stun_alternate() -> None:
     plain = NodeConfig()
     assert plain.stun_addresses() is None  # a plain node serves no STUN
     config = NodeConfig.from_settings(listen=("/ip4/198.51.100.7/tcp/44000/ws",),
-                                      stun_listen="3478", dialback_source="198.51.100.8")
+                                      stun_listen="3478", stun_alternate="198.51.100.9",
+                                      dialback_source="198.51.100.8")
     addresses = config.stun_addresses()
     assert addresses is not None
-    assert (str(addresses[0]), str(addresses[1])) == ("198.51.100.7:3478", "198.51.100.8:3479")
-    wildcard = config.with_settings(listen=("/ip4/0.0.0.0/tcp/44000/ws",))
-    assert wildcard.stun_addresses() == (addresses[0].__class__.of("0.0.0.0", 3478), None)
-    none = config.with_settings(stun_alternate="none")
-    assert none.stun_addresses() == (addresses[0], None)
+    assert (str(addresses[0]), str(addresses[1])) == ("198.51.100.7:3478", "198.51.100.9:3479")
+    # dialback_source alone gives no alternate (see the next test for why)
+    derived = config.with_settings(stun_alternate="")
+    assert derived.stun_addresses() == (addresses[0], None)
+    wildcard = derived.with_settings(listen=("/ip4/0.0.0.0/tcp/44000/ws",))
+    assert wildcard.stun_addresses() == (Endpoint.of("0.0.0.0", 3478), None)
     explicit = config.with_settings(stun_listen="[::1]:5000", stun_alternate="[::2]:6000")
     assert [str(a) for a in explicit.stun_addresses() or ()] == ["[::1]:5000", "[::2]:6000"]
 
@@ -63,6 +65,9 @@ def test_stun_addresses_follow_listen_and_dialback_source() -> None:
     ({"stun_listen": "127.0.0.1:65535", "stun_alternate": "127.0.0.2"},
      "the primary STUN port is 65535"),
     ({"stun_listen": "stun.example.org"}, "stun_listen: 'stun.example.org' is not an IP address"),
+    ({"stun_listen": "127.0.0.1:3478", "stun_alternate": "127.0.0.2",
+      "dialback_source": "127.0.0.2"},
+     "stun_alternate must not be the dialback_source IP 127.0.0.2"),
 ])
 def test_impossible_stun_settings_are_one_clear_error(settings: dict[str, str],
                                                       message: str) -> None:

@@ -75,8 +75,8 @@ def add_node_flags(parser: argparse.ArgumentParser, *, probe: bool = False) -> N
                             help="serve STUN over UDP there ('' = no STUN; boot: 3478 on "
                                  "the listen IP)")
         parser.add_argument("--stun-alternate", metavar="IP[:PORT]",
-                            help="RFC 5780 second STUN address ('none'; default: "
-                                 "--dialback-source, port + 1)")
+                            help="RFC 5780 second STUN address (another IP than "
+                                 "--dialback-source; port: the STUN port + 1)")
         parser.add_argument("--tls-cert", metavar="FILE",
                             help="PEM certificate chain to serve /wss listen addresses "
                                  "(needs --tls-key)")

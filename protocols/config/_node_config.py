@@ -169,11 +169,15 @@ class NodeConfig:
         """The STUN server's primary and RFC 5780 alternate address (None: no server).
 
         ``stun_listen = "PORT"`` takes the IP of the first IP listen address; the
-        alternate is ``stun_alternate``, else ``dialback_source`` on the primary port
-        + 1 when the primary IP is a concrete one of the same family (a wildcard
-        primary cannot be told from the alternate: no alternate then). Port 0 for
-        the primary gives 0 (any free port) for a derived alternate too. Raises
-        ValueError naming the setting for an impossible combination.
+        alternate is ``stun_alternate`` (none when unset), its port by default the
+        primary's + 1 (0 when the primary's is 0: any free port). Raises ValueError
+        naming the setting for an impossible combination: an alternate with a
+        wildcard primary, of another family, on the primary's IP or port, or on the
+        ``dialback_source`` IP. That last one is not derived either, on purpose: a
+        client's RFC 5780 mapping tests send datagrams to the alternate IP, which
+        opens an address-restricted NAT's filter to that IP - and a dial-back from
+        ``dialback_source`` would then prove nothing (the NAT lab's
+        address-restricted scenario turned ``private`` into ``public`` that way).
         """
         stun = self.stun
         if not stun.enabled:
@@ -184,23 +188,15 @@ class NodeConfig:
             ip = next((a.ip for a in self.listen_addrs if a.ip is not None),
                       Endpoint.of("0.0.0.0", 0).ip)
         primary = Endpoint(ip, port)
-        text, source = stun.stun_alternate, "stun_alternate"
-        if text is None:  # derived from dialback_source, where that can work
-            derived = self.autonat_server_config.dialback_source
-            if derived is None or ip.is_unspecified:
-                return primary, None
-            other = ipaddress.ip_address(derived)
-            if other == ip or other.version != ip.version:
-                return primary, None
-            text, source = derived, "dialback_source"
-        elif text.lower() == "none":
+        if stun.stun_alternate is None:
             return primary, None
-        alt_ip, alt_port = _stun_host_port(source, text, None)
+        alt_ip, alt_port = _stun_host_port("stun_alternate", stun.stun_alternate, None)
         assert alt_ip is not None
         if alt_port is None:
             if port == 0xFFFF:
-                raise ValueError(f"{source}: the primary STUN port is 65535, so the alternate "
-                                 "needs a port of its own (stun_alternate = \"IP:PORT\")")
+                raise ValueError("stun_alternate: the primary STUN port is 65535, so the "
+                                 "alternate needs a port of its own (stun_alternate = "
+                                 "\"IP:PORT\")")
             alt_port = port + 1 if port else 0
         if ip.is_unspecified:
             raise ValueError(f"stun_alternate needs the STUN server on a concrete IP, not "
@@ -212,6 +208,12 @@ class NodeConfig:
         if alt_port and alt_port == port:
             raise ValueError(f"stun_alternate: port {alt_port} must differ from the primary "
                              "STUN port")
+        dialback = self.autonat_server_config.dialback_source
+        if dialback is not None and ipaddress.ip_address(dialback) == alt_ip:
+            raise ValueError(f"stun_alternate must not be the dialback_source IP {alt_ip}: "
+                             "STUN clients send datagrams to the alternate, which opens "
+                             "address-restricted NATs to it, so dial-backs from it would "
+                             "prove nothing; use a third IP")
         return primary, Endpoint(alt_ip, alt_port)
 
     # --- flat settings ---

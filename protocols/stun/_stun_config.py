@@ -12,10 +12,10 @@ requests: ``""`` (off, what a plain node does), ``"PORT"`` (on the IP of the
 node's first IP listen address, a wildcard included), ``"IP"`` (port
 :data:`DEFAULT_STUN_PORT`, 3478) or ``"IP:PORT"`` / ``"[IPv6]:PORT"``.
 ``stun_alternate`` is the RFC 5780 second address (``"IP"`` or ``"IP:PORT"``;
-without a port the primary's port + 1, as coturn does), ``"none"`` for no
-alternate, and unset for "derived from ``dialback_source``". Which one holds
-is decided in :meth:`~protocols.NodeConfig.stun_addresses`, where the
-listen addresses and ``dialback_source`` are known. The rates and bursts
+without a port the primary's port + 1, as coturn does); unset, there is none.
+The combination is checked in :meth:`~protocols.NodeConfig.stun_addresses`,
+where the listen addresses and ``dialback_source`` are known (the alternate
+must not be the ``dialback_source`` IP, see there). The rates and bursts
 become the :class:`StunResponderConfig` of the responder.
 
 **Client.** With ``udp_discovery`` on, the node runs RFC 5780 behaviour
@@ -89,8 +89,8 @@ class StunServerConfig:
     stun_listen: str = ""
     """``""`` = no STUN server; ``"PORT"``, ``"IP"`` (port 3478), ``"IP:PORT"``."""
     stun_alternate: str | None = None
-    """RFC 5780 second address, ``"IP"`` or ``"IP:PORT"``; ``"none"`` = none; unset = the
-    ``dialback_source`` IP on the primary port + 1 (when the primary IP is not a wildcard)."""
+    """RFC 5780 second address, ``"IP"`` or ``"IP:PORT"`` (port: the primary's + 1); unset =
+    none. Another IP than ``dialback_source``'s."""
     stun_ip_rate: float = 5.0
     """Answers per second to one source IP (token bucket; bursts of ``stun_ip_burst``)."""
     stun_ip_burst: int = 20
@@ -104,7 +104,9 @@ class StunServerConfig:
     def __post_init__(self) -> None:
         if self.stun_listen:
             parse_stun_host_port("stun_listen", self.stun_listen, DEFAULT_STUN_PORT)
-        if self.stun_alternate is not None and self.stun_alternate.lower() != "none":
+        if self.stun_alternate == "":  # as in files and AUTONAT_STUN_ALTERNATE="": unset
+            object.__setattr__(self, "stun_alternate", None)
+        if self.stun_alternate is not None:
             ip, _ = parse_stun_host_port("stun_alternate", self.stun_alternate, None)
             if ip is None:
                 raise ValueError(f"stun_alternate must name an IP (IP or IP:PORT), "
