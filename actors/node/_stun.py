@@ -33,6 +33,7 @@ it must not cost the probe its scheduler.
 
 from __future__ import annotations
 
+import bisect
 import errno
 from collections import Counter
 from dataclasses import dataclass
@@ -202,15 +203,19 @@ class UdpProfiler:
     async def _follow_snapshots(self) -> None:
         """Peers that left (their servers go) and our local IPs (a change: measure again)."""
         local_ips = None
+        connected: tuple[PeerId, ...] | None = None
         async for snap in self._watch.subscribe():
             if local_ips is not None and snap.local_ips and snap.local_ips != local_ips:
                 self._plan.handle_local_ips(trio.current_time())
                 self._wake()
             if snap.local_ips:
                 local_ips = snap.local_ips
-            connected = set(snap.connected_peers)
+            if snap.connected_peers is connected:
+                continue  # the same tuple object: no peer came or went
+            connected = snap.connected_peers  # sorted: O(log N) per known server, not O(N)
             for peer in self._plan.server_peers():
-                if peer not in connected:
+                index = bisect.bisect_left(connected, peer)
+                if index == len(connected) or connected[index] != peer:
                     self._plan.handle_peer_gone(peer)
 
     async def _execute(self, commands: list[RunDiscovery | PublishUdpProfile]) -> None:
