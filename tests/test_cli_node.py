@@ -301,6 +301,7 @@ async def test_node_daemon_serves_its_api_and_stops_cleanly_on_signals(tmp_path:
     summary = dict(line.split(None, 1) for line in text.stdout.splitlines())
     assert summary["peer_id"] == first.peer_id and summary["state"] in ("connected",
                                                                         "fully_connected")
+    assert summary["udp"] == "mapping unknown, filtering unknown"  # no STUN server around
     assert as_json.returncode == 0, as_json.stderr
     document = json.loads(as_json.stdout)
     assert isinstance(document, dict) and document["peer_id"] == first.peer_id

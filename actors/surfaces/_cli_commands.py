@@ -380,7 +380,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "peers_count", "probes_served", "uptime_s", "version"):
         if key in document:
             print(f"{key:<16}{document[key]}")
-    for key in ("reachable_addrs", "observed_addrs", "peer_addrs"):
+    udp = document.get("udp")
+    if isinstance(udp, dict):
+        print(f"{'udp':<16}mapping {udp.get('mapping')}, filtering {udp.get('filtering')}")
+    for key in ("reachable_addrs", "observed_addrs", "stun_addrs", "peer_addrs"):
         for addr in document.get(key) or []:
             print(f"{key[:-1]:<16}{addr}")
     return EXIT_OK
