@@ -390,32 +390,39 @@ class Expectation:
     """What ``autonat probe --json`` must say. ``nat_mapping`` / ``nat_filtering``
     ``None``: not asserted.
 
-    ``mapping_may_be_unknown``: ``nat_mapping`` may also be ``unknown`` - on a very
-    lossy path the probe can end at its verdict before two observers saw the listen
-    port (a dial from it failed, or fell back to an ephemeral port). Unknown is an
-    honest answer; any other wrong value still fails.
+    ``profile_may_be_unknown``: ``nat_mapping`` and ``nat_filtering`` may also be
+    ``unknown`` - on a very lossy path the probe can end at its verdict before two
+    observers saw the listen port (a dial from it failed, or fell back to an
+    ephemeral port) or before enough servers vouched for the filtering. Unknown is
+    an honest answer; any other wrong value still fails.
     """
 
     nat_status: str
     nat_mapping: str | None
     reachable_at_face: bool
     nat_filtering: str | None = None
-    mapping_may_be_unknown: bool = False
+    profile_may_be_unknown: bool = False
 
     def describe(self) -> str:
         text = self.nat_status
         if self.nat_mapping is not None:
             text += f", {self.nat_mapping}"
-            if self.mapping_may_be_unknown:
-                text += " (or unknown)"
         if self.nat_filtering is not None:
             text += f", filtering {self.nat_filtering}"
+        if self.profile_may_be_unknown:
+            text += " (or unknown)"
         return text
 
     def mapping_ok(self, got: object) -> bool:
-        if self.nat_mapping is None or got == self.nat_mapping:
+        return self._ok(self.nat_mapping, got)
+
+    def filtering_ok(self, got: object) -> bool:
+        return self._ok(self.nat_filtering, got)
+
+    def _ok(self, want: str | None, got: object) -> bool:
+        if want is None or got == want:
             return True
-        return self.mapping_may_be_unknown and got == "unknown"
+        return self.profile_may_be_unknown and got == "unknown"
 
 
 @dataclass(frozen=True)
@@ -491,8 +498,8 @@ LINK_PROFILES: tuple[LinkProfile, ...] = (
 
 
 VERY_LOSSY = 0.25
-"""From this loss rate on, ``nat_mapping`` may honestly stay ``unknown`` (see
-:class:`Expectation`); ``nat_status`` must still be right."""
+"""From this loss rate on, ``nat_mapping`` and ``nat_filtering`` may honestly stay
+``unknown`` (see :class:`Expectation`); ``nat_status`` must still be right."""
 
 
 def _link_scenarios() -> tuple[Scenario, ...]:
@@ -504,13 +511,14 @@ def _link_scenarios() -> tuple[Scenario, ...]:
         scenarios.append(Scenario(
             f"public_{profile.key}", f"public host, link {profile.describe()}",
             functools.partial(build_public, link=profile),
-            Expectation("public", "none", True, mapping_may_be_unknown=lossy),
+            Expectation("public", "none", True, "endpoint-independent",
+                        profile_may_be_unknown=lossy),
             PlainTcp("same", "ok", "ok"), link=profile))
         scenarios.append(Scenario(
             f"masquerade_{profile.key}", f"NAT: masquerade, link {profile.describe()}",
             functools.partial(build_masquerade, link=profile),
             Expectation("private", "endpoint-independent", False,
-                        mapping_may_be_unknown=lossy),
+                        "address-and-port-dependent", profile_may_be_unknown=lossy),
             PlainTcp("preserved", "timeout", "timeout"), link=profile))
     return tuple(scenarios)
 
