@@ -279,11 +279,14 @@ async def _seconds_to_private(net: MemoryNetwork) -> float:
     return waited
 
 
-async def test_silently_dropped_dial_backs_give_private_after_the_dialback_timeout(
+async def test_without_a_transport_measurement_the_handshake_round_trip_plans_the_dial_back(
         autojump_clock: trio.testing.MockClock) -> None:
+    # the memory transport measures nothing: the plan comes from the handshake's round
+    # trip (zero here) with the most cautious loss estimate - 12 attempts 50 ms apart
+    plan = plan_dial_back(PathStats.from_handshake(0.0), ceiling=4.0)
+    assert len(plan.attempts) == 12 and plan.give_up_after == pytest.approx(0.6)
     waited = await _seconds_to_private(MemoryNetwork(blackholed={"127.0.0.9"}))
-    # unmeasured path: decided by the servers' dial-back timeout, not the 10 s dial timeout
-    assert 4.0 <= waited < 5.0
+    assert plan.give_up_after <= waited < plan.give_up_after + 0.1  # not dialback_timeout
 
 
 async def test_a_measured_path_lets_servers_give_up_after_a_few_round_trips(

@@ -274,3 +274,12 @@ async def test_a_refused_websocket_dial_is_a_plain_dial_error(
                 pass  # pragma: no cover - refused
     assert not isinstance(caught.value, HandshakeTimedOut)
     assert trio.current_time() < PLAN.attempts[1]  # the refusal ended the race at once
+
+
+def test_a_handshake_sample_plans_cautiously() -> None:
+    # one RTT sample, no segment counts: variation half the sample, loss unknown
+    path = PathStats.from_handshake(0.1)
+    assert (path.srtt, path.rttvar, path.loss) == (0.1, 0.05, 0.5)
+    plan = plan_dial_back(path, ceiling=CEILING)
+    assert len(plan.attempts) == 12  # all the attempts there are
+    assert plan.give_up_after == pytest.approx(11 * 0.1 + 0.3)

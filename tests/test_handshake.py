@@ -62,6 +62,19 @@ def test_both_sides_learn_each_others_peer_id() -> None:
     assert dialer.statistics() == HandshakeStatistics(HandshakeState.DONE, 2, 2)
 
 
+def test_each_side_measures_one_round_trip_from_its_hello_to_the_peers_auth() -> None:
+    _, _, dialer, listener = _pair()
+    hello_a = _start(dialer, now=1.0)
+    hello_b = _start(listener, now=1.05)  # the listener starts half a round trip later
+    auth_b = _sent(listener.handle_frame(hello_a, now=1.05))
+    auth_a = _sent(dialer.handle_frame(hello_b, now=1.1))
+    [done_a] = dialer.handle_frame(auth_b, now=1.1)
+    [done_b] = listener.handle_frame(auth_a, now=1.15)
+    assert isinstance(done_a, HandshakeDone) and isinstance(done_b, HandshakeDone)
+    assert done_a.result.rtt == pytest.approx(0.1)
+    assert done_b.result.rtt == pytest.approx(0.1)
+
+
 def test_dialer_rejects_other_peer_id() -> None:
     _, _, dialer, listener = _pair(expected="wrong")
     _start(dialer)

@@ -231,6 +231,8 @@ class Connection:
                  handlers: Mapping[str, ProtocolHandler], config: ConnectionConfig,
                  local_peer: PeerId | None = None) -> None:
         self.peer_id: PeerId = peer.peer_id
+        self.handshake_rtt: float = peer.rtt if peer.rtt is not None else 0.0
+        """Seconds from our hello to the peer's auth (one round trip)."""
         self.remote_public_key: PublicKey = peer.public_key
         self.initiator = initiator
         self.direction = Direction.OUTBOUND if initiator else Direction.INBOUND
@@ -279,9 +281,13 @@ class Connection:
         else:
             await self.closed.wait()
 
-    def path_stats(self) -> PathStats | None:
-        """The transport's measurement of the path to the peer (RTT, loss), if it has one."""
-        return self._frame_stream.path_stats()
+    def path_stats(self) -> PathStats:
+        """The path to the peer (RTT, loss): the transport's measurement, or else the
+        handshake's round trip."""
+        measured = self._frame_stream.path_stats()
+        if measured is not None:
+            return measured
+        return PathStats.from_handshake(self.handshake_rtt)
 
     def count_refusal(self, what: str) -> bool:
         """One more request of the peer's was refused; True when that closes the connection

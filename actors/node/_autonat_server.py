@@ -28,9 +28,10 @@ connection's nursery, bounded as a whole by ``server_timeout``:
    :class:`~protocols.ConnectPlan` made from the request connection's own
    path measurement (:func:`~protocols.plan_dial_back`: hedged attempts about
    one RTT apart, as many as the path's loss calls for, and a give-up a few
-   retransmission timeouts later, never before ``dialback_floor``); a
-   dial-back to another IP than the requester's, or without a measurement,
-   waits the fixed ``dialback_timeout``. The handshakes after the connect
+   retransmission timeouts later, never before ``dialback_floor``; the
+   handshake's round trip where the transport measures nothing); a
+   dial-back to another IP than the requester's waits the fixed
+   ``dialback_timeout``. The handshakes after the connect
    run under their own timeouts. Then authenticate the requester there,
    send ``DialBack{nonce}`` on ``/libp2p/autonat/2/dial-back`` and wait for
    ``DialBackResponse``. No connection, or a handshake the peer failed

@@ -37,11 +37,16 @@ path is proven and the rest runs under the usual handshake timeouts):
   ``dialback_timeout``). Attempts that could not start before the give-up
   are dropped.
 
-Without a measurement (no ``TCP_INFO`` on this platform, or a connection
-too young to have an RTT sample) the plan is the fixed ceiling with one
-attempt - the behaviour before this module. Everything is a pure function of
-its arguments: no clock, no sockets (the measurement is read by
-``actors.transport._sockets.path_stats``; the transport follows the plan).
+Where the transport measures nothing (no ``TCP_INFO`` on the platform, an
+in-memory transport), the connection handshake's own round trip is the
+sample (:meth:`PathStats.from_handshake`): its variation is taken as half
+the sample and, with no segment counts, the loss estimate is the most
+cautious one, so such a plan has the most attempts. Without any measurement
+(a dial-back to another IP than the requester's: another path) the plan is
+the fixed ceiling with one attempt - the behaviour before this module.
+Everything is a pure function of its arguments: no clock, no sockets (the
+measurement is read by ``actors.transport._sockets.path_stats``; the
+transport follows the plan).
 
 Why this cannot turn a reachable client into a wrong "unreachable" more
 often than ``miss_target`` per dial-back: a client that is reachable answers
@@ -100,6 +105,13 @@ class PathStats:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise LocalProtocolError(f"PathStats.{name} must be an integer >= 0, "
                                          f"got {value!r}")
+
+    @classmethod
+    def from_handshake(cls, rtt: float) -> PathStats:
+        """What one RTT sample says (the connection handshake's, where the transport
+        measures nothing): variation half the sample (RFC 6298's first-sample rule),
+        no segment counts, so the loss estimate is the most cautious one."""
+        return cls(srtt=rtt, rttvar=rtt / 2)
 
     @property
     def rto(self) -> float:

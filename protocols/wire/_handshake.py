@@ -95,6 +95,10 @@ class HandshakeResult:
 
     peer_id: PeerId
     public_key: PublicKey
+    rtt: float | None = None
+    """Seconds from our ``Hello`` to the peer's ``Auth``: one round trip (the peer
+    answers our ``Hello`` at once), the path's only RTT sample where the transport
+    measures none."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ class Handshake:
         self.state = HandshakeState.AWAIT_HELLO
         self._remote_key: PublicKey | None = None
         self._started = False
+        self._started_at = now
         self._frames_received = 0
         self._frames_sent = 0
 
@@ -175,6 +180,7 @@ class Handshake:
         if self._started:
             raise LocalProtocolError(f"handle_start() called twice (state {self.state.value})")
         self._started = True
+        self._started_at = now
         timed_out = self.handle_timeout(now)
         if timed_out:
             return timed_out
@@ -210,7 +216,7 @@ class Handshake:
         self._frames_received += 1
         try:
             frame = decode_handshake_frame(data)
-            events = self._apply(frame)
+            events = self._apply(frame, now)
         except HandshakeError:
             self.state = HandshakeState.FAILED
             raise
@@ -220,12 +226,12 @@ class Handshake:
         self._frames_sent += sum(isinstance(event, SendFrame) for event in events)
         return events
 
-    def _apply(self, frame: Hello | Auth) -> list[HandshakeEvent]:
+    def _apply(self, frame: Hello | Auth, now: float) -> list[HandshakeEvent]:
         nxt = _TRANSITIONS.get((self.state, type(frame)))
         if nxt is None:
             raise HandshakeOrderError(
                 f"unexpected {type(frame).__name__} frame in state {self.state.value}")
-        reply = self._on_hello(frame) if isinstance(frame, Hello) else self._on_auth(frame)
+        reply = self._on_hello(frame) if isinstance(frame, Hello) else self._on_auth(frame, now)
         self.state = nxt
         return reply
 
@@ -245,10 +251,11 @@ class Handshake:
         signature = self._keypair.sign(handshake_payload(hello.nonce, self._my_key))
         return [SendFrame(Auth(signature=signature).encode())]
 
-    def _on_auth(self, auth: Auth) -> list[HandshakeEvent]:
+    def _on_auth(self, auth: Auth, now: float) -> list[HandshakeEvent]:
         assert self._remote_key is not None
         payload = handshake_payload(self._nonce, self._remote_key.to_protobuf())
         if not self._remote_key.verify(auth.signature, payload):
             raise BadSignature(f"signature from {self._remote_key.peer_id} does not verify "
                                "over our nonce")
-        return [HandshakeDone(HandshakeResult(self._remote_key.peer_id, self._remote_key))]
+        rtt = max(0.0, now - self._started_at)
+        return [HandshakeDone(HandshakeResult(self._remote_key.peer_id, self._remote_key, rtt))]
