@@ -32,6 +32,7 @@ from protocols import (
     NodeConfig,
     NodeSnapshot,
     ProtocolError,
+    WsAddress,
     parse_host_port,
 )
 
@@ -55,6 +56,7 @@ from ._cli_settings import (
     host_port,
     load_node_config,
 )
+from ._explain import ProfileFacts, explain, wrap
 
 EXIT_OK, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2
 MAPPING_GRACE = 2.0
@@ -276,20 +278,24 @@ def cmd_probe(args: argparse.Namespace) -> int:
     configure_logging(config.logging.log_format if args.log_format else "console",
                       config.logging.log_level if args.log_level else "warning")
     try:
-        result = trio.run(_probe, config, args.timeout,
-                          ProgressPrinter(progress_stream(sys.stderr)))
+        result, lan_ips = trio.run(_probe, config, args.timeout,
+                                   ProgressPrinter(progress_stream(sys.stderr)))
     except (OSError, ConfigError) as exc:
         raise CliError(str(exc)) from exc
     if args.json:
         print(json.dumps(result))
     else:
         _print_probe(result)
+        facts = ProfileFacts.from_document(result, listen_port=_fixed_port(config.listen),
+                                           lan_ips=lan_ips)
+        _print_explanation(facts)
     return EXIT_UNKNOWN if result["nat_status"] == "unknown" else EXIT_OK
 
 
-async def _probe(config: NodeConfig, timeout: float,
-                 progress: ProgressPrinter | None = None) -> dict[str, Any]:
-    """Run a node until a verdict (plus the mapping grace), a dead end, or ``timeout``.
+async def _probe(config: NodeConfig, timeout: float, progress: ProgressPrinter | None = None,
+                 ) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Run a node until a verdict (plus the mapping grace), a dead end, or ``timeout``:
+    the result (``--json``) and our local IPs on the connections (for the explanation).
 
     ``reason`` is None with a verdict, else why there is none: the dead end
     (every source failed definitively, see ``actors.surfaces._cli_probe``) or what the
@@ -318,6 +324,7 @@ async def _probe(config: NodeConfig, timeout: float,
     progress.note(f"probe: done after {total:g} s: {snap.nat_status}"
                   + (f" ({reason})" if reason else ""))
     servers = stats.servers_answered
+    lan_ips = tuple(str(ip.host) for ip in snap.local_ips)
     return {
         "peer_id": str(snap.peer_id),
         "nat_status": snap.nat_status,
@@ -332,7 +339,26 @@ async def _probe(config: NodeConfig, timeout: float,
         "reason": reason,
         "elapsed_s": elapsed,
         "total_s": total,
-    }
+    }, lan_ips
+
+
+def _fixed_port(listen: tuple[str, ...]) -> int | None:
+    """The TCP port of the first listen address that names one (None: port 0, random)."""
+    for text in listen:
+        try:
+            port = WsAddress.parse(text).port
+        except (ProtocolError, ValueError):
+            continue
+        if port:
+            return port
+    return None
+
+
+def _print_explanation(facts: ProfileFacts) -> None:
+    print()
+    print("what this means")
+    for line in wrap(explain(facts)):
+        print(line)
 
 
 def _print_probe(result: dict[str, Any]) -> None:
@@ -386,6 +412,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for key in ("reachable_addrs", "observed_addrs", "stun_addrs", "peer_addrs"):
         for addr in document.get(key) or []:
             print(f"{key[:-1]:<16}{addr}")
+    own = [a for a in document.get("peer_addrs") or []
+           if isinstance(a, str) and a.endswith(f"/p2p/{document.get('peer_id')}")]
+    _print_explanation(ProfileFacts.from_document(
+        document, listen_port=_fixed_port(tuple(own)), one_shot=False))
     return EXIT_OK
 
 
