@@ -140,6 +140,12 @@ CASES: dict[str, tuple[dict[str, Any], list[str], list[str]]] = {
         ["UDP: no NAT (the STUN server saw your own address)",
          "the UDP filtering is not known (the STUN server has no second address)",
          "UDP hole punching (both peers send to each other at once) is possible"], []),
+    "udp-full-cone": (
+        dict(nat_status="public", udp_mapping=EI, udp_filtering=EI),
+        ["UDP: one public port for every destination",
+         "packets from anyone get in (endpoint-independent filtering)",
+         "UDP hole punching (both peers send to each other at once) is likely"],
+        ["connections from anyone"]),
     "udp-filtering-without-mapping": (  # odd: never produced, but said honestly
         dict(nat_status="public", udp_filtering=AD),
         ["UDP: only hosts you have contacted get in", "the UDP mapping is not known",

@@ -157,8 +157,7 @@ _TCP_MAPPING_TEXT: Final = {
                "that saw your address)",
 }
 _FILTERING_TEXT: Final = {
-    "endpoint-independent": "connections from anyone get in (endpoint-independent "
-                            "filtering)",
+    "endpoint-independent": "{what} from anyone get in (endpoint-independent filtering)",
     "address-dependent": "only hosts you have contacted get in (address-dependent "
                          "filtering)",
     "address-and-port-dependent": "only replies from the exact host and port you contacted "
@@ -175,9 +174,14 @@ _UDP_MAPPING_TEXT: Final = {
 }
 
 
+def _filtering(value: str, what: str) -> str | None:
+    text = _FILTERING_TEXT.get(value)
+    return None if text is None else text.format(what=what)
+
+
 def _tcp_nat(facts: ProfileFacts) -> str:
     mapping = _TCP_MAPPING_TEXT[facts.nat_mapping]
-    filtering = _FILTERING_TEXT.get(facts.nat_filtering)
+    filtering = _filtering(facts.nat_filtering, "connections")
     if filtering is None:
         why = ("it cannot be measured on a NAT that does not keep its mappings"
                if facts.nat_mapping == "endpoint-dependent"
@@ -201,14 +205,13 @@ def _punch_sentence(label: str, mapping: str, filtering: str, *, udp: bool) -> s
 def _udp(facts: ProfileFacts) -> list[str]:
     if facts.udp_mapping == "unknown":
         if facts.udp_filtering != "unknown":  # odd: filtering without a mapping
-            return [f"UDP: {_FILTERING_TEXT[facts.udp_filtering]}, but the UDP mapping is "
+            return [f"UDP: {_filtering(facts.udp_filtering, 'packets')}, but the UDP mapping is "
                     "not known, so nothing can be said about hole punching over UDP."]
         return ["UDP was not measured (no peer advertised a STUN server, or it did not "
                 "answer)."]
     mapping = _UDP_MAPPING_TEXT[facts.udp_mapping]
-    filtering = _FILTERING_TEXT.get(
-        facts.udp_filtering, "the UDP filtering is not known (the STUN server has no "
-        "second address)")
+    filtering = _filtering(facts.udp_filtering, "packets") or (
+        "the UDP filtering is not known (the STUN server has no second address)")
     return [f"UDP: {mapping}; {filtering}.",
             _punch_sentence("UDP", facts.udp_mapping, facts.udp_filtering, udp=True)]
 
