@@ -87,6 +87,12 @@ CASES: dict[str, tuple[dict[str, Any], list[str], list[str]]] = {
          "UDP hole punching (both peers send to each other at once) is likely",
          "forward TCP port 44000 on your router to this machine (LAN IP 192.168.1.20)"],
         ["random port", "UDP was not measured"]),
+    "private-many-addresses": (  # a symmetric NAT leaves one address per connection
+        dict(nat_status="private", nat_mapping=ED,
+             unreachable_addrs=tuple(f"/ip4/203.0.113.5/tcp/{p}/ws" for p in (1, 2, 3, 4)),
+             observed_addrs=("/ip4/203.0.113.5/tcp/1/ws", "/ip4/203.0.113.6/tcp/2/ws")),
+        ["could not dial you back at /ip4/203.0.113.5/tcp/1/ws, /ip4/203.0.113.5/tcp/2/ws "
+         "and 2 more.", "Peers see you at 203.0.113.5 and 203.0.113.6."], ["tcp/3/ws"]),
     "private-address-restricted": (
         dict(nat_status="private", nat_mapping=EI, nat_filtering=AD),
         ["only hosts you have contacted get in (address-dependent filtering)",
@@ -140,11 +146,15 @@ CASES: dict[str, tuple[dict[str, Any], list[str], list[str]]] = {
         ["UDP: no NAT (the STUN server saw your own address)",
          "the UDP filtering is not known (the STUN server has no second address)",
          "UDP hole punching (both peers send to each other at once) is possible"], []),
+    "udp-open": (
+        dict(nat_status="public", udp_mapping="none", udp_filtering=EI),
+        ["UDP: no NAT", "is likely: nothing translates or filters your address"], []),
     "udp-full-cone": (
         dict(nat_status="public", udp_mapping=EI, udp_filtering=EI),
         ["UDP: one public port for every destination",
          "packets from anyone get in (endpoint-independent filtering)",
-         "UDP hole punching (both peers send to each other at once) is likely"],
+         "UDP hole punching (both peers send to each other at once) is likely: once a "
+         "mapping exists, anyone can reach it"],
         ["connections from anyone"]),
     "udp-filtering-without-mapping": (  # odd: never produced, but said honestly
         dict(nat_status="public", udp_filtering=AD),

@@ -121,8 +121,11 @@ def _host(addr: str) -> str | None:
     return None
 
 
-def _and(items: Iterable[str]) -> str:
+def _and(items: Iterable[str], limit: int = 3) -> str:
+    """``a``, ``a and b``, ``a, b and c``; beyond ``limit``: ``a, b and 2 more``."""
     items = list(items)
+    if len(items) > limit:
+        items = [*items[:limit - 1], f"{len(items) - limit + 1} more"]
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
@@ -135,6 +138,8 @@ def hole_punching(mapping: str, filtering: str, *, udp: bool) -> tuple[Likelihoo
     if mapping not in ("none", "endpoint-independent"):
         return None
     if filtering == "endpoint-independent":
+        if mapping == "none":
+            return "likely", "nothing translates or filters your address"
         return "likely", "once a mapping exists, anyone can reach it"
     if filtering == "address-dependent":
         return "likely", "both sides dial each other, and each side's attempt opens the way in"
