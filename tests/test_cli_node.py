@@ -298,7 +298,9 @@ async def test_node_daemon_serves_its_api_and_stops_cleanly_on_signals(tmp_path:
 
     assert text.returncode == 0, text.stderr
     assert first.peer_id in text.stdout and "peer_addr" in text.stdout
-    summary = dict(line.split(None, 1) for line in text.stdout.splitlines())
+    facts, _, meaning = text.stdout.partition("\n\nwhat this means\n")
+    summary = dict(line.split(None, 1) for line in facts.splitlines())
+    assert meaning.startswith("  ") and meaning.endswith(".\n"), text.stdout  # the explanation
     assert summary["peer_id"] == first.peer_id and summary["state"] in ("connected",
                                                                         "fully_connected")
     assert summary["udp"] == "mapping unknown, filtering unknown"  # no STUN server around
