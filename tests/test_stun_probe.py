@@ -27,10 +27,16 @@ IDLE = UdpDiscoveryStatistics(servers=0, running=False, runs=0, complete=0, next
     (replace(IDLE, servers=1), None, True),  # known, not run yet
     (replace(IDLE, servers=1, running=True), None, True),
     (replace(IDLE, servers=1, running=True), UdpProfile(EI, EI), False),  # already measured
-    (replace(IDLE, servers=1, runs=1, next_run_at=31.0), None, False),  # backing off
-    (replace(IDLE, servers=2, runs=1, next_run_at=11.0), None, True),  # next server in 1 s
-    (replace(IDLE, servers=1, running=True), UdpProfile(NatBehaviour.NONE, NatBehaviour.UNKNOWN),
-     True),  # half known: a run under way may complete it
+    (replace(IDLE, servers=1, runs=1, next_run_at=31.0, alternates=1), None,
+     False),  # backing off
+    (replace(IDLE, servers=2, runs=1, next_run_at=11.0, alternates=1), None,
+     True),  # next server in 1 s
+    (replace(IDLE, servers=2, runs=1, next_run_at=11.0), None,
+     False),  # behind a NAT, no alternate anywhere: another run learns nothing more
+    (replace(IDLE, servers=1, running=True, alternates=1),
+     UdpProfile(NatBehaviour.NONE, NatBehaviour.UNKNOWN), True),  # a run may complete it
+    (replace(IDLE, servers=3, runs=1, next_run_at=11.0),
+     UdpProfile(NatBehaviour.NONE, NatBehaviour.UNKNOWN), False),  # no alternate: no filtering
 ])
 def test_udp_grace_is_spent_only_while_a_measurement_can_come(
         udp: UdpDiscoveryStatistics | None, profile: UdpProfile | None, useful: bool) -> None:

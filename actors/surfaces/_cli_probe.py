@@ -383,9 +383,14 @@ async def wait_for_mapping(node: Node, progress: ProgressPrinter, grace: float) 
 def udp_grace_useful(snap: NodeSnapshot, udp: UdpDiscoveryStatistics | None,
                      now: float) -> bool:
     """Whether waiting can still make ``udp`` known: a STUN server is known and a run is in
-    flight, has not happened yet, or is due within :data:`UDP_NEXT_RUN_SLACK` s."""
+    flight, has not happened yet, or is due within :data:`UDP_NEXT_RUN_SLACK` s - and what
+    is missing can be measured at all: once the mapping is known, only a server with an
+    RFC 5780 alternate can tell the filtering, or the mapping behind a NAT, so once a run
+    is done without one, more runs cannot add anything."""
     unknown = NatBehaviour.UNKNOWN
     if udp is None or unknown not in (snap.udp.mapping, snap.udp.filtering):
+        return False
+    if not udp.alternates and (udp.runs or snap.udp.mapping is not unknown):
         return False
     if udp.running:
         return True

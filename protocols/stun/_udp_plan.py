@@ -105,6 +105,9 @@ class UdpDiscoveryStatistics:
     complete: int
     """Of those, runs that measured both mapping and filtering."""
     next_run_at: float | None
+    alternates: int = 0
+    """Of the servers, those with an RFC 5780 alternate (only they can measure
+    filtering)."""
 
 
 def _known(profile: UdpProfile) -> int:
@@ -237,7 +240,8 @@ class UdpDiscoveryPlan:
         return UdpDiscoveryStatistics(
             servers=len(self._servers), running=self._running is not None, runs=self._runs,
             complete=self._complete,
-            next_run_at=None if self._running is not None else self._due)
+            next_run_at=None if self._running is not None else self._due,
+            alternates=sum(server.alternate for server in self._servers.values()))
 
     def _make_due(self, now: float) -> None:
         if self._running is not None:
