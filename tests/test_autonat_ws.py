@@ -101,6 +101,25 @@ async def test_server_dials_back_from_its_dialback_source() -> None:
             assert not {a.port for a in dial_backs} & listen_ports  # never the listen port
 
 
+async def test_a_single_address_server_dials_back_from_the_address_the_client_contacted(
+        ) -> None:
+    # it reports the dial-back as the contacted IP's; left to the kernel, loopback
+    # dial-backs would leave from 127.0.0.1 and the client would see a dial-back the
+    # server said came from elsewhere (and wait for the one it claimed)
+    recorder = RecordingTransport()
+    with trio.fail_after(30):
+        async with _servers(2) as servers, open_node(
+                _config("127.0.2.80"), transport=recorder) as client:
+            for server in servers:
+                await client.connect(server.listen_addrs[0])
+            await client.wait_for(lambda s: s.nat_status == "public")
+            server_ips = {s.listen_addrs[0].host for s in servers}
+            dial_backs = [a for a in recorder.inbound_from if a.port not in
+                          {s.listen_addrs[0].port for s in servers}]
+            assert len(dial_backs) >= 2
+            assert {a.host for a in dial_backs} <= server_ips
+
+
 async def test_a_dial_back_impossible_on_the_server_is_not_evidence_against_the_client() -> None:
     # The servers' dialback_source is not an address of this machine: every dial-back
     # fails at bind() with EADDRNOTAVAIL, on the server, before a packet leaves. That

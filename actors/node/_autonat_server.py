@@ -263,7 +263,12 @@ class AutonatServer:
             and plain_ip(addr.ip) == plain_ip(connection.remote_addr.ip)
         if second is None or not to_requester or contacted is None or not request.filtering:
             source = DialBackSource.CONTACTED_IP if second is None else DialBackSource.OTHER_IP
-            status = await self._dial_back(addr, peer, nonce, plan, source_ip=second)
+            source_ip = second
+            if second is None and to_requester and contacted is not None:
+                # reported as the contacted IP's, so it must leave from there: a host
+                # with several addresses would otherwise pick one by its routes
+                source_ip = str(plain_ip(contacted))
+            status = await self._dial_back(addr, peer, nonce, plan, source_ip=source_ip)
             return status, (DialBackAttempt(source, status or DialStatus.UNUSED),)
         results: dict[DialBackSource, DialStatus | None] = {}
 
