@@ -259,3 +259,21 @@ def test_deadlines_connect_timeout_then_duration() -> None:
                                                          CircuitEnd.DURATION_LIMIT)]
     assert relay.statistics().circuits_ended == (("connect-failed", 1), ("duration-limit", 1))
     assert relay.poll_timeout() == 1000.0  # the reservation
+
+
+# --- the mux lets a circuit's stream live by the circuit's limit ---------------------------
+
+
+def test_a_stream_deadline_can_be_moved() -> None:
+    from protocols import MuxLimits, StreamMux, StreamState
+
+    mux = StreamMux(initiator=True, limits=MuxLimits(stream_timeout=30.0))
+    sid = mux.open_stream("/libp2p/circuit/relay/0.2.0/hop", now=0.0)
+    assert mux.poll_timeout() == 30.0
+    mux.set_deadline(sid, 125.0)
+    assert mux.poll_timeout() == 125.0
+    assert mux.handle_timeout(100.0) == []
+    assert mux.stream_state(sid) is StreamState.OPEN
+    assert len(mux.handle_timeout(125.0)) == 2  # StreamErrored, then the error frame
+    with pytest.raises(LocalProtocolError, match="not live"):
+        mux.set_deadline(sid, 200.0)

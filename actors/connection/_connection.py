@@ -239,6 +239,8 @@ class Connection:
         self.local_addr: WsAddress = frame_stream.local_addr
         self.remote_addr: WsAddress = frame_stream.remote_addr
         self.opened_at = trio.current_time()
+        self.relayed: bool = bool(getattr(frame_stream, "relayed", False))
+        """The connection runs through a relay's circuit (its frame stream says so)."""
         self.config = config
         self.closed = trio.Event()
         self.close_reason: str | None = None
@@ -288,6 +290,13 @@ class Connection:
         if measured is not None:
             return measured
         return PathStats.from_handshake(self.handshake_rtt)
+
+    def set_stream_deadline(self, stream: Stream[Connection], deadline: float) -> None:
+        """Let ``stream`` live until ``deadline`` instead of ``stream_timeout`` from its
+        opening (a relayed circuit lives by its own duration limit); no-op once it ended."""
+        if self.close_reason is None and self._mux.stream_state(stream.stream_id) in _LIVE:
+            self._mux.set_deadline(stream.stream_id, deadline)
+            self._rearm()
 
     def count_refusal(self, what: str) -> bool:
         """One more request of the peer's was refused; True when that closes the connection

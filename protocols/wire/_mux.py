@@ -374,6 +374,15 @@ class StreamMux:
         stream.flow.spend()
         return data
 
+    def set_deadline(self, stream_id: int, deadline: float) -> None:
+        """Move a live stream's lifetime deadline (``stream_timeout`` from its opening).
+
+        For streams whose lifetime a protocol bounds by its own rule: a relayed
+        circuit lives by its duration limit. Raises
+        :class:`~protocols.LocalProtocolError` when the stream is not live.
+        """
+        self._live(stream_id).deadline = deadline
+
     def encode_fin(self, stream_id: int) -> bytes:
         """A bare fin: close our half without a message (costs no credit)."""
         return self._encode(self._sendable(stream_id), {}, True)
