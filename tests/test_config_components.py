@@ -36,6 +36,7 @@ from protocols import (
     setting_fields,
     setting_keys,
 )
+from protocols.relay import RelayConfig
 from protocols.stun import StunServerConfig, UdpDiscoveryConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -71,12 +72,17 @@ TODAYS_DEFAULTS: dict[str, object] = {
     "stun_subnet_rate": 20.0, "stun_subnet_burst": 80, "stun_global_rate": 1000.0,
     "stun_global_burst": 2000, "udp_discovery": True, "udp_rto": 0.5, "udp_sends": 4,
     "udp_discovery_timeout": 20.0, "udp_discovery_interval": 1800.0,
+    "relay_service": False, "relay_max_reservations": 128, "relay_max_reservations_per_ip": 8,
+    "relay_max_reservations_per_subnet": 32, "relay_reservation_ttl": 3600.0,
+    "relay_max_circuits_per_peer": 16, "relay_max_circuits": 1024,
+    "relay_circuit_duration": 120.0, "relay_circuit_data": 131072,
+    "relay_connect_timeout": 10.0,
 }
 OWNERS = {
     DialerConfig: "dialer", ConnectionConfig: "connection",
     AutonatClientConfig: "autonat_client", AutonatServerConfig: "autonat_server_config",
     BootstrapConfig: "bootstrap", HttpConfig: "http", LoggingConfig: "logging",
-    StunServerConfig: "stun", UdpDiscoveryConfig: "udp",
+    StunServerConfig: "stun", UdpDiscoveryConfig: "udp", RelayConfig: "relay",
 }
 
 
@@ -167,7 +173,7 @@ def _other_value(key: str, value: object) -> object:
         "tls_cert": Path("/c.pem"),
         "tls_key": Path("/k.pem"), "tls_ca": Path("/ca.pem"), "max_connections": 99,
         "stun_listen": "127.0.0.1:3478", "stun_alternate": "127.0.0.2", "udp_discovery": False,
-        "udp_rto": 0.25, "udp_sends": 3,
+        "udp_rto": 0.25, "udp_sends": 3, "relay_service": True,
     }
     if key in changed:
         return changed[key]

@@ -206,6 +206,7 @@ def test_boot_toml_is_a_bootstrap_node() -> None:
     assert server.rate_per_peer_per_minute > default_server.rate_per_peer_per_minute
     assert config.http.http_listen == "0.0.0.0:7888"
     assert config.policy == defaults.policy  # a public boot node serves only public addresses
+    assert config.relay_service and not defaults.relay_service  # boot nodes relay
 
 
 # --- hostile files: every failure is one ConfigError naming the file ----------------------

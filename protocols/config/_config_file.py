@@ -9,7 +9,8 @@ keys are the setting names of :class:`NodeConfig` plus the four address-policy k
 * :func:`load_config_text` - a TOML document (``actors.load_config_file``
   reads it from a file). Keys may sit at the top level
   or in the tables listed in :data:`CONFIG_SECTIONS` (``[node]``, ``[policy]``,
-  ``[dialer]``, ``[autonat]``, ``[stun]``, ``[bootstrap]``, ``[http]``, ``[log]``). The
+  ``[dialer]``, ``[autonat]``, ``[stun]``, ``[bootstrap]``, ``[http]``, ``[log]``,
+  ``[relay]``). The
   tables exist only for readability: ``[dialer] target_peers = 8`` and a
   top-level ``target_peers = 8`` mean the same, and setting a key twice is an
   error. ``config/default.toml`` documents every key.
@@ -89,7 +90,7 @@ LayerSource = str | Mapping[str, str]
 """Where a layer came from: one name for all its keys, or a name per key."""
 
 CONFIG_SECTIONS: Final = ("node", "policy", "dialer", "autonat", "stun", "bootstrap", "http",
-                          "log")
+                          "log", "relay")
 ENV_PREFIX: Final = "AUTONAT_"
 ENV_ALLOWLIST: Final = frozenset({"AUTONAT_CONFIG"})
 """Variables read by the CLI itself (which config file to load), not settings."""

@@ -20,6 +20,7 @@ field                       class                     declared in
 ``logging``                 :class:`LoggingConfig`    :mod:`protocols.config`
 ``stun``                    :class:`StunServerConfig` :mod:`protocols.stun`
 ``udp``                     :class:`UdpDiscoveryConfig`   :mod:`protocols.stun`
+``relay``                   :class:`RelayConfig`      :mod:`protocols.relay`
 ==========================  ========================  =========================
 
 (``autonat_server_config`` is not called ``autonat_server`` because that name
@@ -61,6 +62,7 @@ from ..autonat import AutonatClientConfig, AutonatServerConfig
 from ..bootstrap import BootstrapConfig
 from ..core import AddressPolicy, WsAddress, check_positive_setting
 from ..node import DialerConfig
+from ..relay import RelayConfig
 from ..stun import DEFAULT_STUN_PORT, Endpoint, StunServerConfig, UdpDiscoveryConfig
 from ..stun import parse_stun_host_port as _stun_host_port
 from ..wire import ConnectionConfig
@@ -98,6 +100,9 @@ class NodeConfig:
     autonat_server: bool = True
     """Serve ``/libp2p/autonat/2/dial-request`` for other nodes (its settings are
     ``autonat_server_config``)."""
+    relay_service: bool = False
+    """Serve Circuit Relay v2 reservations and circuits for private nodes (its limits are
+    ``relay``); on in ``config/boot.toml``."""
     # --- TLS for /wss ---
     tls_cert: Path | None = None
     """PEM certificate chain (leaf first) served on ``/wss`` listen addresses; needs
@@ -136,6 +141,9 @@ class NodeConfig:
     udp: UdpDiscoveryConfig = field(
         default_factory=UdpDiscoveryConfig, metadata={"component": UdpDiscoveryConfig})
     """Measuring our UDP NAT profile against STUN servers peers advertise."""
+    relay: RelayConfig = field(
+        default_factory=RelayConfig, metadata={"component": RelayConfig})
+    """The relay service's limits (when ``relay_service`` is true)."""
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
