@@ -22,6 +22,7 @@ from ._identify import (
 )
 from ._messages import Connect, ConnectionOpened, DialFailed, IdentifyPushed
 from ._node import ConnectError, Node, NodeStatistics, open_node
+from ._relay import RelayService, RelayServiceStatistics
 from ._status_tracker import PEER_STORE_FILE, StatusTracker, StatusTrackerStatistics
 from ._storage import (
     atomic_write_bytes,
@@ -55,6 +56,8 @@ __all__ = [
     "IdentifyStatistics",
     "Node",
     "NodeStatistics",
+    "RelayService",
+    "RelayServiceStatistics",
     "SmallNetworkWait",
     "StatusTracker",
     "StatusTrackerStatistics",

@@ -60,6 +60,7 @@ from protocols import (
     UpgradeStatistics,
     WsAddress,
 )
+from protocols.relay import HOP_PROTOCOL_ID
 from protocols.stun import UdpDiscoveryPlan, UdpDiscoveryStatistics
 
 from ..connection import ProtocolHandler
@@ -94,6 +95,7 @@ from ._messages import (
     IdentifyInput,
     TrackerEvent,
 )
+from ._relay import RelayService, RelayServiceStatistics
 from ._status_tracker import StatusTracker, StatusTrackerStatistics
 from ._storage import load_or_create_keypair
 from ._stun import StunServerActor, StunStatistics, UdpProfiler
@@ -131,6 +133,8 @@ class NodeStatistics:
     """Our STUN server's counters (None: ``stun_listen`` is off)."""
     udp_discovery: UdpDiscoveryStatistics | None = None
     """Our UDP profile measurements (None: ``udp_discovery`` is off)."""
+    relay: RelayServiceStatistics | None = None
+    """Our relay service: reservations and circuits (None: ``relay_service`` is off)."""
 
     # Views of ``autonat_client`` (read-only; nothing here is counted twice).
 
@@ -176,7 +180,8 @@ class Node:
                  server: AutonatServer, receiver: DialBackReceiver,
                  fetcher: BootstrapFetcher, transport: Transport,
                  stun_server: StunServerActor | None = None,
-                 udp_profiler: UdpProfiler | None = None) -> None:
+                 udp_profiler: UdpProfiler | None = None,
+                 relay: RelayService | None = None) -> None:
         self.keypair = keypair
         self.config = config
         self._watch = watch
@@ -194,6 +199,7 @@ class Node:
         self._transport = transport
         self._stun_server = stun_server
         self._udp_profiler = udp_profiler
+        self._relay = relay
 
     @property
     def peer_id(self) -> PeerId:
@@ -257,7 +263,8 @@ class Node:
             upgrades=(self._transport.upgrades.statistics()
                       if isinstance(self._transport, WebSocketTransport) else None),
             stun=self._stun_server.statistics() if self._stun_server else None,
-            udp_discovery=self._udp_profiler.statistics() if self._udp_profiler else None)
+            udp_discovery=self._udp_profiler.statistics() if self._udp_profiler else None,
+            relay=self._relay.statistics() if self._relay else None)
 
     def probes_served(self) -> int:
         """AutoNAT dial requests this node's server answered (``/status``'s ``probes_served``)."""
@@ -332,6 +339,10 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     handlers: dict[str, ProtocolHandler] = {DIAL_BACK_PROTOCOL_ID: receiver.serve}
     if config.autonat_server:
         handlers[DIAL_REQUEST_PROTOCOL_ID] = server.serve
+    relay = (RelayService(config=config, keypair=keys, own_addrs=partial(_relay_addrs, watch))
+             if config.relay_service else None)
+    if relay is not None:
+        handlers[HOP_PROTOCOL_ID] = relay.serve_hop
     responder = IdentifyResponder(
         keypair=keys, config=config, watch=watch, actor=boxes.identify.sender(),
         protocols=(IDENTIFY_PROTOCOL_ID, IDENTIFY_PUSH_PROTOCOL_ID, *handlers))
@@ -380,7 +391,14 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
                 supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify,
                 responder=responder, autonat=autonat, server=server, receiver=receiver,
                 fetcher=fetcher, transport=transport, stun_server=stun_server,
-                udp_profiler=udp_profiler)
+                udp_profiler=udp_profiler, relay=relay)
+
+
+def _relay_addrs(watch: Watch[NodeSnapshot]) -> tuple[WsAddress, ...]:
+    """Where reserving peers reach us: confirmed reachable addresses, then listen addresses
+    (the relay service keeps those its policy accepts)."""
+    snapshot = watch.get()
+    return tuple(dict.fromkeys((*snapshot.reachable_addrs, *snapshot.listen_addrs)))
 
 
 @asynccontextmanager

@@ -41,7 +41,9 @@ needs wiring beyond the node itself, so
   fetch plan), by outcome;
 * ``udp_mapping``, ``udp_filtering``: the snapshot's ``udp`` (our UDP NAT
   profile); ``stun_*``: ``statistics().stun`` (our STUN server, zero when it
-  does not run) and ``statistics().udp_discovery`` (our discovery runs).
+  does not run) and ``statistics().udp_discovery`` (our discovery runs);
+* ``relay_*``: ``statistics().relay`` (our relay service's rules; zeros when
+  ``relay_service`` is off).
 
 Metric names (all prefixed ``autonat_``)::
 
@@ -75,6 +77,12 @@ Metric names (all prefixed ``autonat_``)::
     stun_responses_total{kind}          counter  our STUN server: success|changed|error
     stun_dropped_total{reason}          counter  requests it did not answer, by reason
     udp_discovery_runs_total{result}    counter  our RFC 5780 runs: complete|incomplete
+    relay_reservations                  gauge    our relay service: reservations held
+    relay_circuits                      gauge    circuits open
+    relay_reservation_requests_total{outcome}  counter  granted|renewed|<refusal status>
+    relay_circuit_requests_total{outcome}      counter  admitted|<refusal status>
+    relay_circuits_ended_total{end}     counter  finished|data-limit|duration-limit|...
+    relay_bytes_total                   counter  bytes relayed (each direction counted)
     trio_tasks                          gauge    live Trio tasks of the process
 
 ``trio_tasks`` is the one family not read from the node: it counts the tasks
@@ -128,7 +136,9 @@ METRIC_NAMES: Final = tuple(
         "actor_restarts", "actor_crashes", "actor_faults_injected", "actor_up",
         "supervisor_running", "supervisor_escalations", "probes_sent", "probes_served",
         "bootstrap_fetches", "trio_tasks", "udp_mapping", "udp_filtering", "stun_responses",
-        "stun_dropped", "udp_discovery_runs",
+        "stun_dropped", "udp_discovery_runs", "relay_reservations", "relay_circuits",
+        "relay_reservation_requests", "relay_circuit_requests", "relay_circuits_ended",
+        "relay_bytes",
     )
 )
 """Family names as ``text_string_to_metric_families`` reports them (counters without ``_total``)."""
@@ -173,6 +183,7 @@ class NodeCollector:
         yield from self._actor_metrics(stats)
         yield from self._autonat_metrics(stats)
         yield from self._udp_metrics(snapshot, stats)
+        yield from _relay_metrics(stats)
         tasks = trio_task_count()
         if tasks is not None:
             yield GaugeMetricFamily(PREFIX + "trio_tasks", "Live Trio tasks of the process.",
@@ -286,6 +297,29 @@ class NodeCollector:
         yield _counts(PREFIX + "udp_discovery_runs", "Our RFC 5780 discovery runs, by result.",
                       "result", {"complete": runs.complete if runs else 0,
                                  "incomplete": runs.runs - runs.complete if runs else 0})
+
+
+def _relay_metrics(stats: NodeStatistics) -> Iterator[Metric]:
+    """Our relay service (zeros when ``relay_service`` is off)."""
+    rules = stats.relay.rules if stats.relay else None
+    yield GaugeMetricFamily(PREFIX + "relay_reservations", "Relay reservations held.",
+                            value=rules.reservations if rules else 0)
+    yield GaugeMetricFamily(PREFIX + "relay_circuits", "Relayed circuits open.",
+                            value=rules.circuits if rules else 0)
+    reservations = {"granted": rules.reservations_granted if rules else 0,
+                    "renewed": rules.reservations_renewed if rules else 0}
+    reservations |= {name.lower(): n for name, n in (rules.reservations_refused if rules else ())}
+    yield _counts(PREFIX + "relay_reservation_requests",
+                  "Relay reservation requests, granted, renewed or refused by status.",
+                  "outcome", reservations)
+    circuits = {"admitted": rules.circuits_admitted if rules else 0}
+    circuits |= {name.lower(): n for name, n in (rules.circuits_refused if rules else ())}
+    yield _counts(PREFIX + "relay_circuit_requests",
+                  "Relay circuit requests, admitted or refused by status.", "outcome", circuits)
+    yield _counts(PREFIX + "relay_circuits_ended", "Relayed circuits closed, by how they ended.",
+                  "end", dict(rules.circuits_ended) if rules else {})
+    yield CounterMetricFamily(PREFIX + "relay_bytes", "Bytes relayed through our circuits.",
+                              value=rules.bytes_relayed if rules else 0)
 
 
 def trio_task_count() -> int | None:

@@ -1,0 +1,117 @@
+"""The relay service inside a node (memory network, virtual time): on only with
+``relay_service``, advertised in Identify, counted in statistics() and /metrics; a
+relayed connection through a running node."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from actors import (
+    Connection,
+    MemoryNetwork,
+    Node,
+    Stream,
+    StreamReset,
+    node_registry,
+    open_connection,
+    open_node,
+    render_metrics,
+)
+from actors.node._relay_circuit import (
+    CircuitFrameStream,
+    accept_circuit,
+    circuit_config,
+    dial_circuit,
+    reserve,
+)
+from protocols import (
+    AddressPolicy,
+    ConnectionConfig,
+    Keypair,
+    NodeConfig,
+    NodeSnapshot,
+    WsAddress,
+)
+from protocols.relay import HOP_PROTOCOL_ID, STOP_PROTOCOL_ID, CircuitAddress
+
+LOOPBACK = AddressPolicy(allow_loopback=True)
+
+
+@asynccontextmanager
+async def node(net: MemoryNetwork, host: str, **settings: Any) -> AsyncIterator[Node]:
+    config = NodeConfig.from_settings(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
+                                      **settings)
+    async with open_node(config, transport=net.transport(host)) as running:
+        yield running
+
+
+async def raw_client(stack: AsyncExitStack, net: MemoryNetwork, host: str, to: Node,
+                     key: Keypair, handlers: dict[str, Any] | None = None) -> Connection:
+    stream = await stack.enter_async_context(net.transport(host).dial(to.listen_addrs[0]))
+    return await stack.enter_async_context(open_connection(
+        stream, key, initiator=True, expected_peer=to.peer_id, handlers=handlers))
+
+
+def advertises_hop(relay: Node) -> Callable[[NodeSnapshot], bool]:
+    def check(snapshot: NodeSnapshot) -> bool:
+        record = snapshot.peer(relay.peer_id)
+        return record is not None and HOP_PROTOCOL_ID in record.protocols
+    return check
+
+
+async def test_a_relay_node_reserves_relays_and_counts(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    key_b, key_a = Keypair.generate(), Keypair.generate()
+    accepted: list[Connection] = []
+
+    async def target(stream: Stream[Connection]) -> None:
+        await accept_circuit(stream, timeout=5)
+        async with open_connection(CircuitFrameStream(stream), key_b, initiator=False,
+                                   config=circuit_config(ConnectionConfig())) as conn:
+            accepted.append(conn)
+            await conn.closed.wait()
+
+    with trio.fail_after(60):
+        async with node(net, "127.0.0.1", relay_service=True) as relay, \
+                node(net, "127.0.0.4") as plain, AsyncExitStack() as stack:
+            await plain.connect(relay.listen_addrs[0])
+            await plain.wait_for(advertises_hop(relay))
+            b = await raw_client(stack, net, "127.0.0.2", relay, key_b,
+                                 {STOP_PROTOCOL_ID: target})
+            answer = await reserve(b, timeout=5)
+            assert answer.reservation is not None
+            relay_addr = WsAddress.parse(answer.reservation.addrs[0])
+            assert relay_addr == relay.listen_addrs[0]
+            circuit = CircuitAddress(relay_addr, key_b.peer_id)
+            a = await raw_client(stack, net, "127.0.0.3", relay, key_a)
+            async with dial_circuit(a, circuit.target, key_a) as conn:
+                assert conn.peer_id == key_b.peer_id
+                await trio.sleep(1)
+                stats = relay.statistics().relay
+                assert stats is not None
+                assert (stats.rules.reservations, stats.rules.circuits) == (1, 1)
+                text = render_metrics(node_registry(relay)).decode()
+                assert "autonat_relay_reservations 1.0" in text
+                assert "autonat_relay_circuits 1.0" in text
+                assert 'autonat_relay_circuit_requests_total{outcome="admitted"} 1.0' in text
+            assert [c.peer_id for c in accepted] == [key_a.peer_id]
+            assert plain.statistics().relay is None
+            text = render_metrics(node_registry(plain)).decode()
+            assert "autonat_relay_reservations 0.0" in text
+
+
+async def test_a_node_without_the_service_refuses_hop_streams(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with node(net, "127.0.0.1") as plain, AsyncExitStack() as stack:
+            client = await raw_client(stack, net, "127.0.0.2", plain, Keypair.generate())
+            with pytest.raises(StreamReset, match="unsupported-protocol"):
+                await reserve(client, timeout=5)
