@@ -13,6 +13,7 @@ import trio
 import trio.testing
 
 from actors import (
+    ConnectError,
     Connection,
     MemoryNetwork,
     Node,
@@ -31,14 +32,24 @@ from actors.node._relay_circuit import (
     reserve,
 )
 from protocols import (
+    DIAL_REQUEST_PROTOCOL_ID,
+    IDENTIFY_PROTOCOL_ID,
     AddressPolicy,
     ConnectionConfig,
+    Identify,
     Keypair,
     NodeConfig,
     NodeSnapshot,
     WsAddress,
 )
-from protocols.relay import HOP_PROTOCOL_ID, STOP_PROTOCOL_ID, CircuitAddress
+from protocols.relay import (
+    HOP_PROTOCOL_ID,
+    STOP_PROTOCOL_ID,
+    CircuitAddress,
+    RelayStatus,
+    StopConnect,
+    StopStatus,
+)
 
 LOOPBACK = AddressPolicy(allow_loopback=True)
 
@@ -115,3 +126,59 @@ async def test_a_node_without_the_service_refuses_hop_streams(
             client = await raw_client(stack, net, "127.0.0.2", plain, Keypair.generate())
             with pytest.raises(StreamReset, match="unsupported-protocol"):
                 await reserve(client, timeout=5)
+
+
+async def test_two_nodes_connected_only_through_a_relay_exchange_identify(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with node(net, "127.0.0.1", relay_service=True) as relay, \
+                node(net, "127.0.0.2", agent_version="private-b/1") as b, \
+                node(net, "127.0.0.3") as a:
+            reservation = await b.reserve_relay(relay.listen_addrs[0])
+            assert reservation.relay == relay.peer_id
+            [circuit] = b.relay_addrs()
+            assert str(circuit) == f"{relay.listen_addrs[0]}/p2p-circuit/p2p/{b.peer_id}"
+            async with a.dial_relayed(str(circuit)) as conn:
+                assert conn.peer_id == b.peer_id and conn.relayed
+                stream = await conn.open_stream(IDENTIFY_PROTOCOL_ID)
+                reply = Identify.from_wire(await stream.request({}, timeout=5))
+                assert reply.agent_version == "private-b/1"
+                assert reply.public_key == b.keypair.public_key.to_protobuf()
+                assert reply.observed_addr is None  # a circuit has no observed address
+                assert DIAL_REQUEST_PROTOCOL_ID in reply.protocols  # b's own list, but ...
+                with pytest.raises(StreamReset, match="unsupported-protocol"):
+                    # ... never served over a relay: a dial-back would prove nothing
+                    probe = await conn.open_stream(DIAL_REQUEST_PROTOCOL_ID)
+                    await probe.request({"type": "dial-request", "addrs": [b"x"], "nonce": 1},
+                                        timeout=5)
+            # a and b never connected directly
+            assert b.peer_id not in {c.peer_id for c in a.snapshot().connections}
+            assert a.peer_id not in {c.peer_id for c in b.snapshot().connections}
+            stats_b, stats_a = b.statistics().relay_client, a.statistics().relay_client
+            assert stats_b is not None and stats_b.accepted == 1
+            assert stats_a is not None and stats_a.dialed == 1
+
+
+async def test_a_node_accepts_stop_streams_only_from_relays_it_reserved_on(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with node(net, "127.0.0.1") as plain, AsyncExitStack() as stack:
+            client = await raw_client(stack, net, "127.0.0.2", plain, Keypair.generate())
+            stream = await client.open_stream(STOP_PROTOCOL_ID)
+            reply = await stream.request(
+                StopConnect(Keypair.generate().peer_id.to_bytes()).to_wire(), timeout=5)
+            assert StopStatus.from_wire(reply).status is RelayStatus.PERMISSION_DENIED
+            stats = plain.statistics().relay_client
+            assert stats is not None and stats.refused_stops == 1
+
+
+async def test_reserving_on_a_node_without_the_service_is_a_connect_error(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with node(net, "127.0.0.1") as plain, node(net, "127.0.0.2") as b:
+            with pytest.raises(ConnectError, match="unsupported-protocol"):
+                await b.reserve_relay(plain.listen_addrs[0])
+            assert b.relay_addrs() == ()

@@ -23,6 +23,13 @@ from ._identify import (
 from ._messages import Connect, ConnectionOpened, DialFailed, IdentifyPushed
 from ._node import ConnectError, Node, NodeStatistics, open_node
 from ._relay import RelayService, RelayServiceStatistics
+from ._relay_circuit import RelayRefused
+from ._relay_client import (
+    RelayClient,
+    RelayClientStatistics,
+    RelayReservation,
+    RelayUnavailable,
+)
 from ._status_tracker import PEER_STORE_FILE, StatusTracker, StatusTrackerStatistics
 from ._storage import (
     atomic_write_bytes,
@@ -56,8 +63,13 @@ __all__ = [
     "IdentifyStatistics",
     "Node",
     "NodeStatistics",
+    "RelayClient",
+    "RelayClientStatistics",
+    "RelayRefused",
+    "RelayReservation",
     "RelayService",
     "RelayServiceStatistics",
+    "RelayUnavailable",
     "SmallNetworkWait",
     "StatusTracker",
     "StatusTrackerStatistics",

@@ -238,6 +238,11 @@ class Dialer:
                                 failing=tuple(self._state.failing.values()),
                                 admission=self._admission.statistics(), **self._counts)
 
+    def connection_to(self, peer: PeerId) -> Connection | None:
+        """The registered connection to ``peer``, if any (the relay client reserves on it)."""
+        live = self._live.get(peer)
+        return None if live is None else live.connection
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._live, self._pending_inbound, self._secondary = {}, 0, 0
         self._admission = InboundAdmission(admission_limits(self._config))  # no connection

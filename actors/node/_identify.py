@@ -10,7 +10,8 @@ Following rust-libp2p's split, Identify has two halves:
   registers its methods for ``/ipfs/id/1.0.0`` and ``/ipfs/id/push/1.0.0``,
   so they run in the connection's nursery. A request is answered with our
   Identify built from the latest node snapshot, with ``observed_addr`` set to
-  the connection's real remote address (what a NAT made of the peer). A
+  the connection's real remote address (what a NAT made of the peer; none
+  on a relayed connection, whose remote address is the relay's). A
   push is decoded and handed to the actor's mailbox.
 * :class:`IdentifyActor` is the *behaviour*: for every ``ConnectionOpened``
   it requests Identify (with ``identify_timeout``), validates the answer
@@ -143,7 +144,8 @@ class IdentifyResponder:
         return build_identify(
             public_key=self._keypair.public_key, agent_version=self._config.agent_version,
             listen_addrs=_advertised(snapshot),
-            observed_addr=connection.remote_addr, protocols=self.protocols,
+            observed_addr=None if connection.relayed else connection.remote_addr,
+            protocols=self.protocols,
             policy=self._config.policy,
             stun_addrs=stun_addrs_for(stun, connection.local_addr),
             stun_alternate=stun is not None and stun.alternate is not None,

@@ -60,10 +60,10 @@ from protocols import (
     UpgradeStatistics,
     WsAddress,
 )
-from protocols.relay import HOP_PROTOCOL_ID
+from protocols.relay import HOP_PROTOCOL_ID, STOP_PROTOCOL_ID, CircuitAddress
 from protocols.stun import UdpDiscoveryPlan, UdpDiscoveryStatistics
 
-from ..connection import ProtocolHandler
+from ..connection import EXCHANGE_FAILURES, Connection, ProtocolHandler
 from ..runtime import (
     ChildSpec,
     Mailbox,
@@ -96,6 +96,12 @@ from ._messages import (
     TrackerEvent,
 )
 from ._relay import RelayService, RelayServiceStatistics
+from ._relay_client import (
+    RelayClient,
+    RelayClientStatistics,
+    RelayReservation,
+    RelayUnavailable,
+)
 from ._status_tracker import StatusTracker, StatusTrackerStatistics
 from ._storage import load_or_create_keypair
 from ._stun import StunServerActor, StunStatistics, UdpProfiler
@@ -135,6 +141,8 @@ class NodeStatistics:
     """Our UDP profile measurements (None: ``udp_discovery`` is off)."""
     relay: RelayServiceStatistics | None = None
     """Our relay service: reservations and circuits (None: ``relay_service`` is off)."""
+    relay_client: RelayClientStatistics | None = None
+    """Our reservations on relays and the relayed connections we dialed and accepted."""
 
     # Views of ``autonat_client`` (read-only; nothing here is counted twice).
 
@@ -181,7 +189,8 @@ class Node:
                  fetcher: BootstrapFetcher, transport: Transport,
                  stun_server: StunServerActor | None = None,
                  udp_profiler: UdpProfiler | None = None,
-                 relay: RelayService | None = None) -> None:
+                 relay: RelayService | None = None,
+                 relay_client: RelayClient | None = None) -> None:
         self.keypair = keypair
         self.config = config
         self._watch = watch
@@ -200,6 +209,7 @@ class Node:
         self._stun_server = stun_server
         self._udp_profiler = udp_profiler
         self._relay = relay
+        self._relay_client = relay_client
 
     @property
     def peer_id(self) -> PeerId:
@@ -248,6 +258,42 @@ class Node:
             raise ConnectError(f"could not connect to {target}: {outcome.reason}")
         return outcome
 
+    async def reserve_relay(self, relay: WsAddress | str) -> RelayReservation:
+        """Connect to ``relay`` (``.../p2p/<id>``) and reserve a slot on it (or renew ours).
+
+        Raises :class:`ConnectError`, or :class:`~actors.node.RelayRefused` with the
+        relay's status."""
+        target = relay if isinstance(relay, WsAddress) else WsAddress.parse(relay)
+        info = await self.connect(target)
+        client = self._client()
+        try:
+            return await client.reserve(info.peer_id)
+        except RelayUnavailable as exc:  # the connection ended at once
+            raise ConnectError(f"reserving on {target}: {exc}") from exc
+        except EXCHANGE_FAILURES as exc:
+            raise ConnectError(f"reserving on {target}: {exc}") from exc
+
+    @asynccontextmanager
+    async def dial_relayed(self, addr: CircuitAddress | str) -> AsyncIterator[Connection]:
+        """``async with node.dial_relayed(".../p2p/RELAY/p2p-circuit/p2p/PEER") as conn:``
+
+        Connects to the relay, then runs our handshake and mux end to end through it
+        (the peer's id is verified as on any dial). The connection is served with the
+        node's handlers but not registered (see :mod:`actors.node._relay_client`)."""
+        circuit = addr if isinstance(addr, CircuitAddress) else CircuitAddress.parse(addr)
+        await self.connect(circuit.relay)
+        async with self._client().dial(circuit) as connection:
+            yield connection
+
+    def relay_addrs(self) -> tuple[CircuitAddress, ...]:
+        """Our ``/p2p-circuit`` addresses, through the relays we hold a reservation on."""
+        return self._client().circuit_addrs()
+
+    def _client(self) -> RelayClient:
+        if self._relay_client is None:  # pragma: no cover - _build always makes one
+            raise RuntimeError("this node has no relay client")
+        return self._relay_client
+
     def close(self) -> None:
         """End subscriptions (called when the node has stopped)."""
         self._watch.close()
@@ -264,7 +310,8 @@ class Node:
                       if isinstance(self._transport, WebSocketTransport) else None),
             stun=self._stun_server.statistics() if self._stun_server else None,
             udp_discovery=self._udp_profiler.statistics() if self._udp_profiler else None,
-            relay=self._relay.statistics() if self._relay else None)
+            relay=self._relay.statistics() if self._relay else None,
+            relay_client=self._relay_client.statistics() if self._relay_client else None)
 
     def probes_served(self) -> int:
         """AutoNAT dial requests this node's server answered (``/status``'s ``probes_served``)."""
@@ -343,11 +390,18 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
              if config.relay_service else None)
     if relay is not None:
         handlers[HOP_PROTOCOL_ID] = relay.serve_hop
+
+    def connection_to(peer: PeerId) -> Connection | None:
+        return dialer.connection_to(peer)  # the Dialer is made below
+
+    relay_client = RelayClient(config=config, keypair=keys, connection_to=connection_to)
+    handlers[STOP_PROTOCOL_ID] = relay_client.serve_stop
     responder = IdentifyResponder(
         keypair=keys, config=config, watch=watch, actor=boxes.identify.sender(),
         protocols=(IDENTIFY_PROTOCOL_ID, IDENTIFY_PUSH_PROTOCOL_ID, *handlers))
     handlers[IDENTIFY_PROTOCOL_ID] = responder.serve_request
     handlers[IDENTIFY_PUSH_PROTOCOL_ID] = responder.serve_push
+    relay_client.serve_with(handlers)
     scheduler = ProbeScheduler(
         Reachability(ReachabilityConfig(threshold=config.autonat_client.confidence)),
         policy=config.policy, rng=rng, probe_servers=config.autonat_client.probe_servers,
@@ -391,7 +445,7 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
                 supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify,
                 responder=responder, autonat=autonat, server=server, receiver=receiver,
                 fetcher=fetcher, transport=transport, stun_server=stun_server,
-                udp_profiler=udp_profiler, relay=relay)
+                udp_profiler=udp_profiler, relay=relay, relay_client=relay_client)
 
 
 def _relay_addrs(watch: Watch[NodeSnapshot]) -> tuple[WsAddress, ...]:
