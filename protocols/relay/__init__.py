@@ -1,5 +1,5 @@
 """Circuit Relay v2 over our wire: messages, relayed addresses, the relay's settings and
-its admission rules (reservations and circuits).
+its admission rules (reservations and circuits), and a private node's choice of relays.
 
 May import: :mod:`protocols.wire`, :mod:`protocols.core` (not its siblings).
 """
@@ -29,6 +29,7 @@ from ._relay_msg import (
     decode_hop_message,
     decode_stop_message,
 )
+from ._relay_planner import RelayPlanner, RelayPlannerStatistics, RelayState, ReserveOn
 from ._relay_rules import (
     CircuitAdmitted,
     CircuitDirection,
@@ -65,7 +66,10 @@ __all__ = [
     "HopStatus",
     "RelayConfig",
     "RelayMessage",
+    "RelayPlanner",
+    "RelayPlannerStatistics",
     "RelayRules",
+    "RelayState",
     "RelayStatistics",
     "RelayStatus",
     "RelayTimeoutEvent",
@@ -73,6 +77,7 @@ __all__ = [
     "ReservationGranted",
     "ReservationInfo",
     "ReservationRefused",
+    "ReserveOn",
     "StopConnect",
     "StopMessage",
     "StopStatus",
