@@ -182,3 +182,61 @@ async def test_reserving_on_a_node_without_the_service_is_a_connect_error(
             with pytest.raises(ConnectError, match="unsupported-protocol"):
                 await b.reserve_relay(plain.listen_addrs[0])
             assert b.relay_addrs() == ()
+
+
+def _firewall(*blocked_hosts: str) -> Any:
+    def refuse(source: WsAddress, destination: WsAddress) -> str | None:
+        return "dropped by firewall" if destination.host in blocked_hosts else None
+    return refuse
+
+
+async def _run_node(net: MemoryNetwork, host: str, stop: trio.Event, settings: dict[str, Any],
+                    *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
+    async with node(net, host, **settings) as running:
+        task_status.started(running)
+        await stop.wait()
+
+
+async def test_a_private_node_reserves_on_two_relays_renews_and_replaces_them(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork(dial_filter=_firewall("127.0.0.9"))
+    stops = [trio.Event() for _ in range(3)]
+    settings = {"relay_service": True, "relay_reservation_ttl": 60.0}
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            relays: list[Node] = [
+                await nursery.start(_run_node, net, f"127.0.1.{i + 1}", stops[i], settings)
+                for i in range(3)]
+            async with node(net, "127.0.0.9", agent_version="private/1") as private, \
+                    node(net, "127.0.0.5") as other:
+                for relay in relays:
+                    await private.connect(relay.listen_addrs[0])
+                await private.wait_for(lambda s: s.nat_status == "private")
+                while len({a.relay_peer for a in private.relay_addrs()}) < 2:
+                    await trio.sleep(0.1)
+                held = {a.relay_peer for a in private.relay_addrs()}
+                # other nodes can dial the advertised address, and see it in Identify
+                circuit = private.relay_addrs()[0]
+                async with other.dial_relayed(circuit) as conn:
+                    stream = await conn.open_stream(IDENTIFY_PROTOCOL_ID)
+                    reply = Identify.from_wire(await stream.request({}, timeout=5))
+                    assert reply.agent_version == "private/1"
+                    assert circuit.to_bytes() in reply.listen_addrs
+                # renewed halfway through the ttl
+                await trio.sleep(40)
+                for relay in relays:
+                    stats = relay.statistics().relay
+                    assert stats is not None
+                    assert (stats.rules.reservations_renewed >= 1) == (relay.peer_id in held)
+                # a lost relay is replaced by the third one
+                lost = next(i for i, r in enumerate(relays) if r.peer_id in held)
+                spare = next(r for r in relays if r.peer_id not in held)
+                stops[lost].set()
+                while spare.peer_id not in {a.relay_peer for a in private.relay_addrs()}:
+                    await trio.sleep(0.5)
+                assert relays[lost].peer_id not in {a.relay_peer for a in private.relay_addrs()}
+                stats_client = private.statistics().relay_client
+                assert stats_client is not None and stats_client.planner is not None
+                assert stats_client.planner.lost == 1
+            for stop in stops:
+                stop.set()

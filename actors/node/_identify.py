@@ -42,8 +42,8 @@ the node creates once, so they survive restarts of the actor.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 
 import trio
 
@@ -57,6 +57,7 @@ from protocols import (
     NodeSnapshot,
     PeerId,
     PeerIdentified,
+    ProtocolError,
     RemoteProtocolError,
     UdpAddress,
     WsAddress,
@@ -121,8 +122,11 @@ class IdentifyResponder:
     """The per-connection handlers for the two Identify protocols."""
 
     def __init__(self, *, keypair: Keypair, config: NodeConfig, watch: Watch[NodeSnapshot],
-                 actor: MailboxSender[IdentifyInput], protocols: Iterable[str]) -> None:
+                 actor: MailboxSender[IdentifyInput], protocols: Iterable[str],
+                 extra_addrs: Callable[[], tuple[bytes, ...]] | None = None) -> None:
         self._keypair = keypair
+        self._extra_addrs = extra_addrs
+        """More listen addresses, already binary: our relays' ``/p2p-circuit`` ones."""
         self._config = config
         self._watch = watch
         self._actor = actor
@@ -141,7 +145,7 @@ class IdentifyResponder:
     def message_for(self, connection: Connection) -> Identify:
         snapshot = self._watch.get()
         stun = snapshot.stun_server
-        return build_identify(
+        message = build_identify(
             public_key=self._keypair.public_key, agent_version=self._config.agent_version,
             listen_addrs=_advertised(snapshot),
             observed_addr=None if connection.relayed else connection.remote_addr,
@@ -150,6 +154,15 @@ class IdentifyResponder:
             stun_addrs=stun_addrs_for(stun, connection.local_addr),
             stun_alternate=stun is not None and stun.alternate is not None,
             reached_ip=connection.local_addr.ip)
+        extra = self._extra_addrs() if self._extra_addrs is not None else ()
+        if not extra:
+            return message
+        try:  # within Identify's count and size limits, or without the extras
+            extended = replace(message, listen_addrs=(*message.listen_addrs, *extra))
+            extended.encode()
+        except ProtocolError:
+            return message
+        return extended
 
     async def serve_request(self, stream: Stream[Connection]) -> None:
         """``/ipfs/id/1.0.0``: the opener sends one (empty) message; we answer and finish."""

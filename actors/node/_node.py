@@ -267,7 +267,7 @@ class Node:
         info = await self.connect(target)
         client = self._client()
         try:
-            return await client.reserve(info.peer_id)
+            return await client.reserve(info.peer_id, manual=True)
         except RelayUnavailable as exc:  # the connection ended at once
             raise ConnectError(f"reserving on {target}: {exc}") from exc
         except EXCHANGE_FAILURES as exc:
@@ -394,11 +394,13 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     def connection_to(peer: PeerId) -> Connection | None:
         return dialer.connection_to(peer)  # the Dialer is made below
 
-    relay_client = RelayClient(config=config, keypair=keys, connection_to=connection_to)
+    relay_client = RelayClient(config=config, keypair=keys, connection_to=connection_to,
+                               rng=rng)
     handlers[STOP_PROTOCOL_ID] = relay_client.serve_stop
     responder = IdentifyResponder(
         keypair=keys, config=config, watch=watch, actor=boxes.identify.sender(),
-        protocols=(IDENTIFY_PROTOCOL_ID, IDENTIFY_PUSH_PROTOCOL_ID, *handlers))
+        protocols=(IDENTIFY_PROTOCOL_ID, IDENTIFY_PUSH_PROTOCOL_ID, *handlers),
+        extra_addrs=relay_client.advertised)
     handlers[IDENTIFY_PROTOCOL_ID] = responder.serve_request
     handlers[IDENTIFY_PUSH_PROTOCOL_ID] = responder.serve_push
     relay_client.serve_with(handlers)
@@ -436,6 +438,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
                  ChildSpec("autonat", autonat.run, mailbox=boxes.autonat)]
     if udp_profiler is not None:
         children.append(ChildSpec("udp-profile", udp_profiler.run, mailbox=boxes.udp))
+    if relay_client.planner is not None:  # reserves on relays while the node is private
+        children.append(ChildSpec("relay-client", partial(relay_client.run, watch)))
     children += [ChildSpec("dialer", dialer.run, mailbox=boxes.dialer),
                  ChildSpec("bootstrap", fetcher.run)]
     supervisor = Supervisor(

@@ -31,7 +31,8 @@ whose bookkeeping assumes a connection's remote address is the peer's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
@@ -41,9 +42,11 @@ import trio
 from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
     AddressError,
+    Backoff,
     ConnectionConfig,
     Keypair,
     NodeConfig,
+    NodeSnapshot,
     PeerId,
     WsAddress,
 )
@@ -52,7 +55,10 @@ from protocols.relay import (
     STOP_PROTOCOL_ID,
     CircuitAddress,
     CircuitLimit,
+    RelayPlanner,
+    RelayPlannerStatistics,
     RelayStatus,
+    ReserveOn,
     StopStatus,
 )
 
@@ -64,7 +70,7 @@ from ..connection import (
     Stream,
     open_connection,
 )
-from ..runtime import get_logger
+from ..runtime import TimeoutDriver, Watch, get_logger
 from ._relay_circuit import (
     CircuitFrameStream,
     RelayRefused,
@@ -74,6 +80,10 @@ from ._relay_circuit import (
     reserve,
 )
 
+MAX_ADVERTISED: Final = 4
+"""Circuit addresses advertised at most (Identify has room for a few)."""
+RETRY: Final = Backoff(initial=5.0, maximum=300.0, jitter=0.2)
+"""Retries of a relay that refused or failed a reservation."""
 MAX_ACCEPTED_CIRCUITS: Final = 16
 """Relayed connections a node accepts at once (through all its relays)."""
 NOT_OVER_CIRCUITS: Final = frozenset({DIAL_REQUEST_PROTOCOL_ID, HOP_PROTOCOL_ID,
@@ -110,18 +120,27 @@ class RelayClientStatistics:
     """Relayed connections this node accepted."""
     refused_stops: int
     """Stop requests refused (no reservation on that relay, or too many circuits)."""
+    planner: RelayPlannerStatistics | None = None
+    """The choice of relays (None: ``relay_reservations`` is 0)."""
 
 
 class RelayClient:
     """See the module docstring."""
 
     def __init__(self, *, config: NodeConfig, keypair: Keypair,
-                 connection_to: Callable[[PeerId], Connection | None]) -> None:
+                 connection_to: Callable[[PeerId], Connection | None],
+                 rng: random.Random | None = None) -> None:
         self._config = config
+        wanted = config.relay.relay_reservations
+        self.planner = (RelayPlanner(backoff=RETRY, rng=rng or random.Random(), wanted=wanted)
+                        if wanted else None)
+        self._candidates: set[PeerId] = set()
+        self._private = False
         self._keypair = keypair
         self._connection_to = connection_to
         self._handlers: dict[str, ProtocolHandler] = {}
         self._reservations: dict[PeerId, RelayReservation] = {}
+        self._manual: set[PeerId] = set()
         self._accepting = 0
         self._counts = dict.fromkeys(
             ("reservations_refused", "dialed", "accepted", "refused_stops"), 0)
@@ -132,14 +151,95 @@ class RelayClient:
         self._handlers = {p: h for p, h in handlers.items() if p not in NOT_OVER_CIRCUITS}
 
     def statistics(self) -> RelayClientStatistics:
-        return RelayClientStatistics(reservations=tuple(self._reservations.values()),
-                                     **self._counts)
+        return RelayClientStatistics(
+            reservations=tuple(self._reservations.values()),
+            planner=self.planner.statistics() if self.planner else None, **self._counts)
 
     def circuit_addrs(self) -> tuple[CircuitAddress, ...]:
-        """Our relayed addresses through every relay we hold a live reservation on."""
+        """Our relayed addresses through every relay we hold a live reservation on (while
+        the planner runs: only the relays it holds, i.e. none once the node is public)."""
         now = trio.current_time()
-        return tuple(addr for r in self._reservations.values() if r.expires_at > now
+        held = (*self.planner.held(), *self._manual) if self.planner else (*self._reservations,)
+        return tuple(addr for relay in dict.fromkeys(held)
+                     if (r := self._reservations.get(relay)) is not None and r.expires_at > now
                      for addr in r.circuit_addrs(self._keypair.peer_id))
+
+    def advertised(self) -> tuple[bytes, ...]:
+        """:meth:`circuit_addrs` as binary multiaddrs for Identify, at most
+        :data:`MAX_ADVERTISED`, one per relay first."""
+        addrs = self.circuit_addrs()
+        firsts = list(dict.fromkeys(addrs, None))
+        by_relay: dict[PeerId, CircuitAddress] = {}
+        for addr in firsts:
+            by_relay.setdefault(addr.relay_peer, addr)
+        ordered = [*by_relay.values(), *(a for a in firsts if a not in by_relay.values())]
+        return tuple(a.to_bytes() for a in ordered[:MAX_ADVERTISED])
+
+    # --- the planner's driver (a supervised child when relay_reservations > 0) ---
+
+    async def run(self, watch: Watch[NodeSnapshot], *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Follow the node's verdict and connections; reserve where the planner says."""
+        planner = self.planner
+        assert planner is not None
+        driver = TimeoutDriver[ReserveOn](planner)
+        async with trio.open_nursery() as nursery:
+
+            async def execute(commands: list[ReserveOn]) -> None:
+                for command in commands:
+                    nursery.start_soon(self._reserve_for, planner, driver, command, execute)
+
+            nursery.start_soon(driver.run, execute)
+            task_status.started()
+            async for snapshot in watch.subscribe():
+                await execute(self._follow(planner, snapshot))
+                driver.wake()
+
+    def _follow(self, planner: RelayPlanner, snapshot: NodeSnapshot) -> list[ReserveOn]:
+        """Feed one snapshot's verdict and relay candidates to the planner."""
+        now = trio.current_time()
+        commands: list[ReserveOn] = []
+        private = snapshot.nat_status == "private"
+        if private != self._private:
+            self._private = private
+            commands += planner.handle_reachability(private, now)
+        if not private:
+            return commands  # candidates only matter (and cost a scan) while private
+        connected = {}
+        for info in snapshot.connections:
+            record = snapshot.peer(info.peer_id)
+            if record is not None and HOP_PROTOCOL_ID in record.protocols:
+                connected[info.peer_id] = info
+        for peer in self._candidates - connected.keys():
+            self._candidates.discard(peer)
+            self.forget(peer)
+            commands += planner.handle_candidate_gone(peer, now)
+        for peer, info in connected.items():
+            connection = self._connection_to(peer)
+            ip = info.remote_addr.ip
+            if peer in self._candidates or connection is None or ip is None:
+                continue
+            self._candidates.add(peer)
+            commands += planner.handle_candidate(peer, ip, connection.path_stats().srtt, now)
+        return commands
+
+    async def _reserve_for(self, planner: RelayPlanner, driver: TimeoutDriver[ReserveOn],
+                           command: ReserveOn,
+                           execute: Callable[[list[ReserveOn]], Awaitable[None]]) -> None:
+        relay = command.relay
+        try:
+            held = await self.reserve(relay)
+        except trio.Cancelled:
+            planner.handle_reserve_failed(relay, trio.current_time())  # a restart asks again
+            raise
+        except _RESERVE_FAILURES as exc:
+            self._log.info("reservation failed", relay=str(relay), error=str(exc))
+            commands = planner.handle_reserve_failed(relay, trio.current_time())
+        else:
+            now = trio.current_time()
+            commands = planner.handle_reserved(relay, held.expires_at - now, now)
+        await execute(commands)  # another relay to ask at once
+        driver.wake()
 
     @property
     def _connection_config(self) -> ConnectionConfig:
@@ -147,8 +247,10 @@ class RelayClient:
 
     # --- reservations -------------------------------------------------------
 
-    async def reserve(self, relay: PeerId) -> RelayReservation:
-        """Reserve (or renew) on ``relay``, over the node's connection to it.
+    async def reserve(self, relay: PeerId, *, manual: bool = False) -> RelayReservation:
+        """Reserve (or renew) on ``relay``, over the node's connection to it; ``manual``:
+        asked for by the application (``node.reserve_relay``), advertised until it lapses
+        rather than only while the planner holds it.
 
         Raises :class:`RelayUnavailable`, :class:`RelayRefused` or a stream failure.
         """
@@ -166,6 +268,8 @@ class RelayClient:
         held = RelayReservation(relay, trio.current_time() + answer.reservation.ttl, addrs,
                                 answer.limit)
         self._reservations[relay] = held
+        if manual:
+            self._manual.add(relay)
         self._log.info("reserved on relay", relay=str(relay), ttl=answer.reservation.ttl,
                        addrs=[str(a) for a in held.circuit_addrs(self._keypair.peer_id)])
         return held
@@ -173,6 +277,7 @@ class RelayClient:
     def forget(self, relay: PeerId) -> None:
         """Drop our record of a reservation on ``relay`` (its connection is gone)."""
         self._reservations.pop(relay, None)
+        self._manual.discard(relay)
 
     # --- relayed connections ------------------------------------------------
 
@@ -216,6 +321,9 @@ class RelayClient:
 
 _ACCEPT_FAILURES: Final[tuple[type[Exception], ...]] = (
     *EXCHANGE_FAILURES, ConnectionFailed, RelayRefused, trio.TooSlowError)
+
+
+_RESERVE_FAILURES: Final[tuple[type[Exception], ...]] = (*_ACCEPT_FAILURES, RelayUnavailable)
 
 
 def _parse_all(raw: tuple[bytes, ...]) -> list[WsAddress]:

@@ -1,4 +1,4 @@
-"""The relay service's settings: :class:`RelayConfig`.
+"""The relay service's settings, and how many relays a private node uses: :class:`RelayConfig`.
 
 Theory of operation
 -------------------
@@ -21,6 +21,8 @@ setting                            default       go-libp2p
 ``relay_circuit_duration``         120 s         ``Limit.Duration``
 ``relay_circuit_data``             131072 B      ``Limit.Data`` (each direction)
 ``relay_connect_timeout``          10 s          (the stop exchange)
+``relay_reservations``             2             (client: relays reserved on while
+                                                 private; 0 = never)
 =================================  ============  ==================================
 
 A peer holds at most one reservation (a second RESERVE renews it), as in
@@ -58,7 +60,9 @@ class RelayConfig:
     relay_circuit_data: int = 128 * 1024
     """A circuit is closed once this many bytes went one way through it."""
     relay_connect_timeout: float = 10.0
-    """The relay's stop exchange with the target of a circuit."""
+    """The relay's stop exchange with the target of a circuit (and a client's hop requests)."""
+    relay_reservations: int = 2
+    """Relays a node reserves on while AutoNAT finds it private (0: none)."""
 
     def __post_init__(self) -> None:
         for spec in fields(self):
@@ -67,7 +71,10 @@ class RelayConfig:
                 raise ValueError(f"{spec.name} must be a number, got {value!r}")
             if spec.type == "int" and not isinstance(value, int):
                 raise ValueError(f"{spec.name} must be an integer, got {value!r}")
-            check_positive_setting(spec.name, value)
+            if spec.name != "relay_reservations":
+                check_positive_setting(spec.name, value)
+        if self.relay_reservations < 0:
+            raise ValueError(f"relay_reservations must be >= 0, got {self.relay_reservations!r}")
         if self.relay_circuit_duration < 1:
             raise ValueError("relay_circuit_duration must be >= 1 (circuits are limited in "
                              f"whole seconds), got {self.relay_circuit_duration!r}")
