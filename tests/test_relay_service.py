@@ -60,6 +60,7 @@ class Lab:
 
     def __init__(self, nursery: trio.Nursery, stack: AsyncExitStack, config: NodeConfig) -> None:
         self.nursery, self.stack = nursery, stack
+        self.connection_config = config.connection
         self.relay_key = Keypair.generate()
         self.service = RelayService(config=config, keypair=self.relay_key,
                                     own_addrs=lambda: [RELAY_ADDR,
@@ -82,7 +83,8 @@ class Lab:
 
     async def _serve(self, stream: CircuitFrameStream) -> None:  # any FrameStream
         async with open_connection(stream, self.relay_key, initiator=False,
-                                   handlers={HOP_PROTOCOL_ID: self.service.serve_hop}) as conn:
+                                   handlers={HOP_PROTOCOL_ID: self.service.serve_hop},
+                                   config=self.connection_config) as conn:
             self.relay_side[conn.peer_id] = conn
             await conn.closed.wait()
 
@@ -131,6 +133,17 @@ async def test_a_reservation_is_granted_and_ends_with_its_connection(
         await target.aclose()
         await trio.sleep(1)
         assert relay.service.statistics().rules.reservations == 0
+
+
+async def test_a_reserved_connection_does_not_idle_out(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with lab(relay_config(idle_timeout=60.0)) as relay:
+        reserved, idle = await relay.client("203.0.113.2"), await relay.client("203.0.113.3")
+        await reserve(reserved, timeout=5)
+        await trio.sleep(200)
+        assert idle.close_reason is not None and "closed by the peer" in idle.close_reason
+        assert reserved.close_reason is None
+        assert relay.service.statistics().rules.reservations == 1
 
 
 async def test_reservations_are_refused_past_the_per_ip_limit(

@@ -254,6 +254,7 @@ class Connection:
         self._nursery: trio.Nursery | None = None
         self._scopes: set[trio.CancelScope] = set()
         self._last_activity = self.opened_at
+        self._pins = 0
         self._frames_received = self._frames_sent = self._handler_errors = 0
         self._refusals: RefusalWindow | None = None  # made at the first refusal (memory)
         self._log = get_logger("actors.connection", actor="connection", **node_field(local_peer),
@@ -297,6 +298,15 @@ class Connection:
         if self.close_reason is None and self._mux.stream_state(stream.stream_id) in _LIVE:
             self._mux.set_deadline(stream.stream_id, deadline)
             self._rearm()
+
+    def pin(self) -> None:
+        """Keep the connection from idling out (``idle_timeout``) until :meth:`unpin`:
+        something lives on it without an open stream, e.g. a relay reservation."""
+        self._pins += 1
+
+    def unpin(self) -> None:
+        self._pins -= 1
+        self._rearm()
 
     def count_refusal(self, what: str) -> bool:
         """One more request of the peer's was refused; True when that closes the connection
@@ -548,7 +558,8 @@ class Connection:
         return min(self._idle_deadline(), float("inf") if deadline is None else deadline)
 
     def _idle_deadline(self) -> float:
-        if self.config.idle_timeout is None or self._mux.poll_timeout() is not None:
+        if (self.config.idle_timeout is None or self._pins
+                or self._mux.poll_timeout() is not None):
             return float("inf")
         return self._last_activity + self.config.idle_timeout
 

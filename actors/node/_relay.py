@@ -14,7 +14,11 @@ nursery. Every decision is the sans-io :class:`~protocols.relay.RelayRules`'
 The reservation is bound to the connection it was made on: the handler
 keeps waiting (one parked task per reservation, bounded by
 ``relay_max_reservations``) until that connection ends, then releases it;
-a renewal hands the binding over to the new handler.
+a renewal hands the binding over to the new handler. While it waits the
+connection is pinned (:meth:`~actors.connection.Connection.pin`): a
+reserved connection has no open stream most of the time, and must not
+idle out (boot nodes close idle inbound connections after
+``inbound_idle_timeout``).
 
 **CONNECT.** The rules admit or refuse; an admitted circuit asks the target
 on *its* connection (the one it reserved on) over
@@ -150,6 +154,7 @@ class RelayService:
         if previous is not None:
             previous.scope.cancel()  # its handler hands the reservation over to this one
         self._reserved[peer] = held
+        connection.pin()  # a reserved connection does not idle out (inbound_idle_timeout)
         try:
             info = ReservationInfo(decision.ttl, self._advertised())
             await _answer(stream, HopStatus(RelayStatus.OK, info, self.rules.limit))
@@ -158,6 +163,7 @@ class RelayService:
             with held.scope:
                 await connection.closed.wait()
         finally:
+            connection.unpin()
             if self._reserved.get(peer) is held:
                 del self._reserved[peer]
                 self.rules.handle_unreserve(peer)

@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 :class:`RelayRules` is the sans-io half of the relay service
-(docs/architecture.md, "Growing beyond the core": private nodes participate
-through Circuit Relay v2 reservations on public nodes). The actor reports
+(docs/architecture.md, "Circuit relay": private nodes participate through
+Circuit Relay v2 reservations on public nodes). The actor reports
 what peers ask and what happened; the rules answer with decisions and keep
 every count. Time is an argument (``now``); nothing here sleeps.
 
