@@ -4,6 +4,7 @@ relayed connection through a running node."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -31,6 +32,7 @@ from actors.node._relay_circuit import (
     dial_circuit,
     reserve,
 )
+from actors.surfaces import HttpApi
 from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
     IDENTIFY_PROTOCOL_ID,
@@ -215,6 +217,9 @@ async def test_a_private_node_reserves_on_two_relays_renews_and_replaces_them(
                 while len({a.relay_peer for a in private.relay_addrs()}) < 2:
                     await trio.sleep(0.1)
                 held = {a.relay_peer for a in private.relay_addrs()}
+                status = json.loads(HttpApi(private).respond("GET", "/status").body)
+                assert sorted(status["relay_addrs"]) == sorted(map(str, private.relay_addrs()))
+                assert not any("p2p-circuit" in a for a in status["peer_addrs"])
                 # other nodes can dial the advertised address, and see it in Identify
                 circuit = private.relay_addrs()[0]
                 async with other.dial_relayed(circuit) as conn:

@@ -14,7 +14,10 @@ round-robin window and the JSON of one small document, at any number of peers. R
     ``application/json``: the Pyrsia-compatible document built by
     :func:`protocols.status_document` (own addresses, then a round-robin
     window of confirmed public peers, which advances once per request) and
-    serialised by :func:`protocols.build_status_document`.
+    serialised by :func:`protocols.build_status_document`. A node that holds
+    relay reservations (it is private) adds ``relay_addrs``: its
+    ``/p2p/RELAY/p2p-circuit/p2p/SELF`` addresses, in a field of their own so
+    that readers of ``peer_addrs`` (Pyrsia's included) never meet them.
 ``GET /metrics``
     Prometheus text format 0.0.4 from the node's own registry
     (:mod:`actors.surfaces._metrics`).
@@ -54,7 +57,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from importlib import metadata
 from typing import TYPE_CHECKING, Final
@@ -95,6 +98,13 @@ BODY_TIMEOUT: Final = 5.0
 JSON_TYPE: Final = "application/json"
 METRICS_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 ROUTES: Final = ("/status", "/metrics", "/healthz")
+
+
+def _relay_addrs(source: StatusSource) -> tuple[str, ...]:
+    """The node's ``/p2p-circuit`` addresses (a :class:`~actors.Node` has them; other
+    sources may not)."""
+    relay_addrs = getattr(source, "relay_addrs", None)
+    return tuple(str(addr) for addr in relay_addrs()) if callable(relay_addrs) else ()
 
 
 def package_version() -> str:
@@ -201,6 +211,9 @@ class HttpApi:
             reached_at=reached_at,
             listing=listing,
         )
+        circuits = _relay_addrs(self._source)
+        if circuits:
+            document = replace(document, extra=(*document.extra, ("relay_addrs", circuits)))
         self._status_served += 1
         return HttpResponse(200, JSON_TYPE, build_status_document(document))
 
