@@ -3,7 +3,7 @@
 A boot node and two more peers (AutoNAT servers, on the in-memory network, in
 virtual time) and the node under test, which dials all three (``peers``), is
 identified and probed and reaches its verdict (``public``). Then the drill:
-each round crashes each of the five actors once with
+each round crashes each of the node's actors once with
 :meth:`Supervisor.inject_fault <actors.Supervisor.inject_fault>`, and between
 two injections asks ``/status`` (the HTTP API's own code path,
 :meth:`HttpApi.respond`) and reconnects to a peer. Injections are spaced
@@ -36,9 +36,11 @@ from supervisor_support import count_tasks
 from actors import ChildState, HttpApi, MemoryFrameStream, MemoryNetwork, Node, open_node
 from protocols import AddressPolicy, NodeConfig
 
-ACTORS = ("bootstrap", "dialer", "identify", "autonat", "udp-profile", "status-tracker")
+ACTORS = ("bootstrap", "dialer", "identify", "autonat", "udp-profile", "relay-client",
+          "status-tracker")
 """The node's children: BootstrapFetcher, Dialer, IdentifyActor, AutonatProbe, UdpProfiler,
-StatusTracker (a node without ``stun_listen`` runs no STUN server)."""
+the relay client's planner driver, StatusTracker (a node without ``stun_listen`` runs no
+STUN server)."""
 ROUNDS = 100
 SAMPLES = 5  # /status requests between two injections
 QUIET_WITHIN = 120.0  # virtual seconds for the network to settle after the drill
