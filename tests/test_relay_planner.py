@@ -85,6 +85,16 @@ def test_a_refused_relay_backs_off_and_another_is_asked() -> None:
     assert plan.poll_timeout() == 32.0  # peer(1): doubled, 20 s after 12
 
 
+def test_an_abandoned_request_asks_no_other_until_the_next_timeout() -> None:
+    plan = planner(wanted=1)
+    plan.handle_candidate(peer(1), ip("198.51.100.1"), 0.01, 0.0)
+    plan.handle_candidate(peer(2), ip("203.0.113.1"), 0.05, 0.0)
+    plan.handle_reachability(True, 0.0)
+    assert plan.handle_reserve_failed(peer(1), 1.0, refill=False) == []
+    assert plan.state(peer(2)) is RelayState.CANDIDATE
+    assert plan.handle_timeout(1.0) == [ReserveOn(peer(2), False)]  # a restart's first call
+
+
 def test_a_lost_relay_is_replaced() -> None:
     plan = planner(wanted=1)
     plan.handle_candidate(peer(1), ip("198.51.100.1"), 0.01, 0.0)

@@ -49,7 +49,14 @@ from typing import Final
 
 import trio
 
-from protocols import Keypair, NodeConfig, PeerId, ValidationError, WsAddress
+from protocols import (
+    Keypair,
+    NodeConfig,
+    PeerId,
+    StreamLimitReached,
+    ValidationError,
+    WsAddress,
+)
 from protocols.core import IPAddress
 from protocols.relay import (
     MAX_RESERVATION_ADDRS,
@@ -212,7 +219,7 @@ class RelayService:
                 if isinstance(reply, StopStatus) and reply.status is RelayStatus.OK:
                     return stop
                 self._log.info("circuit target refused", dst=str(circuit.dst), reply=repr(reply))
-            except EXCHANGE_FAILURES as exc:
+            except _TARGET_FAILURES as exc:
                 self._log.info("circuit target unreachable", dst=str(circuit.dst),
                                error=str(exc))
         if stop is not None:
@@ -266,6 +273,7 @@ class RelayService:
             return CircuitEnd.FINISHED  # we closed a stream already
 
 
+_TARGET_FAILURES: Final[tuple[type[Exception], ...]] = (*EXCHANGE_FAILURES, StreamLimitReached)
 _RESET_CODES: Final = {CircuitEnd.DATA_LIMIT: DATA_LIMIT_CODE,
                        CircuitEnd.DURATION_LIMIT: DURATION_LIMIT_CODE}
 

@@ -84,6 +84,9 @@ MAX_ADVERTISED: Final = 4
 """Circuit addresses advertised at most (Identify has room for a few)."""
 RETRY: Final = Backoff(initial=5.0, maximum=300.0, jitter=0.2)
 """Retries of a relay that refused or failed a reservation."""
+_ANSWER_SLACK: Final = 5.0
+"""Seconds a CONNECT waits beyond ``relay_connect_timeout``: the relay's own stop exchange
+may take that long before it answers."""
 MAX_ACCEPTED_CIRCUITS: Final = 16
 """Relayed connections a node accepts at once (through all its relays)."""
 NOT_OVER_CIRCUITS: Final = frozenset({DIAL_REQUEST_PROTOCOL_ID, HOP_PROTOCOL_ID,
@@ -229,8 +232,8 @@ class RelayClient:
         relay = command.relay
         try:
             held = await self.reserve(relay)
-        except trio.Cancelled:
-            planner.handle_reserve_failed(relay, trio.current_time())  # a restart asks again
+        except trio.Cancelled:  # the next incarnation's first handle_timeout asks again
+            planner.handle_reserve_failed(relay, trio.current_time(), refill=False)
             raise
         except _RESERVE_FAILURES as exc:
             self._log.info("reservation failed", relay=str(relay), error=str(exc))
@@ -289,7 +292,8 @@ class RelayClient:
             raise RelayUnavailable(f"not connected to relay {addr.relay_peer}")
         async with dial_circuit(relay, addr.target, self._keypair, handlers=self._handlers,
                                 config=self._connection_config,
-                                timeout=self._config.relay.relay_connect_timeout) as conn:
+                                timeout=self._config.relay.relay_connect_timeout
+                                + _ANSWER_SLACK) as conn:
             self._counts["dialed"] += 1
             yield conn
 

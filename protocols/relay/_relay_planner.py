@@ -168,16 +168,18 @@ class RelayPlanner:
         self._counts["reserved"] += 1
         return []
 
-    def handle_reserve_failed(self, peer: PeerId, now: float) -> list[ReserveOn]:
-        """RESERVE on ``peer`` was refused or failed: back off, ask another."""
+    def handle_reserve_failed(self, peer: PeerId, now: float, *,
+                              refill: bool = True) -> list[ReserveOn]:
+        """RESERVE on ``peer`` was refused or failed: back off, ask another. ``refill``
+        False: ask no other now (the caller cannot act on commands, e.g. it is being
+        cancelled; the next :meth:`handle_timeout` asks)."""
         relay = self._answered(peer)
-        if relay is None:
-            return self._fill(now)
-        self._move(relay, "failed")
-        relay.failures += 1
-        relay.due = now + self._backoff.delay(relay.failures - 1, self._rng)
-        self._counts["failed"] += 1
-        return self._fill(now)
+        if relay is not None:
+            self._move(relay, "failed")
+            relay.failures += 1
+            relay.due = now + self._backoff.delay(relay.failures - 1, self._rng)
+            self._counts["failed"] += 1
+        return self._fill(now) if refill else []
 
     def _answered(self, peer: PeerId) -> _Relay | None:
         if peer in self._late:
