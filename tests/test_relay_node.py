@@ -245,3 +245,24 @@ async def test_a_private_node_reserves_on_two_relays_renews_and_replaces_them(
                 assert stats_client.planner.lost == 1
             for stop in stops:
                 stop.set()
+
+
+async def test_a_relayed_connection_over_real_websockets_on_loopback() -> None:
+    # real sockets need the real clock: bounded by fail_after, no sleeps
+    def config(host: str, **settings: Any) -> NodeConfig:
+        return NodeConfig.from_settings(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
+                                        http_listen="", **settings)
+
+    with trio.fail_after(30):
+        async with open_node(config("127.0.0.10", relay_service=True)) as relay, \
+                open_node(config("127.0.0.11", agent_version="behind-nat/1")) as b, \
+                open_node(config("127.0.0.12")) as a:
+            await b.reserve_relay(relay.listen_addrs[0])
+            [circuit] = b.relay_addrs()
+            async with a.dial_relayed(circuit) as conn:
+                assert conn.peer_id == b.peer_id
+                stream = await conn.open_stream(IDENTIFY_PROTOCOL_ID)
+                reply = Identify.from_wire(await stream.request({}, timeout=5))
+                assert reply.agent_version == "behind-nat/1"
+            stats = relay.statistics().relay
+            assert stats is not None and stats.rules.bytes_relayed > 0
