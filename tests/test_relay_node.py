@@ -160,6 +160,9 @@ async def test_two_nodes_connected_only_through_a_relay_exchange_identify(
             stats_b, stats_a = b.statistics().relay_client, a.statistics().relay_client
             assert stats_b is not None and stats_b.accepted == 1
             assert stats_a is not None and stats_a.dialed == 1
+            text = render_metrics(node_registry(b)).decode()
+            assert "autonat_relay_client_reservations 1.0" in text
+            assert 'autonat_relay_client_connections_total{direction="inbound"} 1.0' in text
 
 
 async def test_a_node_accepts_stop_streams_only_from_relays_it_reserved_on(

@@ -43,7 +43,8 @@ needs wiring beyond the node itself, so
   profile); ``stun_*``: ``statistics().stun`` (our STUN server, zero when it
   does not run) and ``statistics().udp_discovery`` (our discovery runs);
 * ``relay_*``: ``statistics().relay`` (our relay service's rules; zeros when
-  ``relay_service`` is off).
+  ``relay_service`` is off); ``relay_client_*``: ``statistics().relay_client``
+  (our reservations and relayed connections).
 
 Metric names (all prefixed ``autonat_``)::
 
@@ -83,6 +84,8 @@ Metric names (all prefixed ``autonat_``)::
     relay_circuit_requests_total{outcome}      counter  admitted|<refusal status>
     relay_circuits_ended_total{end}     counter  finished|data-limit|duration-limit|...
     relay_bytes_total                   counter  bytes relayed (each direction counted)
+    relay_client_reservations           gauge    relays we hold a reservation on
+    relay_client_connections_total{direction}  counter  relayed connections outbound|inbound
     trio_tasks                          gauge    live Trio tasks of the process
 
 ``trio_tasks`` is the one family not read from the node: it counts the tasks
@@ -138,7 +141,7 @@ METRIC_NAMES: Final = tuple(
         "bootstrap_fetches", "trio_tasks", "udp_mapping", "udp_filtering", "stun_responses",
         "stun_dropped", "udp_discovery_runs", "relay_reservations", "relay_circuits",
         "relay_reservation_requests", "relay_circuit_requests", "relay_circuits_ended",
-        "relay_bytes",
+        "relay_bytes", "relay_client_reservations", "relay_client_connections",
     )
 )
 """Family names as ``text_string_to_metric_families`` reports them (counters without ``_total``)."""
@@ -320,6 +323,14 @@ def _relay_metrics(stats: NodeStatistics) -> Iterator[Metric]:
                   "end", dict(rules.circuits_ended) if rules else {})
     yield CounterMetricFamily(PREFIX + "relay_bytes", "Bytes relayed through our circuits.",
                               value=rules.bytes_relayed if rules else 0)
+    client = stats.relay_client
+    yield GaugeMetricFamily(PREFIX + "relay_client_reservations",
+                            "Relays we hold a reservation on.",
+                            value=len(client.reservations) if client else 0)
+    yield _counts(PREFIX + "relay_client_connections",
+                  "Relayed connections we dialed or accepted.", "direction",
+                  {"outbound": client.dialed if client else 0,
+                   "inbound": client.accepted if client else 0})
 
 
 def trio_task_count() -> int | None:
