@@ -269,3 +269,23 @@ async def test_a_relayed_connection_over_real_websockets_on_loopback() -> None:
                 assert reply.agent_version == "behind-nat/1"
             stats = relay.statistics().relay
             assert stats is not None and stats.rules.bytes_relayed > 0
+
+
+async def test_circuit_addresses_are_dropped_when_the_node_becomes_public(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork(dial_filter=_firewall("127.0.0.9"))
+    with trio.fail_after(7200):
+        async with AsyncExitStack() as stack:
+            relays = [await stack.enter_async_context(
+                node(net, f"127.0.1.{i}", relay_service=True)) for i in (1, 2, 3)]
+            private = await stack.enter_async_context(node(net, "127.0.0.9"))
+            for relay in relays:
+                await private.connect(relay.listen_addrs[0])
+            await private.wait_for(lambda s: s.nat_status == "private")
+            while len(private.relay_addrs()) < 2:
+                await trio.sleep(0.1)
+            net.dial_filter = None  # the port forward is fixed: dial-backs now arrive
+            await private.wait_for(lambda s: s.nat_status == "public")
+            assert private.relay_addrs() == ()
+            status = json.loads(HttpApi(private).respond("GET", "/status").body)
+            assert "relay_addrs" not in status
