@@ -199,15 +199,23 @@ class RelayClient:
                 driver.wake()
 
     def _follow(self, planner: RelayPlanner, snapshot: NodeSnapshot) -> list[ReserveOn]:
-        """Feed one snapshot's verdict and relay candidates to the planner."""
+        """Feed one snapshot's relay candidates and verdict to the planner.
+
+        Candidates are scanned only while the node is private (a public node with
+        many connections pays nothing), and before a new ``private`` verdict is
+        given, so the planner never asks a relay that left while we were public.
+        """
         now = trio.current_time()
-        commands: list[ReserveOn] = []
         private = snapshot.nat_status == "private"
+        commands = self._scan(planner, snapshot, now) if private else []
         if private != self._private:
             self._private = private
             commands += planner.handle_reachability(private, now)
-        if not private:
-            return commands  # candidates only matter (and cost a scan) while private
+        return commands
+
+    def _scan(self, planner: RelayPlanner, snapshot: NodeSnapshot,
+              now: float) -> list[ReserveOn]:
+        commands: list[ReserveOn] = []
         connected = {}
         for info in snapshot.connections:
             record = snapshot.peer(info.peer_id)
