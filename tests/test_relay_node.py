@@ -289,3 +289,15 @@ async def test_circuit_addresses_are_dropped_when_the_node_becomes_public(
             assert private.relay_addrs() == ()
             status = json.loads(HttpApi(private).respond("GET", "/status").body)
             assert "relay_addrs" not in status
+
+
+async def test_dialing_a_circuit_the_relay_refuses_is_a_connect_error(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with node(net, "127.0.0.1", relay_service=True) as relay, \
+                node(net, "127.0.0.3") as a:
+            nobody = Keypair.generate().peer_id
+            with pytest.raises(ConnectError, match="NO_RESERVATION"):
+                async with a.dial_relayed(CircuitAddress(relay.listen_addrs[0], nobody)):
+                    pass  # pragma: no cover - refused

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
@@ -97,6 +97,7 @@ from ._messages import (
 )
 from ._relay import RelayService, RelayServiceStatistics
 from ._relay_client import (
+    RELAY_DIAL_FAILURES,
     RelayClient,
     RelayClientStatistics,
     RelayReservation,
@@ -279,10 +280,17 @@ class Node:
 
         Connects to the relay, then runs our handshake and mux end to end through it
         (the peer's id is verified as on any dial). The connection is served with the
-        node's handlers but not registered (see :mod:`actors.node._relay_client`)."""
+        node's handlers but not registered (see :mod:`actors.node._relay_client`).
+
+        Raises :class:`ConnectError` saying why when no connection was made (the relay
+        refused with its status, the target refused, the handshake failed, ...)."""
         circuit = addr if isinstance(addr, CircuitAddress) else CircuitAddress.parse(addr)
         await self.connect(circuit.relay)
-        async with self._client().dial(circuit) as connection:
+        async with AsyncExitStack() as stack:
+            try:
+                connection = await stack.enter_async_context(self._client().dial(circuit))
+            except RELAY_DIAL_FAILURES as exc:
+                raise ConnectError(f"could not connect to {circuit}: {exc}") from exc
             yield connection
 
     def relay_addrs(self) -> tuple[CircuitAddress, ...]:

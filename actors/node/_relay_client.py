@@ -48,6 +48,7 @@ from protocols import (
     NodeConfig,
     NodeSnapshot,
     PeerId,
+    StreamLimitReached,
     WsAddress,
 )
 from protocols.relay import (
@@ -336,6 +337,9 @@ _ACCEPT_FAILURES: Final[tuple[type[Exception], ...]] = (
 
 
 _RESERVE_FAILURES: Final[tuple[type[Exception], ...]] = (*_ACCEPT_FAILURES, RelayUnavailable)
+RELAY_DIAL_FAILURES: Final[tuple[type[Exception], ...]] = (*_RESERVE_FAILURES,
+                                                           StreamLimitReached)
+"""What dialing through a relay can end in when no connection was made."""
 
 
 def _parse_all(raw: tuple[bytes, ...]) -> list[WsAddress]:
