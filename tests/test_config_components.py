@@ -74,7 +74,7 @@ TODAYS_DEFAULTS: dict[str, object] = {
     "udp_discovery_timeout": 20.0, "udp_discovery_interval": 1800.0,
     "relay_service": False, "relay_max_reservations": 128, "relay_max_reservations_per_ip": 8,
     "relay_max_reservations_per_subnet": 32, "relay_reservation_ttl": 3600.0,
-    "relay_max_circuits_per_peer": 16, "relay_max_circuits": 1024,
+    "relay_max_circuits_per_peer": 16, "relay_max_circuits": 256,
     "relay_circuit_duration": 120.0, "relay_circuit_data": 131072,
     "relay_connect_timeout": 10.0, "relay_reservations": 2,
 }

@@ -17,7 +17,7 @@ setting                            default       go-libp2p
                                                  database here)
 ``relay_reservation_ttl``          3600 s        ``ReservationTTL``
 ``relay_max_circuits_per_peer``    16            ``MaxCircuits``
-``relay_max_circuits``             1024          (none: a bound of ours)
+``relay_max_circuits``             256           (none: a bound of ours)
 ``relay_circuit_duration``         120 s         ``Limit.Duration``
 ``relay_circuit_data``             131072 B      ``Limit.Data`` (each direction)
 ``relay_connect_timeout``          10 s          (the stop exchange)
@@ -28,6 +28,12 @@ setting                            default       go-libp2p
 A peer holds at most one reservation (a second RESERVE renews it), as in
 libp2p; circuits per peer count both ends (a peer as initiator and as
 target).
+
+Memory: a circuit is two ordinary streams, so the relay buffers for it what
+it may for any stream - at most a stream window of messages each way
+(flow control), counted against each connection's ``max_streams`` like every
+protocol; the data limit is checked as each message is forwarded.
+(go-libp2p copies through a 2 KiB buffer per direction instead.)
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ class RelayConfig:
     """How long a reservation lasts unless renewed."""
     relay_max_circuits_per_peer: int = 16
     """Circuits open at once to or from one peer."""
-    relay_max_circuits: int = 1024
+    relay_max_circuits: int = 256
     """Circuits open at once, in all."""
     relay_circuit_duration: float = 120.0
     """A circuit is closed this long after it was established."""
