@@ -27,6 +27,17 @@ whose bookkeeping assumes a connection's remote address is the peer's.
   relays the node holds a reservation on and at most
   :data:`MAX_ACCEPTED_CIRCUITS` at once; the relayed connection is served
   until it closes.
+* :meth:`RelayClient.run` (a supervised child, ``relay-client``, when
+  ``relay_reservations`` > 0) drives the sans-io
+  :class:`~protocols.relay.RelayPlanner`: from each snapshot it takes the
+  verdict and - only while the node is private - the connected peers whose
+  Identify lists the hop protocol (their IP and the connection's RTT), and
+  runs the planner's RESERVE commands, one task each, reporting every
+  outcome back (a cancelled one too, so a restart never leaves the planner
+  waiting). :meth:`RelayClient.circuit_addrs` lists the relays the planner
+  holds (plus reservations asked for through ``node.reserve_relay``);
+  Identify answers carry them as extra listen addresses and ``/status`` as
+  ``relay_addrs``.
 """
 
 from __future__ import annotations
