@@ -286,7 +286,8 @@ async def test_circuit_addresses_are_dropped_when_the_node_becomes_public(
                 await trio.sleep(0.1)
             net.dial_filter = None  # the port forward is fixed: dial-backs now arrive
             await private.wait_for(lambda s: s.nat_status == "public")
-            assert private.relay_addrs() == ()
+            while private.relay_addrs():  # the relay client follows the snapshot it saw
+                await trio.sleep(0.1)
             status = json.loads(HttpApi(private).respond("GET", "/status").body)
             assert "relay_addrs" not in status
 
@@ -301,3 +302,20 @@ async def test_dialing_a_circuit_the_relay_refuses_is_a_connect_error(
             with pytest.raises(ConnectError, match="NO_RESERVATION"):
                 async with a.dial_relayed(CircuitAddress(relay.listen_addrs[0], nobody)):
                     pass  # pragma: no cover - refused
+
+
+async def test_connected_peers_are_pushed_new_circuit_addresses(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(60):
+        async with node(net, "127.0.0.1", relay_service=True) as relay, \
+                node(net, "127.0.0.2") as b, node(net, "127.0.0.3") as c:
+            await b.connect(relay.listen_addrs[0])
+            await b.connect(c.listen_addrs[0])
+            await trio.sleep(5)  # identified, probed: quiet
+            pushes = b.statistics().identify.pushes_sent
+            received = c.statistics().identify_responder.pushes_received
+            await b.reserve_relay(relay.listen_addrs[0])
+            await trio.sleep(1)
+            assert b.statistics().identify.pushes_sent == pushes + 2  # the relay and c
+            assert c.statistics().identify_responder.pushes_received == received + 1

@@ -23,7 +23,9 @@ Following rust-libp2p's split, Identify has two halves:
   change it pushes a fresh Identify to every connected peer. Our STUN server
   (the snapshot's ``stun_server``) is advertised as ``stun_addrs``, a
   wildcard IP replaced by the local IP of the connection; a change of it is
-  pushed like an address change. Each ``PeerIdentified`` also goes to the
+  pushed like an address change, and so is a change of the extra listen
+  addresses (``extra_addrs``: our relays' ``/p2p-circuit`` addresses, which
+  the responder appends). Each ``PeerIdentified`` also goes to the
   UDP profiler (its STUN servers), when the node runs one.
 
 The table of live connections is owned by the node (:class:`IdentifyState`),
@@ -192,8 +194,10 @@ class IdentifyActor:
                  state: IdentifyState, inbox: MailboxReceiver[IdentifyInput],
                  tracker: MailboxSender[TrackerEvent], watch: Watch[NodeSnapshot],
                  autonat: MessageSink[PeerIdentified] | None = None,
-                 udp: MessageSink[PeerIdentified] | None = None) -> None:
+                 udp: MessageSink[PeerIdentified] | None = None,
+                 extra_addrs: Watch[tuple[bytes, ...]] | None = None) -> None:
         self._responder = responder
+        self._extra_addrs = extra_addrs
         self._autonat = autonat
         self._udp = udp
         self._config = config
@@ -217,6 +221,8 @@ class IdentifyActor:
         sweep.now()  # ends the previous incarnation may have missed
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._push_on_change, nursery)
+            if self._extra_addrs is not None:
+                nursery.start_soon(self._push_on_extra_change, self._extra_addrs, nursery)
             task_status.started()
             async for item in self._inbox:
                 if isinstance(item, ConnectionOpened):
@@ -277,6 +283,16 @@ class IdentifyActor:
                 continue
             for connection in list(self._state.connections):
                 nursery.start_soon(self._push, connection)
+
+    async def _push_on_extra_change(self, extra: Watch[tuple[bytes, ...]],
+                                    nursery: trio.Nursery) -> None:
+        """Push when the extra listen addresses (our relays' circuits) change."""
+        previous: tuple[bytes, ...] | None = None
+        async for current in extra.subscribe():
+            if previous is not None and current != previous:
+                for connection in list(self._state.connections):
+                    nursery.start_soon(self._push, connection)
+            previous = current
 
     async def _push(self, connection: Connection) -> None:
         timeout = self._config.identify_timeout

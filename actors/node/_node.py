@@ -430,7 +430,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     identify = IdentifyActor(responder=responder, config=config, state=IdentifyState(),
                              inbox=boxes.identify.receiver(), tracker=boxes.tracker.sender(),
                              watch=watch, autonat=boxes.autonat.sender(),
-                             udp=boxes.udp.sender() if udp_profiler else None)
+                             udp=boxes.udp.sender() if udp_profiler else None,
+                             extra_addrs=relay_client.advertised_addrs)
     dialer = Dialer(
         config=config, keypair=keys, transport=transport,
         state=DialerState(_planner(config, keys, rng)), inbox=boxes.dialer.receiver(),

@@ -156,6 +156,8 @@ class RelayClient:
         self._handlers: dict[str, ProtocolHandler] = {}
         self._reservations: dict[PeerId, RelayReservation] = {}
         self._manual: set[PeerId] = set()
+        self.advertised_addrs: Watch[tuple[bytes, ...]] = Watch(())
+        """:meth:`advertised`, republished when it changes (Identify pushes it)."""
         self._accepting = 0
         self._counts = dict.fromkeys(
             ("reservations_refused", "dialed", "accepted", "refused_stops"), 0)
@@ -190,6 +192,13 @@ class RelayClient:
         ordered = [*by_relay.values(), *(a for a in firsts if a not in by_relay.values())]
         return tuple(a.to_bytes() for a in ordered[:MAX_ADVERTISED])
 
+    def _publish(self) -> None:
+        """Republish :meth:`advertised` when it changed (a reservation held, lost or
+        released)."""
+        current = self.advertised()
+        if current != self.advertised_addrs.get():
+            self.advertised_addrs.set(current)
+
     # --- the planner's driver (a supervised child when relay_reservations > 0) ---
 
     async def run(self, watch: Watch[NodeSnapshot], *,
@@ -208,6 +217,7 @@ class RelayClient:
             task_status.started()
             async for snapshot in watch.subscribe():
                 await execute(self._follow(planner, snapshot))
+                self._publish()
                 driver.wake()
 
     def _follow(self, planner: RelayPlanner, snapshot: NodeSnapshot) -> list[ReserveOn]:
@@ -261,6 +271,7 @@ class RelayClient:
         else:
             now = trio.current_time()
             commands = planner.handle_reserved(relay, held.expires_at - now, now)
+        self._publish()
         await execute(commands)  # another relay to ask at once
         driver.wake()
 
@@ -293,6 +304,7 @@ class RelayClient:
         self._reservations[relay] = held
         if manual:
             self._manual.add(relay)
+            self._publish()
         self._log.info("reserved on relay", relay=str(relay), ttl=answer.reservation.ttl,
                        addrs=[str(a) for a in held.circuit_addrs(self._keypair.peer_id)])
         return held
@@ -301,6 +313,7 @@ class RelayClient:
         """Drop our record of a reservation on ``relay`` (its connection is gone)."""
         self._reservations.pop(relay, None)
         self._manual.discard(relay)
+        self._publish()
 
     # --- relayed connections ------------------------------------------------
 
