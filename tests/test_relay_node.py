@@ -26,9 +26,7 @@ from actors import (
     render_metrics,
 )
 from actors.node._relay_circuit import (
-    CircuitFrameStream,
-    accept_circuit,
-    circuit_config,
+    accept_relayed,
     dial_circuit,
     reserve,
 )
@@ -37,7 +35,6 @@ from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
     IDENTIFY_PROTOCOL_ID,
     AddressPolicy,
-    ConnectionConfig,
     Identify,
     Keypair,
     NodeConfig,
@@ -85,9 +82,7 @@ async def test_a_relay_node_reserves_relays_and_counts(
     accepted: list[Connection] = []
 
     async def target(stream: Stream[Connection]) -> None:
-        await accept_circuit(stream, timeout=5)
-        async with open_connection(CircuitFrameStream(stream), key_b, initiator=False,
-                                   config=circuit_config(ConnectionConfig())) as conn:
+        async with accept_relayed(stream, key_b, timeout=5) as conn:
             accepted.append(conn)
             await conn.closed.wait()
 

@@ -16,19 +16,18 @@ from actors import Connection, ConnectionFailed, ProtocolHandler, Stream, open_c
 from actors.connection import StreamEnded, StreamReset
 from actors.node._relay import DATA_LIMIT_CODE, DURATION_LIMIT_CODE, RelayService
 from actors.node._relay_circuit import (
-    CircuitFrameStream,
     RelayRefused,
     accept_circuit,
-    circuit_config,
+    accept_relayed,
     dial_circuit,
     open_circuit,
     reserve,
+    secure_circuit,
 )
-from actors.transport import memory_stream_pair
+from actors.transport import MemoryFrameStream, memory_stream_pair
 from protocols import (
     IDENTIFY_PROTOCOL_ID,
     AddressPolicy,
-    ConnectionConfig,
     Identify,
     Keypair,
     NodeConfig,
@@ -81,7 +80,7 @@ class Lab:
         return await self.stack.enter_async_context(open_connection(
             ours, key, initiator=True, expected_peer=self.relay_peer, handlers=handlers))
 
-    async def _serve(self, stream: CircuitFrameStream) -> None:  # any FrameStream
+    async def _serve(self, stream: MemoryFrameStream) -> None:
         async with open_connection(stream, self.relay_key, initiator=False,
                                    handlers={HOP_PROTOCOL_ID: self.service.serve_hop},
                                    config=self.connection_config) as conn:
@@ -322,15 +321,20 @@ def identify_handler(key: Keypair) -> ProtocolHandler:
     return serve
 
 
-def connection_target(key: Keypair, accepted: list[Connection]) -> StopHandler:
+def connection_target(key: Keypair, accepted: list[Connection],
+                      failures: list[str] | None = None) -> StopHandler:
     """A target that runs the listener's side of our handshake inside the circuit."""
     async def serve(stream: Stream[Connection]) -> None:
-        await accept_circuit(stream, timeout=5)
-        async with open_connection(CircuitFrameStream(stream), key, initiator=False,
-                                   handlers={IDENTIFY_PROTOCOL_ID: identify_handler(key)},
-                                   config=circuit_config(ConnectionConfig())) as conn:
-            accepted.append(conn)
-            await conn.closed.wait()
+        try:
+            async with accept_relayed(
+                    stream, key, timeout=5,
+                    handlers={IDENTIFY_PROTOCOL_ID: identify_handler(key)}) as conn:
+                accepted.append(conn)
+                await conn.closed.wait()
+        except ConnectionFailed as exc:
+            if failures is None:
+                raise
+            failures.append(str(exc))
     return serve
 
 
@@ -361,10 +365,8 @@ async def test_relayed_connections_cannot_reserve_or_connect_further(
     b_service = RelayService(config=relay_config(), keypair=key_b, own_addrs=lambda: ())
 
     async def b_side(stream: Stream[Connection]) -> None:
-        await accept_circuit(stream, timeout=5)
-        async with open_connection(CircuitFrameStream(stream), key_b, initiator=False,
-                                   handlers={HOP_PROTOCOL_ID: b_service.serve_hop},
-                                   config=circuit_config(ConnectionConfig())) as conn:
+        async with accept_relayed(stream, key_b, timeout=5,
+                                  handlers={HOP_PROTOCOL_ID: b_service.serve_hop}) as conn:
             await conn.closed.wait()
 
     async with lab() as relay:
@@ -382,7 +384,7 @@ async def test_relayed_connections_cannot_reserve_or_connect_further(
 
 async def test_a_relay_cannot_impersonate_the_target(
         autojump_clock: trio.testing.MockClock) -> None:
-    # A lying relay answers CONNECT itself and runs the handshake with its own key.
+    # A lying relay answers CONNECT itself and runs the key exchange with its own key.
     liar = Keypair.generate()
     target = Keypair.generate().peer_id
 
@@ -390,9 +392,7 @@ async def test_a_relay_cannot_impersonate_the_target(
         await stream.receive()
         await stream.send(HopStatus(RelayStatus.OK).to_wire())
         with contextlib.suppress(ConnectionFailed):  # the initiator hangs up on us
-            async with open_connection(CircuitFrameStream(stream), liar, initiator=False,
-                                       config=circuit_config(ConnectionConfig())) as conn:
-                await conn.closed.wait()
+            await secure_circuit(stream, liar, initiator=False, timeout=5)
 
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
@@ -408,7 +408,71 @@ async def test_a_relay_cannot_impersonate_the_target(
             key_a = Keypair.generate()
             async with open_connection(ours, key_a, initiator=True,
                                        expected_peer=liar.peer_id) as to_relay:
-                with pytest.raises(ConnectionFailed, match="authenticated as"):
+                with pytest.raises(ConnectionFailed, match="but the other end is"):
                     async with dial_circuit(to_relay, target, key_a):
                         pass  # pragma: no cover - the handshake must fail
             nursery.cancel_scope.cancel()
+
+
+class Spying:
+    """Wraps the relay's rules: sees every message the relay forwards, may alter one."""
+
+    def __init__(self, service: RelayService, tamper_at: int | None = None) -> None:
+        self.seen: list[bytes] = []
+        self._tamper_at = tamper_at
+        rules = service.rules
+        original = rules.handle_data
+
+        def spy(cid: int, way: object, size: int) -> bool:
+            return original(cid, way, size)  # type: ignore[arg-type]
+
+        rules.handle_data = spy  # type: ignore[method-assign]
+        service_forward = service._forward
+
+        async def forward(cid: int, src: Stream[Connection], dst: Stream[Connection],
+                          way: object) -> object:
+            original_send = dst.send
+
+            async def send(message: dict[str, object], *, fin: bool = False) -> None:
+                data = decode_circuit_data(message).data  # type: ignore[arg-type]
+                self.seen.append(data)
+                if self._tamper_at is not None and len(self.seen) == self._tamper_at:
+                    data = bytes([data[0] ^ 1]) + data[1:]
+                await original_send(CircuitData(data).to_wire(), fin=fin)
+
+            dst.send = send  # type: ignore[method-assign]
+            return await service_forward(cid, src, dst, way)  # type: ignore[arg-type]
+
+        service._forward = forward  # type: ignore[method-assign]
+
+
+async def test_a_curious_relay_reads_nothing(autojump_clock: trio.testing.MockClock) -> None:
+    key_b, accepted = Keypair.generate(), []
+    async with lab() as relay:
+        spy = Spying(relay.service)
+        await reserved_target(relay, connection_target(key_b, accepted), key=key_b)
+        key_a = Keypair.generate()
+        initiator = await relay.client("198.51.100.9", key_a)
+        async with dial_circuit(initiator, key_b.peer_id, key_a) as conn:
+            stream = await conn.open_stream(IDENTIFY_PROTOCOL_ID)
+            reply = Identify.from_wire(await stream.request({}, timeout=5))
+            assert reply.agent_version == "relayed-target"
+        seen = b"".join(spy.seen)
+        assert len(spy.seen) > 6  # key exchange, handshake, Identify
+        for secret in (b"relayed-target", IDENTIFY_PROTOCOL_ID.encode(), b"hello"):
+            assert secret not in seen
+
+
+async def test_a_tampering_relay_breaks_the_connection_instead_of_fooling_it(
+        autojump_clock: trio.testing.MockClock) -> None:
+    key_b, accepted, failures = Keypair.generate(), [], []
+    async with lab() as relay:
+        Spying(relay.service, tamper_at=6)  # after the key exchange (4 messages)
+        await reserved_target(relay, connection_target(key_b, accepted, failures), key=key_b)
+        key_a = Keypair.generate()
+        initiator = await relay.client("198.51.100.9", key_a)
+        with pytest.raises(ConnectionFailed):
+            async with dial_circuit(initiator, key_b.peer_id, key_a):
+                pass  # pragma: no cover - the altered handshake frame is refused
+        await trio.sleep(1)
+        assert accepted == [] and failures and "failed authentication" in failures[0]

@@ -34,9 +34,10 @@ own lifetime is moved to the circuit's deadline
 (:meth:`~actors.connection.Connection.set_stream_deadline`), so the circuit
 lives by its duration limit, not the connection's ``stream_timeout``.
 
-The relay sees only ``data`` messages: the ends run our whole handshake and
-stream mux inside the circuit (:mod:`actors.node._relay_circuit`), so a
-relay can neither read nor impersonate either end. Requests over a relayed
+The relay sees only ``data`` messages: the ends run an authenticated key
+exchange, seal every frame after it, and run our whole handshake and stream
+mux inside (:mod:`actors.node._relay_circuit`), so a relay can neither read,
+alter nor impersonate either end - it sees sizes and timing only. Requests over a relayed
 connection are refused (no relays of relays), and so are peers whose
 connection comes from an address the node's policy rejects.
 """

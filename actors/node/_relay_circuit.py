@@ -13,21 +13,31 @@ that makes a relayed connection a *connection* happens at its ends, here.
   the status otherwise.
 * :func:`accept_circuit` - the target's side of the stop protocol: reads the
   relay's ``stop-connect`` and answers OK.
-* :class:`CircuitFrameStream` - a :class:`~actors.transport.FrameStream`
-  over such a stream: each frame of the inner connection travels as one
-  ``data`` message. :func:`~actors.connection.open_connection` runs over it
-  exactly as over a WebSocket - the full handshake (the initiator checks the
-  target's peer id, both sign each other's nonces) and the stream mux - so
-  the relay forwards signed handshake frames and opaque stream frames and
-  can neither read nor impersonate either end. It reports ``relayed = True``
-  (the :class:`~actors.connection.Connection` exposes it), so a node never
-  relays over a relayed connection.
+* :func:`secure_circuit` - both ends, on the circuit stream, run the
+  authenticated X25519 key exchange of :mod:`protocols.relay._circuit_security`
+  (each signs a transcript binding both identities to both ephemeral keys;
+  the initiator checks the target's peer id) and get a
+  :class:`CircuitFrameStream`: a :class:`~actors.transport.FrameStream` whose
+  every frame is sealed (ChaCha20-Poly1305, one key per direction, the frame
+  counter as nonce) and travels as one ``data`` message.
+  :func:`~actors.connection.open_connection` then runs over it exactly as
+  over a WebSocket - our handshake and stream mux. Our handshake alone
+  authenticates but does not protect the frames after it (on a direct
+  connection ``/wss`` does that); a relay is on the path, so without the
+  sealing it could read every frame and alter or inject them after the
+  handshake. With it the relay forwards ciphertext it can neither read, alter,
+  replay nor reorder unnoticed (it still sees sizes and timing). The stream
+  reports ``relayed = True`` (the :class:`~actors.connection.Connection`
+  exposes it), so a node never relays over a relayed connection.
 * :func:`dial_circuit` - all of the initiator's side at once:
-  ``async with dial_circuit(relay_connection, target, keypair) as conn``.
+  ``async with dial_circuit(relay_connection, target, keypair) as conn``;
+  :func:`accept_relayed` the target's, which also checks that the key
+  exchange and the handshake authenticated the same peer.
 
-The inner connection's frames must fit one ``data`` message inside one
-frame of the relay's connections, so it runs with ``max_frame_bytes`` at
-most :data:`~protocols.relay.MAX_CIRCUIT_DATA` (:func:`circuit_config`).
+The inner connection's sealed frames must fit one ``data`` message inside
+one frame of the relay's connections, so it runs with ``max_frame_bytes``
+at most :data:`~protocols.relay.MAX_CIRCUIT_DATA` minus the seal's tag
+(:func:`circuit_config`).
 Both ends move their circuit stream's lifetime to the circuit's duration
 limit (plus a little slack: the relay closes first), since a circuit lives
 longer than one ordinary stream.
@@ -46,8 +56,13 @@ from protocols import ConnectionConfig, ErrorCode, Keypair, PeerId, WsAddress
 from protocols.relay import (
     HOP_PROTOCOL_ID,
     MAX_CIRCUIT_DATA,
+    SEAL_OVERHEAD,
     CircuitData,
+    CircuitKeyExchange,
+    CircuitKeys,
     CircuitLimit,
+    FrameOpener,
+    FrameSealer,
     HopConnect,
     HopReserve,
     HopStatus,
@@ -62,6 +77,7 @@ from protocols.relay import (
 from ..connection import (
     EXCHANGE_FAILURES,
     Connection,
+    ConnectionFailed,
     ProtocolHandler,
     Stream,
     StreamReset,
@@ -82,9 +98,10 @@ class RelayRefused(Exception):
 
 
 def circuit_config(config: ConnectionConfig) -> ConnectionConfig:
-    """``config`` for a connection inside a circuit (frames fit one ``data`` message)."""
+    """``config`` for a connection inside a circuit (a sealed frame fits one ``data``
+    message)."""
     return dataclasses.replace(config, max_frame_bytes=min(config.max_frame_bytes,
-                                                            MAX_CIRCUIT_DATA))
+                                                            MAX_CIRCUIT_DATA - SEAL_OVERHEAD))
 
 
 async def reserve(relay: Connection, *, timeout: float) -> HopStatus:
@@ -138,14 +155,19 @@ def _extend(stream: Stream[Connection], limit: CircuitLimit | None) -> None:
 
 
 class CircuitFrameStream:
-    """A :class:`~actors.transport.FrameStream` over a circuit stream (see the module
-    docstring). ``remote_addr``/``local_addr`` are those of the connection to the relay:
-    a circuit has no address of its own, and ``relayed`` tells it apart."""
+    """A :class:`~actors.transport.FrameStream` over a circuit stream whose key exchange
+    is done (:func:`secure_circuit`): every frame is sealed for the peer, one per ``data``
+    message. ``remote_addr``/``local_addr`` are those of the connection to the relay: a
+    circuit has no address of its own, and ``relayed`` tells it apart. ``peer_id`` is
+    the peer the key exchange authenticated."""
 
     relayed: Final = True
 
-    def __init__(self, stream: Stream[Connection]) -> None:
+    def __init__(self, stream: Stream[Connection], keys: CircuitKeys) -> None:
         self._stream = stream
+        self.peer_id = keys.peer_id
+        self._sealer = FrameSealer(keys.send_key)
+        self._opener = FrameOpener(keys.receive_key)
         self._closed = False
 
     @property
@@ -163,7 +185,7 @@ class CircuitFrameStream:
         if self._closed:
             raise TransportClosed("circuit already closed by this side")
         try:
-            await self._stream.send(CircuitData(frame).to_wire())
+            await self._stream.send(CircuitData(self._sealer.seal(frame)).to_wire())
         except _STREAM_ENDS as exc:
             raise _broken(exc) from exc
 
@@ -171,7 +193,7 @@ class CircuitFrameStream:
         if self._closed:
             raise TransportClosed("circuit already closed by this side")
         try:
-            return decode_circuit_data(await self._stream.receive()).data
+            return self._opener.open(decode_circuit_data(await self._stream.receive()).data)
         except _STREAM_ENDS as exc:
             raise _broken(exc) from exc
 
@@ -182,8 +204,33 @@ class CircuitFrameStream:
         await self._stream.aclose()
 
 
+async def secure_circuit(stream: Stream[Connection], keypair: Keypair, *, initiator: bool,
+                         expected_peer: PeerId | None = None,
+                         timeout: float) -> CircuitFrameStream:
+    """Run the key exchange (:mod:`protocols.relay._circuit_security`) on a circuit
+    stream; raises :class:`~actors.connection.ConnectionFailed` when it fails (the
+    stream is then reset)."""
+    exchange = CircuitKeyExchange(keypair, initiator=initiator, expected_peer=expected_peer)
+    try:
+        with trio.fail_after(timeout):
+            await stream.send(CircuitData(exchange.handle_start()).to_wire())
+            while True:
+                reply = exchange.handle_message(
+                    decode_circuit_data(await stream.receive()).data)
+                if isinstance(reply, CircuitKeys):
+                    return CircuitFrameStream(stream, reply)
+                await stream.send(CircuitData(reply).to_wire())
+    except _SECURING_FAILURES as exc:
+        await stream.reset(ErrorCode.BAD_MESSAGE)
+        raise ConnectionFailed(f"circuit key exchange failed: {exc}",
+                               timed_out=isinstance(exc, trio.TooSlowError)) from exc
+
+
 _STREAM_ENDS: Final[tuple[type[Exception], ...]] = (*EXCHANGE_FAILURES,
                                                      trio.ClosedResourceError)
+
+
+_SECURING_FAILURES: Final[tuple[type[Exception], ...]] = (*_STREAM_ENDS, trio.TooSlowError)
 
 
 def _broken(exc: BaseException) -> TransportBroken:
@@ -201,7 +248,29 @@ async def dial_circuit(relay: Connection, target: PeerId, keypair: Keypair, *,
     docstring); raises :class:`RelayRefused`, a stream failure or
     :class:`~actors.connection.ConnectionFailed` (the handshake: e.g. someone else answered)."""
     stream, _limit = await open_circuit(relay, target, timeout=timeout)
-    async with open_connection(CircuitFrameStream(stream), keypair, initiator=True,
+    secure = await secure_circuit(stream, keypair, initiator=True, expected_peer=target,
+                                  timeout=timeout)
+    async with open_connection(secure, keypair, initiator=True,
                                expected_peer=target, handlers=handlers,
                                config=circuit_config(config or ConnectionConfig())) as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def accept_relayed(stream: Stream[Connection], keypair: Keypair, *,
+                         handlers: Mapping[str, ProtocolHandler] | None = None,
+                         config: ConnectionConfig | None = None,
+                         timeout: float = 10.0) -> AsyncIterator[Connection]:
+    """All of the target's side of a stop stream: accept, secure, authenticate.
+
+    Raises :class:`~actors.connection.ConnectionFailed` when the key exchange or the
+    handshake fails, or when they authenticated different peers."""
+    await accept_circuit(stream, timeout=timeout)
+    secure = await secure_circuit(stream, keypair, initiator=False, timeout=timeout)
+    async with open_connection(secure, keypair, initiator=False, handlers=handlers,
+                               config=circuit_config(config or ConnectionConfig())) as conn:
+        if conn.peer_id != secure.peer_id:
+            await conn.aclose("the handshake and the key exchange name different peers")
+            raise ConnectionFailed(f"relayed handshake authenticated {conn.peer_id}, the key "
+                                   f"exchange {secure.peer_id}")
         yield conn

@@ -21,8 +21,9 @@ not registered with the Dialer, the StatusTracker or the AutoNAT probe,
 whose bookkeeping assumes a connection's remote address is the peer's.
 
 * :meth:`RelayClient.dial` (``node.dial_relayed``): CONNECT through a relay
-  the node is connected to, then the initiator's handshake, which checks
-  the target's peer id: a relay cannot impersonate it.
+  the node is connected to, then the key exchange and the initiator's
+  handshake, which check the target's peer id: a relay can neither
+  impersonate the target nor read or alter the connection.
 * :meth:`RelayClient.serve_stop`: the stop protocol, accepted only from
   relays the node holds a reservation on and at most
   :data:`MAX_ACCEPTED_CIRCUITS` at once; the relayed connection is served
@@ -80,13 +81,11 @@ from ..connection import (
     ConnectionFailed,
     ProtocolHandler,
     Stream,
-    open_connection,
 )
 from ..runtime import TimeoutDriver, Watch, get_logger
 from ._relay_circuit import (
-    CircuitFrameStream,
     RelayRefused,
-    accept_circuit,
+    accept_relayed,
     circuit_config,
     dial_circuit,
     reserve,
@@ -341,14 +340,12 @@ class RelayClient:
             return
         self._accepting += 1
         try:
-            initiator, _limit = await accept_circuit(
-                stream, timeout=self._config.relay.relay_connect_timeout)
-            async with open_connection(CircuitFrameStream(stream), self._keypair,
-                                       initiator=False, handlers=self._handlers,
-                                       config=self._connection_config) as conn:
+            async with accept_relayed(stream, self._keypair, handlers=self._handlers,
+                                      config=self._config.connection,
+                                      timeout=self._config.relay.relay_connect_timeout) as conn:
                 self._counts["accepted"] += 1
                 self._log.info("relayed connection accepted", relay=str(relay),
-                               peer=str(conn.peer_id), claimed=str(initiator))
+                               peer=str(conn.peer_id))
                 await conn.closed.wait()
         except _ACCEPT_FAILURES as exc:
             self._log.info("relayed connection failed", relay=str(relay), error=str(exc))

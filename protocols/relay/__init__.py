@@ -1,5 +1,6 @@
 """Circuit Relay v2 over our wire: messages, relayed addresses, the relay's settings and
-its admission rules (reservations and circuits), and a private node's choice of relays.
+its admission rules (reservations and circuits), a private node's choice of relays, and
+the end-to-end security of relayed connections.
 
 May import: :mod:`protocols.wire`, :mod:`protocols.core` (not its siblings).
 """
@@ -7,6 +8,14 @@ May import: :mod:`protocols.wire`, :mod:`protocols.core` (not its siblings).
 from __future__ import annotations
 
 from ._circuit_address import CIRCUIT_COMPONENT, CircuitAddress
+from ._circuit_security import (
+    CIRCUIT_SECURITY_CONTEXT,
+    SEAL_OVERHEAD,
+    CircuitKeyExchange,
+    CircuitKeys,
+    FrameOpener,
+    FrameSealer,
+)
 from ._relay_config import RelayConfig
 from ._relay_msg import (
     HOP_PROTOCOL_ID,
@@ -47,9 +56,11 @@ from ._relay_rules import (
 
 __all__ = [
     "CIRCUIT_COMPONENT",
+    "CIRCUIT_SECURITY_CONTEXT",
     "HOP_PROTOCOL_ID",
     "MAX_CIRCUIT_DATA",
     "MAX_RESERVATION_ADDRS",
+    "SEAL_OVERHEAD",
     "STOP_PROTOCOL_ID",
     "CircuitAddress",
     "CircuitAdmitted",
@@ -57,9 +68,13 @@ __all__ = [
     "CircuitDirection",
     "CircuitEnd",
     "CircuitExpired",
+    "CircuitKeyExchange",
+    "CircuitKeys",
     "CircuitLimit",
     "CircuitRefused",
     "CircuitState",
+    "FrameOpener",
+    "FrameSealer",
     "HopConnect",
     "HopMessage",
     "HopReserve",

@@ -29,8 +29,10 @@ Two departures from the spec, both for our wire:
 * A relayed connection is a sequence of our connection frames, so the
   circuit carries whole frames, one per ``data`` message, instead of a byte
   stream. The relay forwards each message unchanged and counts its
-  ``data`` bytes against the circuit's limit; it can neither read nor forge
-  them, because both ends run the full handshake (signatures) inside.
+  ``data`` bytes against the circuit's limit; it can neither read nor alter
+  them: the ends seal every frame after an authenticated key exchange
+  (:mod:`protocols.relay._circuit_security`), then run our full handshake
+  inside.
 
 The spec's reservation voucher (a signed record the reserving peer may hand
 out) is not carried yet. Every message is validated once, here, at the
@@ -69,8 +71,9 @@ TYPE_KEY: Final = "type"
 MAX_RESERVATION_ADDRS: Final = 16
 MAX_PEER_ID_SIZE: Final = 128
 MAX_CIRCUIT_DATA: Final = 60 * 1024
-"""Largest ``data`` payload: one inner frame, leaving room for the outer frame's own keys
-inside the default 64 KiB frame (a relayed connection's frames are at most this)."""
+"""Largest ``data`` payload: one sealed inner frame, leaving room for the outer frame's own
+keys inside the default 64 KiB frame (a relayed connection's frames are at most this, less
+the seal's tag)."""
 
 
 class RelayStatus(enum.IntEnum):
@@ -286,7 +289,8 @@ class StopStatus(WireMessage):
 
 @dataclass(frozen=True, slots=True)
 class CircuitData(WireMessage):
-    """One frame of the relayed connection, opaque to the relay."""
+    """One message of the circuit: a key-exchange message, then sealed frames of the
+    relayed connection - opaque to the relay."""
 
     TYPE: ClassVar[str] = "data"
 
