@@ -418,7 +418,7 @@ def test_unknown_error_codes_are_kept() -> None:
 def test_error_codes() -> None:
     assert [c.value for c in ErrorCode] == ["unsupported-protocol", "too-many-streams",
                                             "stream-timeout", "bad-message", "internal-error",
-                                            "flow-control"]
+                                            "flow-control", "rate-limited"]
 
 
 def test_invalid_stream_frames_cannot_be_constructed() -> None:

@@ -60,6 +60,7 @@ from protocols import (
     UpgradeStatistics,
     WsAddress,
 )
+from protocols.bootstrap import PEER_EXCHANGE_PROTOCOL_ID, PeerExchangePlan, PeerExchangeStatistics
 from protocols.stun import UdpDiscoveryPlan, UdpDiscoveryStatistics
 
 from ..connection import ProtocolHandler
@@ -76,7 +77,7 @@ from ..runtime import (
 from ..transport import Transport, WebSocketTransport, client_context, server_context
 from ._autonat_probe import AutonatProbe, AutonatState, SmallNetworkWait
 from ._autonat_server import AutonatServer, AutonatServerStatistics
-from ._bootstrap import BootstrapFetcher
+from ._bootstrap import BootstrapFetcher, ClientFactory
 from ._dialback import DialBackReceiver, DialBackStatistics
 from ._dialer import Dialer, DialerState, DialerStatistics
 from ._identify import (
@@ -94,6 +95,7 @@ from ._messages import (
     IdentifyInput,
     TrackerEvent,
 )
+from ._peer_exchange import PeerExchangeServer, PeerExchangeServerStatistics
 from ._status_tracker import StatusTracker, StatusTrackerStatistics
 from ._storage import load_or_create_keypair
 from ._stun import StunServerActor, StunStatistics, UdpProfiler
@@ -131,6 +133,10 @@ class NodeStatistics:
     """Our STUN server's counters (None: ``stun_listen`` is off)."""
     udp_discovery: UdpDiscoveryStatistics | None = None
     """Our UDP profile measurements (None: ``udp_discovery`` is off)."""
+    peer_exchange: PeerExchangeServerStatistics | None = None
+    """Peer-exchange requests we answered or refused."""
+    peer_exchange_client: PeerExchangeStatistics | None = None
+    """Peer-exchange requests we made while AutoNAT servers were few."""
 
     # Views of ``autonat_client`` (read-only; nothing here is counted twice).
 
@@ -176,7 +182,9 @@ class Node:
                  server: AutonatServer, receiver: DialBackReceiver,
                  fetcher: BootstrapFetcher, transport: Transport,
                  stun_server: StunServerActor | None = None,
-                 udp_profiler: UdpProfiler | None = None) -> None:
+                 udp_profiler: UdpProfiler | None = None,
+                 exchange_server: PeerExchangeServer | None = None,
+                 exchange_plan: PeerExchangePlan | None = None) -> None:
         self.keypair = keypair
         self.config = config
         self._watch = watch
@@ -194,6 +202,8 @@ class Node:
         self._transport = transport
         self._stun_server = stun_server
         self._udp_profiler = udp_profiler
+        self._exchange_server = exchange_server
+        self._exchange_plan = exchange_plan
 
     @property
     def peer_id(self) -> PeerId:
@@ -257,7 +267,11 @@ class Node:
             upgrades=(self._transport.upgrades.statistics()
                       if isinstance(self._transport, WebSocketTransport) else None),
             stun=self._stun_server.statistics() if self._stun_server else None,
-            udp_discovery=self._udp_profiler.statistics() if self._udp_profiler else None)
+            udp_discovery=self._udp_profiler.statistics() if self._udp_profiler else None,
+            peer_exchange=(self._exchange_server.statistics()
+                           if self._exchange_server else None),
+            peer_exchange_client=(self._exchange_plan.statistics()
+                                  if self._exchange_plan else None))
 
     def probes_served(self) -> int:
         """AutoNAT dial requests this node's server answered (``/status``'s ``probes_served``)."""
@@ -317,7 +331,7 @@ def _planner(config: NodeConfig, keys: Keypair, rng: random.Random) -> DialPlann
 
 
 def _build(config: NodeConfig, keys: Keypair, transport: Transport,
-           rng: random.Random) -> Node:
+           rng: random.Random, http_client_factory: ClientFactory | None = None) -> Node:
     """Every actor and the supervisor, wired through the node-owned mailboxes and watch."""
     boxes = _Mailboxes.create(config.mailbox_size)
     watch: Watch[NodeSnapshot] = Watch()
@@ -329,7 +343,9 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     server = AutonatServer(config=config, keypair=keys, transport=transport,
                            connection_config=config.connection,
                            tracker=boxes.tracker.sender(), rng=rng)
-    handlers: dict[str, ProtocolHandler] = {DIAL_BACK_PROTOCOL_ID: receiver.serve}
+    exchange_server = PeerExchangeServer(config=config, watch=watch, rng=rng, node=keys.peer_id)
+    handlers: dict[str, ProtocolHandler] = {DIAL_BACK_PROTOCOL_ID: receiver.serve,
+                                            PEER_EXCHANGE_PROTOCOL_ID: exchange_server.serve}
     if config.autonat_server:
         handlers[DIAL_REQUEST_PROTOCOL_ID] = server.serve
     responder = IdentifyResponder(
@@ -342,10 +358,11 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         policy=config.policy, rng=rng, probe_servers=config.autonat_client.probe_servers,
         welcome_probes=config.autonat_client.welcome_probes,
         max_observers=config.max_peers)  # as many observers as the node model keeps
+    exchange_plan = PeerExchangePlan(threshold=config.autonat_client.confidence)
     autonat = AutonatProbe(
-        config=config, receiver=receiver, state=AutonatState(scheduler),
+        config=config, receiver=receiver, state=AutonatState(scheduler, exchange=exchange_plan),
         inbox=boxes.autonat.receiver(), tracker=boxes.tracker.sender(), watch=watch,
-        node=keys.peer_id, pulse=pulse)
+        node=keys.peer_id, pulse=pulse, peers=boxes.dialer.sender())
     stun_server = (StunServerActor(config=config, tracker=boxes.tracker.sender(), watch=watch,
                                    node=keys.peer_id) if config.stun.enabled else None)
     udp_profiler = (UdpProfiler(
@@ -363,7 +380,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         listeners=[boxes.identify.sender(), boxes.autonat.sender()], handlers=handlers,
         pulse=pulse)
     fetcher = BootstrapFetcher(config=config, dialer=boxes.dialer.sender(), watch=watch,
-                               local_peer=keys.peer_id, rng=rng, pulse=pulse)
+                               local_peer=keys.peer_id, rng=rng, pulse=pulse,
+                               client_factory=http_client_factory)
     children = [ChildSpec("status-tracker", tracker.run, mailbox=boxes.tracker)]
     if stun_server is not None:  # before the Dialer: every Identify advertises it
         children.append(ChildSpec("stun-server", stun_server.run))
@@ -380,7 +398,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
                 supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify,
                 responder=responder, autonat=autonat, server=server, receiver=receiver,
                 fetcher=fetcher, transport=transport, stun_server=stun_server,
-                udp_profiler=udp_profiler)
+                udp_profiler=udp_profiler, exchange_server=exchange_server,
+                exchange_plan=exchange_plan)
 
 
 @asynccontextmanager
@@ -390,6 +409,7 @@ async def open_node(
     transport: Transport | None = None,
     keypair: Keypair | None = None,
     rng: random.Random | None = None,
+    http_client_factory: ClientFactory | None = None,
 ) -> AsyncIterator[Node]:
     """Run a node for the duration of the ``async with`` block.
 
@@ -397,10 +417,12 @@ async def open_node(
     :class:`~actors.MemoryTransport`. ``keypair`` overrides ``config.key_file``.
     Raises :class:`~protocols.KeyFileError` for an unusable key file and
     :class:`~protocols.ConfigError` for an unusable ``tls_cert``/``tls_key``/``tls_ca``.
+    ``http_client_factory`` replaces ``httpx.AsyncClient`` for the boot URL fetches
+    (tests serve a boot document from an ``httpx.MockTransport``).
     """
     node = _build(config, _keypair(config, keypair),
                   transport if transport is not None else _default_transport(config),
-                  rng if rng is not None else random.Random())
+                  rng if rng is not None else random.Random(), http_client_factory)
     async with trio.open_nursery() as nursery:
         await nursery.start(node.supervisor.run)
         try:

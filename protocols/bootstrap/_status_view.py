@@ -73,7 +73,8 @@ from ..node import NodeSnapshot, PeerRecord
 from ._round_robin import RoundRobin
 from ._status_doc import StatusDocument
 
-__all__ = ["StatusListing", "own_addresses", "public_peer_addresses", "status_document"]
+__all__ = ["StatusListing", "own_addresses", "public_peer_addresses", "status_document",
+           "verified_peers"]
 
 MAX_LISTED_ADDRS: Final = 16
 """Cap for ``reachable_addrs`` and ``observed_addrs`` in the document."""
@@ -190,10 +191,18 @@ def own_addresses(snapshot: NodeSnapshot, policy: AddressPolicy) -> tuple[str, .
 def public_peer_addresses(snapshot: NodeSnapshot, policy: AddressPolicy) -> tuple[str, ...]:
     """One verified routable address (with ``/p2p/``) per confirmed public peer, in peer
     id order (see "Other peers" in the module docstring)."""
+    return tuple(str(addr.with_peer_id(peer)) for peer, addr in verified_peers(snapshot, policy))
+
+
+def verified_peers(snapshot: NodeSnapshot,
+                   policy: AddressPolicy) -> tuple[tuple[PeerId, WsAddress], ...]:
+    """The confirmed public peers with their one verified routable address (no ``/p2p/``),
+    in peer id order: what ``/status`` lists and peer exchange samples. The one place
+    that decides which addresses we pass on (see "Other peers" in the module docstring)."""
     seen_from: dict[PeerId, set[IPAddress | None]] = {}
     for conn in snapshot.connections:
         seen_from.setdefault(conn.peer_id, set()).add(conn.remote_addr.ip)
-    chosen: list[str] = []
+    chosen: list[tuple[PeerId, WsAddress]] = []
     for record in snapshot.peers:
         ips = seen_from.get(record.peer_id)
         if ips is None or not _identified(record):
@@ -202,7 +211,7 @@ def public_peer_addresses(snapshot: NodeSnapshot, policy: AddressPolicy) -> tupl
                         if a in record.verified_addrs or (a.ip is not None and a.ip in ips)),
                        None)
         if address is not None:
-            chosen.append(str(address.with_peer_id(record.peer_id)))
+            chosen.append((record.peer_id, address.with_peer_id(None)))
     return tuple(chosen)
 
 
