@@ -184,12 +184,13 @@ class PeerExchangePlan:
     request_size: int = MAX_EXCHANGE_PEERS
     max_in_flight: int = 2
     reask_after: float = REASK_AFTER
-    _servers: int = field(default=0, init=False)
-    _askable: dict[PeerId, None] = field(default_factory=dict, init=False)  # identified order
-    _asked_at: dict[PeerId, float] = field(default_factory=dict, init=False)
-    _in_flight: set[PeerId] = field(default_factory=set, init=False)
-    _now: float = field(default=-math.inf, init=False)
-    _counters: _Counters = field(default_factory=_Counters, init=False)
+    _servers: int = field(default=0, init=False, repr=False)
+    # connected peers serving the protocol, in the order they were identified
+    _askable: dict[PeerId, None] = field(default_factory=dict, init=False, repr=False)
+    _asked_at: dict[PeerId, float] = field(default_factory=dict, init=False, repr=False)
+    _in_flight: set[PeerId] = field(default_factory=set, init=False, repr=False)
+    _now: float = field(default=-math.inf, init=False, repr=False)
+    _counters: _Counters = field(default_factory=_Counters, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, int) \
