@@ -21,8 +21,10 @@ import pytest
 import trio
 
 import actors.node._autonat_probe as autonat_probe
-from actors import MemoryNetwork, Node, open_node
-from protocols import AddressPolicy, NodeConfig
+from actors import MemoryNetwork, Node, open_connection, open_node
+from actors.connection._stream import StreamReset
+from protocols import AddressPolicy, Keypair, NodeConfig, PeerId, WsAddress
+from protocols.bootstrap import PEER_EXCHANGE_PROTOCOL_ID, PeersRequest, PeersResponse
 
 LOOPBACK = AddressPolicy(allow_loopback=True)
 BOOT_URL = "http://boot.test/status"
@@ -114,3 +116,33 @@ async def test_without_peer_exchange_the_same_newcomer_waits_for_the_small_netwo
     assert set(stats.servers_answered) == {boot.peer_id}
     exchange = stats.peer_exchange_client
     assert exchange is not None and exchange.failed >= 1 and exchange.peers_learned == 0
+
+
+async def test_the_server_answers_a_bounded_sample_and_refuses_a_scanner(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    keys = Keypair.generate()
+    with trio.fail_after(60):
+        async with _network(net) as (boot, others), \
+                net.transport("127.0.4.1").dial(boot.listen_addrs[0]) as frames, \
+                open_connection(frames, keys, initiator=True,
+                                expected_peer=boot.peer_id) as conn:
+            replies = []
+            for _ in range(2):
+                stream = await conn.open_stream(PEER_EXCHANGE_PROTOCOL_ID)
+                replies.append(PeersResponse.from_wire(
+                    await stream.request(PeersRequest(2).to_wire(), timeout=5)))
+            for reply in replies:
+                assert len(reply.peers) == 2
+                ids = {PeerId.from_bytes(e.peer_id) for e in reply.peers}
+                assert ids <= {o.peer_id for o in others}
+                for entry in reply.peers:  # the verified address: the peer's own host
+                    (raw,) = entry.addrs
+                    assert WsAddress.parse(raw).host.startswith("127.0.2.")
+            # a third request within the minute is refused before it is read
+            stream = await conn.open_stream(PEER_EXCHANGE_PROTOCOL_ID)
+            with pytest.raises(StreamReset) as refused:
+                await stream.request(PeersRequest(16).to_wire(), timeout=5)
+            assert refused.value.code == "rate-limited"
+            served = boot.statistics().peer_exchange
+            assert served is not None and served.rejected == 1
