@@ -117,6 +117,8 @@ __all__ = ["DIAL_BACK_GRACE", "AutonatProbe", "AutonatState", "SmallNetworkWait"
 _PROBE_FAILURES: tuple[type[BaseException], ...] = (*EXCHANGE_FAILURES, trio.ClosedResourceError)
 """What a server or the network can do to one probe: an ERROR result, never a crash."""
 DIAL_BACK_GRACE = 1.0
+_MAX_EARLY_IDENTIFIED = 64
+"""Identify results kept for peer exchange until their connection is reported."""
 """After an OK response, how long the dial-back may still take to be seen."""
 
 
@@ -166,6 +168,7 @@ class AutonatProbe:
         self._node = node
         self._driver = TimeoutDriver[ProbeCommand](self._scheduler)
         self._pex_driver: TimeoutDriver[AskForPeers] | None = None
+        self._pex_early: dict[PeerId, tuple[str, ...]] = {}  # identified before connected
         self._nursery: trio.Nursery | None = None
         self._filtering_logged = "unknown"
         self._log = get_logger("actors.autonat", actor="autonat-probe", **node_field(node))
@@ -206,6 +209,9 @@ class AutonatProbe:
         await self._execute(self._scheduler.handle_connection_up(
             peer, remote_addr=connection.remote_addr, local_addr=connection.local_addr,
             inbound=connection.direction is Direction.INBOUND, now=trio.current_time()))
+        early = self._pex_early.pop(peer, None)
+        if early is not None and self._pex is not None:  # its Identify came first
+            self._ask_peers(self._pex.handle_peer_identified(peer, early, trio.current_time()))
 
     async def _identified(self, event: PeerIdentified) -> None:
         """One Identify result: its observation of our address, then its protocols."""
@@ -222,6 +228,11 @@ class AutonatProbe:
             [(event.peer_id, event.protocols)], now)
         if self._pex is not None and event.peer_id in self._state.connections:
             self._ask_peers(self._pex.handle_peer_identified(event.peer_id, event.protocols, now))
+        elif self._pex is not None:  # its connection is not reported yet: keep a few
+            self._pex_early.pop(event.peer_id, None)
+            self._pex_early[event.peer_id] = event.protocols
+            while len(self._pex_early) > _MAX_EARLY_IDENTIFIED:
+                del self._pex_early[next(iter(self._pex_early))]
         await self._execute(commands)
 
     async def _gone(self, gone: ConnectionGone) -> None:
