@@ -191,18 +191,18 @@ def test_limits_per_peer_ip_and_subnet() -> None:
         assert limiter.try_acquire(IDS[2], 0.0, ip=ip) is None
         limiter.release(IDS[2], ip=ip)
     assert limiter.try_acquire(IDS[2], 1.0, ip=ip) is RateLimitReason.PER_PEER
-    # new peer ids from the same IP: 4 a minute in all
-    for peer in IDS[3:5]:
+    # new peer ids from the same IP: 8 a minute in all
+    for peer in IDS[3:9]:
         assert limiter.try_acquire(peer, 2.0, ip=ip) is None
         limiter.release(peer, ip=ip)
-    assert limiter.try_acquire(IDS[5], 3.0, ip=ip) is RateLimitReason.PER_IP
-    # other IPs of the same /24: 8 a minute in all
-    for i, peer in enumerate(IDS[6:10]):
+    assert limiter.try_acquire(IDS[9], 3.0, ip=ip) is RateLimitReason.PER_IP
+    # other IPs of the same /24: 16 a minute in all
+    for i, peer in enumerate(IDS[10:18]):
         other = WsAddress.parse(f"/ip4/198.51.100.{100 + i}/tcp/1/ws").ip
         assert limiter.try_acquire(peer, 4.0, ip=other) is None
         limiter.release(peer, ip=other)
     last = WsAddress.parse("/ip4/198.51.100.200/tcp/1/ws").ip
-    assert limiter.try_acquire(IDS[10], 5.0, ip=last) is RateLimitReason.PER_SUBNET
+    assert limiter.try_acquire(IDS[18], 5.0, ip=last) is RateLimitReason.PER_SUBNET
     # a minute later everyone may ask again
     assert limiter.try_acquire(IDS[2], 61.0, ip=ip) is None
 

@@ -22,8 +22,9 @@ Server (:func:`sample_peers`, :func:`peer_exchange_limiter`)
     server's :class:`~protocols.RateLimiter` (per peer, per IP, per subnet,
     global, concurrent) at lower rates, so a scanner cannot enumerate the
     network through one node: at 2 requests per peer-minute and 16 peers a
-    request, a node reveals at most 32 peers a minute to one peer id, 64 to
-    one IP and 128 to one subnet.
+    request, a node reveals at most 32 peers a minute to one peer id, 128 to
+    one IP (8 requests: a few nodes behind one NAT still get answers) and 256
+    to one subnet.
 
 Client (:func:`interpret_peers_response`)
     Every entry is checked on its own: a valid peer id that is neither ours
@@ -85,7 +86,7 @@ REASK_AFTER: Final = 60.0
 def peer_exchange_limiter() -> RateLimiter:
     """The server's request limits (see "Server" in the module docstring)."""
     return RateLimiter(global_per_minute=120, per_peer_per_minute=2, concurrent_per_peer=1,
-                       per_ip_per_minute=4, per_subnet_per_minute=8, concurrent_per_ip=2)
+                       per_ip_per_minute=8, per_subnet_per_minute=16, concurrent_per_ip=2)
 
 
 def sample_peers(candidates: Sequence[tuple[PeerId, WsAddress]], *, requester: PeerId,

@@ -30,6 +30,7 @@ pytest suite (``test_nat_lab.py``) runs the same jobs and asserts per run.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import signal
 import statistics
@@ -89,6 +90,9 @@ LINK_PROBE_TIMEOUT = 60.0
 (retransmitted after 1, 3, 7 s ...) on the way to the boot nodes and back, so a
 probe can need several times the ~5-12 s of a private verdict."""
 CLUSTER_URL = f"http://{LB_IP}:{HTTP_PORT}/status"
+PYRSIA_URL = f"http://{LB_IP}:{HTTP_PORT}/pyrsia/status"
+"""A Pyrsia-shaped document (``{peers_count, peer_id, peer_addrs}``) listing one boot node's
+own address only: peer exchange must find the other servers."""
 CLUSTER_EXPECT = Expectation("public", "none", True)
 NODE_EXPECT = Expectation("private", "endpoint-independent", False)
 CLUSTER_FETCHES = 8
@@ -176,6 +180,10 @@ http {{
     }}
     server {{
         listen {ip}:{port};
+        location = /pyrsia/status {{
+            default_type application/json;
+            return 200 '{pyrsia}';
+        }}
         location / {{
             proxy_pass http://boot_cluster;
             proxy_connect_timeout 2s;
@@ -187,11 +195,14 @@ http {{
 """
 
 
-def start_nginx(lab: Lab, ns: Namespace, upstreams: Sequence[str]) -> LabProcess:
-    """nginx in ``ns`` on ``LB_IP:HTTP_PORT``, round robin over ``upstreams`` (``ip:port``)."""
+def start_nginx(lab: Lab, ns: Namespace, upstreams: Sequence[str], *,
+                pyrsia: dict[str, Any] | None = None) -> LabProcess:
+    """nginx in ``ns`` on ``LB_IP:HTTP_PORT``, round robin over ``upstreams`` (``ip:port``);
+    ``pyrsia`` is served as is at :data:`PYRSIA_URL`."""
     servers = "\n".join(f"        server {up} max_fails=1 fail_timeout=30s;" for up in upstreams)
+    document = json.dumps(pyrsia if pyrsia is not None else {})
     conf = lab.write_file("nginx.conf", _NGINX_CONF.format(
-        tmp=lab.tmp, servers=servers, ip=LB_IP, port=HTTP_PORT))
+        tmp=lab.tmp, servers=servers, ip=LB_IP, port=HTTP_PORT, pyrsia=document))
     proc = ns.spawn("nginx", ["nginx", "-e", str(lab.tmp / "nginx-startup.log"),
                               "-p", str(lab.tmp), "-c", str(conf), "-g", "daemon off;"])
 
@@ -216,6 +227,8 @@ class ClusterResult:
     killed: str = ""
     probes_before: list[RunRecord] = field(default_factory=list)
     probes_after: list[RunRecord] = field(default_factory=list)
+    probes_pyrsia: list[RunRecord] = field(default_factory=list)
+    """Probes through :data:`PYRSIA_URL` (one boot node listed; peer exchange finds more)."""
     node_status: dict[str, Any] | None = None
     """``/status`` of an ``autonat node`` behind a NAT, started after the kill."""
     node_s: float = 0.0
@@ -235,13 +248,22 @@ def _fetch_ids(ns: Namespace, count: int) -> list[str | None]:
 
 
 def _cluster_probes(topo: Topology, boots: Sequence[RunningNode], result: ClusterResult,
-                    records: list[RunRecord], count: int, prefix: str) -> None:
+                    records: list[RunRecord], count: int, prefix: str,
+                    url: str = CLUSTER_URL) -> None:
     for index in range(1, count + 1):
-        outcome = run_probe(topo.host, [CLUSTER_URL], label=f"{prefix}{index}")
+        outcome = run_probe(topo.host, [url], label=f"{prefix}{index}")
         problems = judge(CLUSTER_EXPECT, topo.face_addr, outcome)
         records.append(RunRecord(index, outcome, problems))
         if problems:
             result.diagnostics.append(diagnose(outcome, problems, boots, None))
+
+
+def _pyrsia_document(boot: RunningNode) -> dict[str, Any]:
+    """What a Pyrsia boot node serves: its id and its own address, nothing else."""
+    doc = http_get_json(boot.site.ns, boot.site.status_url, timeout=5.0) or {}
+    own = [a for a in doc.get("peer_addrs") or [] if str(a).endswith(f"/p2p/{boot.peer_id}")]
+    return {"peers_count": doc.get("peers_count", 0), "peer_id": boot.peer_id,
+            "peer_addrs": own[:1]}
 
 
 def _node_behind_nat(lab: Lab, topo: Topology, result: ClusterResult) -> None:
@@ -293,7 +315,11 @@ def run_cluster(*, tmp_root: Path, probes: int = 3,
             for boot in boots:  # siblings probe each other; wait until all are confirmed
                 wait_for_status(lab, boot, timeout=60.0, what="to be public",
                                 accept=lambda doc: doc.get("nat_status") == "public")
-            start_nginx(lab, cluster.lb, [f"{boot.site.ip}:{HTTP_PORT}" for boot in boots])
+            start_nginx(lab, cluster.lb, [f"{boot.site.ip}:{HTTP_PORT}" for boot in boots],
+                        pyrsia=_pyrsia_document(boots[1]))
+            # first: every probe asks the one listed boot node for peers, from one IP
+            _cluster_probes(topo, boots, result, result.probes_pyrsia, probes, "probe-pyrsia",
+                            PYRSIA_URL)
             result.fetched_before = _fetch_ids(topo.host, CLUSTER_FETCHES)
             _cluster_probes(topo, boots, result, result.probes_before, probes, "probe-all")
             victim = boots[0]
@@ -515,6 +541,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{CLUSTER_FETCHES} fetches; after killing one: "
               f"{len({i for i in matrix.cluster.fetched_after if i})} boot nodes, "
               f"{matrix.cluster.fetched_after.count(None)} failed fetches")
+        pyrsia = [r.outcome for r in matrix.cluster.probes_pyrsia if r.outcome.doc]
+        if pyrsia:
+            print("Pyrsia-shaped document (one boot node listed), per probe: " + ", ".join(
+                f"{o.got().split(',')[0]} in {o.elapsed_s:.2f} s, "
+                f"{len(o.doc.get('servers_contacted') or []) if o.doc else 0} servers asked"
+                for o in pyrsia))
     print(f"\n{total - wrong}/{total} verdicts right, lab took {matrix.duration_s:.0f} s")
     for problem in problems:
         print(f"PROBLEM: {problem}")

@@ -179,6 +179,26 @@ def test_cluster_node_bootstraps_through_one_url(matrix: Matrix) -> None:
     assert records and all(not r.problems for r in records), "\n".join(matrix.cluster.diagnostics)
 
 
+PYRSIA_VERDICT_S = 1.0
+"""Through a Pyrsia-shaped document listing one boot node: a verdict within this."""
+
+
+def test_cluster_pyrsia_document_reaches_three_servers_by_peer_exchange(matrix: Matrix) -> None:
+    """One boot node listed (as a Pyrsia boot node serves it): peer exchange finds the
+    other three, the probe asks 3 servers at once and its verdict rests on at least 2
+    (full confidence), without the 5 s small-network wait."""
+    _cluster(matrix)
+    assert matrix.cluster is not None
+    records = matrix.cluster.probes_pyrsia
+    assert records and all(not r.problems for r in records), "\n".join(matrix.cluster.diagnostics)
+    for record in records:
+        doc = record.outcome.doc
+        assert doc is not None
+        assert len(doc.get("servers_contacted") or []) >= 3, doc
+        assert len(doc.get("servers") or []) >= 2, doc
+        assert record.outcome.elapsed_s < PYRSIA_VERDICT_S, doc
+
+
 def test_cluster_survives_a_killed_boot_node(matrix: Matrix) -> None:
     _cluster(matrix)
     cluster = matrix.cluster
