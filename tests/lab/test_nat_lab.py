@@ -179,8 +179,11 @@ def test_cluster_node_bootstraps_through_one_url(matrix: Matrix) -> None:
     assert records and all(not r.problems for r in records), "\n".join(matrix.cluster.diagnostics)
 
 
-PYRSIA_VERDICT_S = 1.0
-"""Through a Pyrsia-shaped document listing one boot node: a verdict within this."""
+PYRSIA_VERDICT_S = 2.5
+"""Through a Pyrsia-shaped document listing one boot node: a verdict within half the 5 s
+small-network wait it used to take. On a quiet lab it is under 1 s (README "NAT lab"); the
+bound leaves room for the whole lab and other suites sharing two cores (the 4-URL cluster
+probes then take 0.9-1.4 s too)."""
 
 
 def test_cluster_pyrsia_document_reaches_three_servers_by_peer_exchange(matrix: Matrix) -> None:
