@@ -289,9 +289,13 @@ def test_bounded_in_flight_and_reask_after_the_interval() -> None:
     plan.handle_answer(IDS[4], 0, 3.0)
     plan.handle_answer(IDS[5], 0, 3.0)
     assert plan.handle_timeout(30.0) == []
-    assert plan.poll_timeout() == 60.0  # IDS[2] and IDS[3], asked at 0.0
-    assert plan.handle_timeout(60.0) == [AskForPeers(IDS[2], MAX_EXCHANGE_PEERS),
-                                         AskForPeers(IDS[3], MAX_EXCHANGE_PEERS)]
+    assert plan.poll_timeout() == 61.0  # IDS[2]: its request ended at 1.0
+    assert plan.handle_timeout(60.9) == []
+    assert plan.handle_timeout(61.0) == [AskForPeers(IDS[2], MAX_EXCHANGE_PEERS)]
+    assert plan.poll_timeout() == 62.0
+    assert plan.handle_timeout(62.0) == [AskForPeers(IDS[3], MAX_EXCHANGE_PEERS)]
+    assert plan.handle_timeout(63.0) == []  # two in flight already
+    assert plan.handle_answer(IDS[2], 0, 64.0) == [AskForPeers(IDS[4], MAX_EXCHANGE_PEERS)]
 
 
 def test_disconnected_peers_are_not_asked_and_restart_clears_flight() -> None:
@@ -302,6 +306,20 @@ def test_disconnected_peers_are_not_asked_and_restart_clears_flight() -> None:
     assert plan.statistics().askable == 0
     assert plan.handle_driver_restart(2.0) == []
     assert plan.statistics().in_flight == 0
+    # it reconnects at once: not asked again before the interval, then asked
+    assert plan.handle_peer_identified(SERVER, [PEER_EXCHANGE_PROTOCOL_ID], 3.0) == []
+    assert plan.handle_timeout(62.0) == [AskForPeers(SERVER, MAX_EXCHANGE_PEERS)]
+
+
+def test_hundreds_of_askable_peers_are_asked_in_the_order_they_became_askable() -> None:
+    plan = _plan(max_in_flight=1)
+    for peer in [*IDS[2:], *(Keypair.generate().peer_id for _ in range(300))]:
+        plan.handle_peer_identified(peer, [PEER_EXCHANGE_PROTOCOL_ID], 0.0)
+    plan.handle_servers_available(0, 0.0)
+    first = plan.statistics()
+    assert (first.asked, first.in_flight) == (1, 1)  # the first identified
+    asked = [c.peer for c in plan.handle_answer(IDS[2], 0, 1.0)]
+    assert asked == [IDS[3]]  # the order they became askable
 
 
 def test_an_answer_nobody_asked_for_is_a_driver_bug() -> None:

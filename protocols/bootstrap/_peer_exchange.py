@@ -37,8 +37,11 @@ Client (:func:`interpret_peers_response`)
 Trigger (:class:`PeerExchangePlan`)
     Fed the connected peers that list the protocol in Identify and the
     number of AutoNAT servers available, it asks a peer (:class:`AskForPeers`)
-    while that number is below the confidence threshold: each peer once per
-    ``reask_after`` seconds, at most ``max_in_flight`` at once. Nothing
+    while that number is below the confidence threshold: again at the earliest
+    ``reask_after`` seconds after its last request ended, at most
+    ``max_in_flight`` at once, in the order peers became askable. Each input
+    costs O(1) amortised (a ready queue and a cooling queue, never a scan
+    of the peers). Nothing
     waits for the small-network wait: the first Identify of a peer that
     serves the protocol is enough. Driving contract as everywhere:
     ``handle_*(..., now)`` return commands, ``poll_timeout()`` /
@@ -49,6 +52,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -186,9 +190,14 @@ class PeerExchangePlan:
     max_in_flight: int = 2
     reask_after: float = REASK_AFTER
     _servers: int = field(default=0, init=False, repr=False)
-    # connected peers serving the protocol, in the order they were identified
-    _askable: dict[PeerId, None] = field(default_factory=dict, init=False, repr=False)
-    _asked_at: dict[PeerId, float] = field(default_factory=dict, init=False, repr=False)
+    # connected peers serving the protocol
+    _askable: set[PeerId] = field(default_factory=set, init=False, repr=False)
+    # askable, not in flight, not cooling: asked next, in the order they became ready
+    _ready: dict[PeerId, None] = field(default_factory=dict, init=False, repr=False)
+    # asked (landed or lost) peers and when they may be asked again; the queue in that order
+    _cool_until: dict[PeerId, float] = field(default_factory=dict, init=False, repr=False)
+    _cooling: deque[tuple[float, PeerId]] = field(default_factory=deque, init=False,
+                                                  repr=False)
     _in_flight: set[PeerId] = field(default_factory=set, init=False, repr=False)
     _now: float = field(default=-math.inf, init=False, repr=False)
     _counters: _Counters = field(default_factory=_Counters, init=False, repr=False)
@@ -215,16 +224,18 @@ class PeerExchangePlan:
                                now: float) -> list[AskForPeers]:
         """Connected ``peer``'s Identify listed ``protocols``."""
         if PEER_EXCHANGE_PROTOCOL_ID in protocols:
-            self._askable.setdefault(peer, None)
+            self._askable.add(peer)
+            if peer not in self._in_flight and peer not in self._cool_until:
+                self._ready.setdefault(peer, None)
         else:
-            self._askable.pop(peer, None)
+            self._askable.discard(peer)
+            self._ready.pop(peer, None)
         return self._step(now)
 
     def handle_connection_down(self, peer: PeerId, now: float) -> list[AskForPeers]:
-        self._askable.pop(peer, None)
-        asked = self._asked_at.get(peer)
-        if asked is not None and asked + self.reask_after <= now:
-            del self._asked_at[peer]  # a reconnect may ask it again anyway
+        """``peer`` left (if it comes back within ``reask_after`` of its last ask, it waits)."""
+        self._askable.discard(peer)
+        self._ready.pop(peer, None)
         return self._step(now)
 
     def handle_servers_available(self, servers: int, now: float) -> list[AskForPeers]:
@@ -234,20 +245,21 @@ class PeerExchangePlan:
 
     def handle_answer(self, peer: PeerId, learned: int, now: float) -> list[AskForPeers]:
         """``peer`` answered; ``learned`` usable addresses went to the Dialer."""
-        self._land(peer)
+        self._land(peer, now)
         self._counters.answered += 1
         self._counters.learned += learned
         return self._step(now)
 
     def handle_failed(self, peer: PeerId, now: float) -> list[AskForPeers]:
         """Asking ``peer`` failed (refused, reset, timed out, invalid answer)."""
-        self._land(peer)
+        self._land(peer, now)
         self._counters.failed += 1
         return self._step(now)
 
     def handle_driver_restart(self, now: float) -> list[AskForPeers]:
-        """Every request in flight is gone without an answer."""
-        self._in_flight.clear()
+        """Every request in flight is gone without an answer (asked again after the interval)."""
+        for peer in sorted(self._in_flight):
+            self._land(peer, now)
         return self._step(now)
 
     def handle_timeout(self, now: float) -> list[AskForPeers]:
@@ -255,32 +267,38 @@ class PeerExchangePlan:
 
     def poll_timeout(self) -> float | None:
         """When a peer asked before may be asked again (only while servers are few)."""
-        if self._servers >= self.threshold:
+        if self._servers >= self.threshold or not self._cooling:
             return None
-        times = [self._asked_at[p] + self.reask_after for p in self._askable
-                 if p in self._asked_at and p not in self._in_flight]
-        return min((t for t in times if t > self._now), default=None)
+        due = self._cooling[0][0]
+        return due if due > self._now else None
 
     # --- one step ----------------------------------------------------------------
 
-    def _land(self, peer: PeerId) -> None:
+    def _land(self, peer: PeerId, now: float) -> None:
+        """``peer``'s request ended: it cools for ``reask_after`` (lands come in time
+        order, so the queue stays sorted)."""
         if peer not in self._in_flight:
             raise LocalProtocolError(f"peer exchange: an answer from {peer}, never asked")
         self._in_flight.discard(peer)
+        due = max(now, self._now) + self.reask_after
+        self._cool_until[peer] = due
+        self._cooling.append((due, peer))
 
     def _step(self, now: float) -> list[AskForPeers]:
+        """O(1) amortised: each ask, land and cooling entry is handled once."""
         self._now = now
         if self._servers >= self.threshold:
             return []
+        while self._cooling and self._cooling[0][0] <= now:
+            due, peer = self._cooling.popleft()
+            if self._cool_until.get(peer) == due:
+                del self._cool_until[peer]
+                if peer in self._askable and peer not in self._in_flight:
+                    self._ready.setdefault(peer, None)
         commands: list[AskForPeers] = []
-        for peer in self._askable:
-            if len(self._in_flight) >= self.max_in_flight:
-                break
-            asked = self._asked_at.get(peer)
-            if peer in self._in_flight or (asked is not None
-                                           and now < asked + self.reask_after):
-                continue
-            self._asked_at[peer] = now
+        while self._ready and len(self._in_flight) < self.max_in_flight:
+            peer = next(iter(self._ready))
+            del self._ready[peer]
             self._in_flight.add(peer)
             self._counters.asked += 1
             commands.append(AskForPeers(peer, self.request_size))
