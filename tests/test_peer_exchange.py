@@ -23,7 +23,7 @@ from protocols import (
     WsAddress,
     unpack,
 )
-from protocols.autonat import RateLimitReason
+from protocols.autonat import DialStatus, InboundProbe, RateLimitReason, ResponseStatus
 from protocols.bootstrap import (
     MAX_EXCHANGE_PEERS,
     PEER_EXCHANGE_PROTOCOL_ID,
@@ -158,14 +158,17 @@ def _info(peer: PeerId, remote: str, cid: int) -> ConnectionInfo:
 
 
 def test_only_verified_addresses_are_candidates() -> None:
-    """The /status rule: a connected, identified peer at its connection's IP; a
-    self-announced address at a third party's IP is never handed out."""
+    """The /status rule: a connected, identified peer at an address we reached it at
+    (dialed back by our server); a peer that only connected to us, even announcing an
+    address on its own IP, and a self-announced address at a third party's IP are
+    never handed out."""
     model = NodeModel(ME)
-    honest, liar, silent = IDS[2], IDS[3], IDS[4]
+    honest, liar, silent, unproven = IDS[2], IDS[3], IDS[4], IDS[5]
     for cid, (peer, remote, announced) in enumerate([
             (honest, "/ip4/198.51.100.20/tcp/5000/ws", "/ip4/198.51.100.20/tcp/4001/ws"),
             (liar, "/ip4/198.51.100.21/tcp/5000/ws", "/ip4/203.0.113.99/tcp/4001/ws"),
-            (silent, "/ip4/198.51.100.22/tcp/5000/ws", None)]):
+            (silent, "/ip4/198.51.100.22/tcp/5000/ws", None),
+            (unproven, "/ip4/198.51.100.23/tcp/5000/ws", "/ip4/198.51.100.23/tcp/4001/ws")]):
         model.handle_event(ConnectionUp(_info(peer, remote, cid)), 1.0)
         if announced is not None:
             model.handle_event(PeerIdentified(
@@ -173,6 +176,11 @@ def test_only_verified_addresses_are_candidates() -> None:
                 observed_addr=None, protocols=(PEER_EXCHANGE_PROTOCOL_ID,), agent_version="a",
                 connection_id=cid, local_addr=LOCAL,
                 observer_addr=WsAddress.parse(remote)), 1.0)
+    for peer, dialed, dial_status in (
+            (honest, "/ip4/198.51.100.20/tcp/4001/ws", DialStatus.OK),
+            (unproven, "/ip4/198.51.100.23/tcp/4001/ws", DialStatus.E_DIAL_ERROR)):
+        model.handle_event(InboundProbe(peer, ResponseStatus.OK, 1.5, dial_status,
+                                        WsAddress.parse(dialed)), 1.5)
     snapshot = model.snapshot(2.0)
     chosen = verified_peers(snapshot, POLICY)
     assert chosen == ((honest, WsAddress.parse("/ip4/198.51.100.20/tcp/4001/ws")),)

@@ -44,7 +44,8 @@ def _pyrsia_document(boot: Node) -> bytes:
 
 @asynccontextmanager
 async def _network(net: MemoryNetwork) -> AsyncIterator[tuple[Node, list[Node]]]:
-    """A boot node and three public nodes connected to it, each identified by the boot node."""
+    """A boot node and three public nodes connected to it, each identified by the boot node
+    and dialed back by it (the proof it needs to hand their addresses out)."""
     async with AsyncExitStack() as stack:
         boot = await stack.enter_async_context(
             open_node(_config("127.0.1.1"), transport=net.transport("127.0.1.1")))
@@ -54,8 +55,10 @@ async def _network(net: MemoryNetwork) -> AsyncIterator[tuple[Node, list[Node]]]
         for other in others:
             await other.connect(boot.listen_addrs[0])
         ids = {o.peer_id for o in others}
+        # identified, and dialed back by the boot node's AutoNAT server: what it hands out
         await boot.wait_for(lambda s: ids <= {p.peer_id for p in s.peers
-                                              if p.agent_version or p.protocols})
+                                              if (p.agent_version or p.protocols)
+                                              and p.verified_addrs})
         yield boot, others
 
 
