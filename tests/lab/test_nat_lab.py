@@ -13,6 +13,11 @@ probe only ``LINK_RUNS`` (1) time each, to keep ``make test`` within minutes
 figures. Every link profile runs, with a public host and behind the NAT.
 The link emulator itself is tested on its own (delay seen by TCP connect, loss
 fraction of a UDP stream).
+
+Every scenario but the link ones also asserts the probe's UDP profile (``udp``)
+and runs the UDP oracle once (:mod:`.oracle`: coturn's ``turnutils_natdiscovery``
+against coturn's ``turnserver`` and against our boot node, our discovery against
+coturn's server); ``test_udp_oracle_agrees`` asserts that all of them agree.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from .netlab import (
     tcp_listen,
     unavailable_reason,
 )
+from .oracle import coturn_missing
 from .run_matrix import (
     RUNS,
     Matrix,
@@ -57,6 +63,8 @@ from .topologies import LINK_SCENARIOS, SCENARIOS, SCENARIOS_BY_KEY, Internet
 pytestmark = pytest.mark.lab
 
 KEYS = [scenario.key for scenario in SCENARIOS]
+UDP_KEYS = [scenario.key for scenario in SCENARIOS
+            if scenario.stun_alternate and scenario.expect.asserts_udp]
 LINK_KEYS = [scenario.key for scenario in LINK_SCENARIOS]
 LINK_RUNS = 1
 TEST_PREFIX = "tatest-"
@@ -138,6 +146,19 @@ def test_probe_verdict(matrix: Matrix, key: str, run_index: int) -> None:
     record = result.runs[run_index - 1]
     detail = [text for text in result.diagnostics if text.startswith(record.outcome.label + ":")]
     assert record.problems == [], f"(logs: {result.log_dir})\n" + "\n".join(detail)
+
+
+@pytest.mark.parametrize("key", UDP_KEYS)
+def test_udp_oracle_agrees(matrix: Matrix, key: str) -> None:
+    """coturn's client classifies the NAT the same against coturn's server and ours, our
+    client agrees with it against coturn's server, and all equal the expected UDP profile
+    (the probes' own ``udp`` is judged per run in ``test_probe_verdict``)."""
+    reason = coturn_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    result = _scenario(matrix, key)
+    assert result.oracle is not None and result.oracle_problems == [], \
+        f"(logs: {result.log_dir})\n" + "\n".join(result.diagnostics)
 
 
 @pytest.mark.parametrize("key", LINK_KEYS)
