@@ -511,6 +511,19 @@ def format_link_stats(matrix: Matrix) -> str:
     return "\n".join(lines)
 
 
+def format_oracle_stats(matrix: Matrix) -> str:
+    """One line: in how many scenarios the UDP oracle agreed, and how long it took."""
+    results = [r for r in matrix.scenarios.values() if r.oracle is not None or r.oracle_problems]
+    if not results:
+        return ""
+    agreed = sum(1 for r in results if not r.oracle_problems)
+    times = [r.oracle.wall_s for r in results if r.oracle is not None]
+    took = (f"; coturn's start and the three clients took {statistics.median(times):.1f} s "
+            f"({min(times):.1f}-{max(times):.1f}) per scenario" if times else "")
+    return (f"UDP oracle (coturn): all three answers agree in {agreed}/{len(results)} "
+            f"scenarios{took}")
+
+
 def summary(matrix: Matrix) -> tuple[int, int, list[str]]:
     """(verdicts, wrong verdicts, problems) over the whole matrix."""
     total, wrong, problems = 0, 0, []
@@ -603,6 +616,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     link_stats = format_link_stats(matrix)
     if link_stats:
         print(f"\nlink emulators (whole scenario, all runs):\n{link_stats}")
+    oracle_stats = format_oracle_stats(matrix)
+    if oracle_stats:
+        print(f"\n{oracle_stats}")
     total, wrong, problems = summary(matrix)
     if matrix.cluster is not None and matrix.cluster.error is None:
         print(f"\n/status through nginx: {len(set(matrix.cluster.fetched_before))} boot nodes in "
