@@ -36,9 +36,10 @@ from supervisor_support import count_tasks
 from actors import ChildState, HttpApi, MemoryFrameStream, MemoryNetwork, Node, open_node
 from protocols import AddressPolicy, NodeConfig
 
-ACTORS = ("bootstrap", "dialer", "identify", "autonat", "udp-profile", "status-tracker")
-"""The node's children: BootstrapFetcher, Dialer, IdentifyActor, AutonatProbe, UdpProfiler,
-StatusTracker (a node without ``stun_listen`` runs no STUN server)."""
+ACTORS = ("bootstrap", "dialer", "identify", "autonat", "hairpin", "udp-profile",
+          "status-tracker")
+"""The node's children: BootstrapFetcher, Dialer, IdentifyActor, AutonatProbe, HairpinTester,
+UdpProfiler, StatusTracker (a node without ``stun_listen`` runs no STUN server)."""
 ROUNDS = 100
 SAMPLES = 5  # /status requests between two injections
 QUIET_WITHIN = 120.0  # virtual seconds for the network to settle after the drill

@@ -8,8 +8,8 @@ planner, the snapshot :class:`Watch` - then starts the actors under one
 one_for_one :class:`Supervisor` in a nursery of its own, in dependency
 order: StatusTracker (everyone reports to it), the STUN server (when
 ``stun_listen`` is set: bound before any peer connects, so every Identify
-advertises it), IdentifyActor, AutonatProbe, the UDP profiler (when
-``udp_discovery`` is on), Dialer (which starts listening and dialing),
+advertises it), IdentifyActor, AutonatProbe, the hairpin tester, the UDP
+profiler (when ``udp_discovery`` is on), Dialer (which starts listening and dialing),
 BootstrapFetcher. The body of the ``async with`` runs once all
 of them signalled readiness; leaving it cancels the supervisor, which stops
 the actors in reverse order (the tracker last, so it saves the peer store
@@ -46,6 +46,8 @@ from protocols import (
     BootstrapStatistics,
     ConnectionInfo,
     DialPlanner,
+    HairpinPlan,
+    HairpinStatistics,
     Keypair,
     NodeConfig,
     NodeModel,
@@ -80,6 +82,7 @@ from ._autonat_server import AutonatServer, AutonatServerStatistics
 from ._bootstrap import BootstrapFetcher, ClientFactory
 from ._dialback import DialBackReceiver, DialBackStatistics
 from ._dialer import Dialer, DialerState, DialerStatistics
+from ._hairpin import HairpinTester
 from ._identify import (
     IdentifyActor,
     IdentifyResponder,
@@ -137,6 +140,8 @@ class NodeStatistics:
     """Peer-exchange requests we answered or refused."""
     peer_exchange_client: PeerExchangeStatistics | None = None
     """Peer-exchange requests we made while AutoNAT servers were few."""
+    hairpin: HairpinStatistics | None = None
+    """Our hairpin tests: the target, the published value, tests by outcome."""
 
     # Views of ``autonat_client`` (read-only; nothing here is counted twice).
 
@@ -184,7 +189,8 @@ class Node:
                  stun_server: StunServerActor | None = None,
                  udp_profiler: UdpProfiler | None = None,
                  exchange_server: PeerExchangeServer | None = None,
-                 exchange_plan: PeerExchangePlan | None = None) -> None:
+                 exchange_plan: PeerExchangePlan | None = None,
+                 hairpin: HairpinTester | None = None) -> None:
         self.keypair = keypair
         self.config = config
         self._watch = watch
@@ -204,6 +210,7 @@ class Node:
         self._udp_profiler = udp_profiler
         self._exchange_server = exchange_server
         self._exchange_plan = exchange_plan
+        self._hairpin = hairpin
 
     @property
     def peer_id(self) -> PeerId:
@@ -271,7 +278,8 @@ class Node:
             peer_exchange=(self._exchange_server.statistics()
                            if self._exchange_server else None),
             peer_exchange_client=(self._exchange_plan.statistics()
-                                  if self._exchange_plan else None))
+                                  if self._exchange_plan else None),
+            hairpin=self._hairpin.statistics() if self._hairpin else None)
 
     def probes_served(self) -> int:
         """AutoNAT dial requests this node's server answered (``/status``'s ``probes_served``)."""
@@ -369,6 +377,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         config=config, plan=UdpDiscoveryPlan(interval=config.udp.udp_discovery_interval),
         inbox=boxes.udp.receiver(), tracker=boxes.tracker.sender(), watch=watch,
         node=keys.peer_id, pulse=pulse) if config.udp.udp_discovery else None)
+    hairpin = HairpinTester(config=config, keypair=keys, transport=transport, plan=HairpinPlan(),
+                            tracker=boxes.tracker.sender(), watch=watch, pulse=pulse)
     identify = IdentifyActor(responder=responder, config=config, state=IdentifyState(),
                              inbox=boxes.identify.receiver(), tracker=boxes.tracker.sender(),
                              watch=watch, autonat=boxes.autonat.sender(),
@@ -386,7 +396,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     if stun_server is not None:  # before the Dialer: every Identify advertises it
         children.append(ChildSpec("stun-server", stun_server.run))
     children += [ChildSpec("identify", identify.run, mailbox=boxes.identify),
-                 ChildSpec("autonat", autonat.run, mailbox=boxes.autonat)]
+                 ChildSpec("autonat", autonat.run, mailbox=boxes.autonat),
+                 ChildSpec("hairpin", hairpin.run)]
     if udp_profiler is not None:
         children.append(ChildSpec("udp-profile", udp_profiler.run, mailbox=boxes.udp))
     children += [ChildSpec("dialer", dialer.run, mailbox=boxes.dialer),
@@ -399,7 +410,7 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
                 responder=responder, autonat=autonat, server=server, receiver=receiver,
                 fetcher=fetcher, transport=transport, stun_server=stun_server,
                 udp_profiler=udp_profiler, exchange_server=exchange_server,
-                exchange_plan=exchange_plan)
+                exchange_plan=exchange_plan, hairpin=hairpin)
 
 
 @asynccontextmanager
