@@ -90,7 +90,8 @@ def test_fields_one_by_one() -> None:
         peers=peers, connections=(_conn(1, 1), _conn(2, 2), _conn(3, 2)),
         nat_status="public", nat_mapping="endpoint-independent",
         nat_filtering="address-dependent", reachable_addrs=(_addr("34.83.215.1"),),
-        observed_addrs=(_observed(1, "34.83.215.1"), _observed(2, "34.83.215.1")))
+        observed_addrs=(_observed(1, "34.83.215.1"), _observed(2, "34.83.215.1")),
+        hairpinning=False)
     doc = _doc(snap)
     assert doc.peer_id == str(ME)
     assert doc.peers_count == 2  # distinct connected peers, not connections
@@ -105,7 +106,12 @@ def test_fields_one_by_one() -> None:
     assert doc.version == "1.2.3"
     assert dict(doc.extra) == {"reachable_addrs": ("/ip4/34.83.215.1/tcp/44000/ws",),
                                "observed_addrs": ("/ip4/34.83.215.1/tcp/44000/ws",),
-                               "nat_filtering": "address-dependent"}
+                               "nat_filtering": "address-dependent",
+                               "hairpinning": False}
+    assert json.loads(build_status_document(doc))["hairpinning"] is False
+    untested = _doc(_snapshot())
+    assert dict(untested.extra)["hairpinning"] is None
+    assert json.loads(build_status_document(untested))["hairpinning"] is None
 
 
 def test_document_is_pyrsia_shaped_and_parses() -> None:

@@ -8,8 +8,9 @@ planner, the snapshot :class:`Watch` - then starts the actors under one
 one_for_one :class:`Supervisor` in a nursery of its own, in dependency
 order: StatusTracker (everyone reports to it), the STUN server (when
 ``stun_listen`` is set: bound before any peer connects, so every Identify
-advertises it), IdentifyActor, AutonatProbe, the hairpin tester, the UDP
-profiler (when ``udp_discovery`` is on), Dialer (which starts listening and dialing),
+advertises it), IdentifyActor, AutonatProbe, the UDP profiler (when
+``udp_discovery`` is on), Dialer, the hairpin tester (after the Dialer, so it
+stops before the listener its test reaches) (which starts listening and dialing),
 BootstrapFetcher. The body of the ``async with`` runs once all
 of them signalled readiness; leaving it cancels the supervisor, which stops
 the actors in reverse order (the tracker last, so it saves the peer store
@@ -396,11 +397,11 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     if stun_server is not None:  # before the Dialer: every Identify advertises it
         children.append(ChildSpec("stun-server", stun_server.run))
     children += [ChildSpec("identify", identify.run, mailbox=boxes.identify),
-                 ChildSpec("autonat", autonat.run, mailbox=boxes.autonat),
-                 ChildSpec("hairpin", hairpin.run)]
+                 ChildSpec("autonat", autonat.run, mailbox=boxes.autonat)]
     if udp_profiler is not None:
         children.append(ChildSpec("udp-profile", udp_profiler.run, mailbox=boxes.udp))
     children += [ChildSpec("dialer", dialer.run, mailbox=boxes.dialer),
+                 ChildSpec("hairpin", hairpin.run),  # stops before the Dialer's listener
                  ChildSpec("bootstrap", fetcher.run)]
     supervisor = Supervisor(
         children,

@@ -24,7 +24,7 @@ its dials is rewritten; port-preserving, endpoint-independent), every port of
 cannot be dialed from other hosts. A dial from ``inside`` to its own
 ``outside`` address loops back (seen from ``outside``) only when the NAT
 hairpins; otherwise it is refused, as a router without hairpin rules answers
-a LAN connection to its WAN address.
+a LAN connection to its WAN address (or, with ``drop``, never completes).
 """
 
 from __future__ import annotations
@@ -138,6 +138,8 @@ class StaticNat:
     inside: str
     outside: str
     hairpin: bool = True
+    drop: bool = False
+    """Without hairpin: drop the looped-back dial silently instead of refusing it."""
 
 
 @dataclass
@@ -160,7 +162,8 @@ class MemoryNetwork:
     without ``TCP_INFO``); tests set it to model a path's round trip."""
     nats: list[StaticNat] = field(default_factory=list)
 
-    def _translate(self, local: WsAddress, remote: WsAddress) -> tuple[WsAddress, WsAddress]:
+    async def _translate(self, local: WsAddress,
+                         remote: WsAddress) -> tuple[WsAddress, WsAddress]:
         """Where a dial from ``local`` to ``remote`` arrives, and from where it is seen
         there (DialError when a NAT stops it)."""
         seen_from, target = local, remote
@@ -169,6 +172,8 @@ class MemoryNetwork:
                 raise DialError(f"dial to {remote} refused: no route to a host behind a NAT")
             if remote.host == nat.outside:
                 if local.host == nat.inside and not nat.hairpin:
+                    if nat.drop:
+                        await trio.sleep_forever()
                     raise DialError(f"dial to {remote} refused: the NAT does not hairpin")
                 target = _tcp_addr(nat.inside, remote.port)
             leaving = target.host != nat.inside or remote.host == nat.outside  # or hairpin
@@ -246,7 +251,7 @@ class MemoryTransport:
             refused = self._network.dial_filter(local, remote)
             if refused is not None:
                 raise DialError(f"dial to {remote} refused: {refused}")
-        seen_from, target = self._network._translate(local, remote)
+        seen_from, target = await self._network._translate(local, remote)
         listener = self._network._listeners.get((target.host, target.port))
         if listener is None:
             raise DialError(f"connection refused: nothing listens on {remote}")

@@ -65,6 +65,7 @@ from ._hairpinning import (
     PublishHairpinning,
     RunHairpinTest,
     hairpin_target,
+    own_hosts,
 )
 from ._nat_filtering import (
     FilteringEvidence,
@@ -190,6 +191,7 @@ __all__ = [
     "dial_data_chunks",
     "filtering_vote",
     "hairpin_target",
+    "own_hosts",
     "plan_dial_back",
     "probe_outcome",
     "seen_at",

@@ -79,6 +79,7 @@ __all__ = [
     "PublishHairpinning",
     "RunHairpinTest",
     "hairpin_target",
+    "own_hosts",
 ]
 
 HAIRPIN_TIMEOUT: Final = 5.0
@@ -154,16 +155,26 @@ class HairpinStatistics:
     """Tests finished (results for a stale target included)."""
     outcomes: tuple[tuple[str, int], ...] = ()
     next_test_at: float | None = None
+    publishing: bool = False
+    """A new value is about to be published."""
 
     @property
     def pending(self) -> bool:
-        """A target has no result yet, and a test of it runs or will run."""
-        return self.target is not None and self.hairpinning is None and (
-            self.running or self.next_test_at is not None)
+        """A target has no result yet, and a test of it runs or will run, or its result is
+        about to be published."""
+        return self.target is not None and (self.publishing or (self.hairpinning is None and (
+            self.running or self.next_test_at is not None)))
 
 
 def _is_own(addr: WsAddress, own_hosts: frozenset[str]) -> bool:
     return addr.host in own_hosts
+
+
+def own_hosts(listen: Iterable[WsAddress], local_ips: Iterable[WsAddress]) -> frozenset[str]:
+    """Our own hosts: the local IPs of our connections and our listen addresses' hosts
+    (empty when there is no live connection: then they are not known)."""
+    local = [addr.host for addr in local_ips]
+    return frozenset((*local, *(addr.host for addr in listen))) if local else frozenset()
 
 
 def hairpin_target(reachable: Iterable[WsAddress], own_hosts: Iterable[str]) -> WsAddress | None:
@@ -209,10 +220,9 @@ class HairpinPlan:
     def handle_addresses(self, reachable: Iterable[WsAddress], listen: Iterable[WsAddress],
                          local_ips: Iterable[WsAddress], now: float) -> None:
         """The snapshot's ``reachable_addrs``, ``listen_addrs`` and ``local_ips``."""
-        local = [addr.host for addr in local_ips]
-        if not local:
+        own = own_hosts(listen, local_ips)
+        if not own:
             return  # our own IPs are unknown without a live connection: decide nothing
-        own = {*local, *(addr.host for addr in listen)}
         target = hairpin_target(reachable, own)
         if target == self._target:
             return
@@ -271,7 +281,8 @@ class HairpinPlan:
         return HairpinStatistics(
             target=self._target, hairpinning=self._published, running=self._running is not None,
             tests=self._tests, outcomes=tuple(sorted(self._outcomes.items())),
-            next_test_at=self._earliest if self._due() else None)
+            next_test_at=self._earliest if self._due() else None,
+            publishing=self._pending is not None)
 
     # --- helpers ------------------------------------------------------------------------
 

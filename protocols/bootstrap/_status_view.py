@@ -58,7 +58,8 @@ Our extra fields
     ``connections`` (live connections), ``probes_served``, ``uptime_s`` and
     ``version`` are first-class :class:`StatusDocument` fields;
     ``reachable_addrs``, ``observed_addrs`` (our address as peers saw it,
-    distinct values, without ``/p2p/``) and ``nat_filtering`` go into ``extra``, and so does
+    distinct values, without ``/p2p/``), ``nat_filtering`` and ``hairpinning`` (true, false
+    or null: untested or not applicable) go into ``extra``, and so does
     ``stun_addrs`` (our STUN server, ``/ip4/<ip>/udp/<port>``; a wildcard IP
     given as the IPs of our own listed addresses; left out without a server).
     ``udp`` is our UDP NAT profile, ``{"mapping": ..., "filtering": ...}``. Readers ignore
@@ -165,7 +166,8 @@ def status_document(
         connections=len(snapshot.connections),
         probes_served=probes_served,
         version=version,
-        extra=(*listing.extra, ("nat_filtering", snapshot.nat_filtering)),
+        extra=(*listing.extra, ("nat_filtering", snapshot.nat_filtering),
+               ("hairpinning", snapshot.hairpinning)),
         udp=(("mapping", snapshot.udp.mapping.value),
              ("filtering", snapshot.udp.filtering.value)),
     )
