@@ -158,7 +158,8 @@ class ProbeOutcome:
         if self.doc is None:
             return f"error (exit {self.returncode})"
         return (f"{self.doc.get('nat_status')}, {self.doc.get('nat_mapping')}, "
-                f"filtering {self.doc.get('nat_filtering')}")
+                f"filtering {self.doc.get('nat_filtering')}, "
+                f"hairpin {json.dumps(self.doc.get('hairpinning'))}")
 
     def got_udp(self) -> str:
         """The probe's ``udp`` object as ``mapping, filtering F``."""
@@ -213,6 +214,9 @@ def judge(expect: Expectation, face_addr: str, outcome: ProbeOutcome) -> list[st
         problems.append(f"nat_filtering {doc.get('nat_filtering')!r}, "
                         f"expected {expect.nat_filtering!r}")
     problems += expect.udp_problems(doc.get("udp"))
+    if not expect.hairpinning_ok(doc.get("hairpinning")):
+        problems.append(f"hairpinning {json.dumps(doc.get('hairpinning'))}, "
+                        f"expected {expect.hairpinning}")
     reachable = [str(addr) for addr in doc.get("reachable_addrs") or []]
     at_face = any(addr.split("/p2p/")[0] == face_addr for addr in reachable)
     if expect.reachable_at_face and not at_face:

@@ -62,6 +62,7 @@ host contacted and from one it never contacted.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import json
@@ -471,6 +472,8 @@ class Expectation:
     profile_may_be_unknown: bool = False
     udp_mapping: str | None = None
     udp_filtering: str | None = None
+    hairpinning: str | None = None
+    """``"true"``, ``"false"`` or ``"null"`` as in the probe's JSON; ``None``: not asserted."""
 
     def describe(self) -> str:
         text = self.nat_status
@@ -480,6 +483,8 @@ class Expectation:
             text += f", filtering {self.nat_filtering}"
         if self.profile_may_be_unknown:
             text += " (or unknown)"
+        if self.hairpinning is not None:
+            text += f", hairpin {self.hairpinning}"
         return text
 
     def describe_udp(self) -> str:
@@ -491,6 +496,9 @@ class Expectation:
     @property
     def asserts_udp(self) -> bool:
         return self.udp_mapping is not None or self.udp_filtering is not None
+
+    def hairpinning_ok(self, got: object) -> bool:
+        return self.hairpinning is None or json.dumps(got) == self.hairpinning
 
     def mapping_ok(self, got: object) -> bool:
         return self._ok(self.nat_mapping, got)
@@ -755,3 +763,48 @@ def _check_outbound(topo: Topology, kind: str, seen: list[tuple[str, int]]) -> l
     if kind == "random" and len(set(ports)) < 2:
         problems.append(f"outbound ports {ports}, expected them to differ per observer")
     return problems
+
+
+# --- hairpinning (kept apart, at the end, to ease merging) ---------------------------------
+
+
+def _hairpin_rules(router: Namespace) -> None:
+    """The classic hairpin NAT: a LAN connection to the WAN IP's forwarded port is DNATed
+    to the host like one from the WAN, and SNATed to the router's LAN address, so the
+    host's answer goes back through the router (not straight to itself)."""
+    port = str(LISTEN_PORT)
+    router.iptables("-t", "nat", "-A", "PREROUTING", "-i", "lan", "-d", ROUTER_WAN_IP,
+                    "-p", "tcp", "--dport", port, "-j", "DNAT",
+                    "--to-destination", f"{LAN_HOST_IP}:{port}")
+    router.iptables("-t", "nat", "-A", "POSTROUTING", "-o", "lan", "-s", "192.168.1.0/24",
+                    "-d", LAN_HOST_IP, "-p", "tcp", "--dport", port, "-j", "MASQUERADE")
+
+
+def build_port_forward_hairpin(lab: Lab) -> Topology:
+    """``port_forward`` plus the hairpin rules: the host reaches itself at the WAN IP."""
+    topo = build_port_forward(lab)
+    _hairpin_rules(topo.routers[0])
+    return topo
+
+
+HAIRPINNING: dict[str, str] = {
+    "public": "null",  # no NAT: not applicable
+    "masquerade": "null",  # private: nothing confirmed to test
+    "firewall_drop": "null",
+    "port_forward": "false",  # DNAT from the WAN only: the router refuses the LAN's dial
+    "full_cone": "false",
+}
+"""The hairpinning each scenario must report (scenarios not named: not asserted)."""
+
+
+def _with_hairpinning(scenarios: Sequence[Scenario]) -> tuple[Scenario, ...]:
+    return tuple(dataclasses.replace(s, expect=dataclasses.replace(
+        s.expect, hairpinning=HAIRPINNING[s.key])) if s.key in HAIRPINNING else s
+        for s in scenarios)
+
+
+SCENARIOS = (*_with_hairpinning(SCENARIOS), Scenario(
+    "port_forward_hairpin", "NAT: port forward with hairpin NAT", build_port_forward_hairpin,
+    Expectation("public", "endpoint-independent", True, EI, hairpinning="true"),
+    PlainTcp("preserved", "ok", "ok")))
+SCENARIOS_BY_KEY = {scenario.key: scenario for scenario in (*SCENARIOS, *LINK_SCENARIOS)}
