@@ -10,11 +10,13 @@ from protocols import (
     HairpinningMeasured,
     HairpinOutcome,
     HairpinPlan,
+    Keypair,
     LocalProtocolError,
     PublishHairpinning,
     RunHairpinTest,
     WsAddress,
     hairpin_target,
+    own_hosts,
 )
 from protocols.autonat._hairpinning import MAX_GAP, MAX_LOCAL_RETRIES, MIN_GAP
 
@@ -50,14 +52,22 @@ def _published(plan: HairpinPlan, now: float) -> list[PublishHairpinning]:
 
 
 def test_target_is_the_first_confirmed_address_that_is_not_ours() -> None:
-    assert hairpin_target((OTHER_EXTERNAL, LAN, EXTERNAL), {"192.168.1.2"}) == EXTERNAL
-    assert hairpin_target((LAN,), {"192.168.1.2"}) is None
-    assert hairpin_target((), {"192.168.1.2"}) is None
+    own = own_hosts((WILDCARD,), (LAN_IP,))
+    assert own == {"0.0.0.0", "192.168.1.2"}
+    assert hairpin_target((OTHER_EXTERNAL, LAN, EXTERNAL), own) == EXTERNAL
+    assert hairpin_target((LAN,), own) is None
+    assert hairpin_target((), own) is None
+
+
+def test_own_hosts_compare_as_ips_and_are_unknown_without_connections() -> None:
+    mapped = WsAddress.parse("/ip6/::ffff:198.51.100.30/tcp/0/ws")
+    assert hairpin_target((EXTERNAL,), own_hosts((), (mapped,))) is None
+    assert own_hosts((WILDCARD,), ()) == frozenset()
 
 
 def test_target_drops_a_peer_id() -> None:
-    with_id = EXTERNAL.with_peer_id(__import__("protocols").Keypair.generate().peer_id)
-    assert hairpin_target((with_id,), ()) == EXTERNAL
+    with_id = EXTERNAL.with_peer_id(Keypair.generate().peer_id)
+    assert hairpin_target((with_id,), frozenset()) == EXTERNAL
 
 
 @pytest.mark.parametrize(("reachable", "listen", "local_ips"), [

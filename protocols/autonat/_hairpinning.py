@@ -64,6 +64,7 @@ The plan follows the sans-io contract: inputs
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -166,22 +167,26 @@ class HairpinStatistics:
             self.running or self.next_test_at is not None)))
 
 
-def _is_own(addr: WsAddress, own_hosts: frozenset[str]) -> bool:
-    return addr.host in own_hosts
+def _host_key(addr: WsAddress) -> str:
+    """The host, compared as an IP where it is one (IPv4-mapped IPv6 as IPv4)."""
+    ip = addr.ip
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip) if ip is not None else addr.host.lower()
 
 
 def own_hosts(listen: Iterable[WsAddress], local_ips: Iterable[WsAddress]) -> frozenset[str]:
     """Our own hosts: the local IPs of our connections and our listen addresses' hosts
     (empty when there is no live connection: then they are not known)."""
-    local = [addr.host for addr in local_ips]
-    return frozenset((*local, *(addr.host for addr in listen))) if local else frozenset()
+    local = [_host_key(addr) for addr in local_ips]
+    return frozenset((*local, *map(_host_key, listen))) if local else frozenset()
 
 
-def hairpin_target(reachable: Iterable[WsAddress], own_hosts: Iterable[str]) -> WsAddress | None:
+def hairpin_target(reachable: Iterable[WsAddress], own: frozenset[str]) -> WsAddress | None:
     """The confirmed external address to dial: the first of ``reachable`` (by string
-    order) whose host is not one of ours (None: no NAT, or nothing confirmed)."""
-    own = frozenset(own_hosts)
-    external = sorted((a.with_peer_id(None) for a in reachable if not _is_own(a, own)),
+    order) whose host is not one of ``own`` (:func:`own_hosts`; None: no NAT, or nothing
+    confirmed)."""
+    external = sorted((a.with_peer_id(None) for a in reachable if _host_key(a) not in own),
                       key=str)
     return external[0] if external else None
 
