@@ -35,8 +35,9 @@ typecheck: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis
 
-# The NAT lab (needs root, iproute2, iptables, nftables, nginx): real kernel NAT
-# in network namespaces; prints scenario | expected | got | time to verdict.
+# The NAT lab (needs root, iproute2, iptables, nftables, nginx, coturn): real kernel
+# NAT in network namespaces; prints scenario | expected and got TCP and UDP profile |
+# time to verdict | the UDP oracle's answers (coturn).
 .PHONY: lab
 lab: $(STAMP)
 	$(BIN)/python -m tests.lab.run_matrix

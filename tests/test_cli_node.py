@@ -48,7 +48,7 @@ START_LIMIT = 20.0
 STOP_LIMIT = 10.0
 PROBE_KEYS = {"peer_id", "nat_status", "nat_mapping", "nat_filtering", "reachable_addrs",
               "unreachable_addrs", "observed_addrs", "servers", "servers_contacted", "udp",
-              "reason", "elapsed_s", "total_s"}
+              "hairpinning", "reason", "elapsed_s", "total_s"}
 NAT_MAPPINGS = {"none", "endpoint-independent", "endpoint-dependent", "unknown"}
 _names = itertools.count()
 
@@ -304,6 +304,7 @@ async def test_node_daemon_serves_its_api_and_stops_cleanly_on_signals(tmp_path:
     assert summary["peer_id"] == first.peer_id and summary["state"] in ("connected",
                                                                         "fully_connected")
     assert summary["udp"] == "mapping unknown, filtering unknown"  # no STUN server around
+    assert summary["hairpinning"] == "unknown"  # loopback: no NAT, nothing to test
     assert as_json.returncode == 0, as_json.stderr
     document = json.loads(as_json.stdout)
     assert isinstance(document, dict) and document["peer_id"] == first.peer_id
@@ -369,6 +370,7 @@ def _check_probe_shape(out: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert isinstance(result["peer_id"], str) and result["peer_id"].startswith("12D3KooW")
     assert result["nat_status"] in ("public", "private", "unknown")
     assert result["nat_mapping"] in NAT_MAPPINGS
+    assert result["hairpinning"] in (True, False, None)
     for key in ("reachable_addrs", "unreachable_addrs", "observed_addrs", "servers",
                 "servers_contacted"):
         assert isinstance(result[key], list), key

@@ -187,6 +187,15 @@ def test_the_wheel_maps_config_into_the_package() -> None:
     assert load_config_file(ROOT / "config" / "boot.toml")["welcome_probes"] is True
 
 
+def test_the_wheel_lists_every_package_of_the_source_tree() -> None:
+    """An installed (not editable) copy has exactly the listed packages: one missing
+    from the list imports fine from a checkout and fails once installed."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {".".join(init.parent.relative_to(ROOT).parts)
+             for top in ("actors", "protocols") for init in (ROOT / top).rglob("__init__.py")}
+    assert found <= set(setuptools["packages"]), sorted(found - set(setuptools["packages"]))
+
+
 # --- an explicit key file must exist ---------------------------------------------------------
 
 

@@ -42,6 +42,17 @@ from protocols import (
     decode_stream_frame,
     unpack,
 )
+from protocols.bootstrap import PeersRequest, PeersResponse
+
+
+def _decode_peers(data: bytes) -> object:
+    """A peer-exchange message: the request or the response (each stream carries both)."""
+    obj = unpack(data)
+    try:
+        return PeersRequest.from_wire(obj)
+    except ProtocolError:
+        return PeersResponse.from_wire(obj)
+
 
 GOLDEN = {name: bytes.fromhex(hex_)
           for name, hex_ in json.loads(
@@ -66,6 +77,7 @@ DECODERS: dict[str, Callable[[bytes], object]] = {
     "stream+messages": _via_stream_frame,
     "identify": lambda data: Identify.from_wire(unpack(data)),
     "autonat": lambda data: decode_autonat_message(unpack(data)),
+    "peers": _decode_peers,
 }
 
 FROM_WIRE: list[Callable[[WireMap], WireMessage]] = [
@@ -74,6 +86,7 @@ FROM_WIRE: list[Callable[[WireMap], WireMessage]] = [
     Identify.from_wire, DialRequest.from_wire, DialDataRequest.from_wire,
     DialDataResponse.from_wire, DialResponse.from_wire, DialBack.from_wire,
     DialBackResponse.from_wire, decode_autonat_message,
+    PeersRequest.from_wire, PeersResponse.from_wire,
 ]
 
 
@@ -108,7 +121,8 @@ wire_values: st.SearchStrategy[object] = st.recursive(  # floats too: not WireVa
 
 KEYS = ["t", "v", "key", "nonce", "sig", "s", "p", "m", "fin", "err", "w", "type", "addrs",
         "addr_idx", "num_bytes", "data", "status", "dial_status", "protocol_version",
-        "agent_version", "public_key", "listen_addrs", "observed_addr", "protocols"]
+        "agent_version", "public_key", "listen_addrs", "observed_addr", "protocols",
+        "max", "peers", "peer_id"]
 
 
 @st.composite

@@ -160,6 +160,19 @@ CASES: dict[str, tuple[dict[str, Any], list[str], list[str]]] = {
         dict(nat_status="public", udp_filtering=AD),
         ["UDP: only hosts you have contacted get in", "the UDP mapping is not known",
          "nothing can be said about hole punching over UDP"], ["UDP hole punching ("]),
+    "public-port-forward-hairpins": (
+        dict(nat_status="public", nat_mapping=EI, reachable_addrs=(WAN_ADDR,),
+             hairpinning="true"),
+        ["Your router hairpins: computers on your own LAN can reach this node at its public "
+         "address too."], ["does not hairpin"]),
+    "public-port-forward-no-hairpin": (
+        dict(nat_status="public", nat_mapping=EI, reachable_addrs=(WAN_ADDR,),
+             hairpinning="false", lan_ips=("192.168.1.2",)),
+        ["Your router does not hairpin: computers on your own LAN cannot reach this node at "
+         "its public address; they must use its LAN address (192.168.1.2)."], []),
+    "hairpinning-unknown-says-nothing": (
+        dict(nat_status="public", nat_mapping=EI, reachable_addrs=(WAN_ADDR,)),
+        ["You are reachable at"], ["hairpin"]),
     "public-yet-symmetric": (  # a port forward on a symmetric NAT: reachable, punching moot
         dict(nat_status="public", nat_mapping=ED, reachable_addrs=(WAN_ADDR,)),
         ["You are reachable at", "symmetric NAT", "Nothing to forward"], ["TCP hole punching"]),
@@ -190,10 +203,10 @@ def test_facts_from_a_probe_result() -> None:
     result = {"nat_status": "private", "nat_mapping": EI, "nat_filtering": APD,
               "reachable_addrs": [], "unreachable_addrs": [WAN_ADDR],
               "observed_addrs": [OBSERVED], "udp": {"mapping": EI, "filtering": AD},
-              "reason": None, "servers": ["x"]}
+              "reason": None, "servers": ["x"], "hairpinning": False}
     facts = ProfileFacts.from_document(result, listen_port=44000, lan_ips=("10.0.0.2",))
     assert facts == ProfileFacts(nat_status="private", nat_mapping=EI, nat_filtering=APD,
-                                 udp_mapping=EI, udp_filtering=AD,
+                                 udp_mapping=EI, udp_filtering=AD, hairpinning="false",
                                  unreachable_addrs=(WAN_ADDR,), observed_addrs=(OBSERVED,),
                                  listen_port=44000, lan_ips=("10.0.0.2",))
 
@@ -201,8 +214,10 @@ def test_facts_from_a_probe_result() -> None:
 @pytest.mark.parametrize("doc", [
     {},
     {"nat_status": "maybe", "nat_mapping": 3, "nat_filtering": None, "udp": "x",
-     "reachable_addrs": "not a list", "observed_addrs": [1, "", None], "reason": ""},
-    {"nat_mapping": APD, "nat_filtering": ED, "udp": {"mapping": ED, "filtering": "none"}},
+     "reachable_addrs": "not a list", "observed_addrs": [1, "", None], "reason": "",
+     "hairpinning": "true"},
+    {"nat_mapping": APD, "nat_filtering": ED, "udp": {"mapping": ED, "filtering": "none"},
+     "hairpinning": 1},
 ], ids=["empty", "wrong-types", "values-of-the-other-kind"])
 def test_malformed_or_unknown_values_read_as_unknown(doc: dict[str, Any]) -> None:
     facts = ProfileFacts.from_document(doc, listen_port=0)

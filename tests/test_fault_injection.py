@@ -36,11 +36,11 @@ from supervisor_support import count_tasks
 from actors import ChildState, HttpApi, MemoryFrameStream, MemoryNetwork, Node, open_node
 from protocols import AddressPolicy, NodeConfig
 
-ACTORS = ("bootstrap", "dialer", "identify", "autonat", "udp-profile", "relay-client",
-          "status-tracker")
-"""The node's children: BootstrapFetcher, Dialer, IdentifyActor, AutonatProbe, UdpProfiler,
-the relay client's planner driver, StatusTracker (a node without ``stun_listen`` runs no
-STUN server)."""
+ACTORS = ("bootstrap", "dialer", "identify", "autonat", "hairpin", "udp-profile",
+          "relay-client", "status-tracker")
+"""The node's children: BootstrapFetcher, Dialer, IdentifyActor, AutonatProbe, HairpinTester,
+UdpProfiler, the relay client's planner driver, StatusTracker (a node without
+``stun_listen`` runs no STUN server)."""
 ROUNDS = 100
 SAMPLES = 5  # /status requests between two injections
 QUIET_WITHIN = 120.0  # virtual seconds for the network to settle after the drill

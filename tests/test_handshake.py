@@ -18,6 +18,7 @@ from protocols import (
     Keypair,
     LocalProtocolError,
     PeerIdMismatch,
+    SelfConnection,
     SendFrame,
 )
 from protocols.wire._frames import Auth, Hello, decode_handshake_frame
@@ -129,6 +130,38 @@ def test_reflected_hello_is_rejected() -> None:
     own_hello = _start(side)
     with pytest.raises(HandshakeOrderError, match="reflection"):
         side.handle_frame(own_hello, now=0.1)
+
+
+def test_a_node_reaching_itself_is_recognised_on_both_ends_after_full_proof() -> None:
+    key = Keypair.generate()
+    dialer = Handshake(key, now=0.0, expected_peer=key.peer_id)  # a hairpin test
+    listener = Handshake(key, now=0.0)
+    hello_a, hello_b = _start(dialer), _start(listener)
+    auth_a = _sent(dialer.handle_frame(hello_b, now=0.1))  # answered like any Hello
+    auth_b = _sent(listener.handle_frame(hello_a, now=0.1))
+    with pytest.raises(SelfConnection, match="this node itself"):
+        dialer.handle_frame(auth_b, now=0.2)
+    with pytest.raises(SelfConnection):
+        listener.handle_frame(auth_a, now=0.2)
+    assert dialer.state is listener.state is HandshakeState.FAILED
+
+
+def test_a_hello_with_our_key_from_an_impostor_fails_its_signature() -> None:
+    key = Keypair.generate()
+    side = Handshake(key, now=0.0)
+    _start(side)
+    fake = Hello(version=1, public_key=key.public_key.to_protobuf(), nonce=b"\x05" * 32)
+    side.handle_frame(fake.encode(), now=0.1)
+    with pytest.raises(BadSignature):
+        side.handle_frame(Auth(signature=b"\x00" * 64).encode(), now=0.2)
+
+
+def test_our_own_key_where_another_peer_was_dialed_is_a_mismatch() -> None:
+    key = Keypair.generate()
+    dialer = Handshake(key, now=0.0, expected_peer=Keypair.generate().peer_id)
+    _start(dialer)
+    with pytest.raises(PeerIdMismatch):
+        dialer.handle_frame(_start(Handshake(key, now=0.0)), now=0.1)
 
 
 def test_hello_with_bad_key_is_rejected() -> None:

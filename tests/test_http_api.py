@@ -75,7 +75,8 @@ async def _frozen_source() -> FakeSource:
 
 @asynccontextmanager
 async def _network(peers: int) -> AsyncIterator[tuple[Node, list[Node]]]:
-    """A boot node on 127.0.0.1 and ``peers`` nodes connected to it, all identified."""
+    """A boot node on 127.0.0.1 and ``peers`` nodes connected to it, all identified and
+    dialed back by the boot node (so that its ``/status`` may list them)."""
     async with AsyncExitStack() as stack:
         nodes = []
         for i in range(peers + 1):
@@ -86,7 +87,8 @@ async def _network(peers: int) -> AsyncIterator[tuple[Node, list[Node]]]:
             for node in others:
                 nursery.start_soon(node.connect, boot.listen_addrs[0])
         ids = {node.peer_id for node in others}
-        await boot.wait_for(lambda s: {r.peer_id for r in s.peers if r.agent_version} >= ids
+        await boot.wait_for(lambda s: {r.peer_id for r in s.peers
+                                       if r.agent_version and r.verified_addrs} >= ids
                             and set(s.connected_peers) >= ids)
         yield boot, others
 

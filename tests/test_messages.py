@@ -60,6 +60,7 @@ from protocols import (
     handshake_payload,
     unpack,
 )
+from protocols.bootstrap import PeerEntry, PeersRequest, PeersResponse
 
 GOLDEN_FILE = Path(__file__).parent / "golden" / "messages.json"
 REGEN_ENV = "AUTONAT_REGEN_GOLDEN"
@@ -100,6 +101,18 @@ def decode_autonat(data: bytes) -> object:
     return decode_autonat_message(unpack(data))
 
 
+def decode_peers_request(data: bytes) -> object:
+    return PeersRequest.from_wire(unpack(data))
+
+
+def decode_peers_response(data: bytes) -> object:
+    return PeersResponse.from_wire(unpack(data))
+
+
+# an Ed25519 identity-multihash peer id (of ED25519_KEY)
+PEER_ID_BYTES = bytes([0x00, len(ED25519_KEY)]) + ED25519_KEY
+
+
 # name -> (message, decoder). Every message type appears at least once.
 GOLDEN_CASES: dict[str, tuple[WireMessage, Decoder]] = {
     "hello": (Hello(version=1, public_key=ED25519_KEY, nonce=NONCE), decode_handshake_frame),
@@ -132,6 +145,11 @@ GOLDEN_CASES: dict[str, tuple[WireMessage, Decoder]] = {
         DialResponse(ResponseStatus.E_DIAL_REFUSED, 0, DialStatus.UNUSED), decode_autonat),
     "dial_back": (DialBack(nonce=2**64 - 1), decode_autonat),
     "dial_back_response": (DialBackResponse(DialBackStatus.OK), decode_autonat),
+    "peers_request": (PeersRequest(max=16), decode_peers_request),
+    "peers_response": (PeersResponse((PeerEntry(PEER_ID_BYTES, (ADDR_A,)),
+                                      PeerEntry(PEER_ID_BYTES, (ADDR_A, ADDR_B)))),
+                       decode_peers_response),
+    "peers_response_empty": (PeersResponse(()), decode_peers_response),
 }
 
 
@@ -162,7 +180,7 @@ def test_golden_vectors_cover_every_message_type() -> None:
     covered = {type(msg) for msg, _ in GOLDEN_CASES.values()}
     assert covered == {Hello, Auth, StreamFrame, ErrorFrame, WindowUpdate, Identify, DialRequest,
                        DialDataRequest, DialDataResponse, DialResponse, DialBack,
-                       DialBackResponse}
+                       DialBackResponse, PeersRequest, PeersResponse}
 
 
 def test_golden_hello_is_readable_msgpack(golden: dict[str, str]) -> None:
@@ -418,7 +436,7 @@ def test_unknown_error_codes_are_kept() -> None:
 def test_error_codes() -> None:
     assert [c.value for c in ErrorCode] == ["unsupported-protocol", "too-many-streams",
                                             "stream-timeout", "bad-message", "internal-error",
-                                            "flow-control"]
+                                            "flow-control", "rate-limited"]
 
 
 def test_invalid_stream_frames_cannot_be_constructed() -> None:

@@ -112,6 +112,8 @@ async def test_real_node_metrics_parse_and_are_plausible(
     assert {s.labels["filtering"] for s in filtering} == {
         "endpoint-independent", "address-dependent", "address-and-port-dependent", "unknown"}
     assert [s.labels["filtering"] for s in filtering if s.value == 1] == [snap.nat_filtering]
+    hairpinning = {s.labels["hairpinning"]: s.value for s in families["autonat_hairpinning"]}
+    assert hairpinning == {"true": 0, "false": 0, "unknown": 1}  # no NAT: not applicable
     actors = {s.labels["actor"] for s in families["autonat_actor_restarts"]}
     assert actors == {child.name for child in stats.supervisor.children}
     assert {"status-tracker", "identify", "dialer"} <= actors

@@ -55,7 +55,7 @@ def _record(i: int, *hosts: str, identified: bool = True) -> PeerRecord:
                       agent_version="trio-autonat/0.1.0" if identified else "")
 
 
-def _conn(cid: int, i: int, direction: Direction = Direction.INBOUND) -> ConnectionInfo:
+def _conn(cid: int, i: int, direction: Direction = Direction.OUTBOUND) -> ConnectionInfo:
     return ConnectionInfo(cid, _pid(i), direction, _addr("34.83.215.1"),
                           _addr(f"34.83.216.{i}"), opened_at=1.0)
 
@@ -90,7 +90,8 @@ def test_fields_one_by_one() -> None:
         peers=peers, connections=(_conn(1, 1), _conn(2, 2), _conn(3, 2)),
         nat_status="public", nat_mapping="endpoint-independent",
         nat_filtering="address-dependent", reachable_addrs=(_addr("34.83.215.1"),),
-        observed_addrs=(_observed(1, "34.83.215.1"), _observed(2, "34.83.215.1")))
+        observed_addrs=(_observed(1, "34.83.215.1"), _observed(2, "34.83.215.1")),
+        hairpinning=False)
     doc = _doc(snap)
     assert doc.peer_id == str(ME)
     assert doc.peers_count == 2  # distinct connected peers, not connections
@@ -105,7 +106,12 @@ def test_fields_one_by_one() -> None:
     assert doc.version == "1.2.3"
     assert dict(doc.extra) == {"reachable_addrs": ("/ip4/34.83.215.1/tcp/44000/ws",),
                                "observed_addrs": ("/ip4/34.83.215.1/tcp/44000/ws",),
-                               "nat_filtering": "address-dependent"}
+                               "nat_filtering": "address-dependent",
+                               "hairpinning": False}
+    assert json.loads(build_status_document(doc))["hairpinning"] is False
+    untested = _doc(_snapshot())
+    assert dict(untested.extra)["hairpinning"] is None
+    assert json.loads(build_status_document(untested))["hairpinning"] is None
 
 
 def test_document_is_pyrsia_shaped_and_parses() -> None:
@@ -153,28 +159,39 @@ def test_explicit_own_addresses_are_filtered_too() -> None:
 def test_confirmed_public_peers_are_connected_identified_and_routable() -> None:
     snap = _snapshot(
         peers=(
-            _record(1, "34.83.216.1"),                      # yes
+            _record(1, "34.83.216.1"),                      # yes: we dialed it there
             _record(2, "34.83.216.2"),                      # not connected
             _record(3, "34.83.216.3", identified=False),    # never answered Identify
             _record(4, "10.0.0.4"),                         # private only
-            _record(5, "127.0.0.1", "34.83.216.5"),         # first routable address wins
+            _record(5, "127.0.0.1", "34.83.216.5"),         # the address we reached it at
+            _record(6, "34.83.216.6"),                      # only connected to us
         ),
-        connections=(_conn(1, 1), _conn(3, 3), _conn(5, 5, Direction.OUTBOUND),
-                     ConnectionInfo(4, _pid(4), Direction.INBOUND, _addr("10.0.0.1"),
-                                    _addr("10.0.0.4", port=50000), opened_at=1.0)))
+        connections=(_conn(1, 1), _conn(3, 3), _conn(5, 5), _conn(6, 6, Direction.INBOUND),
+                     ConnectionInfo(4, _pid(4), Direction.OUTBOUND, _addr("10.0.0.1"),
+                                    _addr("10.0.0.4"), opened_at=1.0)))
     assert public_peer_addresses(snap, STRICT) == (
         str(_addr("34.83.216.1", _pid(1))), str(_addr("34.83.216.5", _pid(5))))
     with_private = public_peer_addresses(snap, AddressPolicy(allow_private=True))
     assert str(_addr("10.0.0.4", _pid(4))) in with_private
 
 
+def test_a_peer_that_only_connected_to_us_is_not_handed_out() -> None:
+    # its own IP proves the host, not that anyone can reach it there (most sit behind NAT)
+    record = _record(6, "34.83.216.6")
+    inbound = _snapshot(peers=(record,), connections=(_conn(1, 6, Direction.INBOUND),))
+    assert public_peer_addresses(inbound, STRICT) == ()
+    proven = replace(record, verified_addrs=record.addrs)  # until our server dialed it back
+    assert public_peer_addresses(replace(inbound, peers=(proven,)), STRICT) == (
+        str(record.addrs[0]),)
+
+
 def test_a_peer_cannot_point_newcomers_at_a_third_party() -> None:
     # connected from 34.83.216.7, it announces a victim's address (and its own, later)
     liar = _record(7, "8.8.8.8")
-    snap = _snapshot(peers=(liar,), connections=(_conn(1, 7),))
+    snap = _snapshot(peers=(liar,), connections=(_conn(1, 7, Direction.INBOUND),))
     assert public_peer_addresses(snap, STRICT) == ()
-    honest_too = replace(liar, addrs=(_addr("8.8.8.8", _pid(7)), _addr("34.83.216.7", _pid(7))))
-    snap = _snapshot(peers=(honest_too,), connections=(_conn(1, 7),))
+    # dialed at 34.83.216.7: that address is handed out, never the announced one
+    snap = _snapshot(peers=(liar,), connections=(_conn(1, 7),))
     assert public_peer_addresses(snap, STRICT) == (str(_addr("34.83.216.7", _pid(7))),)
 
 
@@ -182,7 +199,7 @@ def test_an_address_our_server_dialed_back_is_verified_on_any_ip() -> None:
     # a multi-homed peer: connected from 34.83.216.8, reachable (proven) on 8.8.4.8
     proven = _addr("8.8.4.8", _pid(8), port=4001)
     record = replace(_record(8, "8.8.4.8"), verified_addrs=(proven,))
-    snap = _snapshot(peers=(record,), connections=(_conn(1, 8),))
+    snap = _snapshot(peers=(record,), connections=(_conn(1, 8, Direction.INBOUND),))
     assert public_peer_addresses(snap, STRICT) == (str(proven),)
 
 

@@ -12,6 +12,7 @@ import pytest
 from protocols import LocalProtocolError
 from protocols.stun import (
     BINDING,
+    MIN_PATH_RTO,
     BehaviourDiscovery,
     Datagram,
     DiscoveryFinished,
@@ -228,3 +229,30 @@ def test_inputs_the_state_does_not_accept_raise() -> None:
 def test_retransmission_is_bounded(rto: float, rc: int, rm: int) -> None:
     with pytest.raises(ValueError, match="must be"):
         Retransmission(rto, rc, rm)
+
+
+PROBE_LIKE = Retransmission(rto=0.5, rc=4, rm=4)  # the probe's udp_rto and udp_sends
+
+
+def test_later_tests_are_timed_by_test_is_round_trip() -> None:
+    # Test I answered at once: the lost filtering tests (port-restricted NAT) give up
+    # after 0.05 s x (1 + 2 + 4 + 4) instead of the configured 0.5 s x 11
+    result = run(Nat(EI, APD), rfc5780_server(), retransmission=PROBE_LIKE)
+    assert result.profile == UdpProfile(EI, APD, Endpoint.of(PUBLIC_IP, 40000))
+    assert result.machine.rtt == 0.0
+    assert result.finished_at == pytest.approx(MIN_PATH_RTO * 11)
+    assert PROBE_LIKE.give_up_after() == pytest.approx(5.5)
+
+
+def test_a_retransmitted_test_i_measures_nothing() -> None:
+    responder = rfc5780_server()
+    calls = itertools.count()
+
+    def drops_the_first(data: bytes, source: Endpoint, local: Endpoint,
+                        now: float) -> list[Datagram]:
+        return [] if next(calls) == 0 else responder(data, source, local, now)
+
+    result = run(Nat(EI, APD), drops_the_first, retransmission=PROBE_LIKE)
+    assert result.profile.filtering is APD
+    assert result.machine.rtt is None  # which send did the answer answer? (Karn)
+    assert result.finished_at == pytest.approx(PROBE_LIKE.rto + PROBE_LIKE.give_up_after())

@@ -26,7 +26,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from actors import WebSocketBroken, WebSocketTransport
-from actors.transport._framestream import DialError, FrameStream, TransportBroken, TransportClosed
+from actors.transport._framestream import (
+    DialError,
+    FrameStream,
+    SimultaneousOpen,
+    TransportBroken,
+    TransportClosed,
+)
 from actors.transport._sockets import KEEPALIVE_IDLE, socket_address
 from actors.transport._ws_stream import clip_reason
 from protocols import WsAddress
@@ -208,6 +214,81 @@ async def test_a_second_connection_to_the_same_peer_falls_back_to_an_ephemeral_p
             received = {await first_in.receive(), await second_in.receive()}
             assert received == {b"still works", b"both work"}
         b_inbox.done.set()
+
+
+class ClientLikePeer:
+    """A TCP peer that answers our WebSocket upgrade like the far end of a TCP
+    simultaneous open: with an upgrade request of its own (only the first
+    ``acts_as_client`` connections; later ones get a real WebSocket server)."""
+
+    UPGRADE_REQUEST = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                       b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       b"Sec-WebSocket-Version: 13\r\n\r\n")
+
+    def __init__(self, acts_as_client: int) -> None:
+        self.acts_as_client = acts_as_client
+        self.source_ports: list[int] = []
+        self.done = trio.Event()
+
+    async def serve(self, nursery: trio.Nursery,
+                    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        task_status.started(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(partial(self._handle, nursery), listeners)
+
+    async def _handle(self, nursery: trio.Nursery, stream: trio.SocketStream) -> None:
+        self.source_ports.append(stream.socket.getpeername()[1])
+        if len(self.source_ports) <= self.acts_as_client:
+            await stream.send_all(self.UPGRADE_REQUEST)
+            with trio.move_on_after(5):
+                while await stream.receive_some():
+                    pass
+            await stream.aclose()
+            return
+        request = await trio_websocket.wrap_server_stream(nursery, stream)
+        ws = await request.accept()
+        await ws.send_message(b"served")
+        await self.done.wait()
+
+
+async def test_a_simultaneous_open_is_redialed_from_an_ephemeral_port() -> None:
+    a, a_inbox, peer = WebSocketTransport(), Inbox(), ClientLikePeer(acts_as_client=1)
+    async with running() as nursery:
+        a_bound = await listen(nursery, a, ws_addr("127.0.0.1"), a_inbox)
+        port = await nursery.start(peer.serve, nursery)
+        async with a.dial(ws_addr(port=port)) as out:
+            assert await out.receive() == b"served"
+            assert out.local_addr.port != a_bound.port
+        assert peer.source_ports[0] == a_bound.port  # the first dial: from the listen port
+        assert peer.source_ports[1] != a_bound.port  # the redial: from an ephemeral one
+        assert len(peer.source_ports) == 2
+        peer.done.set()
+
+
+async def test_a_simultaneous_open_without_the_listen_port_is_not_redialed() -> None:
+    a, a_inbox, peer = WebSocketTransport(), Inbox(), ClientLikePeer(acts_as_client=2)
+    async with running() as nursery:
+        await listen(nursery, a, ws_addr("127.0.0.1"), a_inbox)
+        port = await nursery.start(peer.serve, nursery)
+        with pytest.raises(SimultaneousOpen, match="simultaneous open"):
+            async with a.dial(ws_addr(port=port), reuse_listen_port=False):
+                pytest.fail("dial should not succeed")
+        assert len(peer.source_ports) == 1
+
+
+async def test_a_peer_that_answers_garbage_is_a_dial_error_not_a_simultaneous_open() -> None:
+    async def garbage(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await stream.aclose()
+
+    async with running() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        nursery.start_soon(trio.serve_listeners, garbage, listeners)
+        addr = ws_addr(port=listeners[0].socket.getsockname()[1])
+        with pytest.raises(DialError) as caught:
+            async with WebSocketTransport().dial(addr):
+                pytest.fail("dial should not succeed")
+        assert not isinstance(caught.value, SimultaneousOpen)
 
 
 # --- limits and protocol violations -------------------------------------------------

@@ -106,6 +106,7 @@ from protocols import (
     PublicKey,
     RefusalWindow,
     RemoteProtocolError,
+    SelfConnection,
     SendCreditGranted,
     SendFrame,
     StreamErrored,
@@ -135,12 +136,16 @@ class ConnectionFailed(Exception):
     """The handshake failed; the frame stream is already closed with ``reason``.
 
     ``timed_out``: the peer did not finish it in time (on a lossy path, not proof
-    that the peer is not there), as opposed to a failure the peer caused."""
+    that the peer is not there), as opposed to a failure the peer caused.
+    ``self_connection``: the far end proved to be this node itself
+    (:class:`~protocols.SelfConnection`: the dial looped back to our own listener)."""
 
-    def __init__(self, reason: str, *, timed_out: bool = False) -> None:
+    def __init__(self, reason: str, *, timed_out: bool = False,
+                 self_connection: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.timed_out = timed_out
+        self.self_connection = self_connection
 
 
 class ConnectionEnded(StreamFailure):
@@ -608,7 +613,8 @@ async def _authenticate(frame_stream: FrameStream, keypair: Keypair, *,
         reason = f"handshake failed: {exc}"
         with trio.CancelScope(shield=True):
             await frame_stream.aclose(reason)
-        raise ConnectionFailed(reason, timed_out=isinstance(exc, HandshakeTimeout)) from exc
+        raise ConnectionFailed(reason, timed_out=isinstance(exc, HandshakeTimeout),
+                               self_connection=isinstance(exc, SelfConnection)) from exc
 
 
 async def _drive_handshake(frame_stream: FrameStream, handshake: Handshake) -> HandshakeResult:

@@ -36,6 +36,14 @@ wait, what was last published); this actor only drives it, following
   arrived from the IP we contacted and which from another IP, with what the
   server reported about each, goes to the scheduler as
   :class:`~protocols.FilteringEvidence` (``nat_filtering``);
+* **peer exchange** - with a :class:`~protocols.bootstrap.PeerExchangePlan`
+  in the state and a ``peers`` sink (the Dialer), the plan is fed the
+  connected peers that serve ``/trio-autonat/peers/1`` and, after every
+  scheduler step, the number of AutoNAT servers; while that is below the
+  confidence threshold it says whom to ask for peers
+  (:func:`~actors.node._peer_exchange.ask_for_peers`), and the usable
+  addresses go to the Dialer as ``PeersFound`` - before the small-network
+  wait runs out. Its timer runs on a second :class:`TimeoutDriver`;
 * **reporting** - every :class:`~protocols.PublishReachability` goes to the
   StatusTracker; results, changes and the small-network wait are logged.
   Results are counted once, by the scheduler (``statistics()``).
@@ -65,6 +73,7 @@ from protocols import (
     ObservedAddr,
     PeerId,
     PeerIdentified,
+    PeersFound,
     ProbeCommand,
     ProbeOutcome,
     ProbeResult,
@@ -84,11 +93,13 @@ from protocols import (
     dial_data_chunks,
     probe_outcome,
 )
+from protocols.bootstrap import AskForPeers, PeerExchangePlan
 
 from ..connection import EXCHANGE_FAILURES, Connection
 from ..runtime import (
     MailboxReceiver,
     MailboxSender,
+    MessageSink,
     Pulse,
     TimeoutDriver,
     Watch,
@@ -97,6 +108,7 @@ from ..runtime import (
 )
 from ._dialback import DialBackReceiver, PendingProbe
 from ._messages import AutonatInput, ConnectionGone, ConnectionOpened, TrackerEvent
+from ._peer_exchange import ask_for_peers
 from ._sweep import ClosedSweep
 
 __all__ = ["DIAL_BACK_GRACE", "AutonatProbe", "AutonatState", "SmallNetworkWait",
@@ -105,6 +117,8 @@ __all__ = ["DIAL_BACK_GRACE", "AutonatProbe", "AutonatState", "SmallNetworkWait"
 _PROBE_FAILURES: tuple[type[BaseException], ...] = (*EXCHANGE_FAILURES, trio.ClosedResourceError)
 """What a server or the network can do to one probe: an ERROR result, never a crash."""
 DIAL_BACK_GRACE = 1.0
+_MAX_EARLY_IDENTIFIED = 64
+"""Identify results kept for peer exchange until their connection is reported."""
 """After an OK response, how long the dial-back may still take to be seen."""
 
 
@@ -130,14 +144,19 @@ class AutonatState:
 
     scheduler: ProbeScheduler
     connections: dict[PeerId, Connection] = field(default_factory=dict)
+    exchange: PeerExchangePlan | None = None
+    """Peer exchange while AutoNAT servers are few (None: never ask)."""
 
 
 class AutonatProbe:
     def __init__(self, *, config: NodeConfig, receiver: DialBackReceiver, state: AutonatState,
                  inbox: MailboxReceiver[AutonatInput], tracker: MailboxSender[TrackerEvent],
                  watch: Watch[NodeSnapshot], node: PeerId | None = None,
-                 pulse: Pulse | None = None) -> None:
+                 pulse: Pulse | None = None,
+                 peers: MessageSink[PeersFound] | None = None) -> None:
         self._config = config
+        self._peers = peers
+        self._pex = state.exchange if peers is not None and node is not None else None
         self._receiver = receiver
         self._state = state
         self._sweep = ClosedSweep(state.connections, lambda _peer, connection: connection)
@@ -148,6 +167,8 @@ class AutonatProbe:
         self._pulse = pulse if pulse is not None else Pulse()
         self._node = node
         self._driver = TimeoutDriver[ProbeCommand](self._scheduler)
+        self._pex_driver: TimeoutDriver[AskForPeers] | None = None
+        self._pex_early: dict[PeerId, tuple[str, ...]] = {}  # identified before connected
         self._nursery: trio.Nursery | None = None
         self._filtering_logged = "unknown"
         self._log = get_logger("actors.autonat", actor="autonat-probe", **node_field(node))
@@ -160,6 +181,10 @@ class AutonatProbe:
         self._driver = TimeoutDriver[ProbeCommand](self._scheduler)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if self._pex is not None:  # its requests died with the last incarnation
+                self._pex_driver = TimeoutDriver[AskForPeers](self._pex)
+                self._ask_peers(self._pex.handle_driver_restart(trio.current_time()))
+                nursery.start_soon(self._pex_driver.run, self._ask_peers_async)
             # the previous incarnation's probe tasks died with it
             await self._execute(self._scheduler.handle_driver_restart(trio.current_time()))
             await self._forget(self._sweep.now())  # ends a previous incarnation missed
@@ -184,6 +209,9 @@ class AutonatProbe:
         await self._execute(self._scheduler.handle_connection_up(
             peer, remote_addr=connection.remote_addr, local_addr=connection.local_addr,
             inbound=connection.direction is Direction.INBOUND, now=trio.current_time()))
+        early = self._pex_early.pop(peer, None)
+        if early is not None and self._pex is not None:  # its Identify came first
+            self._ask_peers(self._pex.handle_peer_identified(peer, early, trio.current_time()))
 
     async def _identified(self, event: PeerIdentified) -> None:
         """One Identify result: its observation of our address, then its protocols."""
@@ -198,6 +226,13 @@ class AutonatProbe:
                 now)
         commands += self._scheduler.handle_peers_identified(
             [(event.peer_id, event.protocols)], now)
+        if self._pex is not None and event.peer_id in self._state.connections:
+            self._ask_peers(self._pex.handle_peer_identified(event.peer_id, event.protocols, now))
+        elif self._pex is not None:  # its connection is not reported yet: keep a few
+            self._pex_early.pop(event.peer_id, None)
+            self._pex_early[event.peer_id] = event.protocols
+            while len(self._pex_early) > _MAX_EARLY_IDENTIFIED:
+                del self._pex_early[next(iter(self._pex_early))]
         await self._execute(commands)
 
     async def _gone(self, gone: ConnectionGone) -> None:
@@ -209,6 +244,8 @@ class AutonatProbe:
     async def _forget(self, peers: list[PeerId]) -> None:
         """Tell the scheduler that these peers' connections (already out of the table) ended."""
         for peer in peers:
+            if self._pex is not None:
+                self._ask_peers(self._pex.handle_connection_down(peer, trio.current_time()))
             await self._execute(self._scheduler.handle_connection_down(peer, trio.current_time()))
 
     async def _follow_snapshots(self) -> None:
@@ -231,6 +268,9 @@ class AutonatProbe:
         for command in commands:
             if isinstance(command, StartProbe):
                 self._nursery.start_soon(self._probe, command)
+        if self._pex is not None:  # the server count may have changed
+            self._ask_peers(self._pex.handle_servers_available(
+                self._scheduler.servers_available, trio.current_time()))
         for command in commands:
             if isinstance(command, PublishReachability):
                 await self._tracker.send(command.update)
@@ -249,6 +289,46 @@ class AutonatProbe:
             elif isinstance(command, SmallNetworkWaitEnded):
                 self._log.info("small-network wait over", servers=command.servers,
                                threshold_in_force=command.threshold_in_force)
+
+    # --- peer exchange -----------------------------------------------------------------
+
+    def _ask_peers(self, commands: list[AskForPeers]) -> None:
+        """Start one request per command (no await: callable between scheduler steps)."""
+        if self._pex_driver is not None:
+            self._pex_driver.wake()
+        if not commands:
+            return
+        assert self._nursery is not None
+        for command in commands:
+            self._nursery.start_soon(self._exchange_peers, command)
+
+    async def _ask_peers_async(self, commands: list[AskForPeers]) -> None:
+        self._ask_peers(commands)
+        await trio.lowlevel.checkpoint()
+
+    async def _exchange_peers(self, command: AskForPeers) -> None:
+        assert self._pex is not None and self._peers is not None and self._node is not None
+        connection = self._state.connections.get(command.peer)
+        learned = None
+        if connection is not None:
+            try:
+                learned = await ask_for_peers(connection, count=command.max, own=self._node,
+                                              config=self._config)
+            except _PROBE_FAILURES as exc:
+                self._log.info("peer exchange failed", peer=str(command.peer),
+                               error=f"{type(exc).__name__}: {exc}")
+        if learned is None:
+            self._ask_peers(self._pex.handle_failed(command.peer, trio.current_time()))
+            return
+        for entry, reason in learned.skipped:
+            self._log.debug("peer exchange entry skipped", peer=str(command.peer), entry=entry,
+                            reason=reason)
+        self._log.info("peers from peer exchange", peer=str(command.peer),
+                       peers=len(learned.addrs), skipped=len(learned.skipped))
+        if learned.addrs:
+            await self._peers.send(PeersFound(learned.addrs, f"peer-exchange:{command.peer}"))
+        self._ask_peers(self._pex.handle_answer(command.peer, len(learned.addrs),
+                                               trio.current_time()))
 
     # --- probing ---------------------------------------------------------------------
 

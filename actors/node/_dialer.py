@@ -46,6 +46,11 @@ id* and close the other, so after simultaneous dials both ends converge on
 the same connection without talking about it. A dial-back connection is
 normally closed by its server long before that.
 
+An inbound connection whose handshake proves it comes from this node itself
+(:class:`~protocols.SelfConnection`: our hairpin test reaching our own
+listener through the NAT) is closed by the handshake, counted
+(``self_connections``) and never registered or announced.
+
 Inbound protocol streams are dispatched by protocol id through the
 ``handlers`` map the node passes in (Identify's responder, the dial-back
 receiver and, when enabled, the AutoNAT server); an unknown protocol is
@@ -155,6 +160,9 @@ class DialerStatistics:
     """Peers whose latest dial failed and that have not connected since, oldest first."""
     admission: AdmissionStatistics | None = None
     """Inbound admission: slots in use, refusals by reason, evictions."""
+    self_connections: int = 0
+    """Inbound connections that proved to come from this node itself (hairpin tests),
+    closed after the handshake and never registered."""
 
 
 @dataclass
@@ -227,7 +235,8 @@ class Dialer:
         self._slot_ids = itertools.count(1)
         self._driver = TimeoutDriver[DialCommand](state.planner)
         self._counts = dict.fromkeys(
-            ("dials_started", "dials_failed", "inbound_refused", "duplicates_closed"), 0)
+            ("dials_started", "dials_failed", "inbound_refused", "duplicates_closed",
+             "self_connections"), 0)
         self._log = get_logger("actors.dialer", actor="dialer", node=str(keypair.peer_id))
 
     def statistics(self) -> DialerStatistics:
@@ -379,8 +388,12 @@ class Dialer:
                 self._slots[slot] = connection
                 await self._serve(connection, None, slot=slot)
         except ConnectionFailed as exc:
-            self._log.info("inbound handshake failed", remote=str(stream.remote_addr),
-                           reason=exc.reason)
+            if exc.self_connection:  # our own hairpin test (actors.node._hairpin) arrived
+                self._counts["self_connections"] += 1
+                self._log.debug("self-connection closed", remote=str(stream.remote_addr))
+            else:
+                self._log.info("inbound handshake failed", remote=str(stream.remote_addr),
+                               reason=exc.reason)
         finally:
             if not admitted:
                 self._pending_inbound -= 1

@@ -9,7 +9,8 @@ one_for_one :class:`Supervisor` in a nursery of its own, in dependency
 order: StatusTracker (everyone reports to it), the STUN server (when
 ``stun_listen`` is set: bound before any peer connects, so every Identify
 advertises it), IdentifyActor, AutonatProbe, the UDP profiler (when
-``udp_discovery`` is on), Dialer (which starts listening and dialing),
+``udp_discovery`` is on), Dialer, the hairpin tester (after the Dialer, so it
+stops before the listener its test reaches) (which starts listening and dialing),
 BootstrapFetcher. The body of the ``async with`` runs once all
 of them signalled readiness; leaving it cancels the supervisor, which stops
 the actors in reverse order (the tracker last, so it saves the peer store
@@ -46,6 +47,8 @@ from protocols import (
     BootstrapStatistics,
     ConnectionInfo,
     DialPlanner,
+    HairpinPlan,
+    HairpinStatistics,
     Keypair,
     NodeConfig,
     NodeModel,
@@ -60,6 +63,7 @@ from protocols import (
     UpgradeStatistics,
     WsAddress,
 )
+from protocols.bootstrap import PEER_EXCHANGE_PROTOCOL_ID, PeerExchangePlan, PeerExchangeStatistics
 from protocols.relay import HOP_PROTOCOL_ID, STOP_PROTOCOL_ID, CircuitAddress
 from protocols.stun import UdpDiscoveryPlan, UdpDiscoveryStatistics
 
@@ -77,9 +81,10 @@ from ..runtime import (
 from ..transport import Transport, WebSocketTransport, client_context, server_context
 from ._autonat_probe import AutonatProbe, AutonatState, SmallNetworkWait
 from ._autonat_server import AutonatServer, AutonatServerStatistics
-from ._bootstrap import BootstrapFetcher
+from ._bootstrap import BootstrapFetcher, ClientFactory
 from ._dialback import DialBackReceiver, DialBackStatistics
 from ._dialer import Dialer, DialerState, DialerStatistics
+from ._hairpin import HairpinTester
 from ._identify import (
     IdentifyActor,
     IdentifyResponder,
@@ -95,6 +100,7 @@ from ._messages import (
     IdentifyInput,
     TrackerEvent,
 )
+from ._peer_exchange import PeerExchangeServer, PeerExchangeServerStatistics
 from ._relay import RelayService, RelayServiceStatistics
 from ._relay_client import (
     RELAY_DIAL_FAILURES,
@@ -140,6 +146,12 @@ class NodeStatistics:
     """Our STUN server's counters (None: ``stun_listen`` is off)."""
     udp_discovery: UdpDiscoveryStatistics | None = None
     """Our UDP profile measurements (None: ``udp_discovery`` is off)."""
+    peer_exchange: PeerExchangeServerStatistics | None = None
+    """Peer-exchange requests we answered or refused."""
+    peer_exchange_client: PeerExchangeStatistics | None = None
+    """Peer-exchange requests we made while AutoNAT servers were few."""
+    hairpin: HairpinStatistics | None = None
+    """Our hairpin tests: the target, the published value, tests by outcome."""
     relay: RelayServiceStatistics | None = None
     """Our relay service: reservations and circuits (None: ``relay_service`` is off)."""
     relay_client: RelayClientStatistics | None = None
@@ -190,6 +202,9 @@ class Node:
                  fetcher: BootstrapFetcher, transport: Transport,
                  stun_server: StunServerActor | None = None,
                  udp_profiler: UdpProfiler | None = None,
+                 exchange_server: PeerExchangeServer | None = None,
+                 exchange_plan: PeerExchangePlan | None = None,
+                 hairpin: HairpinTester | None = None,
                  relay: RelayService | None = None,
                  relay_client: RelayClient | None = None) -> None:
         self.keypair = keypair
@@ -209,6 +224,9 @@ class Node:
         self._transport = transport
         self._stun_server = stun_server
         self._udp_profiler = udp_profiler
+        self._exchange_server = exchange_server
+        self._exchange_plan = exchange_plan
+        self._hairpin = hairpin
         self._relay = relay
         self._relay_client = relay_client
 
@@ -318,6 +336,11 @@ class Node:
                       if isinstance(self._transport, WebSocketTransport) else None),
             stun=self._stun_server.statistics() if self._stun_server else None,
             udp_discovery=self._udp_profiler.statistics() if self._udp_profiler else None,
+            peer_exchange=(self._exchange_server.statistics()
+                           if self._exchange_server else None),
+            peer_exchange_client=(self._exchange_plan.statistics()
+                                  if self._exchange_plan else None),
+            hairpin=self._hairpin.statistics() if self._hairpin else None,
             relay=self._relay.statistics() if self._relay else None,
             relay_client=self._relay_client.statistics() if self._relay_client else None)
 
@@ -379,7 +402,7 @@ def _planner(config: NodeConfig, keys: Keypair, rng: random.Random) -> DialPlann
 
 
 def _build(config: NodeConfig, keys: Keypair, transport: Transport,
-           rng: random.Random) -> Node:
+           rng: random.Random, http_client_factory: ClientFactory | None = None) -> Node:
     """Every actor and the supervisor, wired through the node-owned mailboxes and watch."""
     boxes = _Mailboxes.create(config.mailbox_size)
     watch: Watch[NodeSnapshot] = Watch()
@@ -391,7 +414,9 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     server = AutonatServer(config=config, keypair=keys, transport=transport,
                            connection_config=config.connection,
                            tracker=boxes.tracker.sender(), rng=rng)
-    handlers: dict[str, ProtocolHandler] = {DIAL_BACK_PROTOCOL_ID: receiver.serve}
+    exchange_server = PeerExchangeServer(config=config, watch=watch, rng=rng, node=keys.peer_id)
+    handlers: dict[str, ProtocolHandler] = {DIAL_BACK_PROTOCOL_ID: receiver.serve,
+                                            PEER_EXCHANGE_PROTOCOL_ID: exchange_server.serve}
     if config.autonat_server:
         handlers[DIAL_REQUEST_PROTOCOL_ID] = server.serve
     relay = (RelayService(config=config, keypair=keys, own_addrs=partial(_relay_addrs, watch))
@@ -417,16 +442,19 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         policy=config.policy, rng=rng, probe_servers=config.autonat_client.probe_servers,
         welcome_probes=config.autonat_client.welcome_probes,
         max_observers=config.max_peers)  # as many observers as the node model keeps
+    exchange_plan = PeerExchangePlan(threshold=config.autonat_client.confidence)
     autonat = AutonatProbe(
-        config=config, receiver=receiver, state=AutonatState(scheduler),
+        config=config, receiver=receiver, state=AutonatState(scheduler, exchange=exchange_plan),
         inbox=boxes.autonat.receiver(), tracker=boxes.tracker.sender(), watch=watch,
-        node=keys.peer_id, pulse=pulse)
+        node=keys.peer_id, pulse=pulse, peers=boxes.dialer.sender())
     stun_server = (StunServerActor(config=config, tracker=boxes.tracker.sender(), watch=watch,
                                    node=keys.peer_id) if config.stun.enabled else None)
     udp_profiler = (UdpProfiler(
         config=config, plan=UdpDiscoveryPlan(interval=config.udp.udp_discovery_interval),
         inbox=boxes.udp.receiver(), tracker=boxes.tracker.sender(), watch=watch,
         node=keys.peer_id, pulse=pulse) if config.udp.udp_discovery else None)
+    hairpin = HairpinTester(config=config, keypair=keys, transport=transport, plan=HairpinPlan(),
+                            tracker=boxes.tracker.sender(), watch=watch, pulse=pulse)
     identify = IdentifyActor(responder=responder, config=config, state=IdentifyState(),
                              inbox=boxes.identify.receiver(), tracker=boxes.tracker.sender(),
                              watch=watch, autonat=boxes.autonat.sender(),
@@ -439,7 +467,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         listeners=[boxes.identify.sender(), boxes.autonat.sender()], handlers=handlers,
         pulse=pulse)
     fetcher = BootstrapFetcher(config=config, dialer=boxes.dialer.sender(), watch=watch,
-                               local_peer=keys.peer_id, rng=rng, pulse=pulse)
+                               local_peer=keys.peer_id, rng=rng, pulse=pulse,
+                               client_factory=http_client_factory)
     children = [ChildSpec("status-tracker", tracker.run, mailbox=boxes.tracker)]
     if stun_server is not None:  # before the Dialer: every Identify advertises it
         children.append(ChildSpec("stun-server", stun_server.run))
@@ -450,6 +479,7 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     if relay_client.planner is not None:  # reserves on relays while the node is private
         children.append(ChildSpec("relay-client", partial(relay_client.run, watch)))
     children += [ChildSpec("dialer", dialer.run, mailbox=boxes.dialer),
+                 ChildSpec("hairpin", hairpin.run),  # stops before the Dialer's listener
                  ChildSpec("bootstrap", fetcher.run)]
     supervisor = Supervisor(
         children,
@@ -458,7 +488,9 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
                 supervisor=supervisor, dialer=dialer, tracker=tracker, identify=identify,
                 responder=responder, autonat=autonat, server=server, receiver=receiver,
                 fetcher=fetcher, transport=transport, stun_server=stun_server,
-                udp_profiler=udp_profiler, relay=relay, relay_client=relay_client)
+                udp_profiler=udp_profiler, exchange_server=exchange_server,
+                exchange_plan=exchange_plan, hairpin=hairpin, relay=relay,
+                relay_client=relay_client)
 
 
 def _relay_addrs(watch: Watch[NodeSnapshot]) -> tuple[WsAddress, ...]:
@@ -475,6 +507,7 @@ async def open_node(
     transport: Transport | None = None,
     keypair: Keypair | None = None,
     rng: random.Random | None = None,
+    http_client_factory: ClientFactory | None = None,
 ) -> AsyncIterator[Node]:
     """Run a node for the duration of the ``async with`` block.
 
@@ -482,10 +515,12 @@ async def open_node(
     :class:`~actors.MemoryTransport`. ``keypair`` overrides ``config.key_file``.
     Raises :class:`~protocols.KeyFileError` for an unusable key file and
     :class:`~protocols.ConfigError` for an unusable ``tls_cert``/``tls_key``/``tls_ca``.
+    ``http_client_factory`` replaces ``httpx.AsyncClient`` for the boot URL fetches
+    (tests serve a boot document from an ``httpx.MockTransport``).
     """
     node = _build(config, _keypair(config, keypair),
                   transport if transport is not None else _default_transport(config),
-                  rng if rng is not None else random.Random())
+                  rng if rng is not None else random.Random(), http_client_factory)
     async with trio.open_nursery() as nursery:
         await nursery.start(node.supervisor.run)
         try:

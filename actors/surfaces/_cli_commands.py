@@ -44,6 +44,7 @@ from ._cli_probe import (
     no_verdict_reason,
     probe_facts,
     progress_stream,
+    wait_for_hairpin,
     wait_for_mapping,
     wait_for_udp,
     wait_for_verdict,
@@ -56,7 +57,7 @@ from ._cli_settings import (
     host_port,
     load_node_config,
 )
-from ._explain import ProfileFacts, explain, wrap
+from ._explain import ProfileFacts, explain, hairpinning_text, wrap
 
 EXIT_OK, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2
 MAPPING_GRACE = 2.0
@@ -66,6 +67,11 @@ UDP_GRACE = 8.0
 """Then how long it may wait for the UDP profile: only while a STUN server is known and a
 run is under way (:func:`._cli_probe.udp_grace_useful`). A NAT that filters is recognised
 when the filtering tests time out (5.5 s at the default udp_rto and udp_sends)."""
+HAIRPIN_GRACE = 2.0
+"""Last, how long it may wait for ``hairpinning``: only while a test of our confirmed
+external address is under way (:func:`._cli_probe.hairpin_grace_useful`); it started
+with the verdict, so it is usually done; a NAT that drops the test's connection reports
+null rather than make the probe wait the test's 5 s timeout."""
 
 
 class CliError(Exception):
@@ -312,6 +318,7 @@ async def _probe(config: NodeConfig, timeout: float, progress: ProgressPrinter |
             if reason is None:
                 await wait_for_mapping(node, progress, MAPPING_GRACE)
                 await wait_for_udp(node, progress, UDP_GRACE)
+                await wait_for_hairpin(node, progress, HAIRPIN_GRACE)
         snap = node.snapshot()
         stats = node.statistics()
         if snap.nat_status != "unknown":
@@ -336,6 +343,7 @@ async def _probe(config: NodeConfig, timeout: float, progress: ProgressPrinter |
         "servers": [str(s) for s in servers],
         "servers_contacted": [str(s) for s in stats.servers_contacted],
         "udp": {"mapping": snap.udp.mapping.value, "filtering": snap.udp.filtering.value},
+        "hairpinning": snap.hairpinning,
         "reason": reason,
         "elapsed_s": elapsed,
         "total_s": total,
@@ -371,6 +379,7 @@ def _print_probe(result: dict[str, Any]) -> None:
             print(f"{label}  {addr}")
     udp = result["udp"]
     print(f"udp          mapping {udp['mapping']}, filtering {udp['filtering']}")
+    print(f"hairpinning  {hairpinning_text(result.get('hairpinning'))}")
     print(f"servers      {len(result['servers'])} answered, "
           f"{len(result['servers_contacted'])} asked")
     if result["reason"]:
@@ -409,6 +418,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     udp = document.get("udp")
     if isinstance(udp, dict):
         print(f"{'udp':<16}mapping {udp.get('mapping')}, filtering {udp.get('filtering')}")
+    if "hairpinning" in document:
+        print(f"{'hairpinning':<16}{hairpinning_text(document['hairpinning'])}")
     for key in ("reachable_addrs", "observed_addrs", "stun_addrs", "peer_addrs"):
         for addr in document.get(key) or []:
             print(f"{key[:-1]:<16}{addr}")

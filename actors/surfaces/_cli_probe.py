@@ -38,6 +38,16 @@ function of those facts, tested without a network or a terminal:
   known and a discovery run is in flight or about to start; a node that
   knows no STUN server reports ``unknown`` without waiting, so the TCP
   verdict never waits for UDP.
+* :func:`hairpin_grace_useful` - last, the probe waits up to ``HAIRPIN_GRACE``
+  seconds for ``hairpinning``, but only while a test of a confirmed external
+  address is running or due and its result has not reached the snapshot.
+  The test starts by itself as soon as AutoNAT confirms an external address
+  that is not ours (``actors.node._hairpin``), so it runs concurrently with
+  the mapping and UDP graces and is usually done by then; a NAT that drops
+  the looped-back connection takes the test's whole timeout (5 s), longer
+  than the grace, and the probe then reports ``null`` (unknown) rather than
+  wait. Without a confirmed external address (no NAT, private, no verdict)
+  there is nothing to wait for and ``hairpinning`` is ``null``.
 * :func:`progress_lines` - on a terminal, one line per phase on stderr:
   fetching (which URLs / how many ``--peer``), connected N peers, probing N
   servers, waiting for more servers (the small-network wait and its length),
@@ -53,7 +63,15 @@ from typing import Final, Protocol
 
 import trio
 
-from protocols import BootUrlStatus, NodeConfig, NodeSnapshot, WsAddress
+from protocols import (
+    BootUrlStatus,
+    HairpinStatistics,
+    NodeConfig,
+    NodeSnapshot,
+    WsAddress,
+    hairpin_target,
+    own_hosts,
+)
 from protocols.stun import NatBehaviour, UdpDiscoveryStatistics
 
 from ..node import DialFailure, Node, NodeStatistics, SmallNetworkWait
@@ -64,12 +82,14 @@ __all__ = [
     "ProgressPrinter",
     "ProgressState",
     "give_up_reason",
+    "hairpin_grace_useful",
     "mapping_grace_useful",
     "no_verdict_reason",
     "probe_facts",
     "progress_lines",
     "progress_stream",
     "udp_grace_useful",
+    "wait_for_hairpin",
     "wait_for_mapping",
     "wait_for_udp",
     "wait_for_verdict",
@@ -414,3 +434,35 @@ async def wait_for_udp(node: Node, progress: ProgressPrinter, grace: float) -> N
                 announced = True
             with trio.move_on_after(UDP_NEXT_RUN_SLACK):  # a run due soon starts by time
                 await node.activity.wait_past(seen)
+
+
+# --- the hairpinning grace ---------------------------------------------------------------------
+
+
+def hairpin_grace_useful(snap: NodeSnapshot, hairpin: HairpinStatistics | None) -> bool:
+    """Whether waiting can still make ``hairpinning`` known: the snapshot has a confirmed
+    external address that is under test, due for one, or not yet seen by the tester, or
+    its result has not reached the snapshot yet."""
+    if hairpin is None:
+        return False
+    own = own_hosts(snap.listen_addrs, snap.local_ips)
+    target = hairpin_target(snap.reachable_addrs, own) if own else hairpin.target
+    if target is None:
+        return False
+    if target != hairpin.target:
+        return True  # the tester has not seen this snapshot yet: its test is about to start
+    return hairpin.pending or snap.hairpinning is not hairpin.hairpinning
+
+
+async def wait_for_hairpin(node: Node, progress: ProgressPrinter, grace: float) -> None:
+    """Up to ``grace`` s for ``hairpinning``, but only while :func:`hairpin_grace_useful`."""
+    announced = False
+    with trio.move_on_after(grace):
+        while True:
+            seen = node.activity.count
+            if not hairpin_grace_useful(node.snapshot(), node.statistics().hairpin):
+                return
+            if not announced:
+                progress.note(f"probe: waiting up to {grace:g} s for the hairpinning test")
+                announced = True
+            await node.activity.wait_past(seen)

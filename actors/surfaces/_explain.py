@@ -35,7 +35,11 @@ No I/O, no Trio: every branch is tested on hand-made facts
 
    The TCP line is left out when the node is ``public`` (peers dial it
    directly); the UDP line says when UDP was not measured.
-4. **What to do** - ``public``: nothing to forward; ``private`` behind a NAT:
+4. **Hairpinning**, when it was tested (a confirmed external address behind a
+   NAT): whether computers on the same LAN can reach the node at that public
+   address (``true``), or must use its LAN address (``false``). Nothing is
+   said when it is ``null`` (no NAT, not reachable, or not tested).
+5. **What to do** - ``public``: nothing to forward; ``private`` behind a NAT:
    forward the TCP listen port on the router to this machine's LAN IP (a
    probe on a random port is told to rerun with a fixed ``--listen``);
    ``private`` without a NAT: a firewall drops inbound connections, open the
@@ -49,7 +53,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-__all__ = ["ProfileFacts", "explain", "hole_punching", "wrap"]
+__all__ = ["ProfileFacts", "explain", "hairpinning_text", "hole_punching", "wrap"]
 
 DEFAULT_PORT: Final = 44000
 _TCP_MAPPINGS: Final = ("none", "endpoint-independent", "endpoint-dependent")
@@ -60,6 +64,11 @@ Likelihood = Literal["likely", "possible", "unlikely"]
 
 def _one_of(value: object, allowed: Iterable[str]) -> str:
     return value if isinstance(value, str) and value in allowed else "unknown"
+
+
+def hairpinning_text(value: object) -> str:
+    """``true``, ``false`` or ``unknown`` (JSON null, or anything else)."""
+    return "true" if value is True else "false" if value is False else "unknown"
 
 
 def _strings(value: object) -> tuple[str, ...]:
@@ -77,6 +86,8 @@ class ProfileFacts:
     nat_filtering: str = "unknown"
     udp_mapping: str = "unknown"
     udp_filtering: str = "unknown"
+    hairpinning: str = "unknown"
+    """``true``, ``false`` or ``unknown`` (see :func:`hairpinning_text`)."""
     reachable_addrs: tuple[str, ...] = ()
     unreachable_addrs: tuple[str, ...] = ()
     observed_addrs: tuple[str, ...] = ()
@@ -103,6 +114,7 @@ class ProfileFacts:
             nat_filtering=_one_of(doc.get("nat_filtering"), _BEHAVIOURS),
             udp_mapping=_one_of(udp.get("mapping"), _UDP_MAPPINGS),
             udp_filtering=_one_of(udp.get("filtering"), _BEHAVIOURS),
+            hairpinning=hairpinning_text(doc.get("hairpinning")),
             reachable_addrs=_strings(doc.get("reachable_addrs")),
             unreachable_addrs=_strings(doc.get("unreachable_addrs")),
             observed_addrs=_strings(doc.get("observed_addrs")),
@@ -221,6 +233,17 @@ def _udp(facts: ProfileFacts) -> list[str]:
             _punch_sentence("UDP", facts.udp_mapping, facts.udp_filtering, udp=True)]
 
 
+def _hairpinning(facts: ProfileFacts) -> list[str]:
+    if facts.hairpinning == "true":
+        return ["Your router hairpins: computers on your own LAN can reach this node at its "
+                "public address too."]
+    if facts.hairpinning == "false":
+        lan = f" ({_and(facts.lan_ips)})" if facts.lan_ips else ""
+        return ["Your router does not hairpin: computers on your own LAN cannot reach this "
+                f"node at its public address; they must use its LAN address{lan}."]
+    return []
+
+
 def _reachability(facts: ProfileFacts) -> str:
     if facts.nat_status == "public":
         if not facts.reachable_addrs:
@@ -277,6 +300,7 @@ def explain(facts: ProfileFacts) -> list[str]:
     if facts.nat_status == "private" or (facts.nat_status == "unknown"
                                          and facts.nat_mapping != "unknown"):
         lines.append(_punch_sentence("TCP", facts.nat_mapping, facts.nat_filtering, udp=False))
+    lines.extend(_hairpinning(facts))
     lines.extend(_udp(facts))
     lines.extend(_advice(facts))
     return lines

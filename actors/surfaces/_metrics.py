@@ -54,6 +54,8 @@ Metric names (all prefixed ``autonat_``)::
     nat_status{status}                  gauge    1 on public|private|unknown
     nat_mapping{mapping}                gauge    1 on the current mapping
     nat_filtering{filtering}            gauge    1 on the current TCP filtering
+    hairpinning{hairpinning}            gauge    1 on true|false|unknown (unknown: null,
+                                                 untested or not applicable)
     reachable_addresses                 gauge
     peers_known / peers_connected       gauge
     connections{direction}             gauge    inbound|outbound
@@ -132,7 +134,7 @@ METRIC_NAMES: Final = tuple(
     PREFIX + name
     for name in (
         "node_info", "uptime_seconds", "lifecycle_state", "nat_status", "nat_mapping",
-        "nat_filtering",
+        "nat_filtering", "hairpinning",
         "reachable_addresses", "peers_known", "peers_connected", "connections", "dials",
         "inbound_refused", "inbound_refusals", "inbound_evicted", "inbound_upgrades_evicted",
         "identify",
@@ -150,6 +152,7 @@ _NAT_STATUSES: Final[tuple[NatStatus, ...]] = ("public", "private", "unknown")
 _NAT_MAPPINGS: Final[tuple[NatMapping, ...]] = (
     "none", "endpoint-independent", "endpoint-dependent", "unknown")
 _NAT_FILTERINGS: Final[tuple[NatFiltering, ...]] = get_args(NatFiltering)
+_HAIRPINNING: Final = {True: "true", False: "false", None: "unknown"}
 
 class StatusSource(Protocol):
     """What the HTTP API and the metrics read from a node (``actors.Node`` is one)."""
@@ -207,6 +210,10 @@ class NodeCollector:
                        "mapping", _NAT_MAPPINGS, snapshot.nat_mapping)
         yield _one_hot(PREFIX + "nat_filtering", "1 on the current TCP filtering verdict.",
                        "filtering", _NAT_FILTERINGS, snapshot.nat_filtering)
+        yield _one_hot(PREFIX + "hairpinning", "1 on whether we reach ourselves at our "
+                       "confirmed external address (unknown: untested or no NAT).",
+                       "hairpinning", list(_HAIRPINNING.values()),
+                       _HAIRPINNING[snapshot.hairpinning])
         yield GaugeMetricFamily(PREFIX + "reachable_addresses",
                                 "Own addresses confirmed reachable by AutoNAT.",
                                 value=len(snapshot.reachable_addrs))

@@ -13,12 +13,19 @@ from ._framestream import (
     FrameStream,
     HandshakeTimedOut,
     LocalDialError,
+    SimultaneousOpen,
     Transport,
     TransportBroken,
     TransportClosed,
     TransportError,
 )
-from ._memory_transport import MemoryFrameStream, MemoryNetwork, MemoryTransport, memory_stream_pair
+from ._memory_transport import (
+    MemoryFrameStream,
+    MemoryNetwork,
+    MemoryTransport,
+    StaticNat,
+    memory_stream_pair,
+)
 from ._stun_udp import StunServer, StunServerStatistics, discover_udp_profile, open_stun_server
 from ._tls import check_tls_files, client_context, server_context
 from ._ws_stream import WebSocketBroken, WebSocketFrameStream
@@ -33,6 +40,8 @@ __all__ = [
     "MemoryFrameStream",
     "MemoryNetwork",
     "MemoryTransport",
+    "SimultaneousOpen",
+    "StaticNat",
     "StunServer",
     "StunServerStatistics",
     "Transport",

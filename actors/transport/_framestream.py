@@ -62,6 +62,14 @@ class HandshakeTimedOut(DialError):
     finish in time: something answered at the address, over a slow or lossy path."""
 
 
+class SimultaneousOpen(DialError):
+    """A dial from our listen port met the peer's dial from *its* listen port: TCP
+    simultaneous open joined the two SYNs into one connection on which both ends
+    are clients (each received the other's WebSocket upgrade request). The
+    transport redials once from an ephemeral port; this reaches the caller only
+    when that was not possible."""
+
+
 class LocalDialError(DialError):
     """A dial failed for a reason on *our* side: no file descriptors or buffers left, no
     free port, no route or address for our source IP, a local policy. It says nothing

@@ -16,6 +16,15 @@ and NATs: it is called with ``(source, destination)`` and returns a reason
 string to refuse the dial, or ``None`` to allow it. Dials to a host in
 ``MemoryNetwork.blackholed`` never complete (until the dialer's timeout),
 like a firewall that silently drops packets.
+
+``MemoryNetwork.nats`` models one-to-one NATs (:class:`StaticNat`): a host
+``inside`` appears to everyone else as ``outside``, same ports (the source of
+its dials is rewritten; port-preserving, endpoint-independent), every port of
+``outside`` is forwarded to ``inside`` (a "DMZ host"), and ``inside`` itself
+cannot be dialed from other hosts. A dial from ``inside`` to its own
+``outside`` address loops back (seen from ``outside``) only when the NAT
+hairpins; otherwise it is refused, as a router without hairpin rules answers
+a LAN connection to its WAN address (or, with ``drop``, never completes).
 """
 
 from __future__ import annotations
@@ -122,6 +131,17 @@ def memory_stream_pair(
     return a_end, b_end
 
 
+@dataclass(frozen=True)
+class StaticNat:
+    """A one-to-one NAT in front of host ``inside`` (see the module docstring)."""
+
+    inside: str
+    outside: str
+    hairpin: bool = True
+    drop: bool = False
+    """Without hairpin: drop the looped-back dial silently instead of refusing it."""
+
+
 @dataclass
 class _Listener:
     handler: StreamHandler
@@ -140,6 +160,26 @@ class MemoryNetwork:
     path: PathStats | None = None
     """What every stream reports as its path (None: unmeasured, like a platform
     without ``TCP_INFO``); tests set it to model a path's round trip."""
+    nats: list[StaticNat] = field(default_factory=list)
+
+    async def _translate(self, local: WsAddress,
+                         remote: WsAddress) -> tuple[WsAddress, WsAddress]:
+        """Where a dial from ``local`` to ``remote`` arrives, and from where it is seen
+        there (DialError when a NAT stops it)."""
+        seen_from, target = local, remote
+        for nat in self.nats:
+            if remote.host == nat.inside and local.host != nat.inside:
+                raise DialError(f"dial to {remote} refused: no route to a host behind a NAT")
+            if remote.host == nat.outside:
+                if local.host == nat.inside and not nat.hairpin:
+                    if nat.drop:
+                        await trio.sleep_forever()
+                    raise DialError(f"dial to {remote} refused: the NAT does not hairpin")
+                target = _tcp_addr(nat.inside, remote.port)
+            leaving = target.host != nat.inside or remote.host == nat.outside  # or hairpin
+            if local.host == nat.inside and leaving:
+                seen_from = _tcp_addr(nat.outside, local.port)
+        return seen_from, target
 
     def transport(self, host: str) -> MemoryTransport:
         return MemoryTransport(self, host)
@@ -211,10 +251,12 @@ class MemoryTransport:
             refused = self._network.dial_filter(local, remote)
             if refused is not None:
                 raise DialError(f"dial to {remote} refused: {refused}")
-        listener = self._network._listeners.get((addr.host, addr.port))
+        seen_from, target = await self._network._translate(local, remote)
+        listener = self._network._listeners.get((target.host, target.port))
         if listener is None:
             raise DialError(f"connection refused: nothing listens on {remote}")
         ours, theirs = memory_stream_pair(local, remote)
+        theirs._local, theirs._remote = target, seen_from
         ours.path = theirs.path = self._network.path
         listener.nursery.start_soon(_serve, listener.handler, theirs)
         return ours

@@ -47,11 +47,13 @@ from protocols import ConnectPlan, UpgradeLimits, WsAddress
 
 from ..runtime import get_logger
 from ._accept import SocketBudget, accept_loop
+from ._first_bytes import FirstBytesStream
 from ._framestream import (
     LOCAL_DIAL_ERRNOS,
     DialError,
     HandshakeTimedOut,
     LocalDialError,
+    SimultaneousOpen,
     StreamHandler,
 )
 from ._sockets import (
@@ -145,7 +147,30 @@ class WebSocketTransport:
         self, addr: WsAddress, *, reuse_listen_port: bool = True, source_ip: str | None = None,
         connect_plan: ConnectPlan | None = None,
     ) -> AsyncIterator[WebSocketFrameStream]:
-        """``async with transport.dial(addr) as stream:``; DialError when no connection results."""
+        """``async with transport.dial(addr) as stream:``; DialError when no connection results.
+
+        A dial from the listen port that turns out to be a TCP simultaneous open
+        (:class:`SimultaneousOpen`, see :mod:`actors.transport._first_bytes`) is
+        redialed once from an ephemeral port."""
+        yielded = False
+        try:
+            async with self._dial_once(addr, reuse_listen_port, source_ip,
+                                       connect_plan) as stream:
+                yielded = True
+                yield stream
+                return
+        except SimultaneousOpen as exc:
+            if yielded or not reuse_listen_port:
+                raise
+            _log.info("simultaneous open: redialing from an ephemeral port", addr=str(addr),
+                      error=str(exc))
+        async with self._dial_once(addr, False, source_ip, connect_plan) as stream:
+            yield stream
+
+    @asynccontextmanager
+    async def _dial_once(self, addr: WsAddress, reuse_listen_port: bool,
+                         source_ip: str | None,
+                         connect_plan: ConnectPlan | None) -> AsyncIterator[WebSocketFrameStream]:
         socket_stream = await self._connect(addr, reuse_listen_port, source_ip, connect_plan)
         self.sockets.take()
         try:
@@ -260,6 +285,7 @@ class WebSocketTransport:
                 server_hostname=addr.host,
                 https_compatible=True,
             )
+        sniffed = FirstBytesStream(stream)
         timeout = self._settings.handshake_timeout
         try:
             addresses = _addresses(socket_stream, addr.secure)
@@ -269,7 +295,7 @@ class WebSocketTransport:
                 netloc = urlsplit(addr.url()).netloc
                 ws = await wrap_client_stream(
                     cast(trio.Nursery, host),
-                    cast(Any, stream),  # a SocketStream or SSLStream, as it asks
+                    cast(Any, sniffed),  # forwards to a SocketStream or SSLStream
                     netloc,
                     "/",
                     message_queue_size=self._settings.message_queue_size,
@@ -282,7 +308,9 @@ class WebSocketTransport:
         except (OSError, trio.BrokenResourceError, ConnectionClosed) as exc:
             failure, timed_out = _error_text(exc), False
         await trio.aclose_forcefully(stream)
-        error = HandshakeTimedOut if timed_out else DialError
+        error: type[DialError] = HandshakeTimedOut if timed_out else DialError
+        if sniffed.peer_sent_request:
+            error, failure = SimultaneousOpen, "the peer sent a request too (simultaneous open)"
         raise error(f"WebSocket handshake with {addr} failed: {failure}")
 
     def _client_context(self) -> ssl.SSLContext:

@@ -1,5 +1,5 @@
 """The AutoNAT v2 protocol: messages, events, candidate addresses, server rules,
-reachability verdicts, NAT mapping classification (batch and incremental, in the
+reachability verdicts, hairpinning, NAT mapping classification (batch and incremental, in the
 observation index) and the probe scheduler.
 
 May import: :mod:`protocols.wire`, :mod:`protocols.core` (not its sibling
@@ -56,6 +56,17 @@ from ._autonat_server_rules import (
     dial_data_chunks,
 )
 from ._dialback_timing import ConnectPlan, PathStats, attempts_needed, plan_dial_back
+from ._hairpinning import (
+    HAIRPIN_TIMEOUT,
+    HairpinningMeasured,
+    HairpinOutcome,
+    HairpinPlan,
+    HairpinStatistics,
+    PublishHairpinning,
+    RunHairpinTest,
+    hairpin_target,
+    own_hosts,
+)
 from ._nat_filtering import (
     FilteringEvidence,
     NatFilteringChanged,
@@ -99,6 +110,7 @@ from ._reachability import (
 __all__ = [
     "DIAL_BACK_PROTOCOL_ID",
     "DIAL_REQUEST_PROTOCOL_ID",
+    "HAIRPIN_TIMEOUT",
     "MAX_DIAL_BACKS",
     "MAX_DIAL_DATA",
     "MIN_DIAL_DATA",
@@ -125,6 +137,10 @@ __all__ = [
     "DialResponse",
     "DialStatus",
     "FilteringEvidence",
+    "HairpinOutcome",
+    "HairpinPlan",
+    "HairpinStatistics",
+    "HairpinningMeasured",
     "InboundProbe",
     "NatFiltering",
     "NatFilteringChanged",
@@ -143,6 +159,7 @@ __all__ = [
     "ProbeSchedulerError",
     "ProbeSchedulerStatistics",
     "ProbeServer",
+    "PublishHairpinning",
     "PublishReachability",
     "RateLimitReason",
     "RateLimiter",
@@ -156,6 +173,7 @@ __all__ = [
     "ReachabilityView",
     "RefusalReason",
     "ResponseStatus",
+    "RunHairpinTest",
     "SmallNetworkWait",
     "SmallNetworkWaitEnded",
     "SmallNetworkWaitStarted",
@@ -172,6 +190,8 @@ __all__ = [
     "dial_back_proves_reachable",
     "dial_data_chunks",
     "filtering_vote",
+    "hairpin_target",
+    "own_hosts",
     "plan_dial_back",
     "probe_outcome",
     "seen_at",

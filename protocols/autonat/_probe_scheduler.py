@@ -229,6 +229,11 @@ class ProbeScheduler:
         return self._small_wait
 
     @property
+    def servers_available(self) -> int:
+        """Connected peers whose Identify lists the dial-request protocol, now (O(1))."""
+        return len(self._servers)
+
+    @property
     def last_published(self) -> ReachabilityUpdate | None:
         """The update of the latest :class:`PublishReachability` (None before the first)."""
         return self._published

@@ -23,6 +23,23 @@ from ._bootstrap_plan import (
     refetch_backoff,
     select_addresses,
 )
+from ._peer_exchange import (
+    AskForPeers,
+    ExchangedPeers,
+    PeerExchangePlan,
+    PeerExchangeStatistics,
+    interpret_peers_response,
+    peer_exchange_limiter,
+    sample_peers,
+)
+from ._peer_exchange_msg import (
+    MAX_EXCHANGE_ADDRS,
+    MAX_EXCHANGE_PEERS,
+    PEER_EXCHANGE_PROTOCOL_ID,
+    PeerEntry,
+    PeersRequest,
+    PeersResponse,
+)
 from ._round_robin import RoundRobin
 from ._status_doc import (
     ParsedStatus,
@@ -32,21 +49,37 @@ from ._status_doc import (
     build_status_document,
     parse_status_document,
 )
-from ._status_view import StatusListing, own_addresses, public_peer_addresses, status_document
+from ._status_view import (
+    StatusListing,
+    own_addresses,
+    public_peer_addresses,
+    status_document,
+    verified_peers,
+)
 
 __all__ = [
     "DEFAULT_FETCH_BACKOFF",
+    "MAX_EXCHANGE_ADDRS",
+    "MAX_EXCHANGE_PEERS",
     "MAX_URL_LENGTH",
+    "PEER_EXCHANGE_PROTOCOL_ID",
     "AddressSelection",
+    "AskForPeers",
     "BootUrlStatus",
     "BootstrapCommand",
     "BootstrapConfig",
     "BootstrapPlan",
     "BootstrapStatistics",
+    "ExchangedPeers",
     "FallBackToPersisted",
     "FetchOutcome",
     "FetchUrl",
     "ParsedStatus",
+    "PeerEntry",
+    "PeerExchangePlan",
+    "PeerExchangeStatistics",
+    "PeersRequest",
+    "PeersResponse",
     "RoundRobin",
     "SkipKind",
     "SkippedEntry",
@@ -56,10 +89,14 @@ __all__ = [
     "StatusValue",
     "build_status_document",
     "fallback_addresses",
+    "interpret_peers_response",
     "own_addresses",
     "parse_status_document",
+    "peer_exchange_limiter",
     "public_peer_addresses",
     "refetch_backoff",
+    "sample_peers",
     "select_addresses",
     "status_document",
+    "verified_peers",
 ]

@@ -29,17 +29,22 @@ Other peers, "confirmed public" (:func:`public_peer_addresses`)
     *answered Identify* (its record has an agent version or protocols), and
     one of its known addresses is routable and *verified*:
 
-    * its IP is the IP one of the peer's live connections comes from (or
-      goes to: the address we dialed it on) - a peer can point others only
-      at its own host, never at a third party's; or
     * our AutoNAT server dialed it back there successfully
       (``PeerRecord.verified_addrs``): proof that the peer is reachable at
-      that address, even on another IP (a multi-homed host, a port forward).
+      that address, even on another IP (a multi-homed host, a port forward);
+      or
+    * it is the address one of our live *outbound* connections to the peer
+      goes to: we reached it there ourselves.
 
     A self-announced address that is neither is never listed: with it, one
     connected peer could make every newcomer that reads our document dial a
-    victim. One address per peer is handed out (dial-back proof first, then
-    the most recently learned), so the window counts peers, not addresses.
+    victim. Nor is the address of a peer that only connected to us, even on
+    its own IP: that proves the host, not that anyone can reach it there -
+    most such peers sit behind NAT, and handing them out would make every
+    reader dial in vain (and, when the peer dials the reader from its listen
+    port meanwhile, collide with it in a TCP simultaneous open). One address
+    per peer is handed out (dial-back proof first, then the address we
+    dialed), so the window counts peers, not addresses.
     This function is the one place that decides it.
 
 Never a non-routable address
@@ -53,7 +58,8 @@ Our extra fields
     ``connections`` (live connections), ``probes_served``, ``uptime_s`` and
     ``version`` are first-class :class:`StatusDocument` fields;
     ``reachable_addrs``, ``observed_addrs`` (our address as peers saw it,
-    distinct values, without ``/p2p/``) and ``nat_filtering`` go into ``extra``, and so does
+    distinct values, without ``/p2p/``), ``nat_filtering`` and ``hairpinning`` (true, false
+    or null: untested or not applicable) go into ``extra``, and so does
     ``stun_addrs`` (our STUN server, ``/ip4/<ip>/udp/<port>``; a wildcard IP
     given as the IPs of our own listed addresses; left out without a server).
     ``udp`` is our UDP NAT profile, ``{"mapping": ..., "filtering": ...}``. Readers ignore
@@ -68,12 +74,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from ..core import AddressPolicy, IPAddress, LocalProtocolError, PeerId, UdpAddress, WsAddress
-from ..node import NodeSnapshot, PeerRecord
+from ..core import AddressPolicy, LocalProtocolError, PeerId, UdpAddress, WsAddress
+from ..node import Direction, NodeSnapshot, PeerRecord
 from ._round_robin import RoundRobin
 from ._status_doc import StatusDocument
 
-__all__ = ["StatusListing", "own_addresses", "public_peer_addresses", "status_document"]
+__all__ = ["StatusListing", "own_addresses", "public_peer_addresses", "status_document",
+           "verified_peers"]
 
 MAX_LISTED_ADDRS: Final = 16
 """Cap for ``reachable_addrs`` and ``observed_addrs`` in the document."""
@@ -159,7 +166,8 @@ def status_document(
         connections=len(snapshot.connections),
         probes_served=probes_served,
         version=version,
-        extra=(*listing.extra, ("nat_filtering", snapshot.nat_filtering)),
+        extra=(*listing.extra, ("nat_filtering", snapshot.nat_filtering),
+               ("hairpinning", snapshot.hairpinning)),
         udp=(("mapping", snapshot.udp.mapping.value),
              ("filtering", snapshot.udp.filtering.value)),
     )
@@ -190,19 +198,28 @@ def own_addresses(snapshot: NodeSnapshot, policy: AddressPolicy) -> tuple[str, .
 def public_peer_addresses(snapshot: NodeSnapshot, policy: AddressPolicy) -> tuple[str, ...]:
     """One verified routable address (with ``/p2p/``) per confirmed public peer, in peer
     id order (see "Other peers" in the module docstring)."""
-    seen_from: dict[PeerId, set[IPAddress | None]] = {}
+    return tuple(str(addr.with_peer_id(peer)) for peer, addr in verified_peers(snapshot, policy))
+
+
+def verified_peers(snapshot: NodeSnapshot,
+                   policy: AddressPolicy) -> tuple[tuple[PeerId, WsAddress], ...]:
+    """The confirmed public peers with their one verified routable address (no ``/p2p/``),
+    in peer id order: what ``/status`` lists and peer exchange samples. The one place
+    that decides which addresses we pass on (see "Other peers" in the module docstring)."""
+    dialed: dict[PeerId, list[WsAddress]] = {}
+    connected: set[PeerId] = set()
     for conn in snapshot.connections:
-        seen_from.setdefault(conn.peer_id, set()).add(conn.remote_addr.ip)
-    chosen: list[str] = []
+        connected.add(conn.peer_id)
+        if conn.direction is Direction.OUTBOUND:
+            dialed.setdefault(conn.peer_id, []).append(conn.remote_addr.with_peer_id(None))
+    chosen: list[tuple[PeerId, WsAddress]] = []
     for record in snapshot.peers:
-        ips = seen_from.get(record.peer_id)
-        if ips is None or not _identified(record):
+        if record.peer_id not in connected or not _identified(record):
             continue
-        address = next((a for a in policy.filter((*record.verified_addrs, *record.addrs))
-                        if a in record.verified_addrs or (a.ip is not None and a.ip in ips)),
-                       None)
+        reached = (*record.verified_addrs, *dialed.get(record.peer_id, ()))
+        address = next(iter(policy.filter(reached)), None)
         if address is not None:
-            chosen.append(str(address.with_peer_id(record.peer_id)))
+            chosen.append((record.peer_id, address.with_peer_id(None)))
     return tuple(chosen)
 
 

@@ -121,6 +121,11 @@ class PeerIdMismatch(HandshakeError):
     """The authenticated peer id differs from the ``/p2p/`` id that was dialed."""
 
 
+class SelfConnection(HandshakeError):
+    """The peer authenticated as this node itself: the connection looped back to our own
+    listener (a hairpin test, or an address of ours dialed by mistake). Never a peer."""
+
+
 class HandshakeTimeout(HandshakeError):
     """The handshake did not complete before its deadline."""
 

@@ -70,6 +70,7 @@ from typing import TypeGuard
 
 from ..autonat import (
     DialStatus,
+    HairpinningMeasured,
     InboundProbe,
     ReachabilityUpdate,
     ResponseStatus,
@@ -123,7 +124,8 @@ __all__ = [
 ]
 
 NodeEvent = (PeersFound | ConnectionUp | ConnectionDown | PeerIdentified | ListenAddrsChanged
-             | ReachabilityUpdate | InboundProbe | StunServerBound | UdpProfileMeasured)
+             | ReachabilityUpdate | InboundProbe | StunServerBound | UdpProfileMeasured
+             | HairpinningMeasured)
 
 
 def _merge_addrs(
@@ -280,6 +282,7 @@ class NodeModel:
         self._reach: ReachabilityUpdate | None = None
         self._stun_server: StunAddresses | None = None
         self._udp: UdpProfile = UNKNOWN_UDP_PROFILE
+        self._hairpinning: bool | None = None
         self._early_probes: dict[PeerId, None] = {}
         """Bootstrap peers whose probe arrived before their ConnectionUp (oldest first)."""
         self._dropped_connections = 0
@@ -350,6 +353,7 @@ class NodeModel:
             nat_filtering=reach.nat_filtering if reach else "unknown",
             stun_server=self._stun_server,
             udp=self._udp,
+            hairpinning=self._hairpinning,
         )
 
     # --- changing ------------------------------------------------------------
@@ -382,6 +386,9 @@ class NodeModel:
             changed, self._stun_server = self._stun_server != event.addresses, event.addresses
         elif isinstance(event, UdpProfileMeasured):
             changed, self._udp = self._udp != event.profile, event.profile
+        elif isinstance(event, HairpinningMeasured):
+            changed = self._hairpinning is not event.hairpinning
+            self._hairpinning = event.hairpinning
         else:
             raise LocalProtocolError(f"NodeModel cannot handle {type(event).__name__}")
         return self._changes(changed, before, now)

@@ -148,6 +148,9 @@ class NodeSnapshot:
     udp: UdpProfile = UNKNOWN_UDP_PROFILE
     """Our UDP NAT profile (mapping, filtering) from RFC 5780 discovery; unknown until
     measured."""
+    hairpinning: bool | None = None
+    """Whether we reach ourselves at our confirmed external address through the NAT
+    (:mod:`protocols.autonat._hairpinning`); None: not tested, or not applicable."""
 
     def __post_init__(self) -> None:
         if self.nat_status not in get_args(NatStatus):
@@ -156,6 +159,9 @@ class NodeSnapshot:
             raise LocalProtocolError(f"nat_mapping must be one of {get_args(NatMapping)}")
         if self.nat_filtering not in get_args(NatFiltering):
             raise LocalProtocolError(f"nat_filtering must be one of {get_args(NatFiltering)}")
+        if not (self.hairpinning is None or isinstance(self.hairpinning, bool)):
+            raise LocalProtocolError(f"hairpinning must be a bool or None, got "
+                                     f"{self.hairpinning!r}")
         if self.connections and not self.connected_peers:
             object.__setattr__(self, "connected_peers",
                                tuple(sorted({conn.peer_id for conn in self.connections})))

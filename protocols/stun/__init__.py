@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from ._datagram import Datagram
 from ._discovery import (
+    MIN_PATH_RTO,
+    PATH_RTOS,
     BehaviourDiscovery,
     DiscoveryFinished,
     DiscoveryState,
@@ -80,6 +82,8 @@ __all__ = [
     "HEADER_SIZE",
     "MAGIC_COOKIE",
     "MAX_MESSAGE_SIZE",
+    "MIN_PATH_RTO",
+    "PATH_RTOS",
     "UNKNOWN_UDP_PROFILE",
     "AttrType",
     "Attribute",

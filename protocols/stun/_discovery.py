@@ -33,6 +33,16 @@ the evidence itself: the NAT dropped the answer.
 values are configurable (:class:`Retransmission`) so that tests and impatient
 callers can shorten them; every transaction ends, so a run always ends.
 
+**The path's own timing.** Test I's RTO is a guess; its answer measures the
+round trip (only when the first send was answered: a retransmitted request's
+answer cannot say which send it answers). The filtering and mapping tests then
+use ``rto = clamp(PATH_RTOS x rtt, MIN_PATH_RTO, configured rto)`` with the
+configured number of sends: a lost filtering test is the *expected* outcome
+behind most NATs, and waiting out a 0.5 s guess (5.5 s with 4 sends) for
+answers a 1 ms path would have brought in 3 ms only delays the profile. The
+answers of the later tests come from the same server machine (another of its
+addresses), so its round trip is theirs.
+
 **Result.** :class:`UdpProfile` ``(mapping, filtering, mapped)``; mapping is
 one of :class:`NatBehaviour` including ``none`` (not behind a NAT: the
 server saw our own address), filtering never ``none`` (a host without NAT
@@ -122,6 +132,13 @@ class Retransmission:
         return self.rto * float((1 << (self.rc - 1)) - 1 + self.rm)
 
 
+PATH_RTOS: Final = 3.0
+"""The later tests' RTO in measured round trips (the answer from the other address
+may take a little longer than Test I's)."""
+MIN_PATH_RTO: Final = 0.05
+"""Never retransmit sooner than this, however short the round trip."""
+
+
 class DiscoveryState(enum.Enum):
     IDLE = "idle"
     TEST_I = "test-i"
@@ -171,6 +188,8 @@ class _Transaction:
     next_send: float
     interval: float
     sends_left: int
+    rto: float
+    first_sent: float
     fail_at: float = 0.0
     outcome: _Outcome | None = field(default=None)
 
@@ -206,11 +225,17 @@ class BehaviourDiscovery:
         self._mapping: NatBehaviour | None = None
         self._filtering: NatBehaviour | None = None
         self._profile: UdpProfile | None = None
+        self._rtt: float | None = None
         self._sent = self._received = self._ignored = self._timed_out = 0
 
     @property
     def state(self) -> DiscoveryState:
         return self._state
+
+    @property
+    def rtt(self) -> float | None:
+        """Test I's round trip, when its first send was answered."""
+        return self._rtt
 
     @property
     def profile(self) -> UdpProfile | None:
@@ -246,6 +271,8 @@ class BehaviourDiscovery:
             self._ignored += 1
             return []
         txn.outcome = self._outcome(message, source, txn)
+        if txn.test is _Test.TEST_I and txn.outcome.ok and txn.sends_left == self._rtx.rc - 1:
+            self._rtt = max(0.0, now - txn.first_sent)  # answered its only send (Karn)
         del self._transactions[message.transaction_id]
         self._outcomes[txn.test] = txn.outcome
         return self._step(now)
@@ -287,8 +314,9 @@ class BehaviourDiscovery:
         attributes = () if change is None else (change,)
         payload = encode_message(StunMessage(BINDING, StunClass.REQUEST, txid, attributes),
                                  fingerprint=True)
+        rto = self._path_rto()
         txn = _Transaction(test, payload, destination, expected_source, next_send=now,
-                           interval=self._rtx.rto, sends_left=self._rtx.rc)
+                           interval=rto, sends_left=self._rtx.rc, rto=rto, first_sent=now)
         self._transactions[txid] = txn
         self._queue(txn)
 
@@ -299,7 +327,13 @@ class BehaviourDiscovery:
             txn.next_send += txn.interval
             txn.interval *= 2
         else:
-            txn.fail_at = txn.next_send + self._rtx.rm * self._rtx.rto
+            txn.fail_at = txn.next_send + self._rtx.rm * txn.rto
+
+    def _path_rto(self) -> float:
+        """The RTO for a new transaction: measured by Test I once it was (module docstring)."""
+        if self._rtt is None:
+            return self._rtx.rto
+        return min(self._rtx.rto, max(MIN_PATH_RTO, PATH_RTOS * self._rtt))
 
     def _outcome(self, message: StunMessage, source: Endpoint, txn: _Transaction) -> _Outcome:
         if message.cls is StunClass.ERROR or source != txn.expected_source:

@@ -79,6 +79,8 @@ class ErrorCode(enum.StrEnum):
     INTERNAL_ERROR = "internal-error"
     FLOW_CONTROL = "flow-control"
     """The peer sent a message on a stream beyond the credit it was granted."""
+    RATE_LIMITED = "rate-limited"
+    """A request over the server's rate limits (peer exchange)."""
 
 
 def handshake_payload(their_nonce: bytes, my_public_key_protobuf: bytes) -> bytes:

@@ -37,8 +37,15 @@ connection. Extra checks that matter for the mission:
 
 * the dialer passes ``expected_peer``; a different authenticated id raises
   :class:`PeerIdMismatch` (we dialed someone else's address);
-* a ``Hello`` echoing our own nonce or our own key (a reflected handshake,
-  or a node dialing itself) is rejected;
+* a ``Hello`` echoing our own nonce (a reflected handshake) is rejected;
+* a ``Hello`` carrying our own key with a fresh nonce is the node dialing
+  itself - through a NAT that hairpins, or at an address of its own. The
+  handshake runs to its end, so the peer must prove it holds our secret key
+  over our nonce like anyone else; a valid ``Auth`` then raises
+  :class:`SelfConnection` (on both ends) instead of completing: a connection
+  to ourselves is never a peer connection, and the error tells the hairpin
+  test (``actors.node._hairpin``) and the listener what happened. A ``Hello``
+  with our key that cannot sign is an impostor (:class:`BadSignature`);
 * a signature that does not verify raises :class:`BadSignature`.
 """
 
@@ -61,6 +68,7 @@ from ..core import (
     PeerIdMismatch,
     ProtocolError,
     PublicKey,
+    SelfConnection,
 )
 from ._events import SendFrame
 from ._frames import (
@@ -238,8 +246,8 @@ class Handshake:
     def _on_hello(self, hello: Hello) -> list[HandshakeEvent]:
         if hello.version != HANDSHAKE_VERSION:
             raise HandshakeOrderError(f"unsupported handshake version {hello.version}")
-        if hello.nonce == self._nonce or hello.public_key == self._my_key:
-            raise HandshakeOrderError("peer echoed our own nonce or key (reflection or self-dial)")
+        if hello.nonce == self._nonce:
+            raise HandshakeOrderError("peer echoed our own nonce (reflection of our Hello)")
         try:
             key = PublicKey.from_protobuf(hello.public_key)
         except InvalidKey as exc:
@@ -257,5 +265,8 @@ class Handshake:
         if not self._remote_key.verify(auth.signature, payload):
             raise BadSignature(f"signature from {self._remote_key.peer_id} does not verify "
                                "over our nonce")
+        if self._remote_key.to_protobuf() == self._my_key:
+            raise SelfConnection("the peer authenticated as this node itself: the connection "
+                                 "looped back to our own listener")
         rtt = max(0.0, now - self._started_at)
         return [HandshakeDone(HandshakeResult(self._remote_key.peer_id, self._remote_key, rtt))]

@@ -4,11 +4,15 @@ Theory of operation
 -------------------
 Boot nodes (``autonat boot``) start in their sites' namespaces with the lab's
 public networks declared and, unless a scenario says otherwise, their second
-address as ``--dialback-source``; :func:`wait_for_status` waits (bounded) until
-each serves ``/status``. :func:`run_probe` runs one ``autonat probe --json`` in
-a namespace - a fresh process with a fresh in-memory key - bounded by its
-timeout, and keeps its output files. :func:`judge` lists every way the probe's
-JSON differs from a scenario's :class:`~.topologies.Expectation` and
+address as ``--dialback-source`` and their third as ``--stun-alternate`` (the
+STUN server itself listens on the boot profile's default, UDP port 3478 of the
+first address, so every probe measures its UDP profile by RFC 5780);
+:func:`wait_for_status` waits (bounded) until each serves ``/status``.
+:func:`run_probe` runs one ``autonat probe --json`` in a namespace - a fresh
+process with a fresh in-memory key - bounded by its timeout, and keeps its
+output files. :func:`judge` lists every way the probe's JSON (TCP verdict and
+profile, and the ``udp`` profile) differs from a scenario's
+:class:`~.topologies.Expectation` and
 :func:`diagnose` adds what a reader needs to see why: the probe's JSON and log
 tail, the boot nodes' log tails and the routers' rulesets. HTTP requests inside
 a namespace go through a tiny standard-library script (``ip netns exec``).
@@ -75,7 +79,7 @@ class RunningNode:
 
 
 def boot_argv(lab: Lab, index: int, site: BootSite, *, dialback_source: bool,
-              sibling_urls: Sequence[str] = ()) -> list[str]:
+              stun_alternate: bool = True, sibling_urls: Sequence[str] = ()) -> list[str]:
     data_dir = lab.tmp / f"boot{index}-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [*autonat_argv(), "boot", "--listen", f"/ip4/{site.ip}/tcp/{LISTEN_PORT}/ws",
@@ -83,13 +87,15 @@ def boot_argv(lab: Lab, index: int, site: BootSite, *, dialback_source: bool,
             "--log-format", "json", "--log-level", "debug"]
     if dialback_source:
         argv += ["--dialback-source", site.alt_ip]
+    if stun_alternate and site.stun_alt_ip:
+        argv += ["--stun-alternate", site.stun_alt_ip]
     for url in sibling_urls:
         argv += ["--boot-url", url]
     return argv
 
 
 def start_boot_nodes(lab: Lab, sites: Sequence[BootSite], *, dialback_source: bool,
-                     siblings: bool = False) -> list[RunningNode]:
+                     stun_alternate: bool = True, siblings: bool = False) -> list[RunningNode]:
     """Start ``autonat boot`` at every site; return once each serves ``/status``.
 
     ``siblings``: every boot node also bootstraps from the other sites' URLs.
@@ -97,7 +103,8 @@ def start_boot_nodes(lab: Lab, sites: Sequence[BootSite], *, dialback_source: bo
     nodes = []
     for index, site in enumerate(sites, start=1):
         urls = [other.status_url for other in sites if other is not site] if siblings else []
-        argv = boot_argv(lab, index, site, dialback_source=dialback_source, sibling_urls=urls)
+        argv = boot_argv(lab, index, site, dialback_source=dialback_source,
+                         stun_alternate=stun_alternate, sibling_urls=urls)
         nodes.append(RunningNode(site, site.ns.spawn(f"boot{index}", argv)))
     for node in nodes:
         node.peer_id = str(wait_for_status(lab, node)["peer_id"])
@@ -140,11 +147,26 @@ class ProbeOutcome:
         value = self.doc.get("elapsed_s") if self.doc is not None else None
         return float(value) if isinstance(value, int | float) else self.wall_s
 
+    @property
+    def total_s(self) -> float:
+        """The probe's whole run (verdict, then the mapping and UDP profile waits) as it
+        measured it (wall time when it printed none)."""
+        value = self.doc.get("total_s") if self.doc is not None else None
+        return float(value) if isinstance(value, int | float) else self.wall_s
+
     def got(self) -> str:
         if self.doc is None:
             return f"error (exit {self.returncode})"
         return (f"{self.doc.get('nat_status')}, {self.doc.get('nat_mapping')}, "
-                f"filtering {self.doc.get('nat_filtering')}")
+                f"filtering {self.doc.get('nat_filtering')}, "
+                f"hairpin {json.dumps(self.doc.get('hairpinning'))}")
+
+    def got_udp(self) -> str:
+        """The probe's ``udp`` object as ``mapping, filtering F``."""
+        udp = self.doc.get("udp") if self.doc is not None else None
+        if not isinstance(udp, dict):
+            return "-" if self.doc is not None else f"error (exit {self.returncode})"
+        return f"{udp.get('mapping')}, filtering {udp.get('filtering')}"
 
 
 def run_probe(ns: Namespace, boot_urls: Sequence[str], *, label: str,
@@ -191,6 +213,10 @@ def judge(expect: Expectation, face_addr: str, outcome: ProbeOutcome) -> list[st
     if not expect.filtering_ok(doc.get("nat_filtering")):
         problems.append(f"nat_filtering {doc.get('nat_filtering')!r}, "
                         f"expected {expect.nat_filtering!r}")
+    problems += expect.udp_problems(doc.get("udp"))
+    if not expect.hairpinning_ok(doc.get("hairpinning")):
+        problems.append(f"hairpinning {json.dumps(doc.get('hairpinning'))}, "
+                        f"expected {expect.hairpinning}")
     reachable = [str(addr) for addr in doc.get("reachable_addrs") or []]
     at_face = any(addr.split("/p2p/")[0] == face_addr for addr in reachable)
     if expect.reachable_at_face and not at_face:

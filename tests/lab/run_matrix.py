@@ -6,9 +6,13 @@ For each :class:`~.topologies.Scenario` one :class:`~.netlab.Lab` is built and
 reused for all of its runs: the topology is checked with plain TCP first (so a
 broken lab is never blamed on the node), three ``autonat boot`` nodes start on
 the internet segment (dialing back from their second address unless the
-scenario says otherwise), then ``autonat probe --json`` runs ``runs`` times in
-the host namespace - a fresh process with a fresh key each time - and every
-verdict is judged against the scenario's expectation. The boot cluster job puts
+scenario says otherwise, serving STUN with their third address as RFC 5780
+alternate), then ``autonat probe --json`` runs ``runs`` times in the host
+namespace - a fresh process with a fresh key each time, the NAT's UDP mappings
+forgotten before each - and every verdict (TCP and UDP profile) is judged
+against the scenario's expectation. Scenarios that expect a UDP profile then
+run the UDP oracle once (:mod:`.oracle`: coturn's client against coturn's
+server and ours, our client against coturn's server). The boot cluster job puts
 four sibling boot nodes behind nginx, checks that successive ``/status`` fetches
 through the one URL reach different boot nodes, probes through that URL, kills
 one boot node and checks both again.
@@ -22,14 +26,17 @@ host and a masqueraded one behind an emulated access link, see ``linkem``),
 whose probes get ``LINK_PROBE_TIMEOUT``; below the table it prints what each
 link emulator forwarded and lost.
 
-``make lab`` runs this module and prints a Markdown table (scenario, expected,
-got, time to verdict); the exit status is non-zero on any wrong verdict. The
+``make lab`` runs this module and prints a Markdown table (scenario, expected and
+got TCP profile, expected and got UDP profile, right, time to verdict, the
+oracle's three answers); the exit status is non-zero on any wrong verdict or
+oracle disagreement. The
 pytest suite (``test_nat_lab.py``) runs the same jobs and asserts per run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import signal
 import statistics
@@ -54,6 +61,7 @@ from .netlab import (
     cleanup_stale,
     unavailable_reason,
 )
+from .oracle import OracleResult, coturn_missing, run_oracle
 from .processes import (
     PROBE_TIMEOUT,
     ProbeOutcome,
@@ -89,6 +97,9 @@ LINK_PROBE_TIMEOUT = 60.0
 (retransmitted after 1, 3, 7 s ...) on the way to the boot nodes and back, so a
 probe can need several times the ~5-12 s of a private verdict."""
 CLUSTER_URL = f"http://{LB_IP}:{HTTP_PORT}/status"
+PYRSIA_URL = f"http://{LB_IP}:{HTTP_PORT}/pyrsia/status"
+"""A Pyrsia-shaped document (``{peers_count, peer_id, peer_addrs}``) listing one boot node's
+own address only: peer exchange must find the other servers."""
 CLUSTER_EXPECT = Expectation("public", "none", True)
 NODE_EXPECT = Expectation("private", "endpoint-independent", False)
 CLUSTER_FETCHES = 8
@@ -116,14 +127,37 @@ class ScenarioResult:
     duration_s: float = 0.0
     link_stats: list[dict[str, Any]] = field(default_factory=list)
     """The link emulators' statistics (JSON from ``linkem``), read before teardown."""
+    oracle: OracleResult | None = None
+    """The UDP oracle's answers (scenarios that expect a UDP profile)."""
+    oracle_problems: list[str] = field(default_factory=list)
 
     def wrong(self) -> int:
         return sum(1 for run in self.runs if run.problems)
 
 
+def _run_oracle(lab: Lab, topo: Topology, boots: Sequence[RunningNode],
+                result: ScenarioResult) -> None:
+    """The UDP oracle, once; a failure of it is an oracle problem, not a lab error (the
+    probe verdicts stay judged)."""
+    try:
+        result.oracle = run_oracle(lab, topo, boots[0].site.ip)
+        result.oracle_problems = result.oracle.problems(result.scenario.expect)
+    except LabCancelled:
+        raise
+    except Exception as exc:
+        result.oracle_problems = [f"UDP oracle failed: {type(exc).__name__}: {exc}"]
+    if result.oracle_problems:
+        tails = "\n".join(f"--- {label} ---\n{log_tail(lab.tmp / f'{label}.out')}"
+                          for label in ("natdiscovery-coturn", "natdiscovery-ours",
+                                        "discovery-coturn"))
+        result.diagnostics.append("UDP oracle: " + "; ".join(result.oracle_problems)
+                                  + f"\n{tails}\n--- firewall ---\n{topo.firewall_dump()}")
+
+
 def run_scenario(scenario: Scenario, *, runs: int, tmp_root: Path,
-                 cancel: threading.Event | None = None) -> ScenarioResult:
-    """Build the scenario's topology once, check it, start boot nodes, probe ``runs`` times."""
+                 cancel: threading.Event | None = None, oracle: bool = True) -> ScenarioResult:
+    """Build the scenario's topology once, check it, start boot nodes, probe ``runs`` times,
+    then (``oracle``, when the scenario expects a UDP profile) run the UDP oracle."""
     result = ScenarioResult(scenario)
     started = time.monotonic()
     try:
@@ -135,17 +169,22 @@ def run_scenario(scenario: Scenario, *, runs: int, tmp_root: Path,
                 result.error = "topology check failed: " + "; ".join(result.plain_problems)
                 result.diagnostics.append(topo.firewall_dump())
                 return result
-            boots = start_boot_nodes(lab, topo.boots, dialback_source=scenario.dialback_source)
+            boots = start_boot_nodes(lab, topo.boots, dialback_source=scenario.dialback_source,
+                                     stun_alternate=scenario.stun_alternate)
             urls = [boot.site.status_url for boot in boots]
             timeout = PROBE_TIMEOUT if scenario.link is None else LINK_PROBE_TIMEOUT
             for index in range(1, runs + 1):
                 lab.check_cancelled()
+                topo.forget_udp_mappings()
                 outcome = run_probe(topo.host, urls, label=f"probe{index}", timeout=timeout)
                 problems = judge(scenario.expect, topo.face_addr, outcome)
                 problems += [f"{boot.proc.label} died" for boot in boots if not boot.proc.running()]
                 result.runs.append(RunRecord(index, outcome, problems))
                 if problems:
                     result.diagnostics.append(diagnose(outcome, problems, boots, topo))
+            if oracle and scenario.stun_alternate and scenario.expect.asserts_udp \
+                    and coturn_missing() is None:
+                _run_oracle(lab, topo, boots, result)
             result.link_stats = [link.stop() for link in topo.internet.links]
     except LabCancelled:
         raise
@@ -176,6 +215,10 @@ http {{
     }}
     server {{
         listen {ip}:{port};
+        location = /pyrsia/status {{
+            default_type application/json;
+            return 200 '{pyrsia}';
+        }}
         location / {{
             proxy_pass http://boot_cluster;
             proxy_connect_timeout 2s;
@@ -187,11 +230,14 @@ http {{
 """
 
 
-def start_nginx(lab: Lab, ns: Namespace, upstreams: Sequence[str]) -> LabProcess:
-    """nginx in ``ns`` on ``LB_IP:HTTP_PORT``, round robin over ``upstreams`` (``ip:port``)."""
+def start_nginx(lab: Lab, ns: Namespace, upstreams: Sequence[str], *,
+                pyrsia: dict[str, Any] | None = None) -> LabProcess:
+    """nginx in ``ns`` on ``LB_IP:HTTP_PORT``, round robin over ``upstreams`` (``ip:port``);
+    ``pyrsia`` is served as is at :data:`PYRSIA_URL`."""
     servers = "\n".join(f"        server {up} max_fails=1 fail_timeout=30s;" for up in upstreams)
+    document = json.dumps(pyrsia if pyrsia is not None else {})
     conf = lab.write_file("nginx.conf", _NGINX_CONF.format(
-        tmp=lab.tmp, servers=servers, ip=LB_IP, port=HTTP_PORT))
+        tmp=lab.tmp, servers=servers, ip=LB_IP, port=HTTP_PORT, pyrsia=document))
     proc = ns.spawn("nginx", ["nginx", "-e", str(lab.tmp / "nginx-startup.log"),
                               "-p", str(lab.tmp), "-c", str(conf), "-g", "daemon off;"])
 
@@ -216,6 +262,8 @@ class ClusterResult:
     killed: str = ""
     probes_before: list[RunRecord] = field(default_factory=list)
     probes_after: list[RunRecord] = field(default_factory=list)
+    probes_pyrsia: list[RunRecord] = field(default_factory=list)
+    """Probes through :data:`PYRSIA_URL` (one boot node listed; peer exchange finds more)."""
     node_status: dict[str, Any] | None = None
     """``/status`` of an ``autonat node`` behind a NAT, started after the kill."""
     node_s: float = 0.0
@@ -235,13 +283,22 @@ def _fetch_ids(ns: Namespace, count: int) -> list[str | None]:
 
 
 def _cluster_probes(topo: Topology, boots: Sequence[RunningNode], result: ClusterResult,
-                    records: list[RunRecord], count: int, prefix: str) -> None:
+                    records: list[RunRecord], count: int, prefix: str,
+                    url: str = CLUSTER_URL) -> None:
     for index in range(1, count + 1):
-        outcome = run_probe(topo.host, [CLUSTER_URL], label=f"{prefix}{index}")
+        outcome = run_probe(topo.host, [url], label=f"{prefix}{index}")
         problems = judge(CLUSTER_EXPECT, topo.face_addr, outcome)
         records.append(RunRecord(index, outcome, problems))
         if problems:
             result.diagnostics.append(diagnose(outcome, problems, boots, None))
+
+
+def _pyrsia_document(boot: RunningNode) -> dict[str, Any]:
+    """What a Pyrsia boot node serves: its id and its own address, nothing else."""
+    doc = http_get_json(boot.site.ns, boot.site.status_url, timeout=5.0) or {}
+    own = [a for a in doc.get("peer_addrs") or [] if str(a).endswith(f"/p2p/{boot.peer_id}")]
+    return {"peers_count": doc.get("peers_count", 0), "peer_id": boot.peer_id,
+            "peer_addrs": own[:1]}
 
 
 def _node_behind_nat(lab: Lab, topo: Topology, result: ClusterResult) -> None:
@@ -293,7 +350,11 @@ def run_cluster(*, tmp_root: Path, probes: int = 3,
             for boot in boots:  # siblings probe each other; wait until all are confirmed
                 wait_for_status(lab, boot, timeout=60.0, what="to be public",
                                 accept=lambda doc: doc.get("nat_status") == "public")
-            start_nginx(lab, cluster.lb, [f"{boot.site.ip}:{HTTP_PORT}" for boot in boots])
+            start_nginx(lab, cluster.lb, [f"{boot.site.ip}:{HTTP_PORT}" for boot in boots],
+                        pyrsia=_pyrsia_document(boots[1]))
+            # first: every probe asks the one listed boot node for peers, from one IP
+            _cluster_probes(topo, boots, result, result.probes_pyrsia, probes, "probe-pyrsia",
+                            PYRSIA_URL)
             result.fetched_before = _fetch_ids(topo.host, CLUSTER_FETCHES)
             _cluster_probes(topo, boots, result, result.probes_before, probes, "probe-all")
             victim = boots[0]
@@ -359,15 +420,18 @@ def run_all(scenarios: Sequence[Scenario], *, runs: int, tmp_root: Path, jobs: i
 
 
 def _times(records: Sequence[RunRecord]) -> str:
+    """Time to verdict: median (min-max), then the median of the whole probe run."""
     values = [run.outcome.elapsed_s for run in records]
     if not values:
         return "-"
     median = statistics.median(values)
-    return f"{median:.2f} s ({min(values):.2f}-{max(values):.2f})"
+    total = statistics.median(run.outcome.total_s for run in records)
+    return f"{median:.2f} s ({min(values):.2f}-{max(values):.2f}); {total:.2f} s in all"
 
 
-def _got(records: Sequence[RunRecord]) -> str:
-    counts = Counter(run.outcome.got() for run in records)
+def _got(records: Sequence[RunRecord], what: str = "tcp") -> str:
+    counts = Counter(run.outcome.got() if what == "tcp" else short(run.outcome.got_udp())
+                     for run in records)
     return ", ".join(f"{got} ({n}/{len(records)})" for got, n in counts.most_common()) or "-"
 
 
@@ -375,31 +439,58 @@ def _right(records: Sequence[RunRecord]) -> str:
     return f"{sum(1 for run in records if not run.problems)}/{len(records)}"
 
 
+_SHORT = {"endpoint-independent": "EI", "address-dependent": "AD",
+          "address-and-port-dependent": "APD", ", filtering ": " / "}
+
+
+def short(text: str) -> str:
+    """A UDP profile ``M, filtering F`` as ``M / F``, behaviours abbreviated (EI, AD, APD)."""
+    for long, abbreviation in _SHORT.items():
+        text = text.replace(long, abbreviation)
+    return text
+
+
+def _oracle_cells(result: ScenarioResult) -> str:
+    oracle = result.oracle
+    if oracle is None:
+        text = "failed" if result.oracle_problems else "-"
+        return " | ".join([text] * 3)
+    answers = (oracle.coturn_vs_coturn, oracle.coturn_vs_ours, oracle.ours_vs_coturn)
+    return " | ".join(short(answer.describe()) for answer in answers)
+
+
 def format_table(matrix: Matrix) -> str:
-    """The Markdown table: scenario | expected | got | right | time to verdict."""
-    lines = ["| scenario | expected | got | right | "
-             "time to verdict (probe elapsed_s): median (min-max) |",
-             "| --- | --- | --- | --- | --- |"]
+    """The Markdown table: scenario | TCP expected, got | UDP expected, got | right | time to
+    verdict | the UDP oracle's answers (coturn's client vs coturn's and our server, our
+    client vs coturn's server)."""
+    lines = ["| scenario | expected TCP | got TCP | expected UDP | got UDP | right | "
+             "time to verdict (probe elapsed_s): median (min-max); in all (total_s) | "
+             "oracle: coturn → coturn | coturn → ours | ours → coturn |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for result in matrix.scenarios.values():
         sc = result.scenario
         expected = sc.expect.describe() + (" (contrast)" if sc.informational else "")
-        got = _got(result.runs) if result.error is None else f"LAB ERROR: {result.error[:80]}"
-        lines.append(f"| {sc.title.strip()} | {expected} | {got} | {_right(result.runs)} | "
-                     f"{_times(result.runs)} |")
+        if result.error is None:
+            got, got_udp = _got(result.runs), _got(result.runs, "udp")
+        else:
+            got, got_udp = f"LAB ERROR: {result.error[:80]}", "-"
+        lines.append(f"| {sc.title.strip()} | {expected} | {got} | "
+                     f"{short(sc.expect.describe_udp())} | {got_udp} | {_right(result.runs)} | "
+                     f"{_times(result.runs)} | {_oracle_cells(result)} |")
     cluster = matrix.cluster
     if cluster is not None:
         expected = CLUSTER_EXPECT.describe()
         for name, records in (("boot cluster behind nginx (4 boot nodes)", cluster.probes_before),
                               ("boot cluster, one boot node killed", cluster.probes_after)):
             got = _got(records) if cluster.error is None else f"LAB ERROR: {cluster.error[:80]}"
-            lines.append(f"| {name} | {expected} | {got} | {_right(records)} | "
-                         f"{_times(records)} |")
+            lines.append(f"| {name} | {expected} | {got} | - | {_got(records, 'udp')} | "
+                         f"{_right(records)} | {_times(records)} | - | - | - |")
         doc = cluster.node_status or {}
         got = f"{doc.get('nat_status')}, {doc.get('nat_mapping')}, {doc.get('state')}"
         right = f"{int(not node_problems(cluster))}/1"
         lines.append(f"| `autonat node` behind NAT via the cluster URL (after the kill) | "
-                     f"{NODE_EXPECT.describe()}, fully_connected | {got} | {right} | "
-                     f"{cluster.node_s:.2f} s (from process start) |")
+                     f"{NODE_EXPECT.describe()}, fully_connected | {got} | - | - | {right} | "
+                     f"{cluster.node_s:.2f} s (from process start) | - | - | - |")
     return "\n".join(lines)
 
 
@@ -420,6 +511,19 @@ def format_link_stats(matrix: Matrix) -> str:
     return "\n".join(lines)
 
 
+def format_oracle_stats(matrix: Matrix) -> str:
+    """One line: in how many scenarios the UDP oracle agreed, and how long it took."""
+    results = [r for r in matrix.scenarios.values() if r.oracle is not None or r.oracle_problems]
+    if not results:
+        return ""
+    agreed = sum(1 for r in results if not r.oracle_problems)
+    times = [r.oracle.wall_s for r in results if r.oracle is not None]
+    took = (f"; coturn's start and the three clients took {statistics.median(times):.1f} s "
+            f"({min(times):.1f}-{max(times):.1f}) per scenario" if times else "")
+    return (f"UDP oracle (coturn): all three answers agree in {agreed}/{len(results)} "
+            f"scenarios{took}")
+
+
 def summary(matrix: Matrix) -> tuple[int, int, list[str]]:
     """(verdicts, wrong verdicts, problems) over the whole matrix."""
     total, wrong, problems = 0, 0, []
@@ -428,6 +532,7 @@ def summary(matrix: Matrix) -> tuple[int, int, list[str]]:
         wrong += result.wrong()
         if result.error is not None:
             problems.append(f"{result.scenario.key}: {result.error}")
+        problems += [f"{result.scenario.key}: {text}" for text in result.oracle_problems]
     cluster = matrix.cluster
     if cluster is not None:
         problems += cluster_problems(cluster)
@@ -482,6 +587,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.links:
         args.no_cluster = True
+    if coturn_missing() is not None:
+        print(f"NAT lab: {coturn_missing()}; running without it", file=sys.stderr)
     if not args.no_cluster and shutil.which("nginx") is None:
         print("NAT lab: nginx not found (Debian package nginx-light); use --no-cluster",
               file=sys.stderr)
@@ -509,12 +616,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     link_stats = format_link_stats(matrix)
     if link_stats:
         print(f"\nlink emulators (whole scenario, all runs):\n{link_stats}")
+    oracle_stats = format_oracle_stats(matrix)
+    if oracle_stats:
+        print(f"\n{oracle_stats}")
     total, wrong, problems = summary(matrix)
     if matrix.cluster is not None and matrix.cluster.error is None:
         print(f"\n/status through nginx: {len(set(matrix.cluster.fetched_before))} boot nodes in "
               f"{CLUSTER_FETCHES} fetches; after killing one: "
               f"{len({i for i in matrix.cluster.fetched_after if i})} boot nodes, "
               f"{matrix.cluster.fetched_after.count(None)} failed fetches")
+        pyrsia = [r.outcome for r in matrix.cluster.probes_pyrsia if r.outcome.doc]
+        if pyrsia:
+            print("Pyrsia-shaped document (one boot node listed), per probe: " + ", ".join(
+                f"{o.got().split(',')[0]} in {o.elapsed_s:.2f} s, "
+                f"{len(o.doc.get('servers_contacted') or []) if o.doc else 0} servers asked"
+                for o in pyrsia))
     print(f"\n{total - wrong}/{total} verdicts right, lab took {matrix.duration_s:.0f} s")
     for problem in problems:
         print(f"PROBLEM: {problem}")

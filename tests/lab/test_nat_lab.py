@@ -13,6 +13,11 @@ probe only ``LINK_RUNS`` (1) time each, to keep ``make test`` within minutes
 figures. Every link profile runs, with a public host and behind the NAT.
 The link emulator itself is tested on its own (delay seen by TCP connect, loss
 fraction of a UDP stream).
+
+Every scenario but the link ones also asserts the probe's UDP profile (``udp``)
+and runs the UDP oracle once (:mod:`.oracle`: coturn's ``turnutils_natdiscovery``
+against coturn's ``turnserver`` and against our boot node, our discovery against
+coturn's server); ``test_udp_oracle_agrees`` asserts that all of them agree.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from .netlab import (
     tcp_listen,
     unavailable_reason,
 )
+from .oracle import coturn_missing
 from .run_matrix import (
     RUNS,
     Matrix,
@@ -57,6 +63,8 @@ from .topologies import LINK_SCENARIOS, SCENARIOS, SCENARIOS_BY_KEY, Internet
 pytestmark = pytest.mark.lab
 
 KEYS = [scenario.key for scenario in SCENARIOS]
+UDP_KEYS = [scenario.key for scenario in SCENARIOS
+            if scenario.stun_alternate and scenario.expect.asserts_udp]
 LINK_KEYS = [scenario.key for scenario in LINK_SCENARIOS]
 LINK_RUNS = 1
 TEST_PREFIX = "tatest-"
@@ -140,6 +148,19 @@ def test_probe_verdict(matrix: Matrix, key: str, run_index: int) -> None:
     assert record.problems == [], f"(logs: {result.log_dir})\n" + "\n".join(detail)
 
 
+@pytest.mark.parametrize("key", UDP_KEYS)
+def test_udp_oracle_agrees(matrix: Matrix, key: str) -> None:
+    """coturn's client classifies the NAT the same against coturn's server and ours, our
+    client agrees with it against coturn's server, and all equal the expected UDP profile
+    (the probes' own ``udp`` is judged per run in ``test_probe_verdict``)."""
+    reason = coturn_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    result = _scenario(matrix, key)
+    assert result.oracle is not None and result.oracle_problems == [], \
+        f"(logs: {result.log_dir})\n" + "\n".join(result.diagnostics)
+
+
 @pytest.mark.parametrize("key", LINK_KEYS)
 def test_probe_verdict_through_an_emulated_link(matrix: Matrix, key: str) -> None:
     result = _scenario(matrix, key)
@@ -177,6 +198,29 @@ def test_cluster_node_bootstraps_through_one_url(matrix: Matrix) -> None:
     assert matrix.cluster is not None
     records = matrix.cluster.probes_before
     assert records and all(not r.problems for r in records), "\n".join(matrix.cluster.diagnostics)
+
+
+PYRSIA_VERDICT_S = 2.5
+"""Through a Pyrsia-shaped document listing one boot node: a verdict within half the 5 s
+small-network wait it used to take. On a quiet lab it is under 1 s (README "NAT lab"); the
+bound leaves room for the whole lab and other suites sharing two cores (the 4-URL cluster
+probes then take 0.9-1.4 s too)."""
+
+
+def test_cluster_pyrsia_document_reaches_three_servers_by_peer_exchange(matrix: Matrix) -> None:
+    """One boot node listed (as a Pyrsia boot node serves it): peer exchange finds the
+    other three, the probe asks 3 servers at once and its verdict rests on at least 2
+    (full confidence), without the 5 s small-network wait."""
+    _cluster(matrix)
+    assert matrix.cluster is not None
+    records = matrix.cluster.probes_pyrsia
+    assert records and all(not r.problems for r in records), "\n".join(matrix.cluster.diagnostics)
+    for record in records:
+        doc = record.outcome.doc
+        assert doc is not None
+        assert len(doc.get("servers_contacted") or []) >= 3, doc
+        assert len(doc.get("servers") or []) >= 2, doc
+        assert record.outcome.elapsed_s < PYRSIA_VERDICT_S, doc
 
 
 def test_cluster_survives_a_killed_boot_node(matrix: Matrix) -> None:
