@@ -56,7 +56,7 @@ async def trial(index: int, args: argparse.Namespace) -> dict[str, Any]:
     transport = WebSocketTransport()
     port, peer_port = args.base_port + index, args.peer_base_port + index
     peer = WsAddress(args.peer_ip, "ip4", peer_port, False)
-    done, via = trio.Event(), []
+    done, via = trio.Event(), list[str]()
     error: str | None = None
     elapsed = None
     async with trio.open_nursery() as nursery:
