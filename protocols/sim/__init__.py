@@ -1,0 +1,52 @@
+"""The simulator's sans-io half: NAT models, scenarios as data, grading a run.
+
+Theory of operation
+-------------------
+* :mod:`._nat_behaviour` - what a NAT or firewall does, as data (RFC 4787/5780
+  mapping and filtering, port preservation, hairpinning, drop or reject,
+  mapping timeout).
+* :mod:`._nat_box` - :class:`NatBox`, the state machine of one box: outbound
+  flows are translated, inbound ones delivered, dropped or rejected; time is an
+  argument, ports come from a seeded ``random.Random``.
+* :mod:`._nat_catalog` - the named NAT types a scenario uses, with the ground
+  truth a node behind each must report (the NAT lab's expectations).
+* :mod:`._scenario` - :class:`SimScenario`, parsed from TOML text.
+* :mod:`._sim_report` - grading hosts' outcomes per NAT type.
+
+The network that moves connections between hosts and boxes, and the runner
+that starts real nodes on it, are actors (:mod:`actors.transport`,
+:mod:`actors.surfaces`). This package imports no Trio and does no I/O.
+
+May import: nothing of :mod:`protocols` (it is self-contained).
+"""
+
+from __future__ import annotations
+
+from ._nat_behaviour import Endpoint, Filtering, Mapping, NatBehaviour, Unsolicited
+from ._nat_box import Deliver, Drop, InboundVerdict, NatBox, Reject
+from ._nat_catalog import NAT_TYPES, GroundTruth, NatType, nat_type
+from ._scenario import ScenarioError, SimScenario
+from ._sim_report import BootLoad, HostOutcome, build_report, percentile
+
+__all__ = [
+    "NAT_TYPES",
+    "BootLoad",
+    "Deliver",
+    "Drop",
+    "Endpoint",
+    "Filtering",
+    "GroundTruth",
+    "HostOutcome",
+    "InboundVerdict",
+    "Mapping",
+    "NatBehaviour",
+    "NatBox",
+    "NatType",
+    "Reject",
+    "ScenarioError",
+    "SimScenario",
+    "Unsolicited",
+    "build_report",
+    "nat_type",
+    "percentile",
+]

@@ -1,0 +1,125 @@
+"""A simulation scenario as data: boot nodes, hosts by NAT type, links, deadline.
+
+Theory of operation
+-------------------
+Scenarios are TOML documents (``config/scenarios/*.toml``)::
+
+    [scenario]
+    name = "small"
+    seed = 1            # every random choice of a run derives from it
+    boot_nodes = 3
+    deadline = 120.0    # simulated seconds; hosts without a verdict by then: unknown
+    latency_ms = 20.0   # one-way delay of every access link
+    loss = 0.0          # probability that one connection attempt (SYN) is lost
+
+    [hosts]             # NAT type (protocols.sim.NAT_TYPES) -> how many hosts
+    public = 8
+    symmetric = 7
+
+This module parses the text (the caller reads the file) into a frozen
+:class:`SimScenario`, refusing unknown keys and NAT types, and scales a
+scenario to another host count keeping the mix (largest remainders). It
+reads no files and knows nothing of the network that runs it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ._nat_catalog import nat_type
+
+__all__ = ["ScenarioError", "SimScenario"]
+
+_SCENARIO_KEYS = {"name", "seed", "boot_nodes", "deadline", "latency_ms", "loss"}
+
+
+class ScenarioError(ValueError):
+    """A scenario document that cannot be run."""
+
+
+@dataclass(frozen=True)
+class SimScenario:
+    """One scenario (see the module docstring)."""
+
+    name: str
+    hosts: tuple[tuple[str, int], ...]
+    """(NAT type, count) in document order."""
+    seed: int = 1
+    boot_nodes: int = 3
+    deadline: float = 120.0
+    latency_ms: float = 20.0
+    loss: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.boot_nodes < 1:
+            raise ScenarioError("boot_nodes must be >= 1")
+        if self.deadline <= 0:
+            raise ScenarioError("deadline must be > 0")
+        if self.latency_ms < 0:
+            raise ScenarioError("latency_ms must be >= 0")
+        if not 0.0 <= self.loss < 1.0:
+            raise ScenarioError("loss must be in [0, 1)")
+        for name, count in self.hosts:
+            try:
+                nat_type(name)
+            except ValueError as exc:
+                raise ScenarioError(str(exc)) from None
+            if count < 0:
+                raise ScenarioError(f"hosts.{name} must be >= 0")
+
+    @classmethod
+    def from_toml(cls, text: str, *, source: str = "scenario") -> SimScenario:
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ScenarioError(f"{source}: {exc}") from None
+        return cls.from_mapping(doc, source=source)
+
+    @classmethod
+    def from_mapping(cls, doc: Mapping[str, Any], *, source: str = "scenario") -> SimScenario:
+        unknown = set(doc) - {"scenario", "hosts"}
+        head = doc.get("scenario", {})
+        unknown |= {f"scenario.{key}" for key in set(head) - _SCENARIO_KEYS}
+        if unknown:
+            raise ScenarioError(f"{source}: unknown keys {sorted(unknown)}")
+        hosts = doc.get("hosts", {})
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in hosts.values()):
+            raise ScenarioError(f"{source}: [hosts] counts must be integers")
+        try:
+            return cls(hosts=tuple(hosts.items()), **{"name": source, **head})
+        except TypeError as exc:
+            raise ScenarioError(f"{source}: {exc}") from None
+
+    @property
+    def host_count(self) -> int:
+        return sum(count for _, count in self.hosts)
+
+    def scaled(self, total: int) -> SimScenario:
+        """The same mix with ``total`` hosts (largest remainders; ties in document order)."""
+        if total < 0:
+            raise ScenarioError("the host count must be >= 0")
+        have = self.host_count
+        if have == 0:
+            raise ScenarioError("cannot scale a scenario without hosts")
+        shares = [(name, count * total / have) for name, count in self.hosts]
+        counts = {name: int(share) for name, share in shares}
+        left = total - sum(counts.values())
+        by_remainder = sorted(shares, key=lambda item: -(item[1] - int(item[1])))
+        for name, _ in by_remainder[:left]:
+            counts[name] += 1
+        return replace(self, hosts=tuple((name, counts[name]) for name, _ in self.hosts))
+
+    def host_kinds(self) -> list[str]:
+        """One NAT type per host, interleaved (round robin over the types), so any prefix
+        of the hosts holds every type."""
+        left = dict(self.hosts)
+        kinds: list[str] = []
+        while any(left.values()):
+            for name, _ in self.hosts:
+                if left[name]:
+                    kinds.append(name)
+                    left[name] -= 1
+        return kinds

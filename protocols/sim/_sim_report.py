@@ -1,0 +1,125 @@
+"""Grading a simulation run against ground truth, per NAT type. Pure data in, data out.
+
+Theory of operation
+-------------------
+The runner hands one :class:`HostOutcome` per host (its NAT type and what its
+node concluded, and when, in simulated seconds since the host started) and
+one :class:`BootLoad` per boot node. :func:`build_report` grades every host
+against :func:`~protocols.sim.nat_type`'s truth:
+
+* verdict ``right`` (``nat_status`` equals the truth), ``false_public`` (said
+  public, truth private), ``false_private`` (the converse) or ``unknown``;
+* ``mapping_right`` / ``filtering_right``: the profile fields equal the truth;
+* time to verdict: p50, p95 and max over the hosts that reached one
+  (nearest-rank percentiles, so the figures are values that occurred);
+* probes per node: mean and max of the dial requests each host sent.
+
+The report is a plain dict with sorted, rounded values so that two runs with the
+same seed serialise to the same JSON; the runner adds wall time and memory
+under ``"resources"``, which a determinism check leaves out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._nat_catalog import nat_type
+
+__all__ = ["BootLoad", "HostOutcome", "build_report", "percentile"]
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    """What one simulated host concluded."""
+
+    kind: str
+    nat_status: str
+    nat_mapping: str
+    nat_filtering: str
+    verdict_after: float | None
+    """Simulated seconds from the host's start to its first verdict; None: none."""
+    probes: int
+    """Dial requests the host sent."""
+
+
+@dataclass(frozen=True)
+class BootLoad:
+    """One boot node's work during the run."""
+
+    connections: int
+    """Inbound connections it accepted."""
+    probes_served: int
+    """Dial requests it answered."""
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """Nearest-rank percentile (``fraction`` in (0, 1]); None for no values."""
+    if not values:
+        return None
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def _grade(outcome: HostOutcome) -> str:
+    truth = nat_type(outcome.kind).truth.nat_status
+    if outcome.nat_status == truth:
+        return "right"
+    if outcome.nat_status == "public":
+        return "false_public"
+    if outcome.nat_status == "private":
+        return "false_private"
+    if outcome.nat_status == "unknown":
+        return "unknown"
+    raise ValueError(f"unknown nat_status {outcome.nat_status!r}")
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _summary(outcomes: Sequence[HostOutcome]) -> dict[str, Any]:
+    grades = [_grade(o) for o in outcomes]
+    times = [o.verdict_after for o in outcomes if o.verdict_after is not None]
+    probes = [o.probes for o in outcomes]
+    summary: dict[str, Any] = {"hosts": len(outcomes)}
+    for grade in ("right", "false_public", "false_private", "unknown"):
+        summary[grade] = grades.count(grade)
+    if outcomes:
+        truth = nat_type(outcomes[0].kind).truth if len({o.kind for o in outcomes}) == 1 else None
+        if truth is not None:
+            summary["truth"] = [truth.nat_status, truth.nat_mapping, truth.nat_filtering]
+        summary["mapping_right"] = sum(
+            o.nat_mapping == nat_type(o.kind).truth.nat_mapping for o in outcomes)
+        summary["filtering_right"] = sum(
+            o.nat_filtering == nat_type(o.kind).truth.nat_filtering for o in outcomes)
+        summary["seen"] = sorted({f"{o.nat_status}/{o.nat_mapping}/{o.nat_filtering}"
+                                  for o in outcomes})
+    summary["verdict_s"] = {"p50": _seconds(percentile(times, 0.5)),
+                            "p95": _seconds(percentile(times, 0.95)),
+                            "max": _seconds(max(times) if times else None)}
+    summary["probes_per_node"] = {
+        "mean": round(sum(probes) / len(probes), 2) if probes else None,
+        "max": max(probes) if probes else None}
+    return summary
+
+
+def build_report(scenario: str, seed: int, outcomes: Sequence[HostOutcome],
+                 boots: Sequence[BootLoad], simulated_s: float) -> dict[str, Any]:
+    """The run's report (see the module docstring)."""
+    kinds = list(dict.fromkeys(o.kind for o in outcomes))
+    return {
+        "scenario": scenario,
+        "seed": seed,
+        "hosts": len(outcomes),
+        "simulated_s": round(simulated_s, 3),
+        "by_nat_type": {kind: _summary([o for o in outcomes if o.kind == kind])
+                        for kind in kinds},
+        "total": _summary(outcomes),
+        "boot_nodes": [{"connections": b.connections, "probes_served": b.probes_served}
+                       for b in boots],
+    }
