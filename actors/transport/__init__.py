@@ -26,6 +26,7 @@ from ._memory_transport import (
     StaticNat,
     memory_stream_pair,
 )
+from ._sim_network import SYN_RETRIES, SimNetwork
 from ._stun_udp import StunServer, StunServerStatistics, discover_udp_profile, open_stun_server
 from ._tls import check_tls_files, client_context, server_context
 from ._ws_stream import WebSocketBroken, WebSocketFrameStream
@@ -33,6 +34,7 @@ from ._ws_transport import WebSocketTransport
 
 __all__ = [
     "LOCAL_DIAL_ERRNOS",
+    "SYN_RETRIES",
     "DialError",
     "FrameStream",
     "HandshakeTimedOut",
@@ -40,6 +42,7 @@ __all__ = [
     "MemoryFrameStream",
     "MemoryNetwork",
     "MemoryTransport",
+    "SimNetwork",
     "SimultaneousOpen",
     "StaticNat",
     "StunServer",

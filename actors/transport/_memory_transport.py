@@ -25,11 +25,19 @@ cannot be dialed from other hosts. A dial from ``inside`` to its own
 ``outside`` address loops back (seen from ``outside``) only when the NAT
 hairpins; otherwise it is refused, as a router without hairpin rules answers
 a LAN connection to its WAN address (or, with ``drop``, never completes).
+
+Latency: :meth:`MemoryNetwork._path_delay` gives the one-way delay between two
+hosts (zero here; the simulator's :class:`~actors.transport.SimNetwork`
+overrides it). A stream with a delay stamps each frame it sends with its
+arrival time (a FIFO of times beside the FIFO of frames, kept by the receiving
+end) and the receiver holds the frame until then, so delays never reorder
+frames and pipelined frames are not delayed one after another.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -76,6 +84,10 @@ class MemoryFrameStream:
         self._other: MemoryFrameStream | None = None  # set by memory_stream_pair
         self.path: PathStats | None = None
         """What :meth:`path_stats` reports (set from :attr:`MemoryNetwork.path`)."""
+        self.delay = 0.0
+        """One-way delay of the frames this end sends (see the module docstring)."""
+        self._arrivals: deque[float] = deque()  # arrival times of frames sent to this end
+        self._held: tuple[bytes, float | None] | None = None  # received, not yet due
 
     def _peer_closed(self) -> TransportBroken:
         reason = self._other.close_reason if self._other is not None else ""
@@ -95,6 +107,8 @@ class MemoryFrameStream:
     async def send(self, frame: bytes) -> None:
         if self._closed:
             raise TransportClosed("stream already closed by this side")
+        if self.delay and self._other is not None:
+            self._other._arrivals.append(trio.current_time() + self.delay)
         try:
             await self._send.send(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -103,12 +117,19 @@ class MemoryFrameStream:
     async def receive(self) -> bytes:
         if self._closed:
             raise TransportClosed("stream already closed by this side")
-        try:
-            return await self._receive.receive()
-        except trio.EndOfChannel as exc:
-            raise self._peer_closed() from exc
-        except trio.ClosedResourceError as exc:
-            raise TransportClosed("stream closed by this side") from exc
+        if self._held is None:
+            try:
+                frame = await self._receive.receive()
+            except trio.EndOfChannel as exc:
+                raise self._peer_closed() from exc
+            except trio.ClosedResourceError as exc:
+                raise TransportClosed("stream closed by this side") from exc
+            self._held = (frame, self._arrivals.popleft() if self._arrivals else None)
+        frame, due = self._held
+        if due is not None:  # a cancelled wait keeps the frame for the next receive
+            await trio.sleep_until(due)
+        self._held = None
+        return frame
 
     async def aclose(self, reason: str = "") -> None:
         if self._closed:
@@ -180,6 +201,10 @@ class MemoryNetwork:
             if local.host == nat.inside and leaving:
                 seen_from = _tcp_addr(nat.outside, local.port)
         return seen_from, target
+
+    def _path_delay(self, a: str, b: str) -> float:
+        """One-way delay in seconds between hosts ``a`` and ``b`` (none here)."""
+        return 0.0
 
     def transport(self, host: str) -> MemoryTransport:
         return MemoryTransport(self, host)
@@ -265,6 +290,7 @@ class MemoryTransport:
         ours, theirs = memory_stream_pair(local, remote)
         theirs._local, theirs._remote = target, seen_from
         ours.path = theirs.path = self._network.path
+        ours.delay = theirs.delay = self._network._path_delay(local.host, target.host)
         listener.nursery.start_soon(_serve, listener.handler, theirs)
         return ours
 
