@@ -181,7 +181,8 @@ def test_the_wheel_maps_config_into_the_package() -> None:
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert _cli_settings.PROFILE_PACKAGE in setuptools["packages"]
     assert setuptools["package-dir"][_cli_settings.PROFILE_PACKAGE] == "config"
-    assert setuptools["package-data"][_cli_settings.PROFILE_PACKAGE] == ["*.toml"]
+    assert setuptools["package-data"][_cli_settings.PROFILE_PACKAGE] == [
+        "*.toml", "scenarios/*.toml"]  # `autonat sim`'s shipped scenarios too
     assert not (ROOT / "actors" / "_profiles").exists()
     assert {p.name for p in (ROOT / "config").glob("*.toml")} >= {"default.toml", "boot.toml"}
     assert load_config_file(ROOT / "config" / "boot.toml")["welcome_probes"] is True

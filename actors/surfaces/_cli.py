@@ -32,6 +32,7 @@ from ._cli_commands import (
     is_interrupt,
 )
 from ._cli_settings import KEY_FILE_NAME, add_node_flags, default_data_dir
+from ._cli_sim import add_sim_flags, cmd_sim
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -136,6 +137,12 @@ def build_parser() -> _Parser:
                          help="give up after S seconds (default 30)")
     p_probe.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p_probe.set_defaults(func=cmd_probe)
+
+    p_sim = sub.add_parser("sim", help="simulate a network of nodes behind modelled NATs",
+                           description=(cmd_sim.__doc__ or "") + " Exit status: 0 when every "
+                           "verdict is right, 2 when some is not, 1 on an error.")
+    add_sim_flags(p_sim)
+    p_sim.set_defaults(func=cmd_sim)
 
     p_status = sub.add_parser("status", help="summarise a running node's /status",
                               description=cmd_status.__doc__)

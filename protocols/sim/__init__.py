@@ -26,7 +26,7 @@ from ._nat_behaviour import Endpoint, Filtering, Mapping, NatBehaviour, Unsolici
 from ._nat_box import Deliver, Drop, InboundVerdict, NatBox, Reject
 from ._nat_catalog import NAT_TYPES, GroundTruth, NatType, nat_type
 from ._scenario import ScenarioError, SimScenario
-from ._sim_report import BootLoad, HostOutcome, build_report, percentile
+from ._sim_report import BootLoad, HostOutcome, build_report, format_report, percentile
 
 __all__ = [
     "NAT_TYPES",
@@ -47,6 +47,7 @@ __all__ = [
     "SimScenario",
     "Unsolicited",
     "build_report",
+    "format_report",
     "nat_type",
     "percentile",
 ]

@@ -28,7 +28,7 @@ from typing import Any
 
 from ._nat_catalog import nat_type
 
-__all__ = ["BootLoad", "HostOutcome", "build_report", "percentile"]
+__all__ = ["BootLoad", "HostOutcome", "build_report", "format_report", "percentile"]
 
 
 @dataclass(frozen=True)
@@ -123,3 +123,31 @@ def build_report(scenario: str, seed: int, outcomes: Sequence[HostOutcome],
         "boot_nodes": [{"connections": b.connections, "probes_served": b.probes_served}
                        for b in boots],
     }
+
+
+def _triple(times: dict[str, float | None]) -> str:
+    return "/".join("-" if times[k] is None else f"{times[k]:g}" for k in ("p50", "p95", "max"))
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a table for people (``autonat sim`` without ``--json``)."""
+    resources = report.get("resources", {})
+    lines = [f"scenario {report['scenario']}, seed {report['seed']}: {report['hosts']} hosts, "
+             f"{len(report['boot_nodes'])} boot nodes, {report['simulated_s']:g} s simulated"
+             + (f" in {resources['wall_s']:g} s wall, peak RSS {resources['peak_rss_mib']:g} MiB"
+                if resources else ""),
+             f"{'NAT type':<20}{'hosts':>6}{'right':>6}{'f-pub':>6}{'f-priv':>7}{'unkn':>5}"
+             f"{'mapping':>9}{'filter':>8}  {'verdict s p50/p95/max':<22}{'probes':>10}"]
+    rows = [*report["by_nat_type"].items(), ("total", report["total"])]
+    for kind, row in rows:
+        n = row["hosts"]
+        probes = row["probes_per_node"]
+        lines.append(
+            f"{kind:<20}{n:>6}{row['right']:>6}{row['false_public']:>6}"
+            f"{row['false_private']:>7}{row['unknown']:>5}"
+            f"{row.get('mapping_right', 0):>5}/{n:<3}{row.get('filtering_right', 0):>4}/{n:<3}"
+            f"  {_triple(row['verdict_s']):<22}{probes['mean'] or 0:>6g}/{probes['max'] or 0:<3}")
+    boots = report["boot_nodes"]
+    lines.append("boot nodes: connections " + "/".join(str(b["connections"]) for b in boots)
+                 + ", probes served " + "/".join(str(b["probes_served"]) for b in boots))
+    return "\n".join(lines)

@@ -1,0 +1,222 @@
+"""``autonat sim``: real nodes behind modelled NATs on the simulated internet.
+
+Theory of operation
+-------------------
+:func:`simulate` runs one :class:`~protocols.sim.SimScenario` in a fresh
+``trio.run`` on ``MockClock(autojump_threshold=0)``: whenever every task
+waits, the clock jumps to the next deadline, so a run costs only the CPU its
+nodes use and simulated minutes pass in wall seconds.
+
+The world (:func:`plan_world`): boot node ``i`` at ``10.0.0.i`` with its
+dial-back source ``10.0.1.i``; host ``i`` either public (its own ``/24``
+under ``10.16.0.0/12``, where a firewall may sit in front of it) or at the
+private ``172.16.0.0/12`` address ``172.16.x.y`` behind a NAT box whose
+public IP is such a ``/24`` of its own. The address policy calls
+``10.0.0.0/8`` public (``public_networks``), so ``172.16/12`` stays private,
+as on the real internet. Every node is the real thing - ``open_node`` with
+all its actors, the real codec and handshake - built from the shipped
+profiles (``config/boot.toml`` for boot nodes, ``config/default.toml`` for
+hosts) with only what a simulation must change: addresses, no HTTP, no STUN
+or UDP (the simulated internet carries TCP only), no relay service, no disk.
+
+Bootstrapping: a real host fetches its boot nodes' ``/status`` over HTTP;
+the simulator skips that hop and hands each host the boot nodes' addresses
+as ``peers`` (what ``/status`` would have listed first), so no HTTP server
+runs. Boot nodes know one another the same way.
+
+The run: hosts start in index order, :data:`START_SPACING` apart; each
+records when its ``nat_status`` first leaves ``unknown``. The run ends when
+every host has a verdict and no host's (status, mapping, filtering) has
+changed for :data:`QUIET` seconds, or at the scenario's deadline. Then every
+host's snapshot and statistics are graded (:func:`protocols.sim.build_report`),
+and wall time and peak memory (``ru_maxrss``) are added.
+
+Determinism: keys, node generators, NAT ports and loss come from generators
+seeded by the scenario's seed, and Trio's scheduler - which shuffles ready
+tasks with its own module-level generator - is seeded too (a private Trio
+attribute; a Trio without it only loses repeatability), so the same seed
+gives the same report.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import resource
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+import trio.testing
+
+from protocols import Keypair, NodeConfig, NodeSnapshot, build_node_config, load_config_text
+from protocols.sim import BootLoad, HostOutcome, SimScenario, build_report, nat_type
+
+from ..node import Node, open_node
+from ..transport import SimNetwork
+from ._cli_settings import profile_text
+
+__all__ = ["QUIET", "START_SPACING", "SimHost", "plan_world", "simulate"]
+
+PUBLIC_NETWORKS = ("10.0.0.0/8",)
+LISTEN_PORT = 44000
+START_SPACING = 0.01
+"""Simulated seconds between two hosts' starts."""
+QUIET = 20.0
+"""With every verdict in, the run ends after this long without a change."""
+_FIRST_PUBLIC = int(ipaddress.IPv4Address("10.16.0.1"))
+_FIRST_PRIVATE = int(ipaddress.IPv4Address("172.16.0.2"))
+
+
+@dataclass(frozen=True)
+class SimHost:
+    """Where host ``index`` of kind ``kind`` lives: ``ip`` (it listens there) and its
+    public ``face`` (the same for a public host)."""
+
+    index: int
+    kind: str
+    ip: str
+    face: str
+
+
+def plan_world(scenario: SimScenario) -> tuple[list[tuple[str, str]], list[SimHost]]:
+    """Boot nodes' (IP, dial-back IP) and every host's addresses (module docstring)."""
+    boots = [(f"10.0.0.{i + 1}", f"10.0.1.{i + 1}") for i in range(scenario.boot_nodes)]
+    hosts = []
+    for index, kind in enumerate(scenario.host_kinds()):
+        face = str(ipaddress.IPv4Address(_FIRST_PUBLIC + 256 * index))
+        behaviour = nat_type(kind).behaviour
+        private = behaviour is not None and behaviour.translates
+        ip = str(ipaddress.IPv4Address(_FIRST_PRIVATE + index)) if private else face
+        hosts.append(SimHost(index, kind, ip, face))
+    return boots, hosts
+
+
+def _profile(name: str, **overrides: object) -> NodeConfig:
+    text, source = profile_text(name)
+    return build_node_config(load_config_text(text, source=f"profile {source}"), {
+        "http_listen": "", "stun_listen": "", "udp_discovery": False, "relay_service": False,
+        "public_networks": list(PUBLIC_NETWORKS), **overrides})
+
+
+def _boot_config(ip: str, alt: str, peers: list[str], hosts: int) -> NodeConfig:
+    return _profile("boot", listen=[f"/ip4/{ip}/tcp/{LISTEN_PORT}/ws"], peers=peers,
+                    dialback_source=alt, max_connections=max(512, hosts + 64))
+
+
+def _host_config(host: SimHost, peers: list[str]) -> NodeConfig:
+    return _profile("default", listen=[f"/ip4/{host.ip}/tcp/{LISTEN_PORT}/ws"], peers=peers)
+
+
+@dataclass
+class _HostRun:
+    host: SimHost
+    node: Node | None = None
+    started: float = 0.0
+    verdict_after: float | None = None
+
+
+def _profile_of(snap: NodeSnapshot) -> tuple[str, str, str]:
+    return (snap.nat_status, snap.nat_mapping, snap.nat_filtering)
+
+
+async def _run_host(net: SimNetwork, run: _HostRun, peers: list[str], rng: random.Random,
+                    latency: float, task_status: trio.TaskStatus[None]) -> None:
+    host = run.host
+    behaviour = nat_type(host.kind).behaviour
+    net.add_host(host.ip, behaviour=behaviour, public_ip=host.face, latency=latency)
+    keypair, node_rng = Keypair.from_seed(rng.randbytes(32)), random.Random(rng.getrandbits(64))
+    async with open_node(_host_config(host, peers), transport=net.transport(host.ip),
+                         keypair=keypair, rng=node_rng) as node:
+        run.node, run.started = node, trio.current_time()
+        task_status.started()
+        await node.wait_for(lambda snap: snap.nat_status != "unknown")
+        run.verdict_after = trio.current_time() - run.started
+        await trio.sleep_forever()
+
+
+async def _until_settled(runs: list[_HostRun], deadline: float) -> None:
+    last: list[tuple[str, str, str]] = []
+    changed = trio.current_time()
+    with trio.move_on_at(deadline):
+        while True:
+            await trio.sleep(1.0)
+            now = [_profile_of(r.node.snapshot()) if r.node else ("", "", "") for r in runs]
+            if now != last:
+                last, changed = now, trio.current_time()
+            done = all(r.verdict_after is not None for r in runs)
+            if done and trio.current_time() - changed >= QUIET:
+                return
+
+
+def _outcome(run: _HostRun) -> HostOutcome:
+    assert run.node is not None
+    snap = run.node.snapshot()
+    probes = sum(run.node.statistics().probes.values())
+    return HostOutcome(run.host.kind, *_profile_of(snap), run.verdict_after, probes)
+
+
+def _boot_load(node: Node) -> BootLoad:
+    stats = node.statistics()
+    return BootLoad(stats.dialer.connections, stats.autonat_server.total_answered)
+
+
+async def run_scenario(scenario: SimScenario,
+                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Build the world, run it until settled or the deadline, grade it (simulated time)."""
+    rng = random.Random(scenario.seed)
+    net = SimNetwork(seed=rng.getrandbits(64), loss=scenario.loss)
+    latency = scenario.latency_ms / 1000.0
+    boot_ips, hosts = plan_world(scenario)
+    keys = [Keypair.from_seed(rng.randbytes(32)) for _ in boot_ips]
+    addrs = [f"/ip4/{ip}/tcp/{LISTEN_PORT}/ws/p2p/{key.peer_id}"
+             for (ip, _), key in zip(boot_ips, keys, strict=True)]
+    t0 = trio.current_time()
+    async with AsyncExitStack() as stack:
+        boots = []
+        for i, ((ip, alt), key) in enumerate(zip(boot_ips, keys, strict=True)):
+            net.add_host(ip, latency=latency)
+            net.add_host(alt, latency=latency)
+            config = _boot_config(ip, alt, addrs[:i], len(hosts))
+            boots.append(await stack.enter_async_context(open_node(
+                config, transport=net.transport(ip), keypair=key,
+                rng=random.Random(rng.getrandbits(64)))))
+        if progress:
+            progress(f"{len(boots)} boot nodes up; starting {len(hosts)} hosts")
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        runs = [_HostRun(host) for host in hosts]
+        for run in runs:
+            host_rng = random.Random(rng.getrandbits(64))
+            await nursery.start(_run_host, net, run, addrs, host_rng, latency)
+            await trio.sleep(START_SPACING)
+        await _until_settled(runs, t0 + scenario.deadline)
+        report = build_report(scenario.name, scenario.seed, [_outcome(r) for r in runs],
+                              [_boot_load(b) for b in boots], trio.current_time() - t0)
+        nursery.cancel_scope.cancel()
+    return report
+
+
+def _seed_scheduler(seed: int) -> None:
+    scheduler_rng = getattr(getattr(trio, "_core", None), "_run", None)
+    generator = getattr(scheduler_rng, "_r", None)
+    if isinstance(generator, random.Random):
+        generator.seed(seed)
+
+
+def simulate(scenario: SimScenario,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run ``scenario`` in its own ``trio.run`` (virtual time); the report, with
+    ``resources``: wall seconds and peak resident memory of this process (MiB)."""
+    _seed_scheduler(scenario.seed)
+    start = time.perf_counter()
+    report = trio.run(run_scenario, scenario, progress,
+                      clock=trio.testing.MockClock(autojump_threshold=0))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_mib = peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    report["resources"] = {"wall_s": round(time.perf_counter() - start, 2),
+                           "peak_rss_mib": round(peak_mib, 1)}
+    return report
