@@ -157,6 +157,15 @@ def test_a_firewall_translates_nothing_and_refuses_new_inbound_flows() -> None:
     assert isinstance(box.inbound(SERVER, host, 0.0), Reject)
 
 
+def test_a_forwarded_port_admits_everyone_and_never_expires() -> None:
+    box = _box(mapping_timeout=10.0)
+    box.forward(44000, HOST)
+    assert box.inbound(OTHER_IP, (WAN, 44000), 0.0) == Deliver(HOST)  # before any outbound
+    assert box.outbound(HOST, SERVER, 1.0) == (WAN, 44000)  # the forwarded port, preserved
+    assert box.inbound(OTHER_IP, (WAN, 44000), 500.0) == Deliver(HOST)
+    assert box.outbound(("192.168.1.3", 44000), SERVER, 500.0)[1] != 44000  # not stolen
+
+
 def test_a_firewall_cannot_map_dependently() -> None:
     with pytest.raises(ValueError):
         NatBehaviour(Mapping.ADDRESS_DEPENDENT, translates=False)

@@ -8,7 +8,8 @@ waits, the clock jumps to the next deadline, so a run costs only the CPU its
 nodes use and simulated minutes pass in wall seconds.
 
 The world (:func:`plan_world`): boot node ``i`` at ``10.0.0.i`` with its
-dial-back source ``10.0.1.i``; host ``i`` either public (its own ``/24``
+dial-back source ``10.0.1.i`` (unless the scenario turns ``dialback_source``
+off); host ``i`` either public (its own ``/24``
 under ``10.16.0.0/12``, where a firewall may sit in front of it) or at the
 private ``172.16.0.0/12`` address ``172.16.x.y`` behind a NAT box whose
 public IP is such a ``/24`` of its own. The address policy calls
@@ -54,7 +55,14 @@ import trio
 import trio.testing
 
 from protocols import Keypair, NodeConfig, NodeSnapshot, build_node_config, load_config_text
-from protocols.sim import BootLoad, HostOutcome, SimScenario, build_report, nat_type
+from protocols.sim import (
+    LISTEN_PORT,
+    BootLoad,
+    HostOutcome,
+    SimScenario,
+    build_report,
+    nat_type,
+)
 
 from ..node import Node, open_node
 from ..transport import SimNetwork
@@ -63,7 +71,6 @@ from ._cli_settings import profile_text
 __all__ = ["QUIET", "START_SPACING", "SimHost", "plan_world", "simulate"]
 
 PUBLIC_NETWORKS = ("10.0.0.0/8",)
-LISTEN_PORT = 44000
 START_SPACING = 0.01
 """Simulated seconds between two hosts' starts."""
 QUIET = 20.0
@@ -103,7 +110,7 @@ def _profile(name: str, **overrides: object) -> NodeConfig:
         "public_networks": list(PUBLIC_NETWORKS), **overrides})
 
 
-def _boot_config(ip: str, alt: str, peers: list[str], hosts: int) -> NodeConfig:
+def _boot_config(ip: str, alt: str | None, peers: list[str], hosts: int) -> NodeConfig:
     return _profile("boot", listen=[f"/ip4/{ip}/tcp/{LISTEN_PORT}/ws"], peers=peers,
                     dialback_source=alt, max_connections=max(512, hosts + 64))
 
@@ -157,7 +164,8 @@ def _outcome(run: _HostRun) -> HostOutcome:
     assert run.node is not None
     snap = run.node.snapshot()
     probes = sum(run.node.statistics().probes.values())
-    return HostOutcome(run.host.kind, *_profile_of(snap), run.verdict_after, probes)
+    return HostOutcome(run.host.kind, *_profile_of(snap), run.verdict_after, probes,
+                       snap.hairpinning)
 
 
 def _boot_load(node: Node) -> BootLoad:
@@ -181,7 +189,8 @@ async def run_scenario(scenario: SimScenario,
         for i, ((ip, alt), key) in enumerate(zip(boot_ips, keys, strict=True)):
             net.add_host(ip, latency=latency)
             net.add_host(alt, latency=latency)
-            config = _boot_config(ip, alt, addrs[:i], len(hosts))
+            config = _boot_config(ip, alt if scenario.dialback_source else None, addrs[:i],
+                                  len(hosts))
             boots.append(await stack.enter_async_context(open_node(
                 config, transport=net.transport(ip), keypair=key,
                 rng=random.Random(rng.getrandbits(64)))))

@@ -92,6 +92,8 @@ class SimNetwork(MemoryNetwork):
         if behaviour.translates:
             self._private.add(ip)
             self._latency[face] = latency  # the access link behind the box's face
+        for port in behaviour.forwarded_ports:
+            box.forward(port, (ip, port))
         return box
 
     def box(self, ip: str) -> NatBox | None:

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 from ._nat_behaviour import Endpoint, Filtering, Mapping, NatBehaviour, Unsolicited
 from ._nat_box import Deliver, Drop, InboundVerdict, NatBox, Reject
-from ._nat_catalog import NAT_TYPES, GroundTruth, NatType, nat_type
+from ._nat_catalog import LISTEN_PORT, NAT_TYPES, GroundTruth, NatType, nat_type
 from ._scenario import ScenarioError, SimScenario
 from ._sim_report import BootLoad, HostOutcome, build_report, format_report, percentile
 
 __all__ = [
+    "LISTEN_PORT",
     "NAT_TYPES",
     "BootLoad",
     "Deliver",

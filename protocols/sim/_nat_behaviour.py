@@ -23,7 +23,9 @@ immediate refusal, a TCP RST), and the **mapping timeout** (a mapping unused
 for that long is forgotten; RFC 5382 REQ-5 asks at least 2 h 4 min for TCP).
 
 A firewall in front of a public host is a box that translates nothing
-(:attr:`NatBehaviour.translates` false) and still filters.
+(:attr:`NatBehaviour.translates` false) and still filters. A **port forward**
+(``forwarded_ports``) is a static rule: new inbound flows to that public port
+reach the same port of the host behind the box, whatever the filtering.
 """
 
 from __future__ import annotations
@@ -74,9 +76,13 @@ class NatBehaviour:
     mapping_timeout: float = TCP_MAPPING_TIMEOUT
     translates: bool = True
     """False: a firewall - the public endpoint is the private one."""
+    forwarded_ports: tuple[int, ...] = ()
+    """Public ports forwarded (DNAT) to the same port of the host behind the box."""
 
     def __post_init__(self) -> None:
         if self.mapping_timeout <= 0:
             raise ValueError(f"mapping_timeout must be > 0, got {self.mapping_timeout}")
         if not self.translates and self.mapping is not Mapping.ENDPOINT_INDEPENDENT:
             raise ValueError("a box that does not translate maps endpoint-independently")
+        if self.forwarded_ports and not self.translates:
+            raise ValueError("a box that does not translate forwards no ports")

@@ -22,6 +22,11 @@ port (inbound).
   translated like an outbound flow (RFC 4787 REQ-9: the target sees the
   external source) and judged like an inbound one.
 
+A port forward (:meth:`NatBox.forward`) is a static binding: it never
+expires and lets every new inbound flow to its port through; outbound flows
+from the forwarded endpoint leave from the forwarded port when the mapping
+preserves ports.
+
 Only *new* flows go through the box: packets of an established flow are not
 modelled (a simulated connection, once up, stays up). Bindings are refreshed by
 outbound flows only (RFC 4787 REQ-6 makes inbound refresh optional) and
@@ -85,6 +90,7 @@ class NatBox:
         self._rng = rng
         self._by_key: dict[tuple[object, ...], _Binding] = {}
         self._by_port: dict[int, _Binding] = {}
+        self._forwards: dict[int, Endpoint] = {}
         self._now = float("-inf")
 
     # --- the three transitions ---------------------------------------------------------
@@ -108,6 +114,9 @@ class NatBox:
         if public[0] != self.public_ip:
             raise ValueError(f"flow to {public[0]} routed to the box of {self.public_ip}")
         self._advance(now)
+        forwarded = self._forwards.get(public[1])
+        if forwarded is not None:
+            return Deliver(forwarded)
         binding = self._by_port.get(public[1])
         if binding is None:
             return self._refuse(f"no mapping for port {public[1]}")
@@ -125,6 +134,14 @@ class NatBox:
             return None, self._refuse("the box does not hairpin")
         seen_from = self.outbound(private, public, now)
         return seen_from, self.inbound(seen_from, public, now)
+
+    def forward(self, public_port: int, private: Endpoint) -> None:
+        """A static rule: new inbound flows to ``public_port`` reach ``private``."""
+        if not self.behaviour.translates:
+            raise ValueError("a box that does not translate forwards no ports")
+        if public_port in self._forwards:
+            raise ValueError(f"port {public_port} is already forwarded")
+        self._forwards[public_port] = private
 
     # --- introspection (tests, reports) ---------------------------------------------------
 
@@ -162,14 +179,15 @@ class NatBox:
             if private[1] in self._by_port:
                 raise ValueError(f"port {private[1]} already bound behind a firewall")
             return private[1]
-        if self.behaviour.port_preservation and private[1] not in self._by_port:
+        if self.behaviour.port_preservation and private[1] not in self._by_port and (
+                self._forwards.get(private[1], private) == private):
             return private[1]
         low, high = EPHEMERAL_PORTS
         if len(self._by_port) > high - low:
             raise ValueError(f"the box of {self.public_ip} has no free port")
         while True:
             port = self._rng.randint(low, high)
-            if port not in self._by_port:
+            if port not in self._by_port and port not in self._forwards:
                 return port
 
     def _admits(self, binding: _Binding, remote: Endpoint) -> bool:

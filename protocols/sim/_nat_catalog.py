@@ -17,7 +17,14 @@ two dial-backs to the requester's IP, one from the contacted server's IP on a
 fresh port and one from the server's second address. A symmetric NAT lets
 neither in and hands every observer a different port, so its filtering cannot
 be told apart from a changed address: ``unknown``. A host firewall refuses
-both dial-backs, which looks like address-and-port-dependent filtering.
+both dial-backs, which looks like address-and-port-dependent filtering. A
+forwarded listen port admits both dial-backs: endpoint-independent.
+``hairpinning`` is only asserted where the lab asserts it: ``null`` where the
+node has no confirmed public address to test (or needs no NAT), ``false`` for
+boxes without hairpin rules, ``true`` for the one with them.
+
+The boxes' forwarded port is :data:`LISTEN_PORT`, the port every simulated
+node listens on (and dials from).
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ from dataclasses import dataclass
 
 from ._nat_behaviour import Filtering, Mapping, NatBehaviour, Unsolicited
 
-__all__ = ["NAT_TYPES", "GroundTruth", "NatType", "nat_type"]
+__all__ = ["LISTEN_PORT", "NAT_TYPES", "GroundTruth", "NatType", "nat_type"]
+
+LISTEN_PORT = 44000
+"""Where every simulated node listens; the port a forwarding box forwards."""
 
 EI, AD, APD = "endpoint-independent", "address-dependent", "address-and-port-dependent"
 
@@ -38,6 +48,8 @@ class GroundTruth:
     nat_status: str
     nat_mapping: str
     nat_filtering: str
+    hairpinning: str | None = None
+    """``"true"``, ``"false"`` or ``"null"`` as in the node's JSON; None: not asserted."""
 
 
 @dataclass(frozen=True)
@@ -52,16 +64,24 @@ class NatType:
 
 
 NAT_TYPES: tuple[NatType, ...] = (
-    NatType("public", None, GroundTruth("public", "none", EI), "public"),
+    NatType("public", None, GroundTruth("public", "none", EI, "null"), "public"),
     NatType("full_cone",
             NatBehaviour(Mapping.ENDPOINT_INDEPENDENT, Filtering.ENDPOINT_INDEPENDENT),
-            GroundTruth("public", EI, EI), "full_cone"),
+            GroundTruth("public", EI, EI, "false"), "full_cone"),
+    NatType("port_forward",
+            NatBehaviour(Mapping.ENDPOINT_INDEPENDENT, Filtering.ADDRESS_AND_PORT_DEPENDENT,
+                         forwarded_ports=(LISTEN_PORT,)),
+            GroundTruth("public", EI, EI, "false"), "port_forward"),
+    NatType("port_forward_hairpin",
+            NatBehaviour(Mapping.ENDPOINT_INDEPENDENT, Filtering.ADDRESS_AND_PORT_DEPENDENT,
+                         forwarded_ports=(LISTEN_PORT,), hairpin=True),
+            GroundTruth("public", EI, EI, "true"), "port_forward_hairpin"),
     NatType("address_restricted",
             NatBehaviour(Mapping.ENDPOINT_INDEPENDENT, Filtering.ADDRESS_DEPENDENT),
             GroundTruth("private", EI, AD), "address_restricted"),
     NatType("port_restricted",
             NatBehaviour(Mapping.ENDPOINT_INDEPENDENT, Filtering.ADDRESS_AND_PORT_DEPENDENT),
-            GroundTruth("private", EI, APD), "masquerade"),
+            GroundTruth("private", EI, APD, "null"), "masquerade"),
     NatType("symmetric",
             NatBehaviour(Mapping.ADDRESS_AND_PORT_DEPENDENT,
                          Filtering.ADDRESS_AND_PORT_DEPENDENT, port_preservation=False),
@@ -69,7 +89,7 @@ NAT_TYPES: tuple[NatType, ...] = (
     NatType("firewall_drop",
             NatBehaviour(filtering=Filtering.CLOSED, unsolicited=Unsolicited.DROP,
                          translates=False),
-            GroundTruth("private", "none", APD), "firewall_drop"),
+            GroundTruth("private", "none", APD, "null"), "firewall_drop"),
     NatType("firewall_reject",
             NatBehaviour(filtering=Filtering.CLOSED, unsolicited=Unsolicited.REJECT,
                          translates=False),

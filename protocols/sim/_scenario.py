@@ -11,6 +11,7 @@ Scenarios are TOML documents (``config/scenarios/*.toml``)::
     deadline = 120.0    # simulated seconds; hosts without a verdict by then: unknown
     latency_ms = 20.0   # one-way delay of every access link
     loss = 0.0          # probability that one connection attempt (SYN) is lost
+    dialback_source = true  # boot nodes dial back from a second address too
 
     [hosts]             # NAT type (protocols.sim.NAT_TYPES) -> how many hosts
     public = 8
@@ -33,7 +34,8 @@ from ._nat_catalog import nat_type
 
 __all__ = ["ScenarioError", "SimScenario"]
 
-_SCENARIO_KEYS = {"name", "seed", "boot_nodes", "deadline", "latency_ms", "loss"}
+_SCENARIO_KEYS = {"name", "seed", "boot_nodes", "deadline", "latency_ms", "loss",
+                  "dialback_source"}
 
 
 class ScenarioError(ValueError):
@@ -52,6 +54,9 @@ class SimScenario:
     deadline: float = 120.0
     latency_ms: float = 20.0
     loss: float = 0.0
+    dialback_source: bool = True
+    """Boot nodes dial back from a second address too (what lets filtering be measured;
+    off: the ProbeLab-audited go/rust behaviour, to compare)."""
 
     def __post_init__(self) -> None:
         if self.boot_nodes < 1:

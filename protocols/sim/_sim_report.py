@@ -10,6 +10,7 @@ against :func:`~protocols.sim.nat_type`'s truth:
 * verdict ``right`` (``nat_status`` equals the truth), ``false_public`` (said
   public, truth private), ``false_private`` (the converse) or ``unknown``;
 * ``mapping_right`` / ``filtering_right``: the profile fields equal the truth;
+  ``hairpinning_right`` too, where the truth asserts hairpinning (else None);
 * time to verdict: p50, p95 and max over the hosts that reached one
   (nearest-rank percentiles, so the figures are values that occurred);
 * probes per node: mean and max of the dial requests each host sent.
@@ -21,6 +22,7 @@ under ``"resources"``, which a determinism check leaves out.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +45,8 @@ class HostOutcome:
     """Simulated seconds from the host's start to its first verdict; None: none."""
     probes: int
     """Dial requests the host sent."""
+    hairpinning: bool | None = None
+    """The node's hairpinning (None: not tested or not applicable)."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +101,12 @@ def _summary(outcomes: Sequence[HostOutcome]) -> dict[str, Any]:
             o.nat_mapping == nat_type(o.kind).truth.nat_mapping for o in outcomes)
         summary["filtering_right"] = sum(
             o.nat_filtering == nat_type(o.kind).truth.nat_filtering for o in outcomes)
+        judged = [o for o in outcomes if nat_type(o.kind).truth.hairpinning is not None]
+        summary["hairpinning_right"] = sum(
+            json.dumps(o.hairpinning) == nat_type(o.kind).truth.hairpinning
+            for o in judged) if judged else None
         summary["seen"] = sorted({f"{o.nat_status}/{o.nat_mapping}/{o.nat_filtering}"
-                                  for o in outcomes})
+                                  f"/hairpin={json.dumps(o.hairpinning)}" for o in outcomes})
     summary["verdict_s"] = {"p50": _seconds(percentile(times, 0.5)),
                             "p95": _seconds(percentile(times, 0.95)),
                             "max": _seconds(max(times) if times else None)}
