@@ -34,9 +34,9 @@ and wall time and peak memory (``ru_maxrss``) are added.
 
 Determinism: keys, node generators, NAT ports and loss come from generators
 seeded by the scenario's seed, and Trio's scheduler - which shuffles ready
-tasks with its own module-level generator - is seeded too (a private Trio
-attribute; a Trio without it only loses repeatability), so the same seed
-gives the same report.
+tasks with its own module-level generator - is put in the deterministic
+mode Hypothesis uses (:func:`_seed_scheduler`; private Trio attributes), so
+the same seed gives the same report, in one process or in two.
 """
 
 from __future__ import annotations
@@ -210,22 +210,32 @@ async def run_scenario(scenario: SimScenario,
 
 
 def _seed_scheduler(seed: int) -> None:
-    scheduler_rng = getattr(getattr(trio, "_core", None), "_run", None)
-    generator = getattr(scheduler_rng, "_r", None)
-    if isinstance(generator, random.Random):
+    """Make Trio's scheduler repeatable, as Hypothesis' Trio plugin does: each batch of
+    ready tasks is sorted by creation before the seeded shuffle, so neither the order in
+    which tasks were woken (which can follow ``id()``-ordered sets and deadline
+    tie-breaks) nor an unseeded generator changes a run. Private Trio attributes: on a
+    Trio without them a run only loses repeatability."""
+    run_module = getattr(getattr(trio, "_core", None), "_run", None)
+    generator = getattr(run_module, "_r", None)
+    if isinstance(generator, random.Random) and hasattr(
+            run_module, "_ALLOW_DETERMINISTIC_SCHEDULING"):
+        setattr(run_module, "_ALLOW_DETERMINISTIC_SCHEDULING", True)  # noqa: B010
         generator.seed(seed)
 
 
 def simulate(scenario: SimScenario,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run ``scenario`` in its own ``trio.run`` (virtual time); the report, with
-    ``resources``: wall seconds and peak resident memory of this process (MiB)."""
+    ``resources``: wall and CPU seconds of the run (CPU: this process, user + system -
+    the steadier figure on a shared machine) and peak resident memory of this process
+    (MiB; a process's peak, so a second run in one process reports at least the first's)."""
     _seed_scheduler(scenario.seed)
-    start = time.perf_counter()
+    start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     report = trio.run(run_scenario, scenario, progress,
                       clock=trio.testing.MockClock(autojump_threshold=0))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    peak_mib = peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    peak_mib = after.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
     report["resources"] = {"wall_s": round(time.perf_counter() - start, 2),
-                           "peak_rss_mib": round(peak_mib, 1)}
+                           "cpu_s": round(cpu, 2), "peak_rss_mib": round(peak_mib, 1)}
     return report

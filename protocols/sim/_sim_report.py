@@ -10,7 +10,8 @@ against :func:`~protocols.sim.nat_type`'s truth:
 * verdict ``right`` (``nat_status`` equals the truth), ``false_public`` (said
   public, truth private), ``false_private`` (the converse) or ``unknown``;
 * ``mapping_right`` / ``filtering_right``: the profile fields equal the truth;
-  ``hairpinning_right`` too, where the truth asserts hairpinning (else None);
+  ``hairpinning_right`` too, out of ``hairpinning_judged`` hosts whose truth
+  asserts hairpinning (None when none does);
 * time to verdict: p50, p95 and max over the hosts that reached one
   (nearest-rank percentiles, so the figures are values that occurred);
 * probes per node: mean and max of the dial requests each host sent.
@@ -105,6 +106,7 @@ def _summary(outcomes: Sequence[HostOutcome]) -> dict[str, Any]:
         summary["hairpinning_right"] = sum(
             json.dumps(o.hairpinning) == nat_type(o.kind).truth.hairpinning
             for o in judged) if judged else None
+        summary["hairpinning_judged"] = len(judged)
         summary["seen"] = sorted({f"{o.nat_status}/{o.nat_mapping}/{o.nat_filtering}"
                                   f"/hairpin={json.dumps(o.hairpinning)}" for o in outcomes})
     summary["verdict_s"] = {"p50": _seconds(percentile(times, 0.5)),
@@ -137,24 +139,34 @@ def _triple(times: dict[str, float | None]) -> str:
     return "/".join("-" if times[k] is None else f"{times[k]:g}" for k in ("p50", "p95", "max"))
 
 
+_COLUMNS = ("NAT type", "hosts", "right", "f-pub", "f-priv", "unkn", "mapping", "filter",
+            "hairpin", "verdict s p50/p95/max", "probes mean/max")
+
+
+def _row(kind: str, row: dict[str, Any]) -> list[str]:
+    n, probes = row["hosts"], row["probes_per_node"]
+    hairpin, judged = row.get("hairpinning_right"), row.get("hairpinning_judged", n)
+    return [kind, str(n), str(row["right"]), str(row["false_public"]),
+            str(row["false_private"]), str(row["unknown"]),
+            f"{row.get('mapping_right', 0)}/{n}", f"{row.get('filtering_right', 0)}/{n}",
+            "-" if hairpin is None else f"{hairpin}/{judged}", _triple(row["verdict_s"]),
+            f"{probes['mean'] or 0:g}/{probes['max'] or 0}"]
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The report as a table for people (``autonat sim`` without ``--json``)."""
     resources = report.get("resources", {})
-    lines = [f"scenario {report['scenario']}, seed {report['seed']}: {report['hosts']} hosts, "
-             f"{len(report['boot_nodes'])} boot nodes, {report['simulated_s']:g} s simulated"
-             + (f" in {resources['wall_s']:g} s wall, peak RSS {resources['peak_rss_mib']:g} MiB"
-                if resources else ""),
-             f"{'NAT type':<20}{'hosts':>6}{'right':>6}{'f-pub':>6}{'f-priv':>7}{'unkn':>5}"
-             f"{'mapping':>9}{'filter':>8}  {'verdict s p50/p95/max':<22}{'probes':>10}"]
-    rows = [*report["by_nat_type"].items(), ("total", report["total"])]
-    for kind, row in rows:
-        n = row["hosts"]
-        probes = row["probes_per_node"]
-        lines.append(
-            f"{kind:<20}{n:>6}{row['right']:>6}{row['false_public']:>6}"
-            f"{row['false_private']:>7}{row['unknown']:>5}"
-            f"{row.get('mapping_right', 0):>5}/{n:<3}{row.get('filtering_right', 0):>4}/{n:<3}"
-            f"  {_triple(row['verdict_s']):<22}{probes['mean'] or 0:>6g}/{probes['max'] or 0:<3}")
+    head = (f"scenario {report['scenario']}, seed {report['seed']}: {report['hosts']} hosts, "
+            f"{len(report['boot_nodes'])} boot nodes, {report['simulated_s']:g} s simulated")
+    if resources:
+        head += (f" in {resources['wall_s']:g} s wall ({resources['cpu_s']:g} s CPU), "
+                 f"peak RSS {resources['peak_rss_mib']:g} MiB")
+    table = [list(_COLUMNS)] + [_row(kind, row) for kind, row in
+                                [*report["by_nat_type"].items(), ("total", report["total"])]]
+    widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
+    lines = [head] + ["  ".join(cell.ljust(w) if i in (0, 9) else cell.rjust(w)
+                                for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
+                      .rstrip() for line in table]
     boots = report["boot_nodes"]
     lines.append("boot nodes: connections " + "/".join(str(b["connections"]) for b in boots)
                  + ", probes served " + "/".join(str(b["probes_served"]) for b in boots))
