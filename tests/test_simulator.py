@@ -80,6 +80,10 @@ def test_boot_nodes_carry_the_load(small: dict[str, Any]) -> None:
     assert len(boots) == 3
     assert all(b["connections"] >= 54 for b in boots)  # every host + the other boot nodes
     assert sum(b["probes_served"] for b in boots) >= 54 * 3  # each host asked three
+    # Refusals here are concurrent-per-peer limits meeting symmetric hosts' bursts (every
+    # observer shows them a new port, so a new candidate to probe at once); the rest of
+    # the crowd fits the boot profile's limits.
+    assert all(0 <= b["refused"] < b["probes_served"] // 4 for b in boots)
     assert small["resources"]["wall_s"] < 60 and small["resources"]["peak_rss_mib"] > 0
 
 

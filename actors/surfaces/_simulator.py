@@ -169,8 +169,10 @@ def _outcome(run: _HostRun) -> HostOutcome:
 
 
 def _boot_load(node: Node) -> BootLoad:
-    stats = node.statistics()
-    return BootLoad(stats.dialer.connections, stats.autonat_server.total_answered)
+    server = node.statistics().autonat_server
+    refused = sum(count for key, count in server.answered
+                  if key.startswith(("E_REQUEST_REJECTED/", "E_DIAL_REFUSED/")))
+    return BootLoad(node.statistics().dialer.connections, server.total_answered, refused)
 
 
 async def run_scenario(scenario: SimScenario,

@@ -57,7 +57,9 @@ class BootLoad:
     connections: int
     """Inbound connections it accepted."""
     probes_served: int
-    """Dial requests it answered."""
+    """Dial requests it answered (refusals included, as ``/status`` counts them)."""
+    refused: int = 0
+    """Of those, refused (``E_REQUEST_REJECTED``: a rate limit; ``E_DIAL_REFUSED``)."""
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
@@ -130,8 +132,8 @@ def build_report(scenario: str, seed: int, outcomes: Sequence[HostOutcome],
         "by_nat_type": {kind: _summary([o for o in outcomes if o.kind == kind])
                         for kind in kinds},
         "total": _summary(outcomes),
-        "boot_nodes": [{"connections": b.connections, "probes_served": b.probes_served}
-                       for b in boots],
+        "boot_nodes": [{"connections": b.connections, "probes_served": b.probes_served,
+                        "refused": b.refused} for b in boots],
     }
 
 
@@ -169,5 +171,6 @@ def format_report(report: dict[str, Any]) -> str:
                       .rstrip() for line in table]
     boots = report["boot_nodes"]
     lines.append("boot nodes: connections " + "/".join(str(b["connections"]) for b in boots)
-                 + ", probes served " + "/".join(str(b["probes_served"]) for b in boots))
+                 + ", probes served " + "/".join(str(b["probes_served"]) for b in boots)
+                 + " (refused " + "/".join(str(b.get("refused", 0)) for b in boots) + ")")
     return "\n".join(lines)
