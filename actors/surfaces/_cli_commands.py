@@ -37,7 +37,7 @@ from protocols import (
 )
 
 from ..node import load_or_create_keypair, open_node
-from ..runtime import configure_logging, get_logger
+from ..runtime import ServiceNotifier, configure_logging, get_logger
 from ..transport import check_tls_files
 from ._cli_probe import (
     ProgressPrinter,
@@ -58,6 +58,7 @@ from ._cli_settings import (
     load_node_config,
 )
 from ._explain import ProfileFacts, explain, hairpinning_text, wrap
+from ._service import run_service_notify, service_notifier
 
 EXIT_OK, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2
 MAPPING_GRACE = 2.0
@@ -237,6 +238,7 @@ def user_facing_cause(exc: BaseException) -> OSError | KeyFileError | ConfigErro
 
 async def _daemon(config: NodeConfig, keypair: Keypair | None = None) -> None:
     log = get_logger("actors.cli", actor="cli")
+    notifier = _service_notifier()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_node(config, keypair=keypair) as node, trio.open_nursery() as nursery:
             http = "off"
@@ -251,10 +253,21 @@ async def _daemon(config: NodeConfig, keypair: Keypair | None = None) -> None:
                 print(f"listening on {addr}", flush=True)
             print(f"http api {http}", flush=True)
             log.info("node running", node=str(node.peer_id), http=http)
+            if notifier is not None:  # READY=1: listening and serving
+                await nursery.start(run_service_notify, node, notifier)
             async for signum in signals:
                 log.info("shutting down", signal=signal.Signals(signum).name)
                 break
             nursery.cancel_scope.cancel()
+
+
+def _service_notifier() -> ServiceNotifier | None:
+    """systemd's ``NOTIFY_SOCKET`` (None: not a ``Type=notify`` service); a malformed value
+    is one line."""
+    try:
+        return service_notifier()
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
 
 
 # --- probe ------------------------------------------------------------------------

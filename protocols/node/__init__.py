@@ -42,6 +42,16 @@ from ._node_model import (
     StoredPeersLoaded,
 )
 from ._peer_store import PEER_STORE_VERSION, decode_peer_store, encode_peer_store
+from ._service_notify import (
+    STATUS_MIN_INTERVAL,
+    StatusKey,
+    StatusThrottle,
+    encode_notify,
+    notify_address,
+    status_key,
+    status_text,
+    watchdog_interval,
+)
 from ._snapshot import NodeSnapshot, ObservedAddr, PeerRecord
 from ._upgrade_queue import (
     UPGRADE_REFUSAL_REASONS,
@@ -55,6 +65,7 @@ __all__ = [
     "KEY_FILE_SIZE",
     "LIFECYCLE_TRANSITIONS",
     "PEER_STORE_VERSION",
+    "STATUS_MIN_INTERVAL",
     "UPGRADE_REFUSAL_REASONS",
     "AdmissionLimits",
     "AdmissionRefused",
@@ -83,6 +94,8 @@ __all__ = [
     "PeerRecord",
     "PeersFound",
     "StateChanged",
+    "StatusKey",
+    "StatusThrottle",
     "StoredPeersLoaded",
     "UpgradeLimits",
     "UpgradeQueue",
@@ -91,6 +104,11 @@ __all__ = [
     "decode_key_file",
     "decode_peer_store",
     "encode_key_file",
+    "encode_notify",
     "encode_peer_store",
     "next_lifecycle",
+    "notify_address",
+    "status_key",
+    "status_text",
+    "watchdog_interval",
 ]
