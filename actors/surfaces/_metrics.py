@@ -49,6 +49,7 @@ needs wiring beyond the node itself, so
 Metric names (all prefixed ``autonat_``)::
 
     node_info{peer_id,version}          gauge    always 1
+    start_time_seconds                  gauge    Unix time the node started
     uptime_seconds                      gauge
     lifecycle_state{state}              gauge    1 on the current lifecycle
     nat_status{status}                  gauge    1 on public|private|unknown
@@ -59,7 +60,8 @@ Metric names (all prefixed ``autonat_``)::
     reachable_addresses                 gauge
     peers_known / peers_connected       gauge
     connections{direction}             gauge    inbound|outbound
-    dials_total{outcome}                counter  started|failed
+    dials_total                         counter  outbound dials started
+    dial_failures_total                 counter  ... of which failed
     inbound_refused_total               counter
     inbound_refusals_total{reason}      counter  admission refusals by limit, and
                                                  upgrade_ip|upgrade_subnet|upgrade_full
@@ -90,6 +92,12 @@ Metric names (all prefixed ``autonat_``)::
     relay_client_connections_total{direction}  counter  relayed connections outbound|inbound
     trio_tasks                          gauge    live Trio tasks of the process
 
+Besides these, every node's registry holds the standard ``process_*`` and
+``python_*`` families (:func:`register_runtime_collectors`). Names follow
+Prometheus' conventions: base units in the name (``_seconds``, ``_bytes``),
+``_total`` on counters, and labels that partition a family (``sum()`` over a
+label never counts an event twice).
+
 ``trio_tasks`` is the one family not read from the node: it counts the tasks
 under ``trio.lowlevel.current_root_task()`` at scrape time (a leak of tasks
 shows as a count that keeps growing; ``benchmarks/soak.py`` plots it). It is
@@ -103,7 +111,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Final, Protocol, get_args
 
 import trio
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from protocols import (
@@ -126,6 +140,7 @@ __all__ = [
     "NodeCollector",
     "StatusSource",
     "node_registry",
+    "register_runtime_collectors",
     "render_metrics",
 ]
 
@@ -133,9 +148,10 @@ PREFIX: Final = "autonat_"
 METRIC_NAMES: Final = tuple(
     PREFIX + name
     for name in (
-        "node_info", "uptime_seconds", "lifecycle_state", "nat_status", "nat_mapping",
-        "nat_filtering", "hairpinning",
+        "node_info", "start_time_seconds", "uptime_seconds", "lifecycle_state", "nat_status",
+        "nat_mapping", "nat_filtering", "hairpinning",
         "reachable_addresses", "peers_known", "peers_connected", "connections", "dials",
+        "dial_failures",
         "inbound_refused", "inbound_refusals", "inbound_evicted", "inbound_upgrades_evicted",
         "identify",
         "actor_restarts", "actor_crashes", "actor_faults_injected", "actor_up",
@@ -200,6 +216,9 @@ class NodeCollector:
                                  labels=["peer_id", "version"])
         info.add_metric([str(snapshot.peer_id), self._version], 1)
         yield info
+        yield GaugeMetricFamily(PREFIX + "start_time_seconds",
+                                "Start time of the node since the Unix epoch, in seconds.",
+                                value=snapshot.started_at)
         yield GaugeMetricFamily(PREFIX + "uptime_seconds", "Seconds since the node started.",
                                 value=max(0.0, self._clock() - snapshot.started_at))
         yield _one_hot(PREFIX + "lifecycle_state", "1 on the node's current lifecycle state.",
@@ -230,11 +249,13 @@ class NodeCollector:
             count = sum(1 for conn in snapshot.connections if conn.direction is direction)
             connections.add_metric([direction.value], count)
         yield connections
-        dials = CounterMetricFamily(PREFIX + "dials", "Outbound dials by outcome.",
-                                    labels=["outcome"])
-        dials.add_metric(["started"], stats.dialer.dials_started)
-        dials.add_metric(["failed"], stats.dialer.dials_failed)
-        yield dials
+        # two families, not one with outcome="started"|"failed": a failed dial was also
+        # started, and sum() over a label must not count it twice (Prometheus naming)
+        yield CounterMetricFamily(PREFIX + "dials", "Outbound dials started.",
+                                  value=stats.dialer.dials_started)
+        yield CounterMetricFamily(PREFIX + "dial_failures",
+                                  "Outbound dials that failed (refused, timeout, handshake).",
+                                  value=stats.dialer.dials_failed)
         admission, upgrades = stats.dialer.admission, stats.upgrades
         refusals = dict(upgrades.refused) if upgrades else {}
         yield CounterMetricFamily(PREFIX + "inbound_refused",
@@ -376,7 +397,21 @@ def node_registry(source: StatusSource, *, version: str = "",
     """A fresh registry holding one :class:`NodeCollector` for ``source``."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeCollector(source, version=version, clock=clock))
+    register_runtime_collectors(registry)
     return registry
+
+
+def register_runtime_collectors(registry: CollectorRegistry) -> None:
+    """The standard ``process_*`` (CPU, memory, fds, start time; Linux ``/proc``) and
+    ``python_*`` (interpreter info, garbage collections) families on ``registry``.
+
+    They describe the process, so every node of a process reports the same values;
+    each node's registry holds its own collector instances (never the global
+    ``REGISTRY``), read at scrape time like everything else here.
+    """
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
 
 
 def render_metrics(registry: CollectorRegistry) -> bytes:
