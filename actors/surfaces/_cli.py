@@ -31,6 +31,7 @@ from ._cli_commands import (
     cmd_status,
     is_interrupt,
 )
+from ._cli_ops import add_ops_commands, add_watch_flags, cmd_status_or_watch
 from ._cli_settings import KEY_FILE_NAME, add_node_flags, default_data_dir
 
 EXIT_OK = 0
@@ -143,6 +144,9 @@ def build_parser() -> _Parser:
                           help="the node's HTTP API (default 127.0.0.1:7888)")
     p_status.add_argument("--json", action="store_true", help="print the raw JSON document")
     p_status.set_defaults(func=cmd_status)
+    add_watch_flags(p_status)
+    p_status.set_defaults(func=cmd_status_or_watch)
+    add_ops_commands(sub, parser)
     parser.commands = dict(sub.choices)
     return parser
 

@@ -403,27 +403,44 @@ def _print_probe(result: dict[str, Any]) -> None:
 # --- status -------------------------------------------------------------------------
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    """Read a running node's /status and summarise it."""
+def read_api(http: str, path: str, timeout: float = 5.0) -> dict[str, Any]:
+    """GET ``path`` of the node API at ``http`` (``HOST:PORT``): its JSON object, or a
+    :class:`CliError` saying what failed and what to check."""
     try:
-        host, port = parse_host_port(args.http)
+        host, port = parse_host_port(http)
     except ValueError as exc:
         raise CliError(f"--http: {exc}") from exc
-    url = f"http://{host_port(host, port)}/status"
+    url = f"http://{host_port(host, port)}{path}"
     import httpx  # here: the commands that need no HTTP client start faster
 
     try:
-        response = httpx.get(url, timeout=5.0, trust_env=False)
+        response = httpx.get(url, timeout=timeout, trust_env=False)
         response.raise_for_status()
         document = response.json()
     except (httpx.HTTPError, ValueError) as exc:
         raise CliError(f"cannot read {url}: {exc} (is a node running with --http "
-                       f"{args.http}?)") from exc
+                       f"{http}?)") from exc
     if not isinstance(document, dict):
         raise CliError(f"{url} did not return a JSON object")
+    return document
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Read a running node's /status and summarise it."""
+    document = read_api(args.http, "/status")
     if args.json:
         print(json.dumps(document))
         return EXIT_OK
+    print_status_facts(document)
+    own = [a for a in document.get("peer_addrs") or []
+           if isinstance(a, str) and a.endswith(f"/p2p/{document.get('peer_id')}")]
+    _print_explanation(ProfileFacts.from_document(
+        document, listen_port=_fixed_port(tuple(own)), one_shot=False))
+    return EXIT_OK
+
+
+def print_status_facts(document: dict[str, Any]) -> None:
+    """The ``KEY  value`` lines of ``autonat status`` (without the explanation)."""
     for key in ("peer_id", "state", "nat_status", "nat_mapping", "nat_filtering", "connections",
                 "peers_count", "probes_served", "uptime_s", "version"):
         if key in document:
@@ -436,11 +453,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     for key in ("reachable_addrs", "observed_addrs", "stun_addrs", "peer_addrs"):
         for addr in document.get(key) or []:
             print(f"{key[:-1]:<16}{addr}")
-    own = [a for a in document.get("peer_addrs") or []
-           if isinstance(a, str) and a.endswith(f"/p2p/{document.get('peer_id')}")]
-    _print_explanation(ProfileFacts.from_document(
-        document, listen_port=_fixed_port(tuple(own)), one_shot=False))
-    return EXIT_OK
 
 
 # --- demo ------------------------------------------------------------------------------

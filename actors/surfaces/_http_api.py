@@ -1,4 +1,4 @@
-"""The node's HTTP API: ``/status``, ``/metrics`` and ``/healthz`` on hypercorn under Trio.
+"""The node's HTTP API: ``/status``, ``/metrics``, ``/healthz``, ``/peers`` on hypercorn/Trio.
 
 Theory of operation
 -------------------
@@ -24,6 +24,11 @@ round-robin window and the JSON of one small document, at any number of peers. R
 ``GET /healthz``
     ``200 {"ok": true, "state": <lifecycle>}`` while the node's supervisor
     runs, ``503`` with ``"ok": false`` otherwise.
+``GET /peers``
+    ``application/json``: the live connections, oldest first (peer id,
+    remote address, direction, path, Identify agent, since), at most
+    :data:`protocols.node.MAX_PEERS_LISTED` rows - what ``autonat peers``
+    prints (:func:`protocols.node.peers_document`).
 
 Any other path is ``404``, any other method ``405`` (with ``Allow: GET``),
 WebSocket requests are refused. Request bodies are read and thrown away up to
@@ -68,6 +73,7 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from protocols import RoundRobin, StatusListing, build_status_document, status_document
+from protocols.node import peers_document
 
 from ..runtime import get_logger
 from ._metrics import (
@@ -97,7 +103,7 @@ BODY_TIMEOUT: Final = 5.0
 """Seconds a client may take to send a request body before the connection is closed."""
 JSON_TYPE: Final = "application/json"
 METRICS_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-ROUTES: Final = ("/status", "/metrics", "/healthz")
+ROUTES: Final = ("/status", "/metrics", "/healthz", "/peers")
 
 
 def _relay_addrs(source: StatusSource) -> tuple[str, ...]:
@@ -193,7 +199,14 @@ class HttpApi:
             return self._status(reached_at)
         if path == "/metrics":
             return HttpResponse(200, METRICS_TYPE, render_metrics(self._registry))
+        if path == "/peers":
+            return self._peers()
         return self._health()
+
+    def _peers(self) -> HttpResponse:
+        """``/peers``: the live connections (:func:`protocols.node.peers_document`)."""
+        return _json(200, peers_document(self._source.snapshot(), wall_now=self._clock(),
+                                         loop_now=trio.current_time()))
 
     def _status(self, reached_at: str | None) -> HttpResponse:
         snapshot = self._source.snapshot()

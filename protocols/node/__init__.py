@@ -42,6 +42,7 @@ from ._node_model import (
     StoredPeersLoaded,
 )
 from ._peer_store import PEER_STORE_VERSION, decode_peer_store, encode_peer_store
+from ._peers_view import MAX_PEERS_LISTED, peers_document
 from ._service_notify import (
     STATUS_MIN_INTERVAL,
     StatusKey,
@@ -64,6 +65,7 @@ __all__ = [
     "KEY_FILE_MODE",
     "KEY_FILE_SIZE",
     "LIFECYCLE_TRANSITIONS",
+    "MAX_PEERS_LISTED",
     "PEER_STORE_VERSION",
     "STATUS_MIN_INTERVAL",
     "UPGRADE_REFUSAL_REASONS",
@@ -108,6 +110,7 @@ __all__ = [
     "encode_peer_store",
     "next_lifecycle",
     "notify_address",
+    "peers_document",
     "status_key",
     "status_text",
     "watchdog_interval",
