@@ -3,7 +3,7 @@
 ``systemd-analyze verify`` loads the unit as systemd would and reports every
 unknown or malformed setting; it also checks that ``ExecStart``'s program
 exists, so the test points it at the ``autonat`` script of this environment
-(the shipped unit says ``/usr/local/bin/autonat``). Any output is a failure:
+(the shipped unit says ``/opt/autonat/bin/autonat``). Any output is a failure:
 systemd only warns about settings it ignores. CI installs systemd (``.ci/run``).
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 UNIT = Path(__file__).resolve().parents[1] / "deploy" / "systemd" / "autonat.service"
-SHIPPED_EXEC = "/usr/local/bin/autonat"
+SHIPPED_EXEC = "/opt/autonat/bin/autonat"
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is missing "
                                    "(Debian package systemd; .ci/run installs it)")
