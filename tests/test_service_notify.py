@@ -12,14 +12,19 @@ import os
 import socket
 import subprocess
 import sys
+from contextlib import AsyncExitStack
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
+from actors import MemoryNetwork, open_node
 from actors.runtime import ChildSpec, Restart, ServiceNotifier, Supervisor
-from protocols import Keypair, Lifecycle, NodeSnapshot, WsAddress
+from actors.surfaces._service import run_service_notify
+from protocols import AddressPolicy, Keypair, Lifecycle, NodeConfig, NodeSnapshot, WsAddress
 from protocols.node import (
     StatusThrottle,
     encode_notify,
@@ -215,3 +220,49 @@ async def test_node_daemon_notifies_ready_status_watchdog_and_stopping(tmp_path:
     assert ready[0] == "READY=1", (received, (tmp_path / "stderr").read_text())
     assert ready[1].startswith("STATUS=") and "NAT unknown" in ready[1]
     assert received.index("STOPPING=1\n") > received.index("WATCHDOG=1\n")
+
+
+# --- in process: STATUS follows the verdict ------------------------------------------------------
+
+
+def _drain(sock: socket.socket) -> list[str]:
+    messages = []
+    while True:
+        try:
+            messages.append(sock.recv(4096).decode())
+        except BlockingIOError:
+            return messages
+
+
+async def test_status_follows_the_verdict_and_stopping_ends_it(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    policy = AddressPolicy(allow_loopback=True)
+
+    def config(host: str) -> NodeConfig:
+        return NodeConfig.from_settings(listen=(f"/ip4/{host}/tcp/0/ws",), policy=policy,
+                                        http_listen="")
+
+    with _listener(tmp_path / "notify") as sock, trio.fail_after(120):
+        async with AsyncExitStack() as servers:
+            a, b = [await servers.enter_async_context(
+                open_node(config(host), transport=net.transport(host)))
+                for host in ("127.0.1.1", "127.0.1.2")]
+            await b.connect(a.listen_addrs[0])
+            async with open_node(config("127.0.1.9"), transport=net.transport("127.0.1.9")) as c:
+                notifier = ServiceNotifier(str(tmp_path / "notify"))
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(partial(run_service_notify, c, notifier,
+                                                status_interval=1.0))
+                    for server in (a, b):
+                        await c.connect(server.listen_addrs[0])
+                    await c.wait_for(lambda s: s.nat_status == "public")
+                    await trio.sleep(2.0)  # past the throttle's interval
+                    nursery.cancel_scope.cancel()
+                notifier.close()
+        messages = _drain(sock)
+    assert messages[0].startswith("READY=1\nSTATUS=") and "NAT unknown" in messages[0]
+    statuses = [m for m in messages if m.startswith("STATUS=")]
+    assert any("NAT public" in m for m in statuses), messages
+    assert messages[-1] == "STOPPING=1\n"
+    assert "WATCHDOG=1\n" not in messages  # no WATCHDOG_USEC: no pings
