@@ -26,6 +26,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import redirect_stdout
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -156,8 +157,6 @@ def _draw(frame: _Frame, interval: float, out: TextIO, tty: bool) -> None:
     if frame.document is None:
         out.write(f"unreachable: {frame.error}\n")
     else:
-        from contextlib import redirect_stdout
-
         with redirect_stdout(out):
             print_status_facts(frame.document)
     out.flush()
