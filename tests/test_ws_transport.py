@@ -35,6 +35,7 @@ from actors.transport._framestream import (
 )
 from actors.transport._sockets import KEEPALIVE_IDLE, socket_address
 from actors.transport._ws_stream import clip_reason
+from actors.transport._ws_transport import PUNCH_ROLE_WAIT
 from protocols import WsAddress
 
 TEST_TIMEOUT = 10
@@ -289,6 +290,78 @@ async def test_a_peer_that_answers_garbage_is_a_dial_error_not_a_simultaneous_op
             async with WebSocketTransport().dial(addr):
                 pytest.fail("dial should not succeed")
         assert not isinstance(caught.value, SimultaneousOpen)
+
+
+# --- hole punching: a dial in a given WebSocket role ----------------------------------
+
+
+class AcceptingClient:
+    """A peer that accepts our TCP connection and then acts as the WebSocket *client*
+    on it - what the designated client of a simultaneous open does."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.done = trio.Event()
+
+    async def serve(self, nursery: trio.Nursery,
+                    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        task_status.started(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(partial(self._handle, nursery), listeners)
+
+    async def _handle(self, nursery: trio.Nursery, stream: trio.SocketStream) -> None:
+        ws = await trio_websocket.wrap_client_stream(nursery, stream, "127.0.0.1", "/")
+        await ws.send_message(b"from the client")
+        self.received.append(bytes(await ws.get_message()))
+        await self.done.wait()
+
+
+async def test_a_punch_as_server_answers_the_peers_upgrade_request() -> None:
+    a, a_inbox, peer = WebSocketTransport(), Inbox(), AcceptingClient()
+    async with running() as nursery:
+        a_bound = await listen(nursery, a, ws_addr("127.0.0.1"), a_inbox)
+        port = await nursery.start(peer.serve, nursery)
+        async with a.punch(ws_addr(port=port), as_client=False) as out:
+            assert out.local_addr.port == a_bound.port  # from the listen port
+            assert await out.receive() == b"from the client"
+            await out.send(b"from the server")
+            with trio.fail_after(5):
+                while not peer.received:
+                    await trio.sleep(0.01)
+        assert peer.received == [b"from the server"]
+        peer.done.set()
+
+
+async def test_a_punch_as_server_that_reached_a_listener_becomes_the_client(
+        lazy_autojump_clock: trio.testing.MockClock) -> None:
+    a, b, a_inbox, b_inbox = WebSocketTransport(), WebSocketTransport(), Inbox(), Inbox()
+    async with running() as nursery:
+        a_bound = await listen(nursery, a, ws_addr("127.0.0.2"), a_inbox)
+        b_bound = await listen(nursery, b, ws_addr("127.0.0.1"), b_inbox)
+        started = trio.current_time()
+        async with a.punch(b_bound, as_client=False) as out:
+            inbound = await b_inbox.next()
+            assert inbound.remote_addr == a_bound == out.local_addr
+            await out.send(b"works")
+            assert await inbound.receive() == b"works"
+        assert trio.current_time() - started >= PUNCH_ROLE_WAIT  # it listened first
+        b_inbox.done.set()
+
+
+async def test_a_punch_as_client_is_a_dial_from_the_listen_port() -> None:
+    a, b, a_inbox, b_inbox = WebSocketTransport(), WebSocketTransport(), Inbox(), Inbox()
+    async with running() as nursery:
+        a_bound = await listen(nursery, a, ws_addr("127.0.0.2"), a_inbox)
+        b_bound = await listen(nursery, b, ws_addr("127.0.0.1"), b_inbox)
+        async with a.punch(b_bound, as_client=True) as out:
+            assert (await b_inbox.next()).remote_addr == a_bound == out.local_addr
+        b_inbox.done.set()
+
+
+async def test_a_punch_needs_a_listen_port() -> None:
+    with pytest.raises(DialError, match="no listen port"):
+        async with WebSocketTransport().punch(ws_addr(port=free_port()), as_client=True):
+            pytest.fail("punch should not succeed")
 
 
 # --- limits and protocol violations -------------------------------------------------

@@ -157,3 +157,13 @@ class Transport(Protocol):
         it keep their own timeouts.
         """
         ...
+
+    def punch(self, addr: WsAddress, *,
+              as_client: bool) -> AbstractAsyncContextManager[FrameStream]:
+        """``async with transport.punch(addr, as_client=...) as stream:`` - one hole-punch
+        dial: from our listen port, timed by the caller to meet the peer's own dial
+        in a TCP simultaneous open, which has no listener to decide who is the
+        WebSocket client - ``as_client`` does. DialError on entry when no connection
+        results. The caller bounds it in time (the hole-punch attempt's timeout).
+        """
+        ...

@@ -218,6 +218,13 @@ class MemoryTransport:
                 self._listen_port = None
 
     @asynccontextmanager
+    async def punch(self, addr: WsAddress, *, as_client: bool) -> AsyncIterator[MemoryFrameStream]:
+        """A hole-punch dial: memory has no NAT to open, so a dial from the listen
+        port (the peer's listener answers; ``as_client`` changes nothing)."""
+        async with self.dial(addr) as stream:
+            yield stream
+
+    @asynccontextmanager
     async def dial(
         self, addr: WsAddress, *, reuse_listen_port: bool = True, source_ip: str | None = None,
         connect_plan: ConnectPlan | None = None,

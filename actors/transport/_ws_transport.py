@@ -29,6 +29,15 @@ Timeouts - every network wait is bounded, by a timeout or by the caller:
   the stream.
 * an open connection: see :mod:`actors.transport._ws_stream` (``send_timeout``,
   ``close_timeout``, the caller's scope for ``receive``).
+
+Hole punching (``punch``): both peers dial each other from their listen ports
+at the moment the hole-punch exchange set (:mod:`protocols.holepunch`), so
+that the two SYNs open both NATs and meet in one TCP simultaneous open. Such
+a connection has no listener, so the exchange assigns the WebSocket roles:
+the client sends its upgrade request at once; the server waits up to
+:data:`PUNCH_ROLE_WAIT` for it and answers. When one SYN reached the other
+side's *listener* instead (that side had not dialed yet), the listener waits
+for a request, so the designated server that hears nothing sends one itself.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, cast
+from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 import trio
@@ -73,6 +82,11 @@ RECEIVE_BUFFER_BYTES = 16 * 1024
 MAX_DIAL_IPS = 4  # resolved addresses tried per dial, in resolver order
 
 _log = get_logger("actors.ws_transport")
+
+PUNCH_ROLE_WAIT: Final = 1.0
+"""How long the server side of a punched connection waits for the client's upgrade
+request before concluding it reached a listener and sending one itself: the
+client sends it one RTT after the SYN-ACK at most."""
 
 
 class WebSocketTransport:
@@ -166,6 +180,45 @@ class WebSocketTransport:
                       error=str(exc))
         async with self._dial_once(addr, False, source_ip, connect_plan) as stream:
             yield stream
+
+    @asynccontextmanager
+    async def punch(self, addr: WsAddress, *,
+                    as_client: bool) -> AsyncIterator[WebSocketFrameStream]:
+        """A hole-punch dial from the listen port, in the given WebSocket role (see
+        :meth:`~actors.transport.Transport.punch` and "Hole punching" in the module
+        docstring)."""
+        if reuse_source(self._listening, addr.host) is None:
+            raise DialError(f"cannot punch to {addr}: no listen port to dial from")
+        socket_stream = await self._connect(addr, True)
+        self.sockets.take()
+        try:
+            async with reader_scope() as host:
+                stream: WebSocketFrameStream | None
+                if as_client or not await self._peer_speaks_first(socket_stream):
+                    stream = await self._client_handshake(host, socket_stream, addr)
+                else:
+                    stream = await self._server_handshake(host, socket_stream, addr.secure)
+                if stream is None:
+                    raise DialError(f"WebSocket handshake with {addr} failed "
+                                    f"(as the server of a punched connection)")
+                try:
+                    yield stream
+                finally:
+                    await stream.aclose("dialer closed the connection")
+        finally:
+            socket_stream.socket.close()
+            self.sockets.give_back()
+
+    async def _peer_speaks_first(self, socket_stream: trio.SocketStream) -> bool:
+        """Whether the peer's upgrade request arrives within :data:`PUNCH_ROLE_WAIT`.
+
+        In a simultaneous open the peer, the designated client, sends it at once.
+        If our SYN reached the peer's *listener* instead (its own SYN had not
+        left), the peer waits for a request like any server: then we send it."""
+        with trio.move_on_after(PUNCH_ROLE_WAIT):
+            await trio.lowlevel.wait_readable(socket_stream.socket)
+            return True
+        return False
 
     @asynccontextmanager
     async def _dial_once(self, addr: WsAddress, reuse_listen_port: bool,
