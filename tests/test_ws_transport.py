@@ -323,6 +323,7 @@ async def test_a_punch_as_server_answers_the_peers_upgrade_request() -> None:
         port = await nursery.start(peer.serve, nursery)
         async with a.punch(ws_addr(port=port), as_client=False) as out:
             assert out.local_addr.port == a_bound.port  # from the listen port
+            assert not out.is_client  # the role our handshake follows
             assert await out.receive() == b"from the client"
             await out.send(b"from the server")
             with trio.fail_after(5):
@@ -342,6 +343,7 @@ async def test_a_punch_as_server_that_reached_a_listener_becomes_the_client(
         async with a.punch(b_bound, as_client=False) as out:
             inbound = await b_inbox.next()
             assert inbound.remote_addr == a_bound == out.local_addr
+            assert out.is_client  # the role it fell back to, so ours is the other's
             await out.send(b"works")
             assert await inbound.receive() == b"works"
         assert trio.current_time() - started >= PUNCH_ROLE_WAIT  # it listened first

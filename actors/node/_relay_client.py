@@ -158,6 +158,9 @@ class RelayClient:
         self.advertised_addrs: Watch[tuple[bytes, ...]] = Watch(())
         """:meth:`advertised`, republished when it changes (Identify pushes it)."""
         self._accepting = 0
+        self.on_accepted: Callable[[Connection], Awaitable[None]] | None = None
+        """Run on each relayed connection we accept, before waiting for its end (the hole
+        punch's initiator; must not raise for the peer's or the path's doing)."""
         self._counts = dict.fromkeys(
             ("reservations_refused", "dialed", "accepted", "refused_stops"), 0)
         self._log = get_logger("actors.relay", actor="relay-client", node=str(keypair.peer_id))
@@ -346,6 +349,8 @@ class RelayClient:
                 self._counts["accepted"] += 1
                 self._log.info("relayed connection accepted", relay=str(relay),
                                peer=str(conn.peer_id))
+                if self.on_accepted is not None:
+                    await self.on_accepted(conn)
                 await conn.closed.wait()
         except _ACCEPT_FAILURES as exc:
             self._log.info("relayed connection failed", relay=str(relay), error=str(exc))
