@@ -234,7 +234,7 @@ class HolePunchService:
         addrs = own_punch_addrs(snapshot.reachable_addrs, observed, self._config.policy)
         return HolePunchConnect.of(addrs, snapshot.nat_mapping)
 
-    def _lifetime(self) -> float:
+    def exchange_bound(self) -> float:
         """How long an exchange's stream may live: every round's waits, and one more."""
         s = self.settings
         return (s.max_attempts + 1) * (2 * s.reply_timeout + s.punch_timeout)
@@ -242,7 +242,7 @@ class HolePunchService:
     async def _exchange(self, role: HolePunchRole, stream: Stream[Connection]) -> None:
         peer = stream.connection.peer_id
         started = trio.current_time()
-        stream.connection.set_stream_deadline(stream, started + self._lifetime())
+        stream.connection.set_stream_deadline(stream, started + self.exchange_bound())
         machine = HolePunch(role, self._own_connect(), self._config.policy, self.settings)
         direct = trio.Event()
         self._waiting.setdefault(peer, set()).add(direct)
