@@ -5,6 +5,7 @@ connections only, once per connection."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -19,10 +20,13 @@ from actors import (
     Node,
     Stream,
     StreamReset,
+    node_registry,
     open_connection,
     open_node,
+    render_metrics,
 )
 from actors.node._relay_circuit import accept_relayed, reserve
+from actors.surfaces import HttpApi
 from protocols import AddressPolicy, Keypair, NodeConfig, WsAddress
 from protocols.holepunch import (
     HOLEPUNCH_PROTOCOL_ID,
@@ -106,6 +110,13 @@ async def test_a_relayed_connection_is_replaced_by_a_hole_punched_one(
                 assert (await a.connect(b.listen_addrs[0])).connection_id == info.connection_id
                 # the relayed connection stays until it ends
                 assert relayed.relayed and not relayed.closed.is_set()
+                status = json.loads(HttpApi(a).respond("GET", "/status").body)
+                assert status["hole_punched_peers"] == [str(b.peer_id)]
+                assert "relayed_peers" not in status  # connected directly too
+                text = render_metrics(node_registry(a)).decode()
+                assert 'autonat_hole_punches_total{outcome="direct"} 1.0' in text
+                assert 'autonat_connection_paths{path="hole-punched"} 1.0' in text
+                assert "autonat_hole_punch_time_to_direct_seconds_count 1.0" in text
             stats = a.statistics().hole_punch
             assert stats is not None and stats.outcomes["direct"] == 1
             assert stats.time_to_direct_count == 1
@@ -164,6 +175,11 @@ async def test_an_endpoint_dependent_mapping_is_skipped_and_the_relayed_connecti
                 assert ours.addrs and ours.mapping == a.snapshot().nat_mapping
                 assert not relayed.closed.is_set()
                 assert not a.snapshot().connections_to(key_b.peer_id)
+                status = json.loads(HttpApi(a).respond("GET", "/status").body)
+                assert status["relayed_peers"] == [str(key_b.peer_id)]
+                text = render_metrics(node_registry(a)).decode()
+                assert 'autonat_hole_punches_total{outcome="skipped"} 1.0' in text
+                assert 'autonat_connection_paths{path="relayed"} 1.0' in text
             stats = a.statistics()
             assert stats.hole_punch is not None and stats.hole_punch.outcomes["skipped"] == 1
             assert stats.dialer.punches_started == 0

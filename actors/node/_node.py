@@ -322,6 +322,10 @@ class Node:
         """Our ``/p2p-circuit`` addresses, through the relays we hold a reservation on."""
         return self._client().circuit_addrs()
 
+    def relayed_peers(self) -> tuple[PeerId, ...]:
+        """Peers we hold a live relayed connection with, sorted."""
+        return self._client().statistics().relayed_peers
+
     def _client(self) -> RelayClient:
         if self._relay_client is None:  # pragma: no cover - _build always makes one
             raise RuntimeError("this node has no relay client")

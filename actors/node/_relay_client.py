@@ -44,8 +44,8 @@ whose bookkeeping assumes a connection's remote address is the peer's.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -136,6 +136,8 @@ class RelayClientStatistics:
     """Stop requests refused (no reservation on that relay, or too many circuits)."""
     planner: RelayPlannerStatistics | None = None
     """The choice of relays (None: ``relay_reservations`` is 0)."""
+    relayed_peers: tuple[PeerId, ...] = ()
+    """Peers we hold a live relayed connection with (dialed or accepted), sorted."""
 
 
 class RelayClient:
@@ -158,6 +160,7 @@ class RelayClient:
         self.advertised_addrs: Watch[tuple[bytes, ...]] = Watch(())
         """:meth:`advertised`, republished when it changes (Identify pushes it)."""
         self._accepting = 0
+        self._relayed: dict[PeerId, int] = {}
         self.on_accepted: Callable[[Connection], Awaitable[None]] | None = None
         """Run on each relayed connection we accept, before waiting for its end (the hole
         punch's initiator; must not raise for the peer's or the path's doing)."""
@@ -172,6 +175,7 @@ class RelayClient:
     def statistics(self) -> RelayClientStatistics:
         return RelayClientStatistics(
             reservations=tuple(self._reservations.values()),
+            relayed_peers=tuple(sorted(self._relayed, key=str)),
             planner=self.planner.statistics() if self.planner else None, **self._counts)
 
     def circuit_addrs(self) -> tuple[CircuitAddress, ...]:
@@ -330,7 +334,12 @@ class RelayClient:
                                 timeout=self._config.relay.relay_connect_timeout
                                 + _ANSWER_SLACK) as conn:
             self._counts["dialed"] += 1
-            yield conn
+            with self._live(conn.peer_id):
+                yield conn
+
+    def _live(self, peer: PeerId) -> AbstractContextManager[None]:
+        """Count a relayed connection with ``peer`` while it lives."""
+        return _counted(self._relayed, peer)
 
     async def serve_stop(self, stream: Stream[Connection]) -> None:
         """The stop protocol: a relay we reserved on brings us a relayed connection."""
@@ -349,13 +358,25 @@ class RelayClient:
                 self._counts["accepted"] += 1
                 self._log.info("relayed connection accepted", relay=str(relay),
                                peer=str(conn.peer_id))
-                if self.on_accepted is not None:
-                    await self.on_accepted(conn)
-                await conn.closed.wait()
+                with self._live(conn.peer_id):
+                    if self.on_accepted is not None:
+                        await self.on_accepted(conn)
+                    await conn.closed.wait()
         except _ACCEPT_FAILURES as exc:
             self._log.info("relayed connection failed", relay=str(relay), error=str(exc))
         finally:
             self._accepting -= 1
+
+
+@contextmanager
+def _counted(live: dict[PeerId, int], peer: PeerId) -> Iterator[None]:
+    live[peer] = live.get(peer, 0) + 1
+    try:
+        yield
+    finally:
+        live[peer] -= 1
+        if not live[peer]:
+            del live[peer]
 
 
 _ACCEPT_FAILURES: Final[tuple[type[Exception], ...]] = (
