@@ -1,0 +1,150 @@
+"""Private nodes reaching each other in the NAT lab: relay reservations, then hole punching.
+
+Topology: :mod:`.holepunch_lab`'s two hosts behind two masquerading routers, plus
+boot nodes (``autonat boot``: AutoNAT servers and relays) on the internet segment::
+
+    boot1 198.51.100.11, boot2 198.51.100.12 --+
+    hosta 192.168.1.2 -- routera (198.51.100.30) --+-- inet bridge
+    hostb 192.168.2.2 -- routerb (198.51.100.31) --+
+
+Each host runs ``autonat node`` (listen port 44000) bootstrapping from both boot
+nodes: the dial-backs are dropped by the routers, so both become ``private``
+and reserve on the boot nodes (``relay_addrs`` in ``/status``). Then host A
+runs ``autonat connect <B's circuit address> --json`` - each run a fresh
+process with a fresh key and a random listen port, so every run is a first
+meeting through fresh NAT mappings: connect to the relay, relayed connection to
+B, B starts the hole punch at once, both dial from their listen ports at the
+moment the exchange set. :func:`connect_runs` returns the JSON of every run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .holepunch_lab import REPO, TwoNats, _behind_nat
+from .netlab import Lab, LabError, LabProcess, Namespace, autonat_argv
+from .processes import http_get_json, policy_flags, start_boot_nodes
+from .topologies import LISTEN_PORT, BootSite, _internet_with_boots
+
+ROUTER_A_WAN, ROUTER_B_WAN = "198.51.100.30", "198.51.100.31"
+NODE_HTTP = "127.0.0.1:7888"
+CONNECT_TIMEOUT = 20.0
+
+
+def lab_env() -> dict[str, str]:
+    """The worktree first on ``sys.path`` of every process the lab starts."""
+    return {"PYTHONPATH": os.pathsep.join(filter(None, (str(REPO),
+                                                       os.environ.get("PYTHONPATH"))))}
+
+
+@dataclass(frozen=True)
+class RelayLab:
+    nats: TwoNats
+    boots: list[BootSite]
+    nodes: dict[str, LabProcess]
+    """The ``autonat node`` process of each host (``"a"``, ``"b"``)."""
+
+    def boot_urls(self) -> list[str]:
+        return [site.status_url for site in self.boots]
+
+
+def build(lab: Lab, *, b_random_fully: bool = False, boots: int = 2) -> RelayLab:
+    internet, sites = _internet_with_boots(lab, boots)
+    router_a, host_a = _behind_nat(lab, internet, "a", ROUTER_A_WAN, "192.168.1",
+                                   random_fully=False)
+    router_b, host_b = _behind_nat(lab, internet, "b", ROUTER_B_WAN, "192.168.2",
+                                   random_fully=b_random_fully)
+    start_boot_nodes(lab, sites, dialback_source=True, stun_alternate=False)
+    relay_lab = RelayLab(TwoNats(host_a, host_b, (router_a, router_b)), sites, {})
+    for name, host in (("a", host_a), ("b", host_b)):
+        relay_lab.nodes[name] = _start_node(lab, host, name, relay_lab.boot_urls())
+    return relay_lab
+
+
+def _start_node(lab: Lab, host: Namespace, name: str, boot_urls: Sequence[str]) -> LabProcess:
+    data_dir = lab.tmp / f"node{name}-data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [*autonat_argv(), "node", "--listen", f"/ip4/0.0.0.0/tcp/{LISTEN_PORT}/ws",
+            "--http", NODE_HTTP, "--data-dir", str(data_dir), *policy_flags(),
+            "--log-format", "json", "--log-level", "info"]
+    for url in boot_urls:
+        argv += ["--boot-url", url]
+    return lab.spawn(host, f"node{name}", argv, env=lab_env())
+
+
+def node_status(host: Namespace) -> dict[str, Any] | None:
+    return http_get_json(host, f"http://{NODE_HTTP}/status", timeout=1.0)
+
+
+def wait_for_relay_addrs(lab: Lab, host: Namespace, proc: LabProcess, *,
+                         count: int = 2, timeout: float = 40.0) -> dict[str, Any]:
+    """Poll the host's node until it is private and holds ``count`` reservations."""
+    found: list[dict[str, Any]] = []
+
+    def ready() -> bool:
+        if not proc.running():
+            raise LabError(f"{proc.label} exited\n{proc.tail()}")
+        doc = node_status(host)
+        if doc is not None and len(doc.get("relay_addrs") or []) >= count:
+            found.append(doc)
+        return bool(found)
+
+    lab.wait_until(ready, timeout=timeout, interval=0.5, what=f"{proc.label} relay_addrs")
+    return found[0]
+
+
+@dataclass(frozen=True)
+class ConnectRun:
+    index: int
+    returncode: int | None
+    doc: dict[str, Any] | None
+    wall_s: float
+    stderr_path: Path
+
+    @property
+    def path(self) -> str | None:
+        return None if self.doc is None else self.doc.get("path")
+
+
+def connect_runs(lab: Lab, relay_lab: RelayLab, target: str, *, runs: int,
+                 label: str = "connect", timeout: float = CONNECT_TIMEOUT) -> list[ConnectRun]:
+    """``autonat connect TARGET --json`` from host A, ``runs`` times, one after another."""
+    results = []
+    for index in range(runs):
+        argv = [*autonat_argv(), "connect", target, "--json", "--timeout", f"{timeout:g}",
+                *policy_flags(), "--log-format", "json", "--log-level", "info"]
+        for url in relay_lab.boot_urls():
+            argv += ["--boot-url", url]
+        started = time.monotonic()
+        proc = lab.spawn(relay_lab.nats.host_a, f"{label}{index}", argv, env=lab_env())
+        try:
+            proc.wait(timeout + 30.0)
+        except LabError:
+            pass  # judged below: no JSON
+        code = proc.stop(grace=3.0)
+        try:
+            parsed = json.loads(proc.stdout())
+            doc = parsed if isinstance(parsed, dict) else None
+        except ValueError:
+            doc = None
+        results.append(ConnectRun(index, code, doc, time.monotonic() - started,
+                                  proc.stderr_path))
+    return results
+
+
+def summary(runs: Sequence[ConnectRun]) -> str:
+    lines = []
+    for run in runs:
+        doc = run.doc or {}
+        lines.append(f"#{run.index}: path={run.path} attempts={doc.get('attempts')} "
+                     f"elapsed_s={doc.get('elapsed_s')} "
+                     f"time_to_direct_s={doc.get('time_to_direct_s')} "
+                     f"rtt_ms={doc.get('rtt_ms')} wall_s={run.wall_s:.2f} "
+                     f"reason={doc.get('reason')}")
+    return "\n".join(lines)
