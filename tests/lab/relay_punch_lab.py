@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .holepunch_lab import REPO, TwoNats, _behind_nat
-from .netlab import Lab, LabError, LabProcess, Namespace, autonat_argv
+from .netlab import Lab, LabCancelled, LabError, LabProcess, Namespace, autonat_argv
 from .processes import http_get_json, policy_flags, start_boot_nodes
 from .topologies import LISTEN_PORT, BootSite, _internet_with_boots
 
@@ -125,8 +125,11 @@ def connect_runs(lab: Lab, relay_lab: RelayLab, target: str, *, runs: int,
         proc = lab.spawn(relay_lab.nats.host_a, f"{label}{index}", argv, env=lab_env())
         try:
             proc.wait(timeout + 30.0)
+        except LabCancelled:
+            proc.stop(grace=3.0)
+            raise
         except LabError:
-            pass  # judged below: no JSON
+            pass  # ignored its own --timeout: stopped below, judged "no JSON"
         code = proc.stop(grace=3.0)
         try:
             parsed = json.loads(proc.stdout())
