@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .holepunch_lab import REPO, TwoNats, _behind_nat
 from .netlab import Lab, LabCancelled, LabError, LabProcess, Namespace, autonat_argv
-from .processes import http_get_json, policy_flags, start_boot_nodes
+from .processes import RunningNode, boot_argv, http_get_json, policy_flags, wait_for_status
 from .topologies import LISTEN_PORT, BootSite, _internet_with_boots
 
 ROUTER_A_WAN, ROUTER_B_WAN = "198.51.100.30", "198.51.100.31"
@@ -54,17 +55,30 @@ class RelayLab:
         return [site.status_url for site in self.boots]
 
 
-def build(lab: Lab, *, b_random_fully: bool = False, boots: int = 2) -> RelayLab:
+def build(lab: Lab, *, b_random_fully: bool = False, boots: int = 2,
+          boot_env: Mapping[str, str] | None = None) -> RelayLab:
+    """The topology, boot nodes (``boot_env``: extra ``AUTONAT_*`` settings, e.g. relay
+    limits) and an ``autonat node`` on each host."""
     internet, sites = _internet_with_boots(lab, boots)
     router_a, host_a = _behind_nat(lab, internet, "a", ROUTER_A_WAN, "192.168.1",
                                    random_fully=False)
     router_b, host_b = _behind_nat(lab, internet, "b", ROUTER_B_WAN, "192.168.2",
                                    random_fully=b_random_fully)
-    start_boot_nodes(lab, sites, dialback_source=True, stun_alternate=False)
+    _start_boots(lab, sites, boot_env or {})
     relay_lab = RelayLab(TwoNats(host_a, host_b, (router_a, router_b)), sites, {})
     for name, host in (("a", host_a), ("b", host_b)):
         relay_lab.nodes[name] = _start_node(lab, host, name, relay_lab.boot_urls())
     return relay_lab
+
+
+def _start_boots(lab: Lab, sites: Sequence[BootSite], env: Mapping[str, str]) -> None:
+    nodes = []
+    for index, site in enumerate(sites, start=1):
+        argv = boot_argv(lab, index, site, dialback_source=True, stun_alternate=False)
+        nodes.append(RunningNode(site, lab.spawn(site.ns, f"boot{index}", argv,
+                                                 env={**lab_env(), **env})))
+    for node in nodes:
+        wait_for_status(lab, node)
 
 
 def _start_node(lab: Lab, host: Namespace, name: str, boot_urls: Sequence[str]) -> LabProcess:
@@ -151,3 +165,20 @@ def summary(runs: Sequence[ConnectRun]) -> str:
                      f"rtt_ms={doc.get('rtt_ms')} wall_s={run.wall_s:.2f} "
                      f"reason={doc.get('reason')}")
     return "\n".join(lines)
+
+
+def limit_run(lab: Lab, relay_lab: RelayLab, circuit: str, *, mode: str, label: str,
+              timeout: float = 20.0) -> dict[str, Any]:
+    """:mod:`.relay_limit_peer` from host A through ``circuit``: its JSON line."""
+    argv = [sys.executable, "-m", "tests.lab.relay_limit_peer", "--circuit", circuit,
+            "--mode", mode, "--timeout", f"{timeout:g}"]
+    proc = lab.spawn(relay_lab.nats.host_a, label, argv, env=lab_env())
+    try:
+        proc.wait(timeout + 20.0)
+    finally:
+        proc.stop(grace=3.0)
+    lines = proc.stdout().strip().splitlines()
+    if not lines:
+        raise LabError(f"{label} printed nothing\n{proc.tail()}")
+    doc: dict[str, Any] = json.loads(lines[-1])
+    return doc

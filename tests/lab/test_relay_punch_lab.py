@@ -7,7 +7,8 @@ nodes. Host A then runs ``autonat connect <B's circuit address> --json`` 20 time
 each a fresh process (fresh key, random listen port, fresh NAT mappings): at
 least 18 must end ``hole-punched``, with the time to the direct connection
 reported. With ``--random-fully`` on B's router (endpoint-dependent mapping) the
-connection stays ``relayed`` and the JSON says why.
+connection stays ``relayed`` and the JSON says why. With small relay limits on the
+boot nodes, a circuit past its byte or time limit is closed by the relay.
 
 Needs root and ``ip``/``iptables`` (skipped with that reason otherwise).
 """
@@ -20,7 +21,14 @@ import pytest
 
 from .netlab import Lab, unavailable_reason
 from .processes import http_get
-from .relay_punch_lab import NODE_HTTP, build, connect_runs, summary, wait_for_relay_addrs
+from .relay_punch_lab import (
+    NODE_HTTP,
+    build,
+    connect_runs,
+    limit_run,
+    summary,
+    wait_for_relay_addrs,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -68,3 +76,28 @@ def test_an_endpoint_dependent_nat_stays_relayed_and_says_why() -> None:
     assert all(run.path == "relayed" for run in runs), report
     assert all("endpoint-dependent" in (run.doc or {}).get("reason", "") for run in runs), report
     print(f"--random-fully on B's router: 3/3 relayed, hole punch skipped\n{report}")
+
+
+@pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+def test_the_relays_close_a_circuit_past_its_byte_or_time_limit() -> None:
+    limits = {"AUTONAT_RELAY_CIRCUIT_DATA": "16384", "AUTONAT_RELAY_CIRCUIT_DURATION": "3"}
+    with Lab() as lab:
+        relay_lab = build(lab, boot_env=limits)
+        status_b = wait_for_relay_addrs(lab, relay_lab.nats.host_b, relay_lab.nodes["b"])
+        circuit = status_b["relay_addrs"][0]
+        data = limit_run(lab, relay_lab, circuit, mode="data", label="limit-data")
+        idle = limit_run(lab, relay_lab, circuit, mode="idle", label="limit-idle")
+        ended = [line for site in relay_lab.boots
+                 for line in http_get(site.ns, f"http://{site.ip}:7888/metrics")
+                 .get("body", "").splitlines()
+                 if line.startswith("autonat_relay_circuits_ended_total")]
+    # Identify answers (about 0.5 KiB each) until 16 KiB went one way: then the relay cuts
+    assert data["closed"] and "relay-data-limit" in data["reason"], data
+    assert 1 <= data["requests"] < 64 and data["lived_s"] < 3, data
+    # an idle circuit lives its 3 s, then the relay cuts it
+    assert idle["closed"] and "relay-duration-limit" in idle["reason"], idle
+    assert 2.5 <= idle["lived_s"] <= 6, idle
+    assert any('end="data-limit"} 1.0' in line for line in ended), ended
+    assert any('end="duration-limit"} 1.0' in line for line in ended), ended
+    print(f"relay limits: data limit cut the circuit after {data['requests']} Identify "
+          f"answers ({data['lived_s']} s), duration limit after {idle['lived_s']} s")
