@@ -28,10 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .holepunch_lab import REPO, TwoNats, _behind_nat
+from .holepunch_lab import HOST_B_LAN, REPO, TwoNats, _behind_nat
 from .netlab import Lab, LabCancelled, LabError, LabProcess, Namespace, autonat_argv
 from .processes import RunningNode, boot_argv, http_get_json, policy_flags, wait_for_status
-from .topologies import LISTEN_PORT, BootSite, _internet_with_boots
+from .topologies import (
+    _ADDRESS_RESTRICTED_NFT,
+    LISTEN_PORT,
+    BootSite,
+    Internet,
+    _internet_with_boots,
+)
 
 ROUTER_A_WAN, ROUTER_B_WAN = "198.51.100.30", "198.51.100.31"
 NODE_HTTP = "127.0.0.1:7888"
@@ -55,20 +61,37 @@ class RelayLab:
         return [site.status_url for site in self.boots]
 
 
-def build(lab: Lab, *, b_random_fully: bool = False, boots: int = 2,
-          boot_env: Mapping[str, str] | None = None) -> RelayLab:
+def build(lab: Lab, *, b_random_fully: bool = False, b_address_restricted: bool = False,
+          boots: int = 2, boot_env: Mapping[str, str] | None = None) -> RelayLab:
     """The topology, boot nodes (``boot_env``: extra ``AUTONAT_*`` settings, e.g. relay
-    limits) and an ``autonat node`` on each host."""
+    limits) and an ``autonat node`` on each host. ``b_address_restricted``: B's router is
+    the matrix's address-restricted cone NAT (nftables: the listen port lets in any port
+    of an IP B contacted) instead of a masquerade."""
     internet, sites = _internet_with_boots(lab, boots)
     router_a, host_a = _behind_nat(lab, internet, "a", ROUTER_A_WAN, "192.168.1",
                                    random_fully=False)
-    router_b, host_b = _behind_nat(lab, internet, "b", ROUTER_B_WAN, "192.168.2",
-                                   random_fully=b_random_fully)
+    if b_address_restricted:
+        router_b, host_b = _behind_address_restricted(lab, internet)
+    else:
+        router_b, host_b = _behind_nat(lab, internet, "b", ROUTER_B_WAN, "192.168.2",
+                                       random_fully=b_random_fully)
     _start_boots(lab, sites, boot_env or {})
     relay_lab = RelayLab(TwoNats(host_a, host_b, (router_a, router_b)), sites, {})
     for name, host in (("a", host_a), ("b", host_b)):
         relay_lab.nodes[name] = _start_node(lab, host, name, relay_lab.boot_urls())
     return relay_lab
+
+
+def _behind_address_restricted(lab: Lab, internet: Internet) -> tuple[Namespace, Namespace]:
+    router = lab.namespace("routerb", forwarding=True)
+    host = lab.namespace("hostb")
+    internet.attach(router, "wan", ROUTER_B_WAN)
+    lab.veth(router, "lan", host, "eth0")
+    router.add_addr("lan", "192.168.2.1/24")
+    host.add_addr("eth0", f"{HOST_B_LAN}/24")
+    host.add_route("default", "via", "192.168.2.1")
+    router.nft(_ADDRESS_RESTRICTED_NFT.format(port=LISTEN_PORT, host=HOST_B_LAN))
+    return router, host
 
 
 def _start_boots(lab: Lab, sites: Sequence[BootSite], env: Mapping[str, str]) -> None:

@@ -33,6 +33,7 @@ from .relay_punch_lab import (
 pytestmark = pytest.mark.lab
 
 _REASON = unavailable_reason(("ip", "iptables"))
+_NFT_REASON = unavailable_reason(("ip", "iptables", "nft"))
 RUNS = 20
 MIN_PUNCHED = 18
 
@@ -76,6 +77,20 @@ def test_an_endpoint_dependent_nat_stays_relayed_and_says_why() -> None:
     assert all(run.path == "relayed" for run in runs), report
     assert all("endpoint-dependent" in (run.doc or {}).get("reason", "") for run in runs), report
     print(f"--random-fully on B's router: 3/3 relayed, hole punch skipped\n{report}")
+
+
+@pytest.mark.skipif(_NFT_REASON is not None, reason=_NFT_REASON or "")
+def test_a_host_behind_address_restricted_filtering_is_hole_punched_too() -> None:
+    with Lab() as lab:
+        relay_lab = build(lab, b_address_restricted=True)
+        status_b = wait_for_relay_addrs(lab, relay_lab.nats.host_b, relay_lab.nodes["b"])
+        assert status_b["nat_status"] == "private"  # the dial-backs come from a 2nd address
+        assert status_b["nat_filtering"] == "address-dependent"
+        runs = connect_runs(lab, relay_lab, status_b["relay_addrs"][0], runs=5)
+    report = summary(runs)
+    assert sum(run.path == "hole-punched" for run in runs) >= 4, report
+    print(f"address-restricted B: {sum(run.path == 'hole-punched' for run in runs)}/5 "
+          f"hole-punched\n{report}")
 
 
 @pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
