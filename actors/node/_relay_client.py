@@ -27,7 +27,9 @@ whose bookkeeping assumes a connection's remote address is the peer's.
 * :meth:`RelayClient.serve_stop`: the stop protocol, accepted only from
   relays the node holds a reservation on and at most
   :data:`MAX_ACCEPTED_CIRCUITS` at once; the relayed connection is served
-  until it closes.
+  until it closes, after :attr:`RelayClient.on_accepted` ran on it (the
+  node's hole punch, :mod:`actors.node._holepunch`, which may add a direct,
+  registered connection to the same peer; the relayed one stays).
 * :meth:`RelayClient.run` (a supervised child, ``relay-client``, when
   ``relay_reservations`` > 0) drives the sans-io
   :class:`~protocols.relay.RelayPlanner`: from each snapshot it takes the
