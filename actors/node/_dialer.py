@@ -183,16 +183,19 @@ class _Live:
 
 
 class _Busy(Collection[int]):
-    """Admission slots whose connection has open streams (never evicted); looked up
-    lazily, so the admission rules only pay for it when the node is full. A slot
-    still in its handshake (a bare frame stream) is not busy."""
+    """Admission slots whose connection has open streams or is pinned (a relay
+    reservation lives on it), never evicted; looked up lazily, so the admission
+    rules only pay for it when the node is full. A slot still in its handshake (a
+    bare frame stream) is not busy. Pins are bounded by the relay's own limits
+    (reservations in total, per IP and per subnet)."""
 
     def __init__(self, slots: dict[int, Connection | FrameStream]) -> None:
         self._slots = slots
 
     def __contains__(self, slot: object) -> bool:
         connection = self._slots.get(slot)  # type: ignore[call-overload]
-        return isinstance(connection, Connection) and connection.statistics().open_streams > 0
+        return isinstance(connection, Connection) and (
+            connection.pinned or connection.statistics().open_streams > 0)
 
     def __iter__(self) -> Iterator[int]:
         return (slot for slot in self._slots if slot in self)
