@@ -158,6 +158,14 @@ async def test_two_nodes_connected_only_through_a_relay_exchange_identify(
                 assert (report.outcome.value, report.attempts) == ("failed", 3)
                 assert "attempts failed" in report.reason
                 assert not conn.closed.is_set()  # the relayed connection stays
+                # the snapshots show the path: a circuit address, a relayed-only peer
+                snap_a = await a.wait_for(lambda s: b.peer_id in s.relayed_peers)
+                assert b.peer_id not in snap_a.connected_peers
+                snap_b = await b.wait_for(lambda s: a.peer_id in s.relayed_peers)
+                assert snap_b.relay_addrs == (circuit,)
+            # once the relayed connection ended, the peers are no longer relayed
+            await a.wait_for(lambda s: b.peer_id not in s.relayed_peers)
+            await b.wait_for(lambda s: a.peer_id not in s.relayed_peers)
             # a and b never connected directly
             assert b.peer_id not in {c.peer_id for c in a.snapshot().connections}
             assert a.peer_id not in {c.peer_id for c in b.snapshot().connections}

@@ -440,7 +440,7 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         return dialer.connection_to(peer)  # the Dialer is made below
 
     relay_client = RelayClient(config=config, keypair=keys, connection_to=connection_to,
-                               rng=rng)
+                               rng=rng, tracker=boxes.tracker.sender())
     handlers[STOP_PROTOCOL_ID] = relay_client.serve_stop
     hole_punch = HolePunchService(config=config, watch=watch, dialer=boxes.dialer.sender(),
                                   connection_to=connection_to, node=keys.peer_id)

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -70,6 +70,7 @@ from protocols.relay import (
     STOP_PROTOCOL_ID,
     CircuitAddress,
     CircuitLimit,
+    RelayPathsChanged,
     RelayPlanner,
     RelayPlannerStatistics,
     RelayStatus,
@@ -84,7 +85,8 @@ from ..connection import (
     ProtocolHandler,
     Stream,
 )
-from ..runtime import TimeoutDriver, Watch, get_logger
+from ..runtime import MailboxSender, TimeoutDriver, Watch, get_logger
+from ._messages import TrackerEvent
 from ._relay_circuit import (
     RelayRefused,
     accept_relayed,
@@ -147,7 +149,8 @@ class RelayClient:
 
     def __init__(self, *, config: NodeConfig, keypair: Keypair,
                  connection_to: Callable[[PeerId], Connection | None],
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 tracker: MailboxSender[TrackerEvent] | None = None) -> None:
         self._config = config
         wanted = config.relay.relay_reservations
         self.planner = (RelayPlanner(backoff=RETRY, rng=rng or random.Random(), wanted=wanted)
@@ -161,6 +164,11 @@ class RelayClient:
         self._manual: set[PeerId] = set()
         self.advertised_addrs: Watch[tuple[bytes, ...]] = Watch(())
         """:meth:`advertised`, republished when it changes (Identify pushes it)."""
+        self.paths: Watch[RelayPathsChanged] = Watch(RelayPathsChanged())
+        """Our circuit addresses and relayed-only peers, republished when they change;
+        :meth:`run` forwards them to the StatusTracker (the snapshot's ``relay_addrs``
+        and ``relayed_peers``)."""
+        self._tracker = tracker
         self._accepting = 0
         self._relayed: dict[PeerId, int] = {}
         self.on_accepted: Callable[[Connection], Awaitable[None]] | None = None
@@ -206,6 +214,17 @@ class RelayClient:
         current = self.advertised()
         if current != self.advertised_addrs.get():
             self.advertised_addrs.set(current)
+        self._publish_paths()
+
+    def _publish_paths(self) -> None:
+        paths = RelayPathsChanged.bounded(self.circuit_addrs(),
+                                          tuple(sorted(self._relayed, key=str)))
+        if paths != self.paths.get():
+            self.paths.set(paths)
+
+    async def _forward_paths(self, tracker: MailboxSender[TrackerEvent]) -> None:
+        async for paths in self.paths.subscribe():
+            await tracker.send(paths)
 
     # --- the planner's driver (a supervised child when relay_reservations > 0) ---
 
@@ -222,6 +241,8 @@ class RelayClient:
                     nursery.start_soon(self._reserve_for, planner, driver, command, execute)
 
             nursery.start_soon(driver.run, execute)
+            if self._tracker is not None:
+                nursery.start_soon(self._forward_paths, self._tracker)
             task_status.started()
             async for snapshot in watch.subscribe():
                 await execute(self._follow(planner, snapshot))
@@ -339,9 +360,16 @@ class RelayClient:
             with self._live(conn.peer_id):
                 yield conn
 
-    def _live(self, peer: PeerId) -> AbstractContextManager[None]:
-        """Count a relayed connection with ``peer`` while it lives."""
-        return _counted(self._relayed, peer)
+    @contextmanager
+    def _live(self, peer: PeerId) -> Iterator[None]:
+        """Count a relayed connection with ``peer`` while it lives (and republish
+        :attr:`paths` as it starts and ends)."""
+        try:
+            with _counted(self._relayed, peer):
+                self._publish_paths()
+                yield
+        finally:
+            self._publish_paths()
 
     async def serve_stop(self, stream: Stream[Connection]) -> None:
         """The stop protocol: a relay we reserved on brings us a relayed connection."""
