@@ -25,6 +25,7 @@ from ..node import load_or_create_keypair
 from ._cli_commands import (
     CliError,
     cmd_boot,
+    cmd_connect,
     cmd_demo,
     cmd_node,
     cmd_probe,
@@ -137,6 +138,17 @@ def build_parser() -> _Parser:
                          help="give up after S seconds (default 30)")
     p_probe.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p_probe.set_defaults(func=cmd_probe)
+
+    p_connect = sub.add_parser("connect", help="reach one peer: direct, hole-punched or "
+                               "relayed", description=cmd_connect.__doc__)
+    p_connect.add_argument("target", metavar="TARGET",
+                           help="a multiaddr (.../p2p/ID or .../p2p-circuit/p2p/ID) or a "
+                           "peer id")
+    add_node_flags(p_connect, probe=True)
+    p_connect.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                           help="give up after S seconds (default 30)")
+    p_connect.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p_connect.set_defaults(func=cmd_connect)
 
     p_status = sub.add_parser("status", help="summarise a running node's /status",
                               description=cmd_status.__doc__)

@@ -1,10 +1,12 @@
-"""The CLI's node-running commands: ``node``, ``boot``, ``probe``, ``status``, ``demo``.
+"""The CLI's node-running commands: ``node``, ``boot``, ``probe``, ``connect``, ``status``,
+``demo``.
 
 Each ``cmd_*`` takes the parsed arguments and returns the exit status; user
 errors are raised as :class:`CliError` (one line, exit 1). ``node`` and
 ``boot`` run until SIGINT or SIGTERM and then shut down cleanly (actors stop
 in reverse order, the peer store is saved, the HTTP server drains).
-``probe`` runs a temporary node until it has a verdict or times out.
+``probe`` runs a temporary node until it has a verdict or times out;
+``connect`` runs one until it reached a peer (:mod:`actors.surfaces._cli_connect`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from protocols import (
 from ..node import load_or_create_keypair, open_node
 from ..runtime import ServiceNotifier, configure_logging, get_logger
 from ..transport import check_tls_files
+from ._cli_connect import TargetError, connect_to, parse_target, print_connect
 from ._cli_probe import (
     ProgressPrinter,
     no_verdict_reason,
@@ -398,6 +401,52 @@ def _print_probe(result: dict[str, Any]) -> None:
     if result["reason"]:
         print(f"reason       {result['reason']}")
     print(f"elapsed      {result['elapsed_s']} s to the verdict, {result['total_s']} s in all")
+
+
+# --- connect ----------------------------------------------------------------------
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    """Run a temporary node, connect to TARGET and print the path: direct, hole-punched
+    (a relayed connection replaced by a direct one) or relayed (and why the hole punch
+    did not work). TARGET is a multiaddr (.../p2p/ID, or a relayed
+    .../p2p/RELAY/p2p-circuit/p2p/ID) or a peer id the boot list or the node's peers
+    make known (its addresses are tried directly, then circuits through the connected
+    relays). Exit status 0 when connected, 1 when not or on an error.
+    """
+    if args.timeout <= 0:
+        raise CliError(f"--timeout must be > 0, got {args.timeout}")
+    try:
+        parse_target(args.target)
+    except TargetError as exc:
+        raise CliError(str(exc)) from exc
+    listen = () if args.listen else ("/ip4/0.0.0.0/tcp/0/ws",)
+    extra: dict[str, Any] = {"http_listen": "", "data_dir": "", "key_file": ""}
+    if listen:
+        extra["listen"] = listen
+    config = _config(args, None, **extra)
+    configure_logging(config.logging.log_format if args.log_format else "console",
+                      config.logging.log_level if args.log_level else "warning")
+    try:
+        result = trio.run(_connect, config, args.target, args.timeout)
+    except (OSError, ConfigError) as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_connect(result)
+    return EXIT_OK if result["path"] else EXIT_ERROR
+
+
+async def _connect(config: NodeConfig, target: str, timeout: float) -> dict[str, Any]:
+    """Bootstrap (until a peer is connected, within ``timeout``), then connect."""
+    started = trio.current_time()
+    async with open_node(config) as node:
+        if config.bootstrap.boot_urls or config.peers:
+            with trio.move_on_after(timeout):
+                await node.wait_for(lambda s: bool(s.connections))
+        remaining = max(0.1, timeout - (trio.current_time() - started))
+        return await connect_to(node, target, remaining)
 
 
 # --- status -------------------------------------------------------------------------

@@ -90,6 +90,11 @@ Metric names (all prefixed ``autonat_``)::
     relay_bytes_total                   counter  bytes relayed (each direction counted)
     relay_client_reservations           gauge    relays we hold a reservation on
     relay_client_connections_total{direction}  counter  relayed connections outbound|inbound
+    connection_paths{path}              gauge    connected peers by path: direct|hole-punched|
+                                                 relayed (:func:`connection_paths`)
+    hole_punches_total{outcome}         counter  hole-punch exchanges: direct|failed|skipped
+    hole_punch_attempts_total           counter  punch rounds (simultaneous dials) started
+    hole_punch_time_to_direct_seconds   summary  exchange start to the direct connection
     trio_tasks                          gauge    live Trio tasks of the process
 
 Besides these, every node's registry holds the standard ``process_*`` and
@@ -106,6 +111,7 @@ left out when the collector runs outside Trio.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Final, Protocol, get_args
@@ -118,7 +124,12 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 
 from protocols import (
     Direction,
@@ -132,13 +143,15 @@ from protocols import (
 )
 from protocols.stun import NatBehaviour
 
-from ..node import NodeStatistics
+from ..node import HolePunchStatistics, NodeStatistics
 from ..runtime import ChildState
 
 __all__ = [
     "METRIC_NAMES",
+    "PATHS",
     "NodeCollector",
     "StatusSource",
+    "connection_paths",
     "node_registry",
     "register_runtime_collectors",
     "render_metrics",
@@ -160,6 +173,8 @@ METRIC_NAMES: Final = tuple(
         "stun_dropped", "udp_discovery_runs", "relay_reservations", "relay_circuits",
         "relay_reservation_requests", "relay_circuit_requests", "relay_circuits_ended",
         "relay_bytes", "relay_client_reservations", "relay_client_connections",
+        "connection_paths", "hole_punches", "hole_punch_attempts",
+        "hole_punch_time_to_direct_seconds",
     )
 )
 """Family names as ``text_string_to_metric_families`` reports them (counters without ``_total``)."""
@@ -206,6 +221,7 @@ class NodeCollector:
         yield from self._autonat_metrics(stats)
         yield from self._udp_metrics(snapshot, stats)
         yield from _relay_metrics(stats)
+        yield from _hole_punch_metrics(snapshot, stats)
         tasks = trio_task_count()
         if tasks is not None:
             yield GaugeMetricFamily(PREFIX + "trio_tasks", "Live Trio tasks of the process.",
@@ -359,6 +375,56 @@ def _relay_metrics(stats: NodeStatistics) -> Iterator[Metric]:
                   "Relayed connections we dialed or accepted.", "direction",
                   {"outbound": client.dialed if client else 0,
                    "inbound": client.accepted if client else 0})
+
+
+PATHS: Final = ("direct", "hole-punched", "relayed")
+
+
+def connection_paths(snapshot: NodeSnapshot, hole_punch: HolePunchStatistics | None,
+                     relayed: tuple[PeerId, ...]) -> dict[PeerId, str]:
+    """The connected peers whose path is not a plain direct connection: ``hole-punched``
+    (connected now, through the direct connection our latest exchange with it ended in)
+    or ``relayed`` (only a relayed connection). Every other connected peer is
+    ``direct``. Costs the reports and relayed peers (bounded), never a scan of all
+    connections."""
+    connected = snapshot.connected_peers
+    paths: dict[PeerId, str] = {}
+    for report in hole_punch.reports if hole_punch else ():
+        if report.outcome.value == "direct" and _member(connected, report.peer):
+            paths[report.peer] = "hole-punched"
+    for peer in relayed:
+        if not _member(connected, peer):
+            paths[peer] = "relayed"
+    return paths
+
+
+def _member(ordered: tuple[PeerId, ...], peer: PeerId) -> bool:
+    index = bisect.bisect_left(ordered, peer)
+    return index < len(ordered) and ordered[index] == peer
+
+
+def _hole_punch_metrics(snapshot: NodeSnapshot, stats: NodeStatistics) -> Iterator[Metric]:
+    relayed = stats.relay_client.relayed_peers if stats.relay_client else ()
+    counts = dict.fromkeys(PATHS, 0)
+    for path in connection_paths(snapshot, stats.hole_punch, relayed).values():
+        counts[path] += 1
+    counts["direct"] = len(snapshot.connected_peers) - counts["hole-punched"]
+    family = GaugeMetricFamily(PREFIX + "connection_paths", "Connected peers by path.",
+                               labels=["path"])
+    for path, count in counts.items():
+        family.add_metric([path], count)
+    yield family
+    punch = stats.hole_punch
+    yield _counts(PREFIX + "hole_punches", "Hole-punch exchanges, by outcome.", "outcome",
+                  dict(punch.outcomes) if punch else {})
+    yield CounterMetricFamily(PREFIX + "hole_punch_attempts",
+                              "Hole-punch rounds (simultaneous dials) started.",
+                              value=punch.attempts if punch else 0)
+    yield SummaryMetricFamily(PREFIX + "hole_punch_time_to_direct_seconds",
+                              "From the start of a hole-punch exchange to its direct "
+                              "connection.",
+                              count_value=punch.time_to_direct_count if punch else 0,
+                              sum_value=punch.time_to_direct_sum if punch else 0.0)
 
 
 def trio_task_count() -> int | None:

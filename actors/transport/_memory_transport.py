@@ -76,6 +76,9 @@ class MemoryFrameStream:
         self._other: MemoryFrameStream | None = None  # set by memory_stream_pair
         self.path: PathStats | None = None
         """What :meth:`path_stats` reports (set from :attr:`MemoryNetwork.path`)."""
+        self.is_client = True
+        """The dialing end (the listener's end is not): the role a punched connection's
+        handshake follows."""
 
     def _peer_closed(self) -> TransportBroken:
         reason = self._other.close_reason if self._other is not None else ""
@@ -264,6 +267,7 @@ class MemoryTransport:
             raise DialError(f"connection refused: nothing listens on {remote}")
         ours, theirs = memory_stream_pair(local, remote)
         theirs._local, theirs._remote = target, seen_from
+        theirs.is_client = False
         ours.path = theirs.path = self._network.path
         listener.nursery.start_soon(_serve, listener.handler, theirs)
         return ours
