@@ -102,6 +102,13 @@ def test_peers_document_joins_connections_and_agents() -> None:
     short = peers_document(replace(snap, peers=()), wall_now=0.0, loop_now=100.0, limit=1)
     assert short["truncated"] is True and short["count"] == 2
     assert [row["agent"] for row in short["peers"]] == [""]  # not identified yet
+    # a hole-punched connection, and a peer reached only through a relay
+    relayed = Keypair.generate().peer_id
+    paths = peers_document(replace(snap, connections=(replace(conns[0], hole_punched=True),),
+                                   relayed_peers=(relayed,)), wall_now=0.0, loop_now=100.0)
+    assert [(row["peer_id"], row["path"]) for row in paths["peers"]] == [
+        (str(them), "hole-punched"), (str(relayed), "relayed")]
+    assert paths["peers"][1]["address"] is None and paths["count"] == 2
 
 
 async def test_peers_lists_the_connected_peer_as_text_and_json(tmp_path: Path) -> None:

@@ -83,9 +83,9 @@ def peer_table(rows: list[Any]) -> Iterator[str]:
 
 
 def _peer_row(row: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
-    return (str(row.get("peer_id", "?")), str(row.get("direction", "?")),
+    return (str(row.get("peer_id", "?")), str(row.get("direction") or "-"),
             str(row.get("path", "?")), _age(row.get("connected_s")),
-            str(row.get("agent") or "-"), str(row.get("address", "?")))
+            str(row.get("agent") or "-"), str(row.get("address") or "-"))
 
 
 def _age(seconds: object) -> str:

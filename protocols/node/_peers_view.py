@@ -5,9 +5,11 @@ Theory of operation
 A row joins a :class:`ConnectionInfo` (who, which address, which direction,
 since when) with the peer's :class:`PeerRecord` (its Identify agent), both
 from one immutable snapshot, so the document is consistent. ``path`` says
-how the bytes travel: ``direct`` for a connection of our transport (the
-only kind the Dialer reports today); relayed or hole-punched connections
-will report ``relayed``/``punched`` here once the node tracks them.
+how the bytes travel: ``direct`` for a connection our transport dialed or
+accepted, ``hole-punched`` for one a hole punch made (its
+``ConnectionInfo.hole_punched``), and ``relayed`` for a peer we reach only
+through a relay (the snapshot's ``relayed_peers``: such a row has no
+address, direction or times of its own, they are ``null``).
 
 Connection times are on the event loop's clock (``opened_at``); the caller
 passes both clocks' ``now`` so a row's ``since`` is wall-clock Unix time and
@@ -46,10 +48,18 @@ def peers_document(snapshot: NodeSnapshot, *, wall_now: float, loop_now: float,
             "peer_id": str(conn.peer_id),
             "address": str(conn.remote_addr),
             "direction": conn.direction.value,
-            "path": "direct",
+            "path": "hole-punched" if conn.hole_punched else "direct",
             "agent": record.agent_version if record is not None else "",
             "since": round(wall_now - age, 3),
             "connected_s": round(age, 3),
         })
-    return {"peer_id": str(snapshot.peer_id), "count": len(connections),
-            "truncated": len(connections) > limit, "peers": rows}
+    relayed = [peer for peer in snapshot.relayed_peers if not snapshot.connections_to(peer)]
+    for peer in relayed[:max(0, limit - len(rows))]:
+        record = snapshot.peer(peer)
+        rows.append({"peer_id": str(peer), "address": None, "direction": None,
+                     "path": "relayed",
+                     "agent": record.agent_version if record is not None else "",
+                     "since": None, "connected_s": None})
+    count = len(connections) + len(relayed)
+    return {"peer_id": str(snapshot.peer_id), "count": count, "truncated": count > limit,
+            "peers": rows}
