@@ -40,7 +40,7 @@ def peers_document(snapshot: NodeSnapshot, *, wall_now: float, loop_now: float,
     if limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     connections = sorted(snapshot.connections, key=lambda c: (c.opened_at, c.connection_id))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for conn in connections[:limit]:
         record = snapshot.peer(conn.peer_id)
         age = max(0.0, loop_now - conn.opened_at)
