@@ -84,7 +84,7 @@ def test_bad_key_file_is_a_one_line_error(tmp_path: Path, content: bytes, mode: 
 def test_help_lists_existing_commands() -> None:
     out = _autonat("--help")
     assert out.returncode == 0
-    for command in ("id", "demo", "node", "boot", "probe", "status"):
+    for command in ("id", "demo", "node", "boot", "probe", "connect", "status", "sim"):
         assert command in out.stdout
 
 

@@ -659,3 +659,18 @@ def test_config_is_validated() -> None:
             ConnectionConfig(**bad)
     assert ConnectionConfig(idle_timeout=None).idle_timeout is None
 
+
+
+async def test_a_pinned_idle_connection_is_busy_for_eviction() -> None:
+    """A relay reservation pins its connection: a full node must not evict it to admit
+    a newcomer, although no stream is open on it."""
+    from actors.node._dialer import _Busy
+
+    with trio.fail_after(10):
+        async with connected() as pair:
+            busy = _Busy({1: pair.b})
+            assert 1 not in busy and len(busy) == 0  # idle: evictable
+            pair.b.pin()
+            assert pair.b.pinned and 1 in busy and list(busy) == [1]
+            pair.b.unpin()
+            assert not pair.b.pinned and 1 not in busy

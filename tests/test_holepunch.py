@@ -29,6 +29,7 @@ from protocols.holepunch import (
     PunchOutcome,
     SendPunchMessage,
     decode_holepunch_message,
+    own_punch_addrs,
     usable_punch_addrs,
 )
 
@@ -222,6 +223,32 @@ def test_a_direct_connection_by_any_route_ends_it_early() -> None:
     (done,) = initiator.handle_direct_connection(0.01)
     assert isinstance(done, HolePunchFinished) and done.outcome is PunchOutcome.DIRECT
     assert initiator.handle_punch_failed("late", 0.02) == []  # a late dial result
+
+
+def test_the_stream_ending_while_a_message_is_due_fails_but_not_while_dialing() -> None:
+    responder = HolePunch(HolePunchRole.RESPONDER, HolePunchConnect.of((A_ADDR,), EIM), POLICY)
+    (done,) = responder.handle_stream_ended("reset", 0.0)
+    assert isinstance(done, HolePunchFinished) and done.outcome is PunchOutcome.FAILED
+    assert "reset" in done.reason and done.attempts == 0
+    responder = HolePunch(HolePunchRole.RESPONDER, HolePunchConnect.of((A_ADDR,), EIM), POLICY)
+    responder.handle_message(HolePunchConnect.of((B_ADDR,), EIM), 0.0)
+    (dial,) = responder.handle_message(HolePunchSync(), 0.1)
+    assert isinstance(dial, PunchDirect)
+    # the initiator finished first (its punch landed) and closed the stream: keep going
+    assert responder.handle_stream_ended("the peer closed the stream", 0.2) == []
+    (done,) = responder.handle_direct_connection(0.3)
+    assert isinstance(done, HolePunchFinished) and done.outcome is PunchOutcome.DIRECT
+    assert responder.handle_stream_ended("late", 0.4) == []
+
+
+def test_own_addresses_confirmed_first_then_observed_plain_routable_once() -> None:
+    private = WsAddress.parse("/ip4/192.168.1.5/tcp/4001/ws")
+    secure = WsAddress.parse("/ip4/34.83.216.40/tcp/443/wss")
+    observed = (B_ADDR, private, secure, A_ADDR.with_peer_id(None), B_ADDR)
+    assert own_punch_addrs((A_ADDR,), observed, POLICY) == (A_ADDR, B_ADDR)
+    many = tuple(WsAddress.parse(f"/ip4/34.83.216.{i}/tcp/44000/ws") for i in range(20))
+    assert len(own_punch_addrs((), many, POLICY)) == MAX_PUNCH_ADDRS
+    assert own_punch_addrs((), (private,), AddressPolicy(allow_private=True)) == (private,)
 
 
 def test_a_peer_out_of_turn_is_a_protocol_error_ours_out_of_turn_is_a_bug() -> None:

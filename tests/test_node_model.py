@@ -594,3 +594,21 @@ def test_a_successful_dial_back_verifies_that_address(
     record = model.peer(PEERS[0])
     assert record is not None
     assert record.verified_addrs == ((dialed.with_peer_id(PEERS[0]),) if verified else ())
+
+
+def test_relay_paths_reach_the_snapshot_and_an_equal_one_changes_nothing() -> None:
+    from protocols.relay import MAX_RELAYED_PEERS, CircuitAddress, RelayPathsChanged
+
+    model = NodeModel(ME)
+    relay = WsAddress.parse(f"/ip4/34.83.216.1/tcp/44000/ws/p2p/{pid(1)}")
+    paths = RelayPathsChanged((CircuitAddress(relay, ME),), (pid(2),))
+    assert model.handle_event(paths, 1.0)  # a change
+    snap = model.snapshot(1.0)
+    assert snap.relay_addrs == paths.relay_addrs and snap.relayed_peers == (pid(2),)
+    assert model.handle_event(RelayPathsChanged(paths.relay_addrs, (pid(2),)), 2.0) == []
+    model.handle_event(RelayPathsChanged(), 3.0)
+    assert model.snapshot(3.0).relayed_peers == () == model.snapshot(3.0).relay_addrs
+    with pytest.raises(LocalProtocolError, match="at most"):
+        RelayPathsChanged((), tuple(pid(i) for i in range(MAX_RELAYED_PEERS + 1)))
+    bounded = RelayPathsChanged.bounded((), tuple(pid(i) for i in range(MAX_RELAYED_PEERS + 5)))
+    assert len(bounded.relayed_peers) == MAX_RELAYED_PEERS

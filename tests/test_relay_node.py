@@ -127,10 +127,11 @@ async def test_a_node_without_the_service_refuses_hop_streams(
 
 async def test_two_nodes_connected_only_through_a_relay_exchange_identify(
         autojump_clock: trio.testing.MockClock) -> None:
-    # b is private: a firewall refuses every dial towards it (a may still learn its
-    # address, e.g. by peer exchange once the relay dialed b back, and try it)
+    # b and a are private: firewalls refuse every dial towards them (a may still learn
+    # b's address, e.g. by peer exchange once the relay dialed b back, and try it; and
+    # they try to hole-punch, which these firewalls defeat)
     net = MemoryNetwork(dial_filter=lambda local, remote: (
-        "b's firewall" if remote.host == "127.0.0.2" else None))
+        "firewall" if remote.host in ("127.0.0.2", "127.0.0.3") else None))
     with trio.fail_after(60):
         async with node(net, "127.0.0.1", relay_service=True) as relay, \
                 node(net, "127.0.0.2", agent_version="private-b/1") as b, \
@@ -152,6 +153,19 @@ async def test_two_nodes_connected_only_through_a_relay_exchange_identify(
                     probe = await conn.open_stream(DIAL_REQUEST_PROTOCOL_ID)
                     await probe.request({"type": "dial-request", "addrs": [b"x"], "nonce": 1},
                                         timeout=5)
+                assert a.hole_punch is not None  # the firewalls defeat every punch
+                report = await a.hole_punch.next_report(b.peer_id, None)
+                assert (report.outcome.value, report.attempts) == ("failed", 3)
+                assert "attempts failed" in report.reason
+                assert not conn.closed.is_set()  # the relayed connection stays
+                # the snapshots show the path: a circuit address, a relayed-only peer
+                snap_a = await a.wait_for(lambda s: b.peer_id in s.relayed_peers)
+                assert b.peer_id not in snap_a.connected_peers
+                snap_b = await b.wait_for(lambda s: a.peer_id in s.relayed_peers)
+                assert snap_b.relay_addrs == (circuit,)
+            # once the relayed connection ended, the peers are no longer relayed
+            await a.wait_for(lambda s: b.peer_id not in s.relayed_peers)
+            await b.wait_for(lambda s: a.peer_id not in s.relayed_peers)
             # a and b never connected directly
             assert b.peer_id not in {c.peer_id for c in a.snapshot().connections}
             assert a.peer_id not in {c.peer_id for c in b.snapshot().connections}

@@ -217,7 +217,20 @@ async def test_a_second_connection_to_the_same_peer_falls_back_to_an_ephemeral_p
         b_inbox.done.set()
 
 
-class ClientLikePeer:
+class RawPeer:
+    """A plain TCP listener on loopback whose ``_handle`` plays some other party."""
+
+    async def serve(self, nursery: trio.Nursery,
+                    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        task_status.started(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(partial(self._handle, nursery), listeners)
+
+    async def _handle(self, nursery: trio.Nursery, stream: trio.SocketStream) -> None:
+        raise NotImplementedError
+
+
+class ClientLikePeer(RawPeer):
     """A TCP peer that answers our WebSocket upgrade like the far end of a TCP
     simultaneous open: with an upgrade request of its own (only the first
     ``acts_as_client`` connections; later ones get a real WebSocket server)."""
@@ -230,12 +243,6 @@ class ClientLikePeer:
         self.acts_as_client = acts_as_client
         self.source_ports: list[int] = []
         self.done = trio.Event()
-
-    async def serve(self, nursery: trio.Nursery,
-                    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        task_status.started(listeners[0].socket.getsockname()[1])
-        await trio.serve_listeners(partial(self._handle, nursery), listeners)
 
     async def _handle(self, nursery: trio.Nursery, stream: trio.SocketStream) -> None:
         self.source_ports.append(stream.socket.getpeername()[1])
@@ -295,19 +302,13 @@ async def test_a_peer_that_answers_garbage_is_a_dial_error_not_a_simultaneous_op
 # --- hole punching: a dial in a given WebSocket role ----------------------------------
 
 
-class AcceptingClient:
+class AcceptingClient(RawPeer):
     """A peer that accepts our TCP connection and then acts as the WebSocket *client*
     on it - what the designated client of a simultaneous open does."""
 
     def __init__(self) -> None:
         self.received: list[bytes] = []
         self.done = trio.Event()
-
-    async def serve(self, nursery: trio.Nursery,
-                    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        task_status.started(listeners[0].socket.getsockname()[1])
-        await trio.serve_listeners(partial(self._handle, nursery), listeners)
 
     async def _handle(self, nursery: trio.Nursery, stream: trio.SocketStream) -> None:
         ws = await trio_websocket.wrap_client_stream(nursery, stream, "127.0.0.1", "/")
@@ -323,6 +324,7 @@ async def test_a_punch_as_server_answers_the_peers_upgrade_request() -> None:
         port = await nursery.start(peer.serve, nursery)
         async with a.punch(ws_addr(port=port), as_client=False) as out:
             assert out.local_addr.port == a_bound.port  # from the listen port
+            assert not out.is_client  # the role our handshake follows
             assert await out.receive() == b"from the client"
             await out.send(b"from the server")
             with trio.fail_after(5):
@@ -342,6 +344,7 @@ async def test_a_punch_as_server_that_reached_a_listener_becomes_the_client(
         async with a.punch(b_bound, as_client=False) as out:
             inbound = await b_inbox.next()
             assert inbound.remote_addr == a_bound == out.local_addr
+            assert out.is_client  # the role it fell back to, so ours is the other's
             await out.send(b"works")
             assert await inbound.receive() == b"works"
         assert trio.current_time() - started >= PUNCH_ROLE_WAIT  # it listened first

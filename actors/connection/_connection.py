@@ -309,6 +309,11 @@ class Connection:
         something lives on it without an open stream, e.g. a relay reservation."""
         self._pins += 1
 
+    @property
+    def pinned(self) -> bool:
+        """Something lives on the connection without an open stream (see :meth:`pin`)."""
+        return self._pins > 0
+
     def unpin(self) -> None:
         self._pins -= 1
         self._rearm()

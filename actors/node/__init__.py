@@ -13,6 +13,7 @@ from ._autonat_server import AutonatServerStatistics
 from ._bootstrap import BootstrapFetcher, ClientFactory
 from ._dialback import DialBackStatistics
 from ._dialer import Dialer, DialerState, DialerStatistics, DialFailure
+from ._holepunch import HolePunchReport, HolePunchService, HolePunchStatistics
 from ._identify import (
     IdentifyActor,
     IdentifyResponder,
@@ -55,6 +56,9 @@ __all__ = [
     "Dialer",
     "DialerState",
     "DialerStatistics",
+    "HolePunchReport",
+    "HolePunchService",
+    "HolePunchStatistics",
     "IdentifyActor",
     "IdentifyPushed",
     "IdentifyResponder",

@@ -117,9 +117,9 @@ __all__ = ["DIAL_BACK_GRACE", "AutonatProbe", "AutonatState", "SmallNetworkWait"
 _PROBE_FAILURES: tuple[type[BaseException], ...] = (*EXCHANGE_FAILURES, trio.ClosedResourceError)
 """What a server or the network can do to one probe: an ERROR result, never a crash."""
 DIAL_BACK_GRACE = 1.0
+"""After an OK response, how long the dial-back may still take to be seen."""
 _MAX_EARLY_IDENTIFIED = 64
 """Identify results kept for peer exchange until their connection is reported."""
-"""After an OK response, how long the dial-back may still take to be seen."""
 
 
 def reachability_log(event: ReachabilityEvent) -> tuple[str, dict[str, object]]:

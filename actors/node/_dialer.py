@@ -18,8 +18,13 @@ does three things concurrently in its own nursery:
   ``DialPeer`` commands, and each dial is a task (TCP + WebSocket +
   handshake, each step with its own timeout);
 * **handles commands** from its mailbox: ``PeersFound`` (new candidates,
-  also forwarded to the StatusTracker) and ``Connect`` (an explicit dial
-  with a reply channel, used by ``node.connect``).
+  also forwarded to the StatusTracker), ``Connect`` (an explicit dial
+  with a reply channel, used by ``node.connect``) and ``Punch`` (a hole-punch
+  dial, ``Transport.punch`` from the listen port in the WebSocket role the
+  exchange assigned, used by :mod:`actors.node._holepunch`: the connection
+  is authenticated in the role the WebSocket handshake actually took and
+  registered like any other, marked ``hole_punched``; a failed punch is not
+  a failed dial - the peer's address was a NAT mapping, not one to redial).
 
 A failed dial is remembered per peer (address, reason, count; in
 :class:`DialerState`, so restarts keep it) until that peer connects, and
@@ -60,6 +65,7 @@ refused by the connection layer.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -110,6 +116,7 @@ from ._messages import (
     ConnectionOpened,
     DialerCommand,
     DialFailed,
+    Punch,
     TrackerEvent,
 )
 
@@ -163,6 +170,10 @@ class DialerStatistics:
     self_connections: int = 0
     """Inbound connections that proved to come from this node itself (hairpin tests),
     closed after the handshake and never registered."""
+    punches_started: int = 0
+    """Hole-punch dials (one per address of each attempt)."""
+    punches_failed: int = 0
+    """Hole-punch dials that made no connection."""
 
 
 @dataclass
@@ -172,16 +183,19 @@ class _Live:
 
 
 class _Busy(Collection[int]):
-    """Admission slots whose connection has open streams (never evicted); looked up
-    lazily, so the admission rules only pay for it when the node is full. A slot
-    still in its handshake (a bare frame stream) is not busy."""
+    """Admission slots whose connection has open streams or is pinned (a relay
+    reservation lives on it), never evicted; looked up lazily, so the admission
+    rules only pay for it when the node is full. A slot still in its handshake (a
+    bare frame stream) is not busy. Pins are bounded by the relay's own limits
+    (reservations in total, per IP and per subnet)."""
 
     def __init__(self, slots: dict[int, Connection | FrameStream]) -> None:
         self._slots = slots
 
     def __contains__(self, slot: object) -> bool:
         connection = self._slots.get(slot)  # type: ignore[call-overload]
-        return isinstance(connection, Connection) and connection.statistics().open_streams > 0
+        return isinstance(connection, Connection) and (
+            connection.pinned or connection.statistics().open_streams > 0)
 
     def __iter__(self) -> Iterator[int]:
         return (slot for slot in self._slots if slot in self)
@@ -236,7 +250,7 @@ class Dialer:
         self._driver = TimeoutDriver[DialCommand](state.planner)
         self._counts = dict.fromkeys(
             ("dials_started", "dials_failed", "inbound_refused", "duplicates_closed",
-             "self_connections"), 0)
+             "self_connections", "punches_started", "punches_failed"), 0)
         self._log = get_logger("actors.dialer", actor="dialer", node=str(keypair.peer_id))
 
     def statistics(self) -> DialerStatistics:
@@ -290,6 +304,9 @@ class Dialer:
                             new_peers=planner.statistics().peers_learned - learned)
             await self._tracker.send(command)
             self._driver.wake()
+        elif isinstance(command, Punch):
+            self._counts["punches_started"] += 1
+            nursery.start_soon(self._punch, command)
         else:
             self._connect(command, nursery)
 
@@ -335,6 +352,38 @@ class Dialer:
             else:
                 self._dial_failed(addr, str(exc), command,
                                   mismatch=isinstance(exc.__cause__, PeerIdMismatch))
+
+    async def _punch(self, command: Punch) -> None:
+        """One hole-punch dial: connect and handshakes within ``command.timeout``, then
+        served (and registered) like any connection for as long as it lives."""
+        addr, peer = command.addr, command.addr.peer_id
+        assert peer is not None  # Punch validates it
+        established = False
+        scope = trio.CancelScope(deadline=trio.current_time() + command.timeout)
+        try:
+            with scope:
+                async with self._transport.punch(addr, as_client=command.as_client) as stream:
+                    # the role the WebSocket handshake took (a punch that reached the
+                    # peer's listener falls back to the client's), so ours is the other's
+                    initiator = bool(getattr(stream, "is_client", command.as_client))
+                    async with _open_connection(
+                        stream, self._keypair, initiator=initiator, expected_peer=peer,
+                        handlers=self._handlers, config=self._conn_config) as connection:
+                        established = True
+                        scope.deadline = math.inf
+                        await self._serve(connection, command)
+        except CONNECT_FAILURES as exc:
+            if not established:
+                self._punch_failed(command, str(exc))
+            return
+        if not established:
+            self._punch_failed(command, f"no connection within {command.timeout:g} s")
+
+    def _punch_failed(self, command: Punch, reason: str) -> None:
+        self._counts["punches_failed"] += 1
+        self._log.info("punch failed", peer=str(command.addr.peer_id), addr=str(command.addr),
+                       reason=reason)
+        command.reply.reply(DialFailed(command.addr, reason))
 
     def _dial_failed(self, addr: WsAddress, reason: str, command: Connect | None, *,
                      mismatch: bool = False) -> None:
@@ -439,7 +488,7 @@ class Dialer:
         self._slots.pop(slot, None)
         self._admission.handle_closed(slot)
 
-    async def _serve(self, connection: Connection, command: Connect | None, *,
+    async def _serve(self, connection: Connection, command: Connect | Punch | None, *,
                      slot: int | None = None) -> None:
         """Serve an authenticated connection; an outbound one takes its slot here."""
         if slot is not None:
@@ -455,7 +504,8 @@ class Dialer:
         finally:
             self._release(slot)
 
-    async def _serve_admitted(self, connection: Connection, command: Connect | None) -> None:
+    async def _serve_admitted(self, connection: Connection,
+                              command: Connect | Punch | None) -> None:
         existing = self._live.get(connection.peer_id)
         if existing is None:
             await self._serve_registered(connection, command)
@@ -496,11 +546,13 @@ class Dialer:
             await connection.aclose("duplicate connection (simultaneous dial)")
             return False
 
-    async def _serve_registered(self, connection: Connection, command: Connect | None) -> None:
+    async def _serve_registered(self, connection: Connection,
+                                command: Connect | Punch | None) -> None:
         info = ConnectionInfo(
             connection_id=next(self._state.connection_ids), peer_id=connection.peer_id,
             direction=connection.direction, local_addr=connection.local_addr,
-            remote_addr=connection.remote_addr, opened_at=connection.opened_at)
+            remote_addr=connection.remote_addr, opened_at=connection.opened_at,
+            hole_punched=isinstance(command, Punch))
         self._live[connection.peer_id] = _Live(info, connection)
         self._state.planner.handle_connected(connection.peer_id, trio.current_time())
         self._state.failing.pop(connection.peer_id, None)

@@ -43,6 +43,23 @@ class Connect:
 
 
 @dataclass(frozen=True)
+class Punch:
+    """Ask the Dialer for a hole-punch dial to ``addr`` (``.../p2p/<peer>``): from the
+    listen port, in the WebSocket role ``as_client`` (see ``Transport.punch``), the
+    connect and handshakes bounded by ``timeout``; the connection is registered like
+    any other. Answered like :class:`Connect`."""
+
+    addr: WsAddress
+    as_client: bool
+    timeout: float
+    reply: ReplySender[ConnectionInfo | DialFailed]
+
+    def __post_init__(self) -> None:
+        if self.addr.peer_id is None:
+            raise ValueError(f"cannot punch to {self.addr}: it lacks /p2p/<peer id>")
+
+
+@dataclass(frozen=True)
 class ConnectionOpened:
     """A new authenticated connection, with the handle to open streams on it."""
 
@@ -71,7 +88,7 @@ class IdentifyPushed:
     message: Identify
 
 
-DialerCommand = PeersFound | Connect
+DialerCommand = PeersFound | Connect | Punch
 ConnectionNotice = ConnectionOpened | ConnectionGone
 """What the Dialer tells its listeners (Identify, AutoNAT) about each connection."""
 IdentifyInput = ConnectionOpened | ConnectionGone | IdentifyPushed

@@ -64,6 +64,7 @@ from protocols import (
     WsAddress,
 )
 from protocols.bootstrap import PEER_EXCHANGE_PROTOCOL_ID, PeerExchangePlan, PeerExchangeStatistics
+from protocols.holepunch import HOLEPUNCH_PROTOCOL_ID
 from protocols.relay import HOP_PROTOCOL_ID, STOP_PROTOCOL_ID, CircuitAddress
 from protocols.stun import UdpDiscoveryPlan, UdpDiscoveryStatistics
 
@@ -85,6 +86,7 @@ from ._bootstrap import BootstrapFetcher, ClientFactory
 from ._dialback import DialBackReceiver, DialBackStatistics
 from ._dialer import Dialer, DialerState, DialerStatistics
 from ._hairpin import HairpinTester
+from ._holepunch import HolePunchService, HolePunchStatistics
 from ._identify import (
     IdentifyActor,
     IdentifyResponder,
@@ -156,6 +158,8 @@ class NodeStatistics:
     """Our relay service: reservations and circuits (None: ``relay_service`` is off)."""
     relay_client: RelayClientStatistics | None = None
     """Our reservations on relays and the relayed connections we dialed and accepted."""
+    hole_punch: HolePunchStatistics | None = None
+    """Our hole-punch exchanges: outcomes, attempts, time to a direct connection."""
 
     # Views of ``autonat_client`` (read-only; nothing here is counted twice).
 
@@ -206,7 +210,8 @@ class Node:
                  exchange_plan: PeerExchangePlan | None = None,
                  hairpin: HairpinTester | None = None,
                  relay: RelayService | None = None,
-                 relay_client: RelayClient | None = None) -> None:
+                 relay_client: RelayClient | None = None,
+                 hole_punch: HolePunchService | None = None) -> None:
         self.keypair = keypair
         self.config = config
         self._watch = watch
@@ -229,6 +234,8 @@ class Node:
         self._hairpin = hairpin
         self._relay = relay
         self._relay_client = relay_client
+        self.hole_punch = hole_punch
+        """The hole-punch service (reports per peer: ``report_for``, ``next_report``)."""
 
     @property
     def peer_id(self) -> PeerId:
@@ -315,6 +322,10 @@ class Node:
         """Our ``/p2p-circuit`` addresses, through the relays we hold a reservation on."""
         return self._client().circuit_addrs()
 
+    def relayed_peers(self) -> tuple[PeerId, ...]:
+        """Peers we hold a live relayed connection with, sorted."""
+        return self._client().statistics().relayed_peers
+
     def _client(self) -> RelayClient:
         if self._relay_client is None:  # pragma: no cover - _build always makes one
             raise RuntimeError("this node has no relay client")
@@ -342,7 +353,8 @@ class Node:
                                   if self._exchange_plan else None),
             hairpin=self._hairpin.statistics() if self._hairpin else None,
             relay=self._relay.statistics() if self._relay else None,
-            relay_client=self._relay_client.statistics() if self._relay_client else None)
+            relay_client=self._relay_client.statistics() if self._relay_client else None,
+            hole_punch=self.hole_punch.statistics() if self.hole_punch else None)
 
     def probes_served(self) -> int:
         """AutoNAT dial requests this node's server answered (``/status``'s ``probes_served``)."""
@@ -428,8 +440,12 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         return dialer.connection_to(peer)  # the Dialer is made below
 
     relay_client = RelayClient(config=config, keypair=keys, connection_to=connection_to,
-                               rng=rng)
+                               rng=rng, tracker=boxes.tracker.sender())
     handlers[STOP_PROTOCOL_ID] = relay_client.serve_stop
+    hole_punch = HolePunchService(config=config, watch=watch, dialer=boxes.dialer.sender(),
+                                  connection_to=connection_to, node=keys.peer_id)
+    handlers[HOLEPUNCH_PROTOCOL_ID] = hole_punch.serve  # served on relayed connections only
+    relay_client.on_accepted = hole_punch.initiate
     responder = IdentifyResponder(
         keypair=keys, config=config, watch=watch, actor=boxes.identify.sender(),
         protocols=(IDENTIFY_PROTOCOL_ID, IDENTIFY_PUSH_PROTOCOL_ID, *handlers),
@@ -464,7 +480,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         config=config, keypair=keys, transport=transport,
         state=DialerState(_planner(config, keys, rng)), inbox=boxes.dialer.receiver(),
         tracker=boxes.tracker.sender(),
-        listeners=[boxes.identify.sender(), boxes.autonat.sender()], handlers=handlers,
+        listeners=[boxes.identify.sender(), boxes.autonat.sender(), hole_punch],
+        handlers=handlers,
         pulse=pulse)
     fetcher = BootstrapFetcher(config=config, dialer=boxes.dialer.sender(), watch=watch,
                                local_peer=keys.peer_id, rng=rng, pulse=pulse,
@@ -490,7 +507,7 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
                 fetcher=fetcher, transport=transport, stun_server=stun_server,
                 udp_profiler=udp_profiler, exchange_server=exchange_server,
                 exchange_plan=exchange_plan, hairpin=hairpin, relay=relay,
-                relay_client=relay_client)
+                relay_client=relay_client, hole_punch=hole_punch)
 
 
 def _relay_addrs(watch: Watch[NodeSnapshot]) -> tuple[WsAddress, ...]:

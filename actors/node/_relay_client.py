@@ -27,7 +27,9 @@ whose bookkeeping assumes a connection's remote address is the peer's.
 * :meth:`RelayClient.serve_stop`: the stop protocol, accepted only from
   relays the node holds a reservation on and at most
   :data:`MAX_ACCEPTED_CIRCUITS` at once; the relayed connection is served
-  until it closes.
+  until it closes, after :attr:`RelayClient.on_accepted` ran on it (the
+  node's hole punch, :mod:`actors.node._holepunch`, which may add a direct,
+  registered connection to the same peer; the relayed one stays).
 * :meth:`RelayClient.run` (a supervised child, ``relay-client``, when
   ``relay_reservations`` > 0) drives the sans-io
   :class:`~protocols.relay.RelayPlanner`: from each snapshot it takes the
@@ -44,8 +46,8 @@ whose bookkeeping assumes a connection's remote address is the peer's.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -68,6 +70,7 @@ from protocols.relay import (
     STOP_PROTOCOL_ID,
     CircuitAddress,
     CircuitLimit,
+    RelayPathsChanged,
     RelayPlanner,
     RelayPlannerStatistics,
     RelayStatus,
@@ -82,7 +85,8 @@ from ..connection import (
     ProtocolHandler,
     Stream,
 )
-from ..runtime import TimeoutDriver, Watch, get_logger
+from ..runtime import MailboxSender, TimeoutDriver, Watch, get_logger
+from ._messages import TrackerEvent
 from ._relay_circuit import (
     RelayRefused,
     accept_relayed,
@@ -136,6 +140,8 @@ class RelayClientStatistics:
     """Stop requests refused (no reservation on that relay, or too many circuits)."""
     planner: RelayPlannerStatistics | None = None
     """The choice of relays (None: ``relay_reservations`` is 0)."""
+    relayed_peers: tuple[PeerId, ...] = ()
+    """Peers we hold a live relayed connection with (dialed or accepted), sorted."""
 
 
 class RelayClient:
@@ -143,7 +149,8 @@ class RelayClient:
 
     def __init__(self, *, config: NodeConfig, keypair: Keypair,
                  connection_to: Callable[[PeerId], Connection | None],
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 tracker: MailboxSender[TrackerEvent] | None = None) -> None:
         self._config = config
         wanted = config.relay.relay_reservations
         self.planner = (RelayPlanner(backoff=RETRY, rng=rng or random.Random(), wanted=wanted)
@@ -157,7 +164,16 @@ class RelayClient:
         self._manual: set[PeerId] = set()
         self.advertised_addrs: Watch[tuple[bytes, ...]] = Watch(())
         """:meth:`advertised`, republished when it changes (Identify pushes it)."""
+        self.paths: Watch[RelayPathsChanged] = Watch(RelayPathsChanged())
+        """Our circuit addresses and relayed-only peers, republished when they change;
+        :meth:`run` forwards them to the StatusTracker (the snapshot's ``relay_addrs``
+        and ``relayed_peers``)."""
+        self._tracker = tracker
         self._accepting = 0
+        self._relayed: dict[PeerId, int] = {}
+        self.on_accepted: Callable[[Connection], Awaitable[None]] | None = None
+        """Run on each relayed connection we accept, before waiting for its end (the hole
+        punch's initiator; must not raise for the peer's or the path's doing)."""
         self._counts = dict.fromkeys(
             ("reservations_refused", "dialed", "accepted", "refused_stops"), 0)
         self._log = get_logger("actors.relay", actor="relay-client", node=str(keypair.peer_id))
@@ -169,6 +185,7 @@ class RelayClient:
     def statistics(self) -> RelayClientStatistics:
         return RelayClientStatistics(
             reservations=tuple(self._reservations.values()),
+            relayed_peers=tuple(sorted(self._relayed, key=str)),
             planner=self.planner.statistics() if self.planner else None, **self._counts)
 
     def circuit_addrs(self) -> tuple[CircuitAddress, ...]:
@@ -197,6 +214,17 @@ class RelayClient:
         current = self.advertised()
         if current != self.advertised_addrs.get():
             self.advertised_addrs.set(current)
+        self._publish_paths()
+
+    def _publish_paths(self) -> None:
+        paths = RelayPathsChanged.bounded(self.circuit_addrs(),
+                                          tuple(sorted(self._relayed, key=str)))
+        if paths != self.paths.get():
+            self.paths.set(paths)
+
+    async def _forward_paths(self, tracker: MailboxSender[TrackerEvent]) -> None:
+        async for paths in self.paths.subscribe():
+            await tracker.send(paths)
 
     # --- the planner's driver (a supervised child when relay_reservations > 0) ---
 
@@ -213,6 +241,8 @@ class RelayClient:
                     nursery.start_soon(self._reserve_for, planner, driver, command, execute)
 
             nursery.start_soon(driver.run, execute)
+            if self._tracker is not None:
+                nursery.start_soon(self._forward_paths, self._tracker)
             task_status.started()
             async for snapshot in watch.subscribe():
                 await execute(self._follow(planner, snapshot))
@@ -327,7 +357,19 @@ class RelayClient:
                                 timeout=self._config.relay.relay_connect_timeout
                                 + _ANSWER_SLACK) as conn:
             self._counts["dialed"] += 1
-            yield conn
+            with self._live(conn.peer_id):
+                yield conn
+
+    @contextmanager
+    def _live(self, peer: PeerId) -> Iterator[None]:
+        """Count a relayed connection with ``peer`` while it lives (and republish
+        :attr:`paths` as it starts and ends)."""
+        try:
+            with _counted(self._relayed, peer):
+                self._publish_paths()
+                yield
+        finally:
+            self._publish_paths()
 
     async def serve_stop(self, stream: Stream[Connection]) -> None:
         """The stop protocol: a relay we reserved on brings us a relayed connection."""
@@ -346,11 +388,25 @@ class RelayClient:
                 self._counts["accepted"] += 1
                 self._log.info("relayed connection accepted", relay=str(relay),
                                peer=str(conn.peer_id))
-                await conn.closed.wait()
+                with self._live(conn.peer_id):
+                    if self.on_accepted is not None:
+                        await self.on_accepted(conn)
+                    await conn.closed.wait()
         except _ACCEPT_FAILURES as exc:
             self._log.info("relayed connection failed", relay=str(relay), error=str(exc))
         finally:
             self._accepting -= 1
+
+
+@contextmanager
+def _counted(live: dict[PeerId, int], peer: PeerId) -> Iterator[None]:
+    live[peer] = live.get(peer, 0) + 1
+    try:
+        yield
+    finally:
+        live[peer] -= 1
+        if not live[peer]:
+            del live[peer]
 
 
 _ACCEPT_FAILURES: Final[tuple[type[Exception], ...]] = (

@@ -35,6 +35,7 @@ from ._mailbox import (
     call,
 )
 from ._pulse import Pulse
+from ._service_notify import ServiceNotifier
 from ._supervisor import InjectedFault, Supervisor, SupervisorEscalation
 from ._timers import TIMER_TASK_NAME, Timer, TimerService, call_at, current_timer_service
 from ._watch import Watch, WatchClosed, WatchStatistics, WatchSubscription
@@ -59,6 +60,7 @@ __all__ = [
     "Pulse",
     "ReplySender",
     "Restart",
+    "ServiceNotifier",
     "Supervisor",
     "SupervisorEscalation",
     "SupervisorStatistics",

@@ -26,15 +26,27 @@ to a node, ``node`` (our full peer id, once); a remote peer is ``peer``.
 format for people: local ``HH:MM:SS.mmm`` time, narrow level and event
 columns, fields in the order they were bound, and every peer id shortened
 to its last 8 characters (as ``autonat demo`` prints them).
+
+Under systemd, stderr goes to the journal, which stamps every line itself
+and reads a syslog priority prefix (``<3>`` error ... ``<7>`` debug,
+``SyslogLevelPrefix=`` is on by default). ``auto`` recognises that case
+the way ``sd_journal_stream_fd(3)`` documents it - ``$JOURNAL_STREAM``
+holds the ``device:inode`` of the journal's stream and it is the one our
+stderr is - and then writes the ``journal`` format: the priority prefix and
+plain ``key=value`` (logfmt) fields, ``event`` first, full peer ids, no
+timestamp and no colour, so ``journalctl -p warning`` filters by level and
+the lines stay greppable. ``auto`` is thus: console on a terminal, journal
+under journald, JSON lines otherwise (pipes, files, containers).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol, TextIO, cast
 
 import structlog
@@ -42,7 +54,7 @@ from structlog.typing import Context, EventDict, FilteringBoundLogger, Processor
 
 __all__ = ["LogFormat", "configure_logging", "get_logger", "node_field"]
 
-LogFormat = Literal["json", "console", "auto"]
+LogFormat = Literal["json", "console", "journal", "auto"]
 LogMethod = Callable[..., Any]
 
 QUIET_BELOW: int = logging.WARNING
@@ -283,24 +295,31 @@ async def _adrop(event: str, *args: Any, **kw: Any) -> None:
 
 
 def configure_logging(
-    fmt: LogFormat | str = "auto", level: str = "info", *, file: TextIO | None = None
+    fmt: LogFormat | str = "auto", level: str = "info", *, file: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
-    """Configure structlog for the whole process; ``auto`` means console on a TTY.
+    """Configure structlog for the whole process; ``auto`` means console on a TTY,
+    journal under journald (``environ``'s ``JOURNAL_STREAM``), JSON lines otherwise.
 
     Lines go to ``file`` (default ``sys.stderr``, looked up now).
     """
-    if fmt not in ("json", "console", "auto"):
-        raise ValueError(f"unknown log format {fmt!r}: use json, console or auto")
+    if fmt not in ("json", "console", "journal", "auto"):
+        raise ValueError(f"unknown log format {fmt!r}: use json, console, journal or auto")
     numeric = logging.getLevelNamesMapping().get(level.upper())
     if numeric is None:
         raise ValueError(f"unknown log level {level!r}: use debug, info, warning or error")
     stream = file if file is not None else sys.stderr
     tty = stream.isatty()
+    if fmt == "auto" and not tty and under_journald(
+            stream, os.environ if environ is None else environ):
+        fmt = "journal"
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
     ]
-    if fmt == "json" or (fmt == "auto" and not tty):
+    if fmt == "journal":
+        processors += [structlog.processors.format_exc_info, _journal_line]
+    elif fmt == "json" or (fmt == "auto" and not tty):
         processors += [
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -320,6 +339,33 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+
+
+SYSLOG_PRIORITY: dict[str, int] = {
+    "debug": 7, "info": 6, "warning": 4, "warn": 4, "error": 3, "exception": 3,
+    "critical": 2, "fatal": 2,
+}
+"""structlog level -> syslog priority, the ``<N>`` prefix journald reads."""
+_LOGFMT = structlog.processors.LogfmtRenderer(key_order=["event"])
+
+
+def under_journald(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """Whether ``stream`` is the journal's stream that ``$JOURNAL_STREAM`` names."""
+    expected = environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # closed, or no file descriptor (StringIO)
+        return False
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
+def _journal_line(logger: object, method: str, event: EventDict) -> str:
+    """``<priority>event="..." key=value ...``: one line for journald (see the module doc)."""
+    level = str(event.pop("level", method))
+    priority = SYSLOG_PRIORITY.get(level, 6)
+    return f"<{priority}>{_LOGFMT(logger, method, event)}"
 
 
 def _console_time(logger: object, method: str, event: EventDict) -> EventDict:

@@ -247,6 +247,17 @@ class Supervisor:
             children=tuple(child.statistics() for child in self._children),
         )
 
+    def healthy(self) -> bool:
+        """True while running with no escalation under way and no child given up as failed.
+
+        What the service manager's watchdog is fed from (``WATCHDOG=1`` only
+        while healthy, see :class:`~actors.runtime.ServiceNotifier`): a child
+        restarting within the budget is healthy, an escalation or a failed
+        child that will not come back is not.
+        """
+        return (self._running and self._stop is None
+                and all(child.state is not ChildState.FAILED for child in self._children))
+
     def inject_fault(self, child_name: str, reason: str = "injected for testing") -> None:
         """Crash the running incarnation of ``child_name`` with :class:`InjectedFault`.
 

@@ -25,12 +25,14 @@ from ..node import load_or_create_keypair
 from ._cli_commands import (
     CliError,
     cmd_boot,
+    cmd_connect,
     cmd_demo,
     cmd_node,
     cmd_probe,
     cmd_status,
     is_interrupt,
 )
+from ._cli_ops import add_ops_commands, add_watch_flags, cmd_status_or_watch
 from ._cli_settings import KEY_FILE_NAME, add_node_flags, default_data_dir
 from ._cli_sim import add_sim_flags, cmd_sim
 
@@ -138,6 +140,17 @@ def build_parser() -> _Parser:
     p_probe.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p_probe.set_defaults(func=cmd_probe)
 
+    p_connect = sub.add_parser("connect", help="reach one peer: direct, hole-punched or "
+                               "relayed", description=cmd_connect.__doc__)
+    p_connect.add_argument("target", metavar="TARGET",
+                           help="a multiaddr (.../p2p/ID or .../p2p-circuit/p2p/ID) or a "
+                           "peer id")
+    add_node_flags(p_connect, probe=True)
+    p_connect.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                           help="give up after S seconds (default 30)")
+    p_connect.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p_connect.set_defaults(func=cmd_connect)
+
     p_sim = sub.add_parser("sim", help="simulate a network of nodes behind modelled NATs",
                            description=(cmd_sim.__doc__ or "") + " Exit status: 0 when every "
                            "verdict is right, 2 when some is not, 1 on an error.")
@@ -150,6 +163,9 @@ def build_parser() -> _Parser:
                           help="the node's HTTP API (default 127.0.0.1:7888)")
     p_status.add_argument("--json", action="store_true", help="print the raw JSON document")
     p_status.set_defaults(func=cmd_status)
+    add_watch_flags(p_status)
+    p_status.set_defaults(func=cmd_status_or_watch)
+    add_ops_commands(sub, parser)
     parser.commands = dict(sub.choices)
     return parser
 

@@ -1,10 +1,12 @@
-"""The CLI's node-running commands: ``node``, ``boot``, ``probe``, ``status``, ``demo``.
+"""The CLI's node-running commands: ``node``, ``boot``, ``probe``, ``connect``, ``status``,
+``demo``.
 
 Each ``cmd_*`` takes the parsed arguments and returns the exit status; user
 errors are raised as :class:`CliError` (one line, exit 1). ``node`` and
 ``boot`` run until SIGINT or SIGTERM and then shut down cleanly (actors stop
 in reverse order, the peer store is saved, the HTTP server drains).
-``probe`` runs a temporary node until it has a verdict or times out.
+``probe`` runs a temporary node until it has a verdict or times out;
+``connect`` runs one until it reached a peer (:mod:`actors.surfaces._cli_connect`).
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from protocols import (
 )
 
 from ..node import load_or_create_keypair, open_node
-from ..runtime import configure_logging, get_logger
+from ..runtime import ServiceNotifier, configure_logging, get_logger
 from ..transport import check_tls_files
+from ._cli_connect import TargetError, connect_to, parse_target, print_connect
 from ._cli_probe import (
     ProgressPrinter,
     no_verdict_reason,
@@ -58,6 +61,7 @@ from ._cli_settings import (
     load_node_config,
 )
 from ._explain import ProfileFacts, explain, hairpinning_text, wrap
+from ._service import run_service_notify, service_notifier
 
 EXIT_OK, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2
 MAPPING_GRACE = 2.0
@@ -237,6 +241,7 @@ def user_facing_cause(exc: BaseException) -> OSError | KeyFileError | ConfigErro
 
 async def _daemon(config: NodeConfig, keypair: Keypair | None = None) -> None:
     log = get_logger("actors.cli", actor="cli")
+    notifier = _service_notifier()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_node(config, keypair=keypair) as node, trio.open_nursery() as nursery:
             http = "off"
@@ -251,10 +256,21 @@ async def _daemon(config: NodeConfig, keypair: Keypair | None = None) -> None:
                 print(f"listening on {addr}", flush=True)
             print(f"http api {http}", flush=True)
             log.info("node running", node=str(node.peer_id), http=http)
+            if notifier is not None:  # READY=1: listening and serving
+                await nursery.start(run_service_notify, node, notifier)
             async for signum in signals:
                 log.info("shutting down", signal=signal.Signals(signum).name)
                 break
             nursery.cancel_scope.cancel()
+
+
+def _service_notifier() -> ServiceNotifier | None:
+    """systemd's ``NOTIFY_SOCKET`` (None: not a ``Type=notify`` service); a malformed value
+    is one line."""
+    try:
+        return service_notifier()
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
 
 
 # --- probe ------------------------------------------------------------------------
@@ -387,30 +403,93 @@ def _print_probe(result: dict[str, Any]) -> None:
     print(f"elapsed      {result['elapsed_s']} s to the verdict, {result['total_s']} s in all")
 
 
+# --- connect ----------------------------------------------------------------------
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    """Run a temporary node, connect to TARGET and print the path: direct, hole-punched
+    (a relayed connection replaced by a direct one) or relayed (and why the hole punch
+    did not work). TARGET is a multiaddr (.../p2p/ID, or a relayed
+    .../p2p/RELAY/p2p-circuit/p2p/ID) or a peer id the boot list or the node's peers
+    make known (its addresses are tried directly, then circuits through the connected
+    relays). Exit status 0 when connected, 1 when not or on an error.
+    """
+    if args.timeout <= 0:
+        raise CliError(f"--timeout must be > 0, got {args.timeout}")
+    try:
+        parse_target(args.target)
+    except TargetError as exc:
+        raise CliError(str(exc)) from exc
+    listen = () if args.listen else ("/ip4/0.0.0.0/tcp/0/ws",)
+    extra: dict[str, Any] = {"http_listen": "", "data_dir": "", "key_file": ""}
+    if listen:
+        extra["listen"] = listen
+    config = _config(args, None, **extra)
+    configure_logging(config.logging.log_format if args.log_format else "console",
+                      config.logging.log_level if args.log_level else "warning")
+    try:
+        result = trio.run(_connect, config, args.target, args.timeout)
+    except (OSError, ConfigError) as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_connect(result)
+    return EXIT_OK if result["path"] else EXIT_ERROR
+
+
+async def _connect(config: NodeConfig, target: str, timeout: float) -> dict[str, Any]:
+    """Bootstrap (until a peer is connected, within ``timeout``), then connect."""
+    started = trio.current_time()
+    async with open_node(config) as node:
+        if config.bootstrap.boot_urls or config.peers:
+            with trio.move_on_after(timeout):
+                await node.wait_for(lambda s: bool(s.connections))
+        remaining = max(0.1, timeout - (trio.current_time() - started))
+        return await connect_to(node, target, remaining)
+
+
 # --- status -------------------------------------------------------------------------
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    """Read a running node's /status and summarise it."""
+def read_api(http: str, path: str, timeout: float = 5.0) -> dict[str, Any]:
+    """GET ``path`` of the node API at ``http`` (``HOST:PORT``): its JSON object, or a
+    :class:`CliError` saying what failed and what to check."""
     try:
-        host, port = parse_host_port(args.http)
+        host, port = parse_host_port(http)
     except ValueError as exc:
         raise CliError(f"--http: {exc}") from exc
-    url = f"http://{host_port(host, port)}/status"
+    url = f"http://{host_port(host, port)}{path}"
     import httpx  # here: the commands that need no HTTP client start faster
 
     try:
-        response = httpx.get(url, timeout=5.0, trust_env=False)
+        response = httpx.get(url, timeout=timeout, trust_env=False)
         response.raise_for_status()
         document = response.json()
     except (httpx.HTTPError, ValueError) as exc:
         raise CliError(f"cannot read {url}: {exc} (is a node running with --http "
-                       f"{args.http}?)") from exc
+                       f"{http}?)") from exc
     if not isinstance(document, dict):
         raise CliError(f"{url} did not return a JSON object")
+    return document
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Read a running node's /status and summarise it."""
+    document = read_api(args.http, "/status")
     if args.json:
         print(json.dumps(document))
         return EXIT_OK
+    print_status_facts(document)
+    own = [a for a in document.get("peer_addrs") or []
+           if isinstance(a, str) and a.endswith(f"/p2p/{document.get('peer_id')}")]
+    _print_explanation(ProfileFacts.from_document(
+        document, listen_port=_fixed_port(tuple(own)), one_shot=False))
+    return EXIT_OK
+
+
+def print_status_facts(document: dict[str, Any]) -> None:
+    """The ``KEY  value`` lines of ``autonat status`` (without the explanation)."""
     for key in ("peer_id", "state", "nat_status", "nat_mapping", "nat_filtering", "connections",
                 "peers_count", "probes_served", "uptime_s", "version"):
         if key in document:
@@ -423,11 +502,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     for key in ("reachable_addrs", "observed_addrs", "stun_addrs", "peer_addrs"):
         for addr in document.get(key) or []:
             print(f"{key[:-1]:<16}{addr}")
-    own = [a for a in document.get("peer_addrs") or []
-           if isinstance(a, str) and a.endswith(f"/p2p/{document.get('peer_id')}")]
-    _print_explanation(ProfileFacts.from_document(
-        document, listen_port=_fixed_port(tuple(own)), one_shot=False))
-    return EXIT_OK
 
 
 # --- demo ------------------------------------------------------------------------------

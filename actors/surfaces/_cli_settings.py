@@ -96,8 +96,10 @@ def add_node_flags(parser: argparse.ArgumentParser, *, probe: bool = False) -> N
                         help="treat this network as publicly routable (labs), repeatable")
     parser.add_argument("--allow-loopback", action="store_true", default=None,
                         help="treat loopback addresses as routable (local testing)")
-    parser.add_argument("--log-format", choices=("json", "console"),
-                        help="log lines as JSON or readable console (default: console on a TTY)")
+    parser.add_argument("--log-format", choices=("json", "console", "journal"),
+                        help="log lines as JSON, readable console, or journald's key=value "
+                        "lines with a priority prefix (default: console on a TTY, journal "
+                        "under systemd, else JSON)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
 

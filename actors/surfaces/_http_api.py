@@ -1,4 +1,4 @@
-"""The node's HTTP API: ``/status``, ``/metrics`` and ``/healthz`` on hypercorn under Trio.
+"""The node's HTTP API: ``/status``, ``/metrics``, ``/healthz``, ``/peers`` on hypercorn/Trio.
 
 Theory of operation
 -------------------
@@ -18,12 +18,20 @@ round-robin window and the JSON of one small document, at any number of peers. R
     relay reservations (it is private) adds ``relay_addrs``: its
     ``/p2p/RELAY/p2p-circuit/p2p/SELF`` addresses, in a field of their own so
     that readers of ``peer_addrs`` (Pyrsia's included) never meet them.
+    ``hole_punched_peers`` and ``relayed_peers`` (when not empty, at most
+    :data:`MAX_PATH_PEERS` each) list the connected peers whose path is not a
+    plain direct connection (:func:`~actors.surfaces._metrics.connection_paths`).
 ``GET /metrics``
     Prometheus text format 0.0.4 from the node's own registry
     (:mod:`actors.surfaces._metrics`).
 ``GET /healthz``
     ``200 {"ok": true, "state": <lifecycle>}`` while the node's supervisor
     runs, ``503`` with ``"ok": false`` otherwise.
+``GET /peers``
+    ``application/json``: the live connections, oldest first (peer id,
+    remote address, direction, path, Identify agent, since), at most
+    :data:`protocols.node.MAX_PEERS_LISTED` rows - what ``autonat peers``
+    prints (:func:`protocols.node.peers_document`).
 
 Any other path is ``404``, any other method ``405`` (with ``Allow: GET``),
 WebSocket requests are refused. Request bodies are read and thrown away up to
@@ -67,11 +75,20 @@ from hypercorn.config import Config, Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
-from protocols import RoundRobin, StatusListing, build_status_document, status_document
+from protocols import (
+    NodeSnapshot,
+    PeerId,
+    RoundRobin,
+    StatusListing,
+    build_status_document,
+    status_document,
+)
+from protocols.node import peers_document
 
 from ..runtime import get_logger
 from ._metrics import (
     StatusSource,
+    connection_paths,
     node_registry,
     render_metrics,
 )
@@ -97,7 +114,9 @@ BODY_TIMEOUT: Final = 5.0
 """Seconds a client may take to send a request body before the connection is closed."""
 JSON_TYPE: Final = "application/json"
 METRICS_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-ROUTES: Final = ("/status", "/metrics", "/healthz")
+ROUTES: Final = ("/status", "/metrics", "/healthz", "/peers")
+MAX_PATH_PEERS: Final = 64
+"""Peers listed at most in ``hole_punched_peers`` and in ``relayed_peers``."""
 
 
 def _relay_addrs(source: StatusSource) -> tuple[str, ...]:
@@ -105,6 +124,15 @@ def _relay_addrs(source: StatusSource) -> tuple[str, ...]:
     sources may not)."""
     relay_addrs = getattr(source, "relay_addrs", None)
     return tuple(str(addr) for addr in relay_addrs()) if callable(relay_addrs) else ()
+
+
+def _paths(source: StatusSource, snapshot: NodeSnapshot) -> dict[PeerId, str]:
+    """:func:`connection_paths` from a :class:`~actors.Node`'s hole-punch service and relay
+    client (other sources have neither: every peer is direct)."""
+    service = getattr(source, "hole_punch", None)
+    relayed = getattr(source, "relayed_peers", None)
+    return connection_paths(snapshot, service.statistics() if service is not None else None,
+                            relayed() if callable(relayed) else ())
 
 
 def package_version() -> str:
@@ -193,7 +221,14 @@ class HttpApi:
             return self._status(reached_at)
         if path == "/metrics":
             return HttpResponse(200, METRICS_TYPE, render_metrics(self._registry))
+        if path == "/peers":
+            return self._peers()
         return self._health()
+
+    def _peers(self) -> HttpResponse:
+        """``/peers``: the live connections (:func:`protocols.node.peers_document`)."""
+        return _json(200, peers_document(self._source.snapshot(), wall_now=self._clock(),
+                                         loop_now=trio.current_time()))
 
     def _status(self, reached_at: str | None) -> HttpResponse:
         snapshot = self._source.snapshot()
@@ -211,9 +246,17 @@ class HttpApi:
             reached_at=reached_at,
             listing=listing,
         )
+        extra = list(document.extra)
         circuits = _relay_addrs(self._source)
         if circuits:
-            document = replace(document, extra=(*document.extra, ("relay_addrs", circuits)))
+            extra.append(("relay_addrs", circuits))
+        paths = _paths(self._source, snapshot)
+        for path in ("hole-punched", "relayed"):
+            peers = tuple(sorted(str(p) for p, seen in paths.items() if seen == path))
+            if peers:
+                extra.append((f"{path.replace('-', '_')}_peers", peers[:MAX_PATH_PEERS]))
+        if len(extra) != len(document.extra):
+            document = replace(document, extra=tuple(extra))
         self._status_served += 1
         return HttpResponse(200, JSON_TYPE, build_status_document(document))
 

@@ -49,6 +49,7 @@ needs wiring beyond the node itself, so
 Metric names (all prefixed ``autonat_``)::
 
     node_info{peer_id,version}          gauge    always 1
+    start_time_seconds                  gauge    Unix time the node started
     uptime_seconds                      gauge
     lifecycle_state{state}              gauge    1 on the current lifecycle
     nat_status{status}                  gauge    1 on public|private|unknown
@@ -59,7 +60,8 @@ Metric names (all prefixed ``autonat_``)::
     reachable_addresses                 gauge
     peers_known / peers_connected       gauge
     connections{direction}             gauge    inbound|outbound
-    dials_total{outcome}                counter  started|failed
+    dials_total                         counter  outbound dials started
+    dial_failures_total                 counter  ... of which failed
     inbound_refused_total               counter
     inbound_refusals_total{reason}      counter  admission refusals by limit, and
                                                  upgrade_ip|upgrade_subnet|upgrade_full
@@ -88,7 +90,18 @@ Metric names (all prefixed ``autonat_``)::
     relay_bytes_total                   counter  bytes relayed (each direction counted)
     relay_client_reservations           gauge    relays we hold a reservation on
     relay_client_connections_total{direction}  counter  relayed connections outbound|inbound
+    connection_paths{path}              gauge    connected peers by path: direct|hole-punched|
+                                                 relayed (:func:`connection_paths`)
+    hole_punches_total{outcome}         counter  hole-punch exchanges: direct|failed|skipped
+    hole_punch_attempts_total           counter  punch rounds (simultaneous dials) started
+    hole_punch_time_to_direct_seconds   summary  exchange start to the direct connection
     trio_tasks                          gauge    live Trio tasks of the process
+
+Besides these, every node's registry holds the standard ``process_*`` and
+``python_*`` families (:func:`register_runtime_collectors`). Names follow
+Prometheus' conventions: base units in the name (``_seconds``, ``_bytes``),
+``_total`` on counters, and labels that partition a family (``sum()`` over a
+label never counts an event twice).
 
 ``trio_tasks`` is the one family not read from the node: it counts the tasks
 under ``trio.lowlevel.current_root_task()`` at scrape time (a leak of tasks
@@ -98,13 +111,25 @@ left out when the collector runs outside Trio.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Final, Protocol, get_args
 
 import trio
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 
 from protocols import (
     Direction,
@@ -118,14 +143,17 @@ from protocols import (
 )
 from protocols.stun import NatBehaviour
 
-from ..node import NodeStatistics
+from ..node import HolePunchStatistics, NodeStatistics
 from ..runtime import ChildState
 
 __all__ = [
     "METRIC_NAMES",
+    "PATHS",
     "NodeCollector",
     "StatusSource",
+    "connection_paths",
     "node_registry",
+    "register_runtime_collectors",
     "render_metrics",
 ]
 
@@ -133,9 +161,10 @@ PREFIX: Final = "autonat_"
 METRIC_NAMES: Final = tuple(
     PREFIX + name
     for name in (
-        "node_info", "uptime_seconds", "lifecycle_state", "nat_status", "nat_mapping",
-        "nat_filtering", "hairpinning",
+        "node_info", "start_time_seconds", "uptime_seconds", "lifecycle_state", "nat_status",
+        "nat_mapping", "nat_filtering", "hairpinning",
         "reachable_addresses", "peers_known", "peers_connected", "connections", "dials",
+        "dial_failures",
         "inbound_refused", "inbound_refusals", "inbound_evicted", "inbound_upgrades_evicted",
         "identify",
         "actor_restarts", "actor_crashes", "actor_faults_injected", "actor_up",
@@ -144,6 +173,8 @@ METRIC_NAMES: Final = tuple(
         "stun_dropped", "udp_discovery_runs", "relay_reservations", "relay_circuits",
         "relay_reservation_requests", "relay_circuit_requests", "relay_circuits_ended",
         "relay_bytes", "relay_client_reservations", "relay_client_connections",
+        "connection_paths", "hole_punches", "hole_punch_attempts",
+        "hole_punch_time_to_direct_seconds",
     )
 )
 """Family names as ``text_string_to_metric_families`` reports them (counters without ``_total``)."""
@@ -190,6 +221,7 @@ class NodeCollector:
         yield from self._autonat_metrics(stats)
         yield from self._udp_metrics(snapshot, stats)
         yield from _relay_metrics(stats)
+        yield from _hole_punch_metrics(snapshot, stats)
         tasks = trio_task_count()
         if tasks is not None:
             yield GaugeMetricFamily(PREFIX + "trio_tasks", "Live Trio tasks of the process.",
@@ -200,6 +232,9 @@ class NodeCollector:
                                  labels=["peer_id", "version"])
         info.add_metric([str(snapshot.peer_id), self._version], 1)
         yield info
+        yield GaugeMetricFamily(PREFIX + "start_time_seconds",
+                                "Start time of the node since the Unix epoch, in seconds.",
+                                value=snapshot.started_at)
         yield GaugeMetricFamily(PREFIX + "uptime_seconds", "Seconds since the node started.",
                                 value=max(0.0, self._clock() - snapshot.started_at))
         yield _one_hot(PREFIX + "lifecycle_state", "1 on the node's current lifecycle state.",
@@ -230,11 +265,13 @@ class NodeCollector:
             count = sum(1 for conn in snapshot.connections if conn.direction is direction)
             connections.add_metric([direction.value], count)
         yield connections
-        dials = CounterMetricFamily(PREFIX + "dials", "Outbound dials by outcome.",
-                                    labels=["outcome"])
-        dials.add_metric(["started"], stats.dialer.dials_started)
-        dials.add_metric(["failed"], stats.dialer.dials_failed)
-        yield dials
+        # two families, not one with outcome="started"|"failed": a failed dial was also
+        # started, and sum() over a label must not count it twice (Prometheus naming)
+        yield CounterMetricFamily(PREFIX + "dials", "Outbound dials started.",
+                                  value=stats.dialer.dials_started)
+        yield CounterMetricFamily(PREFIX + "dial_failures",
+                                  "Outbound dials that failed (refused, timeout, handshake).",
+                                  value=stats.dialer.dials_failed)
         admission, upgrades = stats.dialer.admission, stats.upgrades
         refusals = dict(upgrades.refused) if upgrades else {}
         yield CounterMetricFamily(PREFIX + "inbound_refused",
@@ -340,6 +377,56 @@ def _relay_metrics(stats: NodeStatistics) -> Iterator[Metric]:
                    "inbound": client.accepted if client else 0})
 
 
+PATHS: Final = ("direct", "hole-punched", "relayed")
+
+
+def connection_paths(snapshot: NodeSnapshot, hole_punch: HolePunchStatistics | None,
+                     relayed: tuple[PeerId, ...]) -> dict[PeerId, str]:
+    """The connected peers whose path is not a plain direct connection: ``hole-punched``
+    (connected now, through the direct connection our latest exchange with it ended in)
+    or ``relayed`` (only a relayed connection). Every other connected peer is
+    ``direct``. Costs the reports and relayed peers (bounded), never a scan of all
+    connections."""
+    connected = snapshot.connected_peers
+    paths: dict[PeerId, str] = {}
+    for report in hole_punch.reports if hole_punch else ():
+        if report.outcome.value == "direct" and _member(connected, report.peer):
+            paths[report.peer] = "hole-punched"
+    for peer in relayed:
+        if not _member(connected, peer):
+            paths[peer] = "relayed"
+    return paths
+
+
+def _member(ordered: tuple[PeerId, ...], peer: PeerId) -> bool:
+    index = bisect.bisect_left(ordered, peer)
+    return index < len(ordered) and ordered[index] == peer
+
+
+def _hole_punch_metrics(snapshot: NodeSnapshot, stats: NodeStatistics) -> Iterator[Metric]:
+    relayed = stats.relay_client.relayed_peers if stats.relay_client else ()
+    counts = dict.fromkeys(PATHS, 0)
+    for path in connection_paths(snapshot, stats.hole_punch, relayed).values():
+        counts[path] += 1
+    counts["direct"] = len(snapshot.connected_peers) - counts["hole-punched"]
+    family = GaugeMetricFamily(PREFIX + "connection_paths", "Connected peers by path.",
+                               labels=["path"])
+    for path, count in counts.items():
+        family.add_metric([path], count)
+    yield family
+    punch = stats.hole_punch
+    yield _counts(PREFIX + "hole_punches", "Hole-punch exchanges, by outcome.", "outcome",
+                  dict(punch.outcomes) if punch else {})
+    yield CounterMetricFamily(PREFIX + "hole_punch_attempts",
+                              "Hole-punch rounds (simultaneous dials) started.",
+                              value=punch.attempts if punch else 0)
+    yield SummaryMetricFamily(PREFIX + "hole_punch_time_to_direct_seconds",
+                              "From the start of a hole-punch exchange to its direct "
+                              "connection.",
+                              count_value=punch.time_to_direct_count if punch else 0,
+                              sum_value=punch.time_to_direct_sum if punch else 0.0)
+
+
 def trio_task_count() -> int | None:
     """Tasks in this Trio run (the root task included); None outside Trio."""
     try:
@@ -376,7 +463,21 @@ def node_registry(source: StatusSource, *, version: str = "",
     """A fresh registry holding one :class:`NodeCollector` for ``source``."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeCollector(source, version=version, clock=clock))
+    register_runtime_collectors(registry)
     return registry
+
+
+def register_runtime_collectors(registry: CollectorRegistry) -> None:
+    """The standard ``process_*`` (CPU, memory, fds, start time; Linux ``/proc``) and
+    ``python_*`` (interpreter info, garbage collections) families on ``registry``.
+
+    They describe the process, so every node of a process reports the same values;
+    each node's registry holds its own collector instances (never the global
+    ``REGISTRY``), read at scrape time like everything else here.
+    """
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
 
 
 def render_metrics(registry: CollectorRegistry) -> bytes:

@@ -84,6 +84,9 @@ class MemoryFrameStream:
         self._other: MemoryFrameStream | None = None  # set by memory_stream_pair
         self.path: PathStats | None = None
         """What :meth:`path_stats` reports (set from :attr:`MemoryNetwork.path`)."""
+        self.is_client = True
+        """The dialing end (the listener's end is not): the role a punched connection's
+        handshake follows."""
         self.delay = 0.0
         """One-way delay of the frames this end sends (see the module docstring)."""
         self._arrivals: deque[float] = deque()  # arrival times of frames sent to this end
@@ -289,6 +292,7 @@ class MemoryTransport:
             raise DialError(f"connection refused: nothing listens on {remote}")
         ours, theirs = memory_stream_pair(local, remote)
         theirs._local, theirs._remote = target, seen_from
+        theirs.is_client = False
         ours.path = theirs.path = self._network.path
         ours.delay = theirs.delay = self._network._path_delay(local.host, target.host)
         listener.nursery.start_soon(_serve, listener.handler, theirs)

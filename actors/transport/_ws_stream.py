@@ -253,6 +253,12 @@ class WebSocketFrameStream:
         self.close_reason = ""
 
     @property
+    def is_client(self) -> bool:
+        """Whether this end ran the WebSocket client handshake (a punched connection's
+        role; see ``WebSocketTransport.punch``)."""
+        return bool(self._ws.is_client)
+
+    @property
     def local_addr(self) -> WsAddress:
         return self._local
 

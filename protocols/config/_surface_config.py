@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 The HTTP API (``/status``, ``/metrics``, ``/healthz``) listens on
 ``http_listen`` (``HOST:PORT``, ``[v6]:PORT`` for IPv6, ``""`` = off); log
-lines go out as ``log_format`` (``auto`` picks console on a terminal, JSON
-lines otherwise) from ``log_level`` up. Both are components of
+lines go out as ``log_format`` (``auto`` picks console on a terminal, the
+``journal`` format under systemd's journal, JSON lines otherwise) from
+``log_level`` up. Both are components of
 :class:`~protocols.NodeConfig` (``http`` and ``logging``), declared only here
 and validated at construction with a :class:`ValueError` naming the field.
 """
@@ -19,7 +20,7 @@ from ..core import check_ip_setting
 
 __all__ = ["LOG_FORMATS", "LOG_LEVELS", "HttpConfig", "LoggingConfig", "parse_host_port"]
 
-LOG_FORMATS: Final = ("auto", "json", "console")
+LOG_FORMATS: Final = ("auto", "json", "console", "journal")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
 

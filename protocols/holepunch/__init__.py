@@ -25,6 +25,7 @@ from ._holepunch_msg import (
     HolePunchMessage,
     HolePunchSync,
     decode_holepunch_message,
+    own_punch_addrs,
     usable_punch_addrs,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "PunchOutcome",
     "SendPunchMessage",
     "decode_holepunch_message",
+    "own_punch_addrs",
     "skip_reason",
     "usable_punch_addrs",
 ]

@@ -35,11 +35,14 @@ with ``skipped`` and the reason, before any dial.
 
 The machine is sans-io on the one driving contract: inputs are
 ``start(now)`` (initiator), ``handle_message(msg, now)``,
-``handle_direct_connection(now)``, ``handle_punch_failed(reason, now)`` and
-``handle_timeout(now)``; each returns commands (:class:`SendPunchMessage`,
-:class:`PunchDirect`, :class:`HolePunchFinished`); ``poll_timeout()`` says
-when time must pass. States and transitions are an explicit table; an input
-the current state does not accept raises
+``handle_direct_connection(now)``, ``handle_punch_failed(reason, now)``,
+``handle_stream_ended(reason, now)`` (the exchange's stream ended: fatal while
+a message is due, ignored while the dials run - the peer may have finished
+first, its direct connection on the way) and ``handle_timeout(now)``; each
+returns commands (:class:`SendPunchMessage`, :class:`PunchDirect`,
+:class:`HolePunchFinished`); ``poll_timeout()`` says when time must pass.
+States and transitions are an explicit table; an input the current state
+does not accept raises
 :class:`~protocols.core.LocalProtocolError` (our bug), except a message
 from the peer, which raises :class:`~protocols.core.ValidationError` (the
 peer's protocol error: the actor resets the stream).
@@ -200,6 +203,9 @@ class HolePunch:
     def handle_punch_failed(self, reason: str, now: float) -> list[Command]:
         return self._dispatch("failed", reason, now)
 
+    def handle_stream_ended(self, reason: str, now: float) -> list[Command]:
+        return self._dispatch("ended", reason, now)
+
     def poll_timeout(self) -> float | None:
         return self._deadline
 
@@ -272,6 +278,12 @@ class HolePunch:
             why = f"{self._attempts} attempt(s) failed, then {why}"
         return self._finish(PunchOutcome.FAILED, why)
 
+    def _stream_ended(self, arg: object, now: float) -> list[Command]:
+        why = f"the exchange ended over the relay ({arg})"
+        if self._attempts:
+            why = f"{self._attempts} attempt(s) made, then {why}"
+        return self._finish(PunchOutcome.FAILED, why)
+
     def _succeeded(self, _arg: object, now: float) -> list[Command]:
         return self._finish(PunchOutcome.DIRECT, "direct connection established")
 
@@ -308,6 +320,10 @@ _TABLE: Final[dict[tuple[HolePunchState, str], _Handler]] = {
     **{(state, "direct"): HolePunch._succeeded
        for state in (_S.AWAIT_REPLY, _S.AWAIT_CONNECT, _S.AWAIT_SYNC, _S.SYNC_WAIT,
                      _S.PUNCHING)},
+    **{(state, "ended"): HolePunch._stream_ended
+       for state in (_S.AWAIT_REPLY, _S.AWAIT_CONNECT, _S.AWAIT_SYNC)},
+    **{(state, "ended"): HolePunch._late  # the dials go on: the peer may have finished first
+       for state in (_S.SYNC_WAIT, _S.PUNCHING, _S.DONE)},
     (_S.DONE, "direct"): HolePunch._late,
     (_S.DONE, "failed"): HolePunch._late,
 }

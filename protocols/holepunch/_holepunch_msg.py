@@ -52,6 +52,7 @@ __all__ = [
     "HolePunchMessage",
     "HolePunchSync",
     "decode_holepunch_message",
+    "own_punch_addrs",
     "usable_punch_addrs",
 ]
 
@@ -139,3 +140,20 @@ def usable_punch_addrs(message: HolePunchConnect,
             continue
         usable[addr.with_peer_id(None)] = None
     return tuple(usable), tuple(skipped)
+
+
+def own_punch_addrs(reachable: tuple[WsAddress, ...], observed: tuple[WsAddress, ...],
+                    policy: AddressPolicy) -> tuple[WsAddress, ...]:
+    """The addresses our ``Connect`` announces: confirmed reachable ones first, then
+    what peers observed (newest first as given), once each, plain ``/ws`` that
+    ``policy`` routes, without ``/p2p/``, at most :data:`MAX_PUNCH_ADDRS`. A relay
+    address never gets here: observations are of direct connections only."""
+    chosen: dict[WsAddress, None] = {}
+    for addr in (*reachable, *observed):
+        bare = addr.with_peer_id(None)
+        if bare.secure or policy.reason_rejected(bare) is not None:
+            continue
+        chosen[bare] = None
+        if len(chosen) == MAX_PUNCH_ADDRS:
+            break
+    return tuple(chosen)

@@ -42,6 +42,17 @@ from ._node_model import (
     StoredPeersLoaded,
 )
 from ._peer_store import PEER_STORE_VERSION, decode_peer_store, encode_peer_store
+from ._peers_view import MAX_PEERS_LISTED, peers_document
+from ._service_notify import (
+    STATUS_MIN_INTERVAL,
+    StatusKey,
+    StatusThrottle,
+    encode_notify,
+    notify_address,
+    status_key,
+    status_text,
+    watchdog_interval,
+)
 from ._snapshot import NodeSnapshot, ObservedAddr, PeerRecord
 from ._upgrade_queue import (
     UPGRADE_REFUSAL_REASONS,
@@ -54,7 +65,9 @@ __all__ = [
     "KEY_FILE_MODE",
     "KEY_FILE_SIZE",
     "LIFECYCLE_TRANSITIONS",
+    "MAX_PEERS_LISTED",
     "PEER_STORE_VERSION",
+    "STATUS_MIN_INTERVAL",
     "UPGRADE_REFUSAL_REASONS",
     "AdmissionLimits",
     "AdmissionRefused",
@@ -83,6 +96,8 @@ __all__ = [
     "PeerRecord",
     "PeersFound",
     "StateChanged",
+    "StatusKey",
+    "StatusThrottle",
     "StoredPeersLoaded",
     "UpgradeLimits",
     "UpgradeQueue",
@@ -91,6 +106,12 @@ __all__ = [
     "decode_key_file",
     "decode_peer_store",
     "encode_key_file",
+    "encode_notify",
     "encode_peer_store",
     "next_lifecycle",
+    "notify_address",
+    "peers_document",
+    "status_key",
+    "status_text",
+    "watchdog_interval",
 ]

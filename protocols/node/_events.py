@@ -59,6 +59,9 @@ class ConnectionInfo:
     local_addr: WsAddress
     remote_addr: WsAddress
     opened_at: float
+    hole_punched: bool = False
+    """Made by a hole punch (a TCP simultaneous open timed over a relayed connection),
+    not by an ordinary dial or accept."""
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ from ..autonat import (
 )
 from ..core import LocalProtocolError, PeerId, WsAddress
 from ..identify import PeerIdentified
+from ..relay import RelayPathsChanged
 from ..stun import (
     UNKNOWN_UDP_PROFILE,
     StunAddresses,
@@ -125,7 +126,7 @@ __all__ = [
 
 NodeEvent = (PeersFound | ConnectionUp | ConnectionDown | PeerIdentified | ListenAddrsChanged
              | ReachabilityUpdate | InboundProbe | StunServerBound | UdpProfileMeasured
-             | HairpinningMeasured)
+             | HairpinningMeasured | RelayPathsChanged)
 
 
 def _merge_addrs(
@@ -283,6 +284,7 @@ class NodeModel:
         self._stun_server: StunAddresses | None = None
         self._udp: UdpProfile = UNKNOWN_UDP_PROFILE
         self._hairpinning: bool | None = None
+        self._relay_paths = RelayPathsChanged()
         self._early_probes: dict[PeerId, None] = {}
         """Bootstrap peers whose probe arrived before their ConnectionUp (oldest first)."""
         self._dropped_connections = 0
@@ -354,6 +356,8 @@ class NodeModel:
             stun_server=self._stun_server,
             udp=self._udp,
             hairpinning=self._hairpinning,
+            relay_addrs=self._relay_paths.relay_addrs,
+            relayed_peers=self._relay_paths.relayed_peers,
         )
 
     # --- changing ------------------------------------------------------------
@@ -389,6 +393,8 @@ class NodeModel:
         elif isinstance(event, HairpinningMeasured):
             changed = self._hairpinning is not event.hairpinning
             self._hairpinning = event.hairpinning
+        elif isinstance(event, RelayPathsChanged):
+            changed, self._relay_paths = self._relay_paths != event, event
         else:
             raise LocalProtocolError(f"NodeModel cannot handle {type(event).__name__}")
         return self._changes(changed, before, now)

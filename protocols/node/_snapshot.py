@@ -26,6 +26,7 @@ from typing import Final, get_args
 
 from ..autonat import NatFiltering, NatMapping, NatStatus
 from ..core import LocalProtocolError, PeerId, WsAddress
+from ..relay import CircuitAddress
 from ..stun import UNKNOWN_UDP_PROFILE, StunAddresses, UdpProfile
 from ._events import ConnectionInfo
 from ._lifecycle import Lifecycle
@@ -151,6 +152,11 @@ class NodeSnapshot:
     hairpinning: bool | None = None
     """Whether we reach ourselves at our confirmed external address through the NAT
     (:mod:`protocols.autonat._hairpinning`); None: not tested, or not applicable."""
+    relay_addrs: tuple[CircuitAddress, ...] = ()
+    """Our ``/p2p-circuit`` addresses through the relays we hold a reservation on."""
+    relayed_peers: tuple[PeerId, ...] = ()
+    """Peers we are connected to only through a relay (a direct connection's path is
+    in its :class:`ConnectionInfo`: ``hole_punched`` or dialed)."""
 
     def __post_init__(self) -> None:
         if self.nat_status not in get_args(NatStatus):

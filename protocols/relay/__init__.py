@@ -38,6 +38,7 @@ from ._relay_msg import (
     decode_hop_message,
     decode_stop_message,
 )
+from ._relay_paths import MAX_RELAY_ADDRS, MAX_RELAYED_PEERS, RelayPathsChanged
 from ._relay_planner import RelayPlanner, RelayPlannerStatistics, RelayState, ReserveOn
 from ._relay_rules import (
     CircuitAdmitted,
@@ -59,6 +60,8 @@ __all__ = [
     "CIRCUIT_SECURITY_CONTEXT",
     "HOP_PROTOCOL_ID",
     "MAX_CIRCUIT_DATA",
+    "MAX_RELAYED_PEERS",
+    "MAX_RELAY_ADDRS",
     "MAX_RESERVATION_ADDRS",
     "SEAL_OVERHEAD",
     "STOP_PROTOCOL_ID",
@@ -81,6 +84,7 @@ __all__ = [
     "HopStatus",
     "RelayConfig",
     "RelayMessage",
+    "RelayPathsChanged",
     "RelayPlanner",
     "RelayPlannerStatistics",
     "RelayRules",
