@@ -546,3 +546,22 @@ def test_parked_address_is_replanned_when_a_server_appears() -> None:
     assert _starts(s.handle_timeout(2.0)) == []
     assert [p.server for p in _starts(_up(s, 2, 3.0))] == [PEERS[2]]
     assert s.poll_timeout() == 10.0  # the retry round (and server 0 again at 30.0)
+
+
+def test_an_endpoint_dependent_mapping_drops_the_ports_each_server_saw() -> None:
+    """Behind a symmetric NAT every server sees another port of ours: before the mapping
+    is known each is a candidate; once it is endpoint-dependent only the listen port
+    stays (a port one server saw reaches no one else: probing it is a wasted request)."""
+    s = _sched()
+    s.handle_listen_addrs((WsAddress.parse("/ip4/0.0.0.0/tcp/44000/ws"),), 0.0)
+    local = WsAddress.parse("/ip4/10.0.0.2/tcp/44000/ws")  # left from the listen port
+    s.handle_observation(ObservedAddr(
+        PEERS[0], WsAddress.parse("/ip4/198.51.100.77/tcp/61001/ws"), local, _remote(0),
+        at=0.0), 0.0)
+    assert s.nat_mapping == "unknown"
+    assert WsAddress.parse("/ip4/198.51.100.77/tcp/61001/ws") in s.candidates  # maybe EIM
+    s.handle_observation(ObservedAddr(
+        PEERS[1], WsAddress.parse("/ip4/198.51.100.77/tcp/61002/ws"), local, _remote(1),
+        at=0.0), 1.0)
+    assert s.nat_mapping == "endpoint-dependent"
+    assert s.candidates == (WsAddress.parse("/ip4/198.51.100.77/tcp/44000/ws"),)

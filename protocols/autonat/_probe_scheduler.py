@@ -17,7 +17,10 @@ reports back. It owns:
   (:meth:`~ProbeScheduler.handle_observation_removed`). The work is
   proportional to what changed, not to the number of observers (see
   :mod:`._observation_index`); changed candidates are handed to the
-  :class:`Reachability` machine it wraps;
+  :class:`Reachability` machine it wraps - except, once the mapping is
+  ``endpoint-dependent``, observed ports that are none of our listen ports
+  (such a NAT gives each server its own port: probing each would cost one
+  request per observer and prove nothing another peer could use);
 * **servers** - connected peers (:meth:`~ProbeScheduler.handle_connection_up`
   / ``_down``) whose Identify lists the dial-request protocol
   (:meth:`~ProbeScheduler.handle_peer_identified`; either may come first),
@@ -465,7 +468,7 @@ class ProbeScheduler:
             return []
         self._counters.recomputations += 1
         self._mapping = self._index.nat_mapping
-        best = self._index.candidates
+        best = _worth_probing(self._index.candidates, self._mapping, self._index.listen_addrs)
         if best == self._best:
             return []
         self._best = best
@@ -660,3 +663,15 @@ class ProbeScheduler:
         options = [ProbeServer(peer, self._servers[peer].remote_addr, (DIAL_REQUEST_PROTOCOL_ID,))
                    for peer in pool]
         return [s.peer_id for s in choose_servers(options, want, exclude=skip, rng=self._rng)]
+
+
+def _worth_probing(candidates: tuple[WsAddress, ...], mapping: NatMapping,
+                   listen_addrs: tuple[WsAddress, ...]) -> tuple[WsAddress, ...]:
+    """The candidates minus, once our mapping is known to be ``endpoint-dependent``,
+    the observed ports that are none of our listen ports: such a NAT gives every
+    destination its own port, so a port one server saw is no address another peer
+    can reach (each server's observation would only add a probe that must fail)."""
+    if mapping != "endpoint-dependent":
+        return candidates
+    ports = {addr.port for addr in listen_addrs}
+    return tuple(addr for addr in candidates if addr.port in ports)
