@@ -151,8 +151,11 @@ async def test_status_watch_refreshes_until_ctrl_c_and_exits_0(tmp_path: Path) -
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(tmp_path))
             assert process.stdout is not None and process.stderr is not None
             seen = b""
+            ours = f"peer_id         {a.peer_id}".encode()
             try:
-                while seen.count(b"autonat status every") < 3:
+                # three frames that read the node (on a loaded machine a read may time
+                # out: that frame says "unreachable" and the watch goes on - not counted)
+                while seen.count(ours) < 3:
                     chunk = await process.stdout.receive_some(65536)
                     assert chunk, seen
                     seen += chunk
@@ -169,7 +172,9 @@ async def test_status_watch_refreshes_until_ctrl_c_and_exits_0(tmp_path: Path) -
     assert status == 0, err
     assert b"Traceback" not in err and b"interrupted" not in err
     frames = seen.decode().split("autonat status every")[1:]
-    assert all(f"peer_id         {a.peer_id}" in frame for frame in frames[:3])
+    assert len(frames) >= 3
+    assert all(f"peer_id         {a.peer_id}" in frame or "unreachable: " in frame
+               for frame in frames)
 
 
 def test_watch_shows_an_unreachable_node_and_keeps_going() -> None:
