@@ -23,9 +23,14 @@ or UDP (the simulated internet carries TCP only), no relay service, no disk.
 Bootstrapping: a real host fetches its boot nodes' ``/status`` over HTTP;
 the simulator skips that hop and hands each host the boot nodes' addresses
 as ``peers`` (what ``/status`` would have listed first), so no HTTP server
-runs. Boot nodes know one another the same way.
+runs. Boot nodes know one another the same way. With more than
+:data:`BOOT_LIST` boot nodes a host gets :data:`BOOT_LIST` of them, the list
+rotated by its index (:func:`boot_list`), so the hosts spread over the boot
+nodes as they would over different ``/status`` answers instead of all dialing
+the first few.
 
-The run: hosts start in index order, :data:`START_SPACING` apart; each
+The run: hosts start in index order, the scenario's ``start_spacing`` apart
+(default :data:`START_SPACING`); each
 records when its ``nat_status`` first leaves ``unknown``. The run ends when
 every host has a verdict and no host's (status, mapping, filtering) has
 changed for :data:`QUIET` seconds, or at the scenario's deadline. Then every
@@ -68,11 +73,15 @@ from ..node import Node, open_node
 from ..transport import SimNetwork
 from ._cli_settings import profile_text
 
-__all__ = ["QUIET", "START_SPACING", "SimHost", "plan_world", "simulate"]
+__all__ = ["BOOT_LIST", "QUIET", "START_SPACING", "SimHost", "boot_list", "plan_world",
+           "simulate"]
 
 PUBLIC_NETWORKS = ("10.0.0.0/8",)
 START_SPACING = 0.01
 """Simulated seconds between two hosts' starts."""
+BOOT_LIST = 4
+"""Boot addresses handed to one host at most: a few, as a real host starts from a few
+boot nodes and learns the rest of the network from its peers."""
 QUIET = 20.0
 """With every verdict in, the run ends after this long without a change."""
 _FIRST_PUBLIC = int(ipaddress.IPv4Address("10.16.0.1"))
@@ -101,6 +110,14 @@ def plan_world(scenario: SimScenario) -> tuple[list[tuple[str, str]], list[SimHo
         ip = str(ipaddress.IPv4Address(_FIRST_PRIVATE + index)) if private else face
         hosts.append(SimHost(index, kind, ip, face))
     return boots, hosts
+
+
+def boot_list(addrs: list[str], index: int) -> list[str]:
+    """The boot addresses host ``index`` starts from (module docstring)."""
+    if len(addrs) <= BOOT_LIST:
+        return addrs
+    first = index * BOOT_LIST % len(addrs)
+    return [addrs[(first + k) % len(addrs)] for k in range(BOOT_LIST)]
 
 
 def _profile(name: str, **overrides: object) -> NodeConfig:
@@ -202,8 +219,9 @@ async def run_scenario(scenario: SimScenario,
         runs = [_HostRun(host) for host in hosts]
         for run in runs:
             host_rng = random.Random(rng.getrandbits(64))
-            await nursery.start(_run_host, net, run, addrs, host_rng, latency)
-            await trio.sleep(START_SPACING)
+            peers = boot_list(addrs, run.host.index)
+            await nursery.start(_run_host, net, run, peers, host_rng, latency)
+            await trio.sleep(scenario.start_spacing)
         await _until_settled(runs, t0 + scenario.deadline)
         report = build_report(scenario.name, scenario.seed, [_outcome(r) for r in runs],
                               [_boot_load(b) for b in boots], trio.current_time() - t0)

@@ -12,6 +12,7 @@ Scenarios are TOML documents (``config/scenarios/*.toml``)::
     latency_ms = 20.0   # one-way delay of every access link
     loss = 0.0          # probability that one connection attempt (SYN) is lost
     dialback_source = true  # boot nodes dial back from a second address too
+    start_spacing = 0.01    # simulated seconds between two hosts' starts
 
     [hosts]             # NAT type (protocols.sim.NAT_TYPES) -> how many hosts
     public = 8
@@ -35,7 +36,7 @@ from ._nat_catalog import nat_type
 __all__ = ["ScenarioError", "SimScenario"]
 
 _SCENARIO_KEYS = {"name", "seed", "boot_nodes", "deadline", "latency_ms", "loss",
-                  "dialback_source"}
+                  "dialback_source", "start_spacing"}
 
 
 class ScenarioError(ValueError):
@@ -57,6 +58,8 @@ class SimScenario:
     dialback_source: bool = True
     """Boot nodes dial back from a second address too (what lets filtering be measured;
     off: the ProbeLab-audited go/rust behaviour, to compare)."""
+    start_spacing: float = 0.01
+    """Simulated seconds between two hosts' starts (the arrival rate's inverse)."""
 
     def __post_init__(self) -> None:
         if self.boot_nodes < 1:
@@ -67,6 +70,8 @@ class SimScenario:
             raise ScenarioError("latency_ms must be >= 0")
         if not 0.0 <= self.loss < 1.0:
             raise ScenarioError("loss must be in [0, 1)")
+        if self.start_spacing < 0:
+            raise ScenarioError("start_spacing must be >= 0")
         for name, count in self.hosts:
             try:
                 nat_type(name)

@@ -1,0 +1,48 @@
+"""The simulator's scale pieces: the scale scenarios, how hosts spread over many boot
+nodes, the arrival spacing, and the shortcuts that must not change what a node runs.
+
+The timed scale runs themselves are a benchmark (benchmarks/sim_scale.py), never a test.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.surfaces._cli_sim import load_scenario
+from actors.surfaces._simulator import BOOT_LIST, boot_list
+from protocols.sim import ScenarioError, SimScenario
+
+
+@pytest.mark.parametrize(("name", "hosts", "boots", "spacing"),
+                         [("scale-1k", 1000, 4, 0.1), ("scale-10k", 10000, 40, 0.01)])
+def test_scale_scenarios_keep_hosts_per_boot_node_and_arrivals_per_boot_node(
+        name: str, hosts: int, boots: int, spacing: float) -> None:
+    scenario = load_scenario(name)
+    assert (scenario.host_count, scenario.boot_nodes, scenario.start_spacing) == (
+        hosts, boots, spacing)
+    assert scenario.host_count / scenario.boot_nodes == 250
+    assert 1 / (scenario.start_spacing * scenario.boot_nodes) == pytest.approx(2.5)
+    assert max(n for _, n in scenario.hosts) - min(n for _, n in scenario.hosts) <= 1
+
+
+def test_start_spacing_is_read_and_checked() -> None:
+    text = "[scenario]\nstart_spacing = 0.5\n[hosts]\npublic = 1\n"
+    assert SimScenario.from_toml(text).start_spacing == 0.5
+    assert SimScenario.from_toml("[hosts]\npublic = 1\n").start_spacing == 0.01
+    with pytest.raises(ScenarioError, match="start_spacing"):
+        SimScenario.from_toml(text.replace("0.5", "-1"))
+
+
+def test_a_few_boot_nodes_are_all_handed_over_in_order() -> None:
+    addrs = [f"b{i}" for i in range(BOOT_LIST)]
+    assert all(boot_list(addrs, index) == addrs for index in range(10))
+
+
+def test_many_boot_nodes_are_spread_evenly_over_the_hosts() -> None:
+    addrs = [f"b{i}" for i in range(40)]
+    lists = [boot_list(addrs, index) for index in range(1000)]
+    assert all(len(set(chosen)) == BOOT_LIST for chosen in lists)
+    counts = {addr: sum(addr in chosen for chosen in lists) for addr in addrs}
+    assert set(counts.values()) == {1000 * BOOT_LIST // 40}
+
+
