@@ -6,8 +6,11 @@ The timed scale runs themselves are a benchmark (benchmarks/sim_scale.py), never
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
+from actors.surfaces import _simulator
 from actors.surfaces._cli_sim import load_scenario
 from actors.surfaces._simulator import BOOT_LIST, boot_list
 from protocols.sim import ScenarioError, SimScenario
@@ -46,3 +49,8 @@ def test_many_boot_nodes_are_spread_evenly_over_the_hosts() -> None:
     assert set(counts.values()) == {1000 * BOOT_LIST // 40}
 
 
+def test_batch_gc_thresholds_hold_for_the_run_and_are_restored() -> None:
+    before = gc.get_threshold()
+    with _simulator._batch_gc():
+        assert gc.get_threshold() == _simulator.GC_THRESHOLDS
+    assert gc.get_threshold() == before
