@@ -12,8 +12,8 @@ import pytest
 
 from actors.surfaces import _simulator
 from actors.surfaces._cli_sim import load_scenario
-from actors.surfaces._simulator import BOOT_LIST, boot_list
-from protocols.sim import ScenarioError, SimScenario
+from actors.surfaces._simulator import BOOT_LIST, boot_list, plan_world
+from protocols.sim import LISTEN_PORT, ScenarioError, SimScenario
 
 
 @pytest.mark.parametrize(("name", "hosts", "boots", "spacing"),
@@ -47,6 +47,15 @@ def test_many_boot_nodes_are_spread_evenly_over_the_hosts() -> None:
     assert all(len(set(chosen)) == BOOT_LIST for chosen in lists)
     counts = {addr: sum(addr in chosen for chosen in lists) for addr in addrs}
     assert set(counts.values()) == {1000 * BOOT_LIST // 40}
+
+
+def test_host_config_shortcut_equals_the_full_build() -> None:
+    _, hosts = plan_world(load_scenario("small", hosts=3))
+    peers = ["/ip4/10.0.0.1/tcp/4001/ws/p2p/12D3KooWGRUVh8uBEnxAfEV4CuAeHhKWbgTE2TyTxqrGNmMm2WmJ"]
+    for host in hosts:
+        full = _simulator._profile("default", listen=[f"/ip4/{host.ip}/tcp/{LISTEN_PORT}/ws"],
+                                   peers=peers)
+        assert _simulator._host_config(host, peers) == full
 
 
 def test_batch_gc_thresholds_hold_for_the_run_and_are_restored() -> None:
