@@ -8,7 +8,9 @@ end. Results go to ``--out`` as ``results.json``; ``benchmarks/plot.py``
 draws the set-up time and RSS plots from it.
 
 Rows (``--only``, comma-separated): setup, memory, probes, status, codec,
-process, verdict.
+process, verdict; and, only when named (it takes the better part of an hour
+on 2 cores), sim: the simulator's per-host CPU at 10k hosts against 1k
+(``benchmarks/sim_scale.py``, once per run - ``--runs`` does not repeat it).
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import codec
 import probes
 import setup_conn
+import sim_scale
 import status_http
 import whole_process
 from _common import HERE, Row, fmt, median_or_none, raise_nofile, ratio_text
 
 ROWS = ("setup", "memory", "probes", "status", "codec", "process", "verdict")
+OPTIONAL_ROWS = ("sim",)
 FULL_SIZES = (1000, 2000, 5000, 10000)
 MEMORY_SIZES = (1000, 5000, 10000)
 RUNNER = "python benchmarks/run.py"
@@ -239,6 +243,23 @@ def verdict_rows(args: argparse.Namespace, raw: dict[str, object]) -> list[Row]:
 # --- table ---------------------------------------------------------------------
 
 
+def sim_rows(args: argparse.Namespace, raw: dict[str, object]) -> list[Row]:
+    row = Row("simulator CPU per host at 10k hosts, ms (vs 1k)", "ms",
+              f"<= {sim_scale.RATIO_TARGET:g}", "python benchmarks/sim_scale.py",
+              baseline_name="the same at 1k")
+    figures = {}
+    for size in ("1k", "10k"):
+        report = sim_scale.run_size(size, timeout=3600.0)
+        figures[size] = sim_scale.summary(size, report) if report is not None else None
+    raw["sim"] = figures
+    small, big = figures["1k"], figures["10k"]
+    row.add(big["cpu_ms_per_host"] if big else None, small["cpu_ms_per_host"] if small else None)
+    if big:
+        row.note = (f"10k: wall {big['wall_s']:g} s, peak RSS {big['peak_rss_mib']:g} MiB, "
+                    f"right {big['right']}/{big['hosts']}")
+    return [row]
+
+
 def table(rows: list[Row]) -> str:
     head = ("figure", "ours", "baseline", "ratio median (min-max)", "target", "command")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -268,7 +289,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "10000; --quick: 1000)")
     parser.add_argument("--runs", type=int, default=3, help="repetitions of every row")
     parser.add_argument("--only", default=",".join(ROWS),
-                        help=f"comma-separated rows among {', '.join(ROWS)}")
+                        help=f"comma-separated rows among {', '.join(ROWS + OPTIONAL_ROWS)} "
+                             "(sim only when named)")
     parser.add_argument("--out", type=Path, default=HERE / "results",
                         help="directory for results.json and the plots")
     parser.add_argument("--budget", type=float, default=None,
@@ -293,9 +315,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.verdict_rounds = args.verdict_rounds or (3 if quick else 10)
     args.probe_concurrency = [int(c) for c in args.probe_concurrency.split(",")]
     args.only = [r.strip() for r in args.only.split(",")]
-    unknown = set(args.only) - set(ROWS)
+    unknown = set(args.only) - set(ROWS) - set(OPTIONAL_ROWS)
     if unknown:
-        parser.error(f"unknown rows {sorted(unknown)}; choose among {', '.join(ROWS)}")
+        parser.error(f"unknown rows {sorted(unknown)}; choose among "
+                     f"{', '.join(ROWS + OPTIONAL_ROWS)}")
     return args
 
 
@@ -322,6 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         ("status", lambda: status_rows(args, raw)),
         ("probes", lambda: probe_rows(args, raw)),
         ("setup", lambda: setup_rows(args, raw)),
+        ("sim", lambda: sim_rows(args, raw)),
     ]
     try:
         for name, step in steps:
