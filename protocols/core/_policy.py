@@ -32,12 +32,13 @@ boolean methods are derived from it, so a log line always explains a drop.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from ._addresses import IPAddress, WsAddress
+from ._addresses import IP_CACHE_SIZE, IPAddress, WsAddress
 from ._errors import AddressError
 
 __all__ = ["AddressPolicy"]
@@ -126,23 +127,31 @@ class AddressPolicy:
         return None
 
     def _ip_reason(self, ip: IPAddress) -> str | None:
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        if ip.is_unspecified:
-            return f"unspecified address {ip}"
-        if ip.is_multicast:
-            return f"multicast address {ip}"
-        if ip == _BROADCAST:
-            return f"broadcast address {ip}"
-        if any(ip in network for network in self.public_networks):
-            return None
-        if ip.is_loopback:
-            return None if self.allow_loopback else f"loopback address {ip} (allow_loopback is off)"
-        if ip.is_global:
-            return None
-        if any(ip in network for network in _PRIVATE_NETWORKS):
-            return None if self.allow_private else f"private address {ip} (allow_private is off)"
-        return (
-            f"{ip} is not globally routable (documentation or reserved range; "
-            "list it in public_networks to treat it as public)"
-        )
+        return _ip_reason(self, ip)
+
+
+@functools.lru_cache(maxsize=IP_CACHE_SIZE)
+def _ip_reason(policy: AddressPolicy, ip: IPAddress) -> str | None:
+    """Why ``policy`` refuses ``ip`` (None: routable). A pure function of two frozen
+    values, remembered: every dial, dial-back and advertised address asks, the same
+    IPs again and again, and :mod:`ipaddress`'s range tests are slow."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified:
+        return f"unspecified address {ip}"
+    if ip.is_multicast:
+        return f"multicast address {ip}"
+    if ip == _BROADCAST:
+        return f"broadcast address {ip}"
+    if any(ip in network for network in policy.public_networks):
+        return None
+    if ip.is_loopback:
+        return None if policy.allow_loopback else f"loopback address {ip} (allow_loopback is off)"
+    if ip.is_global:
+        return None
+    if any(ip in network for network in _PRIVATE_NETWORKS):
+        return None if policy.allow_private else f"private address {ip} (allow_private is off)"
+    return (
+        f"{ip} is not globally routable (documentation or reserved range; "
+        "list it in public_networks to treat it as public)"
+    )
