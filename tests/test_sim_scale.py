@@ -13,6 +13,7 @@ import pytest
 from actors.surfaces import _simulator
 from actors.surfaces._cli_sim import load_scenario
 from actors.surfaces._simulator import BOOT_LIST, boot_list, plan_world
+from actors.transport._memory_transport import EPHEMERAL_PORTS, MemoryNetwork
 from protocols.sim import LISTEN_PORT, ScenarioError, SimScenario
 
 
@@ -63,3 +64,14 @@ def test_batch_gc_thresholds_hold_for_the_run_and_are_restored() -> None:
     with _simulator._batch_gc():
         assert gc.get_threshold() == _simulator.GC_THRESHOLDS
     assert gc.get_threshold() == before
+
+
+def test_ephemeral_ports_cycle_within_the_range_and_skip_the_askers_listeners() -> None:
+    net = MemoryNetwork()
+    net._listeners[("10.0.0.1", EPHEMERAL_PORTS[1])] = None  # type: ignore[assignment]
+    first = [net.next_port("10.0.0.1") for _ in range(3)]
+    assert first == [EPHEMERAL_PORTS[0], EPHEMERAL_PORTS[2], EPHEMERAL_PORTS[3]]
+    assert net.next_port("10.0.0.2") == EPHEMERAL_PORTS[4]  # one counter: no clash
+    ports = [net.next_port("10.0.0.3") for _ in range(30_000)]  # more than the range
+    assert min(ports) == EPHEMERAL_PORTS[0] and max(ports) == EPHEMERAL_PORTS[-1]
+    assert len(set(ports[:len(EPHEMERAL_PORTS)])) == len(EPHEMERAL_PORTS)

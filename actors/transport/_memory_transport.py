@@ -7,9 +7,15 @@ A :class:`MemoryNetwork` is a switchboard keyed by ``(host, port)``. A
 handler under the host's address, ``dial`` looks the target up and, when a
 listener is there, creates a connected pair of :class:`MemoryFrameStream`
 (two bounded memory channels) and starts the listener's handler in the
-listener's own nursery. Outbound connections get an ephemeral port from the
-network, or the dialer's listen port when ``reuse_listen_port`` is set, so
-observed addresses behave like real TCP.
+listener's own nursery. Outbound connections get an ephemeral port, or the
+dialer's listen port when ``reuse_listen_port`` is set, so observed addresses
+behave like real TCP. Ephemeral ports come from one network-wide counter
+that cycles through :data:`EPHEMERAL_PORTS`, skipping a port a listener holds
+on the IP asking: a counter that only grew would run past 65535 after some
+25,000 connections in all, which a simulation of thousands of hosts makes. A
+number comes back to the same IP only after 21,000 connections network-wide,
+long after the short-lived connections that use ephemeral ports (dial-backs,
+self-dials) have closed.
 
 ``MemoryNetwork.dial_filter`` lets tests and the simulator model firewalls
 and NATs: it is called with ``(source, destination)`` and returns a reason
@@ -36,7 +42,6 @@ frames and pipelined frames are not delayed one after another.
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -49,6 +54,8 @@ from protocols import ConnectPlan, PathStats, WsAddress
 from ._framestream import DialError, StreamHandler, TransportBroken, TransportClosed
 
 FRAME_BUFFER = 64
+EPHEMERAL_PORTS = range(40000, 61000)
+"""Where outbound connections' (and port-0 listeners') ports come from, per IP."""
 
 DialFilter = Callable[[WsAddress, WsAddress], str | None]
 
@@ -178,7 +185,7 @@ class MemoryNetwork:
 
     dial_filter: DialFilter | None = None
     _listeners: dict[tuple[str, int], _Listener] = field(default_factory=dict)
-    _ports: itertools.count[int] = field(default_factory=lambda: itertools.count(40000))
+    _next_port: int = 0
     dials: list[DialRecord] = field(default_factory=list)
     blackholed: set[str] = field(default_factory=set)
     path: PathStats | None = None
@@ -212,8 +219,15 @@ class MemoryNetwork:
     def transport(self, host: str) -> MemoryTransport:
         return MemoryTransport(self, host)
 
-    def next_port(self) -> int:
-        return next(self._ports)
+    def next_port(self, host: str = "") -> int:
+        """The next ephemeral port for IP ``host`` (module docstring)."""
+        span = len(EPHEMERAL_PORTS)
+        for _ in range(span):
+            port = EPHEMERAL_PORTS[self._next_port]
+            self._next_port = (self._next_port + 1) % span
+            if (host, port) not in self._listeners:
+                break
+        return port
 
 
 class MemoryTransport:
@@ -231,7 +245,7 @@ class MemoryTransport:
         *,
         task_status: trio.TaskStatus[list[WsAddress]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        port = addr.port or self._network.next_port()
+        port = addr.port or self._network.next_port(self.host)
         key = (self.host, port)
         if key in self._network._listeners:
             raise OSError(f"address {self.host}:{port} already in use")
@@ -277,7 +291,8 @@ class MemoryTransport:
                        source_ip: str | None) -> MemoryFrameStream:
         await trio.lowlevel.checkpoint()
         port = self._listen_port if (reuse_listen_port and self._listen_port) else None
-        local = _tcp_addr(source_ip or self.host, port or self._network.next_port())
+        source = source_ip or self.host
+        local = _tcp_addr(source, port or self._network.next_port(source))
         remote = _tcp_addr(addr.host, addr.port)
         self._network.dials.append(DialRecord(trio.current_time(), local, remote))
         if remote.host in self._network.blackholed:
