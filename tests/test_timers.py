@@ -84,6 +84,28 @@ async def test_cancelled_timers_do_not_keep_their_owners_alive(
     assert service is not None and len(service) == 1
 
 
+async def test_closed_timers_let_go_of_their_owners_at_once_among_many_live_ones(
+        autojump_clock: trio.testing.MockClock) -> None:
+    class Owner:
+        def tick(self) -> None: ...
+
+    far = trio.current_time() + 3600
+    live = [call_at(far, lambda: None) for _ in range(1000)]  # no compaction with these
+    owners = [Owner() for _ in range(500)]
+    refs = [weakref.ref(owner) for owner in owners]
+    timers = [call_at(far, owner.tick) for owner in owners]
+    for timer in timers:
+        timer.close()
+    del owners
+    gc.collect()
+    assert sum(ref() is not None for ref in refs) == 0
+    service = current_timer_service()
+    assert service is not None and len(service) == len(live)
+    timers[0].reschedule(trio.current_time() + 1)  # a closed timer may still be moved
+    await trio.sleep(2)
+    assert service.fired == 1
+
+
 async def test_moving_a_timer_many_times_keeps_the_heap_bounded(
         autojump_clock: trio.testing.MockClock) -> None:
     timer = call_at(trio.current_time() + 10, lambda: None)

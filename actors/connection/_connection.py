@@ -588,7 +588,7 @@ class Connection:
         if self.close_reason is not None:
             return
         self.close_reason = reason
-        self._timer.cancel()
+        self._timer.close()
         (self._log.debug if normal else self._log.info)("connection closed", reason=reason)
         for stream_id in list(self._streams):
             self._break(stream_id, CONNECTION_CLOSED, reason)

@@ -14,7 +14,12 @@ deadline has passed.
 
 A :class:`Timer` is the handle. :meth:`Timer.reschedule` moves it (a new heap
 entry; the old one becomes stale and is skipped when it surfaces - each
-entry carries the handle's generation), :meth:`Timer.cancel` disarms it.
+entry carries the handle's generation), :meth:`Timer.cancel` disarms it,
+:meth:`Timer.close` disarms it for good and lets go of its callback - and so
+of the callback's owner, which a stale entry would otherwise keep alive until
+it surfaces or is compacted away (a closed connection's idle timer can be
+minutes away, and with many live timers compaction waits for many stale ones:
+a 1000-host simulation kept as many closed connections as open ones).
 Rescheduling to a *later* time is cheapest done lazily by the owner: leave
 the timer where it is and, when it fires early, arm it again for the real
 deadline - which is how a connection keeps its idle timeout without
@@ -81,6 +86,11 @@ class Timer:
     def cancel(self) -> None:
         self.reschedule(math.inf)
 
+    def close(self) -> None:
+        """Disarm for good: the callback (and what it holds) is let go at once."""
+        self.cancel()
+        self._callback = _closed
+
     def _fire(self, generation: int) -> bool:
         if generation != self._generation:
             return False  # moved or cancelled since this entry was pushed
@@ -92,6 +102,10 @@ class Timer:
         except Exception:
             _log.exception("timer callback failed", callback=repr(self._callback))
         return True
+
+
+def _closed() -> None:
+    """What a closed timer calls if its owner reschedules it anyway: nothing."""
 
 
 class TimerService:
