@@ -413,8 +413,13 @@ def _planner(config: NodeConfig, keys: Keypair, rng: random.Random) -> DialPlann
         rng=rng, max_peers=config.max_peers)
 
 
+HandlerOverrides = Callable[[Mapping[str, ProtocolHandler]], Mapping[str, ProtocolHandler]]
+"""``open_node(handler_overrides=...)``: the node's handlers in, replacements out."""
+
+
 def _build(config: NodeConfig, keys: Keypair, transport: Transport,
-           rng: random.Random, http_client_factory: ClientFactory | None = None) -> Node:
+           rng: random.Random, http_client_factory: ClientFactory | None = None,
+           handler_overrides: HandlerOverrides | None = None) -> Node:
     """Every actor and the supervisor, wired through the node-owned mailboxes and watch."""
     boxes = _Mailboxes.create(config.mailbox_size)
     watch: Watch[NodeSnapshot] = Watch()
@@ -452,6 +457,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         extra_addrs=relay_client.advertised)
     handlers[IDENTIFY_PROTOCOL_ID] = responder.serve_request
     handlers[IDENTIFY_PUSH_PROTOCOL_ID] = responder.serve_push
+    if handler_overrides is not None:
+        handlers.update(handler_overrides(MappingProxyType(dict(handlers))))
     relay_client.serve_with(handlers)
     scheduler = ProbeScheduler(
         Reachability(ReachabilityConfig(threshold=config.autonat_client.confidence)),
@@ -525,6 +532,7 @@ async def open_node(
     keypair: Keypair | None = None,
     rng: random.Random | None = None,
     http_client_factory: ClientFactory | None = None,
+    handler_overrides: HandlerOverrides | None = None,
 ) -> AsyncIterator[Node]:
     """Run a node for the duration of the ``async with`` block.
 
@@ -534,10 +542,14 @@ async def open_node(
     :class:`~protocols.ConfigError` for an unusable ``tls_cert``/``tls_key``/``tls_ca``.
     ``http_client_factory`` replaces ``httpx.AsyncClient`` for the boot URL fetches
     (tests serve a boot document from an ``httpx.MockTransport``).
+    ``handler_overrides`` is given the node's protocol handlers and returns those to
+    replace (Identify still advertises only the node's own protocols): the
+    simulator's adversarial AutoNAT servers answer with it, wrapping the real ones.
     """
     node = _build(config, _keypair(config, keypair),
                   transport if transport is not None else _default_transport(config),
-                  rng if rng is not None else random.Random(), http_client_factory)
+                  rng if rng is not None else random.Random(), http_client_factory,
+                  handler_overrides)
     async with trio.open_nursery() as nursery:
         await nursery.start(node.supervisor.run)
         try:

@@ -47,8 +47,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -67,6 +66,16 @@ from protocols.sim import (
 from ..node import Node, open_node
 from ..transport import SimNetwork
 from ._cli_settings import profile_text
+from ._sim_events import (
+    BootRun,
+    adversary_for,
+    settle_not_before,
+    follow_verdicts,
+    robustness_sections,
+    run_boot,
+    run_churn,
+    run_faults,
+)
 
 __all__ = ["QUIET", "START_SPACING", "SimHost", "plan_world", "simulate"]
 
@@ -93,14 +102,16 @@ class SimHost:
 def plan_world(scenario: SimScenario) -> tuple[list[tuple[str, str]], list[SimHost]]:
     """Boot nodes' (IP, dial-back IP) and every host's addresses (module docstring)."""
     boots = [(f"10.0.0.{i + 1}", f"10.0.1.{i + 1}") for i in range(scenario.boot_nodes)]
-    hosts = []
-    for index, kind in enumerate(scenario.host_kinds()):
-        face = str(ipaddress.IPv4Address(_FIRST_PUBLIC + 256 * index))
-        behaviour = nat_type(kind).behaviour
-        private = behaviour is not None and behaviour.translates
-        ip = str(ipaddress.IPv4Address(_FIRST_PRIVATE + index)) if private else face
-        hosts.append(SimHost(index, kind, ip, face))
-    return boots, hosts
+    return boots, [sim_host(index, kind) for index, kind in enumerate(scenario.host_kinds())]
+
+
+def sim_host(index: int, kind: str) -> SimHost:
+    """Host ``index`` of NAT type ``kind`` (a churned-in host gets a fresh index)."""
+    face = str(ipaddress.IPv4Address(_FIRST_PUBLIC + 256 * index))
+    behaviour = nat_type(kind).behaviour
+    private = behaviour is not None and behaviour.translates
+    ip = str(ipaddress.IPv4Address(_FIRST_PRIVATE + index)) if private else face
+    return SimHost(index, kind, ip, face)
 
 
 def _profile(name: str, **overrides: object) -> NodeConfig:
@@ -115,8 +126,9 @@ def _boot_config(ip: str, alt: str | None, peers: list[str], hosts: int) -> Node
                     dialback_source=alt, max_connections=max(512, hosts + 64))
 
 
-def _host_config(host: SimHost, peers: list[str]) -> NodeConfig:
-    return _profile("default", listen=[f"/ip4/{host.ip}/tcp/{LISTEN_PORT}/ws"], peers=peers)
+def _host_config(host: SimHost, peers: list[str], serve: bool) -> NodeConfig:
+    return _profile("default", listen=[f"/ip4/{host.ip}/tcp/{LISTEN_PORT}/ws"], peers=peers,
+                    autonat_server=serve)
 
 
 @dataclass
@@ -125,6 +137,18 @@ class _HostRun:
     node: Node | None = None
     started: float = 0.0
     verdict_after: float | None = None
+    history: list[str] = field(default_factory=list)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    @property
+    def kind(self) -> str:
+        return self.host.kind
+
+    def nat_status(self) -> str:
+        return self.node.snapshot().nat_status if self.node else "unknown"
+
+    def leave(self) -> None:
+        self.scope.cancel()
 
 
 def _profile_of(snap: NodeSnapshot) -> tuple[str, str, str]:
@@ -132,18 +156,19 @@ def _profile_of(snap: NodeSnapshot) -> tuple[str, str, str]:
 
 
 async def _run_host(net: SimNetwork, run: _HostRun, peers: list[str], rng: random.Random,
-                    latency: float, task_status: trio.TaskStatus[None]) -> None:
+                    latency: float, serve: bool, task_status: trio.TaskStatus[None]) -> None:
     host = run.host
     behaviour = nat_type(host.kind).behaviour
     net.add_host(host.ip, behaviour=behaviour, public_ip=host.face, latency=latency)
     keypair, node_rng = Keypair.from_seed(rng.randbytes(32)), random.Random(rng.getrandbits(64))
-    async with open_node(_host_config(host, peers), transport=net.transport(host.ip),
-                         keypair=keypair, rng=node_rng) as node:
-        run.node, run.started = node, trio.current_time()
-        task_status.started()
-        await node.wait_for(lambda snap: snap.nat_status != "unknown")
-        run.verdict_after = trio.current_time() - run.started
-        await trio.sleep_forever()
+    with run.scope:  # cancelled: the host leaves (churn)
+        async with open_node(_host_config(host, peers, serve), transport=net.transport(host.ip),
+                             keypair=keypair, rng=node_rng) as node:
+            run.node, run.started = node, trio.current_time()
+            task_status.started()
+            await node.wait_for(lambda snap: snap.nat_status != "unknown")
+            run.verdict_after = trio.current_time() - run.started
+            await follow_verdicts(node, run.history)
 
 
 async def _until_settled(runs: list[_HostRun], deadline: float) -> None:
@@ -165,7 +190,7 @@ def _outcome(run: _HostRun) -> HostOutcome:
     snap = run.node.snapshot()
     probes = sum(run.node.statistics().probes.values())
     return HostOutcome(run.host.kind, *_profile_of(snap), run.verdict_after, probes,
-                       snap.hairpinning)
+                       snap.hairpinning, tuple(run.history))
 
 
 def _boot_load(node: Node) -> BootLoad:
@@ -186,27 +211,41 @@ async def run_scenario(scenario: SimScenario,
     addrs = [f"/ip4/{ip}/tcp/{LISTEN_PORT}/ws/p2p/{key.peer_id}"
              for (ip, _), key in zip(boot_ips, keys, strict=True)]
     t0 = trio.current_time()
-    async with AsyncExitStack() as stack:
-        boots = []
+    async with trio.open_nursery() as nursery:
+        boots: list[BootRun] = []
         for i, ((ip, alt), key) in enumerate(zip(boot_ips, keys, strict=True)):
             net.add_host(ip, latency=latency)
             net.add_host(alt, latency=latency)
             config = _boot_config(ip, alt if scenario.dialback_source else None, addrs[:i],
                                   len(hosts))
-            boots.append(await stack.enter_async_context(open_node(
-                config, transport=net.transport(ip), keypair=key,
-                rng=random.Random(rng.getrandbits(64)))))
+            boots.append(await nursery.start(run_boot, i, config, net.transport(ip), key,
+                                             random.Random(rng.getrandbits(64)),
+                                             adversary_for(scenario, i)))
         if progress:
             progress(f"{len(boots)} boot nodes up; starting {len(hosts)} hosts")
-        nursery = await stack.enter_async_context(trio.open_nursery())
         runs = [_HostRun(host) for host in hosts]
+        everyone = list(runs)
+
+        async def spawn(kind: str) -> _HostRun:
+            run = _HostRun(sim_host(len(everyone), kind))
+            everyone.append(run)
+            await nursery.start(_run_host, net, run, addrs, random.Random(rng.getrandbits(64)),
+                                latency, scenario.host_servers)
+            return run
+
         for run in runs:
             host_rng = random.Random(rng.getrandbits(64))
-            await nursery.start(_run_host, net, run, addrs, host_rng, latency)
-            await trio.sleep(START_SPACING)
+            await nursery.start(_run_host, net, run, addrs, host_rng, latency,
+                                scenario.host_servers)
+            await trio.sleep(scenario.start_spacing)
+        nursery.start_soon(run_faults, scenario, boots, t0)
+        churn = (await run_churn(scenario.churn, runs, spawn, random.Random(rng.getrandbits(64)),
+                                 t0) if scenario.churn.active else None)
+        await trio.sleep_until(t0 + settle_not_before(scenario))
         await _until_settled(runs, t0 + scenario.deadline)
         report = build_report(scenario.name, scenario.seed, [_outcome(r) for r in runs],
-                              [_boot_load(b) for b in boots], trio.current_time() - t0)
+                              [_boot_load(b.node) for b in boots], trio.current_time() - t0)
+        report.update(robustness_sections(scenario, boots, everyone, runs, churn, t0))
         nursery.cancel_scope.cancel()
     return report
 

@@ -12,6 +12,8 @@ Theory of operation
   truth a node behind each must report (the NAT lab's expectations).
 * :mod:`._scenario` - :class:`SimScenario`, parsed from TOML text.
 * :mod:`._sim_report` - grading hosts' outcomes per NAT type.
+* :mod:`._sim_faults` - lying or vanishing servers, killed boot nodes, churn.
+* :mod:`._sim_robustness` - grading flips, convergence after a kill, churn.
 
 The network that moves connections between hosts and boxes, and the runner
 that starts real nodes on it, are actors (:mod:`actors.transport`,
@@ -26,12 +28,24 @@ from ._nat_behaviour import Endpoint, Filtering, Mapping, NatBehaviour, Unsolici
 from ._nat_box import Deliver, Drop, InboundVerdict, NatBox, Reject
 from ._nat_catalog import LISTEN_PORT, NAT_TYPES, GroundTruth, NatType, nat_type
 from ._scenario import ScenarioError, SimScenario
+from ._sim_faults import LIAR_MODES, BootKill, Churn, Liars
 from ._sim_report import BootLoad, HostOutcome, build_report, format_report, percentile
+from ._sim_robustness import (
+    churn_sample,
+    churn_summary,
+    count_flips,
+    kill_summary,
+    stability,
+    violations,
+)
 
 __all__ = [
+    "LIAR_MODES",
     "LISTEN_PORT",
     "NAT_TYPES",
+    "BootKill",
     "BootLoad",
+    "Churn",
     "Deliver",
     "Drop",
     "Endpoint",
@@ -39,6 +53,7 @@ __all__ = [
     "GroundTruth",
     "HostOutcome",
     "InboundVerdict",
+    "Liars",
     "Mapping",
     "NatBehaviour",
     "NatBox",
@@ -48,7 +63,13 @@ __all__ = [
     "SimScenario",
     "Unsolicited",
     "build_report",
+    "churn_sample",
+    "churn_summary",
+    "count_flips",
     "format_report",
+    "kill_summary",
     "nat_type",
     "percentile",
+    "stability",
+    "violations",
 ]

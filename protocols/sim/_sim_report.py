@@ -14,7 +14,10 @@ against :func:`~protocols.sim.nat_type`'s truth:
   asserts hairpinning (None when none does);
 * time to verdict: p50, p95 and max over the hosts that reached one
   (nearest-rank percentiles, so the figures are values that occurred);
-* probes per node: mean and max of the dial requests each host sent.
+* probes per node: mean and max of the dial requests each host sent;
+* ``stability``: ``nat_status`` flips after the first verdict
+  (:func:`~protocols.sim.stability`); the runner adds ``boot_kill`` and
+  ``churn`` for scenarios with those faults (:mod:`._sim_robustness`).
 
 The report is a plain dict with sorted, rounded values so that two runs with the
 same seed serialise to the same JSON; the runner adds wall time and memory
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._nat_catalog import nat_type
+from ._sim_robustness import stability, violations
 
 __all__ = ["BootLoad", "HostOutcome", "build_report", "format_report", "percentile"]
 
@@ -48,6 +52,8 @@ class HostOutcome:
     """Dial requests the host sent."""
     hairpinning: bool | None = None
     """The node's hairpinning (None: not tested or not applicable)."""
+    history: tuple[str, ...] = ()
+    """Every ``nat_status`` the host took after its first verdict, in order (flips)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,7 @@ def build_report(scenario: str, seed: int, outcomes: Sequence[HostOutcome],
         "total": _summary(outcomes),
         "boot_nodes": [{"connections": b.connections, "probes_served": b.probes_served,
                         "refused": b.refused} for b in boots],
+        "stability": stability(o.history for o in outcomes),
     }
 
 
@@ -173,4 +180,34 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append("boot nodes: connections " + "/".join(str(b["connections"]) for b in boots)
                  + ", probes served " + "/".join(str(b["probes_served"]) for b in boots)
                  + " (refused " + "/".join(str(b.get("refused", 0)) for b in boots) + ")")
+    lines += _robustness_lines(report)
     return "\n".join(lines)
+
+
+def _robustness_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
+    flips = report.get("stability")
+    if flips:
+        lines.append(f"stability: max flips {flips['max_flips']}, hosts flipped "
+                     f"{flips['hosts_flipped']} (more than once: "
+                     f"{flips['hosts_flipped_more_than_once']}) of {flips['hosts']}, "
+                     f"verdicts lost {flips['verdicts_lost']}")
+    liars = report.get("liars")
+    if liars:
+        lines.append("liars: " + ", ".join(f"{mode} x{n}" for mode, n in liars["modes"].items())
+                     + f"; lies told {liars['lies']}")
+    kill = report.get("boot_kill")
+    if kill:
+        lines.append(f"boot kill: boot node(s) {kill['killed']} killed at {kill['at']:g} s; "
+                     f"{kill['converged']}/{kill['hosts']} hosts right at the end "
+                     f"({kill['converged_of_started_after']}/{kill['started_after_kill']} of "
+                     "those started after the kill)")
+    churn = report.get("churn")
+    if churn:
+        lines.append(f"churn: {churn['joined']} joined, {churn['left']} left; "
+                     f"{churn['samples']} minute samples, {churn['judged']} verdicts judged: "
+                     f"right {churn['right']}, false public {churn['false_public']}, "
+                     f"false private {churn['false_private']}, unknown {churn['unknown']}; "
+                     f"worst minute {churn['worst_minute_right']}")
+    lines += [f"VIOLATION: {v}" for v in violations(report)]
+    return lines
