@@ -380,7 +380,9 @@ class AutonatProbe:
         if response is not None and not detail:
             detail = f"status={response.status.name} dial_status={response.dial_status.name}"
         result = ProbeResult(addr=addr, server=server, outcome=outcome, at=trio.current_time(),
-                             detail=detail[:200])
+                             detail=detail[:200],
+                             from_other_ip=outcome is ProbeOutcome.REACHABLE
+                             and evidence.arrived_other)
         return result, response is not None, evidence
 
     async def _exchange(self, connection: Connection, start: StartProbe,

@@ -40,8 +40,17 @@ from ..node import Node, open_node
 from ..transport import Transport
 from ._sim_adversary import Adversary
 
-__all__ = ["BootRun", "ChurnHost", "settle_not_before", "follow_verdicts", "liars_section",
-           "robustness_sections", "run_boot", "run_churn", "run_faults"]
+__all__ = [
+    "BootRun",
+    "ChurnHost",
+    "follow_verdicts",
+    "liars_section",
+    "robustness_sections",
+    "run_boot",
+    "run_churn",
+    "run_faults",
+    "settle_not_before",
+]
 
 MINUTE = 60.0
 

@@ -69,12 +69,12 @@ from ._cli_settings import profile_text
 from ._sim_events import (
     BootRun,
     adversary_for,
-    settle_not_before,
     follow_verdicts,
     robustness_sections,
     run_boot,
     run_churn,
     run_faults,
+    settle_not_before,
 )
 
 __all__ = ["QUIET", "START_SPACING", "SimHost", "plan_world", "simulate"]

@@ -72,6 +72,9 @@ class ProbeResult:
     ``addr`` is the address the server reported dialing (the request's
     ``addr_idx``); a ``/p2p/`` suffix is ignored by the reachability machine.
     ``at`` is when the probe ended (monotonic node time).
+    ``from_other_ip``: a ``REACHABLE`` whose dial-back came from an IP we never
+    contacted - no flow of ours opened the way for it, so it shows the address
+    open to anyone (the reachability machine lets it outweigh claims).
     """
 
     addr: WsAddress
@@ -79,6 +82,7 @@ class ProbeResult:
     outcome: ProbeOutcome
     at: float
     detail: str = ""
+    from_other_ip: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.addr, WsAddress):
@@ -89,6 +93,10 @@ class ProbeResult:
             raise LocalProtocolError(f"outcome must be a ProbeOutcome, got {self.outcome!r}")
         _check_event_time(self.at)
         _check_detail(self.detail)
+        if not isinstance(self.from_other_ip, bool):
+            raise LocalProtocolError(f"from_other_ip must be a bool, got {self.from_other_ip!r}")
+        if self.from_other_ip and self.outcome is not ProbeOutcome.REACHABLE:
+            raise LocalProtocolError("from_other_ip describes a REACHABLE dial-back only")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,16 @@ Votes
 
     So a verdict needs ``T`` agreeing servers, and a confirmed verdict flips
     only when the contrary evidence reaches the same threshold *and*
-    outnumbers the supporting evidence. Expiry alone never flips
+    outnumbers the supporting evidence.
+
+    Evidence beats a claim: an ``UNREACHABLE`` vote is a server's word, a
+    ``REACHABLE`` one our own observation. A dial-back that arrived from an
+    IP we never contacted (:attr:`ProbeResult.from_other_ip`) cannot have
+    been let in by a flow of ours, so ``T`` of those make the address
+    ``reachable`` however many servers claim the contrary: lying servers,
+    even a majority, cannot outvote what we saw (and cannot make a node
+    flip back and forth). A dial-back from the IP we contacted proves less
+    (an address-dependent filter lets exactly that in), so it only votes. Expiry alone never flips
     ``reachable`` to ``unreachable`` (or back); it only returns an address to
     ``unknown`` once all of its evidence has expired.
 
@@ -276,6 +285,7 @@ class ReachabilityView:
 class _Evidence:
     outcome: ProbeOutcome
     at: float
+    from_other_ip: bool = False
 
 
 @dataclass
@@ -421,7 +431,8 @@ class Reachability:
                 self._ignored += 1
             return events + self._update_nat_status(now)
         state.evidence.pop(result.server, None)  # re-insert: dict order is recency
-        state.evidence[result.server] = _Evidence(result.outcome, min(result.at, now))
+        state.evidence[result.server] = _Evidence(result.outcome, min(result.at, now),
+                                                  result.from_other_ip)
         while len(state.evidence) > self.config.max_servers_per_addr:
             del state.evidence[next(iter(state.evidence))]
         change = self._evaluate(addr, state, now, "evidence")
@@ -496,7 +507,8 @@ class Reachability:
         votes = Counter(ev.outcome for ev in state.evidence.values())
         yes, no = votes[ProbeOutcome.REACHABLE], votes[ProbeOutcome.UNREACHABLE]
         state.reachable_votes, state.unreachable_votes = yes, no
-        new = self._decide(state.verdict, yes, no)
+        seen = sum(ev.from_other_ip for ev in state.evidence.values())
+        new = "reachable" if seen >= self._threshold else self._decide(state.verdict, yes, no)
         if new == state.verdict:
             return None
         old, state.verdict, state.since, state.attempt = state.verdict, new, now, 0
