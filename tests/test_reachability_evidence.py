@@ -1,9 +1,11 @@
-"""Evidence beats a claim: dial-backs from an IP we never contacted outweigh E_DIAL_ERROR claims.
+"""Evidence beats a claim: reachability evidence weighed by which dial-back it is about.
 
-The simulator's ``liars`` scenario (2 honest AutoNAT servers, 2 that claim
-every host unreachable, 3 more lying or vanishing) left public hosts
-``private`` for good: two verified dial-backs tied two claims and the
-hysteresis kept the first, wrong, verdict. These are the rule's unit tests.
+Two simulator runs found the rules: in ``liars`` (2 honest AutoNAT servers,
+2 that claim every host unreachable, 3 more lying or vanishing) public hosts
+stayed ``private`` for good - two verified dial-backs tied two claims and
+the hysteresis kept the first, wrong, verdict; under ``churn`` hosts behind
+address-restricted NATs turned ``public`` once enough hosts without a second
+address (whose dial-backs such a NAT lets in) had answered.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import random
 import pytest
 
 from protocols import (
+    DialBackSource,
     Keypair,
     LocalProtocolError,
     ProbeOutcome,
@@ -27,6 +30,7 @@ from protocols import (
 SERVERS = [Keypair.from_seed(bytes([i]) * 32).peer_id for i in range(7)]
 A = WsAddress.parse("/ip4/198.51.100.7/tcp/44000/ws")
 R, U = ProbeOutcome.REACHABLE, ProbeOutcome.UNREACHABLE
+FAR, NEAR = DialBackSource.OTHER_IP, DialBackSource.CONTACTED_IP
 
 
 def _machine() -> Reachability:
@@ -35,9 +39,9 @@ def _machine() -> Reachability:
     return machine
 
 
-def _report(m: Reachability, server: int, outcome: ProbeOutcome, now: float, *,
-            other_ip: bool = False) -> list[ReachabilityEvent]:
-    result = ProbeResult(A, SERVERS[server], outcome, now, from_other_ip=other_ip)
+def _report(m: Reachability, server: int, outcome: ProbeOutcome, now: float,
+            via: DialBackSource | None = None) -> list[ReachabilityEvent]:
+    result = ProbeResult(A, SERVERS[server], outcome, now, via=via)
     return m.handle_probe_result(result, now)
 
 
@@ -48,11 +52,11 @@ def _changes(events: list[ReachabilityEvent]) -> list[tuple[str, str]]:
 def test_two_seen_dial_backs_beat_three_claims() -> None:
     m = _machine()
     for server in (2, 3, 4):
-        _report(m, server, U, 1.0)
+        _report(m, server, U, 1.0, FAR)
     assert m.verdict(A) == "unreachable"
-    _report(m, 0, R, 2.0, other_ip=True)
+    _report(m, 0, R, 2.0, FAR)
     assert m.verdict(A) == "unreachable"  # one dial-back is not yet a verdict
-    assert _changes(_report(m, 1, R, 3.0, other_ip=True)) == [("unreachable", "reachable")]
+    assert _changes(_report(m, 1, R, 3.0, FAR)) == [("unreachable", "reachable")]
     assert m.nat_status == "public"
 
 
@@ -64,27 +68,38 @@ def test_a_majority_claiming_failure_flips_a_reachable_node_at_most_once() -> No
     changes = []
     for round_ in range(200):
         for server in rng.sample(range(7), 3):
-            honest = server < 2
-            changes += _changes(_report(m, server, R if honest else U, float(round_),
-                                        other_ip=honest))
+            outcome = R if server < 2 else U
+            changes += _changes(_report(m, server, outcome, float(round_), FAR))
     assert m.verdict(A) == "reachable"
     assert len(changes) <= 2 and changes[-1][1] == "reachable", changes
 
 
-def test_dial_backs_from_the_contacted_ip_only_vote() -> None:
-    """An address-dependent filter lets a dial-back from the IP we contacted in: those
-    prove less, so three claims still outvote two of them."""
+def test_dial_backs_from_contacted_ips_cannot_outvote_failures_from_other_ips() -> None:
+    """Behind an address-dependent NAT every server without a second address gets its
+    dial-back in (from the IP we contacted); two with a second address say theirs
+    failed. Five arrivals of the first kind do not make the node public."""
     m = _machine()
-    _report(m, 0, R, 1.0)
-    _report(m, 1, R, 1.0)
-    assert m.verdict(A) == "reachable"
-    for server in (2, 3, 4):
-        _report(m, server, U, 2.0)
+    _report(m, 0, U, 1.0, FAR)
+    _report(m, 1, U, 1.0, FAR)
+    assert m.verdict(A) == "unreachable"
+    for server in range(2, 7):
+        assert _changes(_report(m, server, R, 2.0, NEAR)) == []
     assert m.verdict(A) == "unreachable"
 
 
-def test_only_a_reachable_result_comes_from_another_ip() -> None:
-    with pytest.raises(LocalProtocolError, match="from_other_ip"):
-        ProbeResult(A, SERVERS[0], U, 1.0, from_other_ip=True)
-    with pytest.raises(LocalProtocolError, match="from_other_ip"):
-        ProbeResult(A, SERVERS[0], R, 1.0, from_other_ip=1)  # type: ignore[arg-type]
+def test_without_servers_with_a_second_address_the_votes_decide() -> None:
+    """The ProbeLab setting (no second addresses): arrivals and failures just vote."""
+    m = _machine()
+    _report(m, 0, R, 1.0, NEAR)
+    _report(m, 1, R, 1.0, NEAR)
+    assert m.verdict(A) == "reachable"
+    for server in (2, 3, 4):
+        _report(m, server, U, 2.0, NEAR)
+    assert m.verdict(A) == "unreachable"
+
+
+def test_via_describes_evidence_only() -> None:
+    with pytest.raises(LocalProtocolError, match="via describes evidence"):
+        ProbeResult(A, SERVERS[0], ProbeOutcome.TIMEOUT, 1.0, via=FAR)
+    with pytest.raises(LocalProtocolError, match="via must be"):
+        ProbeResult(A, SERVERS[0], R, 1.0, via=2)  # type: ignore[arg-type]

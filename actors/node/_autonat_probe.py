@@ -61,6 +61,7 @@ import trio
 
 from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
+    DialBackSource,
     DialDataRequest,
     DialDataResponse,
     DialRequest,
@@ -380,9 +381,7 @@ class AutonatProbe:
         if response is not None and not detail:
             detail = f"status={response.status.name} dial_status={response.dial_status.name}"
         result = ProbeResult(addr=addr, server=server, outcome=outcome, at=trio.current_time(),
-                             detail=detail[:200],
-                             from_other_ip=outcome is ProbeOutcome.REACHABLE
-                             and evidence.arrived_other)
+                             detail=detail[:200], via=_via(outcome, evidence, response))
         return result, response is not None, evidence
 
     async def _exchange(self, connection: Connection, start: StartProbe,
@@ -417,6 +416,19 @@ def _evidence(pending: PendingProbe, connection: Connection,
     contacted, other = pending.arrived_from(connection.remote_addr.ip)
     return FilteringEvidence.from_probe(response, arrived_contacted=contacted,
                                         arrived_other=other)
+
+
+def _via(outcome: ProbeOutcome, evidence: FilteringEvidence,
+         response: DialResponse | None) -> DialBackSource | None:
+    """Which dial-back the evidence is about (:class:`~protocols.ProbeResult`)."""
+    if outcome is ProbeOutcome.REACHABLE:
+        return DialBackSource.OTHER_IP if evidence.arrived_other else DialBackSource.CONTACTED_IP
+    if outcome is not ProbeOutcome.UNREACHABLE or response is None:
+        return None
+    for source in (DialBackSource.OTHER_IP, DialBackSource.CONTACTED_IP):
+        if response.attempt(source) is not None:
+            return source
+    return None
 
 
 def _missing(evidence: FilteringEvidence, response: DialResponse | None) -> bool:

@@ -39,16 +39,24 @@ Votes
     only when the contrary evidence reaches the same threshold *and*
     outnumbers the supporting evidence.
 
-    Evidence beats a claim: an ``UNREACHABLE`` vote is a server's word, a
-    ``REACHABLE`` one our own observation. A dial-back that arrived from an
-    IP we never contacted (:attr:`ProbeResult.from_other_ip`) cannot have
-    been let in by a flow of ours, so ``T`` of those make the address
-    ``reachable`` however many servers claim the contrary: lying servers,
-    even a majority, cannot outvote what we saw (and cannot make a node
-    flip back and forth). A dial-back from the IP we contacted proves less
-    (an address-dependent filter lets exactly that in), so it only votes. Expiry alone never flips
-    ``reachable`` to ``unreachable`` (or back); it only returns an address to
-    ``unknown`` once all of its evidence has expired.
+    Evidence beats a claim, and what we saw is weighed by what it shows
+    (:attr:`ProbeResult.via`), before the votes:
+
+    1. ``T`` dial-backs that arrived from an IP we never contacted make the
+       address ``reachable``, however many servers claim the contrary: no
+       flow of ours let them in, so lying servers, even a majority, cannot
+       outvote what we saw (nor make a node flip back and forth);
+    2. else ``T`` servers saying their dial-back from an IP we never
+       contacted failed, more than rule 1's dial-backs, make it
+       ``unreachable``: a dial-back from the IP we contacted does not
+       contradict them - an address-dependent filter lets exactly that one
+       in - so such arrivals cannot outvote them (a node behind such a NAT
+       that hears from many servers without a second address stays private);
+    3. else the votes decide, every ``REACHABLE`` and ``UNREACHABLE`` alike.
+
+    Expiry alone never flips ``reachable`` to ``unreachable`` (or back); it
+    only returns an address to ``unknown`` once all of its evidence has
+    expired.
 
 Small networks
     A network with fewer AutoNAT servers than ``threshold`` (one boot node and
@@ -102,7 +110,7 @@ from typing import Final, Literal, TypeAlias, TypeVar
 
 from ..core import Backoff, PeerId, WsAddress
 from ._autonat_events import NatStatus, ProbeOutcome, ProbeResult
-from ._autonat_msg import DialResponse, DialStatus, ResponseStatus
+from ._autonat_msg import DialBackSource, DialResponse, DialStatus, ResponseStatus
 
 __all__ = [
     "AddressReachability",
@@ -285,7 +293,7 @@ class ReachabilityView:
 class _Evidence:
     outcome: ProbeOutcome
     at: float
-    from_other_ip: bool = False
+    via: DialBackSource | None = None
 
 
 @dataclass
@@ -432,7 +440,7 @@ class Reachability:
             return events + self._update_nat_status(now)
         state.evidence.pop(result.server, None)  # re-insert: dict order is recency
         state.evidence[result.server] = _Evidence(result.outcome, min(result.at, now),
-                                                  result.from_other_ip)
+                                                  result.via)
         while len(state.evidence) > self.config.max_servers_per_addr:
             del state.evidence[next(iter(state.evidence))]
         change = self._evaluate(addr, state, now, "evidence")
@@ -507,8 +515,7 @@ class Reachability:
         votes = Counter(ev.outcome for ev in state.evidence.values())
         yes, no = votes[ProbeOutcome.REACHABLE], votes[ProbeOutcome.UNREACHABLE]
         state.reachable_votes, state.unreachable_votes = yes, no
-        seen = sum(ev.from_other_ip for ev in state.evidence.values())
-        new = "reachable" if seen >= self._threshold else self._decide(state.verdict, yes, no)
+        new = self._weigh(state) or self._decide(state.verdict, yes, no)
         if new == state.verdict:
             return None
         old, state.verdict, state.since, state.attempt = state.verdict, new, now, 0
@@ -549,6 +556,17 @@ class Reachability:
         if self._servers >= self.config.threshold or self._threshold == max(1, self._servers):
             return None
         return self._servers_since + self.config.small_network_settle
+
+    def _weigh(self, state: _Address) -> AddressVerdict | None:
+        """Rules 1 and 2 of "Evidence beats a claim" (module docstring); None: vote."""
+        far = Counter(ev.outcome for ev in state.evidence.values()
+                      if ev.via is DialBackSource.OTHER_IP)
+        seen, denied = far[ProbeOutcome.REACHABLE], far[ProbeOutcome.UNREACHABLE]
+        if seen >= self._threshold:
+            return "reachable"
+        if denied >= self._threshold and denied > seen:
+            return "unreachable"
+        return None
 
     def _decide(self, current: AddressVerdict, yes: int, no: int) -> AddressVerdict:
         votes: dict[AddressVerdict, int] = {"reachable": yes, "unreachable": no}
