@@ -8,8 +8,9 @@ the default is ``small``. ``--hosts`` rescales the scenario's mix of NAT
 types, ``--seed`` replaces its seed. The run itself is
 :func:`actors.surfaces._simulator.simulate`; this module only finds the
 scenario, prints the report (a table, or one JSON object with ``--json``) and
-chooses the exit status: 0 when every host's verdict is right, 2 when some is
-not (so a script can tell), 1 on an error.
+chooses the exit status: 0 when every host's verdict is right and the run
+breaks no robustness property (:func:`protocols.sim.violations`: flips, the
+boot kill, churn), 2 when not (so a script can tell), 1 on an error.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from protocols.sim import ScenarioError, SimScenario, format_report
+from protocols.sim import ScenarioError, SimScenario, format_report, violations
 
 from ..runtime import configure_logging
 from ._cli_commands import CliError
@@ -87,4 +88,4 @@ def cmd_sim(args: argparse.Namespace) -> int:
     report = simulate(scenario, progress)
     print(json.dumps(report) if args.json else format_report(report))
     total = report["total"]
-    return 0 if total["right"] == total["hosts"] else 2
+    return 0 if total["right"] == total["hosts"] and not violations(report) else 2
