@@ -103,3 +103,20 @@ def test_via_describes_evidence_only() -> None:
         ProbeResult(A, SERVERS[0], ProbeOutcome.TIMEOUT, 1.0, via=FAR)
     with pytest.raises(LocalProtocolError, match="via must be"):
         ProbeResult(A, SERVERS[0], R, 1.0, via=2)  # type: ignore[arg-type]
+
+
+def test_many_contacted_ip_arrivals_do_not_crowd_out_failures_from_other_ips() -> None:
+    """Found under churn: an address keeps the latest evidence of 8 servers, and the
+    least recently heard went first - so after a few re-probe rounds through hosts
+    without a second address, the two failures from other IPs were dropped and an
+    address-restricted host turned public. Evidence about other IPs now goes last."""
+    servers = [Keypair.from_seed(bytes([40 + i]) * 32).peer_id for i in range(12)]
+    m = _machine()
+    for server in servers[:2]:
+        m.handle_probe_result(ProbeResult(A, server, U, 1.0, via=FAR), 1.0)
+    changes = []
+    for i, server in enumerate(servers[2:]):
+        now = 2.0 + i
+        changes += _changes(m.handle_probe_result(ProbeResult(A, server, R, now, via=NEAR), now))
+    assert changes == [] and m.verdict(A) == "unreachable"
+    assert set(servers[:2]) <= m.evidence_servers(A, 20.0)

@@ -147,8 +147,10 @@ def _outcome(history: tuple[str, ...], status: str = "public") -> HostOutcome:
 def test_a_host_flipping_twice_is_flagged() -> None:
     report = build_report("t", 1, [_outcome(("public", "private", "public")),
                                    _outcome(("private", "public"))], [BootLoad(1, 1)], 10.0)
-    assert report["stability"] == {"hosts": 2, "max_flips": 2, "hosts_flipped": 2,
-                                   "hosts_flipped_more_than_once": 1, "verdicts_lost": 0}
+    assert report["stability"] == {
+        "hosts": 2, "max_flips": 2, "hosts_flipped": 2, "hosts_flipped_more_than_once": 1,
+        "verdicts_lost": 0, "flipped": ["public: private>public",
+                                        "public: public>private>public"]}
     assert violations(report) == ["1 host(s) flipped nat_status more than 1 time(s) (worst: 2)"]
     assert "VIOLATION: 1 host(s) flipped" in format_report(report)
 

@@ -189,5 +189,5 @@ def robustness_sections(scenario: SimScenario, boots: list[BootRun], everyone: l
             [(h.kind, h.nat_status(), h.started - t0) for h in live])
     if churn is not None:
         sections["churn"] = churn
-        sections["stability"] = stability(h.history for h in everyone)
+        sections["stability"] = stability((h.kind, h.history) for h in everyone)
     return sections

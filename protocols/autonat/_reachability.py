@@ -26,7 +26,9 @@ Lying servers
 
 Votes
     Per candidate address we keep the latest evidence of each distinct server
-    (at most ``max_servers_per_addr``, the least recently heard dropped).
+    (at most ``max_servers_per_addr``; the least recently heard is dropped
+    first, but evidence about another IP - see "Evidence beats a claim" - only
+    when nothing else is left to drop).
     Evidence older than ``evidence_ttl`` no longer counts. With ``R`` live
     reachable and ``U`` live unreachable votes and threshold ``T`` (default 2):
 
@@ -308,6 +310,16 @@ class _Address:
     attempt: int = 0
 
 
+def _least_weighty(evidence: Mapping[PeerId, _Evidence]) -> PeerId:
+    """The server whose evidence goes first when an address keeps too many: the least
+    recently heard of those whose evidence is not about another IP (rules 1 and 2 of
+    "Evidence beats a claim" weigh those), else the least recently heard."""
+    for peer, ev in evidence.items():  # in order of recency, oldest first
+        if ev.via is not DialBackSource.OTHER_IP:
+            return peer
+    return next(iter(evidence))
+
+
 def _key(addr: WsAddress) -> WsAddress:
     return addr if addr.peer_id is None else addr.with_peer_id(None)
 
@@ -442,7 +454,7 @@ class Reachability:
         state.evidence[result.server] = _Evidence(result.outcome, min(result.at, now),
                                                   result.via)
         while len(state.evidence) > self.config.max_servers_per_addr:
-            del state.evidence[next(iter(state.evidence))]
+            del state.evidence[_least_weighty(state.evidence)]
         change = self._evaluate(addr, state, now, "evidence")
         if change is not None:
             events.append(change)

@@ -140,7 +140,7 @@ def build_report(scenario: str, seed: int, outcomes: Sequence[HostOutcome],
         "total": _summary(outcomes),
         "boot_nodes": [{"connections": b.connections, "probes_served": b.probes_served,
                         "refused": b.refused} for b in boots],
-        "stability": stability(o.history for o in outcomes),
+        "stability": stability((o.kind, o.history) for o in outcomes),
     }
 
 
@@ -192,6 +192,7 @@ def _robustness_lines(report: dict[str, Any]) -> list[str]:
                      f"{flips['hosts_flipped']} (more than once: "
                      f"{flips['hosts_flipped_more_than_once']}) of {flips['hosts']}, "
                      f"verdicts lost {flips['verdicts_lost']}")
+        lines += [f"  flipped: {row}" for row in flips.get("flipped", [])]
     liars = report.get("liars")
     if liars:
         lines.append("liars: " + ", ".join(f"{mode} x{n}" for mode, n in liars["modes"].items())

@@ -36,6 +36,8 @@ __all__ = ["GRADES", "churn_sample", "churn_summary", "count_flips", "grade", "k
 
 GRADES = ("right", "false_public", "false_private", "unknown")
 MAX_FLIPS = 1
+SHOWN_FLIPPED = 10
+"""The report names at most this many hosts that flipped (NAT type and history)."""
 """A host may change its verdict once (a first guess corrected); never back and forth."""
 
 
@@ -66,14 +68,17 @@ def count_flips(history: Sequence[str]) -> tuple[int, int]:
     return flips, lost
 
 
-def stability(histories: Iterable[Sequence[str]]) -> dict[str, int]:
-    """Flips over many hosts: the worst host, how many flipped at all and more than once."""
-    counts = [count_flips(h) for h in histories]
-    flips = [f for f, _ in counts]
-    return {"hosts": len(counts), "max_flips": max(flips, default=0),
+def stability(hosts: Iterable[tuple[str, Sequence[str]]]) -> dict[str, Any]:
+    """Flips over many hosts, given as (NAT type, history): the worst host, how many
+    flipped at all and more than once, and (at most :data:`SHOWN_FLIPPED`) which."""
+    rows = [(kind, history, *count_flips(history)) for kind, history in hosts]
+    flips = [f for _, _, f, _ in rows]
+    shown = sorted(f"{kind}: {'>'.join(history)}" for kind, history, f, _ in rows if f)
+    return {"hosts": len(rows), "max_flips": max(flips, default=0),
             "hosts_flipped": sum(f > 0 for f in flips),
             "hosts_flipped_more_than_once": sum(f > MAX_FLIPS for f in flips),
-            "verdicts_lost": sum(lost for _, lost in counts)}
+            "verdicts_lost": sum(lost for _, _, _, lost in rows),
+            "flipped": shown[:SHOWN_FLIPPED]}
 
 
 def kill_summary(killed: Sequence[int], at: float,
