@@ -8,6 +8,7 @@ shown able to fail on reports that break the properties.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -126,6 +127,41 @@ converge_s = 30.0
     assert report["stability"]["hosts"] == 14 + churn["joined"]
     assert report["stability"]["hosts_flipped_more_than_once"] == 0
     assert violations(report) == []
+
+
+def test_a_run_with_every_fault_repeats_for_its_seed() -> None:
+    """Kill, a lying and a vanishing server and churn together: the same JSON twice."""
+    text = """
+[scenario]
+boot_nodes = 4
+deadline = 300.0
+start_spacing = 0.5
+[kill]
+boot_nodes = [0]
+at = 3.0
+[liars]
+claim_unreachable = 1
+vanish = 1
+at = 4.0
+[churn]
+per_minute = 0.2
+duration = 120.0
+[hosts]
+public = 3
+address_restricted = 3
+symmetric = 3
+"""
+
+    def run() -> str:
+        report = simulate(SimScenario.from_toml(text, source="t"))
+        report.pop("resources")
+        return json.dumps(report, sort_keys=True)
+
+    first = run()
+    assert run() == first
+    report = json.loads(first)
+    assert report["liars"]["lies"] > 0 and report["churn"]["joined"] > 0
+    assert report["boot_kill"]["started_after_kill"] > 0
 
 
 def test_the_shipped_robustness_scenarios_load() -> None:
