@@ -85,7 +85,7 @@ async def run_boot(index: int, config: NodeConfig, transport: Transport, keypair
 def adversary_for(scenario: SimScenario, index: int) -> Adversary | None:
     """Boot node ``index``'s adversary (None: honest)."""
     mode = scenario.liars.mode_of(index, scenario.boot_nodes)
-    return None if mode is None else Adversary(mode, at=scenario.liars.at)
+    return None if mode is None else Adversary(mode, at=scenario.liars.at, index=index)
 
 
 def settle_not_before(scenario: SimScenario) -> float:

@@ -9,6 +9,7 @@ key and say what is allowed::
     [liars]                  # the LAST boot nodes serve AutoNAT wrongly
     claim_reachable = 1      # answer "dial-back OK" without dialing
     claim_unreachable = 2    # answer "dial failed" without dialing
+    wrong_observed = 1       # honest dial-backs, but Identify reports a wrong address
     silent = 1               # honest until ``at``, then never answer a dial request
     vanish = 1               # honest until ``at``, then the node is gone
     at = 30.0                # simulated seconds from the start of the run
@@ -35,7 +36,7 @@ from typing import Any
 
 __all__ = ["LIAR_MODES", "BootKill", "Churn", "Liars"]
 
-LIAR_MODES = ("claim_reachable", "claim_unreachable", "silent", "vanish")
+LIAR_MODES = ("claim_reachable", "claim_unreachable", "wrong_observed", "silent", "vanish")
 """How an adversarial boot node misbehaves, in the order they are assigned."""
 
 
@@ -70,6 +71,7 @@ class Liars:
 
     claim_reachable: int = 0
     claim_unreachable: int = 0
+    wrong_observed: int = 0
     silent: int = 0
     vanish: int = 0
     at: float = 0.0
