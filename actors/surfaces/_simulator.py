@@ -25,12 +25,16 @@ the simulator skips that hop and hands each host the boot nodes' addresses
 as ``peers`` (what ``/status`` would have listed first), so no HTTP server
 runs. Boot nodes know one another the same way.
 
-The run: hosts start in index order, :data:`START_SPACING` apart; each
-records when its ``nat_status`` first leaves ``unknown``. The run ends when
-every host has a verdict and no host's (status, mapping, filtering) has
-changed for :data:`QUIET` seconds, or at the scenario's deadline. Then every
-host's snapshot and statistics are graded (:func:`protocols.sim.build_report`),
-and wall time and peak memory (``ru_maxrss``) are added.
+The run: hosts start in index order, the scenario's ``start_spacing``
+(:data:`START_SPACING` by default) apart; each records when its
+``nat_status`` first leaves ``unknown``, and every value it takes after
+that. Faults - lying or vanishing boot nodes, a boot node killed, churn - are
+:mod:`._sim_events`' (and :mod:`._sim_adversary`'s). The run ends when every
+host has a verdict and no host's (status, mapping, filtering) has changed
+for :data:`QUIET` seconds - not before its faults and ``run_for`` are over -
+or at the scenario's deadline. Then every host's snapshot and statistics are
+graded (:func:`protocols.sim.build_report`, plus the faults' parts), and wall
+time and peak memory (``ru_maxrss``) are added.
 
 Determinism: keys, node generators, NAT ports and loss come from generators
 seeded by the scenario's seed, and Trio's scheduler - which shuffles ready
@@ -81,7 +85,8 @@ __all__ = ["QUIET", "START_SPACING", "SimHost", "plan_world", "simulate"]
 
 PUBLIC_NETWORKS = ("10.0.0.0/8",)
 START_SPACING = 0.01
-"""Simulated seconds between two hosts' starts."""
+"""Simulated seconds between two hosts' starts, unless the scenario says otherwise
+(``SimScenario.start_spacing``'s default)."""
 QUIET = 20.0
 """With every verdict in, the run ends after this long without a change."""
 _FIRST_PUBLIC = int(ipaddress.IPv4Address("10.16.0.1"))
