@@ -154,6 +154,7 @@ class _HostRun:
 
     def leave(self) -> None:
         self.scope.cancel()
+        self.node = None  # a departed host's node can go (its history stays)
 
 
 def _profile_of(snap: NodeSnapshot) -> tuple[str, str, str]:
