@@ -20,10 +20,15 @@ profiles (``config/boot.toml`` for boot nodes, ``config/default.toml`` for
 hosts) with only what a simulation must change: addresses, no HTTP, no STUN
 or UDP (the simulated internet carries TCP only), no relay service, no disk.
 
-Bootstrapping: a real host fetches its boot nodes' ``/status`` over HTTP;
-the simulator skips that hop and hands each host the boot nodes' addresses
-as ``peers`` (what ``/status`` would have listed first), so no HTTP server
-runs. Boot nodes know one another the same way.
+Bootstrapping: each boot node's real HTTP API app serves ``/status`` on the
+simulated internet and each host's real BootstrapFetcher fetches every boot
+node's document through it (:mod:`actors.surfaces._sim_bootstrap`), so the
+hosts know only what the documents list and the boot nodes' ``/status``
+load is counted; with the scenario's ``status_bootstrap`` off, hosts get
+the boot nodes' addresses as ``peers`` instead. Boot nodes know one another
+as ``peers``. With ``punch_matrix`` on, boot nodes relay and, once the hosts
+converged, private hosts connect through relays and hole-punch
+(:mod:`actors.surfaces._sim_punch`); the report gains ``punch_matrix``.
 
 The run: hosts start in index order, :data:`START_SPACING` apart; each
 records when its ``nat_status`` first leaves ``unknown``. The run ends when
@@ -67,6 +72,9 @@ from protocols.sim import (
 from ..node import Node, open_node
 from ..transport import SimNetwork
 from ._cli_settings import profile_text
+from ._http_api import HttpApi
+from ._sim_bootstrap import StatusServers
+from ._sim_punch import run_punch_matrix
 
 __all__ = ["QUIET", "START_SPACING", "SimHost", "plan_world", "simulate"]
 
@@ -110,13 +118,16 @@ def _profile(name: str, **overrides: object) -> NodeConfig:
         "public_networks": list(PUBLIC_NETWORKS), **overrides})
 
 
-def _boot_config(ip: str, alt: str | None, peers: list[str], hosts: int) -> NodeConfig:
+def _boot_config(ip: str, alt: str | None, peers: list[str], hosts: int,
+                 relay: bool = False) -> NodeConfig:
     return _profile("boot", listen=[f"/ip4/{ip}/tcp/{LISTEN_PORT}/ws"], peers=peers,
-                    dialback_source=alt, max_connections=max(512, hosts + 64))
+                    dialback_source=alt, max_connections=max(512, hosts + 64),
+                    relay_service=relay)
 
 
-def _host_config(host: SimHost, peers: list[str]) -> NodeConfig:
-    return _profile("default", listen=[f"/ip4/{host.ip}/tcp/{LISTEN_PORT}/ws"], peers=peers)
+def _host_config(host: SimHost, peers: list[str], urls: list[str]) -> NodeConfig:
+    return _profile("default", listen=[f"/ip4/{host.ip}/tcp/{LISTEN_PORT}/ws"], peers=peers,
+                    boot_urls=urls)
 
 
 @dataclass
@@ -132,13 +143,15 @@ def _profile_of(snap: NodeSnapshot) -> tuple[str, str, str]:
 
 
 async def _run_host(net: SimNetwork, run: _HostRun, peers: list[str], rng: random.Random,
-                    latency: float, task_status: trio.TaskStatus[None]) -> None:
+                    latency: float, servers: StatusServers, urls: list[str],
+                    task_status: trio.TaskStatus[None]) -> None:
     host = run.host
     behaviour = nat_type(host.kind).behaviour
     net.add_host(host.ip, behaviour=behaviour, public_ip=host.face, latency=latency)
     keypair, node_rng = Keypair.from_seed(rng.randbytes(32)), random.Random(rng.getrandbits(64))
-    async with open_node(_host_config(host, peers), transport=net.transport(host.ip),
-                         keypair=keypair, rng=node_rng) as node:
+    async with open_node(_host_config(host, peers, urls), transport=net.transport(host.ip),
+                         keypair=keypair, rng=node_rng,
+                         http_client_factory=servers.client_factory(host.ip)) as node:
         run.node, run.started = node, trio.current_time()
         task_status.started()
         await node.wait_for(lambda snap: snap.nat_status != "unknown")
@@ -168,11 +181,23 @@ def _outcome(run: _HostRun) -> HostOutcome:
                        snap.hairpinning)
 
 
-def _boot_load(node: Node) -> BootLoad:
+def _boot_load(node: Node, api: HttpApi) -> BootLoad:
     server = node.statistics().autonat_server
     refused = sum(count for key, count in server.answered
                   if key.startswith(("E_REQUEST_REJECTED/", "E_DIAL_REFUSED/")))
-    return BootLoad(node.statistics().dialer.connections, server.total_answered, refused)
+    return BootLoad(node.statistics().dialer.connections, server.total_answered, refused,
+                    api.statistics().status_served)
+
+
+def _status_fetches(runs: list[_HostRun], urls: list[str]) -> list[dict[str, int]]:
+    """Per boot URL: the hosts' finished fetches and those still in flight."""
+    counts = {url: {"finished": 0, "in_flight": 0} for url in urls}
+    for run in runs:
+        for status in run.node.statistics().bootstrap.urls if run.node else ():
+            if status.url in counts:
+                counts[status.url]["finished"] += status.fetches
+                counts[status.url]["in_flight"] += status.in_flight
+    return [counts[url] for url in urls]
 
 
 async def run_scenario(scenario: SimScenario,
@@ -186,27 +211,38 @@ async def run_scenario(scenario: SimScenario,
     addrs = [f"/ip4/{ip}/tcp/{LISTEN_PORT}/ws/p2p/{key.peer_id}"
              for (ip, _), key in zip(boot_ips, keys, strict=True)]
     t0 = trio.current_time()
+    servers, apis, urls = StatusServers(net), [], []
     async with AsyncExitStack() as stack:
         boots = []
         for i, ((ip, alt), key) in enumerate(zip(boot_ips, keys, strict=True)):
             net.add_host(ip, latency=latency)
             net.add_host(alt, latency=latency)
             config = _boot_config(ip, alt if scenario.dialback_source else None, addrs[:i],
-                                  len(hosts))
+                                  len(hosts), relay=scenario.punch_matrix)
             boots.append(await stack.enter_async_context(open_node(
                 config, transport=net.transport(ip), keypair=key,
                 rng=random.Random(rng.getrandbits(64)))))
+            apis.append(HttpApi(boots[-1], version="sim"))
+            urls.append(servers.add(ip, apis[-1]))
+        host_peers, host_urls = ([], urls) if scenario.status_bootstrap else (addrs, [])
         if progress:
             progress(f"{len(boots)} boot nodes up; starting {len(hosts)} hosts")
         nursery = await stack.enter_async_context(trio.open_nursery())
         runs = [_HostRun(host) for host in hosts]
         for run in runs:
             host_rng = random.Random(rng.getrandbits(64))
-            await nursery.start(_run_host, net, run, addrs, host_rng, latency)
+            await nursery.start(_run_host, net, run, host_peers, host_rng, latency, servers,
+                                host_urls)
             await trio.sleep(START_SPACING)
         await _until_settled(runs, t0 + scenario.deadline)
+        simulated = trio.current_time() - t0
         report = build_report(scenario.name, scenario.seed, [_outcome(r) for r in runs],
-                              [_boot_load(b) for b in boots], trio.current_time() - t0)
+                              [_boot_load(b, a) for b, a in zip(boots, apis, strict=True)],
+                              simulated)
+        report["status_fetches"] = _status_fetches(runs, host_urls)
+        if scenario.punch_matrix:
+            report["punch_matrix"] = await run_punch_matrix(
+                [(r.host.kind, r.node) for r in runs if r.node is not None])
         nursery.cancel_scope.cancel()
     return report
 

@@ -12,6 +12,8 @@ Scenarios are TOML documents (``config/scenarios/*.toml``)::
     latency_ms = 20.0   # one-way delay of every access link
     loss = 0.0          # probability that one connection attempt (SYN) is lost
     dialback_source = true  # boot nodes dial back from a second address too
+    status_bootstrap = true # hosts fetch the boot nodes' /status (false: given as peers)
+    punch_matrix = false    # boot nodes relay; after convergence, punch between NAT types
 
     [hosts]             # NAT type (protocols.sim.NAT_TYPES) -> how many hosts
     public = 8
@@ -35,7 +37,7 @@ from ._nat_catalog import nat_type
 __all__ = ["ScenarioError", "SimScenario"]
 
 _SCENARIO_KEYS = {"name", "seed", "boot_nodes", "deadline", "latency_ms", "loss",
-                  "dialback_source"}
+                  "dialback_source", "status_bootstrap", "punch_matrix"}
 
 
 class ScenarioError(ValueError):
@@ -57,6 +59,13 @@ class SimScenario:
     dialback_source: bool = True
     """Boot nodes dial back from a second address too (what lets filtering be measured;
     off: the ProbeLab-audited go/rust behaviour, to compare)."""
+    status_bootstrap: bool = True
+    """Hosts learn the boot nodes from their ``/status`` documents, fetched over the
+    simulated internet (off: the boot nodes' addresses are given as ``peers``)."""
+    punch_matrix: bool = False
+    """Boot nodes run the relay service; once the hosts have converged, one host of each
+    private NAT type connects to one of every private type through its relayed address
+    and the report says which pairs were hole-punched."""
 
     def __post_init__(self) -> None:
         if self.boot_nodes < 1:

@@ -60,6 +60,8 @@ class BootLoad:
     """Dial requests it answered (refusals included, as ``/status`` counts them)."""
     refused: int = 0
     """Of those, refused (``E_REQUEST_REJECTED``: a rate limit; ``E_DIAL_REFUSED``)."""
+    status_requests: int = 0
+    """``GET /status`` requests its HTTP API answered."""
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
@@ -133,7 +135,8 @@ def build_report(scenario: str, seed: int, outcomes: Sequence[HostOutcome],
                         for kind in kinds},
         "total": _summary(outcomes),
         "boot_nodes": [{"connections": b.connections, "probes_served": b.probes_served,
-                        "refused": b.refused} for b in boots],
+                        "refused": b.refused, "status_requests": b.status_requests}
+                       for b in boots],
     }
 
 
@@ -172,5 +175,10 @@ def format_report(report: dict[str, Any]) -> str:
     boots = report["boot_nodes"]
     lines.append("boot nodes: connections " + "/".join(str(b["connections"]) for b in boots)
                  + ", probes served " + "/".join(str(b["probes_served"]) for b in boots)
-                 + " (refused " + "/".join(str(b.get("refused", 0)) for b in boots) + ")")
+                 + " (refused " + "/".join(str(b.get("refused", 0)) for b in boots) + ")"
+                 + ", /status requests "
+                 + "/".join(str(b.get("status_requests", 0)) for b in boots))
+    if "punch_matrix" in report:
+        from ._punch_matrix import format_punch_matrix
+        lines.append(format_punch_matrix(report["punch_matrix"]))
     return "\n".join(lines)
