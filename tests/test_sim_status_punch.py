@@ -8,6 +8,7 @@ type's dialer connects to every private type's target through a relay.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -113,3 +114,10 @@ async def test_a_host_knows_only_what_the_fetched_status_document_lists(
             assert not node.snapshot().connections_to(decoy.peer_id)
             fetched = node.statistics().bootstrap.urls[0]
             assert fetched.url == url and fetched.succeeded
+
+
+def test_the_punch_scenario_repeats_for_its_seed(punch: dict[str, Any]) -> None:
+    again = simulate(load_scenario("punch"))
+    strip = ("resources",)
+    assert json.dumps({k: v for k, v in again.items() if k not in strip}, sort_keys=True) == \
+        json.dumps({k: v for k, v in punch.items() if k not in strip}, sort_keys=True)
