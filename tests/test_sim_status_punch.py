@@ -13,6 +13,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import structlog
 import trio
@@ -121,3 +122,26 @@ def test_the_punch_scenario_repeats_for_its_seed(punch: dict[str, Any]) -> None:
     strip = ("resources",)
     assert json.dumps({k: v for k, v in again.items() if k not in strip}, sort_keys=True) == \
         json.dumps({k: v for k, v in punch.items() if k not in strip}, sort_keys=True)
+
+
+async def test_a_stopped_boot_node_serves_no_status(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """The fetch goes over the simulated internet (a round trip per step) and a server
+    whose node stopped refuses the flow, as a dead host's port does."""
+    net = SimNetwork(seed=6)
+    net.add_host("10.0.0.1", latency=0.02)
+    net.add_host("172.16.0.2", behaviour=NatBehaviour(), public_ip="10.16.0.1", latency=0.02)
+    servers = StatusServers(net)
+    async with open_node(_boot_config("10.0.0.1", None, [], 4),
+                         transport=net.transport("10.0.0.1"),
+                         keypair=Keypair.from_seed(bytes(32))) as boot:
+        alive = [True]
+        url = servers.add("10.0.0.1", HttpApi(boot, version="sim"), alive=lambda: alive[0])
+        async with servers.client_factory("172.16.0.2")() as client:
+            started = trio.current_time()
+            response = await client.get(url)
+            assert response.status_code == 200 and str(boot.peer_id) in response.text
+            assert trio.current_time() - started == pytest.approx(0.16)  # 2 round trips
+            alive[0] = False
+            with pytest.raises(httpx.ConnectError, match="nothing serves HTTP"):
+                await client.get(url)

@@ -24,7 +24,9 @@ checks, size limits and the real :func:`~protocols.parse_status_document` /
 fetcher's own timeout.
 
 A boot node's load is its app's own counter
-(:meth:`HttpApi.statistics` ``status_served``).
+(:meth:`HttpApi.statistics` ``status_served``). A boot node that stopped
+serves no HTTP either: each server is registered with an ``alive`` test (the
+simulator's: its node still listens), and a flow to a dead one is refused.
 """
 
 from __future__ import annotations
@@ -55,15 +57,18 @@ class StatusServers:
 
     def __init__(self, net: SimNetwork) -> None:
         self._net = net
-        self._apps: dict[tuple[str, int], HttpApi] = {}
+        self._apps: dict[tuple[str, int], tuple[HttpApi, Callable[[], bool]]] = {}
 
-    def add(self, ip: str, api: HttpApi, port: int = HTTP_PORT) -> str:
-        """Serve ``api`` at ``ip``; its ``/status`` URL."""
-        self._apps[(ip, port)] = api
+    def add(self, ip: str, api: HttpApi, port: int = HTTP_PORT,
+            alive: Callable[[], bool] = lambda: True) -> str:
+        """Serve ``api`` at ``ip`` while ``alive()``; its ``/status`` URL."""
+        self._apps[(ip, port)] = (api, alive)
         return f"http://{ip}:{port}/status"
 
     def app_at(self, ip: str, port: int) -> HttpApi | None:
-        return self._apps.get((ip, port))
+        """The app answering at ``ip:port`` now (None: nothing, or its node stopped)."""
+        app, alive = self._apps.get((ip, port), (None, lambda: False))
+        return app if alive() else None
 
     def client_factory(self, host_ip: str) -> Callable[..., httpx.AsyncClient]:
         """What ``open_node(http_client_factory=...)`` takes for host ``host_ip``."""

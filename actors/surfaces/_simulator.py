@@ -54,6 +54,7 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -189,6 +190,10 @@ def _boot_load(node: Node, api: HttpApi) -> BootLoad:
                     api.statistics().status_served)
 
 
+def _listens(net: SimNetwork, ip: str) -> bool:
+    return net.listener_at(ip, LISTEN_PORT) is not None
+
+
 def _status_fetches(runs: list[_HostRun], urls: list[str]) -> list[dict[str, int]]:
     """Per boot URL: the hosts' finished fetches and those still in flight."""
     counts = {url: {"finished": 0, "in_flight": 0} for url in urls}
@@ -223,7 +228,7 @@ async def run_scenario(scenario: SimScenario,
                 config, transport=net.transport(ip), keypair=key,
                 rng=random.Random(rng.getrandbits(64)))))
             apis.append(HttpApi(boots[-1], version="sim"))
-            urls.append(servers.add(ip, apis[-1]))
+            urls.append(servers.add(ip, apis[-1], alive=partial(_listens, net, ip)))
         host_peers, host_urls = ([], urls) if scenario.status_bootstrap else (addrs, [])
         if progress:
             progress(f"{len(boots)} boot nodes up; starting {len(hosts)} hosts")

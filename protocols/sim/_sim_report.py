@@ -16,6 +16,11 @@ against :func:`~protocols.sim.nat_type`'s truth:
   (nearest-rank percentiles, so the figures are values that occurred);
 * probes per node: mean and max of the dial requests each host sent.
 
+Per boot node: connections, probes served (and refused) and ``/status``
+requests answered. The runner may add ``status_fetches`` (the hosts' side of
+those requests) and ``punch_matrix`` (:mod:`._punch_matrix`), which
+:func:`format_report` prints after the table.
+
 The report is a plain dict with sorted, rounded values so that two runs with the
 same seed serialise to the same JSON; the runner adds wall time and memory
 under ``"resources"``, which a determinism check leaves out.
