@@ -151,3 +151,23 @@ def test_the_expected_matrix_follows_the_definitions() -> None:
             assert path == "relayed"
         else:
             assert path == "direct"
+
+
+@pytest.mark.parametrize(("source", "target", "passes"), [
+    ("ENDPOINT_INDEPENDENT/ADDRESS_AND_PORT_DEPENDENT",
+     "ENDPOINT_INDEPENDENT/ADDRESS_AND_PORT_DEPENDENT", True),   # masquerade x masquerade
+    ("ADDRESS_AND_PORT_DEPENDENT/ADDRESS_AND_PORT_DEPENDENT",
+     "ENDPOINT_INDEPENDENT/ADDRESS_AND_PORT_DEPENDENT", False),  # a port nobody was told
+    ("ADDRESS_AND_PORT_DEPENDENT/ADDRESS_AND_PORT_DEPENDENT",
+     "ENDPOINT_INDEPENDENT/ADDRESS_DEPENDENT", True),            # any port of a contacted IP
+    ("ENDPOINT_INDEPENDENT/ENDPOINT_INDEPENDENT",
+     "ADDRESS_DEPENDENT/ADDRESS_DEPENDENT", False),  # its SYN left from another binding
+    ("ADDRESS_AND_PORT_DEPENDENT/ADDRESS_AND_PORT_DEPENDENT",
+     "ADDRESS_AND_PORT_DEPENDENT/ENDPOINT_INDEPENDENT", True),   # open filter: anyone
+    ("public", "firewall/drop", False),
+    ("firewall/reject", "public", True),
+])
+def test_syn_passes_by_hand(source: str, target: str, passes: bool) -> None:
+    """A few cells of the definition worked out by hand (module docstring of
+    protocols/sim/_punch_matrix.py), so the table above is not only self-consistent."""
+    assert syn_passes(BEHAVIOURS[source], BEHAVIOURS[target]) is passes
