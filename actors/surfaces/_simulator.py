@@ -17,8 +17,10 @@ public IP is such a ``/24`` of its own. The address policy calls
 as on the real internet. Every node is the real thing - ``open_node`` with
 all its actors, the real codec and handshake - built from the shipped
 profiles (``config/boot.toml`` for boot nodes, ``config/default.toml`` for
-hosts) with only what a simulation must change: addresses, no HTTP, no STUN
-or UDP (the simulated internet carries TCP only), no relay service, no disk.
+hosts) with only what a simulation must change: addresses, no HTTP socket
+(the HTTP API app is reached over the simulated internet, below), no STUN
+or UDP (the simulated internet carries TCP only), the relay service only for
+the punch matrix, no disk.
 
 Bootstrapping: each boot node's real HTTP API app serves ``/status`` on the
 simulated internet and each host's real BootstrapFetcher fetches every boot
