@@ -45,7 +45,7 @@ firewall_reject = 1
 """
 KINDS = [kind.name for kind in NAT_TYPES]
 COLUMNS = ("started", "public", "private", "unknown", "right", "wrong", "mapping",
-           "filtering")
+           "filter")
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +62,18 @@ def observed(tiny: Path) -> tuple[dict[str, Any], list[SimProgress]]:
     return report, readings
 
 
-def _recording_console() -> Console:
-    return Console(record=True, force_terminal=True, width=150, file=io.StringIO())
+def _recording_console(width: int = 150) -> Console:
+    return Console(record=True, force_terminal=True, width=width, file=io.StringIO())
 
 
 def _rows(text: str) -> dict[str, dict[str, str]]:
-    """The frame's table rows by NAT type: column name -> cell text."""
+    """The frame's table rows by NAT type: column name -> cell text (the truth column,
+    when there is one, lies between the name and the counts)."""
     rows = {}
     for line in text.splitlines():
-        cells = [cell.strip() for cell in line.split("│")[1:-1]]
-        if cells and cells[0] in [*KINDS, "total"]:
-            rows[cells[0]] = dict(zip(COLUMNS, cells[2:], strict=True))
+        words = line.split()
+        if words and words[0] in [*KINDS, "total"]:
+            rows[words[0]] = dict(zip(COLUMNS, words[-len(COLUMNS):], strict=True))
     return rows
 
 
@@ -81,7 +82,7 @@ def _expected(row: TypeTally) -> dict[str, str]:
     return {"started": f"{row.started}/{n}", "public": str(row.public),
             "private": str(row.private), "unknown": str(row.unknown),
             "right": f"{row.right}/{n}", "wrong": str(row.wrong),
-            "mapping": f"{row.mapping_right}/{n}", "filtering": f"{row.filtering_right}/{n}"}
+            "mapping": f"{row.mapping_right}/{n}", "filter": f"{row.filtering_right}/{n}"}
 
 
 def test_plain_demo_prints_the_sims_report(tiny: Path,
@@ -152,6 +153,20 @@ def test_the_view_draws_the_latest_reading(
     assert "settled: " in text and "in 4.0 s wall" in text
     right = sum(row.right for row in tally(readings[-1]).values())
     assert _rows(text)["total"]["right"] == f"{right}/13"
+
+
+@pytest.mark.parametrize(("width", "truth"), [(130, True), (100, True), (80, False)])
+def test_the_frame_fits_the_terminal(observed: tuple[dict[str, Any], list[SimProgress]],
+                                     width: int, truth: bool) -> None:
+    view = DemoView()
+    view.update(observed[1][-1])
+    console = _recording_console(width)
+    console.print(view)
+    text = console.export_text()
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= width
+    assert ("truth" in text) is truth
+    assert ("private EI/AD" in text) is truth
+    assert list(_rows(text)) == [*KINDS, "total"]
 
 
 def test_live_demo_draws_then_prints_the_summary(tiny: Path) -> None:

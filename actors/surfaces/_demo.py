@@ -8,7 +8,7 @@ terminal. Its progress callback, :meth:`DemoView.update`, only stores the
 latest :class:`~._sim_progress.SimProgress` reading (a frozen value) and the
 wall time it arrived. ``rich.live.Live`` redraws from its own thread
 :data:`REFRESH_PER_SECOND` times per wall-clock second, building the frame
-from whatever reading is latest (:meth:`DemoView.__rich__`): drawing costs
+from whatever reading is latest (:meth:`DemoView.__rich_console__`): drawing costs
 the simulation a bounded share of the CPU (:data:`REFRESH_PER_SECOND`),
 however many readings simulated time produces.
 
@@ -18,8 +18,9 @@ reports, hosts started of those planned, their current ``nat_status``
 (public, private, unknown), how many are **right** (status equals the
 truth) and **wrong** (a verdict that is not the truth), and how many report
 the true ``nat_mapping`` and ``nat_filtering``; then a total row and the
-counters: simulated and wall seconds, connections open, dial requests
-served, and each boot node's load. The colours only stress what the
+counters: simulated and wall seconds, connections open, probes (dial
+requests) served by any node, and each boot node's load. A terminal too narrow for the truth
+column gets the frame without it (:func:`fitting_frame`). The colours only stress what the
 numbers say (green: all planned hosts right; red: a wrong verdict).
 
 When the run has settled the last frame stays on screen and the accuracy
@@ -34,8 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -44,12 +47,14 @@ from protocols.sim import SimScenario, format_report, nat_type
 from ._sim_progress import SimProgress
 from ._simulator import simulate
 
-__all__ = ["REFRESH_PER_SECOND", "DemoView", "TypeTally", "render_frame", "run_live", "tally"]
+__all__ = ["REFRESH_PER_SECOND", "DemoView", "TypeTally", "fitting_frame", "render_frame",
+           "run_live", "tally"]
 
 REFRESH_PER_SECOND = 4
 """Frames per wall-clock second. Drawing a frame of the demo's table takes about 12 ms of
 CPU, all of it taken from the simulation (one interpreter lock): 4 frames cost it about
 5 %, and still show the verdicts arrive."""
+_UNBOUNDED = 10_000
 _SHORT = {"endpoint-independent": "EI", "address-dependent": "AD",
           "address-and-port-dependent": "APD", "endpoint-dependent": "ED"}
 
@@ -112,22 +117,24 @@ def _cells(row: TypeTally) -> list[Text]:
             _count(row.mapping_right, n, "green"), _count(row.filtering_right, n, "green")]
 
 
-def _table(reading: SimProgress) -> Table:
+def _table(reading: SimProgress, truth: bool, gap: int) -> Table:
     boots = len(reading.boots)
     table = Table(title=f"autonat demo - scenario {reading.scenario}, seed {reading.seed}: "
                   f"{boots} boot nodes, {len(reading.hosts_planned)} simulated hosts",
-                  title_justify="left", show_footer=False)
-    table.add_column("NAT type")
-    table.add_column("truth", style="dim")
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  padding=(0, gap), collapse_padding=True)
+    table.add_column("NAT type", no_wrap=True)
+    if truth:
+        table.add_column("truth", style="dim", no_wrap=True)
     for name in ("started", "public", "private", "unknown", "right", "wrong", "mapping",
-                 "filtering"):
-        table.add_column(name, justify="right")
+                 "filter"):
+        table.add_column(name, justify="right", no_wrap=True)
     total = TypeTally()
     for kind, row in tally(reading).items():
-        table.add_row(Text(kind), Text(_truth(kind)), *_cells(row))
+        table.add_row(Text(kind), *([Text(_truth(kind))] if truth else []), *_cells(row))
         total.add(row)
     table.add_section()
-    table.add_row(Text("total", style="bold"), Text(""), *_cells(total))
+    table.add_row(Text("total", style="bold"), *([Text("")] if truth else []), *_cells(total))
     return table
 
 
@@ -135,17 +142,31 @@ def _counters(reading: SimProgress, wall_s: float) -> Text:
     loads = reading.boots
     state = "settled" if reading.final else "converging"
     return Text(
-        f"{state}: {reading.simulated_s:.1f} s simulated in {wall_s:.1f} s wall; "
-        f"{reading.connections} connections open, {reading.probes_served} dial requests "
-        f"served\nboot nodes: connections "
+        f"{state}: {reading.simulated_s:.1f} s simulated in {wall_s:.1f} s wall, "
+        f"{reading.connections} connections open, {reading.probes_served} probes served\n"
+        "boot nodes: connections "
         + "/".join(str(b.connections) for b in loads) + ", probes served "
         + "/".join(str(b.probes_served) for b in loads) + " (refused "
         + "/".join(str(b.refused) for b in loads) + ")")
 
 
-def render_frame(reading: SimProgress, wall_s: float) -> RenderableType:
-    """One frame: the table of hosts by NAT type and the counters (module docstring)."""
-    return Group(_table(reading), _counters(reading, wall_s))
+def render_frame(reading: SimProgress, wall_s: float, *, truth: bool = True,
+                 gap: int = 1) -> Group:
+    """One frame: the table of hosts by NAT type (``truth``: with the truth column;
+    ``gap``: spaces of padding between columns) and the counters (module docstring)."""
+    return Group(_table(reading, truth, gap), _counters(reading, wall_s))
+
+
+def fitting_frame(reading: SimProgress, wall_s: float, console: Console,
+                  options: ConsoleOptions) -> Group:
+    """The roomiest frame that fits the width: with the truth column and padding (about
+    110 columns), with the column tight (about 100), or tight without it (80)."""
+    unbounded = options.update_width(_UNBOUNDED)
+    for truth, gap in ((True, 1), (True, 0)):
+        frame = render_frame(reading, wall_s, truth=truth, gap=gap)
+        if Measurement.get(console, unbounded, frame).maximum <= options.max_width:
+            return frame
+    return render_frame(reading, wall_s, truth=False, gap=0)
 
 
 class DemoView:
@@ -161,11 +182,12 @@ class DemoView:
         """The simulation's callback: keep the reading and when it came; nothing else."""
         self._latest = (reading, self._clock() - self._start)
 
-    def __rich__(self) -> RenderableType:
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         latest = self._latest  # one read: the other thread may replace it meanwhile
         if latest is None:
-            return Text("starting the boot nodes ...")
-        return render_frame(*latest)
+            yield Text("starting the boot nodes ...")
+        else:
+            yield fitting_frame(*latest, console, options)
 
 
 def run_live(scenario: SimScenario, console: Console) -> dict[str, Any]:
