@@ -10,6 +10,7 @@ shows): the figures checked are a real run's, right and wrong, never constants.
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from actors.surfaces._cli import build_parser, main
 from actors.surfaces._cli_demo import wants_live
 from actors.surfaces._cli_sim import load_scenario
 from actors.surfaces._demo import DemoView, TypeTally, render_frame, run_live, tally
-from actors.surfaces._sim_progress import SimProgress
+from actors.surfaces._sim_progress import PROGRESS_INTERVAL, SETTLED_INTERVAL, SimProgress
 from actors.surfaces._simulator import simulate
 from protocols.sim import NAT_TYPES, format_report
 
@@ -105,6 +106,9 @@ def test_readings_end_with_the_graded_outcome(
     assert len(readings[0].hosts) < len(readings[-1].hosts) == report["hosts"]
     times = [r.simulated_s for r in readings]
     assert times == sorted(times) and times[-1] == pytest.approx(report["simulated_s"])
+    steps = {(before.converging, round(after.simulated_s - before.simulated_s, 6))
+             for before, after in itertools.pairwise(readings[:-1])}  # the final: any time
+    assert steps == {(True, PROGRESS_INTERVAL), (False, SETTLED_INTERVAL)}
     for kind, row in tally(readings[-1]).items():
         graded = report["by_nat_type"][kind]
         assert row.planned == row.started == graded["hosts"]

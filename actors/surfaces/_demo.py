@@ -39,6 +39,7 @@ from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
 from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -171,12 +172,15 @@ def fitting_frame(reading: SimProgress, wall_s: float, console: Console,
 
 class DemoView:
     """The live view's state: the latest reading (set by the simulation's thread) and
-    the frame built from it (asked for by rich's refresh thread)."""
+    the frame drawn from it (asked for by rich's refresh thread). A frame is drawn once
+    per reading and width and then repeated: when the machine is busy, readings come
+    slower than frames, and a repeated frame costs no table layout."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._start = clock()
         self._latest: tuple[SimProgress, float] | None = None
+        self._drawn: tuple[object, int, list[list[Segment]]] | None = None
 
     def update(self, reading: SimProgress) -> None:
         """The simulation's callback: keep the reading and when it came; nothing else."""
@@ -186,8 +190,15 @@ class DemoView:
         latest = self._latest  # one read: the other thread may replace it meanwhile
         if latest is None:
             yield Text("starting the boot nodes ...")
-        else:
-            yield fitting_frame(*latest, console, options)
+            return
+        drawn = self._drawn
+        if drawn is None or drawn[0] is not latest or drawn[1] != options.max_width:
+            frame = fitting_frame(*latest, console, options)
+            drawn = self._drawn = (latest, options.max_width,
+                                   console.render_lines(frame, options, pad=False))
+        for line in drawn[2]:
+            yield from line
+            yield Segment.line()
 
 
 def run_live(scenario: SimScenario, console: Console) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 ``simulate(scenario, observe=callback)`` starts :func:`report_progress` in the
 run's nursery once the boot nodes are up: every :data:`PROGRESS_INTERVAL`
-simulated seconds it takes one reading (the ``sample`` function the
+simulated seconds while hosts are still starting or without a verdict, every
+:data:`SETTLED_INTERVAL` once all have one, it takes one reading (the ``sample`` function the
 simulator hands it: every started host's ``nat_status``, ``nat_mapping`` and
 ``nat_filtering`` from its snapshot, the boot nodes' load, counters) and
 passes it to the callback; the simulator passes one last reading, marked
@@ -27,11 +28,16 @@ import trio
 
 from protocols.sim import BootLoad
 
-__all__ = ["PROGRESS_INTERVAL", "HostProgress", "SimProgress", "report_progress"]
+__all__ = ["PROGRESS_INTERVAL", "SETTLED_INTERVAL", "HostProgress", "SimProgress",
+           "report_progress"]
 
 PROGRESS_INTERVAL = 0.1
-"""Simulated seconds between two readings (verdicts arrive within a few simulated
-seconds of a host's start; a coarser step would show them in a few jumps)."""
+"""Simulated seconds between two readings while the network converges (verdicts arrive
+within a few simulated seconds of a host's start; a coarser step would show them in a
+few jumps)."""
+SETTLED_INTERVAL = 1.0
+"""Simulated seconds between two readings once every host has a verdict (the run waits
+for quiet then: little to show, and a reading reads the boot nodes' statistics)."""
 
 
 @dataclass(frozen=True)
@@ -65,11 +71,18 @@ class SimProgress:
     final: bool = False
     """The run has settled (or met its deadline); no reading follows."""
 
+    @property
+    def converging(self) -> bool:
+        """Some host has not started yet or has no verdict yet."""
+        return len(self.hosts) < len(self.hosts_planned) or any(
+            host.nat_status == "unknown" for host in self.hosts)
+
 
 async def report_progress(sample: Callable[[], SimProgress],
-                          observe: Callable[[SimProgress], None],
-                          interval: float = PROGRESS_INTERVAL) -> None:
-    """Pass ``observe`` a reading every ``interval`` simulated seconds, until cancelled."""
+                          observe: Callable[[SimProgress], None]) -> None:
+    """Pass ``observe`` a reading every :data:`PROGRESS_INTERVAL` simulated seconds while
+    the network converges, every :data:`SETTLED_INTERVAL` after; until cancelled."""
     while True:
-        observe(sample())
-        await trio.sleep(interval)
+        reading = sample()
+        observe(reading)
+        await trio.sleep(PROGRESS_INTERVAL if reading.converging else SETTLED_INTERVAL)
