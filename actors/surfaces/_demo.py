@@ -52,9 +52,10 @@ __all__ = ["REFRESH_PER_SECOND", "DemoView", "TypeTally", "fitting_frame", "rend
            "run_live", "tally"]
 
 REFRESH_PER_SECOND = 4
-"""Frames per wall-clock second. Drawing a frame of the demo's table takes about 12 ms of
-CPU, all of it taken from the simulation (one interpreter lock): 4 frames cost it about
-5 %, and still show the verdicts arrive."""
+"""Frames per wall-clock second. Laying out a new frame takes 12-20 ms of CPU (repeating
+one, 0.4 ms: :class:`DemoView`), all of it taken from the simulation (one interpreter
+lock); at 4 frames a second the demo run spends about 3 % of its CPU drawing, and the
+verdicts still visibly arrive."""
 _UNBOUNDED = 10_000
 _SHORT = {"endpoint-independent": "EI", "address-dependent": "AD",
           "address-and-port-dependent": "APD", "endpoint-dependent": "ED"}
