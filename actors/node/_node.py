@@ -419,7 +419,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     boxes = _Mailboxes.create(config.mailbox_size)
     watch: Watch[NodeSnapshot] = Watch()
     pulse = Pulse()
-    tracker = StatusTracker(NodeModel(keys.peer_id, max_peers=config.max_peers),
+    tracker = StatusTracker(NodeModel(keys.peer_id, max_peers=config.max_peers,
+                                      announce_addrs=config.announce_addrs),
                             boxes.tracker.receiver(), watch, data_dir=config.data_dir,
                             save_interval=config.save_interval, pulse=pulse)
     receiver = DialBackReceiver(node=keys.peer_id)
