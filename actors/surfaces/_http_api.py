@@ -25,8 +25,15 @@ round-robin window and the JSON of one small document, at any number of peers. R
     Prometheus text format 0.0.4 from the node's own registry
     (:mod:`actors.surfaces._metrics`).
 ``GET /healthz``
-    ``200 {"ok": true, "state": <lifecycle>}`` while the node's supervisor
-    runs, ``503`` with ``"ok": false`` otherwise.
+    Whether the node can accept and serve a WebSocket peer now, not only
+    whether it runs: ``200 {"ok": true, "state": <lifecycle>, "listener":
+    {...}}`` while the supervisor runs *and* the node's own connection to its
+    WebSocket listener completed our handshake (a cached self-check, at most
+    one loopback dial per interval however often probes ask:
+    :mod:`actors.node._listener_check`); ``503`` with ``"ok": false`` and a
+    ``"reason"`` otherwise (e.g. a wedged listener: "... did not serve our own
+    connection: no handshake within 2 s"). A source without the self-check
+    (not a :class:`~actors.Node`) is judged by its supervisor alone.
 ``GET /peers``
     ``application/json``: the live connections, oldest first (peer id,
     remote address, direction, path, Identify agent, since), at most
@@ -83,7 +90,7 @@ from protocols import (
     build_status_document,
     status_document,
 )
-from protocols.node import peers_document
+from protocols.node import ListenerHealth, peers_document
 
 from ..runtime import get_logger
 from ._metrics import (
@@ -199,20 +206,39 @@ class HttpApi:
 
     # --- request handling, synchronous and side-effect free except the round robin ----
 
-    def respond(self, method: str, path: str, *, reached_at: str | None = None) -> HttpResponse:
+    def respond(self, method: str, path: str, *, reached_at: str | None = None,
+                listener: ListenerHealth | None = None) -> HttpResponse:
         """The response to ``method path``; never raises (errors become a 500).
 
-        ``reached_at`` is our local IP the request arrived on (see ``status_document``).
+        ``reached_at`` is our local IP the request arrived on (see ``status_document``);
+        ``listener`` the listener self-check's result for ``/healthz`` (see
+        :meth:`check_listener`).
         """
         self._requests += 1
         try:
-            return self._route(method, path, reached_at)
+            return self._route(method, path, reached_at, listener)
         except Exception:
             self._errors += 1
             self._log.exception("request failed", method=method[:16], path=path[:128])
             return _json(500, {"error": "internal error"})
 
-    def _route(self, method: str, path: str, reached_at: str | None) -> HttpResponse:
+    async def check_listener(self, method: str, path: str) -> ListenerHealth | None:
+        """For ``GET /healthz`` of a source that has one (a :class:`~actors.Node`), its
+        listener self-check (cached; bounded by the check's timeout); else None."""
+        if method != "GET" or path != "/healthz":
+            return None
+        check = getattr(self._source, "check_listener", None)
+        if not callable(check):
+            return None
+        try:
+            health = await check()
+        except Exception:
+            self._log.exception("listener self-check failed to run")
+            return ListenerHealth(False, "the listener self-check failed to run", None)
+        return health if isinstance(health, ListenerHealth) else None
+
+    def _route(self, method: str, path: str, reached_at: str | None,
+               listener: ListenerHealth | None = None) -> HttpResponse:
         if path not in ROUTES:
             return _json(404, {"error": "not found"})
         if method != "GET":
@@ -223,7 +249,7 @@ class HttpApi:
             return HttpResponse(200, METRICS_TYPE, render_metrics(self._registry))
         if path == "/peers":
             return self._peers()
-        return self._health()
+        return self._health(listener)
 
     def _peers(self) -> HttpResponse:
         """``/peers``: the live connections (:func:`protocols.node.peers_document`)."""
@@ -260,10 +286,21 @@ class HttpApi:
         self._status_served += 1
         return HttpResponse(200, JSON_TYPE, build_status_document(document))
 
-    def _health(self) -> HttpResponse:
+    def _health(self, listener: ListenerHealth | None) -> HttpResponse:
         running = self._source.statistics().supervisor.running
-        state = self._source.snapshot().lifecycle.value
-        return _json(200 if running else 503, {"ok": running, "state": state})
+        body: dict[str, object] = {"ok": running,
+                                   "state": self._source.snapshot().lifecycle.value}
+        reasons = [] if running else ["the node's supervisor is not running"]
+        if listener is not None:
+            body["listener"] = {"ok": listener.ok, "checked": listener.checked_at is not None,
+                                "address": None if listener.address is None
+                                else str(listener.address)}
+            if not listener.ok:
+                reasons.append(listener.reason)
+        if reasons:
+            body["ok"] = False
+            body["reason"] = "; ".join(reasons)
+        return _json(503 if reasons else 200, body)
 
     # --- ASGI ----------------------------------------------------------------------------
 
@@ -282,7 +319,9 @@ class HttpApi:
         drained = await _discard_body(receive)
         server = scope.get("server")
         reached_at = str(server[0]) if server else None
-        response = self.respond(scope["method"], scope["path"], reached_at=reached_at)
+        listener = await self.check_listener(scope["method"], scope["path"])
+        response = self.respond(scope["method"], scope["path"], reached_at=reached_at,
+                                listener=listener)
         headers = response.headers()
         if not drained:  # unread body left on the connection: it cannot be reused
             headers.append((b"connection", b"close"))
