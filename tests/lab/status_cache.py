@@ -37,6 +37,7 @@ http {{
     log_format cache '$remote_addr "$request" $status $upstream_cache_status '
                      'upstream=$upstream_addr';
     access_log {prefix}/nginx-access.log cache;
+    log_subrequest on;  # the cache's background refreshes are subrequests
     client_body_temp_path {prefix}/nginx-body;
     proxy_temp_path {prefix}/nginx-proxy;
     fastcgi_temp_path {prefix}/nginx-fastcgi;
