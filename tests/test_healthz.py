@@ -192,3 +192,17 @@ async def test_healthz_is_200_then_503_with_the_reason_when_the_listener_wedges(
                     assert "did not serve our own connection" in body["reason"]
                     gated.reopen()
                 nursery.cancel_scope.cancel()
+
+
+async def test_the_self_check_ignores_the_address_policy(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """A boot node's policy rejects loopback (it never advertises it), yet the self-check
+    dials its own listener there: it is a local check, not a peer address."""
+    config = NodeConfig(listen=("/ip4/127.0.0.1/tcp/0/ws",))
+    assert not config.policy.allow_loopback
+    with trio.fail_after(60):
+        async with open_node(config, transport=MemoryNetwork().transport("127.0.0.1")) as node:
+            await node.wait_for(lambda s: bool(s.listen_addrs))
+            health = await node.check_listener()
+            assert health.ok, health.reason
+            assert health.address == node.listen_addrs[0].with_peer_id(None)
