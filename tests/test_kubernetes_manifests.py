@@ -29,6 +29,8 @@ from __future__ import annotations
 import argparse
 import copy
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -342,3 +344,30 @@ def test_the_boot_nodes_settings_load_with_the_cli_loader(tmp_path: Path) -> Non
     assert config.stun_addresses() is None
     assert [str(a) for a in config.announce_addrs] == [
         "/dns4/autonat-boot-1.boot.example.org/tcp/44000/ws"]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None,
+                    reason="kubectl is missing (its kustomize cross-checks the rendering here)")
+def test_kubectls_own_rendering_agrees_and_is_valid() -> None:
+    """Where kubectl is installed, ``kubectl kustomize`` (what ``apply -k`` sends) gives the
+    same objects as :func:`render` - ConfigMap names with kustomize's hash suffix,
+    references to them rewritten - and every one is valid too."""
+    out = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    theirs = [doc for doc in yaml.safe_load_all(out.stdout) if doc is not None]
+    generated = {g["name"] for g in kustomization()["configMapGenerator"]}
+
+    def key(obj: Manifest) -> tuple[str, str]:
+        name = obj["metadata"]["name"]
+        if obj["kind"] == "ConfigMap":
+            name = next((g for g in generated if re.fullmatch(rf"{g}-[a-z0-9]{{10}}", name)),
+                        name)
+        return obj["kind"], name
+
+    assert sorted(key(o) for o in theirs) == sorted(key(o) for o in render())
+    for obj in theirs:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    volumes = find(theirs, "StatefulSet")["spec"]["template"]["spec"]["volumes"]
+    config = next(v for v in volumes if v["name"] == "config")["configMap"]["name"]
+    assert config.startswith("autonat-boot-config-")
