@@ -15,6 +15,7 @@ with a stuck accept loop. The self-check's dial then times out.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
@@ -25,7 +26,7 @@ import pytest
 import trio
 import trio.testing
 
-from actors import MemoryNetwork, Node, WebSocketTransport, open_node, serve_http
+from actors import HttpApi, MemoryNetwork, Node, WebSocketTransport, open_node, serve_http
 from actors.transport import FrameStream, Transport
 from actors.transport._framestream import StreamHandler
 from protocols import AddressPolicy, NodeConfig, WsAddress
@@ -142,6 +143,11 @@ async def test_a_wedged_listener_is_found_within_interval_plus_timeout(
             assert found <= plan.interval + plan.timeout
             assert "did not serve our own connection: no handshake within 2 s" in health.reason
             assert gated.held >= 1
+            api = HttpApi(node, window=4)  # what GET /healthz answers now (cached result)
+            answer = api.respond("GET", "/healthz",
+                                 listener=await api.check_listener("GET", "/healthz"))
+            assert answer.status == 503
+            assert json.loads(answer.body)["reason"] == health.reason
             gated.reopen()
             await trio.sleep(plan.interval)
             assert (await node.check_listener()).ok
