@@ -90,7 +90,8 @@ h3 { margin: 10px 0 4px; font-size: 13px; color: #3a4350; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 3px 8px 3px 0; border-bottom: 1px solid var(--line);
          vertical-align: top; }
-td { overflow-wrap: anywhere; }
+td.mono { overflow-wrap: anywhere; font-family: ui-monospace, "DejaVu Sans Mono", monospace;
+          font-size: 12px; }
 table.kv th { width: 45%; font-weight: normal; color: #3a4350; }
 ul { margin: 0; padding-left: 18px; overflow-wrap: anywhere; }
 .verdict { display: inline-block; font-size: 22px; font-weight: 700; text-transform: uppercase;
@@ -137,8 +138,9 @@ SCRIPT: Final = """
     doc.peers.slice(0, MAX_ROWS).forEach(function (peer) {
       var tr = document.createElement("tr");
       [peer.peer_id, peer.address, peer.direction, peer.path, peer.agent,
-       peer.connected_s === null ? null : duration(peer.connected_s)].forEach(function (value) {
+       peer.connected_s === null ? null : duration(peer.connected_s)].forEach(function (value, i) {
         var td = document.createElement("td");
+        if (i === 0 || i === 1 || i === 4) { td.className = "mono"; }
         show(td, value === "" ? "-" : value);
         tr.appendChild(td);
       });
@@ -256,10 +258,13 @@ def _list(title: str, items: Iterable[object], empty: str) -> str:
 
 
 def _table(headers: Iterable[str], rows: Iterable[Iterable[object]], *,
-           body_id: str | None = None) -> str:
+           body_id: str | None = None, mono: frozenset[int] = frozenset()) -> str:
+    """A table; the cells of the ``mono`` columns are ids and addresses (wrapped anywhere)."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>"
-                   for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="mono">{_e(cell)}</td>' if i in mono else
+                         f"<td>{_e(cell)}</td>" for i, cell in enumerate(row)) + "</tr>"
+        for row in rows)
     body_attr = "" if body_id is None else f' id="{_e(body_id)}"'
     return f"<table><thead><tr>{head}</tr></thead><tbody{body_attr}>{body}</tbody></table>"
 
@@ -303,7 +308,7 @@ def _peers(view: DashboardView) -> str:
           row["agent"] or "-",
           "-" if row["connected_s"] is None else _duration(row["connected_s"]))
          for row in rows),
-        body_id="peer-rows")
+        body_id="peer-rows", mono=frozenset({0, 1, 4}))
     left = document["count"] - len(rows)
     more = f"{left} more: see /peers" if left > 0 else ""
     return (f'<section id="peers" class="wide"><h2>Connected peers '
@@ -325,11 +330,11 @@ def _probes(view: DashboardView) -> str:
          f"{len(client.servers_contacted)} / {len(client.servers_answered)}", None),
     ))
     recent = _table(
-        ("Ago", "Address", "Server", "Outcome", "Detail"),
-        ((_duration(view.loop_now - result.at), result.addr, result.server,
-          result.outcome.value, result.detail or "-") for result in reversed(client.recent)),
-        body_id="probe-rows")
-    return (f'<section id="probes" class="wide"><h2>Probe history</h2>{summary}'
+        ("Ago", "Outcome", "Address", "Server", "Detail"),
+        ((_duration(view.loop_now - result.at), result.outcome.value, result.addr,
+          result.server, result.detail or "-") for result in reversed(client.recent)),
+        body_id="probe-rows", mono=frozenset({2, 3, 4}))
+    return (f'<section id="probes"><h2>Probe history</h2>{summary}'
             f"<h3>Latest probes, newest first</h3>{recent}</section>")
 
 
@@ -368,8 +373,8 @@ def render_dashboard(view: DashboardView) -> bytes:
         f'state <span data-k="state">{_e(snap.lifecycle.value)}</span> &middot; '
         f'up <span data-k="uptime_s">{_e(uptime)}</span></p>'
         f'<p id="refresh">Static page: reloads every {NOSCRIPT_REFRESH_S} s.</p></header>')
-    body = (header + "<main>" + _verdict(view) + _load(view) + _addresses(view) + _peers(view)
-            + _probes(view) + "</main>"
+    body = (header + "<main>" + _verdict(view) + _load(view) + _addresses(view) + _probes(view)
+            + _peers(view) + "</main>"
             '<footer>Machine-readable: <a href="/status">/status</a> &middot; '
             '<a href="/peers">/peers</a> &middot; <a href="/metrics">/metrics</a> &middot; '
             '<a href="/healthz">/healthz</a></footer>')
