@@ -87,7 +87,7 @@ async def _status(base: str) -> dict[str, Any]:
 
 
 def _command(tmp_path: Path, *args: str) -> list[str]:
-    chromium = required_tool("chromium", "chromium")
+    chromium = required_tool("chromium", "chromium")  # found already: see _chromium_found
     profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
     return [chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
             "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
@@ -186,7 +186,14 @@ def _assert_hostile_agent_inert(page: Page) -> None:
     assert HOSTILE_AGENT in page.text_by_id["peer-rows"]  # shown as the text it is
 
 
+def _chromium_found() -> None:
+    """Fails (or skips) before any node starts: a pytest outcome raised inside the
+    nodes' nurseries would reach pytest wrapped in an exception group."""
+    required_tool("chromium", "chromium")
+
+
 async def test_without_javascript_the_page_shows_the_verdict(tmp_path: Path) -> None:
+    _chromium_found()
     with trio.fail_after(180):
         async with _live_dashboard() as base:
             dom = await _dom_without_javascript(tmp_path, f"{base}/")
@@ -199,6 +206,7 @@ async def test_without_javascript_the_page_shows_the_verdict(tmp_path: Path) -> 
 
 
 async def test_with_javascript_the_page_refreshes_from_status(tmp_path: Path) -> None:
+    _chromium_found()
     shot = tmp_path / "dashboard.png"
     with trio.fail_after(240):
         async with _live_dashboard() as base:
@@ -214,7 +222,7 @@ async def test_with_javascript_the_page_refreshes_from_status(tmp_path: Path) ->
     verdict = next(attrs for tag, attrs in page.tags if attrs.get("id") == "nat-status")
     assert page.text_by_id["nat-status"] == status["nat_status"] != "unknown"
     assert verdict["class"] == f"verdict verdict-{status['nat_status']}"
-    assert page.text_by_id["peers-count"] == "3"  # written by the script from /peers
+    assert int(page.text_by_id["peers-count"]) >= 3  # the boot nodes (and any dial-back)
     _assert_hostile_agent_inert(page)
     _assert_screenshot(shot.read_bytes(), WINDOW)
 
