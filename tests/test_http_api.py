@@ -291,7 +291,7 @@ async def test_respond_without_a_server() -> None:
     api = HttpApi(source, window=1, version="x")
     assert api.respond("GET", "/status").status == 200
     assert api.respond("PATCH", "/metrics").status == 405
-    assert api.respond("GET", "/").status == 404
+    assert api.respond("GET", "/index.html").status == 404
     stats = api.statistics()
     assert (stats.requests, stats.errors, stats.status_served) == (3, 0, 1)
     doc = json.loads(api.respond("GET", "/status").body)

@@ -40,6 +40,11 @@ round-robin window and the JSON of one small document, at any number of peers. R
     :data:`protocols.node.MAX_PEERS_LISTED` rows - what ``autonat peers``
     prints (:func:`protocols.node.peers_document`).
 
+``GET /``
+    ``text/html``: the status page for people (:mod:`actors.surfaces._dashboard`),
+    complete without JavaScript, refreshed by its script from ``/status`` and
+    ``/peers``; served with a strict Content-Security-Policy.
+
 Any other path is ``404``, any other method ``405`` (with ``Allow: GET``),
 WebSocket requests are refused. Request bodies are read and thrown away up to
 ``MAX_REQUEST_BODY`` bytes within ``BODY_TIMEOUT`` seconds; a bigger or slower
@@ -93,6 +98,7 @@ from protocols import (
 from protocols.node import ListenerHealth, peers_document
 
 from ..runtime import get_logger
+from ._dashboard import DASHBOARD_HEADERS, HTML_TYPE, DashboardView, render_dashboard
 from ._metrics import (
     StatusSource,
     connection_paths,
@@ -121,7 +127,7 @@ BODY_TIMEOUT: Final = 5.0
 """Seconds a client may take to send a request body before the connection is closed."""
 JSON_TYPE: Final = "application/json"
 METRICS_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-ROUTES: Final = ("/status", "/metrics", "/healthz", "/peers")
+ROUTES: Final = ("/status", "/metrics", "/healthz", "/peers", "/")
 MAX_PATH_PEERS: Final = 64
 """Peers listed at most in ``hole_punched_peers`` and in ``relayed_peers``."""
 
@@ -158,6 +164,7 @@ class HttpResponse:
     content_type: str
     body: bytes
     allow: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         out = [(b"content-type", self.content_type.encode("latin-1")),
@@ -165,6 +172,8 @@ class HttpResponse:
                (b"cache-control", b"no-store")]
         if self.allow is not None:
             out.append((b"allow", self.allow.encode("latin-1")))
+        out += [(name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in self.extra_headers]
         return out
 
 
@@ -249,7 +258,18 @@ class HttpApi:
             return HttpResponse(200, METRICS_TYPE, render_metrics(self._registry))
         if path == "/peers":
             return self._peers()
+        if path == "/":
+            return self._dashboard()
         return self._health(listener)
+
+    def _dashboard(self) -> HttpResponse:
+        """``/``: the status page (:mod:`actors.surfaces._dashboard`)."""
+        view = DashboardView(self._source.snapshot(), self._source.statistics(),
+                             version=self.version, wall_now=self._clock(),
+                             loop_now=trio.current_time(), status_served=self._status_served,
+                             http_requests=self._requests)
+        return HttpResponse(200, HTML_TYPE, render_dashboard(view),
+                            extra_headers=DASHBOARD_HEADERS)
 
     def _peers(self) -> HttpResponse:
         """``/peers``: the live connections (:func:`protocols.node.peers_document`)."""
