@@ -77,6 +77,7 @@ from ..transport import SimNetwork
 from ._cli_settings import profile_text
 from ._http_api import HttpApi
 from ._sim_bootstrap import StatusServers
+from ._sim_progress import HostProgress, SimProgress, report_progress
 from ._sim_punch import run_punch_matrix
 
 __all__ = ["QUIET", "START_SPACING", "SimHost", "plan_world", "simulate"]
@@ -207,9 +208,26 @@ def _status_fetches(runs: list[_HostRun], urls: list[str]) -> list[dict[str, int
     return [counts[url] for url in urls]
 
 
-async def run_scenario(scenario: SimScenario,
-                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Build the world, run it until settled or the deadline, grade it (simulated time)."""
+def _reading(scenario: SimScenario, runs: list[_HostRun], boots: list[Node],
+             apis: list[HttpApi], t0: float, final: bool = False) -> SimProgress:
+    """What :mod:`._sim_progress` passes a live view (cheap: snapshots, few statistics)."""
+    hosts = [(r.host.kind, r.node.snapshot()) for r in runs if r.node]
+    snaps = [snap for _, snap in hosts] + [b.snapshot() for b in boots]
+    served = sum(r.node.probes_served() for r in runs if r.node)
+    return SimProgress(
+        scenario.name, scenario.seed, trio.current_time() - t0,
+        tuple(r.host.kind for r in runs),
+        tuple(HostProgress(kind, *_profile_of(snap)) for kind, snap in hosts),
+        tuple(_boot_load(b, a) for b, a in zip(boots, apis, strict=True)),
+        sum(len(snap.connected_peers) for snap in snaps) // 2,
+        served + sum(b.probes_served() for b in boots), final)
+
+
+async def run_scenario(scenario: SimScenario, progress: Callable[[str], None] | None = None,
+                       observe: Callable[[SimProgress], None] | None = None
+                       ) -> dict[str, Any]:
+    """Build the world, run it until settled or the deadline, grade it (simulated time);
+    ``observe``: see :mod:`._sim_progress`."""
     rng = random.Random(scenario.seed)
     net = SimNetwork(seed=rng.getrandbits(64), loss=scenario.loss)
     latency = scenario.latency_ms / 1000.0
@@ -236,6 +254,9 @@ async def run_scenario(scenario: SimScenario,
             progress(f"{len(boots)} boot nodes up; starting {len(hosts)} hosts")
         nursery = await stack.enter_async_context(trio.open_nursery())
         runs = [_HostRun(host) for host in hosts]
+        if observe:
+            nursery.start_soon(report_progress,
+                               lambda: _reading(scenario, runs, boots, apis, t0), observe)
         for run in runs:
             host_rng = random.Random(rng.getrandbits(64))
             await nursery.start(_run_host, net, run, host_peers, host_rng, latency, servers,
@@ -247,6 +268,8 @@ async def run_scenario(scenario: SimScenario,
                               [_boot_load(b, a) for b, a in zip(boots, apis, strict=True)],
                               simulated)
         report["status_fetches"] = _status_fetches(runs, host_urls)
+        if observe:
+            observe(_reading(scenario, runs, boots, apis, t0, final=True))
         if scenario.punch_matrix:
             report["punch_matrix"] = await run_punch_matrix(
                 [(r.host.kind, r.node) for r in runs if r.node is not None])
@@ -268,15 +291,16 @@ def _seed_scheduler(seed: int) -> None:
         generator.seed(seed)
 
 
-def simulate(scenario: SimScenario,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def simulate(scenario: SimScenario, progress: Callable[[str], None] | None = None,
+             observe: Callable[[SimProgress], None] | None = None) -> dict[str, Any]:
     """Run ``scenario`` in its own ``trio.run`` (virtual time); the report, with
     ``resources``: wall and CPU seconds of the run (CPU: this process, user + system -
     the steadier figure on a shared machine) and peak resident memory of this process
-    (MiB; a process's peak, so a second run in one process reports at least the first's)."""
+    (MiB; a process's peak, so a second run in one process reports at least the first's).
+    ``observe`` receives readings of the run as it goes (:mod:`._sim_progress`)."""
     _seed_scheduler(scenario.seed)
     start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-    report = trio.run(run_scenario, scenario, progress,
+    report = trio.run(run_scenario, scenario, progress, observe,
                       clock=trio.testing.MockClock(autojump_threshold=0))
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
