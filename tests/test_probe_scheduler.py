@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
+    RECENT_PROBES,
     SAMPLE_SERVERS,
     AddressPolicy,
     DialResponse,
@@ -565,3 +566,26 @@ def test_an_endpoint_dependent_mapping_drops_the_ports_each_server_saw() -> None
         at=0.0), 1.0)
     assert s.nat_mapping == "endpoint-dependent"
     assert s.candidates == (WsAddress.parse("/ip4/198.51.100.77/tcp/44000/ws"),)
+
+
+def test_recent_keeps_the_last_results_oldest_first_and_is_bounded() -> None:
+    s = _sched()
+    s.handle_listen_addrs(LISTEN, 0.0)
+    pending = _starts([c for i in range(len(PEERS)) for c in _up(s, i, 0.0)])
+    finished: list[ProbeResult] = []
+    now = 0.0
+    # outcomes that decide nothing: the address stays unknown and servers keep being asked
+    outcomes = (ProbeOutcome.ERROR, ProbeOutcome.REFUSED, ProbeOutcome.TIMEOUT)
+    while pending and len(finished) <= RECENT_PROBES + 5:
+        probe = pending.pop(0)
+        now += 1.0
+        result = ProbeResult(probe.addr, probe.server, outcomes[len(finished) % 3], at=now)
+        pending += _starts(s.handle_probe_finished(probe.probe_id, result, now, answered=True))
+        finished.append(result)
+        assert s.statistics().recent == tuple(finished[-RECENT_PROBES:])
+        deadline = s.poll_timeout()
+        if not pending and deadline is not None:
+            now = max(now, deadline)
+            pending += _starts(s.handle_timeout(now))
+    assert len(finished) > RECENT_PROBES  # the bound was reached and held
+    assert len(s.statistics().recent) == RECENT_PROBES

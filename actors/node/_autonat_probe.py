@@ -250,14 +250,19 @@ class AutonatProbe:
             await self._execute(self._scheduler.handle_connection_down(peer, trio.current_time()))
 
     async def _follow_snapshots(self) -> None:
-        """Our listen addresses from the snapshots: O(1) per snapshot while they stay."""
+        """Our listen addresses from the snapshots: O(1) per snapshot while they stay.
+
+        The announced IP addresses (``announce``) go with them: candidates like a
+        listen address, so AutoNAT servers verify them by dialing back."""
         listen: tuple[WsAddress, ...] | None = None
         async for snap in self._watch.subscribe():
             if snap.listen_addrs is listen or snap.listen_addrs == listen:
                 listen = snap.listen_addrs
                 continue
             listen = snap.listen_addrs
-            await self._execute(self._scheduler.handle_listen_addrs(listen, trio.current_time()))
+            announced = tuple(a for a in snap.announce_addrs if a.ip is not None)
+            await self._execute(self._scheduler.handle_listen_addrs((*listen, *announced),
+                                                                    trio.current_time()))
 
     # --- commands ------------------------------------------------------------------
 

@@ -65,6 +65,7 @@ from protocols import (
 )
 from protocols.bootstrap import PEER_EXCHANGE_PROTOCOL_ID, PeerExchangePlan, PeerExchangeStatistics
 from protocols.holepunch import HOLEPUNCH_PROTOCOL_ID
+from protocols.node import ListenerHealth
 from protocols.relay import HOP_PROTOCOL_ID, STOP_PROTOCOL_ID, CircuitAddress
 from protocols.stun import UdpDiscoveryPlan, UdpDiscoveryStatistics
 
@@ -94,6 +95,7 @@ from ._identify import (
     IdentifyState,
     IdentifyStatistics,
 )
+from ._listener_check import ListenerCheck
 from ._messages import (
     AutonatInput,
     Connect,
@@ -236,6 +238,9 @@ class Node:
         self._relay_client = relay_client
         self.hole_punch = hole_punch
         """The hole-punch service (reports per peer: ``report_for``, ``next_report``)."""
+        self.listener_check = ListenerCheck(config=config, keypair=keypair,
+                                            transport=transport, watch=watch)
+        """``/healthz``'s cached self-check of our WebSocket listener."""
 
     @property
     def peer_id(self) -> PeerId:
@@ -245,6 +250,11 @@ class Node:
     def listen_addrs(self) -> tuple[WsAddress, ...]:
         """Bound listen addresses, each with our ``/p2p/`` id."""
         return tuple(a.with_peer_id(self.peer_id) for a in self._watch.get().listen_addrs)
+
+    async def check_listener(self) -> ListenerHealth:
+        """Whether our WebSocket listener serves a peer: a cached self-dial through our
+        handshake (:mod:`actors.node._listener_check`), at most one per interval."""
+        return await self.listener_check.health()
 
     def snapshot(self) -> NodeSnapshot:
         """The latest immutable view of the node."""
@@ -424,7 +434,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
     boxes = _Mailboxes.create(config.mailbox_size)
     watch: Watch[NodeSnapshot] = Watch()
     pulse = Pulse()
-    tracker = StatusTracker(NodeModel(keys.peer_id, max_peers=config.max_peers),
+    tracker = StatusTracker(NodeModel(keys.peer_id, max_peers=config.max_peers,
+                                      announce_addrs=config.announce_addrs),
                             boxes.tracker.receiver(), watch, data_dir=config.data_dir,
                             save_interval=config.save_interval, pulse=pulse)
     receiver = DialBackReceiver(node=keys.peer_id)

@@ -92,7 +92,7 @@ from ._probe_commands import (
     SmallNetworkWaitStarted,
     StartProbe,
 )
-from ._probe_scheduler import RETRY_SERVER, SAMPLE_SERVERS, ProbeScheduler
+from ._probe_scheduler import RECENT_PROBES, RETRY_SERVER, SAMPLE_SERVERS, ProbeScheduler
 from ._reachability import (
     AddressReachability,
     AddressVerdict,
@@ -114,6 +114,7 @@ __all__ = [
     "MAX_DIAL_BACKS",
     "MAX_DIAL_DATA",
     "MIN_DIAL_DATA",
+    "RECENT_PROBES",
     "RETRY_SERVER",
     "SAMPLE_SERVERS",
     "AddressObservation",

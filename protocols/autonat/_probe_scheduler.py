@@ -93,7 +93,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -118,6 +118,7 @@ from ._probe_commands import (
 from ._reachability import Reachability, ReachabilityEvent
 
 __all__ = [
+    "RECENT_PROBES",
     "RETRY_SERVER",
     "SAMPLE_SERVERS",
     "ProbeScheduler",
@@ -127,6 +128,8 @@ RETRY_SERVER: Final = 30.0
 """An unknown address is not topped up with a server asked about it this recently."""
 SAMPLE_SERVERS: Final = 64
 """Up to this many servers, a round chooses among all of them; beyond, among a sample."""
+RECENT_PROBES: Final = 32
+"""Finished probes remembered in ``statistics().recent`` (the oldest dropped first)."""
 
 
 # --- state ---------------------------------------------------------------------
@@ -154,6 +157,7 @@ class _Counters:
     welcome: int = 0
     cancelled: int = 0
     recomputations: int = 0
+    recent: deque[ProbeResult] = field(default_factory=lambda: deque(maxlen=RECENT_PROBES))
 
 
 class ProbeScheduler:
@@ -275,6 +279,7 @@ class ProbeScheduler:
             observers=len(self._index),
             nat_mapping=self._mapping,
             small_network_wait=self._small_wait,
+            recent=tuple(c.recent),
         )
 
     # --- inputs --------------------------------------------------------------
@@ -380,6 +385,7 @@ class ProbeScheduler:
         if answered:
             self._answered.add(probe.server)
         self._counters.outcomes[result.outcome.value] += 1
+        self._counters.recent.append(result)
         events = self.reachability.handle_probe_result(result, now)
         mapped = seen_at(self._index.observed_by(probe.server), probe.addr)
         self.filtering.handle_probe_result(result, filtering, mapped=mapped, now=now)

@@ -12,6 +12,8 @@ Scenarios are TOML documents (``config/scenarios/*.toml``)::
     latency_ms = 20.0   # one-way delay of every access link
     loss = 0.0          # probability that one connection attempt (SYN) is lost
     dialback_source = true  # boot nodes dial back from a second address too
+    status_bootstrap = true # hosts fetch the boot nodes' /status (false: given as peers)
+    punch_matrix = false    # boot nodes relay; after convergence, punch between NAT types
 
     host_servers = true # hosts serve AutoNAT too (false: only boot nodes do)
     start_spacing = 0.01  # simulated seconds between two hosts' starts
@@ -42,7 +44,8 @@ from ._sim_faults import BootKill, Churn, FaultError, Liars
 __all__ = ["ScenarioError", "SimScenario"]
 
 _SCENARIO_KEYS = {"name", "seed", "boot_nodes", "deadline", "latency_ms", "loss",
-                  "dialback_source", "host_servers", "start_spacing", "run_for"}
+                  "dialback_source", "status_bootstrap", "punch_matrix", "host_servers",
+                  "start_spacing", "run_for"}
 _FAULTS: dict[str, Callable[[Mapping[str, Any]], object]] = {
     "liars": Liars.from_mapping, "kill": BootKill.from_mapping, "churn": Churn.from_mapping}
 
@@ -66,6 +69,13 @@ class SimScenario:
     dialback_source: bool = True
     """Boot nodes dial back from a second address too (what lets filtering be measured;
     off: the ProbeLab-audited go/rust behaviour, to compare)."""
+    status_bootstrap: bool = True
+    """Hosts learn the boot nodes from their ``/status`` documents, fetched over the
+    simulated internet (off: the boot nodes' addresses are given as ``peers``)."""
+    punch_matrix: bool = False
+    """Boot nodes run the relay service; once the hosts have converged, one host of each
+    private NAT type connects to one of every private type through its relayed address
+    and the report says which pairs were hole-punched."""
     host_servers: bool = True
     """Hosts serve AutoNAT too (off: the boot nodes are the only servers)."""
     start_spacing: float = 0.01

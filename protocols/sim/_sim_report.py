@@ -19,6 +19,11 @@ against :func:`~protocols.sim.nat_type`'s truth:
   (:func:`~protocols.sim.stability`); the runner adds ``boot_kill`` and
   ``churn`` for scenarios with those faults (:mod:`._sim_robustness`).
 
+Per boot node: connections, probes served (and refused) and ``/status``
+requests answered. The runner may add ``status_fetches`` (the hosts' side of
+those requests) and ``punch_matrix`` (:mod:`._punch_matrix`), which
+:func:`format_report` prints after the table.
+
 The report is a plain dict with sorted, rounded values so that two runs with the
 same seed serialise to the same JSON; the runner adds wall time and memory
 under ``"resources"``, which a determinism check leaves out.
@@ -66,6 +71,8 @@ class BootLoad:
     """Dial requests it answered (refusals included, as ``/status`` counts them)."""
     refused: int = 0
     """Of those, refused (``E_REQUEST_REJECTED``: a rate limit; ``E_DIAL_REFUSED``)."""
+    status_requests: int = 0
+    """``GET /status`` requests its HTTP API answered."""
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
@@ -139,7 +146,8 @@ def build_report(scenario: str, seed: int, outcomes: Sequence[HostOutcome],
                         for kind in kinds},
         "total": _summary(outcomes),
         "boot_nodes": [{"connections": b.connections, "probes_served": b.probes_served,
-                        "refused": b.refused} for b in boots],
+                        "refused": b.refused, "status_requests": b.status_requests}
+                       for b in boots],
         "stability": stability((o.kind, o.history) for o in outcomes),
     }
 
@@ -179,7 +187,12 @@ def format_report(report: dict[str, Any]) -> str:
     boots = report["boot_nodes"]
     lines.append("boot nodes: connections " + "/".join(str(b["connections"]) for b in boots)
                  + ", probes served " + "/".join(str(b["probes_served"]) for b in boots)
-                 + " (refused " + "/".join(str(b.get("refused", 0)) for b in boots) + ")")
+                 + " (refused " + "/".join(str(b.get("refused", 0)) for b in boots) + ")"
+                 + ", /status requests "
+                 + "/".join(str(b.get("status_requests", 0)) for b in boots))
+    if "punch_matrix" in report:
+        from ._punch_matrix import format_punch_matrix
+        lines.append(format_punch_matrix(report["punch_matrix"]))
     lines += _robustness_lines(report)
     return "\n".join(lines)
 
