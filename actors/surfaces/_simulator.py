@@ -145,7 +145,8 @@ def _boot_config(ip: str, alt: str | None, peers: list[str], hosts: int,
                     relay_service=relay)
 
 
-def _host_config(host: SimHost, peers: list[str], urls: list[str], serve: bool) -> NodeConfig:
+def _host_config(host: SimHost, peers: list[str], urls: list[str],
+                 serve: bool = True) -> NodeConfig:
     return _profile("default", listen=[f"/ip4/{host.ip}/tcp/{LISTEN_PORT}/ws"], peers=peers,
                     boot_urls=urls, autonat_server=serve)
 
