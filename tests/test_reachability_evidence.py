@@ -120,3 +120,33 @@ def test_many_contacted_ip_arrivals_do_not_crowd_out_failures_from_other_ips() -
         changes += _changes(m.handle_probe_result(ProbeResult(A, server, R, now, via=NEAR), now))
     assert changes == [] and m.verdict(A) == "unreachable"
     assert set(servers[:2]) <= m.evidence_servers(A, 20.0)
+
+
+def test_one_failure_from_another_ip_voids_a_public_built_on_contacted_ips() -> None:
+    """Found by the simulator once hosts bootstrapped through ``/status``: a host behind
+    an address-restricted NAT asked two ordinary hosts (no second address) and a boot
+    node. The hosts' dial-backs, from the IPs it had contacted, arrived first and made
+    it public; the boot node's failure from its second IP came later, alone, and the
+    hysteresis kept the false ``public``. Now that failure voids those arrivals: the
+    address is judged afresh (``unknown``), and a second such failure makes it
+    ``unreachable`` - one flip, into the truth."""
+    m = _machine()
+    _report(m, 0, R, 1.0, NEAR)
+    assert _changes(_report(m, 1, R, 1.0, NEAR)) == [("unknown", "reachable")]
+    assert _changes(_report(m, 2, U, 2.0, FAR)) == [("reachable", "unknown")]
+    assert m.nat_status == "unknown"
+    _report(m, 3, R, 3.0, NEAR)  # more arrivals of the same kind prove nothing
+    assert m.verdict(A) == "unknown"
+    assert _changes(_report(m, 4, U, 4.0, FAR)) == [("unknown", "unreachable")]
+    assert m.nat_status == "private"
+
+
+def test_a_failure_from_another_ip_does_not_void_arrivals_from_other_ips() -> None:
+    """Rule 3 holds only while such failures outnumber the dial-backs we saw arrive from
+    IPs we never contacted: one arrival of that kind keeps the vote as it was."""
+    m = _machine()
+    _report(m, 0, R, 1.0, FAR)
+    _report(m, 1, R, 1.0, NEAR)
+    assert m.verdict(A) == "reachable"
+    assert _changes(_report(m, 2, U, 2.0, FAR)) == []
+    assert m.verdict(A) == "reachable"

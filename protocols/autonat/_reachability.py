@@ -54,7 +54,17 @@ Votes
        contradict them - an address-dependent filter lets exactly that one
        in - so such arrivals cannot outvote them (a node behind such a NAT
        that hears from many servers without a second address stays private);
-    3. else the votes decide, every ``REACHABLE`` and ``UNREACHABLE`` alike.
+    3. else, while more servers say their dial-back from an IP we never
+       contacted failed than such dial-backs arrived (even one), dial-backs
+       from IPs we contacted prove nothing: together with that failure they
+       are exactly what an address-dependent filter shows. They leave the
+       vote (``REACHABLE`` counts only rule 1's arrivals), and a
+       ``reachable`` that rested on them no longer holds by hysteresis -
+       the address is judged afresh and stays ``unknown`` until the
+       threshold is reached, so the node asks more servers instead of
+       keeping a false ``public`` (a host that met servers without a
+       second address first, before a boot node's answer came);
+    4. else the votes decide, every ``REACHABLE`` and ``UNREACHABLE`` alike.
 
     Expiry alone never flips ``reachable`` to ``unreachable`` (or back); it
     only returns an address to ``unknown`` once all of its evidence has
@@ -527,7 +537,7 @@ class Reachability:
         votes = Counter(ev.outcome for ev in state.evidence.values())
         yes, no = votes[ProbeOutcome.REACHABLE], votes[ProbeOutcome.UNREACHABLE]
         state.reachable_votes, state.unreachable_votes = yes, no
-        new = self._weigh(state) or self._decide(state.verdict, yes, no)
+        new = self._weigh(state) or self._vote(state, yes, no)
         if new == state.verdict:
             return None
         old, state.verdict, state.since, state.attempt = state.verdict, new, now, 0
@@ -579,6 +589,16 @@ class Reachability:
         if denied >= self._threshold and denied > seen:
             return "unreachable"
         return None
+
+    def _vote(self, state: _Address, yes: int, no: int) -> AddressVerdict:
+        """Rules 3 and 4 of "Evidence beats a claim" (module docstring)."""
+        far = Counter(ev.outcome for ev in state.evidence.values()
+                      if ev.via is DialBackSource.OTHER_IP)
+        seen, denied = far[ProbeOutcome.REACHABLE], far[ProbeOutcome.UNREACHABLE]
+        if denied <= seen:
+            return self._decide(state.verdict, yes, no)
+        current = "unknown" if state.verdict == "reachable" else state.verdict
+        return self._decide(current, seen, no)
 
     def _decide(self, current: AddressVerdict, yes: int, no: int) -> AddressVerdict:
         votes: dict[AddressVerdict, int] = {"reachable": yes, "unreachable": no}
