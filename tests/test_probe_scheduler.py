@@ -589,3 +589,35 @@ def test_recent_keeps_the_last_results_oldest_first_and_is_bounded() -> None:
             pending += _starts(s.handle_timeout(now))
     assert len(finished) > RECENT_PROBES  # the bound was reached and held
     assert len(s.statistics().recent) == RECENT_PROBES
+
+
+def _settle(s: ProbeScheduler, outcomes: dict[PeerId, ProbeOutcome], now: float) -> None:
+    for probe in s.in_flight():
+        _finish(s, probe, outcomes[probe.server], now)
+
+
+@pytest.mark.parametrize("agree", [False, True])
+def test_a_contested_address_is_reprobed_by_servers_not_yet_heard(agree: bool) -> None:
+    """Found by the simulator's ``liars`` scenario: a verdict resting on two servers that
+    say "unreachable" and one that reached us was re-probed by the same three every
+    round, so the honest servers the node also knew were never heard. A contested
+    round asks servers without live evidence first; an agreed one may ask anyone."""
+    s = _sched()
+    s.handle_listen_addrs(LISTEN, 0.0)
+    for i in (2, 3, 4):
+        _up(s, i, 0.0)
+    first = {p.server for p in s.in_flight()}
+    assert first == {PEERS[2], PEERS[3], PEERS[4]}
+    no = ProbeOutcome.REACHABLE if agree else ProbeOutcome.UNREACHABLE
+    _settle(s, {PEERS[2]: no, PEERS[3]: no, PEERS[4]: ProbeOutcome.REACHABLE}, 1.0)
+    assert s.reachability.contested(ME, 1.0) is not agree
+    for i in (5, 6, 7):
+        _up(s, i, 2.0)  # servers arriving after the verdict: not topped up
+    assert not s.in_flight()
+    deadline = s.poll_timeout()
+    assert deadline is not None
+    _starts(s.handle_timeout(deadline))
+    again = {p.server for p in s.in_flight()}
+    assert len(again) == 3
+    if not agree:
+        assert again == {PEERS[5], PEERS[6], PEERS[7]}

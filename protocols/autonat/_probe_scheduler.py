@@ -28,7 +28,11 @@ reports back. It owns:
 * **rounds and top-ups** - an address the machine says is due gets a full
   round: up to ``probe_servers`` servers at once, distinct subnets and IPs
   first (:func:`choose_servers`), never a distrusted (lying) server, never
-  one already asked about that address. An address still ``unknown`` but not
+  one already asked about that address. When the address's live evidence
+  disagrees (:meth:`Reachability.contested`), the round asks servers without
+  live evidence on it first: otherwise a verdict resting on two lying
+  servers and one honest one is re-confirmed by the same three every round,
+  and the other honest servers are never heard. An address still ``unknown`` but not
   due is *topped up* as soon as servers appear that have no live evidence for
   it and were not asked about it within ``retry_server`` seconds, so the first
   verdict does not wait for the retry backoff while servers trickle in;
@@ -601,7 +605,10 @@ class ProbeScheduler:
                 skip |= self._recently_tried(tried, now)
             if unknown:
                 skip |= evidence
-            chosen = self._choose(want, skip)
+            if is_due and reach.contested(addr, now):
+                chosen = self._fresh_first(want, skip, evidence)
+            else:
+                chosen = self._choose(want, skip)
             if not chosen:
                 if not is_due:
                     self._park(addr, tried, now)
@@ -614,6 +621,15 @@ class ProbeScheduler:
                 if start is not None:
                     commands.append(start)
         return commands
+
+    def _fresh_first(self, want: int, skip: set[PeerId], evidence: frozenset[PeerId]
+                     ) -> list[PeerId]:
+        """For a contested address's round: servers without live evidence on it first,
+        then (only to make up the number) those with."""
+        fresh = self._choose(want, skip | evidence)
+        if len(fresh) < want:
+            fresh += self._choose(want - len(fresh), skip | set(fresh))
+        return fresh
 
     def _recently_tried(self, tried: dict[PeerId, float], now: float) -> set[PeerId]:
         """Servers asked within ``retry_server``; older entries are dropped (never needed)."""

@@ -378,6 +378,17 @@ class Reachability:
         ttl = self.config.evidence_ttl
         return frozenset(peer for peer, ev in state.evidence.items() if ev.at + ttl > now)
 
+    def contested(self, addr: WsAddress, now: float) -> bool:
+        """Live evidence on ``addr`` disagrees (some servers reached it, some did not): a
+        re-probe should hear servers that have not spoken about it yet, or a verdict that
+        rests on a few liars is only ever re-confirmed by the same liars."""
+        state = self._addrs.get(_key(addr))
+        if state is None:
+            return False
+        ttl = self.config.evidence_ttl
+        live = {ev.outcome for ev in state.evidence.values() if ev.at + ttl > now}
+        return {ProbeOutcome.REACHABLE, ProbeOutcome.UNREACHABLE} <= live
+
     def distrusted_servers(self, now: float) -> frozenset[PeerId]:
         return frozenset(peer for peer, until in self._distrusted.items() if until > now)
 
