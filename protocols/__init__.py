@@ -116,6 +116,7 @@ from .identify import (
 # isort: split
 # AutoNAT messages, events, candidates, server rules, reachability, NAT mapping, probe scheduler
 from .autonat import (
+    DIAL_BACK_OTHER_IP_PROTOCOL_ID,
     DIAL_BACK_PROTOCOL_ID,
     DIAL_REQUEST_PROTOCOL_ID,
     HAIRPIN_TIMEOUT,
@@ -318,6 +319,7 @@ __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_LIMITS",
     "DEFAULT_LISTEN",
+    "DIAL_BACK_OTHER_IP_PROTOCOL_ID",
     "DIAL_BACK_PROTOCOL_ID",
     "DIAL_REQUEST_PROTOCOL_ID",
     "ENV_ALLOWLIST",

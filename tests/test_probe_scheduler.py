@@ -10,10 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols import (
+    DIAL_BACK_OTHER_IP_PROTOCOL_ID,
     DIAL_REQUEST_PROTOCOL_ID,
     RECENT_PROBES,
     SAMPLE_SERVERS,
     AddressPolicy,
+    DialBackSource,
     DialResponse,
     DialStatus,
     Keypair,
@@ -621,3 +623,53 @@ def test_a_contested_address_is_reprobed_by_servers_not_yet_heard(agree: bool) -
     assert len(again) == 3
     if not agree:
         assert again == {PEERS[5], PEERS[6], PEERS[7]}
+
+
+def _up_far(s: ProbeScheduler, i: int, now: float) -> list[ProbeCommand]:
+    """Server i, whose Identify says it dials back from a second IP."""
+    commands = s.handle_peer_identified(
+        PEERS[i], (DIAL_REQUEST_PROTOCOL_ID, DIAL_BACK_OTHER_IP_PROTOCOL_ID), now)
+    return commands + s.handle_connection_up(PEERS[i], remote_addr=_remote(i), local_addr=ME,
+                                             inbound=False, now=now)
+
+
+def _result(s: ProbeScheduler, probe: StartProbe, outcome: ProbeOutcome, now: float,
+            via: DialBackSource | None) -> list[ProbeCommand]:
+    result = ProbeResult(probe.addr, probe.server, outcome, at=now, via=via)
+    return s.handle_probe_finished(probe.probe_id, result, now, answered=True)
+
+
+def test_a_server_with_a_second_ip_is_in_the_first_round() -> None:
+    """Found by the simulator once hosts bootstrapped through ``/status``: a host met
+    many ordinary servers (one IP each) and few boot nodes, asked three ordinary ones,
+    and behind an address-restricted NAT their dial-backs - from the IPs it had
+    contacted - made it ``public``. A round now includes one server that dials back
+    from a second IP while none has spoken about the address."""
+    for seed in range(20):
+        s = _sched(seed=seed)
+        for i in (2, 3, 4, 5, 6):
+            _up(s, i, 0.0)
+        _up_far(s, 7, 0.0)
+        starts = _starts(s.handle_listen_addrs(LISTEN, 0.0))
+        assert len(starts) == 3 and PEERS[7] in {p.server for p in starts}, seed
+
+
+def test_a_public_verdict_from_contacted_ips_only_is_checked_by_a_second_ip() -> None:
+    """Three dial-backs from contacted IPs made the address reachable before any server
+    with a second IP was connected; when one connects it is asked at once (not at the
+    next re-probe), and its failure voids the verdict (Reachability rule 3)."""
+    s = _sched()
+    s.handle_listen_addrs(LISTEN, 0.0)
+    for i in (2, 3, 4):
+        _up(s, i, 0.0)
+    for probe in s.in_flight():
+        _result(s, probe, ProbeOutcome.REACHABLE, 1.0, DialBackSource.CONTACTED_IP)
+    assert s.reachability.verdict(ME) == "reachable"
+    (check,) = _starts(_up_far(s, 7, 2.0))
+    assert check.server == PEERS[7] and check.addr == ME
+    _result(s, check, ProbeOutcome.UNREACHABLE, 3.0, DialBackSource.OTHER_IP)
+    assert s.reachability.verdict(ME) == "unknown"
+    (again,) = _starts(_up_far(s, 6, 4.0))  # unknown again: topped up at once
+    _result(s, again, ProbeOutcome.UNREACHABLE, 5.0, DialBackSource.OTHER_IP)
+    assert s.reachability.verdict(ME) == "unreachable"
+    assert _starts(_up_far(s, 5, 6.0)) == []  # a verdict that heard from another IP

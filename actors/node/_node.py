@@ -39,6 +39,7 @@ from types import MappingProxyType
 import trio
 
 from protocols import (
+    DIAL_BACK_OTHER_IP_PROTOCOL_ID,
     DIAL_BACK_PROTOCOL_ID,
     DIAL_REQUEST_PROTOCOL_ID,
     IDENTIFY_PROTOCOL_ID,
@@ -69,7 +70,7 @@ from protocols.node import ListenerHealth
 from protocols.relay import HOP_PROTOCOL_ID, STOP_PROTOCOL_ID, CircuitAddress
 from protocols.stun import UdpDiscoveryPlan, UdpDiscoveryStatistics
 
-from ..connection import EXCHANGE_FAILURES, Connection, ProtocolHandler
+from ..connection import EXCHANGE_FAILURES, Connection, ProtocolHandler, Stream
 from ..runtime import (
     ChildSpec,
     Mailbox,
@@ -447,6 +448,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
                                             PEER_EXCHANGE_PROTOCOL_ID: exchange_server.serve}
     if config.autonat_server:
         handlers[DIAL_REQUEST_PROTOCOL_ID] = server.serve
+        if config.autonat_server_config.dialback_source is not None:
+            handlers[DIAL_BACK_OTHER_IP_PROTOCOL_ID] = _capability_only
     relay = (RelayService(config=config, keypair=keys, own_addrs=partial(_relay_addrs, watch))
              if config.relay_service else None)
     if relay is not None:
@@ -526,6 +529,12 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
                 udp_profiler=udp_profiler, exchange_server=exchange_server,
                 exchange_plan=exchange_plan, hairpin=hairpin, relay=relay,
                 relay_client=relay_client, hole_punch=hole_punch)
+
+
+async def _capability_only(stream: Stream[Connection]) -> None:
+    """:data:`~protocols.DIAL_BACK_OTHER_IP_PROTOCOL_ID` names a capability in Identify;
+    a stream opened on it is closed at once."""
+    await stream.aclose()
 
 
 def _relay_addrs(watch: Watch[NodeSnapshot]) -> tuple[WsAddress, ...]:

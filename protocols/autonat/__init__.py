@@ -25,6 +25,7 @@ from ._autonat_events import (
     ReachabilityUpdate,
 )
 from ._autonat_msg import (
+    DIAL_BACK_OTHER_IP_PROTOCOL_ID,
     DIAL_BACK_PROTOCOL_ID,
     DIAL_REQUEST_PROTOCOL_ID,
     MAX_DIAL_BACKS,
@@ -108,6 +109,7 @@ from ._reachability import (
 )
 
 __all__ = [
+    "DIAL_BACK_OTHER_IP_PROTOCOL_ID",
     "DIAL_BACK_PROTOCOL_ID",
     "DIAL_REQUEST_PROTOCOL_ID",
     "HAIRPIN_TIMEOUT",

@@ -105,7 +105,7 @@ from typing import Final
 from ..core import AddressPolicy, PeerId, WsAddress
 from ._autonat_candidates import ProbeServer, choose_servers
 from ._autonat_events import NatFiltering, NatMapping, ProbeResult, ReachabilityUpdate
-from ._autonat_msg import DIAL_REQUEST_PROTOCOL_ID
+from ._autonat_msg import DIAL_BACK_OTHER_IP_PROTOCOL_ID, DIAL_REQUEST_PROTOCOL_ID
 from ._nat_filtering import FilteringEvidence, NatFilteringVotes, seen_at
 from ._nat_mapping import AddressObservation
 from ._observation_index import ObservationIndex, ObservationIndexStatistics
@@ -201,6 +201,7 @@ class ProbeScheduler:
         self._connected_at: dict[PeerId, int] = {}  # order of connecting (welcome order)
         self._connects = 0
         self._serving: set[PeerId] = set()  # connected, Identify lists dial requests
+        self._far: set[PeerId] = set()  # Identify lists DIAL_BACK_OTHER_IP_PROTOCOL_ID
         self._serving_detached: OrderedDict[PeerId, None] = OrderedDict()  # same, not connected
         self._servers: dict[PeerId, _Connection] = {}  # connected AutoNAT servers
         self._server_ids: list[PeerId] = []  # the same, as an array (sampling by index)
@@ -309,6 +310,7 @@ class ProbeScheduler:
                 f"connection down for {peer}, which is not connected "
                 f"({len(self._connections)} connected)")
         del self._connected_at[peer]
+        self._far.discard(peer)
         if peer in self._serving:
             self._serving.discard(peer)
             self._detach(peer)
@@ -324,7 +326,12 @@ class ProbeScheduler:
                                 now: float) -> list[ProbeCommand]:
         """Several peers identified at once: one step, so one round sees all of them."""
         for peer, protocols in peers:
-            serves = DIAL_REQUEST_PROTOCOL_ID in protocols
+            listed = frozenset(protocols)
+            serves = DIAL_REQUEST_PROTOCOL_ID in listed
+            if serves and DIAL_BACK_OTHER_IP_PROTOCOL_ID in listed:
+                self._far.add(peer)
+            else:
+                self._far.discard(peer)
             if peer in self._connections:
                 if serves:
                     self._serving.add(peer)
@@ -593,6 +600,7 @@ class ProbeScheduler:
             is_due = addr in due
             unknown = reach.verdict(addr) == "unknown"
             if not is_due and not unknown:
+                commands += self._ask_far(addr, distrusted, now)
                 continue
             busy = self._busy.get(addr, set())
             evidence = reach.evidence_servers(addr, now)
@@ -605,8 +613,12 @@ class ProbeScheduler:
                 skip |= self._recently_tried(tried, now)
             if unknown:
                 skip |= evidence
+            far = self._far_servers(addr, skip, now, enough=reach.threshold)
             if is_due and reach.contested(addr, now):
                 chosen = self._fresh_first(want, skip, evidence)
+            elif far:
+                chosen = self._choose(1, skip, among=far)
+                chosen += self._choose(want - 1, skip | set(chosen)) if want > 1 else []
             else:
                 chosen = self._choose(want, skip)
             if not chosen:
@@ -620,6 +632,33 @@ class ProbeScheduler:
                 start = self._start(addr, server, now)
                 if start is not None:
                     commands.append(start)
+        return commands
+
+    def _far_servers(self, addr: WsAddress, skip: set[PeerId], now: float,
+                     enough: int = 1) -> set[PeerId]:
+        """Connected servers that dial back from a second IP, not in ``skip`` - while
+        fewer than ``enough`` servers' live evidence on ``addr`` is of that kind; else none."""
+        if not self._far or self.reachability.far_evidence(addr, now) >= enough:
+            return set()
+        return {peer for peer in self._far if peer in self._servers and peer not in skip}
+
+    def _ask_far(self, addr: WsAddress, distrusted: frozenset[PeerId],
+                 now: float) -> list[ProbeCommand]:
+        """A verdict that rests only on dial-backs from IPs we contacted (or on claims
+        about them) is what an address-dependent filter shows too: ask one server that
+        dials back from a second IP, if one is connected and was not asked lately."""
+        busy = self._busy.get(addr, set())
+        if busy:
+            return []
+        tried = self._tried.setdefault(addr, {})
+        skip = set(distrusted) | self._recently_tried(tried, now)
+        far = self._far_servers(addr, skip, now)
+        commands: list[ProbeCommand] = []
+        for server in self._choose(1, skip, among=far) if far else []:
+            tried[server] = now
+            start = self._start(addr, server, now)
+            if start is not None:
+                commands.append(start)
         return commands
 
     def _fresh_first(self, want: int, skip: set[PeerId], evidence: frozenset[PeerId]
@@ -662,7 +701,8 @@ class ProbeScheduler:
         del self._parked[addr]
         return False
 
-    def _choose(self, want: int, skip: set[PeerId]) -> list[PeerId]:
+    def _choose(self, want: int, skip: set[PeerId],
+                among: set[PeerId] | None = None) -> list[PeerId]:
         """Up to ``want`` servers not in ``skip``, spread over subnets (:func:`choose_servers`).
 
         Over all servers when there are at most :data:`SAMPLE_SERVERS`; beyond,
@@ -670,8 +710,10 @@ class ProbeScheduler:
         ``4 * SAMPLE_SERVERS`` draws; a full scan when they find too few, which
         means most servers are in ``skip``).
         """
-        if len(self._servers) <= SAMPLE_SERVERS:
-            pool: Iterable[PeerId] = self._servers
+        if among is not None:
+            pool: Iterable[PeerId] = among
+        elif len(self._servers) <= SAMPLE_SERVERS:
+            pool = self._servers
         else:
             ids = self._server_ids
             sample: dict[PeerId, None] = {}

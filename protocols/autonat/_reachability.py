@@ -378,6 +378,17 @@ class Reachability:
         ttl = self.config.evidence_ttl
         return frozenset(peer for peer, ev in state.evidence.items() if ev.at + ttl > now)
 
+    def far_evidence(self, addr: WsAddress, now: float) -> int:
+        """How many servers' live evidence on ``addr`` is about a dial-back from an IP we
+        never contacted (arrived, or reported failed): the only kind that tells a public
+        address from one behind an address-dependent filter."""
+        state = self._addrs.get(_key(addr))
+        if state is None:
+            return 0
+        ttl = self.config.evidence_ttl
+        return sum(ev.via is DialBackSource.OTHER_IP and ev.at + ttl > now
+                   for ev in state.evidence.values())
+
     def contested(self, addr: WsAddress, now: float) -> bool:
         """Live evidence on ``addr`` disagrees (some servers reached it, some did not): a
         re-probe should hear servers that have not spoken about it yet, or a verdict that
