@@ -116,12 +116,14 @@ from .identify import (
 # isort: split
 # AutoNAT messages, events, candidates, server rules, reachability, NAT mapping, probe scheduler
 from .autonat import (
+    DIAL_BACK_OTHER_IP_PROTOCOL_ID,
     DIAL_BACK_PROTOCOL_ID,
     DIAL_REQUEST_PROTOCOL_ID,
     HAIRPIN_TIMEOUT,
     MAX_DIAL_BACKS,
     MAX_DIAL_DATA,
     MIN_DIAL_DATA,
+    RECENT_PROBES,
     RETRY_SERVER,
     SAMPLE_SERVERS,
     AddressObservation,
@@ -317,6 +319,7 @@ __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_LIMITS",
     "DEFAULT_LISTEN",
+    "DIAL_BACK_OTHER_IP_PROTOCOL_ID",
     "DIAL_BACK_PROTOCOL_ID",
     "DIAL_REQUEST_PROTOCOL_ID",
     "ENV_ALLOWLIST",
@@ -338,6 +341,7 @@ __all__ = [
     "MIN_DIAL_DATA",
     "PEER_STORE_VERSION",
     "POLICY_KEYS",
+    "RECENT_PROBES",
     "RETRY_SERVER",
     "SAMPLE_SERVERS",
     "UPGRADE_REFUSAL_REASONS",

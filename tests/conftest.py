@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 
+import pytest
 import structlog
 from hypothesis import HealthCheck, settings
 
@@ -29,6 +31,19 @@ structlog.configure(
     wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
     cache_logger_on_first_use=False,
 )
+
+
+
+@pytest.fixture(autouse=True)
+def _structlog_config_restored() -> Iterator[None]:
+    """Every test ends with the logging configuration it started with: a command run
+    in-process (``main([...])``) configures structlog for the whole process, with
+    pytest's capture stream as its file - closed once that test ends, so a later
+    test's first log line would raise ``ValueError: I/O operation on closed file``."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
 
 settings.register_profile(
     "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True,

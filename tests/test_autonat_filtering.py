@@ -111,6 +111,31 @@ async def test_a_single_address_server_can_show_only_port_dependence(
             assert (snap.nat_status, client.snapshot().nat_filtering) == ("public", "unknown")
 
 
+@pytest.mark.parametrize(("seconds", "nat_status"), [(1, "unknown"), (2, "private")])
+async def test_servers_with_a_second_address_among_many_without_decide(
+        autojump_clock: trio.testing.MockClock, seconds: int, nat_status: str) -> None:
+    """Behind an address-dependent filter, with four servers of one address each and
+    ``seconds`` with a second address: those advertise it in Identify and are asked
+    first, and their failures void the dial-backs the filter let in from contacted
+    IPs. Never ``public``: with one such server the verdict stays ``unknown`` (one
+    failure is a claim, below the threshold of 2), with two it is ``private``."""
+    net = MemoryNetwork()
+    with trio.fail_after(120):
+        async with _servers(net, 4, second=False) as plain, AsyncExitStack() as stack:
+            far = [await stack.enter_async_context(open_node(
+                _config(f"127.0.1.{9 + i}", dialback_source=f"127.0.2.{9 + i}"),
+                transport=net.transport(f"127.0.1.{9 + i}"))) for i in range(seconds)]
+            client = await stack.enter_async_context(open_node(
+                _config(CLIENT), transport=net.transport(CLIENT)))
+            net.dial_filter = _nat("address-dependent", [*plain, *far])
+            for server in [*plain, *far]:
+                await client.connect(server.listen_addrs[0])
+            await trio.sleep(60)
+            snap = client.snapshot()
+            assert snap.nat_status == nat_status, (snap.nat_status, client.statistics().probes)
+            assert all(s.statistics().autonat_server.total_answered >= 1 for s in far)
+
+
 # --- the server, request by request ---------------------------------------------------------
 
 

@@ -95,8 +95,8 @@ def test_bad_flag_is_a_one_line_usage_error() -> None:
     assert "--no-such-flag" in out.stderr and "--help" in out.stderr
 
 
-def test_demo_bootstraps_a_newcomer_to_a_verdict() -> None:
-    out = _autonat("demo")
+def test_loopback_demo_bootstraps_a_newcomer_to_a_verdict() -> None:
+    out = _autonat("demo", "--loopback")
     assert out.returncode == 0, out.stderr
     assert "verdict after" in out.stdout and ": public, reachable at /ip4/127.0.5.9/" in out.stdout
     assert "lifecycle: fully_connected" in out.stdout

@@ -567,7 +567,7 @@ HELP = {
               "--allow-loopback", "exit", "unknown"),
     "status": ("--http", "--json"),
     "id": ("--key", "--json"),
-    "demo": ("demo",),
+    "demo": ("SCENARIO", "--hosts", "--seed", "--plain", "--loopback"),
 }
 
 

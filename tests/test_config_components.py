@@ -46,6 +46,7 @@ PEER = Keypair.generate().peer_id
 # The defaults NodeConfig had as one flat class; nodes must keep running with them.
 TODAYS_DEFAULTS: dict[str, object] = {
     "listen": ("/ip4/0.0.0.0/tcp/44000/ws",), "key_file": None, "data_dir": None, "peers": (),
+    "announce": (),
     "boot_urls": (), "target_peers": 8, "max_connections": 64, "dial_concurrency": 8,
     "dial_timeout": 10.0, "reconnect_initial": 1.0, "reconnect_max": 60.0,
     "handshake_timeout": 10.0, "stream_timeout": 30.0, "idle_timeout": None,
@@ -164,6 +165,7 @@ def test_flat_keys_change_a_given_component_and_with_settings_keeps_the_rest() -
 def _other_value(key: str, value: object) -> object:
     changed: dict[str, object] = {
         "listen": ("/ip4/127.0.0.1/tcp/0/ws",), "peers": (f"/ip4/1.2.3.4/tcp/1/ws/p2p/{PEER}",),
+        "announce": ("/ip4/203.0.113.7/tcp/44001/ws",),
         "boot_urls": ("http://b/status",),
         "dialback_source": "127.0.0.2", "http_listen": "", "log_format": "json",
         "log_level": "debug", "agent_version": "other/1", "key_file": Path("/k"),

@@ -157,7 +157,10 @@ async def test_healthz_not_found_and_method_not_allowed() -> None:
         async with _network(1) as (boot, _others), _served(boot) as client:
             health = await client.get("/healthz")
             assert health.status_code == 200
-            assert health.json() == {"ok": True, "state": boot.snapshot().lifecycle.value}
+            address = str(boot.listen_addrs[0].with_peer_id(None))
+            assert health.json() == {"ok": True, "state": boot.snapshot().lifecycle.value,
+                                     "listener": {"ok": True, "checked": True,
+                                                  "address": address}}
             missing = await client.get("/nope?x=1")
             assert missing.status_code == 404
             assert missing.json() == {"error": "not found"}
@@ -184,7 +187,8 @@ async def test_healthz_is_503_when_the_supervisor_is_not_running() -> None:
         async with _served(source) as client:
             response = await client.get("/healthz")
             assert response.status_code == 503
-            assert response.json() == {"ok": False, "state": source.snap.lifecycle.value}
+            assert response.json() == {"ok": False, "state": source.snap.lifecycle.value,
+                                       "reason": "the node's supervisor is not running"}
 
 
 async def test_an_exception_is_a_500_and_the_server_keeps_serving() -> None:
@@ -287,7 +291,7 @@ async def test_respond_without_a_server() -> None:
     api = HttpApi(source, window=1, version="x")
     assert api.respond("GET", "/status").status == 200
     assert api.respond("PATCH", "/metrics").status == 405
-    assert api.respond("GET", "/").status == 404
+    assert api.respond("GET", "/index.html").status == 404
     stats = api.statistics()
     assert (stats.requests, stats.errors, stats.status_served) == (3, 0, 1)
     doc = json.loads(api.respond("GET", "/status").body)

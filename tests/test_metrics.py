@@ -158,6 +158,21 @@ async def test_probe_and_bootstrap_counts_come_from_node_statistics(
     assert all(s.name.endswith("_total") for s in families["autonat_bootstrap_fetches"])
 
 
+async def test_dial_back_counts_come_from_node_statistics(
+        autojump_clock: trio.testing.MockClock) -> None:
+    source = await _fake()
+    source.stats = replace(
+        source.stats,
+        autonat_server=AutonatServerStatistics(answered=(("OK/OK", 5),), dial_backs=7,
+                                               local_failures=2),
+        dial_back=replace(source.stats.dial_back, verified=4, unexpected=3))
+    families = _scrape(source)
+    assert _value(families["autonat_dial_backs"]) == 7
+    assert _value(families["autonat_dial_back_local_failures"]) == 2
+    assert _value(families["autonat_dial_backs_received"], result="verified") == 4
+    assert _value(families["autonat_dial_backs_received"], result="ignored") == 3
+
+
 async def test_statistics_are_frozen(autojump_clock: trio.testing.MockClock) -> None:
     source = await _fake()
     stats = source.stats

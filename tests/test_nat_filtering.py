@@ -157,12 +157,25 @@ def test_hysteresis_a_flip_needs_the_same_weight() -> None:
     for i in range(2):
         _feed(reach, votes, SERVERS[i], _ev(False, False, ERR, ERR), 1.0)
     assert votes.nat_filtering == APD
+    _feed(reach, votes, SERVERS[2], _ev(True, False, OK, ERR), 2.0)  # 2 APD : 1 AD
+    assert votes.nat_filtering == APD
+    _feed(reach, votes, SERVERS[3], _ev(True, False, OK, ERR), 3.0)  # 2 : 2, no majority
+    assert votes.nat_filtering == APD
+    _feed(reach, votes, SERVERS[4], _ev(True, False, OK, ERR), 4.0)  # 2 : 3
+    assert votes.nat_filtering == AD
+
+
+def test_observed_dial_backs_from_other_ips_beat_claims() -> None:
+    """Two servers' word (their same-IP dial-back failed) against two dial-backs from
+    IPs we never contacted, which arrived: what we saw wins at the threshold."""
+    reach, votes = _votes()
+    for i in range(2):
+        _feed(reach, votes, SERVERS[i], _ev(False, False, ERR, ERR), 1.0)
+    assert votes.nat_filtering == APD
     _feed(reach, votes, SERVERS[2], _ev(False, True, ERR, OK), 2.0)  # 2 APD : 1 EI
     assert votes.nat_filtering == APD
-    _feed(reach, votes, SERVERS[3], _ev(False, True, ERR, OK), 3.0)  # 2 : 2, no majority
-    assert votes.nat_filtering == APD
-    _feed(reach, votes, SERVERS[4], _ev(False, True, ERR, OK), 4.0)  # 2 : 3
-    assert votes.nat_filtering == EI
+    assert _feed(reach, votes, SERVERS[3], _ev(False, True, ERR, OK), 3.0) == [
+        NatFilteringChanged(APD, EI, 3.0)]
 
 
 def test_a_lying_server_is_no_evidence_and_loses_its_word() -> None:

@@ -10,9 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols import (
+    DIAL_BACK_OTHER_IP_PROTOCOL_ID,
     DIAL_REQUEST_PROTOCOL_ID,
+    RECENT_PROBES,
     SAMPLE_SERVERS,
     AddressPolicy,
+    DialBackSource,
     DialResponse,
     DialStatus,
     Keypair,
@@ -565,3 +568,108 @@ def test_an_endpoint_dependent_mapping_drops_the_ports_each_server_saw() -> None
         at=0.0), 1.0)
     assert s.nat_mapping == "endpoint-dependent"
     assert s.candidates == (WsAddress.parse("/ip4/198.51.100.77/tcp/44000/ws"),)
+
+
+def test_recent_keeps_the_last_results_oldest_first_and_is_bounded() -> None:
+    s = _sched()
+    s.handle_listen_addrs(LISTEN, 0.0)
+    pending = _starts([c for i in range(len(PEERS)) for c in _up(s, i, 0.0)])
+    finished: list[ProbeResult] = []
+    now = 0.0
+    # outcomes that decide nothing: the address stays unknown and servers keep being asked
+    outcomes = (ProbeOutcome.ERROR, ProbeOutcome.REFUSED, ProbeOutcome.TIMEOUT)
+    while pending and len(finished) <= RECENT_PROBES + 5:
+        probe = pending.pop(0)
+        now += 1.0
+        result = ProbeResult(probe.addr, probe.server, outcomes[len(finished) % 3], at=now)
+        pending += _starts(s.handle_probe_finished(probe.probe_id, result, now, answered=True))
+        finished.append(result)
+        assert s.statistics().recent == tuple(finished[-RECENT_PROBES:])
+        deadline = s.poll_timeout()
+        if not pending and deadline is not None:
+            now = max(now, deadline)
+            pending += _starts(s.handle_timeout(now))
+    assert len(finished) > RECENT_PROBES  # the bound was reached and held
+    assert len(s.statistics().recent) == RECENT_PROBES
+
+
+def _settle(s: ProbeScheduler, outcomes: dict[PeerId, ProbeOutcome], now: float) -> None:
+    for probe in s.in_flight():
+        _finish(s, probe, outcomes[probe.server], now)
+
+
+@pytest.mark.parametrize("agree", [False, True])
+def test_a_contested_address_is_reprobed_by_servers_not_yet_heard(agree: bool) -> None:
+    """Found by the simulator's ``liars`` scenario: a verdict resting on two servers that
+    say "unreachable" and one that reached us was re-probed by the same three every
+    round, so the honest servers the node also knew were never heard. A contested
+    round asks servers without live evidence first; an agreed one may ask anyone."""
+    s = _sched()
+    s.handle_listen_addrs(LISTEN, 0.0)
+    for i in (2, 3, 4):
+        _up(s, i, 0.0)
+    first = {p.server for p in s.in_flight()}
+    assert first == {PEERS[2], PEERS[3], PEERS[4]}
+    no = ProbeOutcome.REACHABLE if agree else ProbeOutcome.UNREACHABLE
+    _settle(s, {PEERS[2]: no, PEERS[3]: no, PEERS[4]: ProbeOutcome.REACHABLE}, 1.0)
+    assert s.reachability.contested(ME, 1.0) is not agree
+    for i in (5, 6, 7):
+        _up(s, i, 2.0)  # servers arriving after the verdict: not topped up
+    assert not s.in_flight()
+    deadline = s.poll_timeout()
+    assert deadline is not None
+    _starts(s.handle_timeout(deadline))
+    again = {p.server for p in s.in_flight()}
+    assert len(again) == 3
+    if not agree:
+        assert again == {PEERS[5], PEERS[6], PEERS[7]}
+
+
+def _up_far(s: ProbeScheduler, i: int, now: float) -> list[ProbeCommand]:
+    """Server i, whose Identify says it dials back from a second IP."""
+    commands = s.handle_peer_identified(
+        PEERS[i], (DIAL_REQUEST_PROTOCOL_ID, DIAL_BACK_OTHER_IP_PROTOCOL_ID), now)
+    return commands + s.handle_connection_up(PEERS[i], remote_addr=_remote(i), local_addr=ME,
+                                             inbound=False, now=now)
+
+
+def _result(s: ProbeScheduler, probe: StartProbe, outcome: ProbeOutcome, now: float,
+            via: DialBackSource | None) -> list[ProbeCommand]:
+    result = ProbeResult(probe.addr, probe.server, outcome, at=now, via=via)
+    return s.handle_probe_finished(probe.probe_id, result, now, answered=True)
+
+
+def test_a_server_with_a_second_ip_is_in_the_first_round() -> None:
+    """Found by the simulator once hosts bootstrapped through ``/status``: a host met
+    many ordinary servers (one IP each) and few boot nodes, asked three ordinary ones,
+    and behind an address-restricted NAT their dial-backs - from the IPs it had
+    contacted - made it ``public``. A round now includes one server that dials back
+    from a second IP while none has spoken about the address."""
+    for seed in range(20):
+        s = _sched(seed=seed)
+        for i in (2, 3, 4, 5, 6):
+            _up(s, i, 0.0)
+        _up_far(s, 7, 0.0)
+        starts = _starts(s.handle_listen_addrs(LISTEN, 0.0))
+        assert len(starts) == 3 and PEERS[7] in {p.server for p in starts}, seed
+
+
+def test_a_public_verdict_from_contacted_ips_only_is_checked_by_a_second_ip() -> None:
+    """Three dial-backs from contacted IPs made the address reachable before any server
+    with a second IP was connected; when one connects it is asked at once (not at the
+    next re-probe), and its failure voids the verdict (Reachability rule 3)."""
+    s = _sched()
+    s.handle_listen_addrs(LISTEN, 0.0)
+    for i in (2, 3, 4):
+        _up(s, i, 0.0)
+    for probe in s.in_flight():
+        _result(s, probe, ProbeOutcome.REACHABLE, 1.0, DialBackSource.CONTACTED_IP)
+    assert s.reachability.verdict(ME) == "reachable"
+    (check,) = _starts(_up_far(s, 7, 2.0))
+    assert check.server == PEERS[7] and check.addr == ME
+    _result(s, check, ProbeOutcome.UNREACHABLE, 3.0, DialBackSource.OTHER_IP)
+    assert s.reachability.verdict(ME) == "unknown"
+    (again,) = _starts(_up_far(s, 6, 4.0))  # unknown again: topped up at once
+    _result(s, again, ProbeOutcome.UNREACHABLE, 5.0, DialBackSource.OTHER_IP)
+    assert s.reachability.verdict(ME) == "unreachable"
+    assert _starts(_up_far(s, 5, 6.0)) == []  # a verdict that heard from another IP

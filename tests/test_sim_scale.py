@@ -53,10 +53,16 @@ def test_many_boot_nodes_are_spread_evenly_over_the_hosts() -> None:
 def test_host_config_shortcut_equals_the_full_build() -> None:
     _, hosts = plan_world(load_scenario("small", hosts=3))
     peers = ["/ip4/10.0.0.1/tcp/4001/ws/p2p/12D3KooWGRUVh8uBEnxAfEV4CuAeHhKWbgTE2TyTxqrGNmMm2WmJ"]
+    urls = ["http://10.0.0.1:7888/status", "http://10.0.0.2:7888/status"]
     for host in hosts:
         full = _simulator._profile("default", listen=[f"/ip4/{host.ip}/tcp/{LISTEN_PORT}/ws"],
                                    peers=peers)
         assert _simulator._host_config(host, peers) == full
+        for serve in (True, False):
+            full = _simulator._profile("default",
+                                       listen=[f"/ip4/{host.ip}/tcp/{LISTEN_PORT}/ws"],
+                                       peers=[], boot_urls=urls, autonat_server=serve)
+            assert _simulator._host_config(host, [], urls, serve) == full
 
 
 def test_batch_gc_thresholds_hold_for_the_run_and_are_restored() -> None:

@@ -61,6 +61,7 @@ import trio
 
 from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
+    DialBackSource,
     DialDataRequest,
     DialDataResponse,
     DialRequest,
@@ -249,14 +250,19 @@ class AutonatProbe:
             await self._execute(self._scheduler.handle_connection_down(peer, trio.current_time()))
 
     async def _follow_snapshots(self) -> None:
-        """Our listen addresses from the snapshots: O(1) per snapshot while they stay."""
+        """Our listen addresses from the snapshots: O(1) per snapshot while they stay.
+
+        The announced IP addresses (``announce``) go with them: candidates like a
+        listen address, so AutoNAT servers verify them by dialing back."""
         listen: tuple[WsAddress, ...] | None = None
         async for snap in self._watch.subscribe():
             if snap.listen_addrs is listen or snap.listen_addrs == listen:
                 listen = snap.listen_addrs
                 continue
             listen = snap.listen_addrs
-            await self._execute(self._scheduler.handle_listen_addrs(listen, trio.current_time()))
+            announced = tuple(a for a in snap.announce_addrs if a.ip is not None)
+            await self._execute(self._scheduler.handle_listen_addrs((*listen, *announced),
+                                                                    trio.current_time()))
 
     # --- commands ------------------------------------------------------------------
 
@@ -380,7 +386,7 @@ class AutonatProbe:
         if response is not None and not detail:
             detail = f"status={response.status.name} dial_status={response.dial_status.name}"
         result = ProbeResult(addr=addr, server=server, outcome=outcome, at=trio.current_time(),
-                             detail=detail[:200])
+                             detail=detail[:200], via=_via(outcome, evidence, response))
         return result, response is not None, evidence
 
     async def _exchange(self, connection: Connection, start: StartProbe,
@@ -415,6 +421,19 @@ def _evidence(pending: PendingProbe, connection: Connection,
     contacted, other = pending.arrived_from(connection.remote_addr.ip)
     return FilteringEvidence.from_probe(response, arrived_contacted=contacted,
                                         arrived_other=other)
+
+
+def _via(outcome: ProbeOutcome, evidence: FilteringEvidence,
+         response: DialResponse | None) -> DialBackSource | None:
+    """Which dial-back the evidence is about (:class:`~protocols.ProbeResult`)."""
+    if outcome is ProbeOutcome.REACHABLE:
+        return DialBackSource.OTHER_IP if evidence.arrived_other else DialBackSource.CONTACTED_IP
+    if outcome is not ProbeOutcome.UNREACHABLE or response is None:
+        return None
+    for source in (DialBackSource.OTHER_IP, DialBackSource.CONTACTED_IP):
+        if response.attempt(source) is not None:
+            return source
+    return None
 
 
 def _missing(evidence: FilteringEvidence, response: DialResponse | None) -> bool:

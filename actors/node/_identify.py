@@ -77,7 +77,7 @@ def _advertised(snapshot: NodeSnapshot) -> tuple[WsAddress, ...]:
     """:func:`~protocols.identify.advertised_addrs` of ``snapshot``."""
     return advertised_addrs(
         listen_addrs=snapshot.listen_addrs, reachable_addrs=snapshot.reachable_addrs,
-        local_addrs=snapshot.local_ips)
+        local_addrs=snapshot.local_ips, announce_addrs=snapshot.announce_addrs)
 
 
 def stun_addrs_for(server: StunAddresses | None, local: WsAddress) -> tuple[UdpAddress, ...]:

@@ -39,6 +39,7 @@ from types import MappingProxyType
 import trio
 
 from protocols import (
+    DIAL_BACK_OTHER_IP_PROTOCOL_ID,
     DIAL_BACK_PROTOCOL_ID,
     DIAL_REQUEST_PROTOCOL_ID,
     IDENTIFY_PROTOCOL_ID,
@@ -65,10 +66,11 @@ from protocols import (
 )
 from protocols.bootstrap import PEER_EXCHANGE_PROTOCOL_ID, PeerExchangePlan, PeerExchangeStatistics
 from protocols.holepunch import HOLEPUNCH_PROTOCOL_ID
+from protocols.node import ListenerHealth
 from protocols.relay import HOP_PROTOCOL_ID, STOP_PROTOCOL_ID, CircuitAddress
 from protocols.stun import UdpDiscoveryPlan, UdpDiscoveryStatistics
 
-from ..connection import EXCHANGE_FAILURES, Connection, ProtocolHandler
+from ..connection import EXCHANGE_FAILURES, Connection, ProtocolHandler, Stream
 from ..runtime import (
     ChildSpec,
     Mailbox,
@@ -94,6 +96,7 @@ from ._identify import (
     IdentifyState,
     IdentifyStatistics,
 )
+from ._listener_check import ListenerCheck
 from ._messages import (
     AutonatInput,
     Connect,
@@ -236,6 +239,9 @@ class Node:
         self._relay_client = relay_client
         self.hole_punch = hole_punch
         """The hole-punch service (reports per peer: ``report_for``, ``next_report``)."""
+        self.listener_check = ListenerCheck(config=config, keypair=keypair,
+                                            transport=transport, watch=watch)
+        """``/healthz``'s cached self-check of our WebSocket listener."""
 
     @property
     def peer_id(self) -> PeerId:
@@ -245,6 +251,11 @@ class Node:
     def listen_addrs(self) -> tuple[WsAddress, ...]:
         """Bound listen addresses, each with our ``/p2p/`` id."""
         return tuple(a.with_peer_id(self.peer_id) for a in self._watch.get().listen_addrs)
+
+    async def check_listener(self) -> ListenerHealth:
+        """Whether our WebSocket listener serves a peer: a cached self-dial through our
+        handshake (:mod:`actors.node._listener_check`), at most one per interval."""
+        return await self.listener_check.health()
 
     def snapshot(self) -> NodeSnapshot:
         """The latest immutable view of the node."""
@@ -413,13 +424,19 @@ def _planner(config: NodeConfig, keys: Keypair, rng: random.Random) -> DialPlann
         rng=rng, max_peers=config.max_peers)
 
 
+HandlerOverrides = Callable[[Mapping[str, ProtocolHandler]], Mapping[str, ProtocolHandler]]
+"""``open_node(handler_overrides=...)``: the node's handlers in, replacements out."""
+
+
 def _build(config: NodeConfig, keys: Keypair, transport: Transport,
-           rng: random.Random, http_client_factory: ClientFactory | None = None) -> Node:
+           rng: random.Random, http_client_factory: ClientFactory | None = None,
+           handler_overrides: HandlerOverrides | None = None) -> Node:
     """Every actor and the supervisor, wired through the node-owned mailboxes and watch."""
     boxes = _Mailboxes.create(config.mailbox_size)
     watch: Watch[NodeSnapshot] = Watch()
     pulse = Pulse()
-    tracker = StatusTracker(NodeModel(keys.peer_id, max_peers=config.max_peers),
+    tracker = StatusTracker(NodeModel(keys.peer_id, max_peers=config.max_peers,
+                                      announce_addrs=config.announce_addrs),
                             boxes.tracker.receiver(), watch, data_dir=config.data_dir,
                             save_interval=config.save_interval, pulse=pulse)
     receiver = DialBackReceiver(node=keys.peer_id)
@@ -431,6 +448,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
                                             PEER_EXCHANGE_PROTOCOL_ID: exchange_server.serve}
     if config.autonat_server:
         handlers[DIAL_REQUEST_PROTOCOL_ID] = server.serve
+        if config.autonat_server_config.dialback_source is not None:
+            handlers[DIAL_BACK_OTHER_IP_PROTOCOL_ID] = _capability_only
     relay = (RelayService(config=config, keypair=keys, own_addrs=partial(_relay_addrs, watch))
              if config.relay_service else None)
     if relay is not None:
@@ -452,6 +471,8 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
         extra_addrs=relay_client.advertised)
     handlers[IDENTIFY_PROTOCOL_ID] = responder.serve_request
     handlers[IDENTIFY_PUSH_PROTOCOL_ID] = responder.serve_push
+    if handler_overrides is not None:
+        handlers.update(handler_overrides(MappingProxyType(dict(handlers))))
     relay_client.serve_with(handlers)
     scheduler = ProbeScheduler(
         Reachability(ReachabilityConfig(threshold=config.autonat_client.confidence)),
@@ -510,6 +531,12 @@ def _build(config: NodeConfig, keys: Keypair, transport: Transport,
                 relay_client=relay_client, hole_punch=hole_punch)
 
 
+async def _capability_only(stream: Stream[Connection]) -> None:
+    """:data:`~protocols.DIAL_BACK_OTHER_IP_PROTOCOL_ID` names a capability in Identify;
+    a stream opened on it is closed at once."""
+    await stream.aclose()
+
+
 def _relay_addrs(watch: Watch[NodeSnapshot]) -> tuple[WsAddress, ...]:
     """Where reserving peers reach us: confirmed reachable addresses, then listen addresses
     (the relay service keeps those its policy accepts)."""
@@ -525,6 +552,7 @@ async def open_node(
     keypair: Keypair | None = None,
     rng: random.Random | None = None,
     http_client_factory: ClientFactory | None = None,
+    handler_overrides: HandlerOverrides | None = None,
 ) -> AsyncIterator[Node]:
     """Run a node for the duration of the ``async with`` block.
 
@@ -534,10 +562,14 @@ async def open_node(
     :class:`~protocols.ConfigError` for an unusable ``tls_cert``/``tls_key``/``tls_ca``.
     ``http_client_factory`` replaces ``httpx.AsyncClient`` for the boot URL fetches
     (tests serve a boot document from an ``httpx.MockTransport``).
+    ``handler_overrides`` is given the node's protocol handlers and returns those to
+    replace (Identify still advertises only the node's own protocols): the
+    simulator's adversarial AutoNAT servers answer with it, wrapping the real ones.
     """
     node = _build(config, _keypair(config, keypair),
                   transport if transport is not None else _default_transport(config),
-                  rng if rng is not None else random.Random(), http_client_factory)
+                  rng if rng is not None else random.Random(), http_client_factory,
+                  handler_overrides)
     async with trio.open_nursery() as nursery:
         await nursery.start(node.supervisor.run)
         try:

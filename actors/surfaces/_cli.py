@@ -26,12 +26,12 @@ from ._cli_commands import (
     CliError,
     cmd_boot,
     cmd_connect,
-    cmd_demo,
     cmd_node,
     cmd_probe,
     cmd_status,
     is_interrupt,
 )
+from ._cli_demo import add_demo_flags, cmd_demo
 from ._cli_ops import add_ops_commands, add_watch_flags, cmd_status_or_watch
 from ._cli_settings import KEY_FILE_NAME, add_node_flags, default_data_dir
 from ._cli_sim import add_sim_flags, cmd_sim
@@ -120,8 +120,9 @@ def build_parser() -> _Parser:
     p_id.add_argument("--json", action="store_true", help="print a JSON object")
     p_id.set_defaults(func=cmd_id)
 
-    p_demo = sub.add_parser("demo", help="local demo: boot nodes, a newcomer, a verdict",
-                            description=cmd_demo.__doc__)
+    p_demo = sub.add_parser("demo", help="live demo: simulated hosts behind every NAT type "
+                            "reach their verdicts", description=cmd_demo.__doc__)
+    add_demo_flags(p_demo)
     p_demo.set_defaults(func=cmd_demo)
 
     for name, func, text in (("node", cmd_node, "run a node until SIGINT/SIGTERM"),

@@ -504,11 +504,12 @@ def print_status_facts(document: dict[str, Any]) -> None:
             print(f"{key[:-1]:<16}{addr}")
 
 
-# --- demo ------------------------------------------------------------------------------
+# --- demo --loopback -------------------------------------------------------------------
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Local demo: 3 boot nodes and a newcomer on loopback, from bootstrap to verdict."""
+def cmd_loopback_demo(args: argparse.Namespace) -> int:
+    """``autonat demo --loopback``: 3 boot nodes and a newcomer on loopback WebSockets,
+    from an HTTP ``/status`` bootstrap to a verdict."""
     configure_logging("console", "warning")
     trio.run(_demo)
     return EXIT_OK

@@ -48,7 +48,8 @@ KEY_FILE_NAME = "p2p_keypair.ser"
 
 # flag dest -> setting key (lists: append flags; None: not a setting)
 _FLAG_KEYS = {
-    "listen": "listen", "http": "http_listen", "boot_url": "boot_urls", "peer": "peers",
+    "listen": "listen", "announce": "announce", "http": "http_listen", "boot_url": "boot_urls",
+    "peer": "peers",
     "key": "key_file", "data_dir": "data_dir", "public_network": "public_networks",
     "allow_loopback": "allow_loopback", "dialback_source": "dialback_source",
     "log_format": "log_format", "log_level": "log_level",
@@ -77,6 +78,10 @@ def add_node_flags(parser: argparse.ArgumentParser, *, probe: bool = False) -> N
         parser.add_argument("--stun-alternate", metavar="IP[:PORT]",
                             help="RFC 5780 second STUN address (another IP than "
                                  "--dialback-source; port: the STUN port + 1)")
+        parser.add_argument("--announce", metavar="ADDR", action="append",
+                            help="externally visible address to advertise first (a port "
+                                 "forward's or load balancer's), multiaddr or HOST:PORT; "
+                                 "repeatable")
         parser.add_argument("--tls-cert", metavar="FILE",
                             help="PEM certificate chain to serve /wss listen addresses "
                                  "(needs --tls-key)")

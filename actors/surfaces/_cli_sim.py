@@ -1,15 +1,18 @@
-"""``autonat sim [SCENARIO] [--hosts N] [--seed S] [--json]``: run a simulation scenario.
+"""``autonat sim [SCENARIO] [--hosts N] [--seed S] [--json] [--punch-matrix]``: run a
+simulation scenario.
 
 Theory of operation
 -------------------
 ``SCENARIO`` is a TOML file path, or the name of a scenario shipped in
 ``config/scenarios/`` (inside the installed package, :data:`PROFILE_PACKAGE`);
 the default is ``small``. ``--hosts`` rescales the scenario's mix of NAT
-types, ``--seed`` replaces its seed. The run itself is
+types, ``--seed`` replaces its seed, ``--punch-matrix`` turns the scenario's
+``punch_matrix`` on. The run itself is
 :func:`actors.surfaces._simulator.simulate`; this module only finds the
 scenario, prints the report (a table, or one JSON object with ``--json``) and
-chooses the exit status: 0 when every host's verdict is right, 2 when some is
-not (so a script can tell), 1 on an error.
+chooses the exit status: 0 when every host's verdict is right and the run
+breaks no robustness property (:func:`protocols.sim.violations`: flips, the
+boot kill, churn), 2 when not (so a script can tell), 1 on an error.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from protocols.sim import ScenarioError, SimScenario, format_report
+from protocols.sim import ScenarioError, SimScenario, format_report, violations
 
 from ..runtime import configure_logging
 from ._cli_commands import CliError
@@ -74,6 +77,9 @@ def add_sim_flags(parser: argparse.ArgumentParser) -> None:
                         help="rescale the scenario's mix of NAT types to N hosts")
     parser.add_argument("--seed", type=int, metavar="S", help="replace the scenario's seed")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    parser.add_argument("--punch-matrix", action="store_true",
+                        help="boot nodes relay; after convergence, private hosts of each NAT "
+                             "type hole-punch to each other's and the report shows the matrix")
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -82,9 +88,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from ._simulator import simulate  # here: other commands never load the simulator
 
     scenario = load_scenario(args.scenario, hosts=args.hosts, seed=args.seed)
+    if getattr(args, "punch_matrix", False):
+        scenario = dataclasses.replace(scenario, punch_matrix=True)
     configure_logging("console", "error")
     progress = None if args.json else (lambda line: print(line, file=sys.stderr))
     report = simulate(scenario, progress)
     print(json.dumps(report) if args.json else format_report(report))
     total = report["total"]
-    return 0 if total["right"] == total["hosts"] else 2
+    return 0 if total["right"] == total["hosts"] and not violations(report) else 2

@@ -25,13 +25,25 @@ round-robin window and the JSON of one small document, at any number of peers. R
     Prometheus text format 0.0.4 from the node's own registry
     (:mod:`actors.surfaces._metrics`).
 ``GET /healthz``
-    ``200 {"ok": true, "state": <lifecycle>}`` while the node's supervisor
-    runs, ``503`` with ``"ok": false`` otherwise.
+    Whether the node can accept and serve a WebSocket peer now, not only
+    whether it runs: ``200 {"ok": true, "state": <lifecycle>, "listener":
+    {...}}`` while the supervisor runs *and* the node's own connection to its
+    WebSocket listener completed our handshake (a cached self-check, at most
+    one loopback dial per interval however often probes ask:
+    :mod:`actors.node._listener_check`); ``503`` with ``"ok": false`` and a
+    ``"reason"`` otherwise (e.g. a wedged listener: "... did not serve our own
+    connection: no handshake within 2 s"). A source without the self-check
+    (not a :class:`~actors.Node`) is judged by its supervisor alone.
 ``GET /peers``
     ``application/json``: the live connections, oldest first (peer id,
     remote address, direction, path, Identify agent, since), at most
     :data:`protocols.node.MAX_PEERS_LISTED` rows - what ``autonat peers``
     prints (:func:`protocols.node.peers_document`).
+
+``GET /``
+    ``text/html``: the status page for people (:mod:`actors.surfaces._dashboard`),
+    complete without JavaScript, refreshed by its script from ``/status`` and
+    ``/peers``; served with a strict Content-Security-Policy.
 
 Any other path is ``404``, any other method ``405`` (with ``Allow: GET``),
 WebSocket requests are refused. Request bodies are read and thrown away up to
@@ -83,9 +95,10 @@ from protocols import (
     build_status_document,
     status_document,
 )
-from protocols.node import peers_document
+from protocols.node import ListenerHealth, peers_document
 
 from ..runtime import get_logger
+from ._dashboard import DASHBOARD_HEADERS, HTML_TYPE, DashboardView, render_dashboard
 from ._metrics import (
     StatusSource,
     connection_paths,
@@ -114,7 +127,7 @@ BODY_TIMEOUT: Final = 5.0
 """Seconds a client may take to send a request body before the connection is closed."""
 JSON_TYPE: Final = "application/json"
 METRICS_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-ROUTES: Final = ("/status", "/metrics", "/healthz", "/peers")
+ROUTES: Final = ("/status", "/metrics", "/healthz", "/peers", "/")
 MAX_PATH_PEERS: Final = 64
 """Peers listed at most in ``hole_punched_peers`` and in ``relayed_peers``."""
 
@@ -151,6 +164,7 @@ class HttpResponse:
     content_type: str
     body: bytes
     allow: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         out = [(b"content-type", self.content_type.encode("latin-1")),
@@ -158,6 +172,8 @@ class HttpResponse:
                (b"cache-control", b"no-store")]
         if self.allow is not None:
             out.append((b"allow", self.allow.encode("latin-1")))
+        out += [(name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in self.extra_headers]
         return out
 
 
@@ -199,20 +215,39 @@ class HttpApi:
 
     # --- request handling, synchronous and side-effect free except the round robin ----
 
-    def respond(self, method: str, path: str, *, reached_at: str | None = None) -> HttpResponse:
+    def respond(self, method: str, path: str, *, reached_at: str | None = None,
+                listener: ListenerHealth | None = None) -> HttpResponse:
         """The response to ``method path``; never raises (errors become a 500).
 
-        ``reached_at`` is our local IP the request arrived on (see ``status_document``).
+        ``reached_at`` is our local IP the request arrived on (see ``status_document``);
+        ``listener`` the listener self-check's result for ``/healthz`` (see
+        :meth:`check_listener`).
         """
         self._requests += 1
         try:
-            return self._route(method, path, reached_at)
+            return self._route(method, path, reached_at, listener)
         except Exception:
             self._errors += 1
             self._log.exception("request failed", method=method[:16], path=path[:128])
             return _json(500, {"error": "internal error"})
 
-    def _route(self, method: str, path: str, reached_at: str | None) -> HttpResponse:
+    async def check_listener(self, method: str, path: str) -> ListenerHealth | None:
+        """For ``GET /healthz`` of a source that has one (a :class:`~actors.Node`), its
+        listener self-check (cached; bounded by the check's timeout); else None."""
+        if method != "GET" or path != "/healthz":
+            return None
+        check = getattr(self._source, "check_listener", None)
+        if not callable(check):
+            return None
+        try:
+            health = await check()
+        except Exception:
+            self._log.exception("listener self-check failed to run")
+            return ListenerHealth(False, "the listener self-check failed to run", None)
+        return health if isinstance(health, ListenerHealth) else None
+
+    def _route(self, method: str, path: str, reached_at: str | None,
+               listener: ListenerHealth | None = None) -> HttpResponse:
         if path not in ROUTES:
             return _json(404, {"error": "not found"})
         if method != "GET":
@@ -223,7 +258,18 @@ class HttpApi:
             return HttpResponse(200, METRICS_TYPE, render_metrics(self._registry))
         if path == "/peers":
             return self._peers()
-        return self._health()
+        if path == "/":
+            return self._dashboard()
+        return self._health(listener)
+
+    def _dashboard(self) -> HttpResponse:
+        """``/``: the status page (:mod:`actors.surfaces._dashboard`)."""
+        view = DashboardView(self._source.snapshot(), self._source.statistics(),
+                             version=self.version, wall_now=self._clock(),
+                             loop_now=trio.current_time(), status_served=self._status_served,
+                             http_requests=self._requests)
+        return HttpResponse(200, HTML_TYPE, render_dashboard(view),
+                            extra_headers=DASHBOARD_HEADERS)
 
     def _peers(self) -> HttpResponse:
         """``/peers``: the live connections (:func:`protocols.node.peers_document`)."""
@@ -260,10 +306,21 @@ class HttpApi:
         self._status_served += 1
         return HttpResponse(200, JSON_TYPE, build_status_document(document))
 
-    def _health(self) -> HttpResponse:
+    def _health(self, listener: ListenerHealth | None) -> HttpResponse:
         running = self._source.statistics().supervisor.running
-        state = self._source.snapshot().lifecycle.value
-        return _json(200 if running else 503, {"ok": running, "state": state})
+        body: dict[str, object] = {"ok": running,
+                                   "state": self._source.snapshot().lifecycle.value}
+        reasons = [] if running else ["the node's supervisor is not running"]
+        if listener is not None:
+            body["listener"] = {"ok": listener.ok, "checked": listener.checked_at is not None,
+                                "address": None if listener.address is None
+                                else str(listener.address)}
+            if not listener.ok:
+                reasons.append(listener.reason)
+        if reasons:
+            body["ok"] = False
+            body["reason"] = "; ".join(reasons)
+        return _json(503 if reasons else 200, body)
 
     # --- ASGI ----------------------------------------------------------------------------
 
@@ -282,7 +339,9 @@ class HttpApi:
         drained = await _discard_body(receive)
         server = scope.get("server")
         reached_at = str(server[0]) if server else None
-        response = self.respond(scope["method"], scope["path"], reached_at=reached_at)
+        listener = await self.check_listener(scope["method"], scope["path"])
+        response = self.respond(scope["method"], scope["path"], reached_at=reached_at,
+                                listener=listener)
         headers = response.headers()
         if not drained:  # unread body left on the connection: it cannot be reused
             headers.append((b"connection", b"close"))

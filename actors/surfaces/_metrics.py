@@ -37,6 +37,9 @@ needs wiring beyond the node itself, so
   count of dial requests answered by ``status/dial_status``; ``/status``
   reports its total as ``probes_served`` (the snapshot's ``probes_served``,
   the tracker's view, is not exported);
+* ``dial_backs``, ``dial_back_local_failures``: ``statistics().autonat_server``
+  (the dial-backs it made for requesters); ``dial_backs_received``:
+  ``statistics().dial_back`` (those that reached us for our own probes);
 * ``bootstrap_fetches``: ``statistics().bootstrap`` (the BootstrapFetcher's
   fetch plan), by outcome;
 * ``udp_mapping``, ``udp_filtering``: the snapshot's ``udp`` (our UDP NAT
@@ -76,6 +79,9 @@ Metric names (all prefixed ``autonat_``)::
     supervisor_escalations_total        counter
     probes_sent_total{status}           counter  our probes by outcome
     probes_served_total{status}         counter  dial requests answered, status/dial_status
+    dial_backs_total                    counter  dial-backs our AutoNAT server made
+    dial_back_local_failures_total      counter  ... of which failed on this host
+    dial_backs_received_total{result}   counter  for our probes: verified|ignored
     bootstrap_fetches_total{outcome}    counter  /status fetches by outcome
     udp_mapping{mapping}                gauge    1 on the current UDP mapping behaviour
     udp_filtering{filtering}            gauge    1 on the current UDP filtering behaviour
@@ -169,6 +175,7 @@ METRIC_NAMES: Final = tuple(
         "identify",
         "actor_restarts", "actor_crashes", "actor_faults_injected", "actor_up",
         "supervisor_running", "supervisor_escalations", "probes_sent", "probes_served",
+        "dial_backs", "dial_back_local_failures", "dial_backs_received",
         "bootstrap_fetches", "trio_tasks", "udp_mapping", "udp_filtering", "stun_responses",
         "stun_dropped", "udp_discovery_runs", "relay_reservations", "relay_circuits",
         "relay_reservation_requests", "relay_circuit_requests", "relay_circuits_ended",
@@ -325,7 +332,18 @@ class NodeCollector:
              "Bootstrap /status fetches, by outcome."),
         ):
             yield _counts(PREFIX + name, doc, label, counts)
-
+        # two families, as for dials: a local failure is also a dial-back made
+        yield CounterMetricFamily(PREFIX + "dial_backs",
+                                  "Dial-backs our AutoNAT server made to requesters.",
+                                  value=stats.autonat_server.dial_backs)
+        yield CounterMetricFamily(PREFIX + "dial_back_local_failures",
+                                  "Dial-backs that failed on this host (E_INTERNAL_ERROR).",
+                                  value=stats.autonat_server.local_failures)
+        yield _counts(PREFIX + "dial_backs_received",
+                      "Dial-backs received for our probes: verified (nonce and listener "
+                      "matched) or ignored.", "result",
+                      {"verified": stats.dial_back.verified,
+                       "ignored": stats.dial_back.unexpected})
 
     def _udp_metrics(self, snapshot: NodeSnapshot, stats: NodeStatistics) -> Iterator[Metric]:
         values = [value.value for value in NatBehaviour]

@@ -22,6 +22,10 @@ a firewall keeps its public IP and has a non-translating box. A dial from
    is hairpinning (:meth:`NatBox.hairpin`);
 4. a dial to a private IP from anywhere but that host finds no route.
 
+A hole punch (``transport(ip).punch``) is a TCP simultaneous open through
+the same boxes: :mod:`actors.transport._sim_punch`. A flow that is not a
+node's connection (the bootstrap fetch's HTTP) takes :meth:`open_flow`.
+
 Established connections are not filtered again (the model decides new flows
 only); their frames are delayed by the path's one-way delay, the sum of both
 access links' delays (:meth:`_path_delay`). Time is ``trio.current_time()``,
@@ -37,10 +41,11 @@ from dataclasses import dataclass, field
 import trio
 
 from protocols import WsAddress
-from protocols.sim import Deliver, Drop, Endpoint, NatBehaviour, NatBox, Reject
+from protocols.sim import Deliver, Drop, Endpoint, InboundVerdict, NatBehaviour, NatBox, Reject
 
 from ._framestream import DialError
-from ._memory_transport import MemoryNetwork, _tcp_addr
+from ._memory_transport import MemoryNetwork, _Listener, _tcp_addr
+from ._sim_punch import PunchBoard, SimTransport
 
 __all__ = ["SYN_RETRIES", "SimNetwork"]
 
@@ -66,6 +71,8 @@ class SimNetwork(MemoryNetwork):
     _box_of_public: dict[str, NatBox] = field(default_factory=dict)
     _private: set[str] = field(default_factory=set)
     _latency: dict[str, float] = field(default_factory=dict)
+    punches: PunchBoard = field(default_factory=PunchBoard)
+    """Hole punches in flight (:mod:`actors.transport._sim_punch`)."""
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -99,6 +106,38 @@ class SimNetwork(MemoryNetwork):
     def box(self, ip: str) -> NatBox | None:
         """The box in front of host ``ip`` (None: a public host)."""
         return self._box_of_host.get(ip)
+
+    def transport(self, host: str) -> SimTransport:
+        return SimTransport(self, host)
+
+    # --- what a punch needs (actors.transport._sim_punch) --------------------------------
+
+    def is_private(self, ip: str) -> bool:
+        return ip in self._private
+
+    def one_way_delay(self, a: str, b: str) -> float:
+        return self._path_delay(a, b)
+
+    def listener_at(self, host: str, port: int) -> _Listener | None:
+        return self._listeners.get((host, port))
+
+    def punch_out(self, local: WsAddress, remote: WsAddress, now: float) -> Endpoint:
+        """Where a punch's SYN from ``local`` to ``remote`` is seen from (the dialer's box
+        creates or reuses its binding)."""
+        box = self._box_of_host.get(local.host)
+        return box.outbound(_endpoint(local), _endpoint(remote), now) if box else _endpoint(local)
+
+    def punch_in(self, seen: Endpoint, remote: WsAddress, now: float) -> InboundVerdict:
+        """What a punch's SYN from ``seen`` meets at ``remote``'s box, if any."""
+        box = self._box_of_public.get(remote.host)
+        return box.inbound(seen, _endpoint(remote), now) if box else Deliver(_endpoint(remote))
+
+    async def open_flow(self, local: WsAddress,
+                        remote: WsAddress) -> tuple[WsAddress, WsAddress]:
+        """A new TCP flow from ``local`` to ``remote`` (for protocols carried beside the
+        nodes' own transport, e.g. HTTP): its SYN round trip, loss and NAT boxes as for a
+        dial; (seen from, delivered to), or :class:`DialError`."""
+        return await self._translate(local, remote)
 
     # --- MemoryNetwork hooks -------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from ._autonat_events import (
     ReachabilityUpdate,
 )
 from ._autonat_msg import (
+    DIAL_BACK_OTHER_IP_PROTOCOL_ID,
     DIAL_BACK_PROTOCOL_ID,
     DIAL_REQUEST_PROTOCOL_ID,
     MAX_DIAL_BACKS,
@@ -92,7 +93,7 @@ from ._probe_commands import (
     SmallNetworkWaitStarted,
     StartProbe,
 )
-from ._probe_scheduler import RETRY_SERVER, SAMPLE_SERVERS, ProbeScheduler
+from ._probe_scheduler import RECENT_PROBES, RETRY_SERVER, SAMPLE_SERVERS, ProbeScheduler
 from ._reachability import (
     AddressReachability,
     AddressVerdict,
@@ -108,12 +109,14 @@ from ._reachability import (
 )
 
 __all__ = [
+    "DIAL_BACK_OTHER_IP_PROTOCOL_ID",
     "DIAL_BACK_PROTOCOL_ID",
     "DIAL_REQUEST_PROTOCOL_ID",
     "HAIRPIN_TIMEOUT",
     "MAX_DIAL_BACKS",
     "MAX_DIAL_DATA",
     "MIN_DIAL_DATA",
+    "RECENT_PROBES",
     "RETRY_SERVER",
     "SAMPLE_SERVERS",
     "AddressObservation",

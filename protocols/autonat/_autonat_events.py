@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from ..core import LocalProtocolError, PeerId, WsAddress
-from ._autonat_msg import DialStatus, ResponseStatus
+from ._autonat_msg import DialBackSource, DialStatus, ResponseStatus
 
 NatStatus = Literal["public", "private", "unknown"]
 NatMapping = Literal["none", "endpoint-independent", "endpoint-dependent", "unknown"]
@@ -72,6 +72,14 @@ class ProbeResult:
     ``addr`` is the address the server reported dialing (the request's
     ``addr_idx``); a ``/p2p/`` suffix is ignored by the reachability machine.
     ``at`` is when the probe ended (monotonic node time).
+    ``via``: which of the server's dial-backs the evidence is about. For
+    ``REACHABLE`` the one that arrived: ``OTHER_IP`` (from an IP we never
+    contacted - no flow of ours opened the way, so the address is open to
+    anyone) or ``CONTACTED_IP`` (which an address-dependent filter lets in
+    too). For ``UNREACHABLE`` the one the server says failed: ``OTHER_IP``
+    when it reported a dial-back from its second address, else
+    ``CONTACTED_IP``. None: not known (no evidence, or a server that reports
+    no dial-backs). The reachability machine weighs evidence by it.
     """
 
     addr: WsAddress
@@ -79,6 +87,7 @@ class ProbeResult:
     outcome: ProbeOutcome
     at: float
     detail: str = ""
+    via: DialBackSource | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.addr, WsAddress):
@@ -89,6 +98,10 @@ class ProbeResult:
             raise LocalProtocolError(f"outcome must be a ProbeOutcome, got {self.outcome!r}")
         _check_event_time(self.at)
         _check_detail(self.detail)
+        if self.via is not None and not isinstance(self.via, DialBackSource):
+            raise LocalProtocolError(f"via must be a DialBackSource or None, got {self.via!r}")
+        if self.via is not None and not self.outcome.is_evidence:
+            raise LocalProtocolError(f"via describes evidence only, not {self.outcome.value}")
 
 
 @dataclass(frozen=True)

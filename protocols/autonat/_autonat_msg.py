@@ -72,6 +72,12 @@ from ..wire import (
 
 DIAL_REQUEST_PROTOCOL_ID: Final = "/libp2p/autonat/2/dial-request"
 DIAL_BACK_PROTOCOL_ID: Final = "/libp2p/autonat/2/dial-back"
+DIAL_BACK_OTHER_IP_PROTOCOL_ID: Final = "/trio-autonat/dial-back-other-ip/1"
+"""Listed in Identify by a dial-request server that dials back from a second IP
+(``dialback_source``): a capability, not a conversation (a stream opened on it is
+closed at once). A client asks such a server first about an address no dial-back
+from an IP it never contacted has spoken about yet - only that can tell a public
+address from one behind an address-dependent filter."""
 MAX_DIAL_ADDRS: Final = 16
 MAX_DIAL_DATA_CHUNK: Final = 4096
 TYPE_KEY: Final = "type"

@@ -45,6 +45,13 @@ Identify observation) does a dropped same-IP dial-back measure the filter.
 Without a NAT (``nat_mapping`` ``none``) the same rule describes a stateful
 firewall, which filters address-and-port-dependently.
 
+Observation beats a claim: ``threshold`` rule-2 votes (a dial-back from an
+IP we never contacted arrived - no address-dependent filter lets that in)
+make the address ``endpoint-independent`` however many servers' words say
+otherwise, as for reachability (:mod:`._reachability`, "Evidence beats a
+claim"); found with the simulator's lying servers, whose claimed failures
+tied honest observations and kept a first, wrong filtering. Otherwise:
+
 Votes count like reachability's (:class:`NatFilteringVotes` reuses its
 threshold in force, evidence lifetime, distrusted servers and
 :func:`~protocols.autonat._reachability.vote_verdict`): per candidate
@@ -247,7 +254,9 @@ class NatFilteringVotes:
             for peer in [p for p, v in votes.items() if v.at + ttl <= now]:
                 del votes[peer]
             counts = Counter(v.value for v in votes.values())
-            verdict = vote_verdict(self._verdicts.get(addr, "unknown"), counts, threshold)
+            verdict: NatFiltering = (
+                "endpoint-independent" if counts["endpoint-independent"] >= threshold
+                else vote_verdict(self._verdicts.get(addr, "unknown"), counts, threshold))
             if verdict == "unknown":
                 self._verdicts.pop(addr, None)
             else:

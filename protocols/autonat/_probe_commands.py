@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from ..core import LocalProtocolError, PeerId, WsAddress
-from ._autonat_events import NatMapping, ReachabilityUpdate
+from ._autonat_events import NatMapping, ProbeResult, ReachabilityUpdate
 from ._reachability import ReachabilityEvent
 
 __all__ = [
@@ -114,3 +114,6 @@ class ProbeSchedulerStatistics:
     """Observations of our address held (one per observer, at most ``max_observers``)."""
     nat_mapping: NatMapping
     small_network_wait: SmallNetworkWait | None
+    recent: tuple[ProbeResult, ...] = ()
+    """The last results, oldest first (at most :data:`~protocols.RECENT_PROBES`): the
+    node's probe history, as the dashboard shows it."""

@@ -28,7 +28,11 @@ reports back. It owns:
 * **rounds and top-ups** - an address the machine says is due gets a full
   round: up to ``probe_servers`` servers at once, distinct subnets and IPs
   first (:func:`choose_servers`), never a distrusted (lying) server, never
-  one already asked about that address. An address still ``unknown`` but not
+  one already asked about that address. When the address's live evidence
+  disagrees (:meth:`Reachability.contested`), the round asks servers without
+  live evidence on it first: otherwise a verdict resting on two lying
+  servers and one honest one is re-confirmed by the same three every round,
+  and the other honest servers are never heard. An address still ``unknown`` but not
   due is *topped up* as soon as servers appear that have no live evidence for
   it and were not asked about it within ``retry_server`` seconds, so the first
   verdict does not wait for the retry backoff while servers trickle in;
@@ -93,7 +97,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -101,7 +105,7 @@ from typing import Final
 from ..core import AddressPolicy, PeerId, WsAddress
 from ._autonat_candidates import ProbeServer, choose_servers
 from ._autonat_events import NatFiltering, NatMapping, ProbeResult, ReachabilityUpdate
-from ._autonat_msg import DIAL_REQUEST_PROTOCOL_ID
+from ._autonat_msg import DIAL_BACK_OTHER_IP_PROTOCOL_ID, DIAL_REQUEST_PROTOCOL_ID
 from ._nat_filtering import FilteringEvidence, NatFilteringVotes, seen_at
 from ._nat_mapping import AddressObservation
 from ._observation_index import ObservationIndex, ObservationIndexStatistics
@@ -118,6 +122,7 @@ from ._probe_commands import (
 from ._reachability import Reachability, ReachabilityEvent
 
 __all__ = [
+    "RECENT_PROBES",
     "RETRY_SERVER",
     "SAMPLE_SERVERS",
     "ProbeScheduler",
@@ -127,6 +132,8 @@ RETRY_SERVER: Final = 30.0
 """An unknown address is not topped up with a server asked about it this recently."""
 SAMPLE_SERVERS: Final = 64
 """Up to this many servers, a round chooses among all of them; beyond, among a sample."""
+RECENT_PROBES: Final = 32
+"""Finished probes remembered in ``statistics().recent`` (the oldest dropped first)."""
 
 
 # --- state ---------------------------------------------------------------------
@@ -154,6 +161,7 @@ class _Counters:
     welcome: int = 0
     cancelled: int = 0
     recomputations: int = 0
+    recent: deque[ProbeResult] = field(default_factory=lambda: deque(maxlen=RECENT_PROBES))
 
 
 class ProbeScheduler:
@@ -193,6 +201,7 @@ class ProbeScheduler:
         self._connected_at: dict[PeerId, int] = {}  # order of connecting (welcome order)
         self._connects = 0
         self._serving: set[PeerId] = set()  # connected, Identify lists dial requests
+        self._far: set[PeerId] = set()  # Identify lists DIAL_BACK_OTHER_IP_PROTOCOL_ID
         self._serving_detached: OrderedDict[PeerId, None] = OrderedDict()  # same, not connected
         self._servers: dict[PeerId, _Connection] = {}  # connected AutoNAT servers
         self._server_ids: list[PeerId] = []  # the same, as an array (sampling by index)
@@ -275,6 +284,7 @@ class ProbeScheduler:
             observers=len(self._index),
             nat_mapping=self._mapping,
             small_network_wait=self._small_wait,
+            recent=tuple(c.recent),
         )
 
     # --- inputs --------------------------------------------------------------
@@ -300,6 +310,7 @@ class ProbeScheduler:
                 f"connection down for {peer}, which is not connected "
                 f"({len(self._connections)} connected)")
         del self._connected_at[peer]
+        self._far.discard(peer)
         if peer in self._serving:
             self._serving.discard(peer)
             self._detach(peer)
@@ -315,7 +326,12 @@ class ProbeScheduler:
                                 now: float) -> list[ProbeCommand]:
         """Several peers identified at once: one step, so one round sees all of them."""
         for peer, protocols in peers:
-            serves = DIAL_REQUEST_PROTOCOL_ID in protocols
+            listed = frozenset(protocols)
+            serves = DIAL_REQUEST_PROTOCOL_ID in listed
+            if serves and DIAL_BACK_OTHER_IP_PROTOCOL_ID in listed:
+                self._far.add(peer)
+            else:
+                self._far.discard(peer)
             if peer in self._connections:
                 if serves:
                     self._serving.add(peer)
@@ -380,6 +396,7 @@ class ProbeScheduler:
         if answered:
             self._answered.add(probe.server)
         self._counters.outcomes[result.outcome.value] += 1
+        self._counters.recent.append(result)
         events = self.reachability.handle_probe_result(result, now)
         mapped = seen_at(self._index.observed_by(probe.server), probe.addr)
         self.filtering.handle_probe_result(result, filtering, mapped=mapped, now=now)
@@ -583,6 +600,7 @@ class ProbeScheduler:
             is_due = addr in due
             unknown = reach.verdict(addr) == "unknown"
             if not is_due and not unknown:
+                commands += self._ask_far(addr, distrusted, now)
                 continue
             busy = self._busy.get(addr, set())
             evidence = reach.evidence_servers(addr, now)
@@ -595,7 +613,14 @@ class ProbeScheduler:
                 skip |= self._recently_tried(tried, now)
             if unknown:
                 skip |= evidence
-            chosen = self._choose(want, skip)
+            far = self._far_servers(addr, skip, now, enough=reach.threshold)
+            if is_due and reach.contested(addr, now):
+                chosen = self._fresh_first(want, skip, evidence)
+            elif far:
+                chosen = self._choose(1, skip, among=far)
+                chosen += self._choose(want - 1, skip | set(chosen)) if want > 1 else []
+            else:
+                chosen = self._choose(want, skip)
             if not chosen:
                 if not is_due:
                     self._park(addr, tried, now)
@@ -608,6 +633,42 @@ class ProbeScheduler:
                 if start is not None:
                     commands.append(start)
         return commands
+
+    def _far_servers(self, addr: WsAddress, skip: set[PeerId], now: float,
+                     enough: int = 1) -> set[PeerId]:
+        """Connected servers that dial back from a second IP, not in ``skip`` - while
+        fewer than ``enough`` servers' live evidence on ``addr`` is of that kind; else none."""
+        if not self._far or self.reachability.far_evidence(addr, now) >= enough:
+            return set()
+        return {peer for peer in self._far if peer in self._servers and peer not in skip}
+
+    def _ask_far(self, addr: WsAddress, distrusted: frozenset[PeerId],
+                 now: float) -> list[ProbeCommand]:
+        """A verdict that rests only on dial-backs from IPs we contacted (or on claims
+        about them) is what an address-dependent filter shows too: ask one server that
+        dials back from a second IP, if one is connected and was not asked lately."""
+        busy = self._busy.get(addr, set())
+        if busy:
+            return []
+        tried = self._tried.setdefault(addr, {})
+        skip = set(distrusted) | self._recently_tried(tried, now)
+        far = self._far_servers(addr, skip, now)
+        commands: list[ProbeCommand] = []
+        for server in self._choose(1, skip, among=far) if far else []:
+            tried[server] = now
+            start = self._start(addr, server, now)
+            if start is not None:
+                commands.append(start)
+        return commands
+
+    def _fresh_first(self, want: int, skip: set[PeerId], evidence: frozenset[PeerId]
+                     ) -> list[PeerId]:
+        """For a contested address's round: servers without live evidence on it first,
+        then (only to make up the number) those with."""
+        fresh = self._choose(want, skip | evidence)
+        if len(fresh) < want:
+            fresh += self._choose(want - len(fresh), skip | set(fresh))
+        return fresh
 
     def _recently_tried(self, tried: dict[PeerId, float], now: float) -> set[PeerId]:
         """Servers asked within ``retry_server``; older entries are dropped (never needed)."""
@@ -640,7 +701,8 @@ class ProbeScheduler:
         del self._parked[addr]
         return False
 
-    def _choose(self, want: int, skip: set[PeerId]) -> list[PeerId]:
+    def _choose(self, want: int, skip: set[PeerId],
+                among: set[PeerId] | None = None) -> list[PeerId]:
         """Up to ``want`` servers not in ``skip``, spread over subnets (:func:`choose_servers`).
 
         Over all servers when there are at most :data:`SAMPLE_SERVERS`; beyond,
@@ -648,8 +710,10 @@ class ProbeScheduler:
         ``4 * SAMPLE_SERVERS`` draws; a full scan when they find too few, which
         means most servers are in ``skip``).
         """
-        if len(self._servers) <= SAMPLE_SERVERS:
-            pool: Iterable[PeerId] = self._servers
+        if among is not None:
+            pool: Iterable[PeerId] = among
+        elif len(self._servers) <= SAMPLE_SERVERS:
+            pool = self._servers
         else:
             ids = self._server_ids
             sample: dict[PeerId, None] = {}

@@ -26,7 +26,9 @@ Lying servers
 
 Votes
     Per candidate address we keep the latest evidence of each distinct server
-    (at most ``max_servers_per_addr``, the least recently heard dropped).
+    (at most ``max_servers_per_addr``; the least recently heard is dropped
+    first, but evidence about another IP - see "Evidence beats a claim" - only
+    when nothing else is left to drop).
     Evidence older than ``evidence_ttl`` no longer counts. With ``R`` live
     reachable and ``U`` live unreachable votes and threshold ``T`` (default 2):
 
@@ -37,9 +39,36 @@ Votes
 
     So a verdict needs ``T`` agreeing servers, and a confirmed verdict flips
     only when the contrary evidence reaches the same threshold *and*
-    outnumbers the supporting evidence. Expiry alone never flips
-    ``reachable`` to ``unreachable`` (or back); it only returns an address to
-    ``unknown`` once all of its evidence has expired.
+    outnumbers the supporting evidence.
+
+    Evidence beats a claim, and what we saw is weighed by what it shows
+    (:attr:`ProbeResult.via`), before the votes:
+
+    1. ``T`` dial-backs that arrived from an IP we never contacted make the
+       address ``reachable``, however many servers claim the contrary: no
+       flow of ours let them in, so lying servers, even a majority, cannot
+       outvote what we saw (nor make a node flip back and forth);
+    2. else ``T`` servers saying their dial-back from an IP we never
+       contacted failed, more than rule 1's dial-backs, make it
+       ``unreachable``: a dial-back from the IP we contacted does not
+       contradict them - an address-dependent filter lets exactly that one
+       in - so such arrivals cannot outvote them (a node behind such a NAT
+       that hears from many servers without a second address stays private);
+    3. else, while more servers say their dial-back from an IP we never
+       contacted failed than such dial-backs arrived (even one), dial-backs
+       from IPs we contacted prove nothing: together with that failure they
+       are exactly what an address-dependent filter shows. They leave the
+       vote (``REACHABLE`` counts only rule 1's arrivals), and a
+       ``reachable`` that rested on them no longer holds by hysteresis -
+       the address is judged afresh and stays ``unknown`` until the
+       threshold is reached, so the node asks more servers instead of
+       keeping a false ``public`` (a host that met servers without a
+       second address first, before a boot node's answer came);
+    4. else the votes decide, every ``REACHABLE`` and ``UNREACHABLE`` alike.
+
+    Expiry alone never flips ``reachable`` to ``unreachable`` (or back); it
+    only returns an address to ``unknown`` once all of its evidence has
+    expired.
 
 Small networks
     A network with fewer AutoNAT servers than ``threshold`` (one boot node and
@@ -93,7 +122,7 @@ from typing import Final, Literal, TypeAlias, TypeVar
 
 from ..core import Backoff, PeerId, WsAddress
 from ._autonat_events import NatStatus, ProbeOutcome, ProbeResult
-from ._autonat_msg import DialResponse, DialStatus, ResponseStatus
+from ._autonat_msg import DialBackSource, DialResponse, DialStatus, ResponseStatus
 
 __all__ = [
     "AddressReachability",
@@ -276,6 +305,7 @@ class ReachabilityView:
 class _Evidence:
     outcome: ProbeOutcome
     at: float
+    via: DialBackSource | None = None
 
 
 @dataclass
@@ -288,6 +318,16 @@ class _Address:
     reachable_votes: int = 0
     unreachable_votes: int = 0
     attempt: int = 0
+
+
+def _least_weighty(evidence: Mapping[PeerId, _Evidence]) -> PeerId:
+    """The server whose evidence goes first when an address keeps too many: the least
+    recently heard of those whose evidence is not about another IP (rules 1 and 2 of
+    "Evidence beats a claim" weigh those), else the least recently heard."""
+    for peer, ev in evidence.items():  # in order of recency, oldest first
+        if ev.via is not DialBackSource.OTHER_IP:
+            return peer
+    return next(iter(evidence))
 
 
 def _key(addr: WsAddress) -> WsAddress:
@@ -337,6 +377,28 @@ class Reachability:
             return frozenset()
         ttl = self.config.evidence_ttl
         return frozenset(peer for peer, ev in state.evidence.items() if ev.at + ttl > now)
+
+    def far_evidence(self, addr: WsAddress, now: float) -> int:
+        """How many servers' live evidence on ``addr`` is about a dial-back from an IP we
+        never contacted (arrived, or reported failed): the only kind that tells a public
+        address from one behind an address-dependent filter."""
+        state = self._addrs.get(_key(addr))
+        if state is None:
+            return 0
+        ttl = self.config.evidence_ttl
+        return sum(ev.via is DialBackSource.OTHER_IP and ev.at + ttl > now
+                   for ev in state.evidence.values())
+
+    def contested(self, addr: WsAddress, now: float) -> bool:
+        """Live evidence on ``addr`` disagrees (some servers reached it, some did not): a
+        re-probe should hear servers that have not spoken about it yet, or a verdict that
+        rests on a few liars is only ever re-confirmed by the same liars."""
+        state = self._addrs.get(_key(addr))
+        if state is None:
+            return False
+        ttl = self.config.evidence_ttl
+        live = {ev.outcome for ev in state.evidence.values() if ev.at + ttl > now}
+        return {ProbeOutcome.REACHABLE, ProbeOutcome.UNREACHABLE} <= live
 
     def distrusted_servers(self, now: float) -> frozenset[PeerId]:
         return frozenset(peer for peer, until in self._distrusted.items() if until > now)
@@ -421,9 +483,10 @@ class Reachability:
                 self._ignored += 1
             return events + self._update_nat_status(now)
         state.evidence.pop(result.server, None)  # re-insert: dict order is recency
-        state.evidence[result.server] = _Evidence(result.outcome, min(result.at, now))
+        state.evidence[result.server] = _Evidence(result.outcome, min(result.at, now),
+                                                  result.via)
         while len(state.evidence) > self.config.max_servers_per_addr:
-            del state.evidence[next(iter(state.evidence))]
+            del state.evidence[_least_weighty(state.evidence)]
         change = self._evaluate(addr, state, now, "evidence")
         if change is not None:
             events.append(change)
@@ -496,7 +559,7 @@ class Reachability:
         votes = Counter(ev.outcome for ev in state.evidence.values())
         yes, no = votes[ProbeOutcome.REACHABLE], votes[ProbeOutcome.UNREACHABLE]
         state.reachable_votes, state.unreachable_votes = yes, no
-        new = self._decide(state.verdict, yes, no)
+        new = self._weigh(state) or self._vote(state, yes, no)
         if new == state.verdict:
             return None
         old, state.verdict, state.since, state.attempt = state.verdict, new, now, 0
@@ -537,6 +600,27 @@ class Reachability:
         if self._servers >= self.config.threshold or self._threshold == max(1, self._servers):
             return None
         return self._servers_since + self.config.small_network_settle
+
+    def _weigh(self, state: _Address) -> AddressVerdict | None:
+        """Rules 1 and 2 of "Evidence beats a claim" (module docstring); None: vote."""
+        far = Counter(ev.outcome for ev in state.evidence.values()
+                      if ev.via is DialBackSource.OTHER_IP)
+        seen, denied = far[ProbeOutcome.REACHABLE], far[ProbeOutcome.UNREACHABLE]
+        if seen >= self._threshold:
+            return "reachable"
+        if denied >= self._threshold and denied > seen:
+            return "unreachable"
+        return None
+
+    def _vote(self, state: _Address, yes: int, no: int) -> AddressVerdict:
+        """Rules 3 and 4 of "Evidence beats a claim" (module docstring)."""
+        far = Counter(ev.outcome for ev in state.evidence.values()
+                      if ev.via is DialBackSource.OTHER_IP)
+        seen, denied = far[ProbeOutcome.REACHABLE], far[ProbeOutcome.UNREACHABLE]
+        if denied <= seen:
+            return self._decide(state.verdict, yes, no)
+        current = "unknown" if state.verdict == "reachable" else state.verdict
+        return self._decide(current, seen, no)
 
     def _decide(self, current: AddressVerdict, yes: int, no: int) -> AddressVerdict:
         votes: dict[AddressVerdict, int] = {"reachable": yes, "unreachable": no}

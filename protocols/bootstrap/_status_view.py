@@ -18,7 +18,10 @@ Pyrsia's fields
     new clients over the network (the seed's round robin).
 
 Our own addresses (:func:`own_addresses`)
-    The addresses AutoNAT confirmed reachable (``snapshot.reachable_addrs``)
+    The configured ``announce`` addresses first (``snapshot.announce_addrs``:
+    the public address of a port forward or load balancer, which readers
+    verify by dialing it), then the addresses AutoNAT confirmed reachable
+    (``snapshot.reachable_addrs``)
     when there are any; before a verdict, the bound listen addresses. Each
     carries ``/p2p/<our id>``. A node listening on ``0.0.0.0`` therefore
     lists no own address until its reachability is known - an unspecified
@@ -190,9 +193,11 @@ def reached_addresses(snapshot: NodeSnapshot, reached_at: str) -> list[WsAddress
 
 
 def own_addresses(snapshot: NodeSnapshot, policy: AddressPolicy) -> tuple[str, ...]:
-    """Our routable addresses with ``/p2p/<our id>``: confirmed reachable ones, else listen ones."""
+    """Our routable addresses with ``/p2p/<our id>``: announced ones, then confirmed reachable
+    ones, else listen ones."""
     reachable = policy.filter(snapshot.reachable_addrs)
-    return _render(snapshot, reachable or policy.filter(snapshot.listen_addrs))
+    return _render(snapshot, (*policy.filter(snapshot.announce_addrs),
+                              *(reachable or policy.filter(snapshot.listen_addrs))))
 
 
 def public_peer_addresses(snapshot: NodeSnapshot, policy: AddressPolicy) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ May import: every other sub-package of :mod:`protocols` (it is the top layer:
 
 from __future__ import annotations
 
+from ._announce import announce_address
 from ._config_file import (
     CONFIG_SECTIONS,
     ENV_ALLOWLIST,
@@ -47,6 +48,7 @@ __all__ = [
     "SettingField",
     "SettingValue",
     "Settings",
+    "announce_address",
     "build_node_config",
     "component_fields",
     "env_settings",

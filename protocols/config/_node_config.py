@@ -66,6 +66,7 @@ from ..relay import RelayConfig
 from ..stun import DEFAULT_STUN_PORT, Endpoint, StunServerConfig, UdpDiscoveryConfig
 from ..stun import parse_stun_host_port as _stun_host_port
 from ..wire import ConnectionConfig
+from ._announce import announce_address
 from ._surface_config import HttpConfig, LoggingConfig
 
 __all__ = ["DEFAULT_LISTEN", "NodeConfig", "SettingField", "setting_fields"]
@@ -85,6 +86,10 @@ class NodeConfig:
     """Where the peer store is persisted; ``None`` = nothing written to disk."""
     peers: tuple[str, ...] = ()
     """Peers to dial at start, as multiaddrs ending in ``/p2p/<id>``."""
+    announce: tuple[str, ...] = ()
+    """Externally visible addresses advertised as our own (a port forward's or a load
+    balancer's public address), multiaddrs or ``HOST:PORT``; stored as multiaddrs
+    (:mod:`protocols.config._announce`)."""
     policy: AddressPolicy = field(default_factory=AddressPolicy)
     """Which addresses count as routable (docs/architecture.md, "Address policy")."""
     identify_timeout: float = 10.0
@@ -157,6 +162,10 @@ class NodeConfig:
             addr = WsAddress.parse(text)
             if addr.peer_id is not None:
                 raise ValueError(f"listen address {text} must not contain /p2p/")
+        if isinstance(self.announce, str) or not isinstance(self.announce, tuple):
+            raise ValueError(f"announce must be a tuple of addresses, got {self.announce!r}")
+        object.__setattr__(self, "announce",
+                           tuple(dict.fromkeys(str(announce_address(t)) for t in self.announce)))
         for text in self.peers:
             if WsAddress.parse(text).peer_id is None:
                 raise ValueError(f"peer address {text} must end in /p2p/<peer id>")
@@ -168,6 +177,11 @@ class NodeConfig:
     @property
     def listen_addrs(self) -> tuple[WsAddress, ...]:
         return tuple(WsAddress.parse(text) for text in self.listen)
+
+    @property
+    def announce_addrs(self) -> tuple[WsAddress, ...]:
+        """``announce`` parsed: the addresses we advertise first."""
+        return tuple(WsAddress.parse(text) for text in self.announce)
 
     @property
     def peer_addrs(self) -> tuple[WsAddress, ...]:

@@ -22,7 +22,9 @@ moment, which the relayed connection provides (DCUtR semantics):
    simultaneous open has no listener to tell them apart).
 
 A failed attempt (no direct connection within ``punch_timeout``) starts a
-new round from step 1, at most ``max_attempts`` rounds; then the relayed
+new round from step 1, at most ``max_attempts`` rounds (a responder still
+waiting for its dials follows the initiator's new ``Connect``: the
+initiator's dials may have been refused at once); then the relayed
 connection stays and the outcome says so. A direct connection to the peer
 that appears by any route (the peer's SYN reached our listener) ends the
 machine with success.
@@ -256,6 +258,15 @@ class HolePunch:
         self._deadline = now + self._config.reply_timeout
         return [SendPunchMessage(self._ours)]
 
+    def _next_round(self, arg: object, now: float) -> list[Command]:
+        """A ``Connect`` while we punch: the initiator's dials of this round already
+        failed (a refusal comes back at once, our wait runs to ``punch_timeout``) and it
+        starts the next round; the responder follows. Out of turn for the initiator."""
+        if self.role is HolePunchRole.INITIATOR:
+            raise ValidationError("hole punch: unexpected connect message in state "
+                                  "punching (initiator)")
+        return self._responder_got_connect(arg, now)
+
     def _responder_dials(self, _arg: object, now: float) -> list[Command]:
         self.state = HolePunchState.PUNCHING
         self._deadline = now + self._config.punch_timeout
@@ -314,6 +325,7 @@ _TABLE: Final[dict[tuple[HolePunchState, str], _Handler]] = {
     (_S.AWAIT_CONNECT, "timeout"): HolePunch._silence,
     (_S.AWAIT_SYNC, "sync"): HolePunch._responder_dials,
     (_S.AWAIT_SYNC, "timeout"): HolePunch._silence,
+    (_S.PUNCHING, "connect"): HolePunch._next_round,
     # both
     (_S.PUNCHING, "failed"): HolePunch._attempt_failed,
     (_S.PUNCHING, "timeout"): HolePunch._attempt_failed,

@@ -7,7 +7,9 @@ a peer listens on, and the address the peer *observed us* connecting from.
 Both come from untrusted peers, so this module is deliberately strict:
 
 * **Which addresses we advertise** (:func:`advertised_addrs`): confirmed
-  reachable addresses first, then our listen addresses, a wildcard listener
+  reachable addresses first, then the configured ``announce`` addresses
+  (a port forward's or load balancer's public address: a claim peers verify
+  by dialing, see :mod:`protocols.config._announce`), then our listen addresses, a wildcard listener
   (``0.0.0.0`` / ``::``) replaced by the local IPs our live connections use
   with its port - a peer cannot dial ``0.0.0.0``.
 * **What we send** (:func:`build_identify`): our protobuf public key, our
@@ -95,16 +97,19 @@ def advertised_addrs(
     listen_addrs: Iterable[WsAddress],
     reachable_addrs: Iterable[WsAddress],
     local_addrs: Iterable[WsAddress],
+    announce_addrs: Iterable[WsAddress] = (),
 ) -> tuple[WsAddress, ...]:
     """Addresses we tell peers we listen on, without duplicates, reachable ones first.
 
     ``listen_addrs`` are our bound listeners, ``reachable_addrs`` those AutoNAT
-    confirmed, ``local_addrs`` the local ends of our live connections. A
+    confirmed, ``announce_addrs`` the configured public ones (next), ``local_addrs``
+    the local ends of our live connections. A
     wildcard listener (``0.0.0.0`` / ``::``) is replaced by each local IP of
     its IP version, with the listener's port.
     """
     locals_ = tuple(local_addrs)
     result: dict[WsAddress, None] = dict.fromkeys(reachable_addrs)
+    result.update(dict.fromkeys(announce_addrs))
     for bound in listen_addrs:
         if bound.ip is None or not bound.ip.is_unspecified:
             result[bound] = None

@@ -32,6 +32,13 @@ from ._keyfile import (
     encode_key_file,
 )
 from ._lifecycle import LIFECYCLE_TRANSITIONS, Lifecycle, LifecycleTrigger, next_lifecycle
+from ._listener_health import (
+    DEFAULT_CHECK_INTERVAL,
+    DEFAULT_CHECK_TIMEOUT,
+    ListenerCheckPlan,
+    ListenerHealth,
+    self_check_target,
+)
 from ._node_model import (
     LifecycleChanged,
     NodeEvent,
@@ -62,6 +69,8 @@ from ._upgrade_queue import (
 )
 
 __all__ = [
+    "DEFAULT_CHECK_INTERVAL",
+    "DEFAULT_CHECK_TIMEOUT",
     "KEY_FILE_MODE",
     "KEY_FILE_SIZE",
     "LIFECYCLE_TRANSITIONS",
@@ -87,6 +96,8 @@ __all__ = [
     "LifecycleChanged",
     "LifecycleTrigger",
     "ListenAddrsChanged",
+    "ListenerCheckPlan",
+    "ListenerHealth",
     "NodeEvent",
     "NodeModel",
     "NodeModelEvent",
@@ -111,6 +122,7 @@ __all__ = [
     "next_lifecycle",
     "notify_address",
     "peers_document",
+    "self_check_target",
     "status_key",
     "status_text",
     "watchdog_interval",

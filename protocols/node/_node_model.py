@@ -258,6 +258,7 @@ class NodeModel:
         max_peers: int = 1000,
         max_connections: int = 4096,
         started_at: float | None = None,
+        announce_addrs: tuple[WsAddress, ...] = (),
     ) -> None:
         if max_peers < 1 or max_connections < 1:
             raise ValueError("max_peers and max_connections must be >= 1")
@@ -269,6 +270,8 @@ class NodeModel:
         self._lifecycle = Lifecycle.STARTING
         self._lifecycle_since = started_at
         self._listen: tuple[WsAddress, ...] = ()
+        self._announce = tuple(addr.with_peer_id(None) for addr in announce_addrs)
+        """Configured public addresses (``announce``): fixed for the node's life."""
         self._peers: SortedTable[PeerId, PeerRecord] = SortedTable()
         self._connections: SortedTable[int, ConnectionInfo] = SortedTable()
         self._connected: SortedTable[PeerId, int] = SortedTable()  # peer -> live connections
@@ -340,6 +343,7 @@ class NodeModel:
             lifecycle=self._lifecycle,
             lifecycle_since=self._lifecycle_since if self._lifecycle_since is not None else started,
             listen_addrs=self._listen,
+            announce_addrs=self._announce,
             peers=self._peers.values(),
             connections=self._connections.values(),
             observed_addrs=self._observed.values(),

@@ -157,6 +157,9 @@ class NodeSnapshot:
     relayed_peers: tuple[PeerId, ...] = ()
     """Peers we are connected to only through a relay (a direct connection's path is
     in its :class:`ConnectionInfo`: ``hole_punched`` or dialed)."""
+    announce_addrs: tuple[WsAddress, ...] = ()
+    """Externally visible addresses configured as ours (``announce``): advertised first,
+    in Identify and ``/status``; peers verify them by dialing."""
 
     def __post_init__(self) -> None:
         if self.nat_status not in get_args(NatStatus):

@@ -12,11 +12,18 @@ Scenarios are TOML documents (``config/scenarios/*.toml``)::
     latency_ms = 20.0   # one-way delay of every access link
     loss = 0.0          # probability that one connection attempt (SYN) is lost
     dialback_source = true  # boot nodes dial back from a second address too
-    start_spacing = 0.01    # simulated seconds between two hosts' starts
+    status_bootstrap = true # hosts fetch the boot nodes' /status (false: given as peers)
+    punch_matrix = false    # boot nodes relay; after convergence, punch between NAT types
+
+    host_servers = true # hosts serve AutoNAT too (false: only boot nodes do)
+    start_spacing = 0.01  # simulated seconds between two hosts' starts
+    run_for = 0.0       # the run lasts at least this long (re-probes happen), then settles
 
     [hosts]             # NAT type (protocols.sim.NAT_TYPES) -> how many hosts
     public = 8
     symmetric = 7
+
+    [liars] / [kill] / [churn]  # optional faults: protocols.sim._sim_faults
 
 This module parses the text (the caller reads the file) into a frozen
 :class:`SimScenario`, refusing unknown keys and NAT types, and scales a
@@ -27,16 +34,20 @@ reads no files and knows nothing of the network that runs it.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._nat_catalog import nat_type
+from ._sim_faults import BootKill, Churn, FaultError, Liars
 
 __all__ = ["ScenarioError", "SimScenario"]
 
 _SCENARIO_KEYS = {"name", "seed", "boot_nodes", "deadline", "latency_ms", "loss",
-                  "dialback_source", "start_spacing"}
+                  "dialback_source", "status_bootstrap", "punch_matrix", "host_servers",
+                  "start_spacing", "run_for"}
+_FAULTS: dict[str, Callable[[Mapping[str, Any]], object]] = {
+    "liars": Liars.from_mapping, "kill": BootKill.from_mapping, "churn": Churn.from_mapping}
 
 
 class ScenarioError(ValueError):
@@ -58,8 +69,22 @@ class SimScenario:
     dialback_source: bool = True
     """Boot nodes dial back from a second address too (what lets filtering be measured;
     off: the ProbeLab-audited go/rust behaviour, to compare)."""
+    status_bootstrap: bool = True
+    """Hosts learn the boot nodes from their ``/status`` documents, fetched over the
+    simulated internet (off: the boot nodes' addresses are given as ``peers``)."""
+    punch_matrix: bool = False
+    """Boot nodes run the relay service; once the hosts have converged, one host of each
+    private NAT type connects to one of every private type through its relayed address
+    and the report says which pairs were hole-punched."""
+    host_servers: bool = True
+    """Hosts serve AutoNAT too (off: the boot nodes are the only servers)."""
     start_spacing: float = 0.01
-    """Simulated seconds between two hosts' starts (the arrival rate's inverse)."""
+    """Simulated seconds between two hosts' starts."""
+    run_for: float = 0.0
+    """The run lasts at least this long (simulated seconds) before it may settle."""
+    liars: Liars = field(default_factory=Liars)
+    kill: BootKill = field(default_factory=BootKill)
+    churn: Churn = field(default_factory=Churn)
 
     def __post_init__(self) -> None:
         if self.boot_nodes < 1:
@@ -79,6 +104,28 @@ class SimScenario:
                 raise ScenarioError(str(exc)) from None
             if count < 0:
                 raise ScenarioError(f"hosts.{name} must be >= 0")
+        if not 0 <= self.start_spacing <= 60:
+            raise ScenarioError("start_spacing must be in [0, 60] simulated seconds")
+        if not 0 <= self.run_for < self.deadline:
+            raise ScenarioError(f"run_for ({self.run_for:g}) must be in [0, deadline)")
+        self._check_faults()
+
+    def _check_faults(self) -> None:
+        if self.liars.total > self.boot_nodes:
+            raise ScenarioError(f"[liars] names {self.liars.total} lying boot nodes but the "
+                                f"scenario has {self.boot_nodes}; raise boot_nodes")
+        bad = [i for i in self.kill.boot_nodes if i >= self.boot_nodes]
+        if bad:
+            raise ScenarioError(f"kill.boot_nodes {bad}: boot nodes are numbered "
+                                f"0..{self.boot_nodes - 1}")
+        if self.kill.boot_nodes and len(self.kill.boot_nodes) >= self.boot_nodes:
+            raise ScenarioError("kill.boot_nodes would kill every boot node; keep one alive")
+        if self.kill.boot_nodes and self.kill.at >= self.deadline:
+            raise ScenarioError(f"kill.at ({self.kill.at:g}) must come before the deadline "
+                                f"({self.deadline:g})")
+        if self.churn.active and self.churn.duration >= self.deadline:
+            raise ScenarioError(f"churn.duration ({self.churn.duration:g}) must be shorter "
+                                f"than the deadline ({self.deadline:g}): the run settles after")
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "scenario") -> SimScenario:
@@ -90,7 +137,7 @@ class SimScenario:
 
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any], *, source: str = "scenario") -> SimScenario:
-        unknown = set(doc) - {"scenario", "hosts"}
+        unknown = set(doc) - {"scenario", "hosts", *_FAULTS}
         head = doc.get("scenario", {})
         unknown |= {f"scenario.{key}" for key in set(head) - _SCENARIO_KEYS}
         if unknown:
@@ -99,7 +146,13 @@ class SimScenario:
         if not all(isinstance(n, int) and not isinstance(n, bool) for n in hosts.values()):
             raise ScenarioError(f"{source}: [hosts] counts must be integers")
         try:
-            return cls(hosts=tuple(hosts.items()), **{"name": source, **head})
+            faults = {key: parse(doc[key]) for key, parse in _FAULTS.items() if key in doc}
+        except FaultError as exc:
+            raise ScenarioError(f"{source}: {exc}") from None
+        except (AttributeError, TypeError):
+            raise ScenarioError(f"{source}: [liars], [kill] and [churn] must be tables") from None
+        try:
+            return cls(hosts=tuple(hosts.items()), **{"name": source, **head, **faults})
         except TypeError as exc:
             raise ScenarioError(f"{source}: {exc}") from None
 

@@ -14,7 +14,15 @@ against :func:`~protocols.sim.nat_type`'s truth:
   asserts hairpinning (None when none does);
 * time to verdict: p50, p95 and max over the hosts that reached one
   (nearest-rank percentiles, so the figures are values that occurred);
-* probes per node: mean and max of the dial requests each host sent.
+* probes per node: mean and max of the dial requests each host sent;
+* ``stability``: ``nat_status`` flips after the first verdict
+  (:func:`~protocols.sim.stability`); the runner adds ``boot_kill`` and
+  ``churn`` for scenarios with those faults (:mod:`._sim_robustness`).
+
+Per boot node: connections, probes served (and refused) and ``/status``
+requests answered. The runner may add ``status_fetches`` (the hosts' side of
+those requests) and ``punch_matrix`` (:mod:`._punch_matrix`), which
+:func:`format_report` prints after the table.
 
 The report is a plain dict with sorted, rounded values so that two runs with the
 same seed serialise to the same JSON; the runner adds wall time and memory
@@ -30,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._nat_catalog import nat_type
+from ._sim_robustness import stability, violations
 
 __all__ = ["BootLoad", "HostOutcome", "build_report", "format_report", "percentile"]
 
@@ -48,6 +57,8 @@ class HostOutcome:
     """Dial requests the host sent."""
     hairpinning: bool | None = None
     """The node's hairpinning (None: not tested or not applicable)."""
+    history: tuple[str, ...] = ()
+    """Every ``nat_status`` the host took after its first verdict, in order (flips)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,8 @@ class BootLoad:
     """Dial requests it answered (refusals included, as ``/status`` counts them)."""
     refused: int = 0
     """Of those, refused (``E_REQUEST_REJECTED``: a rate limit; ``E_DIAL_REFUSED``)."""
+    status_requests: int = 0
+    """``GET /status`` requests its HTTP API answered."""
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
@@ -133,7 +146,9 @@ def build_report(scenario: str, seed: int, outcomes: Sequence[HostOutcome],
                         for kind in kinds},
         "total": _summary(outcomes),
         "boot_nodes": [{"connections": b.connections, "probes_served": b.probes_served,
-                        "refused": b.refused} for b in boots],
+                        "refused": b.refused, "status_requests": b.status_requests}
+                       for b in boots],
+        "stability": stability((o.kind, o.history) for o in outcomes),
     }
 
 
@@ -172,5 +187,41 @@ def format_report(report: dict[str, Any]) -> str:
     boots = report["boot_nodes"]
     lines.append("boot nodes: connections " + "/".join(str(b["connections"]) for b in boots)
                  + ", probes served " + "/".join(str(b["probes_served"]) for b in boots)
-                 + " (refused " + "/".join(str(b.get("refused", 0)) for b in boots) + ")")
+                 + " (refused " + "/".join(str(b.get("refused", 0)) for b in boots) + ")"
+                 + ", /status requests "
+                 + "/".join(str(b.get("status_requests", 0)) for b in boots))
+    if "punch_matrix" in report:
+        from ._punch_matrix import format_punch_matrix
+        lines.append(format_punch_matrix(report["punch_matrix"]))
+    lines += _robustness_lines(report)
     return "\n".join(lines)
+
+
+def _robustness_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
+    flips = report.get("stability")
+    if flips:
+        lines.append(f"stability: max flips {flips['max_flips']}, hosts flipped "
+                     f"{flips['hosts_flipped']} (more than once: "
+                     f"{flips['hosts_flipped_more_than_once']}) of {flips['hosts']}, "
+                     f"verdicts lost {flips['verdicts_lost']}")
+        lines += [f"  flipped: {row}" for row in flips.get("flipped", [])]
+    liars = report.get("liars")
+    if liars:
+        lines.append("liars: " + ", ".join(f"{mode} x{n}" for mode, n in liars["modes"].items())
+                     + f"; lies told {liars['lies']}")
+    kill = report.get("boot_kill")
+    if kill:
+        lines.append(f"boot kill: boot node(s) {kill['killed']} killed at {kill['at']:g} s; "
+                     f"{kill['converged']}/{kill['hosts']} hosts right at the end "
+                     f"({kill['converged_of_started_after']}/{kill['started_after_kill']} of "
+                     "those started after the kill)")
+    churn = report.get("churn")
+    if churn:
+        lines.append(f"churn: {churn['joined']} joined, {churn['left']} left; "
+                     f"{churn['samples']} minute samples, {churn['judged']} verdicts judged: "
+                     f"right {churn['right']}, false public {churn['false_public']}, "
+                     f"false private {churn['false_private']}, unknown {churn['unknown']}; "
+                     f"worst minute {churn['worst_minute_right']}")
+    lines += [f"VIOLATION: {v}" for v in violations(report)]
+    return lines
