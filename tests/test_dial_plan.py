@@ -109,6 +109,27 @@ def test_fresh_peers_are_preferred_over_failing_ones() -> None:
     assert dial.peer_id == fresh.peer_id
 
 
+def test_boot_nodes_are_dialed_before_the_peers_their_documents_list() -> None:
+    """Found by the simulator once hosts bootstrapped through ``/status``: each document
+    lists its boot node first, then other peers; the first document's peers filled the
+    dial budget before the second document's boot node was dialed, so hosts held one
+    boot node - the only AutoNAT servers with a second dial-back address - among 8
+    peers. The owners of bootstrap documents now go first."""
+    plan = _planner(target=4, concurrency=4)
+    boots = [Keypair.generate() for _ in range(3)]
+    others = [Keypair.generate() for _ in range(9)]
+    for i, boot in enumerate(boots):
+        listed = [_addr(boot)] + [_addr(p) for p in others[3 * i:3 * i + 3]]
+        assert plan.handle_peers_found(listed, float(i), boot=boot.peer_id) == []
+    dials = {a.peer_id for a in _due(plan, 3.0)}
+    assert {b.peer_id for b in boots} <= dials and len(dials) == 4
+    unmarked = _planner(target=4, concurrency=4)  # the same documents, owners not given
+    for i, boot in enumerate(boots):
+        _add(unmarked, [_addr(boot)] + [_addr(p) for p in others[3 * i:3 * i + 3]], float(i))
+    assert {a.peer_id for a in _due(unmarked, 3.0)} == {boots[0].peer_id} | {
+        p.peer_id for p in others[:3]}
+
+
 def test_bounded_peer_table_evicts_idle_failing_peers_first() -> None:
     plan = _planner(target=1, concurrency=1, max_peers=3)
     keys = [Keypair.generate() for _ in range(3)]

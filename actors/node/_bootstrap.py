@@ -118,6 +118,8 @@ class _Result:
     outcome: FetchOutcome
     reason: str = ""
     selection: AddressSelection | None = None
+    owner: PeerId | None = None
+    """The document's own ``peer_id``: the boot node the URL belongs to."""
 
 
 def plan_for(config: NodeConfig, rng: random.Random) -> BootstrapPlan:
@@ -220,7 +222,7 @@ class BootstrapFetcher:
             self._report_selection(result.selection, log)
             if result.selection.usable:
                 await self._dialer.send(PeersFound(result.selection.usable, source=url,
-                                                   from_bootstrap=True))
+                                                   from_bootstrap=True, owner=result.owner))
         now = trio.current_time()
         self._plan.handle_fetch_finished(url, result.outcome, now, result.reason)
         if result.outcome.useful:
@@ -289,8 +291,8 @@ class BootstrapFetcher:
                                              trio.current_time())
         if not selection.usable:
             return _Result(FetchOutcome.EMPTY, "the document lists no address this node can use",
-                           selection)
-        return _Result(FetchOutcome.OK, "", selection)
+                           selection, parsed.peer_id)
+        return _Result(FetchOutcome.OK, "", selection, parsed.peer_id)
 
     @staticmethod
     def _report_selection(selection: AddressSelection, log: Logger) -> None:

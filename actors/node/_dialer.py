@@ -299,7 +299,8 @@ class Dialer:
         if isinstance(command, PeersFound):
             planner = self._state.planner
             learned = planner.statistics().peers_learned
-            planner.handle_peers_found(list(command.addrs), trio.current_time())
+            planner.handle_peers_found(list(command.addrs), trio.current_time(),
+                                       boot=command.owner)
             self._log.debug("peers found", source=command.source,
                             new_peers=planner.statistics().peers_learned - learned)
             await self._tracker.send(command)

@@ -27,7 +27,8 @@ Rules:
 * a lost connection is retried after the initial backoff delay, so a peer
   that disappears is reconnected, but a peer that keeps failing is tried
   less and less often;
-* peers never dialed come before peers that failed, and the planner is
+* peers never dialed come before peers that failed, boot nodes (the owners
+  of the bootstrap documents) before other peers, and the planner is
   bounded (``max_peers``): the least useful idle peer is forgotten first.
 * a peer we hold no address for (it dialed in: a newcomer, a probe client)
   is tracked only while it is connected and never redialed; it does not
@@ -69,6 +70,7 @@ class _Peer:
     dialing: bool = False
     connected: bool = False
     added_at: float = 0.0
+    boot: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,13 @@ class DialPlanner:
     # --- inputs -----------------------------------------------------------------
 
     def handle_peers_found(self, addrs: tuple[WsAddress, ...] | list[WsAddress],
-                           now: float) -> list[DialCommand]:
-        """Learn candidate addresses (each must carry a peer id)."""
+                           now: float, *, boot: PeerId | None = None) -> list[DialCommand]:
+        """Learn candidate addresses (each must carry a peer id); ``boot``: the peer whose
+        bootstrap document listed them, dialed before peers that are not boot nodes."""
         self._learned += self._add(addrs, now)
+        state = self._peers.get(boot) if boot is not None else None
+        if state is not None:
+            state.boot = True
         return self._input_at(now)
 
     def handle_dial_started(self, peer: PeerId, now: float) -> list[DialCommand]:
@@ -191,9 +197,10 @@ class DialPlanner:
         budget = self._budget()
         if budget <= 0:
             return []
-        ready = [(p.failures, p.not_before, p.added_at, pid) for pid, p in self._peers.items()
+        ready = [(p.failures, not p.boot, p.not_before, p.added_at, pid)
+                 for pid, p in self._peers.items()
                  if not (p.connected or p.dialing) and p.not_before <= now and p.addrs]
-        ready.sort(key=lambda item: (item[0], item[1], item[2]))
+        ready.sort(key=lambda item: item[:4])
         chosen: list[DialCommand] = []
         for *_, pid in ready[:budget]:
             state = self._peers[pid]

@@ -42,6 +42,10 @@ class PeersFound:
     addrs: tuple[WsAddress, ...]
     source: str
     from_bootstrap: bool = False
+    owner: PeerId | None = None
+    """For a bootstrap document: its own ``peer_id`` - the boot node, dialed before the
+    peers its document lists (it has the most peers to tell about, and dials back from
+    a second IP where configured)."""
 
     def __post_init__(self) -> None:
         for addr in self.addrs:
