@@ -29,7 +29,8 @@ hosts know only what the documents list and the boot nodes' ``/status``
 load is counted; with the scenario's ``status_bootstrap`` off, hosts get
 the boot nodes' addresses as ``peers`` instead. Boot nodes know one another
 as ``peers``. With more than :data:`BOOT_LIST` boot nodes a host gets
-:data:`BOOT_LIST` of them (URLs, or addresses), the list rotated by its index
+:data:`BOOT_LIST` of their addresses when they are handed over (a host that
+bootstraps through ``/status`` fetches every boot URL), the list rotated by its index
 (:func:`boot_list`), so the hosts spread over the boot nodes as they would
 over different configurations instead of all asking the first few. With
 ``punch_matrix`` on, boot nodes relay and, once the hosts converged, private
@@ -337,7 +338,7 @@ async def run_scenario(scenario: SimScenario, progress: Callable[[str], None] | 
             await nursery.start(_run_host, net, run, boot_list(host_peers, run.host.index),
                                 random.Random(rng.getrandbits(64)), latency,
                                 scenario.host_servers, servers,
-                                boot_list(host_urls, run.host.index))
+                                host_urls)
             return run
 
         if observe:
@@ -347,7 +348,7 @@ async def run_scenario(scenario: SimScenario, progress: Callable[[str], None] | 
             host_rng = random.Random(rng.getrandbits(64))
             await nursery.start(_run_host, net, run, boot_list(host_peers, run.host.index),
                                 host_rng, latency, scenario.host_servers, servers,
-                                boot_list(host_urls, run.host.index))
+                                host_urls)
             await trio.sleep(scenario.start_spacing)
         nursery.start_soon(run_faults, scenario, boots, t0)
         churn = (await run_churn(scenario.churn, runs, spawn, random.Random(rng.getrandbits(64)),
