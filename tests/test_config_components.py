@@ -266,6 +266,8 @@ def test_every_key_of_the_shipped_files_still_loads(name: str) -> None:
     (BootstrapConfig, {"refetch_interval": 0.0}, "refetch_interval must be > 0"),
     (HttpConfig, {"http_listen": "localhost"}, "http_listen: expected HOST:PORT"),
     (HttpConfig, {"http_listen": "[nope]:1"}, "http_listen: IPv6 host must be an IP address"),
+    (HttpConfig, {"http_listen": "http://127.0.0.1:7888/"},
+     "http_listen: expected HOST:PORT, not a URL: write '127.0.0.1:7888'"),
     (LoggingConfig, {"log_format": "xml"}, "log_format must be one of auto, json, console"),
     (LoggingConfig, {"log_level": "loud"}, "log_level must be one of debug, info"),
     (StunServerConfig, {"stun_listen": "stun.example:3478"},

@@ -26,6 +26,10 @@ LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
 def parse_host_port(text: str) -> tuple[str, int]:
     """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6); ``ValueError`` says what is wrong."""
+    _, found, rest = text.partition("://")
+    if found:
+        bare = rest.split("/", 1)[0]
+        raise ValueError(f"expected HOST:PORT, not a URL: write {bare!r} instead of {text!r}")
     host, sep, port_text = text.rpartition(":")
     if not sep or not host or not port_text.isdigit():
         raise ValueError(f"expected HOST:PORT such as 127.0.0.1:7888, got {text!r}")
