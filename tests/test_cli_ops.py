@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
 from actors import Node, open_node, serve_http
@@ -40,11 +38,11 @@ from protocols import (
     WsAddress,
 )
 from protocols.node import peers_document
+from tests.required_tools import required_tool
 
 _SCRIPT = Path(sys.executable).with_name("autonat")
 AUTONAT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "actors.cli"]
 LOOPBACK = AddressPolicy(allow_loopback=True)
-ZSH = shutil.which("zsh")
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -246,11 +244,10 @@ def test_completion_scripts_follow_the_parser() -> None:
     assert zsh.startswith("#compdef autonat\n")
 
 
-@pytest.mark.skipif(ZSH is None, reason="zsh is missing (.ci/run installs it)")
 def test_zsh_completion_parses(tmp_path: Path) -> None:
     script = tmp_path / "_autonat"
     script.write_text(zsh_completion(build_parser()))
-    assert ZSH is not None
-    check = subprocess.run([ZSH, "-n", str(script)], capture_output=True, text=True,
+    zsh = required_tool("zsh", "zsh")
+    check = subprocess.run([zsh, "-n", str(script)], capture_output=True, text=True,
                            timeout=30, check=False)
     assert check.returncode == 0, check.stderr

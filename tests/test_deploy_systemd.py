@@ -9,18 +9,14 @@ systemd only warns about settings it ignores. CI installs systemd (``.ci/run``).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.required_tools import required_tool
 
 UNIT = Path(__file__).resolve().parents[1] / "deploy" / "systemd" / "autonat.service"
 SHIPPED_EXEC = "/opt/autonat/bin/autonat"
-ANALYZE = shutil.which("systemd-analyze")
-needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is missing "
-                                   "(Debian package systemd; .ci/run installs it)")
 
 
 def _settings(text: str) -> dict[str, list[str]]:
@@ -39,18 +35,16 @@ def _verify(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
     assert autonat.exists(), f"{autonat} missing: install the project (make test does)"
     unit = tmp_path / "autonat.service"
     unit.write_text(text.replace(SHIPPED_EXEC, str(autonat)))
-    assert ANALYZE is not None
-    return subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True,
+    analyze = required_tool("systemd-analyze", "systemd")
+    return subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
                           timeout=60, check=False)
 
 
-@needs_analyze
 def test_the_unit_passes_systemd_analyze_verify_without_a_warning(tmp_path: Path) -> None:
     out = _verify(tmp_path, UNIT.read_text())
     assert out.returncode == 0 and out.stdout + out.stderr == "", out.stdout + out.stderr
 
 
-@needs_analyze
 def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
     """The check can fail: a misspelt setting is reported."""
     out = _verify(tmp_path, UNIT.read_text().replace("Type=notify", "Type=notifyy"))

@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import trio
 
 from actors import open_node, serve_http
 from protocols import AddressPolicy, NodeConfig
+from tests.required_tools import required_tool
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "autonat-node.json"
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool is missing (Debian "
-                                    "package prometheus; .ci/run installs it)")
 METRIC = re.compile(r"\b((?:autonat|process|python)_[a-z_]+)\b")
 PROMQL_WORDS = {"rate", "increase", "sum", "max", "count", "by", "time", "clamp_min"}
 
@@ -45,8 +41,8 @@ async def _scrape(host: str) -> str:
 
 
 def _promtool(text: str) -> subprocess.CompletedProcess[str]:
-    assert PROMTOOL is not None
-    return subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
+    promtool = required_tool("promtool", "prometheus")
+    return subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                           text=True, timeout=60, check=False)
 
 
@@ -61,14 +57,12 @@ def _exported_names(text: str) -> set[str]:
     return _sample_names(text) | declared
 
 
-@needs_promtool
 async def test_promtool_accepts_a_live_nodes_metrics() -> None:
     text = await _scrape("127.0.77.1")
     out = _promtool(text)
     assert out.returncode == 0 and out.stdout + out.stderr == "", out.stdout + out.stderr
 
 
-@needs_promtool
 def test_promtool_rejects_a_counter_without_total() -> None:
     out = _promtool("# HELP autonat_dials x\n# TYPE autonat_dials counter\nautonat_dials 1\n")
     assert out.returncode != 0 and "_total" in out.stdout + out.stderr
