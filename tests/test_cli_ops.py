@@ -142,7 +142,7 @@ async def test_peers_of_a_node_that_is_not_running_is_a_one_line_error(tmp_path:
 
 
 async def test_status_watch_refreshes_until_ctrl_c_and_exits_0(tmp_path: Path) -> None:
-    with trio.fail_after(60):
+    with trio.fail_after(120):
         async with _pair("127.0.76.3", "127.0.76.4") as (a, _b, http):
             process = await trio.lowlevel.open_process(
                 [*AUTONAT, "status", "--watch", "--interval", "0.2", "--http", http],
@@ -158,6 +158,10 @@ async def test_status_watch_refreshes_until_ctrl_c_and_exits_0(tmp_path: Path) -
                     assert chunk, seen
                     seen += chunk
                 process.send_signal(signal.SIGINT)
+                # read on to the end: a watch blocked writing into a full pipe could
+                # never finish its last flush (a loaded CI run hung here until timeout)
+                while chunk := await process.stdout.receive_some(65536):
+                    seen += chunk
                 status = await process.wait()
                 err = await process.stderr.receive_some(65536)
             finally:
@@ -171,8 +175,9 @@ async def test_status_watch_refreshes_until_ctrl_c_and_exits_0(tmp_path: Path) -
     assert b"Traceback" not in err and b"interrupted" not in err
     frames = seen.decode().split("autonat status every")[1:]
     assert len(frames) >= 3
+    # every frame but the last, which Ctrl-C may have cut short, is complete
     assert all(f"peer_id         {a.peer_id}" in frame or "unreachable: " in frame
-               for frame in frames)
+               for frame in frames[:-1])
 
 
 def test_watch_shows_an_unreachable_node_and_keeps_going() -> None:
