@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
@@ -133,22 +135,44 @@ class _Frame:
 
 
 def watch(read: Callable[[], dict[str, Any]], interval: float, out: TextIO,
-          sleep: Callable[[float], None] = time.sleep) -> int:
-    """Draw a frame every ``interval`` seconds until Ctrl-C; exit status 0."""
+          sleep: Callable[[float], None] | None = None) -> int:
+    """Draw a frame every ``interval`` seconds until Ctrl-C; exit status 0.
+
+    Ctrl-C sets a flag instead of raising ``KeyboardInterrupt`` wherever the
+    main thread happens to be: raised inside the HTTP client, between a lock's
+    acquisition and its ``with`` block, it left the lock held and the watch
+    hung for good (seen under load). The watch ends after the current read
+    (bounded by its timeout). ``sleep`` replaces the wait (tests; a
+    ``KeyboardInterrupt`` it raises ends the watch too)."""
     tty = out.isatty()
+    stop = threading.Event()
+    restore = _stop_on_sigint(stop) if sleep is None else None
+    pause = sleep if sleep is not None else stop.wait
     try:
-        while True:
+        while not stop.is_set():
             try:
                 frame = _Frame(time.strftime("%H:%M:%S"), read(), None)
             except CliError as exc:
                 frame = _Frame(time.strftime("%H:%M:%S"), None, str(exc))
             _draw(frame, interval, out, tty)
-            sleep(interval)
+            pause(interval)
     except KeyboardInterrupt:
-        if tty:
-            out.write("\n")
-        out.flush()
-        return EXIT_OK
+        pass
+    finally:
+        if restore is not None:
+            restore()
+    if tty:
+        out.write("\n")
+    out.flush()
+    return EXIT_OK
+
+
+def _stop_on_sigint(stop: threading.Event) -> Callable[[], object] | None:
+    """SIGINT sets ``stop`` (main thread only; elsewhere None: nothing to restore)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 def _draw(frame: _Frame, interval: float, out: TextIO, tty: bool) -> None:
