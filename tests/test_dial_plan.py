@@ -130,6 +130,40 @@ def test_boot_nodes_are_dialed_before_the_peers_their_documents_list() -> None:
         p.peer_id for p in others[:3]}
 
 
+def test_boot_nodes_are_dialed_beyond_a_target_reached_before_their_documents_came() -> None:
+    """Found by the churn scenario: a host's first document filled its target of 8 with
+    ordinary peers before the other boot nodes' documents arrived, so it held one boot
+    node - one server that dials back from a second IP - and an address-restricted host
+    stayed ``unknown`` for a minute. A boot node is dialed beyond the target (within
+    the concurrency), and redialed after it is lost even when the target is met."""
+    plan = _planner(target=2, concurrency=3)
+    first, late = Keypair.generate(), Keypair.generate()
+    others = [Keypair.generate() for _ in range(4)]
+    plan.handle_peers_found([_addr(first)] + [_addr(p) for p in others[:2]], 0.0,
+                            boot=first.peer_id)
+    dials = _due(plan, 0.0)
+    for addr in dials:
+        plan.handle_connected(addr.peer_id, 0.1)  # type: ignore[arg-type]
+    assert plan.connected_count == 2 and _due(plan, 0.2) == []  # the target is met
+    plan.handle_peers_found([_addr(late)] + [_addr(p) for p in others[2:]], 1.0,
+                            boot=late.peer_id)
+    assert plan.poll_timeout() == 1.0
+    assert [a.peer_id for a in _due(plan, 1.0)] == [late.peer_id]  # the boot node only
+    plan.handle_connected(late.peer_id, 1.1)
+    assert _due(plan, 1.2) == [] and plan.poll_timeout() is None  # no one else: target met
+    plan.handle_disconnected(late.peer_id, 5.0)
+    retry = plan.retry_at(late.peer_id)
+    assert retry is not None and retry > 5.0
+    assert _due(plan, 5.0) == [] and plan.poll_timeout() == retry  # it wakes for the boot
+    assert [a.peer_id for a in _due(plan, retry)] == [late.peer_id]
+    ordinary = _planner(target=2, concurrency=3)  # the same without owners: target holds
+    _add(ordinary, [_addr(first)] + [_addr(p) for p in others[:2]], 0.0)
+    for addr in _due(ordinary, 0.0):
+        ordinary.handle_connected(addr.peer_id, 0.1)  # type: ignore[arg-type]
+    _add(ordinary, [_addr(late)] + [_addr(p) for p in others[2:]], 1.0)
+    assert _due(ordinary, 1.0) == []
+
+
 def test_bounded_peer_table_evicts_idle_failing_peers_first() -> None:
     plan = _planner(target=1, concurrency=1, max_peers=3)
     keys = [Keypair.generate() for _ in range(3)]

@@ -673,3 +673,29 @@ def test_a_public_verdict_from_contacted_ips_only_is_checked_by_a_second_ip() ->
     _result(s, again, ProbeOutcome.UNREACHABLE, 5.0, DialBackSource.OTHER_IP)
     assert s.reachability.verdict(ME) == "unreachable"
     assert _starts(_up_far(s, 5, 6.0)) == []  # a verdict that heard from another IP
+
+
+@pytest.mark.parametrize("end", ["answer", "timeout", "cancelled", "restart"])
+def test_contacted_ip_arrivals_wait_while_a_second_ip_server_is_asked(end: str) -> None:
+    """The scheduler tells the reachability machine which probes go to servers that
+    dial back from a second IP: while one is in flight, two contacted-IP arrivals do
+    not make the address reachable; however that probe ends, the wait ends with it."""
+    s = _sched()
+    for i in (2, 3):
+        _up(s, i, 0.0)
+    _up_far(s, 7, 0.0)
+    starts = _starts(s.handle_listen_addrs(LISTEN, 0.0))
+    far = next(p for p in starts if p.server == PEERS[7])
+    for probe in (p for p in starts if p.server != PEERS[7]):
+        _result(s, probe, ProbeOutcome.REACHABLE, 0.5, DialBackSource.CONTACTED_IP)
+    assert s.reachability.verdict(ME) == "unknown"  # waiting for PEERS[7]
+    if end == "answer":
+        _result(s, far, ProbeOutcome.UNREACHABLE, 1.0, DialBackSource.OTHER_IP)
+    elif end == "timeout":
+        _result(s, far, ProbeOutcome.TIMEOUT, 15.0, None)
+    elif end == "cancelled":
+        s.handle_probe_cancelled(far.probe_id, 15.0)
+    else:
+        s.handle_driver_restart(15.0)
+    expected = "unknown" if end == "answer" else "reachable"
+    assert s.reachability.verdict(ME) == expected

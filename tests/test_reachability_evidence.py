@@ -150,3 +150,34 @@ def test_a_failure_from_another_ip_does_not_void_arrivals_from_other_ips() -> No
     assert m.verdict(A) == "reachable"
     assert _changes(_report(m, 2, U, 2.0, FAR)) == []
     assert m.verdict(A) == "reachable"
+
+
+def test_contacted_ip_arrivals_wait_for_a_second_ip_probe_in_flight() -> None:
+    """Rule 4's wait, found by the churn scenario: an address-restricted host heard two
+    ordinary servers (contacted-IP dial-backs) before the boot node's second-IP answer,
+    was ``public`` for a second, then flipped. While a second-IP probe is in flight,
+    contacted-IP arrivals alone do not make the address reachable."""
+    m = _machine()
+    assert m.handle_far_probe_started(A, 0.5) == []
+    _report(m, 0, R, 1.0, NEAR)
+    assert _changes(_report(m, 1, R, 1.0, NEAR)) == [] and m.verdict(A) == "unknown"
+    _report(m, 2, U, 1.5, FAR)  # the second-IP answer: address-restricted
+    assert m.handle_far_probe_ended(A, 1.5) == [] and m.verdict(A) == "unknown"
+    assert m.nat_status == "unknown"  # never public on the way
+    held = _machine()  # the probe ends without an answer: the votes decide at once
+    held.handle_far_probe_started(A, 0.5)
+    _report(held, 0, R, 1.0, NEAR)
+    _report(held, 1, R, 1.0, NEAR)
+    assert held.verdict(A) == "unknown"
+    assert _changes(held.handle_far_probe_ended(A, 16.0)) == [("unknown", "reachable")]
+    assert held.nat_status == "public"
+    arrived = _machine()  # a second-IP arrival: the wait is over for good
+    arrived.handle_far_probe_started(A, 0.5)
+    arrived.handle_far_probe_started(A, 0.5)
+    _report(arrived, 0, R, 1.0, NEAR)
+    _report(arrived, 1, R, 1.2, FAR)
+    assert arrived.verdict(A) == "reachable"
+    assert arrived.handle_far_probe_ended(A, 2.0) == []
+    assert arrived.handle_far_probe_ended(A, 2.0) == []
+    assert arrived.handle_far_probe_ended(A, 2.0) == []  # more ends than starts: nothing
+    assert arrived.verdict(A) == "reachable"

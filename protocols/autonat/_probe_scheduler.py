@@ -152,6 +152,9 @@ class _Probe:
     server: PeerId
     started_at: float
     welcome: bool
+    far: bool = False
+    """Asked a server that dials back from a second IP (the reachability machine waits
+    for its answer before contacted-IP dial-backs alone make the address reachable)."""
 
 
 @dataclass
@@ -398,24 +401,30 @@ class ProbeScheduler:
         self._counters.outcomes[result.outcome.value] += 1
         self._counters.recent.append(result)
         events = self.reachability.handle_probe_result(result, now)
+        if probe.far:
+            events += self.reachability.handle_far_probe_ended(probe.addr, now)
         mapped = seen_at(self._index.observed_by(probe.server), probe.addr)
         self.filtering.handle_probe_result(result, filtering, mapped=mapped, now=now)
         return self._step(now, events)
 
     def handle_probe_cancelled(self, probe_id: int, now: float) -> list[ProbeCommand]:
         """``probe_id`` was never run or was abandoned: no result, not an outcome."""
-        self._probe(probe_id, "cancellation")
+        probe = self._probe(probe_id, "cancellation")
         self._land(probe_id)
         self._counters.cancelled += 1
-        return self._step(now, [])
+        events = (self.reachability.handle_far_probe_ended(probe.addr, now) if probe.far
+                  else [])
+        return self._step(now, events)
 
     def handle_driver_restart(self, now: float) -> list[ProbeCommand]:
         """The driver restarted: every probe it was running is gone without a result."""
         self._counters.cancelled += len(self._in_flight)
+        events = [event for probe in self._in_flight.values() if probe.far
+                  for event in self.reachability.handle_far_probe_ended(probe.addr, now)]
         self._in_flight.clear()
         self._busy.clear()
         self._epoch += 1
-        return self._step(now, [])
+        return self._step(now, events)
 
     def handle_timeout(self, now: float) -> list[ProbeCommand]:
         return self._step(now, [])
@@ -556,7 +565,10 @@ class ProbeScheduler:
             return None
         busy.add(server)
         probe_id, self._next_id = self._next_id, self._next_id + 1
-        self._in_flight[probe_id] = _Probe(addr, server, now, welcome)
+        far = server in self._far
+        self._in_flight[probe_id] = _Probe(addr, server, now, welcome, far)
+        if far:
+            self.reachability.handle_far_probe_started(addr, now)
         self._counters.started += 1
         self._counters.welcome += welcome
         return StartProbe(probe_id, addr, server, welcome)

@@ -64,7 +64,16 @@ Votes
        threshold is reached, so the node asks more servers instead of
        keeping a false ``public`` (a host that met servers without a
        second address first, before a boot node's answer came);
-    4. else the votes decide, every ``REACHABLE`` and ``UNREACHABLE`` alike.
+    4. else the votes decide, every ``REACHABLE`` and ``UNREACHABLE`` alike -
+       except that an address is not made ``reachable`` by dial-backs from IPs
+       we contacted alone while a server that dials back from a second IP is
+       being asked about it (the driver says so:
+       :meth:`~Reachability.handle_far_probe_started` / ``_ended``): its answer
+       is the one that tells public from address-restricted, and it comes a
+       moment later. Without the wait, an address-restricted host that heard
+       ordinary servers first was ``public`` for that moment and then flipped.
+       When the answer comes, or the probe ends without one, the address is
+       judged again.
 
     Expiry alone never flips ``reachable`` to ``unreachable`` (or back); it
     only returns an address to ``unknown`` once all of its evidence has
@@ -318,6 +327,8 @@ class _Address:
     reachable_votes: int = 0
     unreachable_votes: int = 0
     attempt: int = 0
+    far_pending: int = 0
+    """Probes in flight to servers that dial back from a second IP (rule 4's wait)."""
 
 
 def _least_weighty(evidence: Mapping[PeerId, _Evidence]) -> PeerId:
@@ -492,6 +503,28 @@ class Reachability:
             events.append(change)
         return events + self._update_nat_status(now)
 
+    def handle_far_probe_started(self, addr: WsAddress, now: float) -> list[ReachabilityEvent]:
+        """A server that dials back from a second IP is being asked about ``addr``: until
+        it ends, dial-backs from IPs we contacted alone do not make ``addr`` reachable
+        (rule 4). Nothing changes now, so the answer is always empty."""
+        state = self._addrs.get(_key(addr))
+        if state is not None:
+            state.far_pending += 1
+        return []
+
+    def handle_far_probe_ended(self, addr: WsAddress, now: float) -> list[ReachabilityEvent]:
+        """Such a probe ended (after its result, if any, was handled): ``addr`` is judged
+        again once none is left in flight."""
+        key = _key(addr)
+        state = self._addrs.get(key)
+        if state is None or state.far_pending == 0:
+            return []  # the address was dropped and taken up again meanwhile
+        state.far_pending -= 1
+        if state.far_pending:
+            return []
+        change = self._evaluate(key, state, now, "second-IP probe ended")
+        return ([change] if change is not None else []) + self._update_nat_status(now)
+
     def _counts(self, result: ProbeResult, now: float) -> bool:
         """Evidence, from a server not distrusted, not already expired."""
         trusted = self._distrusted.get(result.server, -math.inf) <= now
@@ -618,7 +651,10 @@ class Reachability:
                       if ev.via is DialBackSource.OTHER_IP)
         seen, denied = far[ProbeOutcome.REACHABLE], far[ProbeOutcome.UNREACHABLE]
         if denied <= seen:
-            return self._decide(state.verdict, yes, no)
+            verdict = self._decide(state.verdict, yes, no)
+            if verdict == "reachable" != state.verdict and seen == 0 and state.far_pending:
+                return state.verdict  # rule 4's wait for the second-IP answer
+            return verdict
         current = "unknown" if state.verdict == "reachable" else state.verdict
         return self._decide(current, seen, no)
 

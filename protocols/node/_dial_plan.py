@@ -30,6 +30,12 @@ Rules:
 * peers never dialed come before peers that failed, boot nodes (the owners
   of the bootstrap documents) before other peers, and the planner is
   bounded (``max_peers``): the least useful idle peer is forgotten first.
+* boot nodes are dialed even when the target is reached (within
+  ``concurrency``): the first document's peers may fill the target before
+  the other documents arrive, and the boot nodes are the servers a newcomer
+  most needs - the AutoNAT servers that dial back from a second IP, without
+  which an address-dependent filter looks like a public address. They are as
+  many as the boot URLs, so the target is exceeded by at most that many.
 * a peer we hold no address for (it dialed in: a newcomer, a probe client)
   is tracked only while it is connected and never redialed; it does not
   count against ``max_peers``, and live connections are bounded by the
@@ -118,6 +124,8 @@ class DialPlanner:
     """Peers marked as connected (kept equal to the count over ``_peers``)."""
     _addressless: int = field(default=0, repr=False)
     """Peers we hold no address for (they dialed in); not counted against ``max_peers``."""
+    _boots: set[PeerId] = field(default_factory=set, repr=False)
+    """Known peers marked ``boot`` (as many as the bootstrap documents' owners)."""
 
     # --- inputs -----------------------------------------------------------------
 
@@ -127,8 +135,9 @@ class DialPlanner:
         bootstrap document listed them, dialed before peers that are not boot nodes."""
         self._learned += self._add(addrs, now)
         state = self._peers.get(boot) if boot is not None else None
-        if state is not None:
+        if state is not None and boot is not None:
             state.boot = True
+            self._boots.add(boot)
         return self._input_at(now)
 
     def handle_dial_started(self, peer: PeerId, now: float) -> list[DialCommand]:
@@ -182,6 +191,7 @@ class DialPlanner:
 
     def handle_forget(self, peer: PeerId, now: float) -> list[DialCommand]:
         state = self._peers.pop(peer, None)
+        self._boots.discard(peer)
         if state is not None:
             self._dialing -= state.dialing
             self._connected -= state.connected
@@ -194,19 +204,30 @@ class DialPlanner:
         """The dials to start now; each returned peer is marked as dialing."""
         self._now = max(self._now, now)
         self._due_at = None
-        budget = self._budget()
-        if budget <= 0:
-            return []
-        ready = [(p.failures, not p.boot, p.not_before, p.added_at, pid)
-                 for pid, p in self._peers.items()
-                 if not (p.connected or p.dialing) and p.not_before <= now and p.addrs]
-        ready.sort(key=lambda item: item[:4])
         chosen: list[DialCommand] = []
-        for *_, pid in ready[:budget]:
-            state = self._peers[pid]
-            self._set(state, dialing=True)
-            chosen.append(DialPeer(state.addrs[state.next_addr % len(state.addrs)]))
+        budget = self._budget()
+        if budget > 0:
+            ready = [(p.failures, not p.boot, p.not_before, p.added_at, pid)
+                     for pid, p in self._peers.items() if self._idle(p, now)]
+            ready.sort(key=lambda item: item[:4])
+            chosen = [self._dial(pid) for *_, pid in ready[:budget]]
+        spare = self.concurrency - self._dialing
+        if spare > 0 and self._boots:  # boot nodes beyond the target (module docstring)
+            boots = sorted((p.failures, p.added_at, str(pid), pid) for pid in self._boots
+                           if self._idle(p := self._peers[pid], now))
+            chosen += [self._dial(pid) for *_, pid in boots[:spare]]
         return chosen
+
+    @staticmethod
+    def _idle(state: _Peer, now: float) -> bool:
+        """Neither connected nor dialing, due, and with an address to dial."""
+        return not (state.connected or state.dialing) and state.not_before <= now \
+            and bool(state.addrs)
+
+    def _dial(self, peer: PeerId) -> DialPeer:
+        state = self._peers[peer]
+        self._set(state, dialing=True)
+        return DialPeer(state.addrs[state.next_addr % len(state.addrs)])
 
     def poll_timeout(self) -> float | None:
         """When :meth:`handle_timeout` may have work: right after an input, else the
@@ -214,10 +235,16 @@ class DialPlanner:
         ``handle_timeout`` time); ``None`` when only an input can create work.
 
         With no dial budget (target reached, or concurrency used up) only an
-        input can create work, so nothing is scanned: a node holding many
-        connections pays O(1) here per event, not O(peers)."""
+        input or a boot node coming due can create work, so only the boot nodes
+        are scanned: a node holding many connections pays O(boot nodes) here per
+        event, not O(peers)."""
         if self._budget() <= 0:
-            return self._due_at
+            boots = [p.not_before for pid in self._boots
+                     if not ((p := self._peers[pid]).connected or p.dialing)
+                     and p.not_before > self._now and p.addrs]
+            if self._dialing >= self.concurrency or not boots:
+                return self._due_at
+            return min([*boots, *([self._due_at] if self._due_at is not None else [])])
         waiting = [p.not_before for p in self._peers.values()
                    if not (p.connected or p.dialing) and p.not_before > self._now and p.addrs]
         if self._due_at is not None:
@@ -274,6 +301,7 @@ class DialPlanner:
             return False
         worst = max(idle, key=lambda item: (item[0], item[1]))
         del self._peers[worst[2]]
+        self._boots.discard(worst[2])
         return True
 
     @property
