@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -136,9 +138,30 @@ def test_mapping_agrees_with_distinct_ports(pairs: list[tuple[int, int]]) -> Non
     latest = {peer: port for peer, port in pairs}
     observations = [_obs(peer, f"9.9.9.9:{port}") for peer, port in pairs]
     result = classify_nat_mapping(observations)
+    top = max(Counter(latest.values()).values(), default=0)
     if len(latest) < 2:
         assert result == "unknown"
-    elif len(set(latest.values())) == 1:
+    elif top >= 2 and 2 * top > len(latest):  # rule 5: a majority of at least two
         assert result == "endpoint-independent"
     else:
         assert result == "endpoint-dependent"
+
+
+@pytest.mark.parametrize(("honest", "liars", "collude", "expected"), [
+    (5, 2, False, "endpoint-independent"),  # the simulator's wrong_observed scenario
+    (5, 2, True, "endpoint-independent"),
+    (3, 2, True, "endpoint-independent"),
+    (2, 2, True, "endpoint-dependent"),  # no majority: nothing to trust
+    (1, 1, False, "endpoint-dependent"),  # two observers that disagree, as before
+])
+def test_a_majority_of_observers_outweighs_observers_that_lie(
+        honest: int, liars: int, collude: bool, expected: NatMapping) -> None:
+    """Identify's observed address is the observer's word: a liar reporting another
+    endpoint must not make a cone NAT look symmetric while most observers agree."""
+    peers = [Keypair.from_seed(bytes([100 + i]) * 32).peer_id for i in range(honest + liars)]
+    observations = [_obs(peers[i], "9.9.9.9:61000", observer_ip=f"203.0.113.{i + 1}")
+                    for i in range(honest)]
+    for k in range(liars):
+        seen = "9.9.9.7:62000" if collude else f"9.9.9.{20 + k}:{62000 + k}"
+        observations.append(_obs(peers[honest + k], seen, observer_ip=f"198.51.100.{k + 1}"))
+    assert classify_nat_mapping(observations) == expected

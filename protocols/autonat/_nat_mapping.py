@@ -42,9 +42,17 @@ Rules, in order:
    distinct observers whose scope ranks highest (public > private >
    link-local > loopback), then the one with most observers. Without such a
    group the answer is ``unknown``.
-5. Within that group: all observed endpoints equal to the local endpoint ->
-   ``none``; all equal to one other endpoint -> ``endpoint-independent``;
-   anything else -> ``endpoint-dependent``.
+5. Within that group, one endpoint seen by at least two observers and by
+   more than half of them decides: our local endpoint -> ``none``, another
+   -> ``endpoint-independent``; without such a majority ->
+   ``endpoint-dependent``. A majority, not unanimity: an observer can lie
+   about what it saw (Identify is its word), and one liar among honest
+   observers of a cone NAT would otherwise make every node look
+   symmetric - the simulator's ``wrong_observed`` scenario had 6 of 54
+   mappings right that way. A symmetric NAT gives each observer its own
+   port, so no endpoint gathers a majority there; the cost is that a NAT
+   that picks its external IP per destination from a pool, seen by two
+   observers on one IP and one on another, passes for a cone NAT.
 
 The local endpoint must be the connection's concrete socket address (never a
 wildcard): it is compared with what observers see.
@@ -53,6 +61,7 @@ wildcard): it is compared with what observers see.
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -186,7 +195,7 @@ def analyse_nat_mapping(
     if not eligible:
         return _unknown(max((len(v) for v in views.values()), default=0), min_observers)
     path, view = max(eligible, key=lambda item: (SCOPE_RANK[item[0].scope], len(item[1])))
-    return _report(path, tuple(sorted(set(view.values()))), len(view))
+    return _report(path, Counter(view.values()), len(view))
 
 
 def _unknown(most: int, min_observers: int) -> NatMappingReport:
@@ -196,22 +205,25 @@ def _unknown(most: int, min_observers: int) -> NatMappingReport:
     )
 
 
-def _verdict(external_count: int, sees_local: bool) -> NatMapping:
-    """Rule 5 from the number of distinct external endpoints and whether ours is one."""
-    if external_count == 1:
-        return "none" if sees_local else "endpoint-independent"
+def _verdict(total: int, top: int, local: int) -> NatMapping:
+    """Rule 5 from the group's independent observers: ``total`` of them, ``top`` seeing
+    the most common endpoint, ``local`` seeing our local endpoint (a majority is unique,
+    so it is ours exactly when ``local == top``)."""
+    if top >= 2 and 2 * top > total:
+        return "none" if local == top else "endpoint-independent"
     return "endpoint-dependent"
 
 
-def _report(path: _Path, external: tuple[Endpoint, ...], observers: int) -> NatMappingReport:
-    """Rule 5 for the group judged: ``external`` its distinct endpoints, sorted."""
-    mapping = _verdict(len(external), path.local in external)
+def _report(path: _Path, views: Counter[Endpoint], observers: int) -> NatMappingReport:
+    """Rule 5 for the group judged: ``views`` its endpoints with their observer counts."""
+    mapping = _verdict(sum(views.values()), max(views.values()), views.get(path.local, 0))
     reason = {
-        "none": "observers see our local endpoint",
-        "endpoint-independent": "observers agree on one external endpoint",
-        "endpoint-dependent": "observers see different external endpoints",
+        "none": "a majority of observers see our local endpoint",
+        "endpoint-independent": "a majority of observers agree on one external endpoint",
+        "endpoint-dependent": "no external endpoint is seen by a majority of observers",
     }[mapping]
-    return NatMappingReport(mapping, reason, path.local, path.scope, observers, external)
+    return NatMappingReport(mapping, reason, path.local, path.scope, observers,
+                            tuple(sorted(views)))
 
 
 def classify_nat_mapping(

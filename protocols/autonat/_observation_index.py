@@ -134,6 +134,30 @@ class _PathState:
     """Independence key -> its members' endpoints, oldest first (the last is the view)."""
     endpoints: Counter[Endpoint] = field(default_factory=Counter)
     """View endpoint -> number of independence keys with that view (no zero counts)."""
+    sizes: Counter[int] = field(default_factory=Counter)
+    """Count -> number of endpoints with that count (no zero counts): keeps ``top``."""
+    top: int = 0
+    """The largest count in ``endpoints`` (rule 5's majority, kept in O(1) per change)."""
+
+    def bump(self, endpoint: Endpoint, by: int) -> None:
+        """Add ``by`` (+1 or -1) to ``endpoint``'s count, keeping ``sizes`` and ``top``."""
+        old = self.endpoints[endpoint]
+        new = old + by
+        for count, step in ((old, -1), (new, 1)):
+            if count:
+                left = self.sizes[count] + step
+                if left:
+                    self.sizes[count] = left
+                else:
+                    del self.sizes[count]
+        if new:
+            self.endpoints[endpoint] = new
+        else:
+            del self.endpoints[endpoint]
+        if new > self.top:
+            self.top = new
+        elif old == self.top and not self.sizes.get(old):
+            self.top = old - 1
 
 
 class ObservationIndex:
@@ -213,7 +237,7 @@ class ObservationIndex:
         best = self._best_path()
         if best is None:
             return _unknown(max(self._sizes, default=0), self._min)
-        return _report(best.path, tuple(sorted(best.endpoints)), len(best.keys))
+        return _report(best.path, best.endpoints.copy(), len(best.keys))
 
     def statistics(self) -> ObservationIndexStatistics:
         return ObservationIndexStatistics(
@@ -412,13 +436,9 @@ class ObservationIndex:
         if old == new:
             return
         if old is not None:
-            left = state.endpoints[old] - 1
-            if left:
-                state.endpoints[old] = left
-            else:
-                del state.endpoints[old]
+            state.bump(old, -1)
         if new is not None:
-            state.endpoints[new] += 1
+            state.bump(new, 1)
 
     def _path_changed(self, state: _PathState, old_size: int) -> None:
         size = len(state.keys)
@@ -463,7 +483,7 @@ class ObservationIndex:
         candidates = tuple(self._top)
         best = self._best_path()
         mapping: NatMapping = "unknown" if best is None else _verdict(
-            len(best.endpoints), best.path.local in best.endpoints)
+            len(best.keys), best.top, best.endpoints.get(best.path.local, 0))
         changed = candidates != self._candidates or mapping != self._mapping
         if candidates != self._candidates:
             self._candidates = candidates
