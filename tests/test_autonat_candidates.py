@@ -84,14 +84,32 @@ def test_ordered_by_observers_then_listen_then_text() -> None:
         _obs(2, "198.51.100.8/tcp/61001"),
         _obs(2, "198.51.100.8/tcp/61002"),  # same observer again: still one
         _obs(3, "198.51.100.7/tcp/61000"),
+        _obs(4, "198.51.100.7/tcp/61000"),
+        _obs(5, "198.51.100.9/tcp/61000"),
     ]
     assert candidate_addresses(listen, observations, LAB) == (
-        _a("/ip4/198.51.100.8/tcp/44000/ws"),
         _a("/ip4/198.51.100.7/tcp/44000/ws"),
+        _a("/ip4/198.51.100.8/tcp/44000/ws"),
         _a("/ip4/198.51.100.9/tcp/44000/ws"),
         _a("/ip4/198.51.100.200/tcp/44000/ws"),
     )
     assert len(candidate_addresses(listen, observations, LAB, limit=2)) == 2
+
+
+def test_an_address_one_observer_reports_is_dropped_once_another_has_two() -> None:
+    """Found by the simulator's ``wrong_observed`` scenario: each lying observer's address
+    became a candidate, was probed, failed, and made 22 of 54 hosts ``private`` before
+    their real address was confirmed. Once one address is corroborated, the addresses of
+    single observers go (listen addresses stay); before that, every address counts."""
+    listen = [_a("/ip4/198.51.100.200/tcp/44000/ws"), LISTEN]
+    honest = [_obs(i, "198.51.100.8/tcp/61000") for i in range(3)]
+    liars = [_obs(3, "198.51.100.66/tcp/61000"), _obs(4, "198.51.100.77/tcp/61000")]
+    assert candidate_addresses(listen, honest + liars, LAB) == (
+        _a("/ip4/198.51.100.8/tcp/44000/ws"), _a("/ip4/198.51.100.200/tcp/44000/ws"))
+    first_two = [honest[0], liars[0]]  # one observer each: nothing is corroborated yet
+    assert set(candidate_addresses(listen, first_two, LAB)) == {
+        _a("/ip4/198.51.100.8/tcp/44000/ws"), _a("/ip4/198.51.100.66/tcp/44000/ws"),
+        _a("/ip4/198.51.100.200/tcp/44000/ws")}
 
 
 def test_listen_address_also_observed_ranks_by_observers() -> None:

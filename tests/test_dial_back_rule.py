@@ -105,6 +105,10 @@ def test_every_candidate_counts_when_the_nat_delivers_it_to_its_listener() -> No
                      _a("/ip4/10.0.0.2/tcp/44000/ws"), _a("/ip4/198.51.100.1/tcp/4001/ws"), 0.0),
         ObservedAddr(PEERS[1], _a("/ip4/198.51.100.40/tcp/61000/wss"),
                      _a("/ip4/10.0.0.2/tcp/44443/wss"), _a("/ip4/198.51.100.2/tcp/4001/ws"), 0.0),
+        # a second observer of that mapping (a single observer's address is dropped once
+        # another address is corroborated: candidate_addresses, "Corroboration")
+        ObservedAddr(PEERS[2], _a("/ip4/198.51.100.40/tcp/61000/wss"),
+                     _a("/ip4/10.0.0.2/tcp/44443/wss"), _a("/ip4/198.51.100.3/tcp/4001/ws"), 0.0),
     ]
     candidates = candidate_addresses(listens, observations, LAB)
     assert {c.port for c in candidates} == {44000, 44443, 61000}

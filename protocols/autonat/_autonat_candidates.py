@@ -22,6 +22,16 @@ Candidate addresses (:func:`candidate_addresses`)
     deterministic order: most distinct observers first, then listen
     addresses before translated ones, then by text; at most ``limit``.
 
+    Corroboration: once the best of those is seen by at least two observers,
+    the observed addresses only one observer reports are dropped from them
+    (listen addresses stay). An observed address is the observer's word, and
+    a lying observer's address would be probed, fail, and make the node
+    ``private`` before its real address was confirmed (the simulator's
+    ``wrong_observed`` scenario: 22 of 54 hosts flipped that way). While no
+    address has two observers (a network of one boot node) every address
+    counts. Observers count by peer id here: a host running several peer ids
+    can still corroborate its own lie.
+
 Servers (:func:`choose_servers`)
     Up to ``count`` distinct peers that announce the dial-request protocol
     and are not excluded (ourselves, distrusted servers, servers that already
@@ -67,7 +77,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Container, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..core import AddressPolicy, IPAddress, PeerId, WsAddress
@@ -138,7 +148,16 @@ def candidate_addresses(
                 observers.setdefault(addr, set()).add(obs.observer)
     listed = set(listens)
     ranked = sorted(observers, key=lambda a: (-len(observers[a]), a not in listed, str(a)))
-    return tuple(ranked[:limit])
+    return corroborated(ranked[:limit], lambda a: len(observers[a]), listed)
+
+
+def corroborated(best_first: Sequence[WsAddress], observers: Callable[[WsAddress], int],
+                 listed: Container[WsAddress]) -> tuple[WsAddress, ...]:
+    """``best_first`` without the observed addresses of a single observer, once the best
+    has two (module docstring, "Corroboration")."""
+    if not best_first or observers(best_first[0]) < 2:
+        return tuple(best_first)
+    return tuple(a for a in best_first if observers(a) >= 2 or a in listed)
 
 
 # --- dial-back evidence ---------------------------------------------------------

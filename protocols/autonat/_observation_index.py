@@ -75,7 +75,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..core import AddressPolicy, PeerId, WsAddress
-from ._autonat_candidates import _translations
+from ._autonat_candidates import _translations, corroborated
 from ._autonat_events import NatMapping
 from ._nat_mapping import (
     SCOPE_RANK,
@@ -480,7 +480,7 @@ class ObservationIndex:
 
     def _refresh(self) -> bool:
         self._rebalance()
-        candidates = tuple(self._top)
+        candidates = corroborated(self._top, lambda a: self._count.get(a, 0), self._listed)
         best = self._best_path()
         mapping: NatMapping = "unknown" if best is None else _verdict(
             len(best.keys), best.top, best.endpoints.get(best.path.local, 0))
