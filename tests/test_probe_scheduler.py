@@ -699,3 +699,25 @@ def test_contacted_ip_arrivals_wait_while_a_second_ip_server_is_asked(end: str) 
         s.handle_driver_restart(15.0)
     expected = "unknown" if end == "answer" else "reachable"
     assert s.reachability.verdict(ME) == expected
+
+
+def test_a_verdict_hears_second_ip_servers_up_to_the_threshold_each_once() -> None:
+    """Public hosts' ``nat_filtering`` stayed ``unknown`` in the simulator (8-9 of 34 at
+    300 hosts): one second-IP server spoke, and the filtering vote needs ``confidence``
+    of them. A decided address now asks further second-IP servers until that many have
+    spoken - never one that already has, however long ago it was asked."""
+    s = _sched()
+    s.handle_listen_addrs(LISTEN, 0.0)
+    for i in (2, 3):
+        _up(s, i, 0.0)
+    _up_far(s, 7, 0.0)
+    for probe in s.in_flight():
+        via = DialBackSource.OTHER_IP if probe.server == PEERS[7] else DialBackSource.CONTACTED_IP
+        _result(s, probe, ProbeOutcome.REACHABLE, 1.0, via)
+    assert s.reachability.verdict(ME) == "reachable" and not s.in_flight()
+    assert _starts(s.handle_timeout(40.0)) == []  # PEERS[7] has spoken: not asked again
+    (second,) = _starts(_up_far(s, 6, 41.0))
+    assert second.server == PEERS[6]
+    _result(s, second, ProbeOutcome.REACHABLE, 42.0, DialBackSource.OTHER_IP)
+    assert s.reachability.far_evidence(ME, 42.0) == 2
+    assert _starts(_up_far(s, 5, 43.0)) == []  # the threshold is met

@@ -658,13 +658,18 @@ class ProbeScheduler:
                  now: float) -> list[ProbeCommand]:
         """A verdict that rests only on dial-backs from IPs we contacted (or on claims
         about them) is what an address-dependent filter shows too: ask one server that
-        dials back from a second IP, if one is connected and was not asked lately."""
+        dials back from a second IP, if one is connected, was not asked lately and has
+        no live evidence on ``addr`` - until ``threshold`` servers' evidence is of that
+        kind, which is also what ``nat_filtering`` needs to say ``endpoint-independent``
+        (one such server's word left public hosts' filtering ``unknown``)."""
         busy = self._busy.get(addr, set())
         if busy:
             return []
         tried = self._tried.setdefault(addr, {})
-        skip = set(distrusted) | self._recently_tried(tried, now)
-        far = self._far_servers(addr, skip, now)
+        reach = self.reachability
+        skip = (set(distrusted) | self._recently_tried(tried, now)
+                | reach.evidence_servers(addr, now))
+        far = self._far_servers(addr, skip, now, enough=reach.threshold)
         commands: list[ProbeCommand] = []
         for server in self._choose(1, skip, among=far) if far else []:
             tried[server] = now
