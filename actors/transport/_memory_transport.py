@@ -187,6 +187,9 @@ class MemoryNetwork:
     _listeners: dict[tuple[str, int], _Listener] = field(default_factory=dict)
     _next_port: int = 0
     dials: list[DialRecord] = field(default_factory=list)
+    record_dials: bool = True
+    """Append every dial to :attr:`dials` (tests read them; a simulation of thousands
+    of hosts would keep hundreds of thousands of records nobody reads)."""
     blackholed: set[str] = field(default_factory=set)
     path: PathStats | None = None
     """What every stream reports as its path (None: unmeasured, like a platform
@@ -294,7 +297,8 @@ class MemoryTransport:
         source = source_ip or self.host
         local = _tcp_addr(source, port or self._network.next_port(source))
         remote = _tcp_addr(addr.host, addr.port)
-        self._network.dials.append(DialRecord(trio.current_time(), local, remote))
+        if self._network.record_dials:
+            self._network.dials.append(DialRecord(trio.current_time(), local, remote))
         if remote.host in self._network.blackholed:
             await trio.sleep_forever()
         if self._network.dial_filter is not None:

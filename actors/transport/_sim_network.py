@@ -73,6 +73,7 @@ class SimNetwork(MemoryNetwork):
     _latency: dict[str, float] = field(default_factory=dict)
     punches: PunchBoard = field(default_factory=PunchBoard)
     """Hole punches in flight (:mod:`actors.transport._sim_punch`)."""
+    record_dials: bool = False  # MemoryNetwork's log of every dial: unread at this scale
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)

@@ -96,6 +96,7 @@ peer honouring the same limit is never refused.
 from __future__ import annotations
 
 import enum
+import functools
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, replace
@@ -151,8 +152,14 @@ class MuxLimits:
         self.frame_limits()  # Limits validates max_frame_bytes against its absolute cap
 
     def frame_limits(self) -> Limits:
-        """The codec limits for this connection's frames."""
-        return replace(DEFAULT_LIMITS, max_frame_size=self.max_frame_bytes)
+        """The codec limits for this connection's frames (one shared, immutable object
+        per frame size: every connection asks, and building one is not free)."""
+        return _frame_limits(self.max_frame_bytes)
+
+
+@functools.lru_cache(maxsize=16, typed=True)
+def _frame_limits(max_frame_bytes: int) -> Limits:
+    return replace(DEFAULT_LIMITS, max_frame_size=max_frame_bytes)
 
 
 class StreamState(enum.Enum):
