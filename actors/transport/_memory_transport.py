@@ -6,7 +6,8 @@ A :class:`MemoryNetwork` is a switchboard keyed by ``(host, port)``. A
 :class:`MemoryTransport` is one host's view of it: ``listen`` registers a
 handler under the host's address, ``dial`` looks the target up and, when a
 listener is there, creates a connected pair of :class:`MemoryFrameStream`
-(two bounded memory channels) and starts the listener's handler in the
+(two bounded pipes, :class:`_Pipe`: a memory channel's behaviour at a fraction of
+its size) and starts the listener's handler in the
 listener's own nursery. Outbound connections get an ephemeral port, or the
 dialer's listen port when ``reuse_listen_port`` is set, so observed addresses
 behave like real TCP. Ephemeral ports come from one network-wide counter
@@ -48,6 +49,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
+from outcome import Error, Value
 
 from protocols import ConnectPlan, PathStats, WsAddress
 
@@ -74,18 +76,104 @@ def _tcp_addr(host: str, port: int) -> WsAddress:
     return WsAddress(host=host, kind=kind, port=port, secure=False, peer_id=None)
 
 
+class _Pipe:
+    """One direction of an in-memory connection: a bounded FIFO of frames.
+
+    It behaves as a ``trio.open_memory_channel(buffer)`` pair with one sender and
+    one receiver object - the same checkpoints, the same wake-up order, the same
+    errors on close (``ClosedResourceError``, ``EndOfChannel``,
+    ``BrokenResourceError``) - at a fraction of its size: a connection end holds
+    two pipes for as long as it lives, and a simulation holds tens of thousands of
+    connections. Waiting tasks sit in plain lists (FIFO).
+    """
+
+    __slots__ = ("frames", "limit", "receive_open", "receivers", "send_open", "senders")
+
+    def __init__(self, limit: int) -> None:
+        self.frames: deque[bytes] = deque()
+        self.limit = limit
+        self.send_open = self.receive_open = True
+        self.receivers: list[trio.lowlevel.Task] = []
+        self.senders: list[tuple[trio.lowlevel.Task, bytes]] = []
+
+    async def send(self, frame: bytes) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if not self.send_open:
+            raise trio.ClosedResourceError
+        if not self.receive_open:
+            raise trio.BrokenResourceError
+        if self.receivers:
+            trio.lowlevel.reschedule(self.receivers.pop(0), Value(frame))
+        elif len(self.frames) < self.limit:
+            self.frames.append(frame)
+        else:
+            await self._wait_to_send(frame)
+            return
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def _wait_to_send(self, frame: bytes) -> None:
+        entry = (trio.lowlevel.current_task(), frame)
+        self.senders.append(entry)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self.senders.remove(entry)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def receive(self) -> bytes:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if not self.receive_open:
+            raise trio.ClosedResourceError
+        if self.senders:  # a blocked sender's frame moves into the buffer
+            task, waiting = self.senders.pop(0)
+            trio.lowlevel.reschedule(task)
+            self.frames.append(waiting)
+        if self.frames:
+            frame = self.frames.popleft()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return frame
+        if not self.send_open:
+            raise trio.EndOfChannel
+        task = trio.lowlevel.current_task()
+        self.receivers.append(task)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self.receivers.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        received: bytes = await trio.lowlevel.wait_task_rescheduled(abort)
+        return received
+
+    def close_send(self) -> None:
+        """The sending end closes: its blocked senders fail, waiting receivers see the end."""
+        self.send_open = False
+        senders, self.senders = self.senders, []
+        for task, _frame in senders:
+            trio.lowlevel.reschedule(task, Error(trio.ClosedResourceError()))
+        receivers, self.receivers = self.receivers, []
+        for task in receivers:
+            trio.lowlevel.reschedule(task, Error(trio.EndOfChannel()))
+
+    def close_receive(self) -> None:
+        """The receiving end closes: its waiting receivers fail, blocked senders break."""
+        self.receive_open = False
+        receivers, self.receivers = self.receivers, []
+        for task in receivers:
+            trio.lowlevel.reschedule(task, Error(trio.ClosedResourceError()))
+        senders, self.senders = self.senders, []
+        for task, _frame in senders:
+            trio.lowlevel.reschedule(task, Error(trio.BrokenResourceError()))
+        self.frames.clear()
+
+
 class MemoryFrameStream:
     """One end of an in-memory connection."""
 
-    def __init__(
-        self,
-        local: WsAddress,
-        remote: WsAddress,
-        send_channel: trio.MemorySendChannel[bytes],
-        receive_channel: trio.MemoryReceiveChannel[bytes],
-    ) -> None:
+    def __init__(self, local: WsAddress, remote: WsAddress, outgoing: _Pipe,
+                 incoming: _Pipe) -> None:
         self._local, self._remote = local, remote
-        self._send, self._receive = send_channel, receive_channel
+        self._out, self._in = outgoing, incoming
         self._closed = False
         self.close_reason = ""
         self._other: MemoryFrameStream | None = None  # set by memory_stream_pair
@@ -96,7 +184,7 @@ class MemoryFrameStream:
         handshake follows."""
         self.delay = 0.0
         """One-way delay of the frames this end sends (see the module docstring)."""
-        self._arrivals: deque[float] = deque()  # arrival times of frames sent to this end
+        self._arrivals: deque[float] | None = None  # arrival times of frames sent to this end
         self._held: tuple[bytes, float | None] | None = None  # received, not yet due
 
     def _peer_closed(self) -> TransportBroken:
@@ -117,10 +205,13 @@ class MemoryFrameStream:
     async def send(self, frame: bytes) -> None:
         if self._closed:
             raise TransportClosed("stream already closed by this side")
-        if self.delay and self._other is not None:
-            self._other._arrivals.append(trio.current_time() + self.delay)
+        other = self._other
+        if self.delay and other is not None:
+            if other._arrivals is None:
+                other._arrivals = deque()
+            other._arrivals.append(trio.current_time() + self.delay)
         try:
-            await self._send.send(frame)
+            await self._out.send(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise self._peer_closed() from exc
 
@@ -129,12 +220,13 @@ class MemoryFrameStream:
             raise TransportClosed("stream already closed by this side")
         if self._held is None:
             try:
-                frame = await self._receive.receive()
+                frame = await self._in.receive()
             except trio.EndOfChannel as exc:
                 raise self._peer_closed() from exc
             except trio.ClosedResourceError as exc:
                 raise TransportClosed("stream closed by this side") from exc
-            self._held = (frame, self._arrivals.popleft() if self._arrivals else None)
+            arrivals = self._arrivals
+            self._held = (frame, arrivals.popleft() if arrivals else None)
         frame, due = self._held
         if due is not None:  # a cancelled wait keeps the frame for the next receive
             await trio.sleep_until(due)
@@ -146,18 +238,19 @@ class MemoryFrameStream:
             return
         self._closed = True
         self.close_reason = reason
-        await self._send.aclose()
-        await self._receive.aclose()
+        self._out.close_send()
+        await trio.lowlevel.checkpoint()
+        self._in.close_receive()
+        await trio.lowlevel.checkpoint()
 
 
 def memory_stream_pair(
     a: WsAddress, b: WsAddress, buffer: int = FRAME_BUFFER
 ) -> tuple[MemoryFrameStream, MemoryFrameStream]:
     """A connected pair: ``a`` sees ``b`` as remote and vice versa."""
-    a_to_b_send, a_to_b_recv = trio.open_memory_channel[bytes](buffer)
-    b_to_a_send, b_to_a_recv = trio.open_memory_channel[bytes](buffer)
-    a_end = MemoryFrameStream(a, b, a_to_b_send, b_to_a_recv)
-    b_end = MemoryFrameStream(b, a, b_to_a_send, a_to_b_recv)
+    a_to_b, b_to_a = _Pipe(buffer), _Pipe(buffer)
+    a_end = MemoryFrameStream(a, b, a_to_b, b_to_a)
+    b_end = MemoryFrameStream(b, a, b_to_a, a_to_b)
     a_end._other, b_end._other = b_end, a_end
     return a_end, b_end
 

@@ -1,0 +1,85 @@
+"""The in-memory connection's pipes behave as the memory channels they replace:
+bounded buffer, FIFO, and the same errors when either end closes."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from actors.transport import TransportBroken, TransportClosed
+from actors.transport._memory_transport import memory_stream_pair
+from protocols import WsAddress
+
+A = WsAddress(host="127.0.0.1", kind="ip4", port=1, secure=False, peer_id=None)
+B = WsAddress(host="127.0.0.2", kind="ip4", port=2, secure=False, peer_id=None)
+
+
+async def test_frames_arrive_in_order_and_a_full_buffer_blocks_the_sender(
+        autojump_clock: trio.testing.MockClock) -> None:
+    a, b = memory_stream_pair(A, B, buffer=2)
+    await a.send(b"1")
+    await a.send(b"2")
+    with trio.move_on_after(1) as blocked:
+        await a.send(b"3")  # the buffer holds two frames
+    assert blocked.cancelled_caught
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(a.send, b"4")
+        await trio.testing.wait_all_tasks_blocked()
+        assert [await b.receive() for _ in range(3)] == [b"1", b"2", b"4"]
+
+
+async def test_a_waiting_receiver_gets_the_next_frame() -> None:
+    a, b = memory_stream_pair(A, B)
+    got: list[bytes] = []
+
+    async def receive() -> None:
+        got.append(await b.receive())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receive)
+        await trio.testing.wait_all_tasks_blocked()
+        await a.send(b"x")
+    assert got == [b"x"]
+
+
+async def test_closing_ends_the_peers_waits_with_the_reason() -> None:
+    a, b = memory_stream_pair(A, B, buffer=1)
+    await a.send(b"queued")
+
+    async def blocked_send() -> None:
+        with pytest.raises(TransportBroken) as info:
+            await a.send(b"never")
+        assert info.value.peer_closed
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(blocked_send)
+        await trio.testing.wait_all_tasks_blocked()
+        await b.aclose("done here")
+    with pytest.raises(TransportBroken) as info:
+        await a.receive()
+    assert info.value.peer_reason == "done here"
+    with pytest.raises(TransportClosed):
+        await b.receive()
+
+
+async def test_frames_sent_before_a_close_are_still_delivered() -> None:
+    a, b = memory_stream_pair(A, B)
+    await a.send(b"last words")
+    await a.aclose("bye")
+    assert await b.receive() == b"last words"
+    with pytest.raises(TransportBroken):
+        await b.receive()
+
+
+async def test_closing_our_end_fails_our_own_waiting_receive() -> None:
+    a, _b = memory_stream_pair(A, B)
+
+    async def receive() -> None:
+        with pytest.raises(TransportClosed):
+            await a.receive()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receive)
+        await trio.testing.wait_all_tasks_blocked()
+        await a.aclose()
