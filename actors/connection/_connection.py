@@ -183,6 +183,32 @@ class ConnectionStatistics:
     mux: MuxStatistics
 
 
+class _Parked:
+    """Tasks waiting for a wake-up, woken all at once in the order they came: what
+    ``trio.lowlevel.ParkingLot`` does with ``park``/``unpark_all``, in a list instead
+    of its ordered dict (two per connection, for as long as the connection lives)."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: list[trio.lowlevel.Task] = []
+
+    async def park(self) -> None:
+        task = trio.lowlevel.current_task()
+        self._tasks.append(task)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._tasks.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def unpark_all(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            trio.lowlevel.reschedule(task)
+
+
 class _Outbox:
     """Frames waiting for the writer task. ``put`` never blocks; senders wait for room."""
 
@@ -193,8 +219,8 @@ class _Outbox:
         self._room, self._hard_limit = room, hard_limit
         self._in_flight = False
         self.dead = False
-        self._writer = trio.lowlevel.ParkingLot()
-        self._waiters = trio.lowlevel.ParkingLot()
+        self._writer = _Parked()
+        self._waiters = _Parked()
 
     def __len__(self) -> int:
         return len(self._frames) + self._in_flight
