@@ -689,3 +689,19 @@ class TwoPeers(RuleBasedStateMachine):
 
 TwoPeers.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 test_two_honest_peers = TwoPeers.TestCase
+
+
+# --- decoding skips the second walk of a message, not its checks ---------------------------
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+                    | st.text(max_size=8) | st.binary(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=12),
+       st.booleans())
+def test_a_decoded_stream_frame_equals_the_frame_built_from_its_message(
+        value: object, fin: bool) -> None:
+    frame = StreamFrame(5, "/test/1", {"v": value}, fin)  # type: ignore[dict-item]
+    decoded = decode_stream_frame(frame.encode())
+    assert decoded == frame
+    assert isinstance(decoded, StreamFrame) and decoded.message == {"v": value}

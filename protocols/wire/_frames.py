@@ -197,18 +197,33 @@ class StreamFrame(WireMessage):
 
     @classmethod
     def from_wire(cls, obj: WireMap) -> Self:
+        return cls(*cls._wire_fields(obj))
+
+    @classmethod
+    def _from_unpacked(cls, obj: WireMap) -> Self:
+        """:meth:`from_wire` for a map :func:`unpack` returned: its message already passed
+        the codec's checks, which are at least as strict as the structural ones that
+        ``__post_init__`` would walk the message for again (every frame limit is within
+        the absolute caps, and the message sits one level below the frame)."""
+        stream_id, protocol, message, fin = cls._wire_fields(obj)
+        frame = object.__new__(cls)
+        for name, value in (("stream_id", stream_id), ("protocol", protocol),
+                            ("message", message), ("fin", fin)):
+            object.__setattr__(frame, name, value)
+        return frame
+
+    @staticmethod
+    def _wire_fields(obj: WireMap) -> tuple[int, str | None, WireMap, bool]:
         where = "stream frame"
         protocol = obj.get("p") if isinstance(obj, dict) else None
         message = require(obj, "m", where)
         if not isinstance(message, dict):
             raise ValidationError(f"{where}.m: expected a map, got {kind(message)}")
-        return cls(
-            stream_id=_check_stream_id(require(obj, "s", where), where),
-            protocol=None if protocol is None else check_str(
-                protocol, f"{where}.p", 1, MAX_PROTOCOL_ID_LEN),
-            message=message,
-            fin=check_bool(require(obj, "fin", where), f"{where}.fin"),
-        )
+        return (_check_stream_id(require(obj, "s", where), where),
+                None if protocol is None else check_str(
+                    protocol, f"{where}.p", 1, MAX_PROTOCOL_ID_LEN),
+                message,
+                check_bool(require(obj, "fin", where), f"{where}.fin"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,4 +289,4 @@ def decode_stream_frame(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Frame:
         return ErrorFrame.from_wire(obj)
     if "w" in obj:
         return WindowUpdate.from_wire(obj)
-    return StreamFrame.from_wire(obj)
+    return StreamFrame._from_unpacked(obj)
