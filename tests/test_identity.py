@@ -310,3 +310,13 @@ def test_identity_peer_id_must_carry_a_protobuf_public_key() -> None:
         PeerId.from_string("12D3KooWnope")
     with pytest.raises(ValidationError, match="protobuf public key"):
         PeerId.from_bytes(b"\x00\x05" + b"\x08\x01\x12\x20\x00")
+
+
+def test_a_key_builds_its_peer_id_once_and_equal_ids_print_alike() -> None:
+    keypair = Keypair.from_seed(bytes(range(32)))
+    assert keypair.peer_id is keypair.peer_id  # cached on the key
+    again = PeerId(keypair.peer_id.multihash)  # a new instance, as a handshake makes
+    assert again is not keypair.peer_id
+    text = base58.b58encode(keypair.peer_id.multihash).decode("ascii")
+    assert str(again) == str(keypair.peer_id) == text
+    assert PeerId.from_string(text) == again

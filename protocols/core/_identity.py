@@ -106,8 +106,9 @@ class PublicKey:
             return False
         return True
 
-    @property
+    @functools.cached_property
     def peer_id(self) -> PeerId:
+        """Our peer id, built once per key (so its text form is computed once too)."""
         return PeerId.from_public_key(self)
 
     def __repr__(self) -> str:
@@ -179,10 +180,17 @@ class PeerId:
     @functools.cached_property
     def _text(self) -> str:
         """The base58btc form, computed once per instance (logs and documents print it often)."""
-        return base58.b58encode(self.multihash).decode("ascii")
+        return _base58_text(self.multihash)
 
     def __repr__(self) -> str:
         return f"PeerId('{self}')"
+
+
+@functools.lru_cache(maxsize=8192)
+def _base58_text(multihash: bytes) -> str:
+    """Base58btc of a multihash; remembered, because every connection builds a new
+    :class:`PeerId` for a peer it has met before (from the handshake's key)."""
+    return base58.b58encode(multihash).decode("ascii")
 
 
 def _check_multihash(data: object) -> None:
