@@ -12,6 +12,7 @@ so a dual-stack listener cannot be used to dodge a limit.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import Counter
 from collections.abc import Hashable, Iterable
@@ -37,9 +38,12 @@ def plain_ip(ip: IPAddress) -> IPAddress:
     return ip
 
 
+@functools.lru_cache(maxsize=4096)
 def subnet_of(ip: IPAddress, *, ipv4_prefix: int = DEFAULT_IPV4_PREFIX,
               ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> IPNetwork:
-    """The subnet ``ip`` is counted in (see the module docstring)."""
+    """The subnet ``ip`` is counted in (see the module docstring). Remembered: every
+    connection and request asks for the same few peers' subnets, and building an
+    ``ipaddress`` network is not cheap (the answer is immutable, so sharing it is safe)."""
     ip = plain_ip(ip)
     prefix = ipv4_prefix if ip.version == 4 else ipv6_prefix
     return ipaddress.ip_network((ip, prefix), strict=False)
