@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import stat
 import time
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 import trio
 import trio.testing
 from structlog.testing import capture_logs
@@ -175,6 +177,30 @@ async def test_every_log_line_names_the_actor_and_the_peers(
         ("connected", "bootstrapping"),
     ]
     assert changes[1]["peer"] == changes[2]["peer"] == str(PEERS[0])
+
+
+async def test_applied_events_are_logged_at_debug_level_only(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    before, configured = structlog.get_config()["wrapper_class"], structlog.is_configured()
+    try:
+        for level, expected in ((logging.DEBUG, 3), (logging.INFO, 0)):
+            structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+            with capture_logs() as logs:
+                async with running(tmp_path / str(level)) as h:
+                    await h.send.send(ListenAddrsChanged((LOCAL,)))
+                    await h.send.send(up(1, PEERS[0]))
+                    await h.send.send(ConnectionDown(1, PEERS[0], "bye"))
+                    await h.settle()
+            applied = [(e["event_type"], e.get("peer")) for e in logs
+                       if e["event"] == "event applied"]
+            assert applied == [("listen_addrs_changed", None), ("connection_up", str(PEERS[0])),
+                               ("connection_down", str(PEERS[0]))][:expected]
+    finally:
+        if configured:
+            structlog.configure(wrapper_class=before)
+        else:
+            structlog.reset_defaults()
 
 
 # --- persistence -------------------------------------------------------------------------

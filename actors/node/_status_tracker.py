@@ -54,6 +54,7 @@ where one is involved, the remote ``peer`` id.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -223,7 +224,8 @@ class StatusTracker:
             self._log.warning("unknown message ignored", message_type=type(event).__name__)
             return False
         changes = self.model.handle_event(event, self._clock())
-        self._log.debug("event applied", changed=bool(changes), **_event_fields(event))
+        if self._log.is_enabled_for(logging.DEBUG):  # its fields cost more than the check
+            self._log.debug("event applied", changed=bool(changes), **_event_fields(event))
         for change in changes:
             if isinstance(change, LifecycleChanged):
                 # falling back to bootstrapping because we are stopping is not news
