@@ -212,6 +212,8 @@ class _Parked:
 class _Outbox:
     """Frames waiting for the writer task. ``put`` never blocks; senders wait for room."""
 
+    __slots__ = ("_frames", "_hard_limit", "_in_flight", "_room", "_waiters", "_writer", "dead")
+
     def __init__(self, room: int, hard_limit: int) -> None:
         # a list, not a deque: it holds at most hard_limit frames and is mostly empty,
         # and an empty deque costs some 600 bytes more on every connection

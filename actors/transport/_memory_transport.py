@@ -168,7 +168,10 @@ class _Pipe:
 
 
 class MemoryFrameStream:
-    """One end of an in-memory connection."""
+    """One end of an in-memory connection (slotted: a simulation holds tens of thousands)."""
+
+    __slots__ = ("_arrivals", "_closed", "_held", "_in", "_local", "_other", "_out", "_remote",
+                 "close_reason", "delay", "is_client", "path")
 
     def __init__(self, local: WsAddress, remote: WsAddress, outgoing: _Pipe,
                  incoming: _Pipe) -> None:
