@@ -19,7 +19,7 @@ import struct
 import subprocess
 import zlib
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,21 +28,16 @@ import httpx
 import trio
 import trio_websocket
 
-from actors import Node, open_node, serve_http
-from protocols import AddressPolicy, Lifecycle, NodeConfig, NodeSnapshot
+from actors import Node
+from protocols import Lifecycle, NodeSnapshot
+from tests.node_fixtures import live_newcomer
 from tests.required_tools import required_tool
 from tests.test_dashboard import HOSTILE_AGENT, Page
 
-LOOPBACK = AddressPolicy(allow_loopback=True)
 NET = "127.0.141"
 BROWSER_TIMEOUT = 90.0
 """Seconds one Chromium run may take on a loaded machine before the test fails."""
 WINDOW = (1280, 1000)
-
-
-def _config(host: str, **overrides: Any) -> NodeConfig:
-    return NodeConfig.from_settings(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
-                                    http_listen="", **overrides)
 
 
 def _settled(node: Node, boots: list[Node]) -> Any:
@@ -59,22 +54,9 @@ def _settled(node: Node, boots: list[Node]) -> Any:
 async def _live_dashboard() -> AsyncIterator[str]:
     """A newcomer with a verdict, bootstrapped from three boot nodes (the last one's agent
     is hostile markup); yields its HTTP API's base URL."""
-    async with AsyncExitStack() as stack:
-        boots = [await stack.enter_async_context(open_node(_config(
-                     f"{NET}.{i + 1}", welcome_probes=True,
-                     **({"agent_version": HOSTILE_AGENT} if i == 2 else {}))))
-                 for i in range(3)]
-        async with trio.open_nursery() as nursery:
-            for boot in boots[1:]:
-                nursery.start_soon(boots[0].connect, boot.listen_addrs[0])
-        nursery = await stack.enter_async_context(trio.open_nursery())
-        boot_host, boot_port = await nursery.start(serve_http, boots[0], f"{NET}.1", 0)
-        node = await stack.enter_async_context(open_node(_config(
-            f"{NET}.9", boot_urls=(f"http://{boot_host}:{boot_port}/status",))))
-        host, port = await nursery.start(serve_http, node, f"{NET}.9", 0)
-        await node.wait_for(_settled(node, boots))
-        yield f"http://{host}:{port}"
-        nursery.cancel_scope.cancel()
+    async with live_newcomer(NET, agents=(None, None, HOSTILE_AGENT)) as live:
+        await live.node.wait_for(_settled(live.node, live.boots))
+        yield f"http://{live.host}:{live.port}"
 
 
 async def _status(base: str) -> dict[str, Any]:

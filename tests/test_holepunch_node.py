@@ -6,9 +6,7 @@ connections only, once per connection."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from contextlib import AsyncExitStack
 
 import pytest
 import trio
@@ -22,12 +20,11 @@ from actors import (
     StreamReset,
     node_registry,
     open_connection,
-    open_node,
     render_metrics,
 )
 from actors.node._relay_circuit import accept_relayed, reserve
 from actors.surfaces import HttpApi
-from protocols import AddressPolicy, Keypair, NodeConfig, WsAddress
+from protocols import Keypair, WsAddress
 from protocols.holepunch import (
     HOLEPUNCH_PROTOCOL_ID,
     HolePunchConnect,
@@ -36,16 +33,7 @@ from protocols.holepunch import (
     decode_holepunch_message,
 )
 from protocols.relay import STOP_PROTOCOL_ID, CircuitAddress
-
-LOOPBACK = AddressPolicy(allow_loopback=True)
-
-
-@asynccontextmanager
-async def node(net: MemoryNetwork, host: str, **settings: Any) -> AsyncIterator[Node]:
-    config = NodeConfig.from_settings(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
-                                      **settings)
-    async with open_node(config, transport=net.transport(host)) as running:
-        yield running
+from tests.node_fixtures import memory_node as node
 
 
 class PortRestrictedNat:

@@ -511,7 +511,7 @@ def _many(n: int) -> list[PeerId]:
 def test_with_many_servers_a_step_chooses_among_a_bounded_sample(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Count the servers handed to choose_servers per step: never all 300 of them."""
-    import protocols.autonat._probe_scheduler as module
+    import protocols.autonat._server_choice as module
 
     pools: list[int] = []
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,19 +25,13 @@ from typing import Any
 import httpx
 import trio
 
-from actors import open_node, serve_http
-from protocols import AddressPolicy, Lifecycle, NodeConfig, NodeSnapshot
+from protocols import Lifecycle, NodeSnapshot
+from tests.node_fixtures import live_newcomer
 from tests.required_tools import required_tool
 
-LOOPBACK = AddressPolicy(allow_loopback=True)
 NET = "127.0.142"
 SCRAPE_WAIT = 60.0
 """Seconds Prometheus may take to start, scrape and answer on a loaded machine."""
-
-
-def _config(host: str, **overrides: Any) -> NodeConfig:
-    return NodeConfig.from_settings(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
-                                    http_listen="", **overrides)
 
 
 def _decided(snap: NodeSnapshot) -> bool:
@@ -47,21 +41,9 @@ def _decided(snap: NodeSnapshot) -> bool:
 @asynccontextmanager
 async def _live_node() -> AsyncIterator[str]:
     """A node with a verdict; yields its HTTP API's ``host:port``."""
-    async with AsyncExitStack() as stack:
-        boots = [await stack.enter_async_context(
-                     open_node(_config(f"{NET}.{i + 1}", welcome_probes=True)))
-                 for i in range(3)]
-        async with trio.open_nursery() as nursery:
-            for boot in boots[1:]:
-                nursery.start_soon(boots[0].connect, boot.listen_addrs[0])
-        nursery = await stack.enter_async_context(trio.open_nursery())
-        boot_host, boot_port = await nursery.start(serve_http, boots[0], f"{NET}.1", 0)
-        node = await stack.enter_async_context(open_node(_config(
-            f"{NET}.9", boot_urls=(f"http://{boot_host}:{boot_port}/status",))))
-        host, port = await nursery.start(serve_http, node, f"{NET}.9", 0)
-        await node.wait_for(_decided)
-        yield f"{host}:{port}"
-        nursery.cancel_scope.cancel()
+    async with live_newcomer(NET) as live:
+        await live.node.wait_for(_decided)
+        yield f"{live.host}:{live.port}"
 
 
 def _free_port(host: str) -> int:

@@ -5,8 +5,8 @@ relayed connection through a running node."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
@@ -34,7 +34,6 @@ from actors.surfaces import HttpApi
 from protocols import (
     DIAL_REQUEST_PROTOCOL_ID,
     IDENTIFY_PROTOCOL_ID,
-    AddressPolicy,
     Identify,
     Keypair,
     NodeConfig,
@@ -49,16 +48,8 @@ from protocols.relay import (
     StopConnect,
     StopStatus,
 )
-
-LOOPBACK = AddressPolicy(allow_loopback=True)
-
-
-@asynccontextmanager
-async def node(net: MemoryNetwork, host: str, **settings: Any) -> AsyncIterator[Node]:
-    config = NodeConfig.from_settings(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
-                                      **settings)
-    async with open_node(config, transport=net.transport(host)) as running:
-        yield running
+from tests.node_fixtures import loopback_config
+from tests.node_fixtures import memory_node as node
 
 
 async def raw_client(stack: AsyncExitStack, net: MemoryNetwork, host: str, to: Node,
@@ -265,8 +256,7 @@ async def test_a_private_node_reserves_on_two_relays_renews_and_replaces_them(
 async def test_a_relayed_connection_over_real_websockets_on_loopback() -> None:
     # real sockets need the real clock: bounded by fail_after, no sleeps
     def config(host: str, **settings: Any) -> NodeConfig:
-        return NodeConfig.from_settings(listen=(f"/ip4/{host}/tcp/0/ws",), policy=LOOPBACK,
-                                        http_listen="", **settings)
+        return loopback_config(host, http_listen="", **settings)
 
     with trio.fail_after(30):
         async with open_node(config("127.0.0.10", relay_service=True)) as relay, \

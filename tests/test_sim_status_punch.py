@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import structlog
 import trio
 import trio.testing
 
@@ -27,15 +25,6 @@ from actors.surfaces._simulator import SimHost, _boot_config, _host_config, simu
 from actors.transport import SimNetwork
 from protocols import Keypair
 from protocols.sim import NAT_TYPES, NatBehaviour, expected_punch
-
-
-@pytest.fixture(autouse=True)
-def _restore_structlog() -> Iterator[None]:
-    saved = structlog.get_config()
-    try:
-        yield
-    finally:
-        structlog.configure(**saved)
 
 
 @pytest.fixture(scope="module")

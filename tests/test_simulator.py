@@ -11,11 +11,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 
 from actors.surfaces._cli import main
 from actors.surfaces._cli_sim import load_scenario
@@ -26,17 +24,6 @@ from tests.lab.topologies import SCENARIOS_BY_KEY, Expectation
 
 def _without_resources(report: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in report.items() if k != "resources"}, sort_keys=True)
-
-
-@pytest.fixture(autouse=True)
-def _restore_structlog() -> Iterator[None]:
-    """``autonat sim`` configures logging (errors only) for the process: later tests
-    capture warnings, so the test-wide configuration comes back after each test."""
-    saved = structlog.get_config()
-    try:
-        yield
-    finally:
-        structlog.configure(**saved)
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,7 @@ from ._probe_commands import (
     SmallNetworkWaitStarted,
     StartProbe,
 )
-from ._probe_scheduler import RECENT_PROBES, RETRY_SERVER, SAMPLE_SERVERS, ProbeScheduler
+from ._probe_scheduler import RECENT_PROBES, RETRY_SERVER, ProbeScheduler
 from ._reachability import (
     AddressReachability,
     AddressVerdict,
@@ -107,6 +107,7 @@ from ._reachability import (
     claims_dial_back,
     probe_outcome,
 )
+from ._server_choice import SAMPLE_SERVERS
 
 __all__ = [
     "DIAL_BACK_OTHER_IP_PROTOCOL_ID",

@@ -24,18 +24,23 @@ reports back. It owns:
 * **servers** - connected peers (:meth:`~ProbeScheduler.handle_connection_up`
   / ``_down``) whose Identify lists the dial-request protocol
   (:meth:`~ProbeScheduler.handle_peer_identified`; either may come first),
-  kept as a dict updated by those inputs only (never rebuilt per step);
+  kept by the :class:`ServerChoice` and updated by those inputs only (never
+  rebuilt per step);
 * **rounds and top-ups** - an address the machine says is due gets a full
-  round: up to ``probe_servers`` servers at once, distinct subnets and IPs
-  first (:func:`choose_servers`), never a distrusted (lying) server, never
-  one already asked about that address. When the address's live evidence
-  disagrees (:meth:`Reachability.contested`), the round asks servers without
-  live evidence on it first: otherwise a verdict resting on two lying
-  servers and one honest one is re-confirmed by the same three every round,
-  and the other honest servers are never heard. An address still ``unknown`` but not
+  round: up to ``probe_servers`` servers at once, never a distrusted (lying)
+  server, never one already asked about that address. *Whom* among the rest
+  is the :class:`ServerChoice`'s (:mod:`._server_choice`): distinct subnets
+  and IPs first, a random sample beyond :data:`SAMPLE_SERVERS` servers, one
+  server that dials back from a second IP first while fewer than
+  ``threshold`` of those have spoken about the address, and servers without
+  live evidence first when the address's evidence disagrees
+  (:meth:`Reachability.contested`). An address still ``unknown`` but not
   due is *topped up* as soon as servers appear that have no live evidence for
   it and were not asked about it within ``retry_server`` seconds, so the first
-  verdict does not wait for the retry backoff while servers trickle in;
+  verdict does not wait for the retry backoff while servers trickle in. A
+  decided address asks one such second-IP server at a time (none while a
+  probe about it is in flight) until ``threshold`` servers' live evidence on
+  it is of that kind, which is what ``nat_filtering`` needs;
 * **welcome probes** - with ``welcome_probes`` on (boot nodes), every AutoNAT
   peer gets one probe when it first connects: about our best candidate, or,
   without one, about our end of its inbound connection (which it can dial by
@@ -72,11 +77,8 @@ An unknown address for which no server could be chosen is *parked* until
 something could free one: a new server, a probe leaving flight, a
 reachability event, or the time at which a recent ask or the machine's own
 timeout expires. Choosing servers is O(S) only up to :data:`SAMPLE_SERVERS`
-servers (exactly :func:`choose_servers` over all of them); beyond that the
-pool is a random sample of that many eligible servers, drawn by index from
-an array of the servers (O(SAMPLE_SERVERS) draws, falling back to a scan of
-all servers only when most of them are excluded, i.e. when the exclusion
-set itself is of size O(S)). Left O(N) on purpose: a change of listen
+servers, beyond that O(SAMPLE_SERVERS) draws (:mod:`._server_choice`).
+Left O(N) on purpose: a change of listen
 addresses (every observation is translated again) and :meth:`statistics`
 (sorted tuples, read on demand).
 
@@ -103,7 +105,6 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..core import AddressPolicy, PeerId, WsAddress
-from ._autonat_candidates import ProbeServer, choose_servers
 from ._autonat_events import NatFiltering, NatMapping, ProbeResult, ReachabilityUpdate
 from ._autonat_msg import DIAL_BACK_OTHER_IP_PROTOCOL_ID, DIAL_REQUEST_PROTOCOL_ID
 from ._nat_filtering import FilteringEvidence, NatFilteringVotes, seen_at
@@ -120,18 +121,16 @@ from ._probe_commands import (
     StartProbe,
 )
 from ._reachability import Reachability, ReachabilityEvent
+from ._server_choice import ServerChoice
 
 __all__ = [
     "RECENT_PROBES",
     "RETRY_SERVER",
-    "SAMPLE_SERVERS",
     "ProbeScheduler",
 ]
 
 RETRY_SERVER: Final = 30.0
 """An unknown address is not topped up with a server asked about it this recently."""
-SAMPLE_SERVERS: Final = 64
-"""Up to this many servers, a round chooses among all of them; beyond, among a sample."""
 RECENT_PROBES: Final = 32
 """Finished probes remembered in ``statistics().recent`` (the oldest dropped first)."""
 
@@ -189,7 +188,6 @@ class ProbeScheduler:
             raise ValueError(f"retry_server must be a finite number >= 0, got {retry_server!r}")
         self.reachability = reachability if reachability is not None else Reachability()
         self.filtering = NatFilteringVotes(self.reachability)
-        self._rng = rng
         self._probe_servers = probe_servers
         self._welcome_probes = welcome_probes
         self._retry_server = retry_server
@@ -204,11 +202,8 @@ class ProbeScheduler:
         self._connected_at: dict[PeerId, int] = {}  # order of connecting (welcome order)
         self._connects = 0
         self._serving: set[PeerId] = set()  # connected, Identify lists dial requests
-        self._far: set[PeerId] = set()  # Identify lists DIAL_BACK_OTHER_IP_PROTOCOL_ID
         self._serving_detached: OrderedDict[PeerId, None] = OrderedDict()  # same, not connected
-        self._servers: dict[PeerId, _Connection] = {}  # connected AutoNAT servers
-        self._server_ids: list[PeerId] = []  # the same, as an array (sampling by index)
-        self._server_at: dict[PeerId, int] = {}  # position in _server_ids
+        self._choice = ServerChoice(rng)  # connected AutoNAT servers, whom to ask
         self._unwelcomed_in: dict[PeerId, None] = {}  # servers to welcome (inbound)
         self._unwelcomed_out: dict[PeerId, None] = {}  # ... outbound: once we have a candidate
         self._in_flight: dict[int, _Probe] = {}
@@ -246,7 +241,7 @@ class ProbeScheduler:
     @property
     def servers_available(self) -> int:
         """Connected peers whose Identify lists the dial-request protocol, now (O(1))."""
-        return len(self._servers)
+        return len(self._choice)
 
     @property
     def last_published(self) -> ReachabilityUpdate | None:
@@ -313,7 +308,7 @@ class ProbeScheduler:
                 f"connection down for {peer}, which is not connected "
                 f"({len(self._connections)} connected)")
         del self._connected_at[peer]
-        self._far.discard(peer)
+        self._choice.set_far(peer, False)
         if peer in self._serving:
             self._serving.discard(peer)
             self._detach(peer)
@@ -331,10 +326,7 @@ class ProbeScheduler:
         for peer, protocols in peers:
             listed = frozenset(protocols)
             serves = DIAL_REQUEST_PROTOCOL_ID in listed
-            if serves and DIAL_BACK_OTHER_IP_PROTOCOL_ID in listed:
-                self._far.add(peer)
-            else:
-                self._far.discard(peer)
+            self._choice.set_far(peer, serves and DIAL_BACK_OTHER_IP_PROTOCOL_ID in listed)
             if peer in self._connections:
                 if serves:
                     self._serving.add(peer)
@@ -466,25 +458,18 @@ class ProbeScheduler:
             self._serving_detached.popitem(last=False)
 
     def _sync_server(self, peer: PeerId) -> None:
-        """Make ``peer``'s entries in the server dict, array and welcome sets current."""
+        """Make ``peer``'s entries in the server choice and welcome sets current."""
         conn = self._connections.get(peer)
         if conn is not None and peer in self._serving:
-            if peer not in self._servers:
-                self._server_at[peer] = len(self._server_ids)
-                self._server_ids.append(peer)
+            if self._choice.add(peer, conn.remote_addr):
                 self._epoch += 1  # a new server may be asked about parked addresses
-            self._servers[peer] = conn
             if self._welcome_probes and peer not in self._welcomed:
                 waiting, other = ((self._unwelcomed_in, self._unwelcomed_out) if conn.inbound
                                   else (self._unwelcomed_out, self._unwelcomed_in))
                 other.pop(peer, None)
                 waiting[peer] = None
             return
-        if self._servers.pop(peer, None) is not None:
-            at, last = self._server_at.pop(peer), self._server_ids.pop()
-            if last != peer:
-                self._server_ids[at] = last
-                self._server_at[last] = at
+        self._choice.remove(peer)
         self._unwelcomed_in.pop(peer, None)
         self._unwelcomed_out.pop(peer, None)
 
@@ -512,7 +497,7 @@ class ProbeScheduler:
     def _step(self, now: float, events: list[ReachabilityEvent]) -> list[ProbeCommand]:
         self._now = now
         reach = self.reachability
-        servers = len(self._servers)
+        servers = len(self._choice)
         starts = self._welcome(now)
         events = events + reach.handle_servers_available(servers, now)
         due = reach.poll_timeout()
@@ -565,7 +550,7 @@ class ProbeScheduler:
             return None
         busy.add(server)
         probe_id, self._next_id = self._next_id, self._next_id + 1
-        far = server in self._far
+        far = self._choice.is_far(server)
         self._in_flight[probe_id] = _Probe(addr, server, now, welcome, far)
         if far:
             self.reachability.handle_far_probe_started(addr, now)
@@ -592,7 +577,7 @@ class ProbeScheduler:
         ready.sort(key=self._connected_at.__getitem__)
         commands: list[ProbeCommand] = []
         for peer in ready:
-            conn = self._servers[peer]
+            conn = self._connections[peer]
             addr = self._best[0] if self._best else conn.local_addr.with_peer_id(None)
             self._welcomed.add(peer)
             self._unwelcomed_in.pop(peer, None)
@@ -625,14 +610,13 @@ class ProbeScheduler:
                 skip |= self._recently_tried(tried, now)
             if unknown:
                 skip |= evidence
-            far = self._far_servers(addr, skip, now, enough=reach.threshold)
+            far = self._far_servers(addr, skip, now)
             if is_due and reach.contested(addr, now):
-                chosen = self._fresh_first(want, skip, evidence)
+                chosen = self._choice.fresh_first(want, skip, evidence)
             elif far:
-                chosen = self._choose(1, skip, among=far)
-                chosen += self._choose(want - 1, skip | set(chosen)) if want > 1 else []
+                chosen = self._choice.far_first(want, skip, far)
             else:
-                chosen = self._choose(want, skip)
+                chosen = self._choice.choose(want, skip)
             if not chosen:
                 if not is_due:
                     self._park(addr, tried, now)
@@ -646,13 +630,12 @@ class ProbeScheduler:
                     commands.append(start)
         return commands
 
-    def _far_servers(self, addr: WsAddress, skip: set[PeerId], now: float,
-                     enough: int = 1) -> set[PeerId]:
-        """Connected servers that dial back from a second IP, not in ``skip`` - while
-        fewer than ``enough`` servers' live evidence on ``addr`` is of that kind; else none."""
-        if not self._far or self.reachability.far_evidence(addr, now) >= enough:
-            return set()
-        return {peer for peer in self._far if peer in self._servers and peer not in skip}
+    def _far_servers(self, addr: WsAddress, skip: set[PeerId], now: float) -> set[PeerId]:
+        """:meth:`ServerChoice.far_servers` for ``addr``: until ``threshold`` servers'
+        live evidence on it is from a second IP."""
+        reach = self.reachability
+        return self._choice.far_servers(skip, enough=reach.threshold,
+                                        far_heard=lambda: reach.far_evidence(addr, now))
 
     def _ask_far(self, addr: WsAddress, distrusted: frozenset[PeerId],
                  now: float) -> list[ProbeCommand]:
@@ -669,23 +652,14 @@ class ProbeScheduler:
         reach = self.reachability
         skip = (set(distrusted) | self._recently_tried(tried, now)
                 | reach.evidence_servers(addr, now))
-        far = self._far_servers(addr, skip, now, enough=reach.threshold)
+        far = self._far_servers(addr, skip, now)
         commands: list[ProbeCommand] = []
-        for server in self._choose(1, skip, among=far) if far else []:
+        for server in self._choice.choose(1, skip, among=far) if far else []:
             tried[server] = now
             start = self._start(addr, server, now)
             if start is not None:
                 commands.append(start)
         return commands
-
-    def _fresh_first(self, want: int, skip: set[PeerId], evidence: frozenset[PeerId]
-                     ) -> list[PeerId]:
-        """For a contested address's round: servers without live evidence on it first,
-        then (only to make up the number) those with."""
-        fresh = self._choose(want, skip | evidence)
-        if len(fresh) < want:
-            fresh += self._choose(want - len(fresh), skip | set(fresh))
-        return fresh
 
     def _recently_tried(self, tried: dict[PeerId, float], now: float) -> set[PeerId]:
         """Servers asked within ``retry_server``; older entries are dropped (never needed)."""
@@ -717,33 +691,6 @@ class ProbeScheduler:
             return True
         del self._parked[addr]
         return False
-
-    def _choose(self, want: int, skip: set[PeerId],
-                among: set[PeerId] | None = None) -> list[PeerId]:
-        """Up to ``want`` servers not in ``skip``, spread over subnets (:func:`choose_servers`).
-
-        Over all servers when there are at most :data:`SAMPLE_SERVERS`; beyond,
-        over that many eligible ones drawn at random by index (at most
-        ``4 * SAMPLE_SERVERS`` draws; a full scan when they find too few, which
-        means most servers are in ``skip``).
-        """
-        if among is not None:
-            pool: Iterable[PeerId] = among
-        elif len(self._servers) <= SAMPLE_SERVERS:
-            pool = self._servers
-        else:
-            ids = self._server_ids
-            sample: dict[PeerId, None] = {}
-            for _ in range(4 * SAMPLE_SERVERS):
-                peer = ids[self._rng.randrange(len(ids))]
-                if peer not in skip:
-                    sample[peer] = None
-                    if len(sample) == SAMPLE_SERVERS:
-                        break
-            pool = sample if len(sample) == SAMPLE_SERVERS else ids
-        options = [ProbeServer(peer, self._servers[peer].remote_addr, (DIAL_REQUEST_PROTOCOL_ID,))
-                   for peer in pool]
-        return [s.peer_id for s in choose_servers(options, want, exclude=skip, rng=self._rng)]
 
 
 def _worth_probing(candidates: tuple[WsAddress, ...], mapping: NatMapping,
