@@ -93,19 +93,17 @@ from ._probe_commands import (
     SmallNetworkWaitStarted,
     StartProbe,
 )
+from ._probe_outcome import claims_dial_back, probe_outcome
 from ._probe_scheduler import RECENT_PROBES, RETRY_SERVER, ProbeScheduler
-from ._reachability import (
+from ._reachability import Reachability, ReachabilityConfig
+from ._reachability_events import (
     AddressReachability,
     AddressVerdict,
     NatStatusChanged,
-    Reachability,
     ReachabilityChanged,
-    ReachabilityConfig,
     ReachabilityEvent,
     ReachabilityStatistics,
     ReachabilityView,
-    claims_dial_back,
-    probe_outcome,
 )
 from ._server_choice import SAMPLE_SERVERS
 

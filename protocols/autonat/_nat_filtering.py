@@ -54,7 +54,7 @@ tied honest observations and kept a first, wrong filtering. Otherwise:
 
 Votes count like reachability's (:class:`NatFilteringVotes` reuses its
 threshold in force, evidence lifetime, distrusted servers and
-:func:`~protocols.autonat._reachability.vote_verdict`): per candidate
+:func:`~protocols.autonat._votes.vote_verdict`): per candidate
 address the latest vote of each distinct server, a verdict once
 ``threshold`` servers agree and outnumber every other value, hysteresis
 otherwise, ``unknown`` once all votes expired. Votes from distrusted servers
@@ -80,7 +80,8 @@ from dataclasses import dataclass
 from ..core import LocalProtocolError, PeerId, WsAddress, plain_ip
 from ._autonat_events import NatFiltering, ProbeOutcome, ProbeResult
 from ._autonat_msg import DialBackSource, DialResponse, DialStatus
-from ._reachability import Reachability, vote_verdict
+from ._reachability import Reachability
+from ._votes import vote_verdict
 
 __all__ = [
     "FilteringEvidence",

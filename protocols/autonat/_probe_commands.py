@@ -20,7 +20,7 @@ from typing import TypeAlias
 
 from ..core import LocalProtocolError, PeerId, WsAddress
 from ._autonat_events import NatMapping, ProbeResult, ReachabilityUpdate
-from ._reachability import ReachabilityEvent
+from ._reachability_events import ReachabilityEvent
 
 __all__ = [
     "ProbeCommand",

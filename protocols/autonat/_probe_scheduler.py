@@ -120,7 +120,8 @@ from ._probe_commands import (
     SmallNetworkWaitStarted,
     StartProbe,
 )
-from ._reachability import Reachability, ReachabilityEvent
+from ._reachability import Reachability
+from ._reachability_events import ReachabilityEvent
 from ._server_choice import ServerChoice
 
 __all__ = [

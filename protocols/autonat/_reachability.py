@@ -127,90 +127,26 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal, TypeAlias, TypeVar
+from typing import Final
 
 from ..core import Backoff, PeerId, WsAddress
 from ._autonat_events import NatStatus, ProbeOutcome, ProbeResult
-from ._autonat_msg import DialBackSource, DialResponse, DialStatus, ResponseStatus
+from ._autonat_msg import DialBackSource
+from ._reachability_events import (
+    AddressReachability,
+    AddressVerdict,
+    NatStatusChanged,
+    ReachabilityChanged,
+    ReachabilityEvent,
+    ReachabilityStatistics,
+    ReachabilityView,
+)
+from ._votes import vote_verdict
 
-__all__ = [
-    "AddressReachability",
-    "AddressVerdict",
-    "NatStatusChanged",
-    "Reachability",
-    "ReachabilityChanged",
-    "ReachabilityConfig",
-    "ReachabilityEvent",
-    "ReachabilityStatistics",
-    "ReachabilityView",
-    "claims_dial_back",
-    "probe_outcome",
-    "vote_verdict",
-]
-
-AddressVerdict = Literal["reachable", "unreachable", "unknown"]
+__all__ = ["Reachability", "ReachabilityConfig"]
 
 DEFAULT_RETRY: Final = Backoff(initial=10.0, multiplier=2.0, maximum=300.0, jitter=0.0)
 DEFAULT_REPROBE: Final = Backoff(initial=60.0, multiplier=2.0, maximum=1800.0, jitter=0.0)
-
-_REFUSALS: Final = (ResponseStatus.E_DIAL_REFUSED, ResponseStatus.E_REQUEST_REJECTED)
-
-
-def claims_dial_back(response: DialResponse | None) -> bool:
-    """The server says it dialed back (``OK`` / ``dial_status OK``).
-
-    Without our nonce arriving that claim is a lie (:func:`probe_outcome`);
-    the probing actor uses it to give a claimed dial-back a moment to be seen.
-    """
-    return (response is not None and response.status == ResponseStatus.OK
-            and response.dial_status == DialStatus.OK)
-
-
-def probe_outcome(
-    response: DialResponse | None, *, dial_back_verified: bool, timed_out: bool = False
-) -> ProbeOutcome:
-    """Classify one probe (see :class:`~protocols.ProbeOutcome` for the table).
-
-    ``dial_back_verified``: a ``DialBack`` with our nonce arrived on an inbound
-    connection. ``response`` is the server's ``DialResponse`` (``None`` when
-    none arrived; then ``timed_out`` tells a timeout from a broken stream).
-    """
-    if dial_back_verified:
-        return ProbeOutcome.REACHABLE
-    if response is None:
-        return ProbeOutcome.TIMEOUT if timed_out else ProbeOutcome.ERROR
-    if response.status in _REFUSALS:
-        return ProbeOutcome.REFUSED
-    if response.status != ResponseStatus.OK:
-        return ProbeOutcome.ERROR
-    if claims_dial_back(response):
-        return ProbeOutcome.LIED
-    if response.dial_status == DialStatus.E_DIAL_ERROR:
-        return ProbeOutcome.UNREACHABLE
-    return ProbeOutcome.ERROR
-
-
-_V = TypeVar("_V", bound=str)
-
-
-def vote_verdict(current: _V | Literal["unknown"], votes: Mapping[_V, int],
-                 threshold: int) -> _V | Literal["unknown"]:
-    """The vote rule with hysteresis (module docstring, "Votes"), for any set of values.
-
-    The value with the most votes wins once it has ``threshold`` of them and
-    more than any other value; otherwise the verdict stays ``current``, and is
-    ``unknown`` when there are no votes at all. Reachability votes
-    ``reachable``/``unreachable``; NAT filtering reuses it for its three values.
-    """
-    live = {value: count for value, count in votes.items() if count > 0}
-    if not live:
-        return "unknown"
-    best = max(live.values())
-    leaders = [value for value, count in live.items() if count == best]
-    if best >= threshold and len(leaders) == 1:
-        return leaders[0]
-    return current
-
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
@@ -245,69 +181,6 @@ class ReachabilityConfig:
         _positive("distrust_period", self.distrust_period, allow_zero=True)
         if not isinstance(self.retry, Backoff) or not isinstance(self.reprobe, Backoff):
             raise ValueError("retry and reprobe must be Backoff policies")
-
-
-@dataclass(frozen=True)
-class ReachabilityChanged:
-    """The verdict on ``addr`` changed from ``old`` to ``new`` at ``at``.
-
-    ``reason`` is ``"evidence"``, ``"expired"``, ``"distrusted"`` (a lying
-    server's claims were dropped) or ``"removed"`` (no longer a candidate).
-    """
-
-    addr: WsAddress
-    old: AddressVerdict
-    new: AddressVerdict
-    at: float
-    reachable_votes: int
-    unreachable_votes: int
-    reason: str = "evidence"
-
-
-@dataclass(frozen=True)
-class NatStatusChanged:
-    """The overall ``nat_status`` changed from ``old`` to ``new`` at ``at``."""
-
-    old: NatStatus
-    new: NatStatus
-    at: float
-
-
-ReachabilityEvent: TypeAlias = ReachabilityChanged | NatStatusChanged
-
-
-@dataclass(frozen=True)
-class AddressReachability:
-    """One candidate address as the machine last judged it."""
-
-    addr: WsAddress
-    verdict: AddressVerdict
-    since: float
-    reachable_votes: int
-    unreachable_votes: int
-    next_probe_at: float
-
-
-@dataclass(frozen=True)
-class ReachabilityStatistics:
-    """Counters since creation. Results by outcome are counted by the driver
-    (:class:`~protocols.ProbeScheduler`), not here."""
-
-    ignored: int
-    distrusted_servers: int
-
-
-@dataclass(frozen=True)
-class ReachabilityView:
-    """An immutable snapshot: overall status, addresses by verdict (sorted), details."""
-
-    nat_status: NatStatus
-    nat_status_since: float | None
-    reachable_addrs: tuple[WsAddress, ...]
-    unreachable_addrs: tuple[WsAddress, ...]
-    unknown_addrs: tuple[WsAddress, ...]
-    addresses: tuple[AddressReachability, ...]
-    statistics: ReachabilityStatistics
 
 
 @dataclass
