@@ -43,6 +43,21 @@ from protocols import (
 )
 
 A_ADDR = WsAddress(host="192.0.2.1", kind="ip4", port=4001, secure=False)
+FRAME_MODES = ("delivered", "read")
+
+
+@pytest.fixture(autouse=True, params=FRAME_MODES)
+def frame_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: with the in-memory stream handing frames over and taking them
+    without waiting (as in a simulation: no reader task, a writer task only when the
+    peer's buffer is full), and with both hidden, so a reader task reads and a writer
+    task sends (as over a WebSocket)."""
+    if request.param == "read":
+        monkeypatch.delattr(MemoryFrameStream, "deliver_to")
+        monkeypatch.delattr(MemoryFrameStream, "send_nowait")
+    return str(request.param)
+
+
 B_ADDR = WsAddress(host="192.0.2.2", kind="ip4", port=4002, secure=False)
 TIMEOUT = 120  # virtual seconds
 
@@ -529,6 +544,22 @@ async def test_senders_wait_when_the_peer_does_not_read(
             await trio.testing.wait_all_tasks_blocked()
             assert sent == 16
             await stream.reset()
+
+
+async def test_an_idle_connection_keeps_a_task_only_to_read_and_only_where_it_must(
+        frame_mode: str, autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with connected(handlers_b={"/echo": echo}) as p:
+            for n in range(3):
+                stream = await p.a.open_stream("/echo")
+                await stream.send({"n": n}, fin=True)
+                assert (await stream.receive())["echo"] == n
+            await trio.testing.wait_all_tasks_blocked()
+            tasks = connection_tasks()
+            # the writer ended with its queue; a reader only where frames are not delivered
+            assert not [name for name in tasks if "_write_loop" in name]
+            readers = [name for name in tasks if "_read_loop" in name]
+            assert len(readers) == (2 if frame_mode == "read" else 0)
 
 
 async def test_peer_that_floods_without_reading_is_disconnected(

@@ -83,3 +83,47 @@ async def test_closing_our_end_fails_our_own_waiting_receive() -> None:
         nursery.start_soon(receive)
         await trio.testing.wait_all_tasks_blocked()
         await a.aclose()
+
+
+async def test_delivered_frames_come_at_their_arrival_times_in_order_then_the_end(
+        autojump_clock: trio.testing.MockClock) -> None:
+    a, b = memory_stream_pair(A, B, buffer=2)
+    a.delay = 0.5
+    got: list[tuple[float, object]] = []
+    b.deliver_to(lambda frame: got.append((trio.current_time(), frame)),
+                 lambda error: got.append((trio.current_time(), error)))
+    start = trio.current_time()
+    await a.send(b"1")
+    await trio.sleep(0.1)
+    assert a.send_nowait(b"2")
+    assert got == []  # nothing before its arrival time
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(a.send, b"3")  # the buffer held two: this one waited
+        await trio.sleep(0.45)
+        assert [frame for _, frame in got] == [b"1"]
+    await a.aclose("bye")
+    await trio.sleep(1)
+    assert [(round(t - start, 2), f) for t, f in got[:3]] == [
+        (0.5, b"1"), (0.6, b"2"), (0.6, b"3")]
+    end = got[3][1]
+    assert isinstance(end, TransportBroken) and end.peer_closed and end.peer_reason == "bye"
+    assert len(got) == 4
+
+
+async def test_send_nowait_says_when_the_buffer_is_full_and_closing_ends_delivery(
+        autojump_clock: trio.testing.MockClock) -> None:
+    a, b = memory_stream_pair(A, B, buffer=1)
+    assert a.send_nowait(b"1")
+    assert not a.send_nowait(b"2")  # full: nothing sent
+    ends: list[object] = []
+    frames: list[bytes] = []
+    b.deliver_to(frames.append, ends.append)
+    await trio.sleep(0.001)  # delivered at once: the timer task runs before the clock moves
+    assert frames == [b"1"]
+    assert a.send_nowait(b"3")
+    await b.aclose("mine")  # this side closes: the end at once, nothing more delivered
+    assert len(ends) == 1 and isinstance(ends[0], TransportClosed)
+    await trio.sleep(1)
+    assert frames == [b"1"] and len(ends) == 1
+    with pytest.raises(TransportBroken):
+        a.send_nowait(b"4")

@@ -14,10 +14,12 @@ there - bad signature, wrong peer id, silence, the peer hanging up - closes
 the frame stream with the reason and raises :class:`ConnectionFailed` out of
 the ``async with``: there is no connection to use.
 
-Then two tasks run next to one task per inbound stream handler, and a
-timer. They share ``open_connection``'s nursery with the caller's body, each
-in a cancel scope the connection owns, so ending the connection cancels
-exactly them (a nursery of its own would cost one more task per connection):
+Then a reader and a writer run next to one task per inbound stream handler,
+and a timer. Their tasks share ``open_connection``'s nursery with the
+caller's body, each in a cancel scope the connection owns, so ending the
+connection cancels exactly them (a nursery of its own would cost one more
+task per connection). A simulation holds tens of thousands of connections,
+so neither needs a task of its own where the frame stream can do without:
 
 * the **reader** feeds each frame to the :class:`~protocols.StreamMux`,
   starts the handler registered for a new stream's protocol (the mux itself
@@ -32,11 +34,19 @@ exactly them (a nursery of its own would cost one more task per connection):
   an inbox cannot overflow; each message a consumer takes returns its credit
   (the mux batches the window updates, queued like any frame), and a peer
   that sends beyond its credit has that stream reset with ``flow-control``.
-  A stream nobody reads therefore stalls only itself, never the connection;
-* the **writer** is the only task that sends on the frame stream. Frames are
+  A stream nobody reads therefore stalls only itself, never the connection.
+  It is a task that waits on ``receive()``, unless the frame stream hands its
+  frames over (:class:`~actors.transport.DeliversFrames`, the in-memory
+  transport): then the same synchronous step runs for each frame as it
+  arrives, in the run's timer task, and the stream's end arrives the same way;
+* the **writer** sends the queued frames. Frames are
   encoded and queued in one synchronous step (the outbox), so their order
   always matches the mux state and a cancelled sender can never leave half a
-  stream behind. A stream sender first waits for send credit on its stream
+  stream behind. When nothing is queued and the frame stream can take a frame
+  without waiting (:class:`~actors.transport.SendsNowait`, the in-memory
+  transport while the peer's buffer has room), the frame goes out in that
+  same step; otherwise a writer task is started, sends until the outbox is
+  empty and ends. A stream sender first waits for send credit on its stream
   (woken when the peer's window update arrives), then while ``send_buffer``
   frames are queued; a bare fin needs no credit. Control frames (error
   replies, window updates) are always queued, and a peer that makes them
@@ -212,7 +222,7 @@ class _Parked:
 class _Outbox:
     """Frames waiting for the writer task. ``put`` never blocks; senders wait for room."""
 
-    __slots__ = ("_frames", "_hard_limit", "_in_flight", "_room", "_waiters", "_writer", "dead")
+    __slots__ = ("_frames", "_hard_limit", "_in_flight", "_room", "_waiters", "dead")
 
     def __init__(self, room: int, hard_limit: int) -> None:
         # a list, not a deque: it holds at most hard_limit frames and is mostly empty,
@@ -221,7 +231,6 @@ class _Outbox:
         self._room, self._hard_limit = room, hard_limit
         self._in_flight = False
         self.dead = False
-        self._writer = _Parked()
         self._waiters = _Parked()
 
     def __len__(self) -> int:
@@ -230,15 +239,19 @@ class _Outbox:
     def has_room(self) -> bool:
         return len(self._frames) < self._room
 
+    def idle(self) -> bool:
+        """Nothing queued and nothing being sent: a frame may go out directly."""
+        return not self._frames and not self._in_flight
+
     def put(self, frame: bytes) -> bool:
         """Queue a frame; ``False`` when the queue is past its hard limit."""
         self._frames.append(frame)
-        self._writer.unpark_all()
         return len(self._frames) <= self._hard_limit
 
-    async def take(self) -> bytes:
-        while not self._frames:
-            await self._writer.park()
+    def take(self) -> bytes | None:
+        """The next frame to send (now in flight until :meth:`sent`), None when empty."""
+        if not self._frames:
+            return None
         self._in_flight = True
         return self._frames.pop(0)
 
@@ -284,6 +297,12 @@ class Connection:
                               protocols=self._handlers)
         self._streams: dict[int, Stream[Connection]] = {}
         self._outbox = _Outbox(config.send_buffer, config.send_buffer + _CONTROL_ALLOWANCE)
+        # a SendsNowait frame stream's method (no isinstance: a runtime protocol check
+        # costs more than the rest of this constructor)
+        self._send_nowait: Callable[[bytes], bool] | None = getattr(
+            frame_stream, "send_nowait", None)
+        self._writing = False
+        self._ending = False  # an end is on its way (_shutdown_soon): ignore further frames
         self._timer = call_at(math.inf, self._on_timer)
         self._nursery: trio.Nursery | None = None
         self._scopes: set[trio.CancelScope] = set()
@@ -387,7 +406,7 @@ class Connection:
         if fin:
             stream.mark_fin_sent()
         for frame in frames:
-            self._outbox.put(frame)
+            self._put(frame)
         self._forget_if_done(stream)
 
     def _reset(self, stream: Stream[Connection], code: str) -> None:
@@ -395,7 +414,7 @@ class Connection:
             return
         if self._mux.stream_state(stream.stream_id) in _LIVE:
             frame = self._mux.encode_error(stream.stream_id, code)
-            if not self._outbox.put(frame):
+            if not self._put(frame):
                 self._shutdown_soon("the peer is not reading (send queue overflow)")
         stream.mark_reset_by_us()
         self._streams.pop(stream.stream_id, None)
@@ -406,16 +425,21 @@ class Connection:
         if self.close_reason is not None or self._mux.stream_state(stream.stream_id) not in _LIVE:
             return  # nothing more will come on it: no credit to return
         for event in self._mux.handle_consumed(stream.stream_id, count):
-            if isinstance(event, SendFrame) and not self._outbox.put(event.data):
+            if isinstance(event, SendFrame) and not self._put(event.data):
                 self._shutdown_soon("the peer is not reading (send queue overflow)")
 
     # --- tasks --------------------------------------------------------------
 
     def _start(self, nursery: trio.Nursery) -> None:
-        """Run the reader and the writer in ``nursery`` (see :meth:`_start_scoped`)."""
+        """Have frames delivered (a :class:`~actors.transport.DeliversFrames` stream) or
+        run the reader in ``nursery`` (see :meth:`_start_scoped`); the writer starts
+        when frames wait (:meth:`_put`)."""
         self._nursery = nursery
-        self._start_scoped(self._read_loop)
-        self._start_scoped(self._write_loop)
+        deliver_to = getattr(self._frame_stream, "deliver_to", None)
+        if deliver_to is not None:
+            deliver_to(self._on_delivered, self._on_end)
+        else:
+            self._start_scoped(self._read_loop)
         self._rearm()
 
     def _start_scoped(self, async_fn: Callable[..., Awaitable[None]], *args: object,
@@ -449,36 +473,88 @@ class Connection:
             except TransportError as exc:
                 await self._transport_ended(exc)
                 return
-            now = trio.current_time()
-            self._last_activity = now
-            self._frames_received += 1
-            try:
-                events = self._mux.handle_frame(data, now)
-            except RemoteProtocolError as exc:
-                await self._shutdown(f"protocol violation ({type(exc).__name__}): {exc}")
+            failure = self._on_frame(data)
+            if failure is not None:
+                await self._shutdown(failure)
                 return
             if self.close_reason is not None:
                 return
-            for event in events:
-                if isinstance(event, SendFrame):
-                    if not await self._queue(event.data):
-                        return
-                else:
-                    self._apply(event)
+
+    def _on_delivered(self, data: bytes) -> None:
+        """A frame handed over by the frame stream (push mode, in the timer task)."""
+        failure = self._on_frame(data)
+        if failure is not None:
+            self._shutdown_soon(failure)
+
+    def _on_end(self, exc: TransportError) -> None:
+        """The peer closed (push mode, after its last frame)."""
+        if self.close_reason is None and not self._ending:
+            self._ending = True
+            assert self._nursery is not None
+            self._nursery.start_soon(self._transport_ended, exc)
+
+    def _on_frame(self, data: bytes) -> str | None:
+        """Feed one frame to the mux and act on its events; the reason to end the
+        connection when the peer broke the protocol or stopped reading."""
+        if self.close_reason is not None or self._ending:
+            return None
+        now = trio.current_time()
+        self._last_activity = now
+        self._frames_received += 1
+        try:
+            events = self._mux.handle_frame(data, now)
+        except RemoteProtocolError as exc:
+            return f"protocol violation ({type(exc).__name__}): {exc}"
+        for event in events:
+            if isinstance(event, SendFrame):
+                if not self._put(event.data):
+                    return "the peer is not reading (send queue overflow)"
+            else:
+                self._apply(event)
+        return None
+
+    def _put(self, frame: bytes) -> bool:
+        """Send ``frame`` now when nothing is ahead of it and the frame stream takes it
+        without waiting; else queue it for the writer task, started if not running.
+        ``False`` when the queue is past its hard limit."""
+        if self._send_nowait is not None and self._outbox.idle() and not self._outbox.dead:
+            try:
+                sent = self._send_nowait(frame)
+            except TransportError as exc:
+                self._lost(exc)
+                return True
+            if sent:
+                self._frames_sent += 1
+                self._last_activity = trio.current_time()
+                return True
+        room = self._outbox.put(frame)
+        if not self._writing and self.close_reason is None and self._nursery is not None:
+            self._writing = True
+            self._start_scoped(self._write_loop)
+        return room
 
     async def _write_loop(self) -> None:
-        while True:
-            frame = await self._outbox.take()
-            try:
-                await self._frame_stream.send(frame)
-            except TransportError as exc:
-                self._outbox.dead = True
-                self._outbox.wake()
-                await self._transport_ended(exc)
-                return
-            self._frames_sent += 1
-            self._last_activity = trio.current_time()
-            self._outbox.sent()
+        """Send the queued frames, then end (:meth:`_put` starts it again)."""
+        try:
+            while (frame := self._outbox.take()) is not None:
+                try:
+                    await self._frame_stream.send(frame)
+                except TransportError as exc:
+                    self._lost(exc)
+                    return
+                self._frames_sent += 1
+                self._last_activity = trio.current_time()
+                self._outbox.sent()
+        finally:
+            self._writing = False
+
+    def _lost(self, exc: TransportError) -> None:
+        """Sending failed: nothing more goes out; the connection ends in a task of its own
+        (the sender may be a stream's task, which the shutdown cancels)."""
+        self._outbox.dead = True
+        self._outbox.wake()
+        if self.close_reason is None and self._nursery is not None:
+            self._nursery.start_soon(self._transport_ended, exc)
 
     def _on_timer(self) -> None:
         """The run's timer service calls this at our earliest deadline (or later)."""
@@ -488,7 +564,7 @@ class Connection:
         for event in self._mux.handle_timeout(now):
             if isinstance(event, StreamErrored):
                 self._break(event.stream_id, event.code, "the stream timed out")
-            elif isinstance(event, SendFrame) and not self._outbox.put(event.data):
+            elif isinstance(event, SendFrame) and not self._put(event.data):
                 self._shutdown_soon("the peer is not reading (send queue overflow)")
                 return
         idle_timeout = self.config.idle_timeout
@@ -570,14 +646,11 @@ class Connection:
         self._outbox.wake()
         self._rearm()
 
-    async def _queue(self, frame: bytes) -> bool:
-        if not self._outbox.put(frame):
-            await self._shutdown("the peer is not reading (send queue overflow)")
-            return False
-        return True
-
     def _shutdown_soon(self, reason: str, *, normal: bool = False) -> None:
+        """End the connection in a task of its own; frames still delivered meanwhile
+        are ignored."""
         assert self._nursery is not None
+        self._ending = True
         self._nursery.start_soon(partial(self._shutdown, reason, normal=normal))
 
     def _rearm(self) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from ._framestream import (
     LOCAL_DIAL_ERRNOS,
+    DeliversFrames,
     DialError,
     FrameStream,
     HandshakeTimedOut,
     LocalDialError,
+    SendsNowait,
     SimultaneousOpen,
     Transport,
     TransportBroken,
@@ -35,6 +37,7 @@ from ._ws_transport import WebSocketTransport
 __all__ = [
     "LOCAL_DIAL_ERRNOS",
     "SYN_RETRIES",
+    "DeliversFrames",
     "DialError",
     "FrameStream",
     "HandshakeTimedOut",
@@ -42,6 +45,7 @@ __all__ = [
     "MemoryFrameStream",
     "MemoryNetwork",
     "MemoryTransport",
+    "SendsNowait",
     "SimNetwork",
     "SimultaneousOpen",
     "StaticNat",

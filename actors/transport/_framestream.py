@@ -118,6 +118,33 @@ class FrameStream(Protocol):
         ...
 
 
+class SendsNowait(Protocol):
+    """A frame stream that can also send without waiting (the in-memory one).
+
+    A connection over it sends each frame in the task that produced it, and
+    needs a writer task only while the peer's buffer is full; over any other
+    frame stream a writer task sends, for as long as frames are queued."""
+
+    def send_nowait(self, frame: bytes) -> bool:
+        """Send ``frame`` now if that needs no wait; False (nothing sent) otherwise.
+        Raises TransportClosed or TransportBroken as :meth:`FrameStream.send` does."""
+        ...
+
+
+class DeliversFrames(Protocol):
+    """A frame stream that can hand its frames over instead of being read (the in-memory
+    one): a connection over it needs no reader task."""
+
+    def deliver_to(self, on_frame: Callable[[bytes], object],
+                   on_end: Callable[[TransportError], object]) -> None:
+        """From now on call ``on_frame(frame)`` for each frame as it arrives and
+        ``on_end(error)`` once: when the peer closed, after its last frame, or when this
+        side closed (the error :meth:`FrameStream.receive` would raise) - synchronously,
+        from a task that is not the caller's; :meth:`FrameStream.receive` is not used
+        any more."""
+        ...
+
+
 StreamHandler = Callable[[FrameStream], Awaitable[None]]
 
 

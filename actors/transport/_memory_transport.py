@@ -43,6 +43,7 @@ frames and pipelined frames are not delayed one after another.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -52,7 +53,14 @@ from outcome import Error, Value
 
 from protocols import ConnectPlan, PathStats, WsAddress
 
-from ._framestream import DialError, StreamHandler, TransportBroken, TransportClosed
+from ..runtime import call_at
+from ._framestream import (
+    DialError,
+    StreamHandler,
+    TransportBroken,
+    TransportClosed,
+    TransportError,
+)
 
 FRAME_BUFFER = 64
 EPHEMERAL_PORTS = range(40000, 61000)
@@ -87,7 +95,8 @@ class _Pipe:
     ``limit`` frames, and an empty deque would cost some 600 bytes more).
     """
 
-    __slots__ = ("frames", "limit", "receive_open", "receivers", "send_open", "senders")
+    __slots__ = ("frames", "limit", "receive_open", "receivers", "send_open", "senders",
+                 "watcher")
 
     def __init__(self, limit: int) -> None:
         self.frames: list[bytes] = []
@@ -95,6 +104,9 @@ class _Pipe:
         self.send_open = self.receive_open = True
         self.receivers: list[trio.lowlevel.Task] = []
         self.senders: list[tuple[trio.lowlevel.Task, bytes]] = []
+        self.watcher: Callable[[], None] | None = None
+        """Called (synchronously, by the sender) when a frame or the end waits in the pipe
+        with no receiver waiting: a push-mode consumer (:meth:`MemoryFrameStream.deliver_to`)."""
 
     async def send(self, frame: bytes) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -106,14 +118,34 @@ class _Pipe:
             trio.lowlevel.reschedule(self.receivers.pop(0), Value(frame))
         elif len(self.frames) < self.limit:
             self.frames.append(frame)
+            if self.watcher is not None:
+                self.watcher()
         else:
             await self._wait_to_send(frame)
             return
         await trio.lowlevel.cancel_shielded_checkpoint()
 
+    def send_nowait(self, frame: bytes) -> bool:
+        """:meth:`send` without waiting: False (nothing sent) when the pipe is full."""
+        if not self.send_open:
+            raise trio.ClosedResourceError
+        if not self.receive_open:
+            raise trio.BrokenResourceError
+        if self.receivers:
+            trio.lowlevel.reschedule(self.receivers.pop(0), Value(frame))
+        elif len(self.frames) < self.limit and not self.senders:
+            self.frames.append(frame)
+            if self.watcher is not None:
+                self.watcher()
+        else:
+            return False
+        return True
+
     async def _wait_to_send(self, frame: bytes) -> None:
         entry = (trio.lowlevel.current_task(), frame)
         self.senders.append(entry)
+        if self.watcher is not None:
+            self.watcher()
 
         def abort(_: object) -> trio.lowlevel.Abort:
             self.senders.remove(entry)
@@ -145,6 +177,14 @@ class _Pipe:
         received: bytes = await trio.lowlevel.wait_task_rescheduled(abort)
         return received
 
+    def pop(self) -> bytes | None:
+        """The next frame without waiting (a blocked sender's frame moves in), or None."""
+        if self.senders:
+            task, waiting = self.senders.pop(0)
+            trio.lowlevel.reschedule(task)
+            self.frames.append(waiting)
+        return self.frames.pop(0) if self.frames else None
+
     def close_send(self) -> None:
         """The sending end closes: its blocked senders fail, waiting receivers see the end."""
         self.send_open = False
@@ -154,6 +194,8 @@ class _Pipe:
         receivers, self.receivers = self.receivers, []
         for task in receivers:
             trio.lowlevel.reschedule(task, Error(trio.EndOfChannel()))
+        if self.watcher is not None:
+            self.watcher()
 
     def close_receive(self) -> None:
         """The receiving end closes: its waiting receivers fail, blocked senders break."""
@@ -165,13 +207,14 @@ class _Pipe:
         for task, _frame in senders:
             trio.lowlevel.reschedule(task, Error(trio.BrokenResourceError()))
         self.frames.clear()
+        self.watcher = None
 
 
 class MemoryFrameStream:
     """One end of an in-memory connection (slotted: a simulation holds tens of thousands)."""
 
-    __slots__ = ("_arrivals", "_closed", "_held", "_in", "_local", "_other", "_out", "_remote",
-                 "close_reason", "delay", "is_client", "path")
+    __slots__ = ("_arrivals", "_closed", "_held", "_in", "_local", "_other", "_out", "_pump",
+                 "_remote", "close_reason", "delay", "is_client", "path")
 
     def __init__(self, local: WsAddress, remote: WsAddress, outgoing: _Pipe,
                  incoming: _Pipe) -> None:
@@ -189,6 +232,7 @@ class MemoryFrameStream:
         """One-way delay of the frames this end sends (see the module docstring)."""
         self._arrivals: list[float] = []  # arrival times of frames sent to this end (FIFO)
         self._held: tuple[bytes, float | None] | None = None  # received, not yet due
+        self._pump: _Pump | None = None  # push mode (deliver_to)
 
     def _peer_closed(self) -> TransportBroken:
         reason = self._other.close_reason if self._other is not None else ""
@@ -216,9 +260,37 @@ class MemoryFrameStream:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise self._peer_closed() from exc
 
+    def send_nowait(self, frame: bytes) -> bool:
+        """Send ``frame`` if that needs no wait (see :class:`~._framestream.SendsNowait`):
+        False, and nothing sent, while the peer's pipe is full."""
+        if self._closed:
+            raise TransportClosed("stream already closed by this side")
+        other = self._other if self.delay else None
+        if other is not None:  # stamped first: a push-mode receiver looks at it at once
+            other._arrivals.append(trio.current_time() + self.delay)
+        try:
+            sent = self._out.send_nowait(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise self._peer_closed() from exc
+        if not sent and other is not None:
+            other._arrivals.pop()
+        return sent
+
+    def deliver_to(self, on_frame: Callable[[bytes], object],
+                   on_end: Callable[[TransportError], object]) -> None:
+        """Push mode, for good (:class:`~._framestream.DeliversFrames`): each frame is
+        handed to ``on_frame`` at its arrival time and the end to ``on_end`` - from the
+        run's timer task (:func:`~actors.runtime.call_at`), or from :meth:`aclose` - so
+        no task waits in :meth:`receive` (which must not be called any more)."""
+        assert self._pump is None, "deliver_to called twice"
+        self._pump = _Pump(self, on_frame, on_end)
+        self._in.watcher = self._pump.soon
+        self._pump.soon()
+
     async def receive(self) -> bytes:
         if self._closed:
             raise TransportClosed("stream already closed by this side")
+        assert self._pump is None, "receive() on a frame stream in push mode"
         if self._held is None:
             try:
                 frame = await self._in.receive()
@@ -239,10 +311,63 @@ class MemoryFrameStream:
             return
         self._closed = True
         self.close_reason = reason
+        if self._pump is not None:
+            self._pump.end(TransportClosed("stream closed by this side"))
         self._out.close_send()
         await trio.lowlevel.checkpoint()
         self._in.close_receive()
         await trio.lowlevel.checkpoint()
+
+
+class _Pump:
+    """Push mode of one :class:`MemoryFrameStream`: its incoming frames, handed over at
+    their arrival times by one timer (armed for the next frame due, or now), then the
+    end - the peer's close after its last frame, or this side's close at once."""
+
+    __slots__ = ("_end", "_ended", "_frame", "_stream", "_timer")
+
+    def __init__(self, stream: MemoryFrameStream, on_frame: Callable[[bytes], object],
+                 on_end: Callable[[TransportError], object]) -> None:
+        self._stream = stream
+        self._frame, self._end = on_frame, on_end
+        self._ended = False
+        self._timer = call_at(math.inf, self._run)
+
+    def soon(self) -> None:
+        """Something waits in the pipe: run at the earliest when it is due."""
+        if self._ended:
+            return
+        held, arrivals = self._stream._held, self._stream._arrivals
+        due = held[1] if held is not None else arrivals[0] if arrivals else None
+        when = trio.current_time() if due is None else due
+        if when < self._timer.deadline:
+            self._timer.reschedule(when)
+
+    def end(self, error: TransportError) -> None:
+        """No more frames: ``on_end(error)``, once."""
+        if not self._ended:
+            self._ended = True
+            self._timer.close()
+            self._end(error)
+
+    def _run(self) -> None:
+        stream = self._stream
+        now = trio.current_time()
+        while not self._ended:
+            if stream._held is None:
+                frame = stream._in.pop()
+                if frame is None:
+                    if not stream._in.send_open:
+                        self.end(stream._peer_closed())
+                    return
+                arrivals = stream._arrivals
+                stream._held = (frame, arrivals.pop(0) if arrivals else None)
+            frame, due = stream._held
+            if due is not None and due > now:
+                self._timer.reschedule(due)
+                return
+            stream._held = None
+            self._frame(frame)
 
 
 def memory_stream_pair(
