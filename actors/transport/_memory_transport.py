@@ -39,6 +39,17 @@ overrides it). A stream with a delay stamps each frame it sends with its
 arrival time (a FIFO of times beside the FIFO of frames, kept by the receiving
 end) and the receiver holds the frame until then, so delays never reorder
 frames and pipelined frames are not delayed one after another.
+
+A simulation holds tens of thousands of connections, and a Trio task per
+connection end that waits in ``receive`` costs a few KiB each. So a
+:class:`MemoryFrameStream` can also push: after :meth:`~MemoryFrameStream.deliver_to`
+its incoming pipe tells it (``_Pipe.watcher``, called by the sender) whenever
+a frame or the end waits, and one timer of the run's timer service
+(:func:`~actors.runtime.call_at`, armed for the next frame's arrival time)
+hands the frames over in order, then the end. And
+:meth:`~MemoryFrameStream.send_nowait` sends in the caller's step while the
+peer's buffer has room. A connection over it (``actors.connection``) then
+needs no task of its own while it is idle.
 """
 
 from __future__ import annotations
