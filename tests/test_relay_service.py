@@ -290,6 +290,7 @@ async def test_a_circuit_outlives_the_stream_timeout_and_closes_at_its_duration(
             await stream.receive()
         assert reset.value.code == DURATION_LIMIT_CODE
         assert trio.current_time() - opened == pytest.approx(60.0, abs=0.5)
+        await trio.testing.wait_all_tasks_blocked()  # the relay counts the end after the reset
         stats = relay.service.statistics().rules
         assert stats.circuits_ended == (("duration-limit", 1),)
 

@@ -274,6 +274,17 @@ class _Outbox:
 class Connection:
     """An authenticated connection; create it with :func:`open_connection`."""
 
+    # slotted: a simulation holds tens of thousands (a dict each would cost 1.5 KiB)
+    __slots__ = (
+        "__weakref__", "_ending", "_frame_stream", "_frames_received", "_frames_sent",
+        "_handler_errors",
+        "_handlers", "_last_activity", "_log", "_mux", "_nursery", "_outbox", "_pins",
+        "_refusals", "_scopes", "_send_nowait", "_streams", "_timer", "_writing",
+        "close_reason", "closed", "config", "direction", "handshake_rtt", "initiator",
+        "local_addr", "opened_at", "peer_id", "relayed", "remote_addr",
+        "remote_public_key",
+    )
+
     def __init__(self, frame_stream: FrameStream, peer: HandshakeResult, *, initiator: bool,
                  handlers: Mapping[str, ProtocolHandler], config: ConnectionConfig,
                  local_peer: PeerId | None = None) -> None:
@@ -292,7 +303,7 @@ class Connection:
         self.closed = trio.Event()
         self.close_reason: str | None = None
         self._frame_stream = frame_stream
-        self._handlers = dict(handlers)
+        self._handlers = handlers  # the node's map, shared by its connections (not copied)
         self._mux = StreamMux(initiator=initiator, limits=config.mux_limits(),
                               protocols=self._handlers)
         self._streams: dict[int, Stream[Connection]] = {}

@@ -176,7 +176,7 @@ class DialerStatistics:
     """Hole-punch dials that made no connection."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Live:
     info: ConnectionInfo
     connection: Connection

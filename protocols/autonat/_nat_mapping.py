@@ -109,7 +109,7 @@ class NatMappingReport:
     external: tuple[Endpoint, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Path:
     local: Endpoint
     version: int

@@ -115,7 +115,7 @@ class ObservationIndexStatistics:
     """Observers dropped to stay within ``max_observers``."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Entry:
     """What one observer's current observation contributes."""
 

@@ -139,7 +139,7 @@ RECENT_PROBES: Final = 32
 # --- state ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Connection:
     remote_addr: WsAddress
     local_addr: WsAddress

@@ -80,7 +80,7 @@ _LABEL: Final = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 _NUMERIC_LABEL: Final = re.compile(r"0x[0-9a-f]*|[0-9]+")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WsAddress:
     """A validated WebSocket multiaddr. ``kind`` is one of :data:`HOST_KINDS`."""
 

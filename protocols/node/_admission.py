@@ -114,7 +114,7 @@ class AdmissionStatistics:
     """Subnets with at least one established connection."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Established:
     ip: IPAddress
     subnet: IPNetwork

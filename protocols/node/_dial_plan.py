@@ -67,7 +67,7 @@ __all__ = ["DEFAULT_RECONNECT", "DialCommand", "DialPeer", "DialPlanStatistics",
 DEFAULT_RECONNECT = Backoff(initial=1.0, multiplier=2.0, maximum=60.0, jitter=0.2)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Peer:
     addrs: list[WsAddress]
     next_addr: int = 0

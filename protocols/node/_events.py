@@ -53,7 +53,7 @@ class PeersFound:
                 raise LocalProtocolError(f"PeersFound address {addr} lacks a /p2p/ peer id")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConnectionInfo:
     """What is known about one live, authenticated connection."""
 

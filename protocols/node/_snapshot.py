@@ -59,7 +59,7 @@ def _check_strings(name: str, values: object, *, count: int, length: int) -> Non
             raise LocalProtocolError(f"{name} entries must be non-empty strings <= {length} chars")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PeerRecord:
     """Everything known about one remote peer (persisted by the peer store)."""
 
@@ -106,7 +106,7 @@ class PeerRecord:
                 raise LocalProtocolError(f"address {addr} does not end in /p2p/{self.peer_id}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObservedAddr:
     """Our address as ``observer`` saw it on one connection (from Identify)."""
 

@@ -34,6 +34,7 @@ never idles out.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields, replace
 
 from ..core import check_positive_setting
@@ -100,10 +101,18 @@ class ConnectionConfig:
         return replace(self, idle_timeout=self.inbound_idle_timeout)
 
     def mux_limits(self) -> MuxLimits:
-        """The sans-io stream mux's share of these limits."""
-        return MuxLimits(max_streams=self.max_streams, stream_timeout=self.stream_timeout,
-                         max_frame_bytes=self.max_frame_bytes, stream_window=self.stream_buffer)
+        """The sans-io stream mux's share of these limits (one shared, frozen value per
+        set of limits: every connection's mux holds it)."""
+        return _mux_limits(self.max_streams, self.stream_timeout, self.max_frame_bytes,
+                           self.stream_buffer)
 
     def new_refusal_window(self) -> RefusalWindow:
         """A fresh count of one connection's refused requests."""
         return RefusalWindow(self.max_refusals, self.refusal_window)
+
+
+@functools.lru_cache(maxsize=64)
+def _mux_limits(max_streams: int, stream_timeout: float, max_frame_bytes: int,
+                stream_window: int) -> MuxLimits:
+    return MuxLimits(max_streams=max_streams, stream_timeout=stream_timeout,
+                     max_frame_bytes=max_frame_bytes, stream_window=stream_window)

@@ -97,7 +97,7 @@ _TRANSITIONS: dict[tuple[HandshakeState, type[Hello | Auth]], HandshakeState] = 
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HandshakeResult:
     """What a completed handshake proved about the remote end."""
 

@@ -97,7 +97,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections import OrderedDict
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Final, TypeAlias
@@ -121,7 +121,7 @@ DEFAULT_STREAM_TIMEOUT: Final = 30.0
 DEFAULT_MAX_FRAME_BYTES: Final = 64 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MuxLimits:
     """Per-connection stream limits; validated at construction."""
 
@@ -294,13 +294,16 @@ class StreamMux:
         self.initiator = initiator
         self.limits = limits if limits is not None else MuxLimits()
         self._frame_limits = self.limits.frame_limits()
-        self._protocols = None if protocols is None else frozenset(protocols)
+        # a set or mapping is kept as given (not copied: every connection of a node
+        # shares its handler map; the caller must not change it while the mux lives)
+        self._protocols = (protocols if protocols is None or isinstance(protocols, frozenset | dict)
+                           else frozenset(protocols))
         self._streams: dict[int, _Stream] = {}
-        self._ended: OrderedDict[int, _Ending] = OrderedDict()
+        self._ended: dict[int, _Ending] = {}  # in order of ending (a dict: smaller)
         self._next_local = 1 if initiator else 2
         self._remote_high = 0
         self._failure: str | None = None
-        self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        self._counts: Counter[str] = Counter()  # only what happened (statistics adds zeros)
 
     # --- inspection ---------------------------------------------------------
 
@@ -326,7 +329,8 @@ class StreamMux:
     def statistics(self) -> MuxStatistics:
         inbound = sum(1 for s in self._streams.values() if not s.local)
         return MuxStatistics(
-            open_inbound=inbound, open_outbound=len(self._streams) - inbound, **self._counts)
+            open_inbound=inbound, open_outbound=len(self._streams) - inbound,
+            **{name: self._counts[name] for name in _COUNTERS})
 
     # --- our side -----------------------------------------------------------
 
@@ -619,7 +623,7 @@ class StreamMux:
     def _remember(self, stream_id: int, ending: _Ending) -> None:
         self._ended[stream_id] = ending
         while len(self._ended) > self.limits.remembered_streams:
-            self._ended.popitem(last=False)
+            del self._ended[next(iter(self._ended))]
 
     def _reject(self, stream_id: int, protocol: str, code: ErrorCode) -> list[MuxEvent]:
         self._remember(stream_id, _Ending.RESET_BY_US)
