@@ -7,7 +7,14 @@ import pytest
 import trio
 import trio.testing
 
-from actors.transport import TransportBroken, TransportClosed
+from actors.transport import (
+    DialError,
+    FrameStream,
+    MemoryFrameStream,
+    MemoryNetwork,
+    TransportBroken,
+    TransportClosed,
+)
 from actors.transport._memory_transport import memory_stream_pair
 from protocols import WsAddress
 
@@ -127,3 +134,38 @@ async def test_send_nowait_says_when_the_buffer_is_full_and_closing_ends_deliver
     assert frames == [b"1"] and len(ends) == 1
     with pytest.raises(TransportBroken):
         a.send_nowait(b"4")
+
+
+async def test_a_halted_network_drops_frames_and_closes_and_refuses_dials(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    served: list[MemoryFrameStream] = []
+
+    async def handler(stream: FrameStream) -> None:
+        assert isinstance(stream, MemoryFrameStream)
+        served.append(stream)
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(net.transport("10.0.0.2").listen, WsAddress.parse(
+            "/ip4/10.0.0.2/tcp/4001/ws"), handler)
+        async with net.transport("10.0.0.1").dial(
+                WsAddress.parse("/ip4/10.0.0.2/tcp/4001/ws")) as ours:
+            await trio.testing.wait_all_tasks_blocked()
+            (theirs,) = served
+            got: list[object] = []
+            theirs.deliver_to(got.append, got.append)
+            await ours.send(b"before")
+            await trio.sleep(1)
+            assert got == [b"before"]
+            net.halt()
+            await ours.send(b"after")  # accepted, never delivered
+            assert ours.send_nowait(b"after, too")
+            await ours.aclose("gone")  # and the other end never hears of it
+            await trio.sleep(1)
+            assert got == [b"before"]
+        with pytest.raises(DialError, match="network is down"):
+            async with net.transport("10.0.0.1").dial(
+                    WsAddress.parse("/ip4/10.0.0.2/tcp/4001/ws")):
+                pass  # pragma: no cover - the dial fails
+        nursery.cancel_scope.cancel()

@@ -58,6 +58,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Final
 
 import trio
 from outcome import Error, Value
@@ -94,6 +95,19 @@ def _tcp_addr(host: str, port: int) -> WsAddress:
     return WsAddress(host=host, kind=kind, port=port, secure=False, peer_id=None)
 
 
+class _Power:
+    """Whether a network still carries anything (:meth:`MemoryNetwork.halt`); shared by
+    all its pipes."""
+
+    __slots__ = ("on",)
+
+    def __init__(self) -> None:
+        self.on = True
+
+
+_ALWAYS_ON: Final = _Power()
+
+
 class _Pipe:
     """One direction of an in-memory connection: a bounded FIFO of frames.
 
@@ -106,12 +120,14 @@ class _Pipe:
     ``limit`` frames, and an empty deque would cost some 600 bytes more).
     """
 
-    __slots__ = ("frames", "limit", "receive_open", "receivers", "send_open", "senders",
-                 "watcher")
+    __slots__ = ("frames", "limit", "power", "receive_open", "receivers", "send_open",
+                 "senders", "watcher")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, power: _Power = _ALWAYS_ON) -> None:
         self.frames: list[bytes] = []
         self.limit = limit
+        self.power = power
+        """Off: frames sent are dropped and a close is not passed on."""
         self.send_open = self.receive_open = True
         self.receivers: list[trio.lowlevel.Task] = []
         self.senders: list[tuple[trio.lowlevel.Task, bytes]] = []
@@ -125,7 +141,9 @@ class _Pipe:
             raise trio.ClosedResourceError
         if not self.receive_open:
             raise trio.BrokenResourceError
-        if self.receivers:
+        if not self.power.on:
+            pass  # dropped
+        elif self.receivers:
             trio.lowlevel.reschedule(self.receivers.pop(0), Value(frame))
         elif len(self.frames) < self.limit:
             self.frames.append(frame)
@@ -142,7 +160,9 @@ class _Pipe:
             raise trio.ClosedResourceError
         if not self.receive_open:
             raise trio.BrokenResourceError
-        if self.receivers:
+        if not self.power.on:
+            pass  # dropped
+        elif self.receivers:
             trio.lowlevel.reschedule(self.receivers.pop(0), Value(frame))
         elif len(self.frames) < self.limit and not self.senders:
             self.frames.append(frame)
@@ -202,6 +222,8 @@ class _Pipe:
         senders, self.senders = self.senders, []
         for task, _frame in senders:
             trio.lowlevel.reschedule(task, Error(trio.ClosedResourceError()))
+        if not self.power.on:
+            return  # the other end never learns
         receivers, self.receivers = self.receivers, []
         for task in receivers:
             trio.lowlevel.reschedule(task, Error(trio.EndOfChannel()))
@@ -364,7 +386,7 @@ class _Pump:
     def _run(self) -> None:
         stream = self._stream
         now = trio.current_time()
-        while not self._ended:
+        while not self._ended and stream._in.power.on:
             if stream._held is None:
                 frame = stream._in.pop()
                 if frame is None:
@@ -382,10 +404,10 @@ class _Pump:
 
 
 def memory_stream_pair(
-    a: WsAddress, b: WsAddress, buffer: int = FRAME_BUFFER
+    a: WsAddress, b: WsAddress, buffer: int = FRAME_BUFFER, *, power: _Power = _ALWAYS_ON,
 ) -> tuple[MemoryFrameStream, MemoryFrameStream]:
     """A connected pair: ``a`` sees ``b`` as remote and vice versa."""
-    a_to_b, b_to_a = _Pipe(buffer), _Pipe(buffer)
+    a_to_b, b_to_a = _Pipe(buffer, power), _Pipe(buffer, power)
     a_end = MemoryFrameStream(a, b, a_to_b, b_to_a)
     b_end = MemoryFrameStream(b, a, b_to_a, a_to_b)
     a_end._other, b_end._other = b_end, a_end
@@ -425,6 +447,14 @@ class MemoryNetwork:
     """What every stream reports as its path (None: unmeasured, like a platform
     without ``TCP_INFO``); tests set it to model a path's round trip."""
     nats: list[StaticNat] = field(default_factory=list)
+    _power: _Power = field(default_factory=_Power)
+
+    def halt(self) -> None:
+        """Switch the network off, for good: every frame sent from now on is dropped, no
+        close reaches the other end, and every dial fails. Nodes that stop then do not
+        see each other stop (the simulator ends a run so: each node's shutdown stays
+        its own, instead of every node reacting to every other's)."""
+        self._power.on = False
 
     async def _translate(self, local: WsAddress,
                          remote: WsAddress) -> tuple[WsAddress, WsAddress]:
@@ -523,6 +553,8 @@ class MemoryTransport:
     async def _connect(self, addr: WsAddress, reuse_listen_port: bool,
                        source_ip: str | None) -> MemoryFrameStream:
         await trio.lowlevel.checkpoint()
+        if not self._network._power.on:
+            raise DialError(f"dial to {addr} failed: the network is down")
         port = self._listen_port if (reuse_listen_port and self._listen_port) else None
         source = source_ip or self.host
         local = _tcp_addr(source, port or self._network.next_port(source))
@@ -539,7 +571,7 @@ class MemoryTransport:
         listener = self._network._listeners.get((target.host, target.port))
         if listener is None:
             raise DialError(f"connection refused: nothing listens on {remote}")
-        ours, theirs = memory_stream_pair(local, remote)
+        ours, theirs = memory_stream_pair(local, remote, power=self._network._power)
         theirs._local, theirs._remote = target, seen_from
         theirs.is_client = False
         ours.path = theirs.path = self._network.path
