@@ -26,9 +26,15 @@ at that time and did not move the deadline: the driver counts it
 (:attr:`DriverStatistics.stale_deadlines`) and waits for :meth:`wake` only.
 So a machine bug costs a stalled timer, not a core.
 
-Bounded: one pending wake-up flag (a :class:`trio.Event`), no queue. Cancel
-the task running :meth:`run` to stop it; the callback runs inside the loop,
-so a cancellation during it leaves the callback's own state to the callback.
+Bounded: one pending wake-up flag, no queue. Cancel the task running
+:meth:`run` to stop it; the callback runs inside the loop, so a cancellation
+during it leaves the callback's own state to the callback.
+
+Waiting costs little, because every actor has a driver and a simulation has
+thousands of actors: the task parks itself (``wait_task_rescheduled``), and
+the deadline is one timer of the run's timer service
+(:func:`~actors.runtime.call_at`) that wakes it - no cancel scope and no
+event per wait.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from dataclasses import dataclass
 from typing import Generic, NoReturn, Protocol, TypeVar
 
 import trio
+
+from ._timers import call_at
 
 __all__ = ["DriverStatistics", "TimedMachine", "TimeoutDriver"]
 
@@ -69,30 +77,54 @@ class TimeoutDriver(Generic[C]):
 
     def __init__(self, machine: TimedMachine[C]) -> None:
         self._machine = machine
-        self._event = trio.Event()
+        self._woken = False
+        self._parked: trio.lowlevel.Task | None = None
         self._handled = self._wakes = self._stale = 0
 
     def wake(self) -> None:
         """An input changed the machine: re-read ``poll_timeout()`` and run it now."""
         self._wakes += 1
-        self._event.set()
+        self._woken = True
+        self._resume()
+
+    def _resume(self) -> None:
+        """Wake the loop if it is waiting (a wake-up or the deadline's timer)."""
+        task, self._parked = self._parked, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    async def _park(self) -> None:
+        self._parked = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._parked = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
     def statistics(self) -> DriverStatistics:
         return DriverStatistics(self._handled, self._wakes, self._stale)
 
     async def run(self, on_commands: Callable[[list[C]], Awaitable[None]]) -> NoReturn:
         """Loop until cancelled, handing every non-empty batch of commands to ``on_commands``."""
-        while True:
-            self._event = trio.Event()
-            now = trio.current_time()
-            commands = list(self._machine.handle_timeout(now))
-            self._handled += 1
-            if commands:
-                await on_commands(commands)
-            deadline = self._machine.poll_timeout()
-            if deadline is not None and deadline <= now:
-                if not self._event.is_set():  # an input at this very time woke us: not stale
-                    self._stale += 1
-                deadline = None
-            with trio.move_on_at(math.inf if deadline is None else deadline):
-                await self._event.wait()
+        timer = call_at(math.inf, self._resume)
+        try:
+            while True:
+                self._woken = False
+                now = trio.current_time()
+                commands = list(self._machine.handle_timeout(now))
+                self._handled += 1
+                if commands:
+                    await on_commands(commands)
+                deadline = self._machine.poll_timeout()
+                if deadline is not None and deadline <= now:
+                    if not self._woken:  # an input at this very time woke us: not stale
+                        self._stale += 1
+                    deadline = None
+                if self._woken:
+                    await trio.lowlevel.checkpoint()
+                    continue
+                timer.reschedule(math.inf if deadline is None else deadline)
+                await self._park()
+        finally:
+            timer.close()
