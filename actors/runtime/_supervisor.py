@@ -413,18 +413,20 @@ class Supervisor:
 
     async def _run_once(self, child: _Child) -> Exception | None:
         spec = child.spec
-        start_scope = trio.CancelScope(deadline=trio.current_time() + spec.start_timeout)
+        # one scope for the start deadline and for injected faults (a fault is injected
+        # only once the child runs, when the deadline is gone): one scope fewer per child
+        scope = trio.CancelScope(deadline=trio.current_time() + spec.start_timeout)
 
         def on_started() -> None:
-            start_scope.deadline = math.inf
+            scope.deadline = math.inf
             child.state = ChildState.RUNNING
             child.settled = True
             self._notify()
 
         status = _IncarnationStatus(on_started)
-        child.fault_scope = trio.CancelScope()
+        child.fault_scope = scope
         try:
-            with start_scope, child.fault_scope:
+            with scope:
                 await spec.run(task_status=status)
             self._raise_injected(child)
         except Exception as exc:
@@ -432,7 +434,7 @@ class Supervisor:
         finally:
             child.fault_scope = None
             child.fault = None
-        if start_scope.cancelled_caught:
+        if scope.cancelled_caught:  # not a fault: that was raised above
             return ChildStartError(
                 f"child {spec.name!r} did not call task_status.started() "
                 f"within {spec.start_timeout} s"
