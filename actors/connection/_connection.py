@@ -128,6 +128,7 @@ from protocols import (
 
 from ..runtime import call_at, get_logger, node_field
 from ..transport import FrameStream, TransportBroken, TransportError
+from ._outbox import Outbox
 from ._stream import CONNECTION_CLOSED, Stream, StreamFailure, StreamReset
 
 ProtocolHandler = Callable[["Stream[Connection]"], Awaitable[None]]
@@ -193,84 +194,6 @@ class ConnectionStatistics:
     mux: MuxStatistics
 
 
-class _Parked:
-    """Tasks waiting for a wake-up, woken all at once in the order they came: what
-    ``trio.lowlevel.ParkingLot`` does with ``park``/``unpark_all``, in a list instead
-    of its ordered dict (two per connection, for as long as the connection lives)."""
-
-    __slots__ = ("_tasks",)
-
-    def __init__(self) -> None:
-        self._tasks: list[trio.lowlevel.Task] = []
-
-    async def park(self) -> None:
-        task = trio.lowlevel.current_task()
-        self._tasks.append(task)
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            self._tasks.remove(task)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-
-    def unpark_all(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            trio.lowlevel.reschedule(task)
-
-
-class _Outbox:
-    """Frames waiting for the writer task. ``put`` never blocks; senders wait for room."""
-
-    __slots__ = ("_frames", "_hard_limit", "_in_flight", "_room", "_waiters", "dead")
-
-    def __init__(self, room: int, hard_limit: int) -> None:
-        # a list, not a deque: it holds at most hard_limit frames and is mostly empty,
-        # and an empty deque costs some 600 bytes more on every connection
-        self._frames: list[bytes] = []
-        self._room, self._hard_limit = room, hard_limit
-        self._in_flight = False
-        self.dead = False
-        self._waiters = _Parked()
-
-    def __len__(self) -> int:
-        return len(self._frames) + self._in_flight
-
-    def has_room(self) -> bool:
-        return len(self._frames) < self._room
-
-    def idle(self) -> bool:
-        """Nothing queued and nothing being sent: a frame may go out directly."""
-        return not self._frames and not self._in_flight
-
-    def put(self, frame: bytes) -> bool:
-        """Queue a frame; ``False`` when the queue is past its hard limit."""
-        self._frames.append(frame)
-        return len(self._frames) <= self._hard_limit
-
-    def take(self) -> bytes | None:
-        """The next frame to send (now in flight until :meth:`sent`), None when empty."""
-        if not self._frames:
-            return None
-        self._in_flight = True
-        return self._frames.pop(0)
-
-    def sent(self) -> None:
-        self._in_flight = False
-        self.wake()
-
-    def wake(self) -> None:
-        self._waiters.unpark_all()
-
-    async def wait(self) -> None:
-        """Park until the next frame went out or :meth:`wake` (callers re-check)."""
-        await self._waiters.park()
-
-    async def wait_drained(self) -> None:
-        while len(self) and not self.dead:
-            await self.wait()
-
-
 class Connection:
     """An authenticated connection; create it with :func:`open_connection`."""
 
@@ -307,7 +230,7 @@ class Connection:
         self._mux = StreamMux(initiator=initiator, limits=config.mux_limits(),
                               protocols=self._handlers)
         self._streams: dict[int, Stream[Connection]] = {}
-        self._outbox = _Outbox(config.send_buffer, config.send_buffer + _CONTROL_ALLOWANCE)
+        self._outbox = Outbox(config.send_buffer, config.send_buffer + _CONTROL_ALLOWANCE)
         # a SendsNowait frame stream's method (no isinstance: a runtime protocol check
         # costs more than the rest of this constructor)
         self._send_nowait: Callable[[bytes], bool] | None = getattr(
