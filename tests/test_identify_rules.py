@@ -114,3 +114,20 @@ def test_advertised_wildcard_without_connections_advertises_nothing() -> None:
     assert advertised_addrs(listen_addrs=[_ma("/ip4/0.0.0.0/tcp/4001/ws")],
                             reachable_addrs=[], local_addrs=[]) == ()
 
+
+
+def test_equal_protocol_lists_from_different_peers_are_kept_once() -> None:
+    def answer(peer: Keypair, protocols: list[str]) -> Identify:
+        # built from fresh strings, as each decoded message is
+        return Identify(protocol_version="x", agent_version="peer/1",
+                        public_key=peer.public_key.to_protobuf(), listen_addrs=(),
+                        observed_addr=None, protocols=tuple("".join(p) for p in protocols))
+
+    names = ["/ipfs/id/1.0.0", "/libp2p/autonat/2/dial-request", "/x/shared-test/1"]
+    a, b = Keypair.generate(), Keypair.generate()
+    first = _interpret(answer(a, names), a).event.protocols
+    second = _interpret(answer(b, names), b).event.protocols
+    assert first == second == tuple(names)
+    assert first is second  # one copy for both peers' records
+    other = _interpret(answer(b, [*names, "/y/1"]), b).event.protocols
+    assert other == (*names, "/y/1")
