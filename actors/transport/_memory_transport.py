@@ -137,25 +137,14 @@ class _Pipe:
 
     async def send(self, frame: bytes) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
-        if not self.send_open:
-            raise trio.ClosedResourceError
-        if not self.receive_open:
-            raise trio.BrokenResourceError
-        if not self.power.on:
-            pass  # dropped
-        elif self.receivers:
-            trio.lowlevel.reschedule(self.receivers.pop(0), Value(frame))
-        elif len(self.frames) < self.limit:
-            self.frames.append(frame)
-            if self.watcher is not None:
-                self.watcher()
+        if self.send_nowait(frame):
+            await trio.lowlevel.cancel_shielded_checkpoint()
         else:
             await self._wait_to_send(frame)
-            return
-        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def send_nowait(self, frame: bytes) -> bool:
-        """:meth:`send` without waiting: False (nothing sent) when the pipe is full."""
+        """:meth:`send` without waiting: False (nothing sent) when the pipe is full or
+        senders wait before this one."""
         if not self.send_open:
             raise trio.ClosedResourceError
         if not self.receive_open:
