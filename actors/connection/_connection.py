@@ -462,7 +462,8 @@ class Connection:
                 self._last_activity = trio.current_time()
                 return True
         room = self._outbox.put(frame)
-        if not self._writing and self.close_reason is None and self._nursery is not None:
+        if (not self._writing and not self._outbox.dead and self.close_reason is None
+                and self._nursery is not None):
             self._writing = True
             self._start_scoped(self._write_loop)
         return room
@@ -487,7 +488,8 @@ class Connection:
         (the sender may be a stream's task, which the shutdown cancels)."""
         self._outbox.dead = True
         self._outbox.wake()
-        if self.close_reason is None and self._nursery is not None:
+        if self.close_reason is None and not self._ending and self._nursery is not None:
+            self._ending = True
             self._nursery.start_soon(self._transport_ended, exc)
 
     def _on_timer(self) -> None:
